@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages jobhost builds and tests with. Idempotent:
+# runs `apt-get update` once, and only when something is missing.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config git
+      libboost-dev libboost-filesystem-dev
+      libtomlplusplus-dev libsqlitecpp-dev libsqlite3-dev sqlite3
+      libspdlog-dev libfmt-dev catch2 libcli11-dev nlohmann-json3-dev
+      libhowardhinnant-date-dev libssl-dev tzdata file)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "installing: ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
