@@ -1,0 +1,38 @@
+// How a run ended. The names are a contract: they appear in the ledger, in
+// `history --json` and in metrics. See docs/running.md for what each means.
+#pragma once
+
+#include <array>
+#include <optional>
+#include <string_view>
+
+namespace jobhost {
+
+enum class Outcome {
+  succeeded,       // run returned JOBHOST_OK
+  failed,          // returned FAIL or RETRY, threw, or exited non-zero
+  timed_out,       // killed after the wall-clock timeout
+  stalled,         // killed: no heartbeat within stall_timeout
+  crashed,         // died of a signal it raised (SIGSEGV, SIGABRT, ...)
+  limit_exceeded,  // hit a resource limit (memory, cpu, files, processes, file size)
+  interrupted,     // the host went away or shut down mid-run
+  skipped,         // not run: concurrency or misfire policy
+  replaced,        // stopped for a newer fire under concurrency = "replace"
+};
+
+inline constexpr std::array<std::string_view, 9> kOutcomeNames = {
+    "succeeded",      "failed",      "timed_out", "stalled", "crashed",
+    "limit_exceeded", "interrupted", "skipped",   "replaced"};
+
+inline constexpr std::string_view to_string(Outcome o) {
+  return kOutcomeNames[static_cast<std::size_t>(o)];
+}
+
+inline constexpr std::optional<Outcome> outcome_from_string(std::string_view s) {
+  for (std::size_t i = 0; i < kOutcomeNames.size(); ++i) {
+    if (kOutcomeNames[i] == s) return static_cast<Outcome>(i);
+  }
+  return std::nullopt;
+}
+
+}  // namespace jobhost
