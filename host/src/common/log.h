@@ -1,0 +1,40 @@
+// Structured log lines on stderr: human text by default, JSON lines on
+// request. Every line about a run carries its job, run id and trace id.
+// Synchronous (no async sink, no threads): see DESIGN.md "One thread".
+#pragma once
+
+#include <spdlog/common.h>
+
+#include <string>
+#include <string_view>
+
+namespace jobhost::log {
+
+enum class Format { text, json };
+
+// Fields that tie a line to a job and a run; empty ones are left out.
+struct Fields {
+  std::string_view job{};
+  std::string_view run_id{};
+  std::string_view trace_id{};
+};
+
+// Installs the stderr logger; call once at start (and again to switch format).
+void init(Format format, spdlog::level::level_enum level = spdlog::level::info);
+
+void write(spdlog::level::level_enum level, const Fields& fields, std::string_view message);
+
+inline void info(std::string_view message, const Fields& fields = {}) {
+  write(spdlog::level::info, fields, message);
+}
+inline void warn(std::string_view message, const Fields& fields = {}) {
+  write(spdlog::level::warn, fields, message);
+}
+inline void error(std::string_view message, const Fields& fields = {}) {
+  write(spdlog::level::err, fields, message);
+}
+
+// The line as it will be written (without timestamp and level), for tests.
+std::string render(Format format, const Fields& fields, std::string_view message);
+
+}  // namespace jobhost::log

@@ -1,0 +1,256 @@
+#include "support/harness.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace jobhost::testing {
+namespace {
+
+std::string read_file(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<char*> argv_of(std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  return argv;
+}
+
+}  // namespace
+
+TempDir::TempDir() {
+  std::string tmpl = (fs::temp_directory_path() / "jobhost-test-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+  fs::permissions(path_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                             fs::perms::others_read | fs::perms::others_exec);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+CommandResult run_jobhost(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  std::vector<std::string> full = {JOBHOST_BIN};
+  full.insert(full.end(), args.begin(), args.end());
+  int out_pipe[2], err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
+    throw std::runtime_error("pipe failed");
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out_pipe[1], 1);
+    dup2(err_pipe[1], 2);
+    auto argv = argv_of(full);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  CommandResult result;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  int open_fds = 2;
+  char buf[65536];
+  while (open_fds > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    if (poll(fds, 2, static_cast<int>(left.count())) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      ssize_t n = read(fds[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      } else {
+        (i == 0 ? result.out : result.err).append(buf, static_cast<std::size_t>(n));
+      }
+    }
+  }
+  for (auto& f : fds) {
+    if (f.fd >= 0) close(f.fd);
+  }
+  if (open_fds > 0) kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  result.exit_code = WIFEXITED(status) && open_fds == 0 ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+fs::path install_plugins(const fs::path& dir, const std::vector<std::string>& files) {
+  fs::path plugins = dir / "plugins";
+  fs::create_directories(plugins);
+  fs::permissions(plugins, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                               fs::perms::others_read | fs::perms::others_exec);
+  for (const auto& name : files) {
+    fs::path from = fs::path(JOBHOST_PLUGIN_DIR) / name;
+    if (!fs::exists(from)) from = fs::path(JOBHOST_TEST_PLUGIN_DIR) / name;
+    fs::copy_file(from, plugins / name, fs::copy_options::overwrite_existing);
+    fs::permissions(plugins / name, fs::perms::owner_all | fs::perms::group_read |
+                                        fs::perms::group_exec | fs::perms::others_read |
+                                        fs::perms::others_exec);
+  }
+  return plugins;
+}
+
+fs::path write_config(const fs::path& dir, const std::string& jobs_toml,
+                      const std::string& host_extra) {
+  fs::path file = dir / "jobhost.toml";
+  std::ofstream(file) << "[host]\nplugin_dir = \"plugins\"\nstate_dir = \"var\"\n"
+                      << host_extra << "\n[http]\nlisten = \"\"\n\n"
+                      << jobs_toml;
+  return file;
+}
+
+Daemon::Daemon(const fs::path& config)
+    : config_(config), log_(config.parent_path() / "daemon.log") {
+  std::vector<std::string> args = {JOBHOST_BIN, "run", "--config", config.string()};
+  pid_ = fork();
+  if (pid_ == 0) {
+    int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, 2);
+    dup2(fd, 1);
+    auto argv = argv_of(args);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+}
+
+Daemon::~Daemon() {
+  if (!reaped_ && pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+bool Daemon::alive() const {
+  return !reaped_ && kill(pid_, 0) == 0 && process_alive(pid_);
+}
+
+void Daemon::signal(int signo) const {
+  if (!reaped_) kill(pid_, signo);
+}
+
+std::optional<int> Daemon::wait_exit(std::chrono::milliseconds timeout) {
+  if (reaped_) return std::nullopt;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      reaped_ = true;
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      return std::nullopt;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  return std::nullopt;
+}
+
+std::string Daemon::log() const {
+  return read_file(log_);
+}
+
+bool Daemon::wait_ready(std::chrono::milliseconds timeout) const {
+  // A socket file may be left by a daemon that was killed: ready means this
+  // daemon answers a ping with its own pid.
+  fs::path socket = config_.parent_path() / "var" / "jobhost.sock";
+  return wait_for(
+      [&] {
+        int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::strncpy(addr.sun_path, socket.c_str(), sizeof addr.sun_path - 1);
+        std::string reply;
+        if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+          std::string ping = "{\"op\":\"ping\"}\n";
+          if (send(fd, ping.data(), ping.size(), MSG_NOSIGNAL) > 0) {
+            char buf[256];
+            ssize_t n;
+            while (reply.find('\n') == std::string::npos &&
+                   (n = recv(fd, buf, sizeof buf, 0)) > 0) {
+              reply.append(buf, static_cast<std::size_t>(n));
+            }
+          }
+        }
+        close(fd);
+        return reply.find("\"pid\":" + std::to_string(pid_)) != std::string::npos;
+      },
+      timeout);
+}
+
+bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return done();
+}
+
+nlohmann::json history(const fs::path& config, const std::string& job, int limit) {
+  std::vector<std::string> args = {"history", "--config", config.string(),
+                                   "--json",  "--limit",  std::to_string(limit)};
+  if (!job.empty()) args.push_back(job);
+  auto result = run_jobhost(args);
+  if (result.exit_code != 0) return nlohmann::json::array();
+  return nlohmann::json::parse(result.out);
+}
+
+std::vector<nlohmann::json> finished(const nlohmann::json& runs, const std::string& job) {
+  std::vector<nlohmann::json> out;
+  for (const auto& run : runs) {
+    if (run.value("job", "") == job && run["outcome"].is_string()) out.push_back(run);
+  }
+  return out;
+}
+
+bool process_alive(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return false;
+  std::string line;
+  std::getline(stat, line);
+  auto close_paren = line.rfind(')');
+  return close_paren != std::string::npos && close_paren + 2 < line.size() &&
+         line[close_paren + 2] != 'Z';
+}
+
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    auto close_paren = line.rfind(')');
+    if (close_paren == std::string::npos) continue;
+    std::istringstream rest(line.substr(close_paren + 2));
+    char state;
+    pid_t ppid;
+    rest >> state >> ppid;
+    if (ppid == parent && state != 'Z') out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+}  // namespace jobhost::testing

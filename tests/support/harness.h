@@ -1,0 +1,90 @@
+// Helpers for integration tests that drive the real `jobhost` binary.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace jobhost::testing {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// A fresh directory under /tmp, removed with everything in it.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+struct CommandResult {
+  int exit_code = -1;  // -1: killed by a signal or timed out
+  std::string out;
+  std::string err;
+};
+
+// Runs build/bin/jobhost with `args`, waits at most `timeout`.
+CommandResult run_jobhost(const std::vector<std::string>& args,
+                          std::chrono::milliseconds timeout = 60s);
+
+// Copies plugins (file names in build/plugins or build/test-plugins, e.g.
+// "hello.so", "sleeper.so") into dir/plugins with safe permissions.
+fs::path install_plugins(const fs::path& dir, const std::vector<std::string>& files);
+
+// Writes dir/jobhost.toml: a [host] section using dir/plugins and dir/var,
+// [http] off, then `jobs_toml` verbatim. Returns its path.
+fs::path write_config(const fs::path& dir, const std::string& jobs_toml,
+                      const std::string& host_extra = "");
+
+// `jobhost run` in the background, its stderr in dir/daemon.log.
+class Daemon {
+ public:
+  explicit Daemon(const fs::path& config);
+  ~Daemon();  // SIGKILLs and reaps it if still running
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  pid_t pid() const { return pid_; }
+  bool alive() const;
+  void signal(int signo) const;
+  // Waits for the daemon to exit; its exit code, or nullopt on timeout / signal death.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+  std::string log() const;
+  // Waits until the control socket answers.
+  bool wait_ready(std::chrono::milliseconds timeout = 20s) const;
+
+ private:
+  fs::path config_;
+  fs::path log_;
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+};
+
+// Polls `done` every 50 ms until it is true or `timeout` passes.
+bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds timeout);
+
+// `jobhost history --json` (of one job, or all when empty), newest first.
+nlohmann::json history(const fs::path& config, const std::string& job = "", int limit = 1000);
+
+// Finished runs of `job` in `runs` (a history array).
+std::vector<nlohmann::json> finished(const nlohmann::json& runs, const std::string& job);
+
+// True if a process with this pid exists (and is not a zombie).
+bool process_alive(pid_t pid);
+
+// Pids of the live processes whose parent is `parent`.
+std::vector<pid_t> children_of(pid_t parent);
+
+}  // namespace jobhost::testing
