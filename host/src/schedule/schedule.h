@@ -26,33 +26,40 @@ struct CronError {
 };
 
 // A parsed cron expression (5 or 6 fields, or an @macro). Immutable, cheap to
-// copy. `@reboot` parses to an expression with is_reboot() true that never
-// fires on its own.
+// copy (shares its compiled form). `@reboot` parses to an expression with
+// is_reboot() true that never fires on its own. A default-constructed
+// CronExpr never fires and describes itself as "never".
 class CronExpr {
  public:
-  // Parses `text`; the error names the field and points at the character.
-  // Impossible expressions ("0 0 30 2 *") are errors too.
+  // Parses `text` (syntax in docs/schedules.md); the error names the field and
+  // its `column` points at the character at fault. Expressions that can never
+  // fire ("0 0 30 2 *", "0 0 31 4 *") are errors too. Never throws.
   static std::expected<CronExpr, CronError> parse(std::string_view text);
 
+  // True for "@reboot": the host runs the job once at start.
   bool is_reboot() const;
   // True when the hour field starts with '*': the schedule follows real time
   // across DST changes (see docs/schedules.md).
   bool follows_real_time() const;
+  // The expression as written, without surrounding blanks.
   const std::string& text() const;
-  // The expression in words, e.g. "every 10 seconds", "at 02:30 every day".
+  // The expression in words, e.g. "every 10 seconds", "at 02:30 every day",
+  // "at 09:00 on Monday to Friday"; "at host start" for @reboot.
   std::string describe() const;
 
-  struct Fields;  // the compiled bit sets, defined in cron.cpp
-  const Fields& fields() const { return *fields_; }
+  // The compiled bit sets, for the schedule module itself (schedule/cron_fields.h).
+  struct Fields;
+  const Fields& fields() const;
 
  private:
   std::shared_ptr<const Fields> fields_;
 };
 
-// An IANA zone by name ("Europe/Berlin", "UTC"); error names the zone.
+// An IANA zone by name ("Europe/Berlin", "UTC") from the OS tzdb; the pointer
+// lives as long as the process. The error names the zone and says what to use.
 Result<const date::time_zone*> find_zone(std::string_view name);
 
-// A cron schedule evaluated in a time zone.
+// A cron schedule evaluated in a time zone (nullptr = UTC).
 struct Cron {
   CronExpr expr;
   const date::time_zone* zone = nullptr;  // never null once built by config
@@ -72,23 +79,31 @@ struct Manual {};
 using Spec = std::variant<Cron, Every, At, Manual>;
 
 // The first fire instant strictly after `after`, or nullopt when the schedule
-// never fires again. For Cron, computed field by field (never second by
-// second) with the DST rules of docs/schedules.md.
+// never fires again (At in the past, Manual, @reboot, Every with period <= 0).
+// For Cron, computed field by field (never second by second) with the DST
+// rules of docs/schedules.md: an hour field starting with '*' follows real
+// time; otherwise a wall time in a DST gap fires once at the end of the gap
+// and a repeated wall time fires at its first occurrence. Cron fires are whole
+// seconds. Zone data after 2037 has no DST changes (a limit of the OS tzdb as
+// read by date/tz).
 std::optional<TimePoint> next_fire_after(const Spec& spec, TimePoint after);
 std::optional<TimePoint> next_fire_after(const Cron& cron, TimePoint after);
 
-// The schedule in words, for `jobhost list`.
+// The schedule in words, for `jobhost list`: "at 02:30 every day (Europe/Berlin)",
+// "every 90s", "once at 2026-12-01T00:00:00Z", "only when triggered".
 std::string describe(const Spec& spec);
 
-// The random delay in [0, max) added to the fire of `slot` of `job`.
-// Deterministic in (job, slot, seed) so a restart delays a slot the same way
-// and tests can pin it. Returns 0 when max <= 0.
+// The random delay in [0, max) added to the fire of `slot` of `job`, uniform
+// at millisecond resolution. Deterministic in (job, slot, seed) so a restart
+// delays a slot the same way and tests can pin it. Returns 0 when max <= 0.
 Duration jitter_for(std::string_view job, TimePoint slot, Duration max, uint64_t seed);
 
-// RFC 3339 with the zone's offset, e.g. "2026-03-29T03:00:00+02:00" (UTC
-// prints "Z"); milliseconds only when non-zero.
+// RFC 3339 with the zone's offset, e.g. "2026-03-29T03:00:00+02:00" (UTC, or
+// a null zone, prints "Z"); milliseconds only when non-zero.
 std::string format_rfc3339(TimePoint t, const date::time_zone* zone);
-// Parses RFC 3339 ("2026-12-01T00:00:00Z", "...+02:00", fractional seconds).
+// Parses RFC 3339 ("2026-12-01T00:00:00Z", "...+02:00", fractional seconds,
+// truncated to milliseconds). An offset is required; the error says what is
+// wrong and shows the expected form.
 Result<TimePoint> parse_rfc3339(std::string_view text);
 
 }  // namespace jobhost::schedule
