@@ -1,29 +1,34 @@
 // The configuration: plain, validated structs loaded from one TOML file.
-// See docs/config.md for every key.
+// See docs/config.md for every key. Pure: reads the file, never the clock.
 #pragma once
 
 #include <cstdint>
 #include <expected>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/error.h"
 #include "common/time.h"
 #include "schedule/schedule.h"
 
 namespace jobhost::config {
 
-// Where something was written: file:line:col (1-based; 0 = unknown).
+// Where something was written: file:line:col (1-based; 0 = unknown). `file` is
+// the path as the user gave it, so messages read like the command line.
 struct SourcePos {
   std::string file;
   int line = 0;
   int column = 0;
 };
 
-// One validation error; to_string() is "file:line:col: message".
+// One validation error; to_string() is "file:line:col: message" (the parts
+// that are unknown, 0, are left out: "file: message").
 struct ConfigError {
   SourcePos where;
   std::string message;
@@ -36,21 +41,30 @@ enum class Misfire { skip, run_once, run_all };
 enum class LogFormat { text, json };
 enum class Durability { normal, full };
 
+// The names used in the TOML file ("full", "run_once", ...).
+std::string_view to_string(Jitter value);
+std::string_view to_string(Concurrency value);
+std::string_view to_string(Misfire value);
+std::string_view to_string(LogFormat value);
+std::string_view to_string(Durability value);
+
 struct RetryPolicy {
-  int max_attempts = 3;  // 1 = no retry
+  int max_attempts = 3;  // >= 1; 1 = no retry
   Duration initial_delay = std::chrono::seconds(1);
-  Duration max_delay = std::chrono::minutes(5);
-  double multiplier = 2.0;
+  Duration max_delay = std::chrono::minutes(5);  // >= initial_delay
+  double multiplier = 2.0;                       // >= 1
   Jitter jitter = Jitter::full;
 };
 
+// Resource limits of each run. For every field but output_bytes, 0 = no limit
+// (the child keeps the host's own limit).
 struct Limits {
-  uint64_t memory_bytes = 512ull << 20;          // RLIMIT_AS; 0 = unlimited
-  Duration cpu_time = std::chrono::minutes(10);  // RLIMIT_CPU; 0 = unlimited
+  uint64_t memory_bytes = 512ull << 20;          // RLIMIT_AS (and memory.max)
+  Duration cpu_time = std::chrono::minutes(10);  // RLIMIT_CPU, whole seconds
   uint64_t open_files = 256;                     // RLIMIT_NOFILE
   uint64_t processes = 64;                       // RLIMIT_NPROC / pids.max
   uint64_t file_size = 1ull << 30;               // RLIMIT_FSIZE
-  uint64_t output_bytes = 64ull << 10;           // tail of stdout+stderr kept
+  uint64_t output_bytes = 64ull << 10;           // tail of stdout+stderr kept; 0 = none
 };
 
 struct JobConfig {
@@ -60,18 +74,18 @@ struct JobConfig {
   std::string plugin;
   SourcePos plugin_pos;  // where `plugin = ...` is, for "unknown plugin" errors
 
-  schedule::Spec schedule;    // Cron (zone resolved), Every, At or Manual
+  schedule::Spec schedule;    // Cron (zone resolved), Every (anchor at epoch), At or Manual
   std::string schedule_text;  // as written: the cron text, "every 90s", the `at` instant
-  bool on_reboot = false;     // schedule = "@reboot"
+  bool on_reboot = false;     // schedule = "@reboot" (schedule is then Manual)
   std::string timezone;       // resolved: the job's, else [host] timezone
 
-  Duration timeout = std::chrono::minutes(5);
-  Duration stall_timeout{0};  // 0 = off
+  Duration timeout = std::chrono::minutes(5);  // > 0
+  Duration stall_timeout{0};                   // 0 = off
   Duration kill_grace = std::chrono::seconds(5);
-  Duration jitter{0};
+  Duration jitter{0};  // random delay added to each fire, in [0, jitter)
   Concurrency concurrency = Concurrency::forbid;
   Misfire misfire = Misfire::run_once;
-  int misfire_limit = 10;
+  int misfire_limit = 10;  // >= 1; how many missed fires run_all runs
   Duration catchup_spread = std::chrono::seconds(10);
   bool enabled = true;
   RetryPolicy retry;
@@ -80,44 +94,71 @@ struct JobConfig {
   std::optional<std::string> user;            // drop to this user when root
   std::optional<std::string> group;
 
-  // sha256 over the job's effective settings: changes iff the job changes.
+  // compute_definition_hash(*this), filled by load_config.
   std::string definition_hash;
 };
 
 struct HostConfig {
-  std::filesystem::path plugin_dir;  // absolute
-  std::filesystem::path state_dir;   // absolute; ledger at state_dir/jobhost.db
-  int max_concurrency = 4;
-  std::string timezone = "UTC";
+  std::filesystem::path plugin_dir;  // absolute; default <config dir>/plugins
+  std::filesystem::path state_dir;   // absolute; default <config dir>/var; ledger at jobhost.db
+  int max_concurrency = 4;           // >= 1
+  std::string timezone = "UTC";      // a valid IANA name
   LogFormat log_format = LogFormat::text;
   Durability durability = Durability::normal;
 };
 
 struct HttpConfig {
-  std::string listen = "127.0.0.1:9187";  // "" = off
+  std::string listen = "127.0.0.1:9187";  // "HOST:PORT" ("[::1]:PORT" for IPv6); "" = off
 };
 
 struct Config {
-  std::filesystem::path file;  // absolute path of the TOML file
+  std::filesystem::path file;  // absolute, lexically normal path of the TOML file
   HostConfig host;
   HttpConfig http;
   std::vector<JobConfig> jobs;  // in file order
 
+  // The job called `name`, or nullptr. The pointer lives as long as `jobs`.
   const JobConfig* find_job(std::string_view name) const;
 };
 
 // Loads and validates `file`. On failure returns every error found (not just
-// the first), each with file:line:col, in file order.
+// the first), each with file:line:col, in file order. Never throws.
 std::expected<Config, std::vector<ConfigError>> load_config(const std::filesystem::path& file);
 
+// The same, and also reports jobs naming a plugin not in `plugin_names`
+// (check_plugins), merged with the other errors in file order.
+std::expected<Config, std::vector<ConfigError>> load_config(
+    const std::filesystem::path& file, const std::set<std::string>& plugin_names);
+
+// Called once [host] is read (paths resolved) to learn which plugin names the
+// catalog has, e.g. by scanning host.plugin_dir; nullopt skips the check. Not
+// called when [host] itself has errors. Exceptions it throws become an error.
+using PluginNamesFor = std::function<std::optional<std::set<std::string>>(const HostConfig&)>;
+
+// The same, with the plugin names learnt from `plugin_names_for`: lets
+// `jobhost validate` report unknown plugins with all other errors at once.
+std::expected<Config, std::vector<ConfigError>> load_config(const std::filesystem::path& file,
+                                                            const PluginNamesFor& plugin_names_for);
+
 // Errors for jobs naming a plugin that is not in `plugin_names`, pointing at
-// each job's `plugin =` line.
+// each job's `plugin =` value, with a "did you mean" when one is close.
 std::vector<ConfigError> check_plugins(const Config& config,
                                        const std::set<std::string>& plugin_names);
 
-// "250ms", "30s", "5m", "2h", "1d" and sums like "1h30m"; error says what is accepted.
+// sha256 (hex) of a canonical serialization of the job's effective settings:
+// the same for the same settings whatever the order or source ([defaults] or
+// the job) in the file; different when any setting differs. Not part of it:
+// the job's name, the Every anchor, the time zone of a schedule that is not cron.
+std::string compute_definition_hash(const JobConfig& job);
+
+// "250ms", "30s", "5m", "2h", "1d", sums like "1h30m", and "0". Whole numbers
+// only; the error says what is accepted.
 Result<Duration> parse_duration(std::string_view text);
-// "64KiB", "512MiB", "1GiB", "1000" (bytes), also KB/MB/GB (powers of 1000).
+// The shortest text parse_duration reads back as `d` ("1h30m", "250ms", "0s").
+// `d` must not be negative.
+std::string format_duration(Duration d);
+// "64KiB", "512MiB", "1GiB", "1000" (bytes), also KB/MB/GB/TB (powers of
+// 1000) and B; units are case-insensitive. Whole numbers only.
 Result<uint64_t> parse_size(std::string_view text);
 
 }  // namespace jobhost::config

@@ -1,0 +1,69 @@
+// compute_definition_hash: a canonical JSON of the effective settings, hashed.
+#include <nlohmann/json.hpp>
+
+#include "common/sha256.h"
+#include "config/config.h"
+
+namespace jobhost::config {
+namespace {
+
+// nlohmann::json objects keep their keys sorted, so the text is canonical.
+nlohmann::json schedule_json(const JobConfig& job) {
+  using nlohmann::json;
+  struct Visitor {
+    const JobConfig& job;
+    json operator()(const schedule::Cron& cron) const {
+      return {{"kind", "cron"}, {"expr", cron.expr.text()}, {"timezone", job.timezone}};
+    }
+    json operator()(const schedule::Every& every) const {
+      return {{"kind", "every"}, {"period_ms", every.period.count()}};
+    }
+    json operator()(const schedule::At& at) const {
+      return {{"kind", "at"}, {"instant_ms", at.instant.time_since_epoch().count()}};
+    }
+    json operator()(const schedule::Manual&) const {
+      return {{"kind", "manual"}, {"on_reboot", job.on_reboot}};
+    }
+  };
+  return std::visit(Visitor{job}, job.schedule);
+}
+
+}  // namespace
+
+std::string compute_definition_hash(const JobConfig& job) {
+  using nlohmann::json;
+  const json retry = {
+      {"max_attempts", job.retry.max_attempts},
+      {"initial_delay_ms", job.retry.initial_delay.count()},
+      {"max_delay_ms", job.retry.max_delay.count()},
+      {"multiplier", job.retry.multiplier},
+      {"jitter", to_string(job.retry.jitter)},
+  };
+  const json limits = {
+      {"memory_bytes", job.limits.memory_bytes}, {"cpu_time_ms", job.limits.cpu_time.count()},
+      {"open_files", job.limits.open_files},     {"processes", job.limits.processes},
+      {"file_size", job.limits.file_size},       {"output_bytes", job.limits.output_bytes},
+  };
+  const json canonical = {
+      {"version", 1},
+      {"plugin", job.plugin},
+      {"schedule", schedule_json(job)},
+      {"timeout_ms", job.timeout.count()},
+      {"stall_timeout_ms", job.stall_timeout.count()},
+      {"kill_grace_ms", job.kill_grace.count()},
+      {"jitter_ms", job.jitter.count()},
+      {"concurrency", to_string(job.concurrency)},
+      {"misfire", to_string(job.misfire)},
+      {"misfire_limit", job.misfire_limit},
+      {"catchup_spread_ms", job.catchup_spread.count()},
+      {"enabled", job.enabled},
+      {"retry", retry},
+      {"limits", limits},
+      {"params", job.params},
+      {"user", job.user ? json(*job.user) : json(nullptr)},
+      {"group", job.group ? json(*job.group) : json(nullptr)},
+  };
+  return sha256_hex(canonical.dump());
+}
+
+}  // namespace jobhost::config

@@ -1,0 +1,1016 @@
+// load_config: TOML text -> validated Config, collecting every error on the way.
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <regex>
+#include <sstream>
+#include <utility>
+
+#include <date/tz.h>
+#include <fmt/core.h>
+#include <fmt/ostream.h>
+#include <toml++/toml.h>
+
+#include "config/config.h"
+#include "config/suggest.h"
+
+namespace jobhost::config {
+namespace {
+
+namespace fs = std::filesystem;
+using KeyList = std::span<const std::string_view>;
+
+constexpr std::array<std::string_view, 4> kTopKeys = {"host", "http", "defaults", "jobs"};
+constexpr std::array<std::string_view, 6> kHostKeys = {
+    "plugin_dir", "state_dir", "max_concurrency", "timezone", "log_format", "durability"};
+constexpr std::array<std::string_view, 1> kHttpKeys = {"listen"};
+constexpr std::array<std::string_view, 13> kSettingKeys = {
+    "timeout", "stall_timeout", "kill_grace",     "retry",   "limits", "jitter", "concurrency",
+    "misfire", "misfire_limit", "catchup_spread", "enabled", "user",   "group"};
+constexpr std::array<std::string_view, 6> kJobOnlyKeys = {"plugin", "schedule", "every",
+                                                          "at",     "timezone", "params"};
+constexpr std::array<std::string_view, 19> kJobKeys = {
+    "plugin",        "schedule",       "every",   "at",     "timezone", "params",      "timeout",
+    "stall_timeout", "kill_grace",     "retry",   "limits", "jitter",   "concurrency", "misfire",
+    "misfire_limit", "catchup_spread", "enabled", "user",   "group"};
+constexpr std::array<std::string_view, 5> kRetryKeys = {"max_attempts", "initial_delay",
+                                                        "max_delay", "multiplier", "jitter"};
+constexpr std::array<std::string_view, 6> kLimitKeys = {"memory",    "cpu_time",  "open_files",
+                                                        "processes", "file_size", "output"};
+constexpr std::array<std::string_view, 3> kScheduleKeys = {"schedule", "every", "at"};
+
+template <class E>
+struct Named {
+  std::string_view name;
+  E value;
+};
+constexpr std::array<Named<Jitter>, 3> kJitterNames = {
+    {{"full", Jitter::full}, {"equal", Jitter::equal}, {"none", Jitter::none}}};
+constexpr std::array<Named<Concurrency>, 3> kConcurrencyNames = {
+    {{"allow", Concurrency::allow},
+     {"forbid", Concurrency::forbid},
+     {"replace", Concurrency::replace}}};
+constexpr std::array<Named<Misfire>, 3> kMisfireNames = {
+    {{"skip", Misfire::skip}, {"run_once", Misfire::run_once}, {"run_all", Misfire::run_all}}};
+constexpr std::array<Named<LogFormat>, 2> kLogFormatNames = {
+    {{"text", LogFormat::text}, {"json", LogFormat::json}}};
+constexpr std::array<Named<Durability>, 2> kDurabilityNames = {
+    {{"normal", Durability::normal}, {"full", Durability::full}}};
+
+template <class E, std::size_t N>
+std::string_view name_of(const std::array<Named<E>, N>& names, E value) {
+  for (const auto& n : names) {
+    if (n.value == value) return n.name;
+  }
+  return "?";
+}
+
+bool contains(KeyList list, std::string_view key) {
+  return std::find(list.begin(), list.end(), key) != list.end();
+}
+
+std::string quoted_list(KeyList items) {
+  std::string out;
+  for (std::string_view item : items) {
+    if (!out.empty()) out += ", ";
+    out += fmt::format("\"{}\"", item);
+  }
+  return out;
+}
+
+std::string_view type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string:
+      return "string";
+    case toml::node_type::integer:
+      return "integer";
+    case toml::node_type::floating_point:
+      return "float";
+    case toml::node_type::boolean:
+      return "boolean";
+    case toml::node_type::date:
+      return "date";
+    case toml::node_type::time:
+      return "time";
+    case toml::node_type::date_time:
+      return "date-time";
+    case toml::node_type::array:
+      return "array";
+    case toml::node_type::table:
+      return "table";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+// Where a key that does not belong in the current table does belong, if anywhere.
+std::string_view home_of(std::string_view key) {
+  if (contains(kHostKeys, key)) return "[host]";
+  if (contains(kHttpKeys, key)) return "[http]";
+  if (contains(kSettingKeys, key)) return "[defaults] or [jobs.NAME]";
+  if (contains(kJobOnlyKeys, key)) return "[jobs.NAME]";
+  if (contains(kRetryKeys, key)) return "retry = { ... }";
+  if (contains(kLimitKeys, key)) return "limits = { ... }";
+  return {};
+}
+
+bool valid_job_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  const auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  if (!alnum(name.front())) return false;
+  return std::all_of(name.begin(), name.end(),
+                     [&](char c) { return alnum(c) || c == '_' || c == '-'; });
+}
+
+fs::path resolve_path(const fs::path& base_dir, const std::string& text) {
+  const fs::path p(text);
+  fs::path out = (p.is_absolute() ? p : base_dir / p).lexically_normal();
+  if (!out.has_filename() && out != out.root_path()) out = out.parent_path();
+  return out;
+}
+
+// "HOST:PORT" or "[IPv6]:PORT"; empty on success, else why not.
+std::string check_listen(std::string_view text) {
+  std::string_view host;
+  std::string_view port;
+  if (text.starts_with('[')) {
+    const auto close = text.find("]:");
+    if (close == std::string_view::npos) return "an IPv6 address needs a port: \"[::1]:9187\"";
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return "missing \":PORT\"";
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return "write an IPv6 address in brackets: \"[::1]:9187\"";
+    }
+  }
+  if (host.empty()) return "missing host (use 127.0.0.1 for this machine only)";
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+      std::stoi(std::string(port)) > 65535) {
+    return "the port must be a number from 0 to 65535";
+  }
+  return {};
+}
+
+// Every zone and link name the tz database knows, for "did you mean".
+std::vector<std::string> all_zone_names() {
+  std::vector<std::string> names;
+  try {
+    const auto& db = date::get_tzdb();
+    for (const auto& zone : db.zones) names.push_back(zone.name());
+  } catch (const std::exception&) {
+    // No database: no suggestion; find_zone has already said what failed.
+  }
+  return names;
+}
+
+std::string unknown_plugin_message(const std::string& section, const std::string& plugin,
+                                   const std::set<std::string>& known) {
+  std::vector<std::string_view> names(known.begin(), known.end());
+  std::string list;
+  for (std::string_view n : names) list += (list.empty() ? "" : ", ") + std::string(n);
+  if (list.empty()) list = "none; check [host] plugin_dir";
+  std::string hint;
+  if (auto close = closest_match(plugin, names))
+    hint = fmt::format("did you mean \"{}\"? ", *close);
+  return fmt::format("unknown plugin \"{}\" in [{}] ({}known: {})", plugin, section, hint, list);
+}
+
+class Loader {
+ public:
+  Loader(std::string file_as_given, fs::path config_dir, std::string text,
+         const PluginNamesFor* plugin_names_for)
+      : file_(std::move(file_as_given)),
+        config_dir_(std::move(config_dir)),
+        text_(std::move(text)),
+        plugin_names_for_(plugin_names_for) {}
+
+  // Parses the text into `config`; every problem lands in errors().
+  void load(Config& config) {
+    toml::table root;
+    try {
+      root = toml::parse(text_, std::string_view(file_));
+    } catch (const toml::parse_error& e) {
+      syntax_error(e);
+      return;
+    }
+    for (auto&& [key, node] : root) {
+      if (!contains(kTopKeys, key.str())) unknown_key(key, "", kTopKeys);
+    }
+    const std::size_t errors_before_host = errors_.size();
+    if (const toml::node* host = root.get("host")) read_host(*host, config.host);
+    if (config.host.plugin_dir.empty()) config.host.plugin_dir = config_dir_ / "plugins";
+    if (config.host.state_dir.empty()) config.host.state_dir = config_dir_ / "var";
+    // A [host] with mistakes may name the wrong plugin_dir: no plugin check then.
+    if (plugin_names_for_ != nullptr && *plugin_names_for_ &&
+        errors_.size() == errors_before_host) {
+      plugin_names_ = (*plugin_names_for_)(config.host);
+    }
+    resolve_host_zone(config.host);
+    if (const toml::node* http = root.get("http")) read_http(*http, config.http);
+
+    JobConfig defaults;
+    if (const toml::node* node = root.get("defaults")) read_defaults(*node, defaults);
+    if (const toml::node* jobs = root.get("jobs")) read_jobs(*jobs, defaults, config);
+  }
+
+  std::vector<ConfigError>& errors() { return errors_; }
+
+ private:
+  // Where each setting of a job (or of [defaults]) was written, by dotted key.
+  using Origins = std::map<std::string, SourcePos>;
+
+  SourcePos at(const toml::source_position& p) const {
+    return SourcePos{file_, static_cast<int>(p.line), static_cast<int>(p.column)};
+  }
+  SourcePos at(const toml::node& n) const { return at(n.source().begin); }
+  SourcePos at(const toml::key& k) const { return at(k.source().begin); }
+
+  void error(SourcePos where, std::string message) {
+    errors_.push_back(ConfigError{std::move(where), std::move(message)});
+  }
+  void type_error(const toml::node& v, const std::string& what, std::string_view expected) {
+    error(at(v), fmt::format("{}: expected {}, got {}", what, expected, type_name(v)));
+  }
+
+  // "at the top level" or "in [jobs.a.retry]".
+  static std::string in_section(std::string_view section) {
+    return section.empty() ? std::string("at the top level") : fmt::format("in [{}]", section);
+  }
+  // How messages name a key: "max_attempts in [jobs.a.retry]".
+  static std::string what(std::string_view key, std::string_view section) {
+    return fmt::format("{} {}", key, in_section(section));
+  }
+
+  void unknown_key(const toml::key& key, std::string_view section, KeyList allowed) {
+    std::string message = fmt::format("unknown key \"{}\" {}", key.str(), in_section(section));
+    const std::string_view home = home_of(key.str());
+    if (!home.empty()) {
+      message += fmt::format(": it belongs in {}", home);
+    } else if (auto close = closest_match(key.str(), allowed)) {
+      message += fmt::format(" (did you mean \"{}\"?)", *close);
+    } else if (allowed.size() <= 8) {
+      message += fmt::format(" (known keys: {})", quoted_list(allowed));
+    } else {
+      message += " (see docs/config.md for the keys)";
+    }
+    error(at(key), std::move(message));
+  }
+
+  // toml++ stops at the first syntax error; say it in words a user can act on.
+  void syntax_error(const toml::parse_error& e) {
+    std::string message(e.description());
+    std::string context;
+    if (message.starts_with("Error while parsing ")) {
+      const auto colon = message.find(": ");
+      if (colon != std::string::npos) {
+        context = message.substr(20, colon - 20);
+        message = message.substr(colon + 2);
+      }
+    }
+    std::smatch m;
+    static const std::regex kRedefinedTable(R"(^cannot redefine existing table '(.+)'$)");
+    static const std::regex kRedefinedKey(R"(^cannot redefine existing [a-z-]+ '(.+)'$)");
+    if (std::regex_match(message, m, kRedefinedTable)) {
+      const std::string name = m[1];
+      const int first = first_header_line(name, static_cast<int>(e.source().begin.line));
+      const std::string where = first > 0 ? fmt::format(" (first defined at line {})", first) : "";
+      if (name.starts_with("jobs.") && name.find('.', 5) == std::string::npos) {
+        message =
+            fmt::format("duplicate job \"{}\": [{}] is defined twice{}; give each job its own name",
+                        name.substr(5), name, where);
+      } else {
+        message = fmt::format("duplicate table [{}]{}; merge the two into one", name, where);
+      }
+    } else if (std::regex_match(message, m, kRedefinedKey)) {
+      message = fmt::format("duplicate key \"{}\": it is already set in this table", m[1].str());
+    } else {
+      message = "invalid TOML: " + message;
+      if (!context.empty()) message += fmt::format(" (while reading a {})", context);
+    }
+    error(at(e.source().begin), std::move(message));
+  }
+
+  // The line of the first `[name]` header before `before`, or 0.
+  int first_header_line(const std::string& name, int before) const {
+    std::istringstream lines(text_);
+    std::string line;
+    for (int number = 1; number < before && std::getline(lines, line); ++number) {
+      std::string compact;
+      for (char c : line) {
+        if (c == '#') break;
+        if (c != ' ' && c != '\t' && c != '"' && c != '\'') compact += c;
+      }
+      if (compact == "[" + name + "]") return number;
+    }
+    return 0;
+  }
+
+  // The position of byte `offset` of string value `v`, when the text between
+  // the quotes is exactly the value (no escapes, one line); else the value's start.
+  SourcePos inside_string(const toml::node& v, std::size_t offset) const {
+    SourcePos pos = at(v);
+    const std::string& value = v.as_string()->get();
+    std::istringstream lines(text_);
+    std::string line;
+    for (int number = 1; number <= pos.line; ++number) {
+      if (!std::getline(lines, line)) return pos;
+    }
+    // Column (in code points) -> byte offset in the line.
+    std::size_t byte = 0;
+    for (int column = 1; column < pos.column && byte < line.size(); ++byte) {
+      if ((static_cast<unsigned char>(line[byte]) & 0xC0) != 0x80) ++column;
+    }
+    while (byte < line.size() && (static_cast<unsigned char>(line[byte]) & 0xC0) == 0x80) ++byte;
+    if (byte >= line.size() || (line[byte] != '"' && line[byte] != '\'')) return pos;
+    const char quote = line[byte];
+    if (line.compare(byte + 1, value.size(), value) != 0 ||
+        byte + 1 + value.size() >= line.size() || line[byte + 1 + value.size()] != quote) {
+      return pos;
+    }
+    int code_points = 0;
+    for (std::size_t i = 0; i < offset && i < value.size(); ++i) {
+      if ((static_cast<unsigned char>(value[i]) & 0xC0) != 0x80) ++code_points;
+    }
+    pos.column += 1 + code_points;
+    return pos;
+  }
+
+  // --- scalar readers: nullopt after reporting an error ---
+
+  std::optional<std::string> read_string(const toml::node& v, const std::string& w) {
+    if (const auto* s = v.as_string()) return s->get();
+    type_error(v, w, "a string");
+    return std::nullopt;
+  }
+
+  std::optional<std::string> read_name(const toml::node& v, const std::string& w) {
+    auto s = read_string(v, w);
+    if (s && s->empty()) {
+      error(at(v), fmt::format("{}: must not be empty", w));
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  std::optional<bool> read_bool(const toml::node& v, const std::string& w) {
+    if (const auto* b = v.as_boolean()) return b->get();
+    type_error(v, w, "true or false");
+    return std::nullopt;
+  }
+
+  std::optional<int64_t> read_int(const toml::node& v, const std::string& w, int64_t min,
+                                  int64_t max = std::numeric_limits<int>::max()) {
+    const auto* i = v.as_integer();
+    if (i == nullptr) {
+      type_error(v, w, "an integer");
+      return std::nullopt;
+    }
+    if (i->get() < min) {
+      error(at(v), fmt::format("{}: must be at least {}, got {}", w, min, i->get()));
+      return std::nullopt;
+    }
+    if (i->get() > max) {
+      error(at(v), fmt::format("{}: must be at most {}, got {}", w, max, i->get()));
+      return std::nullopt;
+    }
+    return i->get();
+  }
+
+  enum class Zero { allowed, refused };
+
+  std::optional<Duration> read_duration(const toml::node& v, const std::string& w,
+                                        Zero zero = Zero::allowed) {
+    const auto* s = v.as_string();
+    if (s == nullptr) {
+      type_error(v, w, "a duration string like \"30s\"");
+      return std::nullopt;
+    }
+    auto d = parse_duration(s->get());
+    if (!d) {
+      error(at(v), fmt::format("{}: {}", w, d.error().message));
+      return std::nullopt;
+    }
+    if (zero == Zero::refused && d->count() == 0) {
+      error(at(v), fmt::format("{}: must be longer than 0", w));
+      return std::nullopt;
+    }
+    return *d;
+  }
+
+  std::optional<uint64_t> read_size(const toml::node& v, const std::string& w) {
+    if (const auto* i = v.as_integer()) {
+      if (i->get() >= 0) return static_cast<uint64_t>(i->get());
+      error(at(v), fmt::format("{}: must not be negative, got {}", w, i->get()));
+      return std::nullopt;
+    }
+    const auto* s = v.as_string();
+    if (s == nullptr) {
+      type_error(v, w, "a size like \"64MiB\" or a number of bytes");
+      return std::nullopt;
+    }
+    auto size = parse_size(s->get());
+    if (!size) {
+      error(at(v), fmt::format("{}: {}", w, size.error().message));
+      return std::nullopt;
+    }
+    return *size;
+  }
+
+  template <class E, std::size_t N>
+  std::optional<E> read_enum(const toml::node& v, const std::string& w,
+                             const std::array<Named<E>, N>& names) {
+    std::array<std::string_view, N> allowed;
+    for (std::size_t i = 0; i < N; ++i) allowed[i] = names[i].name;
+    const auto* s = v.as_string();
+    if (s == nullptr) {
+      type_error(v, w, "one of " + quoted_list(allowed));
+      return std::nullopt;
+    }
+    for (const auto& n : names) {
+      if (n.name == s->get()) return n.value;
+    }
+    std::string message =
+        fmt::format("{}: \"{}\" is not one of {}", w, s->get(), quoted_list(allowed));
+    if (auto close = closest_match(s->get(), allowed)) {
+      message += fmt::format(" (did you mean \"{}\"?)", *close);
+    }
+    error(at(v), std::move(message));
+    return std::nullopt;
+  }
+
+  std::optional<std::string> read_path(const toml::node& v, const std::string& w) {
+    auto s = read_name(v, w);
+    if (s && s->starts_with('~')) {
+      error(at(v), fmt::format("{}: \"~\" is not expanded; write the full path, or a path relative "
+                               "to the config file",
+                               w));
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  const toml::table* read_table(const toml::node& v, const std::string& w,
+                                std::string_view example) {
+    if (const auto* t = v.as_table()) return t;
+    type_error(v, w, example);
+    return nullptr;
+  }
+
+  // --- sections ---
+
+  void read_host(const toml::node& node, HostConfig& host) {
+    const toml::table* table = read_table(node, "[host]", "a table");
+    if (table == nullptr) return;
+    for (auto&& [key, v] : *table) {
+      const std::string k(key.str());
+      const std::string w = what(k, "host");
+      if (k == "plugin_dir" || k == "state_dir") {
+        if (auto s = read_path(v, w)) {
+          (k == "plugin_dir" ? host.plugin_dir : host.state_dir) = resolve_path(config_dir_, *s);
+        }
+      } else if (k == "max_concurrency") {
+        if (auto i = read_int(v, w, 1)) host.max_concurrency = static_cast<int>(*i);
+      } else if (k == "timezone") {
+        if (auto s = read_name(v, w)) {
+          host.timezone = *s;
+          host_zone_pos_ = at(v);
+          host_zone_set_ = true;
+        } else {
+          host_zone_failed_ = true;
+        }
+      } else if (k == "log_format") {
+        if (auto e = read_enum(v, w, kLogFormatNames)) host.log_format = *e;
+      } else if (k == "durability") {
+        if (auto e = read_enum(v, w, kDurabilityNames)) host.durability = *e;
+      } else {
+        unknown_key(key, "host", kHostKeys);
+      }
+    }
+  }
+
+  void resolve_host_zone(const HostConfig& host) {
+    host_timezone_ = host.timezone;
+    if (host_zone_failed_) return;
+    auto zone = schedule::find_zone(host.timezone);
+    if (zone) {
+      host_zone_ = *zone;
+      return;
+    }
+    host_zone_failed_ = true;
+    if (host_zone_set_)
+      error(host_zone_pos_, zone_message(what("timezone", "host"), host.timezone));
+  }
+
+  std::string zone_message(const std::string& w, const std::string& name) {
+    std::string message = fmt::format("{}: unknown time zone \"{}\"", w, name);
+    if (zone_names_.empty()) zone_names_ = all_zone_names();
+    std::vector<std::string_view> names(zone_names_.begin(), zone_names_.end());
+    if (auto close = closest_match(name, names)) {
+      message += fmt::format(" (did you mean \"{}\"?)", *close);
+    } else {
+      message += " (use an IANA name like \"Europe/Berlin\" or \"UTC\")";
+    }
+    return message;
+  }
+
+  void read_http(const toml::node& node, HttpConfig& http) {
+    const toml::table* table = read_table(node, "[http]", "a table");
+    if (table == nullptr) return;
+    for (auto&& [key, v] : *table) {
+      if (key.str() != "listen") {
+        unknown_key(key, "http", kHttpKeys);
+        continue;
+      }
+      const std::string w = what("listen", "http");
+      auto s = read_string(v, w);
+      if (!s) continue;
+      if (auto why = check_listen(*s); !s->empty() && !why.empty()) {
+        error(at(v), fmt::format("{}: invalid address \"{}\": {}; expected \"HOST:PORT\" like "
+                                 "\"127.0.0.1:9187\", or \"\" to turn HTTP off",
+                                 w, *s, why));
+        continue;
+      }
+      http.listen = *s;
+    }
+  }
+
+  void read_defaults(const toml::node& node, JobConfig& defaults) {
+    const toml::table* table = read_table(node, "[defaults]", "a table");
+    if (table == nullptr) return;
+    Origins origins;
+    for (auto&& [key, v] : *table) {
+      const std::string k(key.str());
+      if (apply_setting(defaults, origins, k, v, "defaults")) continue;
+      if (k == "timezone") {
+        error(at(key),
+              "\"timezone\" cannot be set in [defaults]: set [host] timezone for every job, or "
+              "timezone in a [jobs.NAME]");
+      } else if (contains(kJobOnlyKeys, k)) {
+        error(at(key),
+              fmt::format("\"{}\" cannot be set in [defaults]: set it in each [jobs.NAME]", k));
+      } else {
+        unknown_key(key, "defaults", kSettingKeys);
+      }
+    }
+    check_retry_delays(defaults, origins, "defaults");
+  }
+
+  // Applies a key that [defaults] and [jobs.NAME] share; false if `key` is not one.
+  bool apply_setting(JobConfig& job, Origins& origins, const std::string& key, const toml::node& v,
+                     const std::string& section) {
+    const std::string w = what(key, section);
+    if (key == "timeout") {
+      if (auto d = read_duration(v, w, Zero::refused)) job.timeout = *d;
+    } else if (key == "stall_timeout") {
+      if (auto d = read_duration(v, w)) job.stall_timeout = *d;
+    } else if (key == "kill_grace") {
+      if (auto d = read_duration(v, w)) job.kill_grace = *d;
+    } else if (key == "jitter") {
+      if (auto d = read_duration(v, w)) job.jitter = *d;
+    } else if (key == "catchup_spread") {
+      if (auto d = read_duration(v, w)) job.catchup_spread = *d;
+    } else if (key == "concurrency") {
+      if (auto e = read_enum(v, w, kConcurrencyNames)) job.concurrency = *e;
+    } else if (key == "misfire") {
+      if (auto e = read_enum(v, w, kMisfireNames)) job.misfire = *e;
+    } else if (key == "misfire_limit") {
+      if (auto i = read_int(v, w, 1)) job.misfire_limit = static_cast<int>(*i);
+    } else if (key == "enabled") {
+      if (auto b = read_bool(v, w)) job.enabled = *b;
+    } else if (key == "user") {
+      if (auto s = read_name(v, w)) job.user = *s;
+    } else if (key == "group") {
+      if (auto s = read_name(v, w)) job.group = *s;
+    } else if (key == "retry") {
+      if (auto* t = read_table(v, w, "a table like { max_attempts = 3 }")) {
+        read_retry(*t, job.retry, origins, section + ".retry");
+      }
+    } else if (key == "limits") {
+      if (auto* t = read_table(v, w, "a table like { memory = \"512MiB\" }")) {
+        read_limits(*t, job.limits, section + ".limits");
+      }
+    } else {
+      return false;
+    }
+    return true;
+  }
+
+  void read_retry(const toml::table& table, RetryPolicy& retry, Origins& origins,
+                  const std::string& section) {
+    for (auto&& [key, v] : table) {
+      const std::string k(key.str());
+      const std::string w = what(k, section);
+      if (k == "max_attempts") {
+        if (auto i = read_int(v, w, 1)) retry.max_attempts = static_cast<int>(*i);
+      } else if (k == "initial_delay" || k == "max_delay") {
+        if (auto d = read_duration(v, w)) {
+          (k == "initial_delay" ? retry.initial_delay : retry.max_delay) = *d;
+          origins["retry." + k] = at(v);
+        }
+      } else if (k == "multiplier") {
+        std::optional<double> m;
+        if (const auto* f = v.as_floating_point()) m = f->get();
+        if (const auto* i = v.as_integer()) m = static_cast<double>(i->get());
+        if (!m) {
+          type_error(v, w, "a number like 2.0");
+        } else if (!std::isfinite(*m) || *m < 1.0) {
+          error(at(v), fmt::format("{}: must be a number of at least 1 (1 = the same delay every "
+                                   "time), got {}",
+                                   w, *m));
+        } else {
+          retry.multiplier = *m;
+        }
+      } else if (k == "jitter") {
+        if (auto e = read_enum(v, w, kJitterNames)) retry.jitter = *e;
+      } else {
+        unknown_key(key, section, kRetryKeys);
+      }
+    }
+  }
+
+  // max_delay below initial_delay is a mistake; reported where one of the two
+  // was written in `own` (the table being read), so an inherited pair is
+  // reported once, in [defaults].
+  void check_retry_delays(const JobConfig& job, const Origins& own, const std::string& section) {
+    if (job.retry.max_delay >= job.retry.initial_delay) return;
+    auto it = own.find("retry.max_delay");
+    if (it == own.end()) it = own.find("retry.initial_delay");
+    if (it == own.end()) return;
+    error(it->second,
+          fmt::format("[{}.retry]: max_delay ({}) is shorter than initial_delay ({}); raise "
+                      "max_delay or lower initial_delay",
+                      section, format_duration(job.retry.max_delay),
+                      format_duration(job.retry.initial_delay)));
+  }
+
+  void read_limits(const toml::table& table, Limits& limits, const std::string& section) {
+    for (auto&& [key, v] : table) {
+      const std::string k(key.str());
+      const std::string w = what(k, section);
+      if (k == "memory") {
+        if (auto s = read_size(v, w)) limits.memory_bytes = *s;
+      } else if (k == "cpu_time") {
+        if (auto d = read_duration(v, w)) limits.cpu_time = *d;
+      } else if (k == "open_files") {
+        if (auto i = read_int(v, w, 0, std::numeric_limits<int64_t>::max())) limits.open_files = *i;
+      } else if (k == "processes") {
+        if (auto i = read_int(v, w, 0, std::numeric_limits<int64_t>::max())) limits.processes = *i;
+      } else if (k == "file_size") {
+        if (auto s = read_size(v, w)) limits.file_size = *s;
+      } else if (k == "output") {
+        if (auto s = read_size(v, w)) limits.output_bytes = *s;
+      } else {
+        unknown_key(key, section, kLimitKeys);
+      }
+    }
+  }
+
+  void read_jobs(const toml::node& node, const JobConfig& defaults, Config& config) {
+    const toml::table* table = read_table(node, "jobs", "tables like [jobs.NAME]");
+    if (table == nullptr) return;
+    std::vector<JobConfig> jobs;
+    for (auto&& [key, v] : *table) {
+      const std::string name(key.str());
+      if (!valid_job_name(name)) {
+        error(at(key), fmt::format("invalid job name \"{}\": use letters, digits, '_' and '-', "
+                                   "starting with a letter or digit, at most 64 characters",
+                                   name));
+      }
+      const toml::table* job_table = v.as_table();
+      if (job_table == nullptr) {
+        type_error(v, fmt::format("[jobs.{}]", name), "a table of settings");
+        continue;
+      }
+      JobConfig job = defaults;
+      job.name = name;
+      job.pos = at(v);
+      read_job(*job_table, job);
+      jobs.push_back(std::move(job));
+    }
+    std::stable_sort(jobs.begin(), jobs.end(), [](const JobConfig& a, const JobConfig& b) {
+      return std::pair(a.pos.line, a.pos.column) < std::pair(b.pos.line, b.pos.column);
+    });
+    config.jobs = std::move(jobs);
+  }
+
+  void read_job(const toml::table& table, JobConfig& job) {
+    const std::string section = "jobs." + job.name;
+    Origins origins;
+    std::vector<std::pair<const toml::key*, const toml::node*>> schedules;
+    const toml::node* zone_node = nullptr;
+    std::optional<std::string> zone_name;
+    for (auto&& [key, v] : table) {
+      const std::string k(key.str());
+      const std::string w = what(k, section);
+      if (apply_setting(job, origins, k, v, section)) continue;
+      if (k == "plugin") {
+        if (auto s = read_name(v, w)) {
+          job.plugin = *s;
+          job.plugin_pos = at(v);
+          if (plugin_names_ && !plugin_names_->contains(job.plugin)) {
+            error(job.plugin_pos, unknown_plugin_message(section, job.plugin, *plugin_names_));
+          }
+        }
+      } else if (contains(kScheduleKeys, k)) {
+        schedules.emplace_back(&key, &v);
+      } else if (k == "timezone") {
+        zone_node = &v;
+        zone_name = read_name(v, w);
+      } else if (k == "params") {
+        if (auto* t = read_table(v, w, "a table like { greeting = \"hi\" }")) {
+          read_params(*t, job.params, section);
+        }
+      } else {
+        unknown_key(key, section, kJobKeys);
+      }
+    }
+    check_retry_delays(job, origins, section);
+    if (!table.contains("plugin")) {
+      error(job.pos, fmt::format("[{}] has no plugin: add plugin = \"NAME\", the name in the "
+                                 "plugin's descriptor (see jobhost plugins)",
+                                 section));
+    }
+
+    // The zone: the job's own, else [host] timezone.
+    const date::time_zone* zone = nullptr;
+    bool zone_failed = false;
+    if (zone_node != nullptr) {
+      if (zone_name) {
+        auto found = schedule::find_zone(*zone_name);
+        if (found) {
+          zone = *found;
+          job.timezone = *zone_name;
+        } else {
+          error(at(*zone_node), zone_message(what("timezone", section), *zone_name));
+          zone_failed = true;
+        }
+      } else {
+        zone_failed = true;
+      }
+    } else {
+      zone = host_zone_;
+      zone_failed = host_zone_failed_;
+      job.timezone = host_timezone_;
+    }
+
+    std::sort(schedules.begin(), schedules.end(), [](const auto& a, const auto& b) {
+      const auto& pa = a.first->source().begin;
+      const auto& pb = b.first->source().begin;
+      return std::pair(pa.line, pa.column) < std::pair(pb.line, pb.column);
+    });
+    if (schedules.empty()) {
+      error(job.pos,
+            fmt::format("[{}] has no schedule: set one of schedule (cron, e.g. \"0 3 * * *\"), "
+                        "every (an interval, e.g. \"30s\") or at (one instant); "
+                        "schedule = \"@manual\" for a job that only runs when triggered",
+                        section));
+    }
+    for (std::size_t i = 1; i < schedules.size(); ++i) {
+      error(at(*schedules[i].first),
+            fmt::format("[{}] sets both \"{}\" (line {}) and \"{}\": keep exactly one of "
+                        "schedule, every and at",
+                        section, schedules[0].first->str(), schedules[0].first->source().begin.line,
+                        schedules[i].first->str()));
+    }
+    for (std::size_t i = 0; i < schedules.size(); ++i) {
+      JobConfig scratch;
+      read_schedule(schedules[i].first->str(), *schedules[i].second, section, zone, zone_failed,
+                    i == 0 ? job : scratch);
+    }
+  }
+
+  void read_schedule(std::string_view key, const toml::node& v, const std::string& section,
+                     const date::time_zone* zone, bool zone_failed, JobConfig& job) {
+    const std::string w = what(key, section);
+    if (key == "every") {
+      if (auto d = read_duration(v, w, Zero::refused)) {
+        job.schedule = schedule::Every{*d, TimePoint{}};
+        job.schedule_text = "every " + v.as_string()->get();
+      }
+      return;
+    }
+    if (key == "at") {
+      read_at(v, w, job);
+      return;
+    }
+    auto text = read_name(v, w);
+    if (!text) return;
+    if (*text == "@manual") {
+      job.schedule = schedule::Manual{};
+      job.schedule_text = *text;
+      return;
+    }
+    auto expr = schedule::CronExpr::parse(*text);
+    if (!expr) {
+      error(inside_string(v, expr.error().column),
+            fmt::format("{}: bad cron expression \"{}\": {}", w, *text, expr.error().message));
+      return;
+    }
+    job.schedule_text = *text;
+    if (expr->is_reboot()) {
+      job.schedule = schedule::Manual{};
+      job.on_reboot = true;
+      return;
+    }
+    if (zone == nullptr) {
+      if (!zone_failed) {
+        error(at(v), fmt::format("{}: no time zone to run the cron schedule in; set timezone", w));
+      }
+      return;
+    }
+    job.schedule = schedule::Cron{*expr, zone};
+  }
+
+  void read_at(const toml::node& v, const std::string& w, JobConfig& job) {
+    constexpr std::string_view kExample = "an instant like \"2026-12-01T00:00:00Z\"";
+    if (const auto* s = v.as_string()) {
+      auto t = schedule::parse_rfc3339(s->get());
+      if (!t) {
+        error(at(v), fmt::format("{}: {}", w, t.error().message));
+        return;
+      }
+      job.schedule = schedule::At{*t};
+      job.schedule_text = s->get();
+      return;
+    }
+    const auto* dt = v.as_date_time();
+    if (dt == nullptr) {
+      type_error(v, w, kExample);
+      return;
+    }
+    const toml::date_time& value = dt->get();
+    if (!value.offset) {
+      error(at(v), fmt::format("{}: {} has no UTC offset; add \"Z\" for UTC or an offset like "
+                               "\"+02:00\"",
+                               w, fmt::streamed(value)));
+      return;
+    }
+    using namespace std::chrono;
+    const sys_days day_point =
+        year_month_day{year{value.date.year}, month{value.date.month}, day{value.date.day}};
+    const TimePoint t = time_point_cast<Duration>(day_point) + hours{value.time.hour} +
+                        minutes{value.time.minute} + seconds{value.time.second} +
+                        duration_cast<Duration>(nanoseconds{value.time.nanosecond}) -
+                        minutes{value.offset->minutes};
+    job.schedule = schedule::At{t};
+    job.schedule_text = fmt::format("{}", fmt::streamed(value));
+  }
+
+  void read_params(const toml::table& table, std::map<std::string, std::string>& params,
+                   const std::string& section) {
+    for (auto&& [key, v] : table) {
+      const std::string k(key.str());
+      std::ostringstream text;
+      if (const auto* s = v.as_string()) {
+        text << s->get();
+      } else if (const auto* i = v.as_integer()) {
+        text << i->get();
+      } else if (const auto* f = v.as_floating_point()) {
+        text << fmt::format("{}", f->get());
+      } else if (const auto* b = v.as_boolean()) {
+        text << (b->get() ? "true" : "false");
+      } else if (const auto* d = v.as_date()) {
+        text << d->get();
+      } else if (const auto* t = v.as_time()) {
+        text << t->get();
+      } else if (const auto* dt = v.as_date_time()) {
+        text << dt->get();
+      } else {
+        type_error(v, what("params." + k, section), "a string, number, boolean or date");
+        continue;
+      }
+      params[k] = text.str();
+    }
+  }
+
+  std::string file_;
+  fs::path config_dir_;
+  std::string text_;
+  const PluginNamesFor* plugin_names_for_;
+  std::optional<std::set<std::string>> plugin_names_;
+  std::vector<ConfigError> errors_;
+
+  std::string host_timezone_ = "UTC";
+  SourcePos host_zone_pos_;
+  bool host_zone_set_ = false;
+  bool host_zone_failed_ = false;
+  const date::time_zone* host_zone_ = nullptr;
+  std::vector<std::string> zone_names_;
+};
+
+std::expected<Config, std::vector<ConfigError>> load(const fs::path& file,
+                                                     const PluginNamesFor* plugin_names_for) {
+  const std::string shown = file.string();
+  const auto failure = [&](std::string message) {
+    return std::unexpected(std::vector<ConfigError>{{SourcePos{shown, 0, 0}, std::move(message)}});
+  };
+  std::error_code ec;
+  fs::path absolute = fs::absolute(file, ec);
+  if (ec) return failure(fmt::format("cannot locate the config file: {}", ec.message()));
+  absolute = absolute.lexically_normal();
+  if (fs::is_directory(absolute, ec)) {
+    return failure("cannot read the config file: it is a directory");
+  }
+  std::ifstream in(absolute, std::ios::binary);
+  if (!in) {
+    return failure(
+        fmt::format("cannot read the config file: {} (pass --config or set "
+                    "JOBHOST_CONFIG)",
+                    std::strerror(errno)));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad())
+    return failure(fmt::format("cannot read the config file: {}", std::strerror(errno)));
+
+  Config config;
+  config.file = absolute;
+  Loader loader(shown, absolute.parent_path(), text.str(), plugin_names_for);
+  try {
+    loader.load(config);
+  } catch (const std::exception& e) {
+    // Only a bug or an exhausted machine gets here; still a value, not a crash.
+    loader.errors().push_back({SourcePos{shown, 0, 0}, fmt::format("cannot load: {}", e.what())});
+  }
+  auto& errors = loader.errors();
+  if (!errors.empty()) {
+    std::stable_sort(errors.begin(), errors.end(), [](const ConfigError& a, const ConfigError& b) {
+      return std::pair(a.where.line, a.where.column) < std::pair(b.where.line, b.where.column);
+    });
+    return std::unexpected(std::move(errors));
+  }
+  for (JobConfig& job : config.jobs) job.definition_hash = compute_definition_hash(job);
+  return config;
+}
+
+}  // namespace
+
+std::string_view to_string(Jitter value) {
+  return name_of(kJitterNames, value);
+}
+std::string_view to_string(Concurrency value) {
+  return name_of(kConcurrencyNames, value);
+}
+std::string_view to_string(Misfire value) {
+  return name_of(kMisfireNames, value);
+}
+std::string_view to_string(LogFormat value) {
+  return name_of(kLogFormatNames, value);
+}
+std::string_view to_string(Durability value) {
+  return name_of(kDurabilityNames, value);
+}
+
+std::string ConfigError::to_string() const {
+  if (where.line <= 0) return fmt::format("{}: {}", where.file, message);
+  if (where.column <= 0) return fmt::format("{}:{}: {}", where.file, where.line, message);
+  return fmt::format("{}:{}:{}: {}", where.file, where.line, where.column, message);
+}
+
+const JobConfig* Config::find_job(std::string_view name) const {
+  for (const JobConfig& job : jobs) {
+    if (job.name == name) return &job;
+  }
+  return nullptr;
+}
+
+std::expected<Config, std::vector<ConfigError>> load_config(const std::filesystem::path& file) {
+  return load(file, nullptr);
+}
+
+std::expected<Config, std::vector<ConfigError>> load_config(
+    const std::filesystem::path& file, const std::set<std::string>& plugin_names) {
+  const PluginNamesFor names_for = [&](const HostConfig&) { return plugin_names; };
+  return load(file, &names_for);
+}
+
+std::expected<Config, std::vector<ConfigError>> load_config(
+    const std::filesystem::path& file, const PluginNamesFor& plugin_names_for) {
+  return load(file, &plugin_names_for);
+}
+
+std::vector<ConfigError> check_plugins(const Config& config,
+                                       const std::set<std::string>& plugin_names) {
+  std::vector<ConfigError> errors;
+  for (const JobConfig& job : config.jobs) {
+    if (plugin_names.contains(job.plugin)) continue;
+    errors.push_back(
+        {job.plugin_pos, unknown_plugin_message("jobs." + job.name, job.plugin, plugin_names)});
+  }
+  return errors;
+}
+
+}  // namespace jobhost::config

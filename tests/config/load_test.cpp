@@ -1,0 +1,484 @@
+// load_config on valid configs: inheritance, overrides, paths, schedules, hashes.
+#include <chrono>
+#include <set>
+#include <string>
+#include <variant>
+
+#include <date/tz.h>
+#include <catch2/catch.hpp>
+
+#include "config/config.h"
+#include "config/temp_config.h"
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using jobhost::TimePoint;
+using jobhost::config::Concurrency;
+using jobhost::config::Config;
+using jobhost::config::ConfigError;
+using jobhost::config::Durability;
+using jobhost::config::Jitter;
+using jobhost::config::JobConfig;
+using jobhost::config::load_config;
+using jobhost::config::LogFormat;
+using jobhost::config::Misfire;
+using jobhost::config::test::TempConfig;
+namespace schedule = jobhost::schedule;
+
+namespace {
+
+const fs::path kData = JOBHOST_CONFIG_TEST_DATA;
+
+std::string all_errors(const std::vector<ConfigError>& errors) {
+  std::string out;
+  for (const auto& e : errors) out += e.to_string() + "\n";
+  return out;
+}
+
+Config load_ok(const fs::path& file) {
+  auto config = load_config(file);
+  if (!config) FAIL(all_errors(config.error()));
+  return *config;
+}
+
+const JobConfig& job(const Config& config, std::string_view name) {
+  const JobConfig* found = config.find_job(name);
+  if (found == nullptr) FAIL("no job " << name);
+  return *found;
+}
+
+TimePoint utc(int y, unsigned m, unsigned d, int hh = 0, int mm = 0, int ss = 0) {
+  using namespace std::chrono;
+  return time_point_cast<jobhost::Duration>(sys_days{year{y} / month{m} / day{d}}) + hours{hh} +
+         minutes{mm} + seconds{ss};
+}
+
+std::string hash_of(std::string_view text, std::string_view name = "a") {
+  TempConfig file(text);
+  const Config config = load_ok(file.file());
+  return job(config, name).definition_hash;
+}
+
+}  // namespace
+
+TEST_CASE("valid.toml: host, http and paths") {
+  const Config config = load_ok(kData / "valid.toml");
+  CHECK(config.file == (kData / "valid.toml").lexically_normal());
+  CHECK(config.host.plugin_dir == (kData.parent_path() / "plugins").lexically_normal());
+  CHECK(config.host.state_dir == fs::path("/var/lib/jobhost/state"));
+  CHECK(config.host.max_concurrency == 8);
+  CHECK(config.host.timezone == "Europe/Berlin");
+  CHECK(config.host.log_format == LogFormat::json);
+  CHECK(config.host.durability == Durability::full);
+  CHECK(config.http.listen == "[::1]:9999");
+
+  std::vector<std::string> names;
+  for (const JobConfig& j : config.jobs) names.push_back(j.name);
+  CHECK(names == std::vector<std::string>{"cron_default_zone", "cron_own_zone", "every",
+                                          "at_string", "at_datetime", "reboot", "manual",
+                                          "dotted"});
+}
+
+TEST_CASE("valid.toml: a job inherits every setting of [defaults]") {
+  const Config config = load_ok(kData / "valid.toml");
+  const JobConfig& j = job(config, "cron_default_zone");
+  CHECK(j.plugin == "hello");
+  CHECK(j.plugin_pos.line == 29);
+  CHECK(j.plugin_pos.column == 10);
+  CHECK(j.pos.line == 28);
+  CHECK(j.pos.column == 1);
+  CHECK(j.timeout == 10min);
+  CHECK(j.stall_timeout == 1min);
+  CHECK(j.kill_grace == 2s);
+  CHECK(j.jitter == 3s);
+  CHECK(j.concurrency == Concurrency::allow);
+  CHECK(j.misfire == Misfire::run_all);
+  CHECK(j.misfire_limit == 5);
+  CHECK(j.catchup_spread == 20s);
+  CHECK(j.enabled);
+  CHECK(j.user == "nobody");
+  CHECK_FALSE(j.group.has_value());
+  CHECK(j.retry.max_attempts == 5);
+  CHECK(j.retry.initial_delay == 2s);
+  CHECK(j.retry.max_delay == 1h);
+  CHECK(j.retry.multiplier == 3.0);
+  CHECK(j.retry.jitter == Jitter::equal);
+  CHECK(j.limits.memory_bytes == 1ull << 30);
+  CHECK(j.limits.cpu_time == 1h);
+  CHECK(j.limits.open_files == 128);
+  CHECK(j.limits.processes == 32);
+  CHECK(j.limits.file_size == 1048576);
+  CHECK(j.limits.output_bytes == 1ull << 20);
+  CHECK(j.params == std::map<std::string, std::string>{{"greeting", "hi"},
+                                                       {"count", "3"},
+                                                       {"ratio", "0.5"},
+                                                       {"loud", "true"},
+                                                       {"day", "2026-03-29"}});
+  const auto* cron = std::get_if<schedule::Cron>(&j.schedule);
+  REQUIRE(cron != nullptr);
+  CHECK(cron->expr.text() == "*/10 * * * * *");
+  REQUIRE(cron->zone != nullptr);
+  CHECK(cron->zone->name() == "Europe/Berlin");
+  CHECK(j.timezone == "Europe/Berlin");
+  CHECK(j.schedule_text == "*/10 * * * * *");
+  CHECK_FALSE(j.on_reboot);
+}
+
+TEST_CASE("valid.toml: a job overrides settings, retry and limits key by key") {
+  const Config config = load_ok(kData / "valid.toml");
+  const JobConfig& j = job(config, "cron_own_zone");
+  CHECK(j.timeout == 30s);
+  CHECK(j.kill_grace == 2s);  // inherited
+  CHECK(j.retry.max_attempts == 1);
+  CHECK(j.retry.initial_delay == 2s);  // inherited from [defaults] retry
+  CHECK(j.retry.jitter == Jitter::equal);
+  CHECK(j.limits.memory_bytes == 0);
+  CHECK(j.limits.cpu_time == 1h);  // inherited from [defaults] limits
+  CHECK(j.limits.open_files == 128);
+  CHECK(j.user == "nobody");
+  CHECK(j.group == "nogroup");
+  CHECK(j.timezone == "America/New_York");
+  const auto* cron = std::get_if<schedule::Cron>(&j.schedule);
+  REQUIRE(cron != nullptr);
+  CHECK(cron->zone->name() == "America/New_York");
+
+  const JobConfig& dotted = job(config, "dotted");
+  CHECK(dotted.retry.max_delay == 10s);
+  CHECK(dotted.retry.initial_delay == 2s);
+  CHECK(dotted.retry.max_attempts == 5);
+  CHECK(dotted.limits.output_bytes == 4096);
+  CHECK(dotted.limits.memory_bytes == 1ull << 30);
+}
+
+TEST_CASE("valid.toml: every, at, @reboot and @manual") {
+  const Config config = load_ok(kData / "valid.toml");
+
+  const JobConfig& every = job(config, "every");
+  const auto* e = std::get_if<schedule::Every>(&every.schedule);
+  REQUIRE(e != nullptr);
+  CHECK(e->period == 90min);
+  CHECK(e->anchor == TimePoint{});
+  CHECK(every.schedule_text == "every 1h30m");
+  CHECK_FALSE(every.enabled);
+  CHECK(every.concurrency == Concurrency::replace);
+
+  const JobConfig& at_string = job(config, "at_string");
+  const auto* a = std::get_if<schedule::At>(&at_string.schedule);
+  REQUIRE(a != nullptr);
+  CHECK(a->instant == utc(2026, 11, 30, 22));
+  CHECK(at_string.schedule_text == "2026-12-01T00:00:00+02:00");
+
+  const JobConfig& at_datetime = job(config, "at_datetime");
+  const auto* b = std::get_if<schedule::At>(&at_datetime.schedule);
+  REQUIRE(b != nullptr);
+  CHECK(b->instant == utc(2026, 12, 1) + 250ms);
+
+  const JobConfig& reboot = job(config, "reboot");
+  CHECK(std::holds_alternative<schedule::Manual>(reboot.schedule));
+  CHECK(reboot.on_reboot);
+  CHECK(reboot.schedule_text == "@reboot");
+
+  const JobConfig& manual = job(config, "manual");
+  CHECK(std::holds_alternative<schedule::Manual>(manual.schedule));
+  CHECK_FALSE(manual.on_reboot);
+  CHECK(manual.schedule_text == "@manual");
+  CHECK(manual.misfire == Misfire::skip);
+}
+
+TEST_CASE("an almost empty config gets the documented defaults") {
+  TempConfig file(R"([jobs.a]
+plugin = "hello"
+every = "30s"
+)");
+  const Config config = load_ok(file.file());
+  CHECK(config.host.plugin_dir == file.dir() / "plugins");
+  CHECK(config.host.state_dir == file.dir() / "var");
+  CHECK(config.host.max_concurrency == 4);
+  CHECK(config.host.timezone == "UTC");
+  CHECK(config.host.log_format == LogFormat::text);
+  CHECK(config.host.durability == Durability::normal);
+  CHECK(config.http.listen == "127.0.0.1:9187");
+
+  const JobConfig built_in;
+  const JobConfig& j = job(config, "a");
+  CHECK(j.timeout == built_in.timeout);
+  CHECK(j.timeout == 5min);
+  CHECK(j.stall_timeout == 0s);
+  CHECK(j.kill_grace == 5s);
+  CHECK(j.concurrency == Concurrency::forbid);
+  CHECK(j.misfire == Misfire::run_once);
+  CHECK(j.misfire_limit == 10);
+  CHECK(j.catchup_spread == 10s);
+  CHECK(j.retry.max_attempts == 3);
+  CHECK(j.retry.jitter == Jitter::full);
+  CHECK(j.limits.memory_bytes == 512ull << 20);
+  CHECK(j.limits.output_bytes == 64ull << 10);
+  CHECK(j.timezone == "UTC");
+  CHECK(j.params.empty());
+  CHECK_FALSE(j.user.has_value());
+}
+
+TEST_CASE("an empty file is a valid config with no jobs") {
+  TempConfig file("");
+  const Config config = load_ok(file.file());
+  CHECK(config.jobs.empty());
+}
+
+TEST_CASE("paths are relative to the config file's directory, made absolute and normal") {
+  struct Case {
+    const char* written;
+    const char* expected;  // relative to the config dir, or absolute
+  };
+  const Case cases[] = {
+      {"plugins", "plugins"},
+      {"./plugins/", "plugins"},
+      {"a/../b", "b"},
+      {"/opt/jobhost/plugins", "/opt/jobhost/plugins"},
+      {"/opt//x/./y/", "/opt/x/y"},
+      {".", ""},
+  };
+  for (const Case& c : cases) {
+    INFO(c.written);
+    TempConfig file(std::string("[host]\nplugin_dir = \"") + c.written + "\"\n");
+    const Config config = load_ok(file.file());
+    const fs::path expected = fs::path(c.expected).is_absolute()
+                                  ? fs::path(c.expected)
+                                  : (file.dir() / c.expected).lexically_normal();
+    CHECK(config.host.plugin_dir == (std::string_view(c.expected).empty() ? file.dir() : expected));
+    CHECK(config.host.plugin_dir.is_absolute());
+  }
+}
+
+TEST_CASE("a relative config path still gives absolute paths") {
+  TempConfig file("[host]\nstate_dir = \"../state\"\n");
+  const fs::path cwd = fs::current_path();
+  fs::current_path(file.dir());
+  auto config = load_config("jobhost.toml");
+  fs::current_path(cwd);
+  REQUIRE(config.has_value());
+  CHECK(config->file == file.file());
+  CHECK(config->host.state_dir == file.dir().parent_path() / "state");
+}
+
+TEST_CASE("the example config/jobhost.toml is valid and names only the shipped plugins") {
+  const fs::path example = fs::path(JOBHOST_SOURCE_DIR) / "config" / "jobhost.toml";
+  auto config = load_config(example, std::set<std::string>{"hello", "hello_c"});
+  if (!config) FAIL(all_errors(config.error()));
+  CHECK(config->host.plugin_dir == fs::path(JOBHOST_SOURCE_DIR) / "build" / "plugins");
+  CHECK(config->host.state_dir == fs::path(JOBHOST_SOURCE_DIR) / "var");
+  CHECK(config->http.listen == "127.0.0.1:9187");
+  REQUIRE(config->find_job("hello") != nullptr);
+  REQUIRE(config->find_job("hello_c") != nullptr);
+  CHECK(config->find_job("hello")->params.at("greeting").size() > 0);
+  CHECK(std::holds_alternative<schedule::Every>(config->find_job("hello_c")->schedule));
+}
+
+TEST_CASE("definition_hash ignores key order and where a setting comes from") {
+  const std::string a = hash_of(R"([jobs.a]
+plugin = "hello"
+schedule = "0 3 * * *"
+timeout = "1m"
+retry = { max_attempts = 2, jitter = "none" }
+params = { x = "1", y = "2" }
+)");
+  const std::string reordered = hash_of(R"([jobs.a]
+params = { y = "2", x = "1" }
+retry = { jitter = "none", max_attempts = 2 }
+timeout = "1m"
+schedule = "0 3 * * *"
+plugin = "hello"
+)");
+  const std::string from_defaults = hash_of(R"([defaults]
+timeout = "60s"
+retry = { max_attempts = 2 }
+[jobs.a]
+plugin = "hello"
+schedule = "0 3 * * *"
+params = { x = "1", y = "2" }
+retry = { jitter = "none" }
+)");
+  CHECK(a.size() == 64);
+  CHECK(a.find_first_not_of("0123456789abcdef") == std::string::npos);
+  CHECK(a == reordered);
+  CHECK(a == from_defaults);
+}
+
+TEST_CASE("definition_hash changes when any setting changes") {
+  const std::string base = "[jobs.a]\nplugin = \"hello\"\nschedule = \"0 3 * * *\"\n";
+  const char* changes[] = {
+      "",
+      "timeout = \"6m\"\n",
+      "stall_timeout = \"1s\"\n",
+      "kill_grace = \"1s\"\n",
+      "jitter = \"1s\"\n",
+      "concurrency = \"allow\"\n",
+      "misfire = \"skip\"\n",
+      "misfire_limit = 11\n",
+      "catchup_spread = \"1s\"\n",
+      "enabled = false\n",
+      "user = \"nobody\"\n",
+      "group = \"nogroup\"\n",
+      "timezone = \"Europe/Berlin\"\n",
+      "retry = { max_attempts = 4 }\n",
+      "retry = { initial_delay = \"2s\" }\n",
+      "retry = { max_delay = \"6m\" }\n",
+      "retry = { multiplier = 1.5 }\n",
+      "retry = { jitter = \"equal\" }\n",
+      "limits = { memory = \"1GiB\" }\n",
+      "limits = { cpu_time = \"1m\" }\n",
+      "limits = { open_files = 1 }\n",
+      "limits = { processes = 1 }\n",
+      "limits = { file_size = 1 }\n",
+      "limits = { output = 1 }\n",
+      "params = { x = \"1\" }\n",
+      "params = { x = \"2\" }\n",
+  };
+  std::set<std::string> hashes;
+  for (const char* change : changes) {
+    INFO(change);
+    CHECK(hashes.insert(hash_of(base + change)).second);
+  }
+  CHECK(
+      hashes.insert(hash_of("[jobs.a]\nplugin = \"hello_c\"\nschedule = \"0 3 * * *\"\n")).second);
+  CHECK(hashes.insert(hash_of("[jobs.a]\nplugin = \"hello\"\nschedule = \"0 4 * * *\"\n")).second);
+  CHECK(hashes.insert(hash_of("[jobs.a]\nplugin = \"hello\"\nevery = \"1h\"\n")).second);
+  CHECK(hashes.insert(hash_of("[jobs.a]\nplugin = \"hello\"\nschedule = \"@reboot\"\n")).second);
+  CHECK(hashes.insert(hash_of("[jobs.a]\nplugin = \"hello\"\nschedule = \"@manual\"\n")).second);
+  CHECK(hashes.insert(hash_of("[jobs.a]\nplugin = \"hello\"\nat = \"2026-01-01T00:00:00Z\"\n"))
+            .second);
+}
+
+TEST_CASE("definition_hash of a cron job follows the zone, of an interval job does not") {
+  const std::string every = "[jobs.a]\nplugin = \"hello\"\nevery = \"1h\"\n";
+  const std::string cron = "[jobs.a]\nplugin = \"hello\"\nschedule = \"0 3 * * *\"\n";
+  const std::string berlin = "[host]\ntimezone = \"Europe/Berlin\"\n";
+  CHECK(hash_of(every) == hash_of(berlin + every));
+  CHECK(hash_of(cron) != hash_of(berlin + cron));
+}
+
+TEST_CASE("check_plugins points at the plugin value and suggests a close name") {
+  TempConfig file(R"([jobs.a]
+plugin = "helo"
+every = "1s"
+[jobs.b]
+plugin = "hello_c"
+every = "1s"
+[jobs.c]
+plugin  =  "backup"
+every = "1s"
+)");
+  const Config config = load_ok(file.file());
+  const std::set<std::string> known = {"hello", "hello_c"};
+  const auto errors = jobhost::config::check_plugins(config, known);
+  REQUIRE(errors.size() == 2);
+  CHECK(errors[0].where.line == 2);
+  CHECK(errors[0].where.column == 10);
+  CHECK(errors[0].message ==
+        "unknown plugin \"helo\" in [jobs.a] (did you mean \"hello\"? known: hello, hello_c)");
+  CHECK(errors[1].where.line == 8);
+  CHECK(errors[1].where.column == 12);
+  CHECK(errors[1].message == "unknown plugin \"backup\" in [jobs.c] (known: hello, hello_c)");
+  CHECK(jobhost::config::check_plugins(config, {"helo", "hello_c", "backup"}).empty());
+
+  const auto none = jobhost::config::check_plugins(config, {});
+  REQUIRE(none.size() == 3);
+  CHECK_THAT(none[0].message, Catch::Contains("known: none; check [host] plugin_dir"));
+}
+
+TEST_CASE("load_config with plugin names reports unknown plugins among the other errors") {
+  TempConfig file(R"([jobs.a]
+plugin = "helo"
+every = "1s"
+[jobs.b]
+plugin = "hello"
+every = "1 s"
+)");
+  auto config = load_config(file.file(), std::set<std::string>{"hello"});
+  REQUIRE_FALSE(config.has_value());
+  const auto& errors = config.error();
+  REQUIRE(errors.size() == 2);
+  CHECK(errors[0].where.line == 2);
+  CHECK_THAT(errors[0].message, Catch::Contains("unknown plugin \"helo\""));
+  CHECK(errors[1].where.line == 6);
+  CHECK_THAT(errors[1].message, Catch::Contains("invalid duration \"1 s\""));
+}
+
+TEST_CASE("a missing or unreadable file is one error naming the file") {
+  auto missing = load_config("/nonexistent/dir/jobhost.toml");
+  REQUIRE_FALSE(missing.has_value());
+  REQUIRE(missing.error().size() == 1);
+  CHECK(missing.error()[0].to_string() ==
+        "/nonexistent/dir/jobhost.toml: cannot read the config file: No such file or directory "
+        "(pass --config or set JOBHOST_CONFIG)");
+
+  TempConfig file("");
+  auto directory = load_config(file.dir());
+  REQUIRE_FALSE(directory.has_value());
+  CHECK_THAT(directory.error()[0].message, Catch::Contains("it is a directory"));
+}
+
+TEST_CASE("ConfigError::to_string leaves out what is unknown") {
+  using jobhost::config::SourcePos;
+  CHECK(ConfigError{SourcePos{"a.toml", 3, 7}, "bad"}.to_string() == "a.toml:3:7: bad");
+  CHECK(ConfigError{SourcePos{"a.toml", 3, 0}, "bad"}.to_string() == "a.toml:3: bad");
+  CHECK(ConfigError{SourcePos{"a.toml", 0, 0}, "bad"}.to_string() == "a.toml: bad");
+}
+
+TEST_CASE("enum names are the words of the config file") {
+  using jobhost::config::to_string;
+  CHECK(to_string(Jitter::equal) == "equal");
+  CHECK(to_string(Concurrency::replace) == "replace");
+  CHECK(to_string(Misfire::run_all) == "run_all");
+  CHECK(to_string(LogFormat::json) == "json");
+  CHECK(to_string(Durability::full) == "full");
+}
+
+TEST_CASE("load_config asks for the plugin names of the resolved plugin_dir") {
+  TempConfig file(R"([host]
+plugin_dir = "p"
+[jobs.a]
+plugin = "helo"
+every = "1 s"
+)");
+  fs::path asked;
+  int calls = 0;
+  const jobhost::config::PluginNamesFor names_for = [&](const jobhost::config::HostConfig& host) {
+    asked = host.plugin_dir;
+    ++calls;
+    return std::optional<std::set<std::string>>({"hello"});
+  };
+  auto config = load_config(file.file(), names_for);
+  REQUIRE_FALSE(config.has_value());
+  CHECK(calls == 1);
+  CHECK(asked == file.dir() / "p");
+  REQUIRE(config.error().size() == 2);
+  CHECK_THAT(config.error()[0].message, Catch::Contains("unknown plugin \"helo\""));
+  CHECK_THAT(config.error()[1].message, Catch::Contains("invalid duration"));
+
+  // nullopt: the names are unknown, so no plugin is reported.
+  const jobhost::config::PluginNamesFor unknown = [](const jobhost::config::HostConfig&) {
+    return std::optional<std::set<std::string>>();
+  };
+  auto unchecked = load_config(file.file(), unknown);
+  REQUIRE_FALSE(unchecked.has_value());
+  CHECK(unchecked.error().size() == 1);
+}
+
+TEST_CASE("load_config does not check plugins against a [host] with mistakes") {
+  TempConfig file(R"([host]
+plugin_dir = 3
+[jobs.a]
+plugin = "helo"
+every = "1s"
+)");
+  int calls = 0;
+  const jobhost::config::PluginNamesFor names_for = [&](const jobhost::config::HostConfig&) {
+    ++calls;
+    return std::optional<std::set<std::string>>({"hello"});
+  };
+  auto config = load_config(file.file(), names_for);
+  REQUIRE_FALSE(config.has_value());
+  CHECK(calls == 0);
+  REQUIRE(config.error().size() == 1);
+  CHECK_THAT(config.error()[0].message, Catch::Contains("plugin_dir in [host]: expected a string"));
+}
