@@ -1,0 +1,219 @@
+#include "catalog/catalog.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/core.h>
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <system_error>
+#include <utility>
+
+#include "catalog/checks.h"
+#include "catalog/shadow.h"
+#include "common/sha256.h"
+
+namespace jobhost::catalog {
+namespace {
+
+std::unexpected<Rejection> reject(const std::filesystem::path& path, std::string reason) {
+  return std::unexpected(Rejection{path, std::move(reason)});
+}
+
+// Reads the whole file through a descriptor opened without following links,
+// and checks it is still the file lstat() saw (not swapped in between).
+Result<std::string> read_checked(const std::filesystem::path& file, const struct stat& seen) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return fail(fmt::format("cannot be read: {}", std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_dev != seen.st_dev || st.st_ino != seen.st_ino) {
+    ::close(fd);
+    return fail("was replaced while it was being checked: scan again");
+  }
+  std::string bytes;
+  bytes.reserve(static_cast<std::size_t>(st.st_size));
+  char buf[1 << 16];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return fail(fmt::format("cannot be read: {}", std::strerror(err)));
+    }
+    if (n == 0) break;
+    bytes.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return bytes;
+}
+
+std::string symlink_reason(const std::filesystem::path& file, std::string reason) {
+  std::error_code ec;
+  const auto target = std::filesystem::read_symlink(file, ec);
+  constexpr std::string_view kPrefix = "is a symbolic link";
+  if (!ec && reason.starts_with(kPrefix)) {
+    reason.insert(kPrefix.size(), fmt::format(" (to {})", target.string()));
+  }
+  return reason;
+}
+
+}  // namespace
+
+const PluginInfo* ScanResult::find(std::string_view name) const {
+  auto it = std::find_if(accepted.begin(), accepted.end(),
+                         [&](const PluginInfo& p) { return p.name == name; });
+  return it == accepted.end() ? nullptr : &*it;
+}
+
+Catalog::Catalog(std::filesystem::path plugin_dir, std::filesystem::path shadow_dir,
+                 Duration probe_timeout)
+    : plugin_dir_(std::move(plugin_dir)),
+      shadow_dir_(std::move(shadow_dir)),
+      probe_timeout_(probe_timeout) {}
+
+ScanResult Catalog::scan() {
+  ScanResult result;
+  struct stat st {};
+  if (::stat(plugin_dir_.c_str(), &st) != 0) {
+    const int err = errno;
+    result.rejected.push_back(
+        {plugin_dir_,
+         err == ENOENT ? std::string("plugin directory does not exist: create it, or "
+                                     "set [host] plugin_dir to the directory that "
+                                     "holds the plugins")
+                       : fmt::format("plugin directory cannot be read: {}", std::strerror(err))});
+    return result;
+  }
+  if (auto ok =
+          check_file_safety(plugin_dir_, st.st_mode, st.st_uid, ::geteuid(), Expect::plugin_dir);
+      !ok) {
+    result.rejected.push_back({plugin_dir_, "plugin directory: " + ok.error().message});
+    return result;
+  }
+  if (auto ok = prepare_shadow_dir(shadow_dir_); !ok) {
+    result.rejected.push_back({shadow_dir_, ok.error().message});
+    return result;
+  }
+
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(plugin_dir_, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (!name.starts_with('.') && name.ends_with(".so")) names.push_back(std::move(name));
+  }
+  if (ec) {
+    result.rejected.push_back(
+        {plugin_dir_, fmt::format("plugin directory cannot be listed: {}", ec.message())});
+    return result;
+  }
+  std::sort(names.begin(), names.end());
+
+  std::map<std::string, std::filesystem::path> first_with_name;
+  for (const auto& name : names) {
+    auto checked = probe_file(plugin_dir_ / name);
+    if (!checked) {
+      result.rejected.push_back(std::move(checked.error()));
+      continue;
+    }
+    auto [first, inserted] = first_with_name.emplace(checked->name, checked->path);
+    if (!inserted) {
+      result.rejected.push_back(
+          {checked->path,
+           fmt::format("duplicate plugin name \"{}\": {} has the same name and is the one loaded "
+                       "(of files with the same plugin name, the first by file name wins); "
+                       "remove or rename one of them",
+                       checked->name, first->second.filename().string())});
+      continue;
+    }
+    result.accepted.push_back(std::move(*checked));
+  }
+  std::sort(result.rejected.begin(), result.rejected.end(),
+            [](const Rejection& a, const Rejection& b) { return a.path < b.path; });
+  return result;
+}
+
+std::expected<PluginInfo, Rejection> Catalog::probe_file(const std::filesystem::path& file) {
+  struct stat st {};
+  if (::lstat(file.c_str(), &st) != 0) {
+    return reject(file, fmt::format("cannot be read: {}", std::strerror(errno)));
+  }
+  if (auto ok = check_file_safety(file, st.st_mode, st.st_uid, ::geteuid(), Expect::plugin_file);
+      !ok) {
+    return reject(file, symlink_reason(file, ok.error().message));
+  }
+  auto bytes = read_checked(file, st);
+  if (!bytes) return reject(file, bytes.error().message);
+  if (auto ok = check_elf_header(*bytes); !ok) return reject(file, ok.error().message);
+
+  const std::string sha = sha256_hex(*bytes);
+  const auto shadow = shadow_path_for(shadow_dir_, sha);
+  auto cached = verdicts_.find(sha);
+  if (cached == verdicts_.end()) {
+    auto verdict = probe_content(file, sha, *bytes);
+    if (!verdict.cacheable) return reject(file, verdict.verdict.error());
+    cached = verdicts_.emplace(sha, std::move(verdict.verdict)).first;
+  }
+  if (!cached->second) return reject(file, cached->second.error());
+
+  // Accepted earlier: make sure its shadow copy is still there (state_dir may
+  // have been cleaned); the content is the same, so no new probe is needed.
+  struct stat shadow_st {};
+  if (::lstat(shadow.c_str(), &shadow_st) != 0 || !S_ISREG(shadow_st.st_mode) ||
+      static_cast<std::size_t>(shadow_st.st_size) != bytes->size()) {
+    if (auto ok = prepare_shadow_dir(shadow_dir_); !ok) return reject(file, ok.error().message);
+    auto temp = write_temp_copy(shadow_dir_, *bytes);
+    if (!temp) return reject(file, temp.error().message);
+    if (auto ok = commit_copy(*temp, shadow); !ok) return reject(file, ok.error().message);
+  }
+
+  const Descriptor& d = *cached->second;
+  return PluginInfo{*d.name, *d.version, d.description.value_or(""), d.abi_major, d.abi_minor, sha,
+                    file,    shadow};
+}
+
+Catalog::ProbeOutcome Catalog::probe_content(const std::filesystem::path& file,
+                                             const std::string& sha, const std::string& bytes) {
+  auto transient = [](std::string reason) {
+    return ProbeOutcome{std::unexpected(std::move(reason)), false};
+  };
+  if (auto ok = prepare_shadow_dir(shadow_dir_); !ok) return transient(ok.error().message);
+
+  // Probe exactly the bytes that were hashed: an intact shadow copy of them,
+  // or a new temporary one, which becomes the shadow copy if accepted.
+  const auto shadow = shadow_path_for(shadow_dir_, sha);
+  std::filesystem::path probed = shadow;
+  std::optional<std::filesystem::path> temp;
+  if (!is_intact_copy(shadow, sha)) {
+    auto written = write_temp_copy(shadow_dir_, bytes);
+    if (!written) return transient(written.error().message);
+    temp = *written;
+    probed = *temp;
+  }
+
+  ++probes_run_;
+  auto probed_result = probe(probed, probe_timeout_, file.filename().string());
+  ProbeOutcome outcome{std::unexpected(std::string()), true};
+  if (!probed_result) {
+    outcome = {std::unexpected(probed_result.error().reason), !probed_result.error().transient};
+  } else if (auto ok = check_descriptor(*probed_result); !ok) {
+    outcome.verdict = std::unexpected(ok.error().message);
+  } else {
+    outcome.verdict = std::move(*probed_result);
+  }
+
+  if (temp) {
+    if (outcome.verdict) {
+      if (auto ok = commit_copy(*temp, shadow); !ok) return transient(ok.error().message);
+    } else {
+      ::unlink(temp->c_str());
+    }
+  }
+  return outcome;
+}
+
+}  // namespace jobhost::catalog
