@@ -1,0 +1,112 @@
+#include "ledger/records.h"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+namespace jobhost::ledger {
+namespace {
+
+constexpr std::array<std::string_view, 6> kTriggerNames = {"schedule", "manual", "retry",
+                                                           "catchup",  "replay", "reboot"};
+
+using nlohmann::json;
+
+// Texts can hold bytes from plugins (messages, output) that are not UTF-8;
+// nlohmann would throw on dump(). Replace invalid sequences by U+FFFD once here.
+json text(const std::string& s) {
+  return json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+template <class T, class F>
+json or_null(const std::optional<T>& value, F&& convert) {
+  return value ? json(convert(*value)) : json(nullptr);
+}
+
+json opt_text(const std::optional<std::string>& s) {
+  return s ? text(*s) : json(nullptr);
+}
+json opt_time(const std::optional<TimePoint>& t) {
+  return or_null(t, [](TimePoint v) { return format_utc(v); });
+}
+
+}  // namespace
+
+std::string_view to_string(Trigger trigger) {
+  return kTriggerNames[static_cast<std::size_t>(trigger)];
+}
+
+std::optional<Trigger> trigger_from_string(std::string_view text) {
+  for (std::size_t i = 0; i < kTriggerNames.size(); ++i) {
+    if (kTriggerNames[i] == text) return static_cast<Trigger>(i);
+  }
+  return std::nullopt;
+}
+
+std::string format_utc(TimePoint at) {
+  using namespace std::chrono;
+  auto day = floor<days>(at);
+  year_month_day ymd(day);
+  hh_mm_ss hms(at - day);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", static_cast<int>(ymd.year()),
+                     static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                     hms.hours().count(), hms.minutes().count(), hms.seconds().count(),
+                     hms.subseconds().count());
+}
+
+void to_json(json& out, const RunRecord& run) {
+  out = json{
+      {"run_id", run.run_id},
+      {"job", text(run.job)},
+      {"trace_id", run.trace_id},
+      {"attempt", run.attempt},
+      {"trigger", to_string(run.trigger)},
+      {"scheduled_for", format_utc(run.scheduled_for)},
+      {"started_at", format_utc(run.started_at)},
+      {"finished_at", opt_time(run.finished_at)},
+      {"duration_ms", or_null(run.duration, [](Duration d) { return d.count(); })},
+      {"outcome", or_null(run.outcome, [](Outcome o) { return to_string(o); })},
+      {"exit_code", or_null(run.exit_code, [](int c) { return c; })},
+      {"signal", opt_text(run.signal)},
+      {"message", text(run.message)},
+      {"plugin", opt_text(run.plugin)},
+      {"plugin_version", opt_text(run.plugin_version)},
+      {"plugin_sha256", opt_text(run.plugin_sha256)},
+      {"definition_hash", opt_text(run.definition_hash)},
+      {"last_heartbeat", opt_time(run.last_heartbeat)},
+      {"progress", or_null(run.progress, [](double p) { return p; })},
+      {"replay_of", opt_text(run.replay_of)},
+      {"host_pid", run.host_pid},
+  };
+}
+
+void to_json(json& out, const JobStats& stats) {
+  out = json{
+      {"job", text(stats.job)},
+      {"definition_hash", opt_text(stats.definition_hash)},
+      {"last_fire", opt_time(stats.last_fire)},
+      {"next_fire", opt_time(stats.next_fire)},
+      {"consecutive_failures", stats.consecutive_failures},
+      {"last_outcome", or_null(stats.last_outcome, [](Outcome o) { return to_string(o); })},
+      {"last_started", opt_time(stats.last_started)},
+      {"window_runs", stats.window_runs},
+      {"success_rate", or_null(stats.success_rate, [](double r) { return r; })},
+      {"mean_duration_ms", or_null(stats.mean_duration, [](Duration d) { return d.count(); })},
+      {"runs_in_flight", stats.runs_in_flight},
+  };
+}
+
+void to_json(json& out, const Event& event) {
+  out = json{
+      {"id", event.id},
+      {"at", format_utc(event.at)},
+      {"kind", text(event.kind)},
+      {"job", opt_text(event.job)},
+      {"run_id", opt_text(event.run_id)},
+      {"detail", text(event.detail)},
+  };
+}
+
+}  // namespace jobhost::ledger

@@ -1,0 +1,155 @@
+// The ledger's records: what a Store takes and returns. Plain structs; times
+// are UTC milliseconds (common/time.h). See docs/ledger.md for the columns.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/outcome.h"
+#include "common/time.h"
+
+namespace jobhost::ledger {
+
+// Why a run exists. The names are a contract (ledger, history --json).
+enum class Trigger {
+  schedule,  // the job's schedule fired on time
+  manual,    // `jobhost trigger` or `run-once`: a slot of its own at "now"
+  retry,     // attempt n > 1 of an earlier fire
+  catchup,   // a fire missed while the host was down, run by the misfire policy
+  replay,    // `jobhost replay RUN_ID`
+  reboot,    // `@reboot` at host start
+};
+
+std::string_view to_string(Trigger trigger);
+std::optional<Trigger> trigger_from_string(std::string_view text);
+
+// "2026-11-29T08:00:00.123Z": RFC 3339 in UTC with milliseconds.
+std::string format_utc(TimePoint at);
+
+// Everything known when a run starts. The caller makes run_id and trace_id
+// (ledger/ids.h); every attempt of one fire carries the fire's trace_id.
+struct RunStart {
+  std::string run_id;
+  std::string job;
+  TimePoint scheduled_for;  // the slot: the instant the fire was due
+  int attempt = 1;          // 1 claims the slot; n > 1 is a retry of a claimed slot
+  std::string trace_id;
+  Trigger trigger = Trigger::schedule;
+  TimePoint started_at;
+  std::optional<std::string> plugin;  // descriptor name
+  std::optional<std::string> plugin_version;
+  std::optional<std::string> plugin_sha256;  // of the shadow copy the run loads
+  std::optional<std::string> definition_hash;
+  std::optional<std::string> replay_of;  // run id this run replays
+  int64_t host_pid = 0;                  // the daemon's pid (getpid())
+};
+
+// How a run ended.
+struct RunEnd {
+  std::string run_id;
+  TimePoint finished_at;
+  Outcome outcome = Outcome::succeeded;
+  std::optional<int> exit_code{};
+  std::optional<std::string> signal{};  // "SIGSEGV"
+  std::optional<Duration> duration{};   // measured by the caller (steady clock)
+  std::string message{};
+  std::string output_tail{};  // bounded tail of stdout+stderr; may be any bytes
+  // When set, attempt+1 of the same slot is scheduled for this instant in the
+  // same transaction, so a crash cannot lose the retry.
+  std::optional<TimePoint> retry_at{};
+};
+
+// A slot that is recorded as skipped instead of run (concurrency or misfire
+// policy). It becomes a finished run row with outcome skipped.
+struct SkipRecord {
+  std::string run_id;
+  std::string trace_id;
+  std::string job;
+  TimePoint scheduled_for;
+  Trigger trigger = Trigger::schedule;
+  std::string reason;  // stored as the run's message, e.g. "missed"
+  TimePoint at;        // when it was decided
+  std::optional<std::string> definition_hash;
+  int64_t host_pid = 0;
+};
+
+// One row of `runs`, every column.
+struct RunRecord {
+  std::string run_id;
+  std::string job;
+  TimePoint scheduled_for;
+  int attempt = 1;
+  std::string trace_id;
+  Trigger trigger = Trigger::schedule;
+  TimePoint started_at;
+  std::optional<TimePoint> finished_at;  // nullopt while running
+  std::optional<Outcome> outcome;        // nullopt while running
+  std::optional<int> exit_code;
+  std::optional<std::string> signal;
+  std::optional<Duration> duration;
+  std::optional<std::string> plugin;
+  std::optional<std::string> plugin_version;
+  std::optional<std::string> plugin_sha256;
+  std::optional<std::string> definition_hash;
+  std::string message;
+  std::string output_tail;
+  std::optional<TimePoint> last_heartbeat;
+  std::optional<double> progress;
+  std::optional<std::string> replay_of;
+  int64_t host_pid = 0;
+
+  bool running() const { return !finished_at.has_value(); }
+};
+
+// What `status` shows for one job. Windowed figures cover the last
+// kStatsWindow finished runs that were not skipped.
+struct JobStats {
+  std::string job;
+  std::optional<std::string> definition_hash;
+  std::optional<TimePoint> last_fire;  // latest schedule/catchup slot claimed
+  std::optional<TimePoint> next_fire;  // as last told by upsert_job
+  int consecutive_failures = 0;
+  std::optional<Outcome> last_outcome;    // latest finished, non-skipped run
+  std::optional<TimePoint> last_started;  // latest non-skipped run, running or not
+  int window_runs = 0;                    // finished non-skipped runs counted (<= 100)
+  std::optional<double> success_rate;     // succeeded / window_runs; nullopt if 0
+  std::optional<Duration> mean_duration;  // over window runs with a known duration
+  int runs_in_flight = 0;
+};
+inline constexpr int kStatsWindow = 100;
+
+// One entry of the audit trail. Kinds written by the ledger itself: started,
+// finished, skipped, retried, interrupted. Others (fired, reloaded,
+// rejected_plugin, config_rejected, ...) come from add_event().
+struct Event {
+  int64_t id = 0;  // assigned by the store
+  TimePoint at;
+  std::string kind;
+  std::optional<std::string> job;
+  std::optional<std::string> run_id;
+  std::string detail;  // free text or JSON
+};
+
+// A retry waiting for its time: attempt `next_attempt` of slot
+// (job, scheduled_for). At most one per slot.
+struct PendingRetry {
+  std::string job;
+  TimePoint scheduled_for;
+  int next_attempt = 2;
+  TimePoint due_at;
+  std::string trace_id;
+};
+
+// nlohmann's conversion (`nlohmann::json j = record;`): the `history --json`
+// object. Times are RFC 3339 UTC strings (format_utc), unknown values are
+// null, invalid UTF-8 in texts is replaced by U+FFFD. output_tail is left out
+// (it can be large); read it from the record.
+void to_json(nlohmann::json& out, const RunRecord& run);
+// The `status --json` object for one job.
+void to_json(nlohmann::json& out, const JobStats& stats);
+void to_json(nlohmann::json& out, const Event& event);
+
+}  // namespace jobhost::ledger

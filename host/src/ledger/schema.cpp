@@ -1,0 +1,98 @@
+#include "ledger/schema.h"
+
+#include <array>
+
+namespace jobhost::ledger {
+namespace {
+
+// Times are INTEGER milliseconds since the Unix epoch, UTC.
+constexpr const char* kVersion1 = R"sql(
+CREATE TABLE jobs (
+  name                 TEXT PRIMARY KEY NOT NULL,
+  definition_hash      TEXT,
+  last_fire            INTEGER,
+  next_fire            INTEGER,
+  consecutive_failures INTEGER NOT NULL DEFAULT 0,
+  updated_at           INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE slots (
+  job           TEXT NOT NULL REFERENCES jobs (name),
+  scheduled_for INTEGER NOT NULL,
+  trigger       TEXT NOT NULL,
+  trace_id      TEXT NOT NULL,
+  claimed_at    INTEGER NOT NULL,
+  PRIMARY KEY (job, scheduled_for)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE runs (
+  run_id          TEXT PRIMARY KEY NOT NULL,
+  job             TEXT NOT NULL,
+  scheduled_for   INTEGER NOT NULL,
+  attempt         INTEGER NOT NULL CHECK (attempt >= 1),
+  trace_id        TEXT NOT NULL,
+  trigger         TEXT NOT NULL,
+  started_at      INTEGER NOT NULL,
+  finished_at     INTEGER,
+  outcome         TEXT,
+  exit_code       INTEGER,
+  signal          TEXT,
+  duration_ms     INTEGER,
+  plugin          TEXT,
+  plugin_version  TEXT,
+  plugin_sha256   TEXT,
+  definition_hash TEXT,
+  message         TEXT NOT NULL DEFAULT '',
+  output_tail     BLOB NOT NULL DEFAULT x'',
+  last_heartbeat  INTEGER,
+  progress        REAL,
+  replay_of       TEXT,
+  host_pid        INTEGER NOT NULL,
+  UNIQUE (job, scheduled_for, attempt),
+  FOREIGN KEY (job, scheduled_for) REFERENCES slots (job, scheduled_for) ON DELETE CASCADE,
+  CHECK ((finished_at IS NULL) = (outcome IS NULL))
+) STRICT;
+CREATE INDEX runs_by_job_started ON runs (job, started_at, run_id);
+CREATE INDEX runs_by_started ON runs (started_at, run_id);
+CREATE INDEX runs_open ON runs (job) WHERE finished_at IS NULL;
+
+CREATE TABLE pending_retries (
+  job           TEXT NOT NULL,
+  scheduled_for INTEGER NOT NULL,
+  next_attempt  INTEGER NOT NULL CHECK (next_attempt >= 2),
+  due_at        INTEGER NOT NULL,
+  trace_id      TEXT NOT NULL,
+  created_at    INTEGER NOT NULL,
+  PRIMARY KEY (job, scheduled_for),
+  FOREIGN KEY (job, scheduled_for) REFERENCES slots (job, scheduled_for) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+CREATE INDEX pending_retries_by_due ON pending_retries (due_at);
+
+CREATE TABLE events (
+  id     INTEGER PRIMARY KEY,
+  at     INTEGER NOT NULL,
+  kind   TEXT NOT NULL,
+  job    TEXT,
+  run_id TEXT,
+  detail TEXT NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX events_by_job ON events (job, id);
+CREATE INDEX events_by_run ON events (run_id);
+CREATE INDEX events_by_at ON events (at);
+)sql";
+
+constexpr std::array<Migration, 1> kMigrations = {{
+    {1, kVersion1},
+}};
+
+}  // namespace
+
+std::span<const Migration> migrations() {
+  return kMigrations;
+}
+
+int current_schema_version() {
+  return kMigrations.back().version;
+}
+
+}  // namespace jobhost::ledger

@@ -1,0 +1,779 @@
+#include "ledger/sqlite_store.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <fmt/format.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+#include <utility>
+
+#include "ledger/schema.h"
+#include "ledger/sqlite_error.h"
+
+namespace jobhost::ledger {
+namespace {
+
+using nlohmann::json;
+
+int64_t to_ms(TimePoint t) {
+  return t.time_since_epoch().count();
+}
+TimePoint from_ms(int64_t ms) {
+  return TimePoint(Duration(ms));
+}
+
+bool counts_as_failure(Outcome o) {
+  switch (o) {
+    case Outcome::failed:
+    case Outcome::timed_out:
+    case Outcome::stalled:
+    case Outcome::crashed:
+    case Outcome::limit_exceeded:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool advances_last_fire(Trigger t) {
+  return t == Trigger::schedule || t == Trigger::catchup;
+}
+
+// Thrown for rows this build cannot read; becomes an Error in guarded().
+struct BadRow : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// ---- binding ---------------------------------------------------------------
+
+void bind_one(SQLite::Statement& s, int i, std::nullptr_t) {
+  s.bind(i);
+}
+void bind_one(SQLite::Statement& s, int i, int v) {
+  s.bind(i, v);
+}
+void bind_one(SQLite::Statement& s, int i, int64_t v) {
+  s.bind(i, v);
+}
+void bind_one(SQLite::Statement& s, int i, double v) {
+  s.bind(i, v);
+}
+void bind_one(SQLite::Statement& s, int i, const std::string& v) {
+  s.bind(i, v);
+}
+void bind_one(SQLite::Statement& s, int i, std::string_view v) {
+  s.bind(i, std::string(v));
+}
+void bind_one(SQLite::Statement& s, int i, const char* v) {
+  s.bind(i, v);
+}
+void bind_one(SQLite::Statement& s, int i, TimePoint v) {
+  s.bind(i, to_ms(v));
+}
+void bind_one(SQLite::Statement& s, int i, Duration v) {
+  s.bind(i, static_cast<int64_t>(v.count()));
+}
+template <class T>
+void bind_one(SQLite::Statement& s, int i, const std::optional<T>& v) {
+  if (v) {
+    bind_one(s, i, *v);
+  } else {
+    s.bind(i);
+  }
+}
+
+// Bytes that must stay bytes (output tails).
+struct Blob {
+  std::string_view bytes;
+};
+void bind_one(SQLite::Statement& s, int i, Blob v) {
+  // A null pointer would bind NULL, not an empty blob.
+  static constexpr char kEmpty = 0;
+  s.bind(i, v.bytes.empty() ? &kEmpty : v.bytes.data(), static_cast<int>(v.bytes.size()));
+}
+
+// A cached statement in use: binds in order, resets when the scope ends so
+// that no statement keeps a read transaction open.
+class Query {
+ public:
+  template <class... Args>
+  explicit Query(SQLite::Statement& statement, const Args&... args) : s_(statement) {
+    int i = 0;
+    (bind_one(s_, ++i, args), ...);
+  }
+  Query(const Query&) = delete;
+  Query& operator=(const Query&) = delete;
+  ~Query() { s_.tryReset(); }
+
+  bool step() { return s_.executeStep(); }
+  int exec() { return s_.exec(); }
+  SQLite::Column col(int i) { return s_.getColumn(i); }
+
+  std::optional<int64_t> opt_int(int i) {
+    auto c = s_.getColumn(i);
+    return c.isNull() ? std::nullopt : std::optional<int64_t>(c.getInt64());
+  }
+  std::optional<TimePoint> opt_time(int i) {
+    auto v = opt_int(i);
+    return v ? std::optional<TimePoint>(from_ms(*v)) : std::nullopt;
+  }
+  std::optional<std::string> opt_text(int i) {
+    auto c = s_.getColumn(i);
+    return c.isNull() ? std::nullopt : std::optional<std::string>(c.getString());
+  }
+
+ private:
+  SQLite::Statement& s_;
+};
+
+// ---- SQL -------------------------------------------------------------------
+
+#define JOBHOST_RUN_COLUMNS                                                                    \
+  "run_id, job, scheduled_for, attempt, trace_id, trigger, started_at, finished_at, outcome, " \
+  "exit_code, signal, duration_ms, plugin, plugin_version, plugin_sha256, definition_hash, "   \
+  "message, output_tail, last_heartbeat, progress, replay_of, host_pid"
+
+constexpr const char* kEnsureJob =
+    "INSERT INTO jobs (name, definition_hash, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (name) DO NOTHING";
+constexpr const char* kUpsertJob =
+    "INSERT INTO jobs (name, definition_hash, next_fire, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET definition_hash = excluded.definition_hash, "
+    "next_fire = excluded.next_fire, updated_at = excluded.updated_at";
+constexpr const char* kAdvanceLastFire =
+    "UPDATE jobs SET last_fire = max(coalesce(last_fire, ?1), ?1), updated_at = ?2 "
+    "WHERE name = ?3";
+constexpr const char* kClaimSlot =
+    "INSERT INTO slots (job, scheduled_for, trigger, trace_id, claimed_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (job, scheduled_for) DO NOTHING";
+constexpr const char* kSlotTrace = "SELECT trace_id FROM slots WHERE job = ? AND scheduled_for = ?";
+constexpr const char* kAttemptExists =
+    "SELECT 1 FROM runs WHERE job = ? AND scheduled_for = ? AND attempt = ?";
+constexpr const char* kConsumeRetry =
+    "DELETE FROM pending_retries WHERE job = ? AND scheduled_for = ? AND next_attempt <= ?";
+constexpr const char* kInsertRun =
+    "INSERT INTO runs (" JOBHOST_RUN_COLUMNS
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+constexpr const char* kRunForFinish =
+    "SELECT job, scheduled_for, attempt, trace_id, finished_at FROM runs WHERE run_id = ?";
+constexpr const char* kFinishRun =
+    "UPDATE runs SET finished_at = ?, outcome = ?, exit_code = ?, signal = ?, duration_ms = ?, "
+    "message = ?, output_tail = ? WHERE run_id = ?";
+constexpr const char* kResetFailures =
+    "UPDATE jobs SET consecutive_failures = 0, updated_at = ? WHERE name = ?";
+constexpr const char* kCountFailure =
+    "UPDATE jobs SET consecutive_failures = consecutive_failures + 1, updated_at = ? "
+    "WHERE name = ?";
+constexpr const char* kJobDefinition = "SELECT definition_hash FROM jobs WHERE name = ?";
+constexpr const char* kHeartbeat =
+    "UPDATE runs SET last_heartbeat = ?, progress = coalesce(?, progress) "
+    "WHERE run_id = ? AND finished_at IS NULL";
+constexpr const char* kOpenRuns = "SELECT " JOBHOST_RUN_COLUMNS
+                                  " FROM runs WHERE finished_at IS NULL "
+                                  "ORDER BY started_at, run_id";
+constexpr const char* kInterruptOpenRuns =
+    "UPDATE runs SET finished_at = ?, outcome = 'interrupted', message = ? "
+    "WHERE finished_at IS NULL";
+constexpr const char* kHistoryAll =
+    "SELECT " JOBHOST_RUN_COLUMNS " FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?";
+constexpr const char* kHistoryJob = "SELECT " JOBHOST_RUN_COLUMNS
+                                    " FROM runs WHERE job = ? "
+                                    "ORDER BY started_at DESC, run_id DESC LIMIT ?";
+constexpr const char* kGetRun = "SELECT " JOBHOST_RUN_COLUMNS " FROM runs WHERE run_id = ?";
+constexpr const char* kJobRow =
+    "SELECT definition_hash, last_fire, next_fire, consecutive_failures FROM jobs "
+    "WHERE name = ?";
+constexpr const char* kSelectStatsWindow =
+    "SELECT outcome, duration_ms FROM runs "
+    "WHERE job = ? AND finished_at IS NOT NULL AND outcome <> 'skipped' "
+    "ORDER BY started_at DESC, run_id DESC LIMIT ?";
+constexpr const char* kLastStarted =
+    "SELECT started_at FROM runs WHERE job = ? AND (outcome IS NULL OR outcome <> 'skipped') "
+    "ORDER BY started_at DESC, run_id DESC LIMIT 1";
+constexpr const char* kInFlight = "SELECT count(*) FROM runs WHERE job = ? AND finished_at IS NULL";
+constexpr const char* kJobNames = "SELECT name FROM jobs ORDER BY name";
+constexpr const char* kLastFire = "SELECT last_fire FROM jobs WHERE name = ?";
+constexpr const char* kInsertEvent =
+    "INSERT INTO events (at, kind, job, run_id, detail) VALUES (?, ?, ?, ?, ?)";
+constexpr const char* kEventsAll =
+    "SELECT id, at, kind, job, run_id, detail FROM events ORDER BY id DESC LIMIT ?";
+constexpr const char* kEventsJob =
+    "SELECT id, at, kind, job, run_id, detail FROM events WHERE job = ? "
+    "ORDER BY id DESC LIMIT ?";
+constexpr const char* kUpsertRetry =
+    "INSERT INTO pending_retries (job, scheduled_for, next_attempt, due_at, trace_id, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job, scheduled_for) DO UPDATE SET "
+    "next_attempt = excluded.next_attempt, due_at = excluded.due_at, "
+    "trace_id = excluded.trace_id, created_at = excluded.created_at";
+constexpr const char* kPendingRetries =
+    "SELECT job, scheduled_for, next_attempt, due_at, trace_id FROM pending_retries "
+    "ORDER BY due_at, job, scheduled_for";
+constexpr const char* kRemoveRetry =
+    "DELETE FROM pending_retries WHERE job = ? AND scheduled_for = ?";
+constexpr const char* kPruneRuns =
+    "DELETE FROM runs WHERE run_id IN (SELECT run_id FROM runs "
+    "WHERE finished_at IS NOT NULL AND started_at < ? ORDER BY started_at LIMIT ?) "
+    "RETURNING run_id, job, scheduled_for";
+constexpr const char* kPruneRunEvents = "DELETE FROM events WHERE run_id = ?";
+constexpr const char* kPruneSlot =
+    "DELETE FROM slots WHERE job = ?1 AND scheduled_for = ?2 "
+    "AND NOT EXISTS (SELECT 1 FROM runs WHERE job = ?1 AND scheduled_for = ?2) "
+    "AND NOT EXISTS (SELECT 1 FROM pending_retries WHERE job = ?1 AND scheduled_for = ?2)";
+constexpr const char* kPruneOldEvents =
+    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY at LIMIT ?)";
+
+// ---- the store -------------------------------------------------------------
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(std::string path, SQLite::Database db) : path_(std::move(path)), db_(std::move(db)) {}
+
+  Result<bool> claim_and_start(const RunStart& run) override {
+    const auto what = fmt::format("cannot record the start of run {} (job {}, attempt {})",
+                                  run.run_id, run.job, run.attempt);
+    if (run.run_id.empty() || run.trace_id.empty() || run.job.empty()) {
+      return fail(fmt::format("{}: {}: run id, trace id and job must not be empty", path_, what));
+    }
+    if (run.attempt < 1) {
+      return fail(fmt::format("{}: {}: attempts count from 1", path_, what));
+    }
+    return guarded(what, [&]() -> Result<bool> {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      Query(statement(kEnsureJob), run.job, run.definition_hash, run.started_at).exec();
+      if (run.attempt == 1) {
+        if (Query(statement(kClaimSlot), run.job, run.scheduled_for, to_string(run.trigger),
+                  run.trace_id, run.started_at)
+                .exec() == 0) {
+          return false;
+        }
+        if (advances_last_fire(run.trigger)) {
+          Query(statement(kAdvanceLastFire), run.scheduled_for, run.started_at, run.job).exec();
+        }
+      } else {
+        auto trace = slot_trace(run.job, run.scheduled_for);
+        if (!trace) {
+          return fail(fmt::format("{}: {}: slot {} was never claimed (attempt 1 comes first)",
+                                  path_, what, format_utc(run.scheduled_for)));
+        }
+        if (*trace != run.trace_id) {
+          return fail(fmt::format("{}: {}: trace id {} differs from the slot's {}", path_, what,
+                                  run.trace_id, *trace));
+        }
+        Query exists(statement(kAttemptExists), run.job, run.scheduled_for, run.attempt);
+        if (exists.step()) return false;
+        Query(statement(kConsumeRetry), run.job, run.scheduled_for, run.attempt).exec();
+      }
+      Query(statement(kInsertRun), run.run_id, run.job, run.scheduled_for, run.attempt,
+            run.trace_id, to_string(run.trigger), run.started_at, nullptr, nullptr, nullptr,
+            nullptr, nullptr, run.plugin, run.plugin_version, run.plugin_sha256,
+            run.definition_hash, "", Blob{}, nullptr, nullptr, run.replay_of, run.host_pid)
+          .exec();
+      insert_event(run.started_at, "started", run.job, run.run_id,
+                   json{{"trigger", to_string(run.trigger)},
+                        {"attempt", run.attempt},
+                        {"scheduled_for", format_utc(run.scheduled_for)},
+                        {"trace_id", run.trace_id}}
+                       .dump());
+      tx.commit();
+      return true;
+    });
+  }
+
+  Result<bool> finish_run(const RunEnd& end) override {
+    const auto what = fmt::format("cannot record the end of run {}", end.run_id);
+    return guarded(what, [&]() -> Result<bool> {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      std::string job, trace_id;
+      TimePoint scheduled_for;
+      int attempt = 0;
+      {
+        Query q(statement(kRunForFinish), end.run_id);
+        if (!q.step()) return fail(fmt::format("{}: {}: no such run", path_, what));
+        if (!q.col(4).isNull()) return false;  // already finished: idempotent
+        job = q.col(0).getString();
+        scheduled_for = from_ms(q.col(1).getInt64());
+        attempt = q.col(2).getInt();
+        trace_id = q.col(3).getString();
+      }
+      Query(statement(kFinishRun), end.finished_at, to_string(end.outcome), end.exit_code,
+            end.signal, end.duration, end.message, Blob{end.output_tail}, end.run_id)
+          .exec();
+      if (end.outcome == Outcome::succeeded) {
+        Query(statement(kResetFailures), end.finished_at, job).exec();
+      } else if (counts_as_failure(end.outcome)) {
+        Query(statement(kCountFailure), end.finished_at, job).exec();
+      }
+      json detail{{"outcome", to_string(end.outcome)}, {"attempt", attempt}};
+      if (end.exit_code) detail["exit_code"] = *end.exit_code;
+      if (end.signal) detail["signal"] = *end.signal;
+      if (end.duration) detail["duration_ms"] = end.duration->count();
+      insert_event(end.finished_at, "finished", job, end.run_id,
+                   detail.dump(-1, ' ', false, json::error_handler_t::replace));
+      if (end.retry_at) {
+        upsert_retry(PendingRetry{job, scheduled_for, attempt + 1, *end.retry_at, trace_id},
+                     end.finished_at, end.run_id);
+      }
+      tx.commit();
+      return true;
+    });
+  }
+
+  Result<bool> record_skipped(const SkipRecord& skip) override {
+    const auto what = fmt::format("cannot record the skipped fire of job {} at {}", skip.job,
+                                  format_utc(skip.scheduled_for));
+    if (skip.run_id.empty() || skip.trace_id.empty() || skip.job.empty()) {
+      return fail(fmt::format("{}: {}: run id, trace id and job must not be empty", path_, what));
+    }
+    return guarded(what, [&]() -> Result<bool> {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      Query(statement(kEnsureJob), skip.job, skip.definition_hash, skip.at).exec();
+      if (Query(statement(kClaimSlot), skip.job, skip.scheduled_for, to_string(skip.trigger),
+                skip.trace_id, skip.at)
+              .exec() == 0) {
+        return false;
+      }
+      if (advances_last_fire(skip.trigger)) {
+        Query(statement(kAdvanceLastFire), skip.scheduled_for, skip.at, skip.job).exec();
+      }
+      auto definition = skip.definition_hash;
+      if (!definition) {
+        Query q(statement(kJobDefinition), skip.job);
+        if (q.step()) definition = q.opt_text(0);
+      }
+      Query(statement(kInsertRun), skip.run_id, skip.job, skip.scheduled_for, 1, skip.trace_id,
+            to_string(skip.trigger), skip.at, skip.at, to_string(Outcome::skipped), nullptr,
+            nullptr, Duration{0}, nullptr, nullptr, nullptr, definition, skip.reason, Blob{},
+            nullptr, nullptr, nullptr, skip.host_pid)
+          .exec();
+      insert_event(skip.at, "skipped", skip.job, skip.run_id,
+                   json{{"trigger", to_string(skip.trigger)},
+                        {"scheduled_for", format_utc(skip.scheduled_for)},
+                        {"reason", skip.reason}}
+                       .dump(-1, ' ', false, json::error_handler_t::replace));
+      tx.commit();
+      return true;
+    });
+  }
+
+  Result<bool> heartbeat(std::string_view run_id, TimePoint at,
+                         std::optional<double> progress) override {
+    return guarded(fmt::format("cannot record a heartbeat of run {}", run_id),
+                   [&]() -> Result<bool> {
+                     return Query(statement(kHeartbeat), at, progress, run_id).exec() > 0;
+                   });
+  }
+
+  Result<std::vector<RunRecord>> close_orphaned_runs(TimePoint now,
+                                                     std::string_view message) override {
+    return guarded("cannot close the runs left open by a previous host",
+                   [&]() -> Result<std::vector<RunRecord>> {
+                     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+                     auto runs = read_runs(Query(statement(kOpenRuns)));
+                     if (runs.empty()) return runs;
+                     Query(statement(kInterruptOpenRuns), now, message).exec();
+                     for (auto& run : runs) {
+                       run.finished_at = now;
+                       run.outcome = Outcome::interrupted;
+                       run.message = std::string(message);
+                       insert_event(now, "interrupted", run.job, run.run_id, std::string(message));
+                     }
+                     tx.commit();
+                     return runs;
+                   });
+  }
+
+  Result<std::vector<RunRecord>> history(std::optional<std::string_view> job, int limit) override {
+    if (limit <= 0) return fail(fmt::format("history: limit must be positive, not {}", limit));
+    return guarded("cannot read the run history", [&]() -> Result<std::vector<RunRecord>> {
+      if (job) return read_runs(Query(statement(kHistoryJob), *job, limit));
+      return read_runs(Query(statement(kHistoryAll), limit));
+    });
+  }
+
+  Result<std::optional<RunRecord>> get_run(std::string_view run_id) override {
+    return guarded(fmt::format("cannot read run {}", run_id),
+                   [&]() -> Result<std::optional<RunRecord>> {
+                     auto runs = read_runs(Query(statement(kGetRun), run_id));
+                     if (runs.empty()) return std::nullopt;
+                     return std::move(runs.front());
+                   });
+  }
+
+  Result<std::vector<RunRecord>> running_runs() override {
+    return guarded("cannot read the running runs", [&]() -> Result<std::vector<RunRecord>> {
+      return read_runs(Query(statement(kOpenRuns)));
+    });
+  }
+
+  Result<JobStats> job_stats(std::string_view job) override {
+    return guarded(fmt::format("cannot read the status of job {}", job),
+                   [&]() -> Result<JobStats> { return read_stats(job); });
+  }
+
+  Result<std::vector<JobStats>> all_job_stats() override {
+    return guarded("cannot read the status of the jobs", [&]() -> Result<std::vector<JobStats>> {
+      // One read transaction, so that all jobs are seen at the same instant.
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::DEFERRED);
+      std::vector<std::string> names;
+      {
+        Query q(statement(kJobNames));
+        while (q.step()) names.push_back(q.col(0).getString());
+      }
+      std::vector<JobStats> all;
+      all.reserve(names.size());
+      for (const auto& name : names) all.push_back(read_stats(name));
+      tx.commit();
+      return all;
+    });
+  }
+
+  Result<std::optional<TimePoint>> last_fire(std::string_view job) override {
+    return guarded(fmt::format("cannot read the last fire of job {}", job),
+                   [&]() -> Result<std::optional<TimePoint>> {
+                     Query q(statement(kLastFire), job);
+                     if (!q.step()) return std::nullopt;
+                     return q.opt_time(0);
+                   });
+  }
+
+  Result<void> upsert_job(std::string_view job, std::string_view definition_hash,
+                          std::optional<TimePoint> next_fire, TimePoint now) override {
+    return guarded(fmt::format("cannot record job {}", job), [&]() -> Result<void> {
+      Query(statement(kUpsertJob), job, definition_hash, next_fire, now).exec();
+      return {};
+    });
+  }
+
+  Result<void> add_event(const Event& event) override {
+    return guarded(fmt::format("cannot record a {} event", event.kind), [&]() -> Result<void> {
+      Query(statement(kInsertEvent), event.at, event.kind, event.job, event.run_id, event.detail)
+          .exec();
+      return {};
+    });
+  }
+
+  Result<std::vector<Event>> events(std::optional<std::string_view> job, int limit) override {
+    if (limit <= 0) return fail(fmt::format("events: limit must be positive, not {}", limit));
+    return guarded("cannot read the events", [&]() -> Result<std::vector<Event>> {
+      auto read = [](Query q) {
+        std::vector<Event> out;
+        while (q.step()) {
+          out.push_back(Event{q.col(0).getInt64(), from_ms(q.col(1).getInt64()),
+                              q.col(2).getString(), q.opt_text(3), q.opt_text(4),
+                              q.col(5).getString()});
+        }
+        return out;
+      };
+      if (job) return read(Query(statement(kEventsJob), *job, limit));
+      return read(Query(statement(kEventsAll), limit));
+    });
+  }
+
+  Result<void> schedule_retry(const PendingRetry& retry, TimePoint now) override {
+    const auto what = fmt::format("cannot schedule attempt {} of job {} at {}", retry.next_attempt,
+                                  retry.job, format_utc(retry.scheduled_for));
+    if (retry.next_attempt < 2) {
+      return fail(fmt::format("{}: {}: a retry is attempt 2 or later", path_, what));
+    }
+    return guarded(what, [&]() -> Result<void> {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      if (!slot_trace(retry.job, retry.scheduled_for)) {
+        return fail(fmt::format("{}: {}: the slot was never claimed", path_, what));
+      }
+      upsert_retry(retry, now, std::nullopt);
+      tx.commit();
+      return {};
+    });
+  }
+
+  Result<std::vector<PendingRetry>> pending_retries() override {
+    return guarded("cannot read the pending retries", [&]() -> Result<std::vector<PendingRetry>> {
+      std::vector<PendingRetry> out;
+      Query q(statement(kPendingRetries));
+      while (q.step()) {
+        out.push_back(PendingRetry{q.col(0).getString(), from_ms(q.col(1).getInt64()),
+                                   q.col(2).getInt(), from_ms(q.col(3).getInt64()),
+                                   q.col(4).getString()});
+      }
+      return out;
+    });
+  }
+
+  Result<bool> remove_retry(std::string_view job, TimePoint scheduled_for) override {
+    return guarded(fmt::format("cannot remove the pending retry of job {}", job),
+                   [&]() -> Result<bool> {
+                     return Query(statement(kRemoveRetry), job, scheduled_for).exec() > 0;
+                   });
+  }
+
+  Result<int> prune(TimePoint before, int max_runs) override {
+    if (max_runs <= 0)
+      return fail(fmt::format("prune: max_runs must be positive, not {}", max_runs));
+    return guarded("cannot prune old runs", [&]() -> Result<int> {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      struct Gone {
+        std::string run_id, job;
+        int64_t scheduled_for;
+      };
+      std::vector<Gone> gone;
+      {
+        Query q(statement(kPruneRuns), before, max_runs);
+        while (q.step()) {
+          gone.push_back({q.col(0).getString(), q.col(1).getString(), q.col(2).getInt64()});
+        }
+      }
+      for (const auto& g : gone) {
+        Query(statement(kPruneRunEvents), g.run_id).exec();
+        Query(statement(kPruneSlot), g.job, g.scheduled_for).exec();
+      }
+      Query(statement(kPruneOldEvents), before, max_runs).exec();
+      tx.commit();
+      return static_cast<int>(gone.size());
+    });
+  }
+
+  Result<void> checkpoint() override {
+    return guarded("cannot checkpoint the write-ahead log", [&]() -> Result<void> {
+      db_.check(sqlite3_wal_checkpoint_v2(db_.getHandle(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                          nullptr, nullptr));
+      return {};
+    });
+  }
+
+ private:
+  // Runs `body`; a library exception becomes "<file>: <what>: <explanation>".
+  template <class F>
+  auto guarded(std::string_view what, F&& body) -> decltype(body()) {
+    try {
+      return body();
+    } catch (const SQLite::Exception& e) {
+      std::string explanation = explain_sqlite_error(e.getExtendedErrorCode(), e.getErrorStr());
+      if ((e.getErrorCode() & 0xff) == SQLITE_BUSY) {
+        explanation += fmt::format(" (waited {} ms)", kBusyTimeout.count());
+      }
+      return fail(fmt::format("{}: {}: {}", path_, what, explanation));
+    } catch (const std::exception& e) {
+      return fail(fmt::format("{}: {}: {}", path_, what, e.what()));
+    }
+  }
+
+  // The prepared statement for `sql` (one of the constants above), reused.
+  SQLite::Statement& statement(const char* sql) {
+    auto& slot = statements_[sql];
+    if (!slot) slot = std::make_unique<SQLite::Statement>(db_, sql);
+    return *slot;
+  }
+
+  std::optional<std::string> slot_trace(const std::string& job, TimePoint scheduled_for) {
+    Query q(statement(kSlotTrace), job, scheduled_for);
+    if (!q.step()) return std::nullopt;
+    return q.col(0).getString();
+  }
+
+  void insert_event(TimePoint at, std::string_view kind, std::string_view job,
+                    std::string_view run_id, const std::string& detail) {
+    Query(statement(kInsertEvent), at, kind, job, run_id, detail).exec();
+  }
+
+  void upsert_retry(const PendingRetry& retry, TimePoint now,
+                    std::optional<std::string_view> after_run) {
+    Query(statement(kUpsertRetry), retry.job, retry.scheduled_for, retry.next_attempt, retry.due_at,
+          retry.trace_id, now)
+        .exec();
+    json detail{{"next_attempt", retry.next_attempt},
+                {"due_at", format_utc(retry.due_at)},
+                {"scheduled_for", format_utc(retry.scheduled_for)},
+                {"trace_id", retry.trace_id}};
+    Query(statement(kInsertEvent), now, "retried", retry.job,
+          after_run ? std::optional<std::string>(*after_run) : std::nullopt, detail.dump())
+        .exec();
+  }
+
+  RunRecord read_run(Query& q) {
+    RunRecord r;
+    r.run_id = q.col(0).getString();
+    r.job = q.col(1).getString();
+    r.scheduled_for = from_ms(q.col(2).getInt64());
+    r.attempt = q.col(3).getInt();
+    r.trace_id = q.col(4).getString();
+    auto trigger = q.col(5).getString();
+    auto parsed_trigger = trigger_from_string(trigger);
+    if (!parsed_trigger) {
+      throw BadRow(fmt::format("run {} has unknown trigger \"{}\" (written by a newer jobhost?)",
+                               r.run_id, trigger));
+    }
+    r.trigger = *parsed_trigger;
+    r.started_at = from_ms(q.col(6).getInt64());
+    r.finished_at = q.opt_time(7);
+    if (auto outcome = q.opt_text(8)) {
+      r.outcome = outcome_from_string(*outcome);
+      if (!r.outcome) {
+        throw BadRow(fmt::format("run {} has unknown outcome \"{}\" (written by a newer jobhost?)",
+                                 r.run_id, *outcome));
+      }
+    }
+    if (auto code = q.opt_int(9)) r.exit_code = static_cast<int>(*code);
+    r.signal = q.opt_text(10);
+    if (auto ms = q.opt_int(11)) r.duration = Duration(*ms);
+    r.plugin = q.opt_text(12);
+    r.plugin_version = q.opt_text(13);
+    r.plugin_sha256 = q.opt_text(14);
+    r.definition_hash = q.opt_text(15);
+    r.message = q.col(16).getString();
+    r.output_tail = q.col(17).getString();
+    r.last_heartbeat = q.opt_time(18);
+    if (!q.col(19).isNull()) r.progress = q.col(19).getDouble();
+    r.replay_of = q.opt_text(20);
+    r.host_pid = q.col(21).getInt64();
+    return r;
+  }
+
+  std::vector<RunRecord> read_runs(Query&& q) {
+    std::vector<RunRecord> out;
+    while (q.step()) out.push_back(read_run(q));
+    return out;
+  }
+
+  JobStats read_stats(std::string_view job) {
+    JobStats s;
+    s.job = std::string(job);
+    {
+      Query q(statement(kJobRow), job);
+      if (q.step()) {
+        s.definition_hash = q.opt_text(0);
+        s.last_fire = q.opt_time(1);
+        s.next_fire = q.opt_time(2);
+        s.consecutive_failures = q.col(3).getInt();
+      }
+    }
+    {
+      Query q(statement(kSelectStatsWindow), job, kStatsWindow);
+      int succeeded = 0, timed = 0;
+      int64_t total_ms = 0;
+      while (q.step()) {
+        auto outcome = outcome_from_string(q.col(0).getString());
+        if (s.window_runs == 0) s.last_outcome = outcome;
+        ++s.window_runs;
+        if (outcome == Outcome::succeeded) ++succeeded;
+        if (auto ms = q.opt_int(1)) {
+          total_ms += *ms;
+          ++timed;
+        }
+      }
+      if (s.window_runs > 0) s.success_rate = static_cast<double>(succeeded) / s.window_runs;
+      if (timed > 0) s.mean_duration = Duration(total_ms / timed);
+    }
+    {
+      Query q(statement(kLastStarted), job);
+      if (q.step()) s.last_started = from_ms(q.col(0).getInt64());
+    }
+    {
+      Query q(statement(kInFlight), job);
+      if (q.step()) s.runs_in_flight = q.col(0).getInt();
+    }
+    return s;
+  }
+
+  std::string path_;
+  SQLite::Database db_;
+  // Declared after db_: statements are finalized before the connection closes.
+  std::unordered_map<const char*, std::unique_ptr<SQLite::Statement>> statements_;
+};
+
+// ---- opening and migrations ------------------------------------------------
+
+int pragma_int(SQLite::Database& db, const char* pragma) {
+  return db.execAndGet(fmt::format("PRAGMA {}", pragma)).getInt();
+}
+
+// Applies the migrations newer than the file's user_version, all in one
+// IMMEDIATE transaction (a concurrent opener waits, then sees them done).
+Result<void> migrate(SQLite::Database& db, const std::string& path) {
+  SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);
+  int version = pragma_int(db, "user_version");
+  if (version == 0 && db.execAndGet("SELECT count(*) FROM sqlite_schema").getInt() > 0) {
+    return fail(
+        fmt::format("{}: not a jobhost ledger (the file holds another application's tables): point "
+                    "state_dir at another directory",
+                    path));
+  }
+  for (const auto& m : migrations()) {
+    if (m.version <= version) continue;
+    db.exec(m.sql);
+    db.exec(fmt::format("PRAGMA user_version = {}", m.version));
+  }
+  db.exec(fmt::format("PRAGMA application_id = {}", kApplicationId));
+  tx.commit();
+  return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> open_sqlite_store(const std::filesystem::path& path,
+                                                 config::Durability durability, Access access) {
+  const std::string name = path.string();
+  const bool writable = access == Access::read_write;
+  try {
+    if (!writable && !std::filesystem::exists(path)) {
+      return fail(
+          fmt::format("{}: no ledger here yet: check state_dir, or start the daemon once", name));
+    }
+    SQLite::Database db(
+        path, writable ? SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE : SQLite::OPEN_READONLY,
+        static_cast<int>(kBusyTimeout.count()));
+    // SQLite silently falls back to read-only when the file is not writable.
+    if (writable && sqlite3_db_readonly(db.getHandle(), "main") == 1) {
+      return fail(fmt::format("{}: cannot open the ledger for writing: {}", name,
+                              explain_sqlite_error(SQLITE_READONLY, "")));
+    }
+    const int application_id = pragma_int(db, "application_id");
+    if (application_id != 0 && application_id != kApplicationId) {
+      return fail(fmt::format(
+          "{}: not a jobhost ledger (application_id {:#x}): point state_dir at another directory",
+          name, static_cast<unsigned>(application_id)));
+    }
+    const int known = current_schema_version();
+    int version = pragma_int(db, "user_version");
+    if (version > known) {
+      return fail(fmt::format(
+          "{}: the ledger has schema version {}, but this jobhost knows only up to {}: it was "
+          "written by a newer jobhost; run that version, or point state_dir elsewhere",
+          name, version, known));
+    }
+    db.exec("PRAGMA foreign_keys = ON");
+    if (!writable) {
+      if (version < known) {
+        return fail(fmt::format(
+            "{}: the ledger has schema version {}, older than this jobhost's {}: start the daemon "
+            "(jobhost run) once to upgrade it",
+            name, version, known));
+      }
+      return std::unique_ptr<Store>(new SqliteStore(name, std::move(db)));
+    }
+    const auto mode = db.execAndGet("PRAGMA journal_mode = WAL").getString();
+    if (mode != "wal") {
+      return fail(fmt::format(
+          "{}: cannot switch the ledger to WAL mode (got \"{}\"): put state_dir on a local file "
+          "system",
+          name, mode));
+    }
+    db.exec(durability == config::Durability::full ? "PRAGMA synchronous = FULL"
+                                                   : "PRAGMA synchronous = NORMAL");
+    if (version < known) {
+      if (auto migrated = migrate(db, name); !migrated) return std::unexpected(migrated.error());
+    }
+    return std::unique_ptr<Store>(new SqliteStore(name, std::move(db)));
+  } catch (const SQLite::Exception& e) {
+    std::string explanation = explain_sqlite_error(e.getExtendedErrorCode(), e.getErrorStr());
+    if ((e.getErrorCode() & 0xff) == SQLITE_BUSY) {
+      explanation += fmt::format(" (waited {} ms)", kBusyTimeout.count());
+    }
+    return fail(fmt::format("{}: cannot open the ledger: {}", name, explanation));
+  } catch (const std::exception& e) {
+    return fail(fmt::format("{}: cannot open the ledger: {}", name, e.what()));
+  }
+}
+
+}  // namespace jobhost::ledger

@@ -1,0 +1,33 @@
+// The SQLite ledger: one file, WAL mode, short IMMEDIATE transactions.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+
+#include "common/error.h"
+#include "config/config.h"
+#include "ledger/store.h"
+
+namespace jobhost::ledger {
+
+enum class Access {
+  read_write,  // the daemon and run-once: creates and migrates the file
+  read_only,   // readers (history, status): never writes, needs a current schema
+};
+
+// How long a write waits for another connection's lock before failing
+// ("locked by another process"): short, so the event loop never blocks long.
+inline constexpr std::chrono::milliseconds kBusyTimeout{250};
+
+// Opens (read_write: creating if needed) the ledger at `path`, sets WAL,
+// synchronous NORMAL or FULL per `durability`, foreign keys and the busy
+// timeout, and applies the pending schema migrations in one transaction.
+// Errors name the file and what to do: cannot open or create, locked, disk
+// full, read-only, not a jobhost ledger, or made by a newer jobhost (schema
+// version higher than this build knows).
+Result<std::unique_ptr<Store>> open_sqlite_store(const std::filesystem::path& path,
+                                                 config::Durability durability,
+                                                 Access access = Access::read_write);
+
+}  // namespace jobhost::ledger

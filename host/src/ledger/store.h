@@ -1,0 +1,116 @@
+// The ledger: the durable record of every fire slot, run, retry and event.
+// An interface in domain terms so that a PostgreSQL store can later serve
+// several hosts; the SQLite one is in sqlite_store.h. docs/ledger.md has the
+// schema and the guarantees.
+//
+// Every operation is one short transaction and returns an Error (naming the
+// database and what to do) when the ledger cannot be read or written: locked
+// by another process, disk full, read-only. A failed write changes nothing, so
+// the caller may keep the record and try again later. A Store is used from one
+// thread and never in a forked child.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/error.h"
+#include "common/time.h"
+#include "ledger/records.h"
+
+namespace jobhost::ledger {
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // The exactly-once guard. In one transaction: attempt 1 claims the slot
+  // (run.job, run.scheduled_for); attempt n > 1 claims that attempt of an
+  // already-claimed slot (and consumes its pending retry); then the run row
+  // is written as started, with a `started` event. Returns false, writing
+  // nothing, when the slot or attempt was already claimed (by anyone, before
+  // or after a restart). Error: ledger unwritable, empty ids, or attempt n > 1
+  // of a slot that was never claimed or with another trace id.
+  virtual Result<bool> claim_and_start(const RunStart& run) = 0;
+
+  // Completes a started run: outcome, finish time, exit code or signal,
+  // duration, message, output tail; updates the job's consecutive failures
+  // (0 after succeeded; +1 after failed, timed_out, stalled, crashed,
+  // limit_exceeded; unchanged otherwise); schedules end.retry_at as the next
+  // attempt; writes `finished` (and `retried`) events. Idempotent: returns
+  // false and changes nothing if the run is already finished. Error: unknown
+  // run id, ledger unwritable.
+  virtual Result<bool> finish_run(const RunEnd& end) = 0;
+
+  // Claims slot (skip.job, skip.scheduled_for) and records it as a finished
+  // run with outcome skipped and skip.reason as message, plus a `skipped`
+  // event, so that every slot is either run or recorded. False if the slot
+  // was already claimed.
+  virtual Result<bool> record_skipped(const SkipRecord& skip) = 0;
+
+  // Notes a heartbeat (and progress, if given) of a running run. False if
+  // the run is unknown or already finished. Callers should coalesce
+  // heartbeats (every write is a transaction).
+  virtual Result<bool> heartbeat(std::string_view run_id, TimePoint at,
+                                 std::optional<double> progress) = 0;
+
+  // Closes every run that has no finish (left open by a host that died) as
+  // `interrupted` with `message`, finished_at = now and an unknown duration,
+  // with an `interrupted` event each; returns the closed runs. Called once at
+  // daemon start, under the state_dir lock.
+  virtual Result<std::vector<RunRecord>> close_orphaned_runs(TimePoint now,
+                                                             std::string_view message) = 0;
+
+  // Runs newest first (by started_at, then run_id), of one job or all, at
+  // most `limit` of them (limit <= 0 is an Error).
+  virtual Result<std::vector<RunRecord>> history(std::optional<std::string_view> job,
+                                                 int limit) = 0;
+  // One run, or nullopt if there is no such run id.
+  virtual Result<std::optional<RunRecord>> get_run(std::string_view run_id) = 0;
+  // Runs not finished yet, oldest first.
+  virtual Result<std::vector<RunRecord>> running_runs() = 0;
+
+  // Status figures of one job (all empty/zero for a job never seen).
+  virtual Result<JobStats> job_stats(std::string_view job) = 0;
+  // Status figures of every job the ledger knows, by name.
+  virtual Result<std::vector<JobStats>> all_job_stats() = 0;
+
+  // The latest slot claimed with trigger schedule or catchup (run or
+  // skipped): misfire detection starts after it. nullopt if none.
+  virtual Result<std::optional<TimePoint>> last_fire(std::string_view job) = 0;
+  // Creates or updates the job's row: definition hash and next fire.
+  virtual Result<void> upsert_job(std::string_view job, std::string_view definition_hash,
+                                  std::optional<TimePoint> next_fire, TimePoint now) = 0;
+
+  // Appends to the audit trail (event.id is ignored).
+  virtual Result<void> add_event(const Event& event) = 0;
+  // The newest `limit` (> 0) events, of one job or all, newest first.
+  virtual Result<std::vector<Event>> events(std::optional<std::string_view> job, int limit) = 0;
+
+  // Persists a retry (replacing any other pending retry of the same slot),
+  // with a `retried` event. Error if the slot was never claimed.
+  virtual Result<void> schedule_retry(const PendingRetry& retry, TimePoint now) = 0;
+  // Every pending retry, soonest first.
+  virtual Result<std::vector<PendingRetry>> pending_retries() = 0;
+  // Drops the slot's pending retry (job removed, retries cancelled). False if
+  // there was none. claim_and_start of the retry's attempt drops it too.
+  virtual Result<bool> remove_retry(std::string_view job, TimePoint scheduled_for) = 0;
+
+  // Retention, one small batch per call (call again while it returns
+  // max_runs): deletes up to `max_runs` finished runs started before
+  // `before`, their events, events older than `before`, and slots left with
+  // no run and no pending retry. Running runs are never deleted. Slots older
+  // than a job's last fire cannot be claimed again by the engine, so pruning
+  // keeps the exactly-once guarantee. Returns the number of runs deleted.
+  virtual Result<int> prune(TimePoint before, int max_runs) = 0;
+
+  // Housekeeping for idle moments: moves the write-ahead log into the main
+  // file without waiting for readers. Writes do it by themselves when the log
+  // grows large, but then the write that triggers it pays for it (tens of ms);
+  // calling this when nothing is due keeps writes short. A no-op for stores
+  // without such a log.
+  virtual Result<void> checkpoint() = 0;
+};
+
+}  // namespace jobhost::ledger

@@ -1,0 +1,683 @@
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "ledger/ledger_test_util.h"
+#include "ledger/schema.h"
+
+using namespace jobhost;
+using namespace jobhost::ledger;
+using namespace jobhost::ledger::testing;
+using Catch::Contains;
+
+namespace {
+
+int raw_pragma(const std::filesystem::path& file, const char* pragma) {
+  SQLite::Database db(file, SQLite::OPEN_READONLY);
+  return db.execAndGet(std::string("PRAGMA ") + pragma).getInt();
+}
+
+std::set<std::string> table_names(const std::filesystem::path& file) {
+  SQLite::Database db(file, SQLite::OPEN_READONLY);
+  SQLite::Statement q(db, "SELECT name FROM sqlite_schema WHERE type = 'table'");
+  std::set<std::string> names;
+  while (q.executeStep()) names.insert(q.getColumn(0).getString());
+  return names;
+}
+
+// Makes a file unwritable even for root (immutable attribute) or, for
+// others, by its mode; undone on destruction. ok() is false where neither
+// works (e.g. no CAP_LINUX_IMMUTABLE), so the caller can skip.
+class ReadOnlyFile {
+ public:
+  explicit ReadOnlyFile(const std::filesystem::path& file) : file_(file) {
+    if (::geteuid() != 0) {
+      ok_ = ::chmod(file.c_str(), 0444) == 0;
+      return;
+    }
+    fd_ = ::open(file.c_str(), O_RDONLY);
+    int flags = 0;
+    if (fd_ >= 0 && ::ioctl(fd_, FS_IOC_GETFLAGS, &flags) == 0) {
+      flags |= FS_IMMUTABLE_FL;
+      immutable_ = ok_ = ::ioctl(fd_, FS_IOC_SETFLAGS, &flags) == 0;
+    }
+  }
+  ~ReadOnlyFile() {
+    if (immutable_) {
+      int flags = 0;
+      ::ioctl(fd_, FS_IOC_GETFLAGS, &flags);
+      flags &= ~FS_IMMUTABLE_FL;
+      ::ioctl(fd_, FS_IOC_SETFLAGS, &flags);
+    } else if (::geteuid() != 0) {
+      ::chmod(file_.c_str(), 0644);
+    }
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  std::filesystem::path file_;
+  int fd_ = -1;
+  bool ok_ = false;
+  bool immutable_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("opening an empty file applies every migration", "[ledger][store]") {
+  TempDir dir;
+  { auto store = open_store(dir.db()); }
+  CHECK(raw_pragma(dir.db(), "user_version") == current_schema_version());
+  CHECK(raw_pragma(dir.db(), "application_id") == kApplicationId);
+  auto tables = table_names(dir.db());
+  for (const char* t : {"jobs", "slots", "runs", "events", "pending_retries"}) {
+    INFO(t);
+    CHECK(tables.count(t) == 1);
+  }
+  SQLite::Database db(dir.db(), SQLite::OPEN_READONLY);
+  CHECK(db.execAndGet("PRAGMA journal_mode").getString() == "wal");
+}
+
+TEST_CASE("migrations are numbered 1, 2, ... without gaps", "[ledger][store]") {
+  int expected = 1;
+  for (const auto& m : migrations()) CHECK(m.version == expected++);
+  CHECK(current_schema_version() == expected - 1);
+}
+
+TEST_CASE("reopening keeps the data and migrates nothing twice", "[ledger][store]") {
+  TempDir dir;
+  auto start = make_start("hello", 0);
+  {
+    auto store = open_store(dir.db());
+    REQUIRE(store->claim_and_start(start).value());
+    REQUIRE(store->finish_run(make_end(start, Outcome::succeeded)).value());
+  }
+  auto store = open_store(dir.db(), config::Durability::full);
+  auto run = store->get_run(start.run_id);
+  REQUIRE(run.has_value());
+  REQUIRE(run->has_value());
+  CHECK((*run)->outcome == Outcome::succeeded);
+  CHECK((*run)->plugin_sha256 == start.plugin_sha256);
+  CHECK(raw_pragma(dir.db(), "user_version") == current_schema_version());
+}
+
+TEST_CASE("a ledger from a newer jobhost is refused", "[ledger][store]") {
+  TempDir dir;
+  { auto store = open_store(dir.db()); }
+  {
+    SQLite::Database db(dir.db(), SQLite::OPEN_READWRITE);
+    db.exec("PRAGMA user_version = " + std::to_string(current_schema_version() + 1));
+  }
+  auto store = open_sqlite_store(dir.db(), config::Durability::normal);
+  REQUIRE_FALSE(store.has_value());
+  CHECK_THAT(store.error().message, Contains(dir.db().string()));
+  CHECK_THAT(store.error().message, Contains("newer jobhost"));
+  // And it was left as it was.
+  CHECK(raw_pragma(dir.db(), "user_version") == current_schema_version() + 1);
+}
+
+TEST_CASE("files that are not a jobhost ledger are refused with a reason", "[ledger][store]") {
+  TempDir dir;
+  SECTION("another application's database") {
+    {
+      SQLite::Database db(dir.db(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+      db.exec("CREATE TABLE customers (id INTEGER PRIMARY KEY)");
+    }
+    auto store = open_sqlite_store(dir.db(), config::Durability::normal);
+    REQUIRE_FALSE(store.has_value());
+    CHECK_THAT(store.error().message, Contains("not a jobhost ledger"));
+    CHECK(table_names(dir.db()) == std::set<std::string>{"customers"});
+  }
+  SECTION("not an SQLite file at all") {
+    std::ofstream(dir.db()) << std::string(8192, 'x');
+    auto store = open_sqlite_store(dir.db(), config::Durability::normal);
+    REQUIRE_FALSE(store.has_value());
+    CHECK_THAT(store.error().message, Contains(dir.db().string()));
+    CHECK_THAT(store.error().message, Contains("not an SQLite database"));
+  }
+  SECTION("a directory that does not exist") {
+    auto file = dir.path() / "missing" / "jobhost.db";
+    auto store = open_sqlite_store(file, config::Durability::normal);
+    REQUIRE_FALSE(store.has_value());
+    CHECK_THAT(store.error().message, Contains(file.string()));
+    CHECK_THAT(store.error().message, Contains("directory exists"));
+  }
+  SECTION("read-only access to a file that is not there") {
+    auto store = open_sqlite_store(dir.db(), config::Durability::normal, Access::read_only);
+    REQUIRE_FALSE(store.has_value());
+    CHECK_THAT(store.error().message, Contains("no ledger here yet"));
+    CHECK_FALSE(std::filesystem::exists(dir.db()));
+  }
+}
+
+TEST_CASE("a fire slot is claimed exactly once", "[ledger][store]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  auto first = make_start("hello", 0);
+  REQUIRE(store->claim_and_start(first).value() == true);
+
+  SECTION("a second claim of the same slot is refused, whatever its run id") {
+    auto second = make_start("hello", 0, 5);
+    CHECK(store->claim_and_start(second).value() == false);
+    CHECK_FALSE(store->get_run(second.run_id).value().has_value());
+    second.trigger = Trigger::manual;
+    CHECK(store->claim_and_start(second).value() == false);
+  }
+  SECTION("also after closing and reopening") {
+    store.reset();
+    store = open_store(dir.db());
+    CHECK(store->claim_and_start(make_start("hello", 0, 5)).value() == false);
+  }
+  SECTION("other slots and other jobs are free") {
+    CHECK(store->claim_and_start(make_start("hello", 1)).value() == true);
+    CHECK(store->claim_and_start(make_start("other", 0)).value() == true);
+  }
+  SECTION("a slot recorded as skipped cannot be run, and the other way round") {
+    CHECK(store->record_skipped(make_skip("hello", 0, "missed")).value() == false);
+    REQUIRE(store->record_skipped(make_skip("hello", 1000, "missed")).value() == true);
+    CHECK(store->claim_and_start(make_start("hello", 1000, 1000)).value() == false);
+  }
+  auto runs = store->history(std::nullopt, 100).value();
+  std::set<std::pair<std::string, int64_t>> slots;
+  for (const auto& r : runs) {
+    CHECK(slots.insert({r.job, r.scheduled_for.time_since_epoch().count()}).second);
+  }
+}
+
+TEST_CASE("retries are attempts of a claimed slot", "[ledger][store]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  auto first = make_start("flaky", 0);
+  REQUIRE(store->claim_and_start(first).value());
+  auto end = make_end(first, Outcome::failed);
+  end.retry_at = first.started_at + Duration(1000);
+  REQUIRE(store->finish_run(end).value());
+
+  auto pending = store->pending_retries().value();
+  REQUIRE(pending.size() == 1);
+  CHECK(pending[0].job == "flaky");
+  CHECK(pending[0].next_attempt == 2);
+  CHECK(pending[0].scheduled_for == first.scheduled_for);
+  CHECK(pending[0].due_at == *end.retry_at);
+  CHECK(pending[0].trace_id == first.trace_id);
+
+  auto retry = make_start("flaky", 0, 1000, Trigger::retry);
+  retry.attempt = 2;
+  retry.trace_id = first.trace_id;
+  REQUIRE(store->claim_and_start(retry).value() == true);
+  CHECK(store->pending_retries().value().empty());  // consumed in the same transaction
+
+  SECTION("an attempt is claimed once") {
+    auto again = retry;
+    again.run_id = new_id(again.started_at);
+    CHECK(store->claim_and_start(again).value() == false);
+  }
+  SECTION("an attempt of a slot never claimed is an error") {
+    auto orphan = make_start("flaky", 5000, 5000, Trigger::retry);
+    orphan.attempt = 2;
+    auto r = store->claim_and_start(orphan);
+    REQUIRE_FALSE(r.has_value());
+    CHECK_THAT(r.error().message, Contains("never claimed"));
+  }
+  SECTION("an attempt with another trace id is an error") {
+    auto wrong = make_start("flaky", 0, 2000, Trigger::retry);
+    wrong.attempt = 3;
+    auto r = store->claim_and_start(wrong);
+    REQUIRE_FALSE(r.has_value());
+    CHECK_THAT(r.error().message, Contains("trace id"));
+  }
+  SECTION("all attempts share the trace id") {
+    auto third = make_start("flaky", 0, 2000, Trigger::retry);
+    third.attempt = 3;
+    third.trace_id = first.trace_id;
+    REQUIRE(store->claim_and_start(third).value());
+    auto runs = store->history("flaky", 10).value();
+    REQUIRE(runs.size() == 3);
+    for (const auto& r : runs) CHECK(r.trace_id == first.trace_id);
+    CHECK(runs[0].attempt == 3);
+    CHECK(runs[2].attempt == 1);
+  }
+}
+
+TEST_CASE("pending retries survive a reopen and can be removed", "[ledger][store]") {
+  TempDir dir;
+  auto a = make_start("a", 0);
+  auto b = make_start("b", 0);
+  {
+    auto store = open_store(dir.db());
+    REQUIRE(store->claim_and_start(a).value());
+    REQUIRE(store->claim_and_start(b).value());
+    REQUIRE(store->schedule_retry({"a", a.scheduled_for, 2, at_ms(kBase + 9000), a.trace_id},
+                                  a.started_at));
+    REQUIRE(store->schedule_retry({"b", b.scheduled_for, 2, at_ms(kBase + 3000), b.trace_id},
+                                  b.started_at));
+    auto never = store->schedule_retry({"b", at_ms(kBase + 1), 2, at_ms(kBase), "x"}, a.started_at);
+    REQUIRE_FALSE(never.has_value());
+    CHECK_THAT(never.error().message, Contains("never claimed"));
+  }
+  auto store = open_store(dir.db());
+  auto pending = store->pending_retries().value();
+  REQUIRE(pending.size() == 2);
+  CHECK(pending[0].job == "b");  // soonest first
+  CHECK(pending[1].job == "a");
+  CHECK(store->remove_retry("b", b.scheduled_for).value() == true);
+  CHECK(store->remove_retry("b", b.scheduled_for).value() == false);
+  CHECK(store->pending_retries().value().size() == 1);
+}
+
+TEST_CASE("finish_run is idempotent", "[ledger][store]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  auto start = make_start("hello", 0);
+  REQUIRE(store->claim_and_start(start).value());
+  auto end = make_end(start, Outcome::crashed, 1234);
+  end.exit_code.reset();
+  end.signal = "SIGSEGV";
+  end.output_tail = std::string("tail\0with nul \xff", 16);
+  REQUIRE(store->finish_run(end).value() == true);
+
+  auto later = make_end(start, Outcome::succeeded, 99);
+  CHECK(store->finish_run(later).value() == false);
+  CHECK(store->finish_run(end).value() == false);
+
+  auto run = store->get_run(start.run_id).value().value();
+  CHECK(run.outcome == Outcome::crashed);
+  CHECK(run.signal == "SIGSEGV");
+  CHECK_FALSE(run.exit_code.has_value());
+  CHECK(run.duration == Duration(1234));
+  CHECK(run.finished_at == end.finished_at);
+  CHECK(run.output_tail == end.output_tail);
+  CHECK(store->job_stats("hello").value().consecutive_failures == 1);
+
+  auto unknown = store->finish_run(make_end(make_start("hello", 7), Outcome::succeeded));
+  REQUIRE_FALSE(unknown.has_value());
+  CHECK_THAT(unknown.error().message, Contains("no such run"));
+}
+
+TEST_CASE("consecutive failures count failed-type outcomes and reset on success",
+          "[ledger][store]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  struct Step {
+    Outcome outcome;
+    int expected;
+  };
+  const std::vector<Step> steps = {
+      {Outcome::failed, 1},  {Outcome::timed_out, 2},      {Outcome::skipped, 2},
+      {Outcome::crashed, 3}, {Outcome::interrupted, 3},    {Outcome::replaced, 3},
+      {Outcome::stalled, 4}, {Outcome::limit_exceeded, 5}, {Outcome::succeeded, 0},
+      {Outcome::failed, 1},
+  };
+  int64_t slot = 0;
+  for (const auto& step : steps) {
+    INFO(to_string(step.outcome));
+    auto start = make_start("job", slot, slot);
+    slot += 1000;
+    REQUIRE(store->claim_and_start(start).value());
+    REQUIRE(store->finish_run(make_end(start, step.outcome)).value());
+    CHECK(store->job_stats("job").value().consecutive_failures == step.expected);
+  }
+  // record_skipped leaves the count alone.
+  REQUIRE(store->record_skipped(make_skip("job", slot, "missed")).value());
+  CHECK(store->job_stats("job").value().consecutive_failures == 1);
+}
+
+TEST_CASE("record_skipped writes a finished skipped run and moves last_fire", "[ledger][store]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  CHECK_FALSE(store->last_fire("job").value().has_value());
+  auto skip = make_skip("job", 5000, "missed");
+  REQUIRE(store->record_skipped(skip).value());
+  auto run = store->get_run(skip.run_id).value().value();
+  CHECK(run.outcome == Outcome::skipped);
+  CHECK(run.message == "missed");
+  CHECK(run.finished_at == skip.at);
+  CHECK(run.attempt == 1);
+  CHECK(store->last_fire("job").value() == skip.scheduled_for);
+
+  // An earlier slot does not move last_fire back; manual slots do not move it.
+  REQUIRE(store->claim_and_start(make_start("job", 1000, 6000, Trigger::catchup)).value());
+  CHECK(store->last_fire("job").value() == skip.scheduled_for);
+  REQUIRE(store->claim_and_start(make_start("job", 9000, 9000, Trigger::manual)).value());
+  CHECK(store->last_fire("job").value() == skip.scheduled_for);
+  REQUIRE(store->claim_and_start(make_start("job", 8000, 9500, Trigger::schedule)).value());
+  CHECK(store->last_fire("job").value() == at_ms(kBase + 8000));
+
+  auto events = store->events("job", 10).value();
+  REQUIRE_FALSE(events.empty());
+  CHECK(events.back().kind == "skipped");
+  CHECK_THAT(events.back().detail, Contains("missed"));
+}
+
+TEST_CASE("heartbeats update running runs only", "[ledger][store]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  auto start = make_start("slow", 0);
+  REQUIRE(store->claim_and_start(start).value());
+  CHECK(store->heartbeat(start.run_id, at_ms(kBase + 100), 0.25).value());
+  CHECK(store->heartbeat(start.run_id, at_ms(kBase + 200), std::nullopt).value());
+  auto run = store->running_runs().value().at(0);
+  CHECK(run.last_heartbeat == at_ms(kBase + 200));
+  CHECK(run.progress == 0.25);  // kept when no new progress is given
+  REQUIRE(store->finish_run(make_end(start, Outcome::succeeded)).value());
+  CHECK(store->heartbeat(start.run_id, at_ms(kBase + 300), 0.5).value() == false);
+  CHECK(store->heartbeat("nope", at_ms(kBase + 300), 0.5).value() == false);
+}
+
+TEST_CASE("runs left open by a dead host are closed as interrupted", "[ledger][store]") {
+  TempDir dir;
+  auto a = make_start("a", 0, 0);
+  auto b = make_start("b", 0, 10);
+  auto done = make_start("c", 0, 20);
+  {
+    auto store = open_store(dir.db());
+    REQUIRE(store->claim_and_start(a).value());
+    REQUIRE(store->claim_and_start(b).value());
+    REQUIRE(store->claim_and_start(done).value());
+    REQUIRE(store->finish_run(make_end(done, Outcome::succeeded)).value());
+    // The host dies here: no finish for a and b.
+  }
+  auto store = open_store(dir.db());
+  CHECK(store->running_runs().value().size() == 2);
+  auto now = at_ms(kBase + 60000);
+  auto closed = store->close_orphaned_runs(now, "the host stopped while the run was in flight");
+  REQUIRE(closed.has_value());
+  REQUIRE(closed->size() == 2);
+  CHECK((*closed)[0].run_id == a.run_id);  // oldest first
+  CHECK((*closed)[1].run_id == b.run_id);
+  for (const auto& id : {a.run_id, b.run_id}) {
+    auto run = store->get_run(id).value().value();
+    CHECK(run.outcome == Outcome::interrupted);
+    CHECK(run.finished_at == now);
+    CHECK_FALSE(run.duration.has_value());
+    CHECK_THAT(run.message, Contains("host stopped"));
+  }
+  CHECK(store->get_run(done.run_id).value()->outcome == Outcome::succeeded);
+  CHECK(store->running_runs().value().empty());
+  CHECK(store->close_orphaned_runs(now, "again").value().empty());
+  CHECK(store->job_stats("a").value().consecutive_failures == 0);
+  CHECK(store->events("a", 1).value().at(0).kind == "interrupted");
+  // Finishing an interrupted run later (a late write) changes nothing.
+  CHECK(store->finish_run(make_end(a, Outcome::succeeded)).value() == false);
+}
+
+TEST_CASE("job stats: success rate and mean duration over the last 100 runs", "[ledger][store]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  int64_t t = 0;
+  auto run = [&](Outcome outcome, int64_t duration_ms) {
+    auto start = make_start("job", t, t);
+    t += 1000;
+    REQUIRE(store->claim_and_start(start).value());
+    REQUIRE(store->finish_run(make_end(start, outcome, duration_ms)).value());
+  };
+  // 50 old failures that fall out of the window.
+  for (int i = 0; i < 50; ++i) run(Outcome::failed, 5000);
+  // The window: 25 failures of 300 ms, then 75 successes of 100 ms, with
+  // skipped slots in between that do not count.
+  for (int i = 0; i < 25; ++i) run(Outcome::failed, 300);
+  for (int i = 0; i < 75; ++i) {
+    run(Outcome::succeeded, 100);
+    if (i % 10 == 0) {
+      REQUIRE(store->record_skipped(make_skip("job", t, "forbid: previous run active")).value());
+      t += 1000;
+    }
+  }
+  auto running = make_start("job", t, t);
+  REQUIRE(store->claim_and_start(running).value());
+
+  auto stats = store->job_stats("job").value();
+  CHECK(stats.window_runs == 100);
+  REQUIRE(stats.success_rate.has_value());
+  CHECK(*stats.success_rate == Approx(0.75));
+  REQUIRE(stats.mean_duration.has_value());
+  CHECK(stats.mean_duration->count() == (75 * 100 + 25 * 300) / 100);
+  CHECK(stats.last_outcome == Outcome::succeeded);
+  CHECK(stats.last_started == running.started_at);
+  CHECK(stats.runs_in_flight == 1);
+  CHECK(stats.consecutive_failures == 0);
+  CHECK(stats.definition_hash == "def1");
+
+  auto unknown = store->job_stats("never-ran").value();
+  CHECK(unknown.window_runs == 0);
+  CHECK_FALSE(unknown.success_rate.has_value());
+  CHECK_FALSE(unknown.mean_duration.has_value());
+  CHECK_FALSE(unknown.last_outcome.has_value());
+}
+
+TEST_CASE("all_job_stats and upsert_job", "[ledger][store]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  REQUIRE(store->upsert_job("b", "hash-b", at_ms(kBase + 60000), at_ms(kBase)));
+  REQUIRE(store->upsert_job("a", "hash-a", std::nullopt, at_ms(kBase)));
+  REQUIRE(store->upsert_job("a", "hash-a2", at_ms(kBase + 5000), at_ms(kBase + 1)));
+  auto start = make_start("c", 0);
+  REQUIRE(store->claim_and_start(start).value());
+  auto all = store->all_job_stats().value();
+  REQUIRE(all.size() == 3);
+  CHECK(all[0].job == "a");
+  CHECK(all[0].definition_hash == "hash-a2");
+  CHECK(all[0].next_fire == at_ms(kBase + 5000));
+  CHECK(all[1].job == "b");
+  CHECK(all[2].job == "c");
+  CHECK(all[2].runs_in_flight == 1);
+  CHECK(all[2].last_fire == start.scheduled_for);
+}
+
+TEST_CASE("history is newest first and limited", "[ledger][store]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) {
+    auto start = make_start(i % 2 ? "odd" : "even", i * 1000, i * 1000);
+    REQUIRE(store->claim_and_start(start).value());
+    ids.push_back(start.run_id);
+  }
+  // Two runs started in the same millisecond: the larger run id is newer.
+  auto tie1 = make_start("even", 50000, 50000);
+  auto tie2 = make_start("even", 51000, 50000);
+  REQUIRE(tie1.run_id < tie2.run_id);
+  REQUIRE(store->claim_and_start(tie2).value());
+  REQUIRE(store->claim_and_start(tie1).value());
+
+  auto all = store->history(std::nullopt, 100).value();
+  REQUIRE(all.size() == 12);
+  CHECK(all[0].run_id == tie2.run_id);
+  CHECK(all[1].run_id == tie1.run_id);
+  for (std::size_t i = 2; i < all.size(); ++i) CHECK(all[i].run_id == ids[11 - i]);
+
+  auto three = store->history(std::nullopt, 3).value();
+  REQUIRE(three.size() == 3);
+  CHECK(three[2].run_id == ids[9]);
+
+  auto odd = store->history("odd", 100).value();
+  REQUIRE(odd.size() == 5);
+  for (const auto& r : odd) CHECK(r.job == "odd");
+  CHECK(odd[0].run_id == ids[9]);
+
+  CHECK(store->history("nobody", 10).value().empty());
+  CHECK_FALSE(store->history(std::nullopt, 0).has_value());
+}
+
+TEST_CASE("events: the audit trail, newest first", "[ledger][store]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  REQUIRE(store->add_event(
+      {0, at_ms(kBase), "reloaded", std::nullopt, std::nullopt, R"({"plugins":3})"}));
+  REQUIRE(store->add_event(
+      {0, at_ms(kBase + 1), "rejected_plugin", "backup", std::nullopt, "abi major 2"}));
+  auto start = make_start("backup", 0, 2);
+  REQUIRE(store->claim_and_start(start).value());
+  REQUIRE(store->finish_run(make_end(start, Outcome::succeeded)).value());
+
+  auto all = store->events(std::nullopt, 10).value();
+  REQUIRE(all.size() == 4);
+  CHECK(all[0].kind == "finished");
+  CHECK(all[0].run_id == start.run_id);
+  CHECK(all[1].kind == "started");
+  CHECK(all[2].kind == "rejected_plugin");
+  CHECK(all[3].kind == "reloaded");
+  CHECK_FALSE(all[3].job.has_value());
+  CHECK(all[0].id > all[1].id);
+  CHECK(store->events("backup", 10).value().size() == 3);
+  CHECK(store->events(std::nullopt, 1).value().size() == 1);
+}
+
+TEST_CASE("a read-only ledger gives an Error, not an exception", "[ledger][store]") {
+  TempDir dir;
+  auto start = make_start("hello", 0);
+  {
+    auto store = open_store(dir.db());
+    REQUIRE(store->claim_and_start(start).value());
+  }
+  SECTION("opened read-only: reads work, writes are refused") {
+    auto opened = open_sqlite_store(dir.db(), config::Durability::normal, Access::read_only);
+    REQUIRE(opened.has_value());
+    auto& store = **opened;
+    CHECK(store.history(std::nullopt, 10).value().size() == 1);
+    auto write = store.finish_run(make_end(start, Outcome::succeeded));
+    REQUIRE_FALSE(write.has_value());
+    CHECK_THAT(write.error().message, Contains(dir.db().string()));
+    CHECK_THAT(write.error().message, Contains("read-only"));
+    auto claim = store.claim_and_start(make_start("hello", 1000));
+    REQUIRE_FALSE(claim.has_value());
+    CHECK_THAT(claim.error().message, Contains("read-only"));
+  }
+  SECTION("the file cannot be written") {
+    ReadOnlyFile guard(dir.db());
+    if (!guard.ok()) {
+      WARN("cannot make a file read-only here (no CAP_LINUX_IMMUTABLE?): skipped");
+      return;
+    }
+    auto store = open_sqlite_store(dir.db(), config::Durability::normal);
+    REQUIRE_FALSE(store.has_value());
+    CHECK_THAT(store.error().message, Contains(dir.db().string()));
+    CHECK_THAT(store.error().message, Contains("read-only"));
+  }
+}
+
+TEST_CASE("a ledger locked by another process gives an Error and loses nothing",
+          "[ledger][store]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  auto start = make_start("hello", 0);
+  {
+    SQLite::Database other(dir.db(), SQLite::OPEN_READWRITE);
+    SQLite::Transaction lock(other, SQLite::TransactionBehavior::IMMEDIATE);
+    auto claimed = store->claim_and_start(start);
+    REQUIRE_FALSE(claimed.has_value());
+    CHECK_THAT(claimed.error().message, Contains(dir.db().string()));
+    CHECK_THAT(claimed.error().message, Contains("locked by another process"));
+    // WAL: readers are not blocked by the writer.
+    CHECK(store->history(std::nullopt, 10).value().empty());
+  }
+  // The same record, tried again once the lock is gone, goes through.
+  CHECK(store->claim_and_start(start).value() == true);
+  CHECK(store->history(std::nullopt, 10).value().size() == 1);
+}
+
+TEST_CASE("two stores on one file see each other (WAL)", "[ledger][store]") {
+  TempDir dir;
+  auto a = open_store(dir.db());
+  auto b = open_store(dir.db());
+  auto start = make_start("hello", 0);
+  REQUIRE(a->claim_and_start(start).value() == true);
+  CHECK(b->claim_and_start(make_start("hello", 0, 1)).value() == false);
+  REQUIRE(b->running_runs().value().size() == 1);
+  REQUIRE(b->finish_run(make_end(start, Outcome::succeeded)).value() == true);
+  CHECK(a->finish_run(make_end(start, Outcome::failed)).value() == false);
+  CHECK(a->get_run(start.run_id).value()->outcome == Outcome::succeeded);
+  CHECK(a->job_stats("hello").value().consecutive_failures == 0);
+}
+
+TEST_CASE("prune deletes old finished runs in batches and keeps the rest", "[ledger][store]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  std::vector<RunStart> old;
+  for (int i = 0; i < 5; ++i) {
+    auto s = make_start("job", i * 1000, i * 1000);
+    REQUIRE(store->claim_and_start(s).value());
+    auto end = make_end(s, Outcome::failed);
+    if (i == 4) end.retry_at = at_ms(kBase + 100000);  // slot kept: its retry is pending
+    REQUIRE(store->finish_run(end).value());
+    old.push_back(s);
+  }
+  auto open_old = make_start("job", 5000, 5000);  // old but still running
+  REQUIRE(store->claim_and_start(open_old).value());
+  auto recent = make_start("job", 100000, 100000);
+  REQUIRE(store->claim_and_start(recent).value());
+  REQUIRE(store->finish_run(make_end(recent, Outcome::succeeded)).value());
+
+  auto cutoff = at_ms(kBase + 50000);
+  CHECK(store->prune(cutoff, 3).value() == 3);
+  CHECK(store->prune(cutoff, 3).value() == 2);
+  CHECK(store->prune(cutoff, 3).value() == 0);
+
+  auto left = store->history(std::nullopt, 100).value();
+  REQUIRE(left.size() == 2);
+  CHECK(left[0].run_id == recent.run_id);
+  CHECK(left[1].run_id == open_old.run_id);
+  CHECK(store->pending_retries().value().size() == 1);
+  std::set<std::string> pruned;
+  for (const auto& s : old) pruned.insert(s.run_id);
+  auto events = store->events(std::nullopt, 100).value();
+  CHECK(events.size() == 2);  // recent's started and finished
+  for (const auto& e : events) {
+    CHECK(e.at >= cutoff);
+    if (e.run_id) CHECK(pruned.count(*e.run_id) == 0);
+  }
+  {
+    SQLite::Database db(dir.db(), SQLite::OPEN_READONLY);
+    // Slots of pruned runs are gone, except the one with a pending retry.
+    CHECK(db.execAndGet("SELECT count(*) FROM slots").getInt() == 3);
+  }
+  // The pending retry's attempt can still be claimed.
+  auto retry = make_start("job", 4000, 100000, Trigger::retry);
+  retry.attempt = 2;
+  retry.trace_id = old[4].trace_id;
+  CHECK(store->claim_and_start(retry).value() == true);
+}
+
+TEST_CASE("history records convert to the history --json shape", "[ledger][store]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  auto start = make_start("hello", 0);
+  REQUIRE(store->claim_and_start(start).value());
+  auto end = make_end(start, Outcome::succeeded, 42);
+  end.message = "ok";
+  REQUIRE(store->finish_run(end).value());
+  nlohmann::json j = store->history(std::nullopt, 10).value();
+  REQUIRE(j.is_array());
+  REQUIRE(j.size() == 1);
+  CHECK(j[0]["run_id"] == start.run_id);
+  CHECK(j[0]["trace_id"] == start.trace_id);
+  CHECK(j[0]["outcome"] == "succeeded");
+  CHECK(j[0]["duration_ms"] == 42);
+  CHECK(j[0]["exit_code"] == 0);
+  CHECK(j[0]["signal"].is_null());
+  CHECK(j[0]["plugin"] == "hello");
+  CHECK(j[0]["scheduled_for"] == "2026-11-29T08:00:00.000Z");
+  CHECK(j[0]["finished_at"] == "2026-11-29T08:00:00.042Z");
+}
+
+TEST_CASE("checkpoint moves the write-ahead log into the database file", "[ledger][store]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  for (int i = 0; i < 50; ++i) {
+    auto start = make_start("job", i * 1000, i * 1000);
+    REQUIRE(store->claim_and_start(start).value());
+    REQUIRE(store->finish_run(make_end(start, Outcome::succeeded)).value());
+  }
+  auto before = std::filesystem::file_size(dir.db());
+  REQUIRE(store->checkpoint().has_value());
+  CHECK(std::filesystem::file_size(dir.db()) > before);
+  CHECK(store->history(std::nullopt, 100).value().size() == 50);
+}
