@@ -1,0 +1,310 @@
+#include "exec/child_runtime.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <jobhost/plugin.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/prctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <new>
+#include <string>
+
+#include "exec/control_record.h"
+#include "exec/executor.h"
+#include "exec/isolation.h"
+
+namespace jobhost::exec {
+namespace {
+
+// Fixed descriptor numbers in the child: 0 /dev/null, 1+2 output, 3 control.
+constexpr int kControlFd = 3;
+constexpr int64_t kHeartbeatEveryNs = 50'000'000;  // at most 20 heartbeat records a second
+
+volatile sig_atomic_t g_term_requested = 0;
+std::atomic<bool> g_cancel_seen{false};
+std::atomic<bool> g_memory_reported{false};
+std::atomic<bool> g_message_set{false};
+std::atomic<int64_t> g_last_heartbeat_ns{0};
+// The request of this process's run. The ABI's jobhost_run handle is opaque
+// and only handed back to us; the functions below do not need it (a plugin
+// passing NULL or a stale handle still gets the right answers).
+const RunRequest* g_request = nullptr;
+// Plugins may call the host from several threads; one record is one writev.
+pthread_mutex_t g_write_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+int64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// Writes the iovecs completely (a blocking socket may still write partially
+// when interrupted). Gives up silently when the host is gone.
+void write_all(iovec* iov, int count) {
+  while (count > 0) {
+    const ssize_t n = writev(kControlFd, iov, count);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    auto left = static_cast<size_t>(n);
+    while (count > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      ++iov;
+      --count;
+    }
+    if (count > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+}
+
+// Sends one record without allocating (it may run from the new_handler).
+// `prefix` is the fixed-size number (double or int32) of the type, if any.
+void send_record(RecordType type, uint8_t arg, const void* prefix, size_t prefix_len,
+                 const char* text) {
+  if (text == nullptr) text = "";
+  size_t text_len = strnlen(text, kMaxPayload);
+  if (text_len > kMaxPayload - prefix_len) text_len = kMaxPayload - prefix_len;
+  RecordHeader header{static_cast<uint32_t>(prefix_len + text_len), static_cast<uint8_t>(type), arg,
+                      0};
+  iovec iov[3] = {{&header, sizeof header},
+                  {const_cast<void*>(prefix), prefix_len},
+                  {const_cast<char*>(text), text_len}};
+  pthread_mutex_lock(&g_write_mutex);
+  write_all(iov, 3);
+  pthread_mutex_unlock(&g_write_mutex);
+}
+
+void send_text(RecordType type, uint8_t arg, const char* text) {
+  send_record(type, arg, nullptr, 0, text);
+}
+
+void send_code(RecordType type, int32_t code, const char* text) {
+  send_record(type, 0, &code, sizeof code, text);
+}
+
+[[noreturn]] void fail_setup(int err, const char* what) {
+  send_code(RecordType::setup_error, err, what);
+  _exit(kChildExitSetupFailed);
+}
+
+// --- the host function table -------------------------------------------------
+
+const char* lookup(const std::map<std::string, std::string>& map, const char* key) {
+  if (key == nullptr) key = "";
+  const auto it = map.find(key);
+  return it == map.end() ? nullptr : it->second.c_str();
+}
+
+void api_log(jobhost_run*, int32_t level, const char* message) {
+  if (level < JOBHOST_LOG_DEBUG || level > JOBHOST_LOG_ERROR) level = JOBHOST_LOG_INFO;
+  send_text(RecordType::log, static_cast<uint8_t>(level), message);
+}
+
+const char* api_param(jobhost_run*, const char* key) {
+  return lookup(g_request->params, key);
+}
+
+const char* api_secret(jobhost_run*, const char* name) {
+  return lookup(g_request->secrets, name);
+}
+
+void api_heartbeat(jobhost_run*, double progress) {
+  const int64_t now = monotonic_ns();
+  int64_t last = g_last_heartbeat_ns.load(std::memory_order_relaxed);
+  if (last != 0 && now - last < kHeartbeatEveryNs) return;
+  if (!g_last_heartbeat_ns.compare_exchange_strong(last, now)) return;  // another thread sent it
+  if (!(progress >= 0)) progress = -1;  // NaN and negatives: unknown
+  if (progress > 1) progress = 1;
+  send_record(RecordType::heartbeat, 0, &progress, sizeof progress, nullptr);
+}
+
+int32_t api_cancelled(jobhost_run*) {
+  if (g_term_requested || g_cancel_seen.load(std::memory_order_relaxed)) return 1;
+  // A byte from the host, or the host gone (hang-up), both mean stop.
+  pollfd p{kControlFd, POLLIN, 0};
+  if (poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+    g_cancel_seen = true;
+    return 1;
+  }
+  return 0;
+}
+
+void api_metric(jobhost_run*, const char* name, double value) {
+  send_record(RecordType::metric, 0, &value, sizeof value, name);
+}
+
+void api_set_message(jobhost_run*, const char* message) {
+  g_message_set = true;
+  send_text(RecordType::message, 0, message);
+}
+
+const char* api_run_id(jobhost_run*) {
+  return g_request->run_id.c_str();
+}
+
+uint32_t api_attempt(jobhost_run*) {
+  return g_request->attempt;
+}
+
+int64_t api_scheduled_for(jobhost_run*) {
+  return g_request->scheduled_for.time_since_epoch().count();
+}
+
+const jobhost_host_api kHostApi = {sizeof(jobhost_host_api),
+                                   api_log,
+                                   api_param,
+                                   api_secret,
+                                   api_heartbeat,
+                                   api_cancelled,
+                                   api_metric,
+                                   api_set_message,
+                                   api_run_id,
+                                   api_attempt,
+                                   api_scheduled_for};
+
+// --- process setup -----------------------------------------------------------
+
+void on_sigterm(int) {
+  g_term_requested = 1;
+}
+
+// Processes the plugin forks get SIGTERM's default action back, so stopping
+// the group terminates them; only the run's own process turns it into cancelled().
+void reset_sigterm_in_forked_child() {
+  signal(SIGTERM, SIG_DFL);
+}
+
+void on_out_of_memory() {
+  if (!g_memory_reported.exchange(true)) send_text(RecordType::limit, 0, "memory");
+  throw std::bad_alloc();
+}
+
+void reset_signals() {
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    sigaction(sig, &dfl, nullptr);  // fails harmlessly for libc-reserved signals
+  }
+  struct sigaction term {};
+  term.sa_handler = on_sigterm;  // no SA_RESTART: a blocking call returns EINTR
+  sigemptyset(&term.sa_mask);
+  sigaction(SIGTERM, &term, nullptr);
+  pthread_atfork(nullptr, nullptr, reset_sigterm_in_forked_child);
+}
+
+// Moves `fd` to a number above kControlFd so the dup2s below cannot clobber it.
+int lift(int fd) {
+  if (fd > kControlFd) return fd;
+  const int lifted = fcntl(fd, F_DUPFD, kControlFd + 1);
+  if (lifted < 0) _exit(kChildExitSetupFailed);
+  return lifted;
+}
+
+// 0 = /dev/null, 1 and 2 = the output pipe, 3 = control; everything else closed.
+void setup_descriptors(const ChildPlan& plan) {
+  const int control = lift(plan.control_fd);
+  const int output = lift(plan.output_fd);
+  if (dup2(control, kControlFd) < 0) _exit(kChildExitSetupFailed);
+  fcntl(kControlFd, F_SETFD, FD_CLOEXEC);  // programs the job execs do not inherit it
+  const int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null < 0) fail_setup(errno, "open(/dev/null)");
+  if (dup2(null, STDIN_FILENO) < 0) fail_setup(errno, "dup2(stdin)");
+  if (dup2(output, STDOUT_FILENO) < 0 || dup2(output, STDERR_FILENO) < 0) {
+    fail_setup(errno, "dup2(stdout, stderr)");
+  }
+  if (close_range(kControlFd + 1, ~0U, 0) != 0) fail_setup(errno, "close_range");
+}
+
+// Copies the plugin's descriptor into a zeroed struct of ours (ABI rule 2)
+// and checks it; fails the setup with the reason otherwise.
+jobhost_plugin load_plugin(const char* path) {
+  void* handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    const char* why = dlerror();
+    fail_setup(0, why ? why : "dlopen failed");
+  }
+  auto entry = reinterpret_cast<jobhost_entry_fn>(dlsym(handle, JOBHOST_ENTRY_SYMBOL));
+  if (entry == nullptr) fail_setup(0, "the plugin does not export " JOBHOST_ENTRY_SYMBOL);
+  const jobhost_plugin* theirs = entry();
+  if (theirs == nullptr) fail_setup(0, JOBHOST_ENTRY_SYMBOL "() returned NULL");
+  jobhost_plugin ours{};
+  std::memcpy(&ours, theirs, std::min<size_t>(sizeof ours, theirs->struct_size));
+  if (ours.abi_major != JOBHOST_ABI_MAJOR)
+    fail_setup(0, "the plugin's ABI major differs from the host's");
+  if (ours.abi_minor > JOBHOST_ABI_MINOR)
+    fail_setup(0, "the plugin's ABI minor is newer than the host's");
+  if (ours.run == nullptr) fail_setup(0, "the plugin's descriptor has no run function");
+  return ours;
+}
+
+}  // namespace
+
+void run_child(const ChildPlan& plan) noexcept {
+  // Signals are blocked (by the parent, around fork) until they are reset.
+  setpgid(0, 0);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != plan.parent_pid) _exit(kChildExitOrphaned);  // parent died before PDEATHSIG
+  reset_signals();
+  setup_descriptors(plan);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+
+  if (const int err = plan.cgroup->join_in_child(); err != 0) {
+    fail_setup(err, "joining the run's cgroup");
+  }
+  const RunRequest& request = *plan.request;
+  g_request = &request;
+  if (auto e = apply_rlimits_in_child(request.limits)) fail_setup(e->err, e->what);
+  if (auto e = drop_privileges_in_child(*plan.credentials)) fail_setup(e->err, e->what);
+  // Changing uid/gid clears the parent-death signal: set it again, and check
+  // once more that the host did not die meanwhile.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != plan.parent_pid) _exit(kChildExitOrphaned);
+
+  char name[16];
+  std::snprintf(name, sizeof name, "jh:%s", request.job.c_str());
+  prctl(PR_SET_NAME, name);
+
+  std::set_new_handler(on_out_of_memory);
+  const jobhost_plugin plugin = load_plugin(request.plugin_path.c_str());
+
+  // Any non-null address will do as the opaque handle; the API ignores it.
+  auto* run = reinterpret_cast<jobhost_run*>(const_cast<RunRequest*>(&request));
+  int32_t result = JOBHOST_OK;
+  if (plugin.init != nullptr) {
+    const int32_t rc = plugin.init(&kHostApi, run);
+    if (rc != 0) {
+      if (!g_message_set) {
+        char text[64];
+        std::snprintf(text, sizeof text, "init failed (returned %d)", static_cast<int>(rc));
+        send_text(RecordType::message, 0, text);
+      }
+      result = rc == JOBHOST_RETRY ? JOBHOST_RETRY : JOBHOST_FAIL;
+    }
+  }
+  if (result == JOBHOST_OK) {
+    result = plugin.run(&kHostApi, run);
+    if (plugin.shutdown != nullptr) plugin.shutdown();
+  }
+  std::fflush(nullptr);  // what the job printed with stdio, before _exit skips it
+  send_code(RecordType::result, result, nullptr);
+  _exit(0);
+}
+
+}  // namespace jobhost::exec

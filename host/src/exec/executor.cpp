@@ -1,0 +1,618 @@
+#include "exec/executor.h"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+#include "exec/child_runtime.h"
+#include "exec/control_record.h"
+#include "exec/run_output.h"
+
+namespace jobhost::exec {
+namespace {
+
+namespace asio = boost::asio;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr std::size_t kOutputChunk = 64 * 1024;
+constexpr std::size_t kControlChunk = 16 * 1024;
+constexpr std::size_t kMaxMetrics = 256;
+constexpr std::size_t kMaxMessage = 4096;
+
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
+
+bool plain_name(std::string_view s) {
+  if (s.empty() || s == "." || s == ".." || s.size() > 200) return false;
+  for (const char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+spdlog::level::level_enum level_of(uint8_t abi_level) {
+  switch (abi_level) {
+    case 0:
+      return spdlog::level::debug;
+    case 2:
+      return spdlog::level::warn;
+    case 3:
+      return spdlog::level::err;
+    default:
+      return spdlog::level::info;
+  }
+}
+
+std::string_view level_tag(spdlog::level::level_enum level) {
+  switch (level) {
+    case spdlog::level::debug:
+      return "[debug] ";
+    case spdlog::level::warn:
+      return "[warn] ";
+    case spdlog::level::err:
+      return "[error] ";
+    default:
+      return "[info] ";
+  }
+}
+
+// glibc 2.36's <sys/pidfd.h> lacks extern "C" (fixed in 2.37): raw system calls.
+int pidfd_open(pid_t pid) {
+  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+}
+
+int pidfd_send_signal(int pidfd, int sig) {
+  return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+// waitid on a pidfd, with the rusage the raw system call can also return.
+int waitid_pidfd(int pidfd, siginfo_t* info, int options, rusage* usage) {
+  return static_cast<int>(syscall(SYS_waitid, P_PIDFD, pidfd, info, options, usage));
+}
+
+// True once the leader has exited (it is a zombie or already reaped).
+bool leader_exited(int pidfd) {
+  siginfo_t info{};
+  if (waitid_pidfd(pidfd, &info, WEXITED | WNOHANG | WNOWAIT, nullptr) != 0) return true;
+  return info.si_pid != 0;
+}
+
+}  // namespace
+
+struct Executor::Run : std::enable_shared_from_this<Executor::Run> {
+  explicit Run(asio::io_context& io, const ExecutorOptions& options, uint64_t tail_capacity)
+      : pidfd(io),
+        output(io),
+        control(io),
+        timeout_timer(io),
+        stall_timer(io),
+        grace_timer(io),
+        drain_timer(io),
+        output_buffer(new char[kOutputChunk]),
+        control_buffer(new char[kControlChunk]),
+        tail(static_cast<std::size_t>(tail_capacity)),
+        lines(options.max_log_line),
+        output_limit(options.log_lines_per_second, options.log_burst),
+        log_limit(options.log_lines_per_second, options.log_burst) {}
+
+  Executor* owner = nullptr;  // null once the executor is gone
+  RunRequest request;
+  std::function<void(RunReport)> on_done;
+  RunCgroup cgroup;
+  pid_t pid = 0;
+
+  asio::posix::stream_descriptor pidfd;    // readable when the leader exits
+  asio::posix::stream_descriptor output;   // stdout+stderr of the group
+  asio::posix::stream_descriptor control;  // records from the child; cancel byte to it
+  asio::steady_timer timeout_timer, stall_timer, grace_timer, drain_timer;
+  std::unique_ptr<char[]> output_buffer, control_buffer;
+
+  RecordDecoder decoder;
+  TailBuffer tail;
+  LineSplitter lines;
+  LineRateLimiter output_limit, log_limit;
+
+  std::optional<StopReason> stop_reason;
+  bool killed_after_grace = false;
+  bool reaped = false;
+  bool output_open = true;
+  bool control_open = true;
+  bool finished = false;
+  bool pipes_abandoned = false;
+
+  TimePoint started{};
+  TimePoint ended{};
+  SteadyClock::time_point last_heartbeat{};
+  siginfo_t exit_info{};
+  rusage usage{};
+
+  std::optional<int32_t> result_code;
+  std::string message;
+  std::map<std::string, double> metrics;
+  std::optional<double> last_progress;
+  std::optional<std::string> setup_error;
+  std::optional<std::string> child_limit;
+
+  const ExecutorOptions& options() const { return owner->options_; }
+
+  void log(LogStream stream, spdlog::level::level_enum level, std::string_view text) {
+    if (owner == nullptr) return;
+    const RunLogLine line{request.job, request.run_id, request.trace_id, stream, level, text};
+    if (options().log_sink) {
+      options().log_sink(line);
+    } else {
+      log::write(level, {request.job, request.run_id, request.trace_id},
+                 stream == LogStream::output ? fmt::format("output: {}", text) : std::string(text));
+    }
+  }
+
+  // Logs how many lines the rate limit held back, if any.
+  void report_suppressed(LineRateLimiter& limiter, std::string_view what) {
+    if (const uint64_t n = limiter.take_suppressed(); n > 0) {
+      log(LogStream::host, spdlog::level::warn,
+          fmt::format("{} {} lines not logged (rate limit; the output tail keeps the last "
+                      "{} bytes)",
+                      n, what, request.limits.output_bytes));
+    }
+  }
+
+  void begin() {
+    last_heartbeat = SteadyClock::now();
+    wait_for_exit();
+    read_output();
+    read_control();
+    if (request.timeout.count() > 0) {
+      timeout_timer.expires_after(request.timeout);
+      timeout_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+        if (!ec) self->stop(StopReason::timeout);
+      });
+    }
+    if (request.stall_timeout.count() > 0) arm_stall_timer();
+  }
+
+  void arm_stall_timer() {
+    stall_timer.expires_at(last_heartbeat + request.stall_timeout);
+    stall_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (ec || self->reaped || self->stop_reason) return;
+      if (SteadyClock::now() >= self->last_heartbeat + self->request.stall_timeout) {
+        self->stop(StopReason::stall);
+      } else {
+        self->arm_stall_timer();  // a heartbeat came in meanwhile
+      }
+    });
+  }
+
+  void wait_for_exit() {
+    pidfd.async_wait(asio::posix::stream_descriptor::wait_read,
+                     [self = shared_from_this()](const boost::system::error_code& ec) {
+                       if (ec || self->owner == nullptr) return;
+                       self->on_leader_exit();
+                     });
+  }
+
+  void on_leader_exit() {
+    siginfo_t info{};
+    const int fd = pidfd.native_handle();
+    if (waitid_pidfd(fd, &info, WEXITED | WNOHANG | WNOWAIT, nullptr) != 0) {
+      // ECHILD: someone else reaped our child, breaking the contract in executor.h.
+      log(LogStream::host, spdlog::level::err,
+          fmt::format("cannot wait for pid {}: {} (was it reaped elsewhere?)", pid,
+                      errno_text(errno)));
+      mark_reaped();
+      return;
+    }
+    if (info.si_pid == 0) {  // spurious wake-up
+      wait_for_exit();
+      return;
+    }
+    // The leader is a zombie, so its pid and group id are still ours: whatever
+    // is left of the group (a grandchild it forked) goes with it.
+    ::kill(-pid, SIGKILL);
+    cgroup.kill_all();
+    if (waitid_pidfd(fd, &exit_info, WEXITED, &usage) != 0) {
+      log(LogStream::host, spdlog::level::err,
+          fmt::format("reaping pid {} failed: {}", pid, errno_text(errno)));
+    }
+    mark_reaped();
+  }
+
+  void mark_reaped() {
+    reaped = true;
+    ended = std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
+    timeout_timer.cancel();
+    stall_timer.cancel();
+    grace_timer.cancel();
+    boost::system::error_code ignored;
+    pidfd.close(ignored);
+    if (output_open || control_open) {
+      // Normally the pipes close as the group dies; a process that left the
+      // group (setsid) may hold them: give it drain_timeout, then let go.
+      drain_timer.expires_after(options().drain_timeout);
+      drain_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+        if (ec || self->finished) return;
+        self->pipes_abandoned = true;
+        self->log(LogStream::host, spdlog::level::warn,
+                  "output pipe still open after the run ended (a process left the run's "
+                  "process group and keeps it); no longer reading it");
+        boost::system::error_code ignored;
+        self->output.close(ignored);
+        self->control.close(ignored);
+        self->output_open = self->control_open = false;
+        self->maybe_finish();
+      });
+    }
+    maybe_finish();
+  }
+
+  void read_output() {
+    output.async_read_some(
+        asio::buffer(output_buffer.get(), kOutputChunk),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+          if (self->finished || self->owner == nullptr || !self->output_open) return;
+          if (n > 0) self->on_output({self->output_buffer.get(), n});
+          if (ec) {
+            self->lines.finish([&](std::string_view line, std::size_t dropped) {
+              self->log_output_line(line, dropped);
+            });
+            self->output_open = false;
+            self->maybe_finish();
+            return;
+          }
+          self->read_output();
+        });
+  }
+
+  void on_output(std::string_view bytes) {
+    tail.append(bytes);
+    lines.feed(bytes,
+               [&](std::string_view line, std::size_t dropped) { log_output_line(line, dropped); });
+  }
+
+  void log_output_line(std::string_view line, std::size_t dropped) {
+    if (!output_limit.admit(SteadyClock::now())) return;
+    report_suppressed(output_limit, "output");
+    if (dropped == 0) {
+      log(LogStream::output, spdlog::level::info, line);
+    } else {
+      log(LogStream::output, spdlog::level::info,
+          fmt::format("{}... ({} more bytes)", line, dropped));
+    }
+  }
+
+  void read_control() {
+    control.async_read_some(
+        asio::buffer(control_buffer.get(), kControlChunk),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+          if (self->finished || self->owner == nullptr || !self->control_open) return;
+          if (n > 0) self->on_control({self->control_buffer.get(), n});
+          if (ec) {
+            self->control_open = false;
+            self->maybe_finish();
+            return;
+          }
+          self->read_control();
+        });
+  }
+
+  void on_control(std::string_view bytes) {
+    const bool had_error = decoder.error().has_value();
+    for (Record& record : decoder.feed(bytes)) handle(record);
+    if (!had_error && decoder.error()) {
+      log(LogStream::host, spdlog::level::err,
+          fmt::format("garbled control channel ({}); ignoring the rest of it (did the job "
+                      "write to file descriptor 3?)",
+                      *decoder.error()));
+    }
+  }
+
+  void handle(Record& r) {
+    switch (r.type) {
+      case RecordType::log: {
+        const auto level = level_of(r.arg);
+        tail.append_line(fmt::format("{}{}", level_tag(level), r.text));
+        if (log_limit.admit(SteadyClock::now())) {
+          report_suppressed(log_limit, "log");
+          if (r.text.size() > options().max_log_line) {
+            r.text.resize(options().max_log_line);
+            r.text += "...";
+          }
+          log(LogStream::plugin, level, r.text);
+        }
+        break;
+      }
+      case RecordType::heartbeat:
+        last_heartbeat = SteadyClock::now();
+        if (r.number >= 0) last_progress = r.number;
+        if (options().on_heartbeat) {
+          options().on_heartbeat(request.run_id,
+                                 r.number >= 0 ? std::optional<double>(r.number) : std::nullopt);
+        }
+        break;
+      case RecordType::metric:
+        if (metrics.size() < kMaxMetrics || metrics.contains(r.text)) metrics[r.text] = r.number;
+        break;
+      case RecordType::message:
+        message = r.text.substr(0, kMaxMessage);
+        break;
+      case RecordType::result:
+        result_code = r.code;
+        break;
+      case RecordType::limit:
+        child_limit = r.text;
+        break;
+      case RecordType::setup_error:
+        setup_error = r.code != 0 ? fmt::format("{}: {}", r.text, errno_text(r.code)) : r.text;
+        break;
+    }
+  }
+
+  void stop(StopReason reason) {
+    if (reaped || stop_reason || owner == nullptr) return;
+    if (leader_exited(pidfd.native_handle())) return;  // it ended on its own; not ours to judge
+    stop_reason = reason;
+    timeout_timer.cancel();
+    stall_timer.cancel();
+    log(LogStream::host, spdlog::level::warn,
+        fmt::format(
+            "stopping the run ({}): asking it to cancel, SIGTERM to process group {}{}",
+            describe(reason), pid,
+            request.kill_grace.count() > 0
+                ? fmt::format(", SIGKILL in {}", config::format_duration(request.kill_grace))
+                : std::string(", SIGKILL now")));
+    const char byte = 'c';
+    ::send(control.native_handle(), &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    pidfd_send_signal(pidfd.native_handle(), SIGTERM);
+    ::kill(-pid, SIGTERM);
+    if (request.kill_grace.count() <= 0) {
+      kill_group();
+      return;
+    }
+    grace_timer.expires_after(request.kill_grace);
+    grace_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (ec || self->reaped || self->owner == nullptr) return;
+      if (!leader_exited(self->pidfd.native_handle())) {
+        self->killed_after_grace = true;
+        self->log(LogStream::host, spdlog::level::warn,
+                  fmt::format("still running {} after SIGTERM: SIGKILL to process group {}",
+                              config::format_duration(self->request.kill_grace), self->pid));
+      }
+      self->kill_group();
+    });
+  }
+
+  std::string describe(StopReason reason) const {
+    switch (reason) {
+      case StopReason::timeout:
+        return fmt::format("timeout of {}", config::format_duration(request.timeout));
+      case StopReason::stall:
+        return fmt::format("no heartbeat for {}", config::format_duration(request.stall_timeout));
+      case StopReason::replace:
+        return "replaced by a newer fire";
+      case StopReason::shutdown:
+        return "host shutting down";
+    }
+    return "stopped";
+  }
+
+  // SIGKILL to the leader, its group and its cgroup. Only while unreaped.
+  void kill_group() {
+    if (reaped) return;
+    pidfd_send_signal(pidfd.native_handle(), SIGKILL);
+    ::kill(-pid, SIGKILL);
+    cgroup.kill_all();
+  }
+
+  void maybe_finish() {
+    if (finished || !reaped || output_open || control_open || owner == nullptr) return;
+    finished = true;
+    drain_timer.cancel();
+    report_suppressed(output_limit, "output");
+    report_suppressed(log_limit, "log");
+    owner->finish(shared_from_this());
+  }
+
+  ExitFacts facts() const {
+    ExitFacts f;
+    switch (exit_info.si_code) {
+      case CLD_EXITED:
+        f.exit_code = exit_info.si_status;
+        break;
+      case CLD_KILLED:
+      case CLD_DUMPED:
+        f.signal = exit_info.si_status;
+        f.core_dumped = exit_info.si_code == CLD_DUMPED;
+        break;
+      default:
+        break;  // not waited for (reaped elsewhere): neither is known
+    }
+    f.stop_reason = stop_reason;
+    f.killed_after_grace = killed_after_grace;
+    f.result_code = result_code;
+    f.message = message;
+    f.setup_error = setup_error;
+    f.child_limit = child_limit;
+    f.cgroup_limit = cgroup.limit_hit();
+    f.cpu_seconds = cpu_seconds();
+    f.timeout = request.timeout;
+    f.stall_timeout = request.stall_timeout;
+    f.kill_grace = request.kill_grace;
+    f.limits = request.limits;
+    return f;
+  }
+
+  std::optional<double> cpu_seconds() const {
+    if (exit_info.si_pid == 0) return std::nullopt;
+    auto secs = [](const timeval& tv) { return tv.tv_sec + tv.tv_usec / 1e6; };
+    return secs(usage.ru_utime) + secs(usage.ru_stime);
+  }
+
+  RunReport report() const {
+    const ExitFacts f = facts();
+    Classification c = classify(f);
+    RunReport r;
+    r.run_id = request.run_id;
+    r.outcome = c.outcome;
+    r.message = std::move(c.message);
+    r.retryable = c.retryable;
+    r.exit_code = f.exit_code;
+    r.signal = f.signal;
+    if (f.signal) r.signal_name = signal_name(*f.signal);
+    r.started = started;
+    r.finished = ended;
+    r.output_tail = tail.tail();
+    r.output_bytes = tail.total_bytes();
+    r.metrics = metrics;
+    r.last_progress = last_progress;
+    r.cpu_seconds = f.cpu_seconds;
+    r.max_rss_bytes = static_cast<uint64_t>(usage.ru_maxrss) * 1024;
+    r.pid = pid;
+    return r;
+  }
+};
+
+Executor::Executor(boost::asio::io_context& io, ExecutorOptions options)
+    : io_(io), options_(std::move(options)) {}
+
+Executor::~Executor() {
+  for (auto& [id, run] : runs_) {
+    if (!run->reaped) {
+      run->kill_group();
+      siginfo_t info{};
+      waitid_pidfd(run->pidfd.native_handle(), &info, WEXITED, nullptr);
+    }
+    run->cgroup.remove();
+    run->owner = nullptr;
+    boost::system::error_code ignored;
+    run->pidfd.close(ignored);
+    run->output.close(ignored);
+    run->control.close(ignored);
+    run->timeout_timer.cancel();
+    run->stall_timer.cancel();
+    run->grace_timer.cancel();
+    run->drain_timer.cancel();
+  }
+}
+
+Result<int> Executor::start(RunRequest request, std::function<void(RunReport)> on_done) {
+  const std::string what =
+      fmt::format("cannot start run {} of job {}", request.run_id, request.job);
+  if (!plain_name(request.run_id)) {
+    return fail(fmt::format("{}: the run id must be a plain name ([A-Za-z0-9._-])", what));
+  }
+  if (runs_.contains(request.run_id)) return fail(fmt::format("{}: already running", what));
+
+  auto credentials = resolve_credentials(request.user, request.group);
+  if (!credentials) return fail(fmt::format("{}: {}", what, credentials.error().message));
+  auto cgroup = RunCgroup::create(options_.isolation, request.run_id, request.limits);
+  if (!cgroup) return fail(fmt::format("{}: {}", what, cgroup.error().message));
+
+  int control[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, control) != 0) {
+    return fail(fmt::format("{}: socketpair: {}", what, errno_text(errno)));
+  }
+  int output[2];
+  if (::pipe2(output, O_CLOEXEC) != 0) {
+    const int err = errno;
+    ::close(control[0]);
+    ::close(control[1]);
+    return fail(fmt::format("{}: pipe: {}", what, errno_text(err)));
+  }
+
+  auto run = std::make_shared<Run>(io_, options_, request.limits.output_bytes);
+  run->owner = this;
+  run->request = std::move(request);
+  run->on_done = std::move(on_done);
+  run->cgroup = std::move(*cgroup);
+  const ChildPlan plan{&run->request, control[1],   output[1],
+                       ::getpid(),    &run->cgroup, &*credentials};
+
+  // Signals stay blocked across fork: the child must not run the host's
+  // handlers (Asio's would write to the host's signal pipe) before it resets them.
+  sigset_t all, previous;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &previous);
+  // As Asio documents; the child never touches the loop again (it closes
+  // every inherited descriptor first), so it skips fork_child.
+  io_.notify_fork(asio::execution_context::fork_prepare);
+  const pid_t pid = ::fork();
+  if (pid == 0) run_child(plan);
+  const int fork_errno = errno;
+  io_.notify_fork(asio::execution_context::fork_parent);
+  sigprocmask(SIG_SETMASK, &previous, nullptr);
+  ::close(control[1]);
+  ::close(output[1]);
+  if (pid < 0) {
+    ::close(control[0]);
+    ::close(output[0]);
+    run->cgroup.remove();
+    return fail(fmt::format("{}: fork: {}", what, errno_text(fork_errno)));
+  }
+  ::setpgid(pid, pid);  // the child does it too; whoever is first, kill(-pid) works from here
+  const int pidfd = pidfd_open(pid);
+  if (pidfd < 0) {
+    const int err = errno;
+    ::kill(-pid, SIGKILL);
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    ::close(control[0]);
+    ::close(output[0]);
+    run->cgroup.remove();
+    return fail(fmt::format("{}: pidfd_open: {} (jobhost needs Linux 5.3 or later)", what,
+                            errno_text(err)));
+  }
+  run->pid = pid;
+  run->started = std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
+  run->pidfd.assign(pidfd);
+  run->output.assign(output[0]);
+  run->control.assign(control[0]);
+  runs_.emplace(run->request.run_id, run);
+  run->begin();
+  return pid;
+}
+
+void Executor::stop(std::string_view run_id, StopReason reason) {
+  const auto it = runs_.find(run_id);
+  if (it != runs_.end()) it->second->stop(reason);
+}
+
+void Executor::stop_all(StopReason reason) {
+  for (auto& [id, run] : runs_) run->stop(reason);
+}
+
+void Executor::finish(const std::shared_ptr<Run>& run) {
+  RunReport report = run->report();
+  run->cgroup.remove();
+  boost::system::error_code ignored;
+  run->output.close(ignored);
+  run->control.close(ignored);
+  runs_.erase(run->request.run_id);
+  asio::post(io_, [run, report = std::move(report)]() mutable {
+    if (run->on_done) run->on_done(std::move(report));
+  });
+}
+
+Result<RunReport> run_blocking(RunRequest request, ExecutorOptions options) {
+  asio::io_context io;
+  Executor executor(io, std::move(options));
+  std::optional<RunReport> report;
+  auto started = executor.start(std::move(request), [&](RunReport r) { report = std::move(r); });
+  if (!started) return std::unexpected(started.error());
+  io.run();
+  return std::move(*report);
+}
+
+}  // namespace jobhost::exec

@@ -1,0 +1,697 @@
+// The executor with real forks: the test plugins of tests/plugins/runtime run
+// through Executor on an io_context, with the isolation this machine offers
+// (detect_isolation with a parent cgroup of this test's own).
+#define CATCH_CONFIG_EXTERNAL_INTERFACES
+#include "exec/executor.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fs = std::filesystem;
+using namespace jobhost;
+using namespace jobhost::exec;
+using namespace std::chrono_literals;
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAddressSanitizer = true;
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+
+namespace {
+
+std::string test_plugin(const std::string& name) {
+  return std::string(JOBHOST_TEST_PLUGIN_DIR) + "/" + name + ".so";
+}
+
+std::optional<IsolationCaps> g_caps;
+
+// The isolation of this machine, under a parent cgroup only this test uses
+// (removed when the test run ends).
+const IsolationCaps& caps() {
+  if (!g_caps) {
+    DetectOptions o;
+    o.parent_name = "jobhost-exec-test-" + std::to_string(::getpid());
+    g_caps = detect_isolation(o);
+    WARN("isolation: " << g_caps->description);
+  }
+  return *g_caps;
+}
+
+struct RemoveTestCgroups : Catch::TestEventListenerBase {
+  using TestEventListenerBase::TestEventListenerBase;
+  void testRunEnded(const Catch::TestRunStats&) override {
+    if (g_caps) remove_parent_cgroups(*g_caps);
+  }
+};
+CATCH_REGISTER_LISTENER(RemoveTestCgroups)
+
+struct Captured {
+  std::string job, run_id, trace_id;
+  LogStream stream;
+  spdlog::level::level_enum level;
+  std::string text;
+};
+
+struct Finished {
+  RunReport report;
+  std::vector<Captured> lines;
+  std::chrono::duration<double> elapsed{};
+  int reports = 0;
+};
+
+RunRequest request(const std::string& plugin, std::map<std::string, std::string> params = {}) {
+  static int counter = 0;
+  RunRequest r;
+  r.job = "job-" + plugin;
+  r.run_id = "run-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+  r.trace_id = "trace-" + std::to_string(counter);
+  r.attempt = 1;
+  r.scheduled_for = TimePoint(Duration(1'700'000'000'000));
+  r.plugin_path = test_plugin(plugin);
+  r.params = std::move(params);
+  r.timeout = 60s;
+  r.kill_grace = 2s;
+  return r;
+}
+
+ExecutorOptions options_with(std::vector<Captured>& lines,
+                             const IsolationCaps& isolation = caps()) {
+  ExecutorOptions o;
+  o.isolation = isolation;
+  o.log_sink = [&lines](const RunLogLine& l) {
+    lines.push_back({std::string(l.job), std::string(l.run_id), std::string(l.trace_id), l.stream,
+                     l.level, std::string(l.text)});
+  };
+  return o;
+}
+
+// Runs one request to the end on a fresh io_context; fails the test if it
+// does not end within `deadline` (generous: this is a bound, not a speed test).
+Finished run(RunRequest req, const IsolationCaps& isolation = caps(),
+             std::chrono::seconds deadline = 120s) {
+  Finished out;
+  boost::asio::io_context io;
+  Executor ex(io, options_with(out.lines, isolation));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto started = ex.start(std::move(req), [&](RunReport r) {
+    out.report = std::move(r);
+    ++out.reports;
+  });
+  REQUIRE(started);
+  io.run_for(deadline);
+  out.elapsed = std::chrono::steady_clock::now() - t0;
+  REQUIRE(out.reports == 1);
+  CHECK(ex.active() == 0);
+  return out;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+bool any_line(const std::vector<Captured>& lines, LogStream stream, const std::string& part) {
+  for (const auto& l : lines) {
+    if (l.stream == stream && contains(l.text, part)) return true;
+  }
+  return false;
+}
+
+// "R", "S", "Z", ... for a pid, or "" when there is no such process.
+std::string process_state(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!std::getline(stat, text)) return "";
+  const auto paren = text.rfind(')');
+  return paren == std::string::npos ? "" : text.substr(paren + 2, 1);
+}
+
+// A process that no longer runs: gone, or a zombie waiting for init.
+bool dead(int pid) {
+  const std::string s = process_state(pid);
+  return s.empty() || s == "Z" || s == "X";
+}
+
+bool eventually_dead(int pid) {
+  const auto end = std::chrono::steady_clock::now() + 10s;
+  while (!dead(pid)) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+// Live (non-zombie) processes whose process group is `pgid`.
+std::vector<int> live_group_members(int pgid) {
+  std::vector<int> out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string text;
+    if (!std::getline(stat, text)) continue;
+    const auto paren = text.rfind(')');
+    if (paren == std::string::npos) continue;
+    std::istringstream rest(text.substr(paren + 2));
+    std::string state;
+    int ppid = 0, group = 0;
+    rest >> state >> ppid >> group;
+    if (group == pgid && state != "Z" && state != "X") out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+bool group_eventually_empty(int pgid) {
+  const auto end = std::chrono::steady_clock::now() + 10s;
+  while (!live_group_members(pgid).empty()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+// Both ways a run can be contained: this machine's cgroups (if any), and the
+// process group alone (mode none), which must be enough on its own.
+const IsolationCaps& isolation_mode(bool with_cgroup) {
+  static const IsolationCaps none;
+  return with_cgroup ? caps() : none;
+}
+
+std::vector<int> read_pids(const fs::path& file) {
+  std::vector<int> pids;
+  std::ifstream in(file);
+  for (int pid; in >> pid;) pids.push_back(pid);
+  return pids;
+}
+
+fs::path temp_file(const std::string& name) {
+  return fs::temp_directory_path() / (name + "-" + std::to_string(::getpid()));
+}
+
+}  // namespace
+
+TEST_CASE("hello succeeds; its log line and param arrive", "[executor]") {
+  RunRequest req = request("hello", {{"greeting", "bonjour"}});
+  req.plugin_path = std::string(JOBHOST_PLUGIN_DIR) + "/hello.so";
+  req.attempt = 2;
+  const std::string run_id = req.run_id;
+  const Finished f = run(req);
+  INFO(f.report.message);
+  CHECK(f.report.outcome == Outcome::succeeded);
+  CHECK(f.report.message == "said bonjour");
+  CHECK(f.report.exit_code == 0);
+  CHECK_FALSE(f.report.signal);
+  CHECK(f.report.pid > 0);
+  CHECK(f.report.finished >= f.report.started);
+  const std::string expected = "bonjour from run " + run_id + " (attempt 2)";
+  bool seen = false;
+  for (const auto& l : f.lines) {
+    if (l.stream == LogStream::plugin && l.text == expected) {
+      seen = true;
+      CHECK(l.job == "job-hello");
+      CHECK(l.run_id == run_id);
+      CHECK(l.trace_id == req.trace_id);
+      CHECK(l.level == spdlog::level::info);
+    }
+  }
+  CHECK(seen);
+  CHECK(f.report.output_tail == "[info] " + expected + "\n");
+}
+
+TEST_CASE("every host function reaches the host; secrets stay out of logs", "[executor]") {
+  RunRequest req = request("api_probe", {{"color", "teal"}});
+  req.secrets = {{"token", "s3cret"}};
+  req.attempt = 3;
+  const Finished f = run(req);
+  INFO(f.report.message);
+  CHECK(f.report.outcome == Outcome::succeeded);
+  CHECK(f.report.message == "run " + req.run_id + " attempt 3 slot 1700000000000 cancelled 0");
+  CHECK(f.report.metrics.at("rows") == 42);
+  CHECK(f.report.metrics.at("seconds") == 1.5);
+  REQUIRE(f.report.last_progress);
+  CHECK(*f.report.last_progress == 0.25);
+  CHECK(any_line(f.lines, LogStream::plugin, "param color=teal"));
+  CHECK(any_line(f.lines, LogStream::plugin, "secret token matches"));
+  CHECK(any_line(f.lines, LogStream::plugin, "missing param is unset"));
+  CHECK(any_line(f.lines, LogStream::output, "to stdout"));
+  CHECK(any_line(f.lines, LogStream::output, "to stderr"));
+  CHECK(any_line(f.lines, LogStream::output, "no newline at the end"));
+  for (const auto& l : f.lines) {
+    if (l.text == "debug line") CHECK(l.level == spdlog::level::debug);
+    if (contains(l.text, "secret token")) CHECK(l.level == spdlog::level::warn);
+    if (contains(l.text, "missing param")) CHECK(l.level == spdlog::level::err);
+    CHECK_FALSE(contains(l.text, "s3cret"));
+  }
+  CHECK(contains(f.report.output_tail, "to stdout\n"));
+  CHECK(contains(f.report.output_tail, "[warn] secret token matches\n"));
+  CHECK_FALSE(contains(f.report.output_tail, "s3cret"));
+}
+
+TEST_CASE("the run's process starts with a clean slate", "[executor]") {
+  const bool as_nobody = GENERATE(false, true);
+  INFO("as nobody: " << as_nobody);
+  RunRequest req = request("inspect");
+  req.limits.open_files = 100;
+  if (as_nobody) {
+    if (::geteuid() != 0 || ::getpwnam("nobody") == nullptr) {
+      WARN("SKIPPED: dropping privileges needs root and a user nobody");
+      return;
+    }
+    req.user = "nobody";
+  }
+  // What the host has and the run must not inherit: a descriptor without
+  // O_CLOEXEC, a blocked signal, an ignored signal.
+  const int leaked = ::open("/dev/null", O_RDONLY);
+  sigset_t usr1, old_mask;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &usr1, &old_mask);
+  struct sigaction ignore {
+  }, old_int{};
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGINT, &ignore, &old_int);
+  const Finished f = run(req);
+  sigaction(SIGINT, &old_int, nullptr);
+  sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  ::close(leaked);
+
+  INFO(f.report.message);
+  REQUIRE(f.report.outcome == Outcome::succeeded);
+  const auto& m = f.report.metrics;
+  const double uid = as_nobody ? ::getpwnam("nobody")->pw_uid : ::getuid();
+  CHECK(m.at("uid") == uid);
+  CHECK(m.at("euid") == uid);
+  CHECK(m.at("pdeathsig") == SIGKILL);  // still set after the uid change
+  CHECK(m.at("no_new_privs") == 1);
+  CHECK(m.at("open_fds") == 4);  // stdin, stdout, stderr, control
+  CHECK(m.at("stdin_is_dev_null") == 1);
+  CHECK(m.at("blocked_signals") == 0);
+  CHECK(m.at("non_default_dispositions") == 0);
+  CHECK(m.at("sigterm_caught") == 1);  // SIGTERM = cancel request
+  CHECK(m.at("group_leader") == 1);
+  CHECK(m.at("rlimit_nofile") == 100);
+  CHECK(m.at("rlimit_core") == 0);
+}
+
+TEST_CASE("timeout: timed_out, and the whole group is gone, grandchild included", "[executor]") {
+  const bool with_cgroup = GENERATE(false, true);
+  INFO("with the cgroup: " << with_cgroup);
+  const fs::path pid_file = temp_file("grandchild.pid");
+  fs::remove(pid_file);
+  RunRequest req = request("sleeper", {{"seconds", "60"},
+                                       {"grandchild", "1"},
+                                       {"grandchild_ignores_term", "1"},
+                                       {"grandchild_pid_file", pid_file.string()}});
+  req.timeout = 1s;
+  req.kill_grace = 20s;
+  const Finished f = run(req, isolation_mode(with_cgroup));
+  INFO(f.report.message);
+  CHECK(f.report.outcome == Outcome::timed_out);
+  CHECK(contains(f.report.message, "exceeded timeout of 1s"));
+  CHECK(f.report.retryable);
+  // The sleeper honours cancel and returns; its grandchild ignores SIGTERM
+  // and is SIGKILLed with the group when the leader exits, not after the grace.
+  CHECK(f.elapsed < 15s);
+  const auto pids = read_pids(pid_file);
+  REQUIRE(pids.size() == 1);
+  CHECK(eventually_dead(pids[0]));
+  CHECK(group_eventually_empty(f.report.pid));
+  CHECK(any_line(f.lines, LogStream::host, "stopping the run (timeout of 1s)"));
+  fs::remove(pid_file);
+}
+
+TEST_CASE("a grandchild left behind by a run that succeeded does not survive it", "[executor]") {
+  const bool with_cgroup = GENERATE(false, true);
+  INFO("with the cgroup: " << with_cgroup);
+  const fs::path pid_file = temp_file("daemonised.pid");
+  fs::remove(pid_file);
+  const Finished f = run(request("sleeper", {{"seconds", "0.1"},
+                                             {"grandchild", "1"},
+                                             {"grandchild_ignores_term", "1"},
+                                             {"grandchild_pid_file", pid_file.string()}}),
+                         isolation_mode(with_cgroup));
+  CHECK(f.report.outcome == Outcome::succeeded);
+  const auto pids = read_pids(pid_file);
+  REQUIRE(pids.size() == 1);
+  CHECK(eventually_dead(pids[0]));
+  CHECK(group_eventually_empty(f.report.pid));
+  fs::remove(pid_file);
+}
+
+TEST_CASE("a grandchild that left the group (setsid)", "[executor]") {
+  const bool with_cgroup = GENERATE(false, true);
+  INFO("with the cgroup: " << with_cgroup);
+  const fs::path pid_file = temp_file("setsid.pid");
+  fs::remove(pid_file);
+  std::vector<Captured> lines;
+  boost::asio::io_context io;
+  ExecutorOptions o = options_with(lines, isolation_mode(with_cgroup));
+  o.drain_timeout = 500ms;
+  Executor ex(io, o);
+  std::optional<RunReport> report;
+  REQUIRE(ex.start(request("sleeper", {{"seconds", "0.1"},
+                                       {"grandchild", "1"},
+                                       {"grandchild_setsid", "1"},
+                                       {"grandchild_pid_file", pid_file.string()}}),
+                   [&](RunReport r) { report = std::move(r); }));
+  io.run_for(60s);
+  REQUIRE(report);
+  CHECK(report->outcome == Outcome::succeeded);
+  const auto pids = read_pids(pid_file);
+  REQUIRE(pids.size() == 1);
+  if (isolation_mode(with_cgroup).mode != CgroupMode::none) {
+    // The cgroup holds it whatever its process group: killed with the run.
+    CHECK(eventually_dead(pids[0]));
+    CHECK_FALSE(any_line(lines, LogStream::host, "output pipe still open"));
+  } else {
+    // Without a cgroup nothing can find it: the run still ends (the host stops
+    // reading the pipe it holds after drain_timeout) and says so.
+    CHECK(any_line(lines, LogStream::host, "output pipe still open"));
+    ::kill(pids[0], SIGKILL);  // our own test's leftover
+  }
+  fs::remove(pid_file);
+}
+
+TEST_CASE("crashes are named", "[executor]") {
+  SECTION("SIGSEGV") {
+    const Finished f = run(request("segv"));
+    INFO(f.report.message);
+    CHECK(f.report.outcome == Outcome::crashed);
+    CHECK(f.report.signal_name == "SIGSEGV");
+    CHECK(contains(f.report.message, "SIGSEGV"));
+    CHECK(contains(f.report.message, "about to crash"));
+    CHECK(f.report.retryable);
+  }
+  SECTION("SIGABRT") {
+    const Finished f = run(request("abort"));
+    INFO(f.report.message);
+    CHECK(f.report.outcome == Outcome::crashed);
+    CHECK(f.report.signal_name == "SIGABRT");
+    CHECK(contains(f.report.message, "SIGABRT"));
+  }
+}
+
+TEST_CASE("results: exception, RETRY, FAIL, exit()", "[executor]") {
+  SECTION("an exception's message becomes the message, not retryable") {
+    const Finished f = run(request("throws"));
+    INFO(f.report.message);
+    CHECK(f.report.outcome == Outcome::failed);
+    CHECK(contains(f.report.message, "disk quota exceeded on /data"));
+    CHECK_FALSE(f.report.retryable);
+  }
+  SECTION("RETRY is retryable") {
+    const Finished f = run(request("retry"));
+    INFO(f.report.message);
+    CHECK(f.report.outcome == Outcome::failed);
+    CHECK(contains(f.report.message, "upstream answered 503"));
+    CHECK(f.report.retryable);
+  }
+  SECTION("FAIL is not") {
+    const Finished f = run(request("fail"));
+    INFO(f.report.message);
+    CHECK(f.report.outcome == Outcome::failed);
+    CHECK(contains(f.report.message, "input file is corrupt"));
+    CHECK_FALSE(f.report.retryable);
+  }
+  SECTION("exit(7) without a result") {
+    const Finished f = run(request("exit_code", {{"code", "7"}}));
+    INFO(f.report.message);
+    CHECK(f.report.outcome == Outcome::failed);
+    CHECK(f.report.exit_code == 7);
+    CHECK(contains(f.report.message, "exited with code 7 without reporting a result"));
+  }
+}
+
+TEST_CASE("a plugin that cannot be loaded fails the run, not retryable", "[executor]") {
+  RunRequest req = request("noop");
+  req.plugin_path = "/nonexistent/plugin.so";
+  const Finished f = run(req);
+  INFO(f.report.message);
+  CHECK(f.report.outcome == Outcome::failed);
+  CHECK(contains(f.report.message, "could not start the plugin"));
+  CHECK(contains(f.report.message, "/nonexistent/plugin.so"));
+  CHECK_FALSE(f.report.retryable);
+}
+
+TEST_CASE("memory limit: limit_exceeded naming memory", "[executor]") {
+  // RLIMIT_AS makes the allocation fail (the child reports it from its
+  // new_handler). Under AddressSanitizer RLIMIT_AS is not set (ASan reserves
+  // terabytes of address space), so the run's memory cgroup must catch it
+  // (OOM kill, reported by RunCgroup::limit_hit).
+  const bool with_cgroup = GENERATE(false, true);
+  INFO("with the cgroup: " << with_cgroup);
+  if (kAddressSanitizer && isolation_mode(with_cgroup).mode == CgroupMode::none) {
+    WARN("SKIPPED: AddressSanitizer build without a memory cgroup: no memory limit to test");
+    return;
+  }
+  RunRequest req = request("memhog", {{"max_mib", "1024"}});
+  req.limits.memory_bytes = 64ull << 20;
+  const Finished f = run(req, isolation_mode(with_cgroup));
+  INFO(f.report.message);
+  CHECK(f.report.outcome == Outcome::limit_exceeded);
+  CHECK(contains(f.report.message, "memory limit (64MiB)"));
+  CHECK(f.report.retryable);
+}
+
+TEST_CASE("fork bomb: contained, the host survives, nothing remains", "[executor]") {
+  // With a pids cgroup (v1 or v2) fork fails at pids.max and the cgroup says
+  // so: limit_exceeded. Without one (mode none, also tested here), as root
+  // RLIMIT_NPROC is not enforced, so the plugin's own cap (200) stops it and
+  // the timeout ends the run; as another user RLIMIT_NPROC makes fork fail.
+  // Either way the group kill must leave no process behind.
+  const bool with_cgroup = GENERATE(false, true);
+  INFO("with the cgroup: " << with_cgroup);
+  const fs::path pid_file = temp_file("forkbomb.pids");
+  fs::remove(pid_file);
+  RunRequest req = request("forkbomb", {{"max", "200"}, {"pid_file", pid_file.string()}});
+  req.limits.processes = 16;
+  req.timeout = 3s;
+  req.kill_grace = 1s;
+  const Finished f = run(req, isolation_mode(with_cgroup));
+  INFO(f.report.message);
+  if (isolation_mode(with_cgroup).mode != CgroupMode::none) {
+    CHECK(f.report.outcome == Outcome::limit_exceeded);
+    CHECK(contains(f.report.message, "process limit (16 processes)"));
+    CHECK(contains(f.report.message, "fork failed"));
+  } else if (::geteuid() == 0) {
+    CHECK(f.report.outcome == Outcome::timed_out);
+  } else {
+    CHECK(f.report.outcome == Outcome::failed);
+    CHECK(contains(f.report.message, "fork failed"));
+  }
+  const auto pids = read_pids(pid_file);
+  CHECK_FALSE(pids.empty());
+  for (int pid : pids) CHECK(eventually_dead(pid));
+  CHECK(group_eventually_empty(f.report.pid));
+  CHECK(::kill(::getpid(), 0) == 0);  // and we are still here
+  fs::remove(pid_file);
+}
+
+TEST_CASE("100 MB of output: only the bounded tail is kept", "[executor]") {
+  RunRequest req = request("flood", {{"mib", "100"}});
+  req.limits.output_bytes = 64 * 1024;
+  const Finished f = run(req);
+  INFO(f.report.message);
+  CHECK(f.report.outcome == Outcome::succeeded);
+  CHECK(f.report.output_bytes >= 100ull << 20);
+  CHECK(f.report.output_tail.size() <= 64 * 1024);
+  CHECK(f.report.output_tail.size() > 60 * 1024);
+  const std::string last = "flood done\n";
+  REQUIRE(f.report.output_tail.size() >= last.size());
+  CHECK(f.report.output_tail.substr(f.report.output_tail.size() - last.size()) == last);
+  CHECK(f.report.output_tail.rfind("line ", 0) == 0);  // starts with a whole line
+  // The log got a rate-limited trickle, not a million lines.
+  CHECK(f.lines.size() < 50'000);
+  CHECK(any_line(f.lines, LogStream::host, "lines not logged (rate limit"));
+}
+
+TEST_CASE("a job ignoring SIGTERM is killed after the grace", "[executor]") {
+  RunRequest req = request("ignores_term", {{"seconds", "60"}});
+  req.timeout = 1s;
+  req.kill_grace = 1s;
+  const Finished f = run(req);
+  INFO(f.report.message);
+  CHECK(f.report.outcome == Outcome::timed_out);
+  CHECK(f.report.signal_name == "SIGKILL");
+  CHECK(contains(f.report.message, "killed after the 1s grace"));
+  // It cannot end before timeout + grace; the upper bound only proves it ended.
+  CHECK(f.elapsed >= 1900ms);
+  CHECK(f.elapsed < 30s);
+  CHECK(group_eventually_empty(f.report.pid));
+}
+
+TEST_CASE("stall: no heartbeat is stalled, heartbeats keep a slow run alive", "[executor]") {
+  SECTION("stalled") {
+    RunRequest req = request("no_heartbeat", {{"seconds", "60"}});
+    req.stall_timeout = 1s;
+    const Finished f = run(req);
+    INFO(f.report.message);
+    CHECK(f.report.outcome == Outcome::stalled);
+    CHECK(contains(f.report.message, "no heartbeat for 1s"));
+    CHECK(f.report.retryable);
+  }
+  SECTION("heartbeating for longer than the stall timeout") {
+    RunRequest req = request("heartbeating", {{"seconds", "2"}});
+    req.stall_timeout = 500ms;
+    const Finished f = run(req);
+    INFO(f.report.message);
+    CHECK(f.report.outcome == Outcome::succeeded);
+    REQUIRE(f.report.last_progress);
+    CHECK(*f.report.last_progress > 0.5);
+  }
+}
+
+TEST_CASE("a cancel-aware job returns by itself when cancelled", "[executor]") {
+  RunRequest req = request("cancel_aware", {{"seconds", "60"}});
+  req.timeout = 1s;
+  req.kill_grace = 30s;
+  const Finished f = run(req);
+  INFO(f.report.message);
+  CHECK(f.report.outcome == Outcome::timed_out);
+  CHECK(f.report.exit_code == 0);  // it returned; it was not killed
+  CHECK_FALSE(f.report.signal);
+  CHECK(contains(f.report.message, "noticed the cancel request"));
+  CHECK_FALSE(contains(f.report.message, "grace"));
+  CHECK(any_line(f.lines, LogStream::plugin, "cancel requested, cleaning up"));
+  CHECK(f.elapsed < 20s);
+}
+
+TEST_CASE("stop() for replace and shutdown; stop_all", "[executor]") {
+  std::vector<Captured> lines;
+  boost::asio::io_context io;
+  Executor ex(io, options_with(lines));
+  std::map<std::string, RunReport> reports;
+  auto on_done = [&](RunReport r) { reports.emplace(r.run_id, std::move(r)); };
+  RunRequest a = request("sleeper", {{"seconds", "60"}});
+  RunRequest b = request("sleeper", {{"seconds", "60"}});
+  RunRequest c = request("ignores_term", {{"seconds", "60"}});
+  c.kill_grace = 0s;
+  const std::string ida = a.run_id, idb = b.run_id, idc = c.run_id;
+  REQUIRE(ex.start(a, on_done));
+  REQUIRE(ex.start(b, on_done));
+  REQUIRE(ex.start(c, on_done));
+  CHECK(ex.active() == 3);
+  boost::asio::steady_timer later(io, 300ms);
+  later.async_wait([&](const boost::system::error_code&) {
+    ex.stop(ida, StopReason::replace);
+    ex.stop(ida, StopReason::shutdown);  // the first reason stays
+    ex.stop("no-such-run", StopReason::shutdown);
+    ex.stop_all(StopReason::shutdown);
+  });
+  io.run_for(60s);
+  REQUIRE(reports.size() == 3);
+  CHECK(ex.active() == 0);
+  CHECK(reports.at(ida).outcome == Outcome::replaced);
+  CHECK(reports.at(idb).outcome == Outcome::interrupted);
+  CHECK(reports.at(idc).outcome == Outcome::interrupted);
+  CHECK(reports.at(idc).signal_name == "SIGKILL");  // grace 0: killed at once
+}
+
+TEST_CASE("start() errors start nothing and never call on_done", "[executor]") {
+  std::vector<Captured> lines;
+  boost::asio::io_context io;
+  Executor ex(io, options_with(lines));
+  int calls = 0;
+  auto on_done = [&](RunReport) { ++calls; };
+  SECTION("run id not a plain name") {
+    RunRequest r = request("noop");
+    r.run_id = "../escape";
+    auto s = ex.start(r, on_done);
+    REQUIRE_FALSE(s);
+    CHECK(contains(s.error().message, "plain name"));
+  }
+  SECTION("unknown user") {
+    RunRequest r = request("noop");
+    r.user = "no-such-user-jobhost";
+    auto s = ex.start(r, on_done);
+    REQUIRE_FALSE(s);
+    CHECK(contains(s.error().message, "no-such-user-jobhost"));
+  }
+  SECTION("run id already active") {
+    RunRequest r = request("sleeper", {{"seconds", "60"}});
+    REQUIRE(ex.start(r, on_done));
+    auto again = ex.start(r, on_done);
+    REQUIRE_FALSE(again);
+    CHECK(contains(again.error().message, "already running"));
+    ex.stop(r.run_id, StopReason::shutdown);
+    io.run_for(60s);
+    CHECK(calls == 1);
+    calls = 0;
+  }
+  io.run_for(100ms);
+  CHECK(calls == 0);
+  CHECK(ex.active() == 0);
+}
+
+TEST_CASE("many runs at once are each reported exactly once", "[executor]") {
+  std::vector<Captured> lines;
+  boost::asio::io_context io;
+  Executor ex(io, options_with(lines));
+  std::map<std::string, int> reported;
+  std::set<int> pids;
+  for (int i = 0; i < 20; ++i) {
+    RunRequest r = request(i % 2 ? "noop" : "fail");
+    reported[r.run_id] = 0;
+    auto pid = ex.start(r, [&](RunReport rep) {
+      ++reported[rep.run_id];
+      CHECK(rep.outcome == (rep.message.empty() || rep.message == "succeeded" ? Outcome::succeeded
+                                                                              : Outcome::failed));
+    });
+    REQUIRE(pid);
+    pids.insert(*pid);
+  }
+  CHECK(pids.size() == 20);
+  io.run_for(60s);
+  CHECK(ex.active() == 0);
+  for (const auto& [id, n] : reported) CHECK(n == 1);
+  // Every child was reaped by us: none is left as our zombie.
+  for (int pid : pids) CHECK(::waitpid(pid, nullptr, WNOHANG) == -1);
+}
+
+TEST_CASE("destroying the executor kills and reaps its runs", "[executor]") {
+  std::vector<Captured> lines;
+  boost::asio::io_context io;
+  int pid = 0;
+  bool called = false;
+  {
+    Executor ex(io, options_with(lines));
+    auto started =
+        ex.start(request("ignores_term", {{"seconds", "60"}}), [&](RunReport) { called = true; });
+    REQUIRE(started);
+    pid = *started;
+    io.run_for(200ms);
+  }
+  io.run_for(100ms);
+  CHECK_FALSE(called);
+  CHECK(::waitpid(pid, nullptr, WNOHANG) == -1);  // reaped (ECHILD)
+  CHECK(dead(pid));
+}
+
+TEST_CASE("run_blocking", "[executor]") {
+  ExecutorOptions o;
+  o.isolation = caps();
+  o.log_sink = [](const RunLogLine&) {};
+  auto report = run_blocking(request("noop"), o);
+  REQUIRE(report);
+  CHECK(report->outcome == Outcome::succeeded);
+  RunRequest bad = request("noop");
+  bad.run_id = "";
+  CHECK_FALSE(run_blocking(bad, o));
+}

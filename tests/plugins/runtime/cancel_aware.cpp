@@ -1,0 +1,22 @@
+// Loops until cancelled() (or `seconds`, default 60), then logs and returns
+// OK with the message "noticed the cancel request".
+#include "common.h"
+
+namespace {
+
+class CancelAware {
+ public:
+  jobhost::Result run(jobhost::Context& ctx) {
+    if (!test_plugin::nap(&ctx, test_plugin::param_number(ctx, "seconds", 60))) {
+      ctx.set_message("never cancelled");
+      return jobhost::Result::ok;
+    }
+    ctx.info("cancel requested, cleaning up");
+    ctx.set_message("noticed the cancel request");
+    return jobhost::Result::ok;
+  }
+};
+
+}  // namespace
+
+JOBHOST_PLUGIN(CancelAware, "cancel_aware", "1.0.0", "test: returns when cancelled")
