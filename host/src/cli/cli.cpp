@@ -1,0 +1,106 @@
+#include "cli/cli.h"
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+#include "cli/commands.h"
+
+namespace jobhost::cli {
+namespace {
+
+CLI::Option* add_config_flag(CLI::App* sub, std::string& target) {
+  return sub->add_option("-c,--config", target,
+                         "Config file (default: $JOBHOST_CONFIG, then ./jobhost.toml)");
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{"jobhost: runs scheduled jobs from .so plugins, each run isolated and recorded"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "jobhost 0.1.0");
+
+  std::function<int()> command;
+  std::string config;
+  bool json = false;
+
+  auto* validate =
+      app.add_subcommand("validate", "Check the config and plugins; exit 0 valid, 1 invalid");
+  add_config_flag(validate, config);
+  validate->callback([&] { command = [&] { return cmd_validate(config); }; });
+
+  auto* plugins = app.add_subcommand("plugins", "List accepted and rejected plugins, with reasons");
+  add_config_flag(plugins, config);
+  plugins->add_flag("--json", json, "Print JSON");
+  plugins->callback([&] { command = [&] { return cmd_plugins(config, json); }; });
+
+  auto* list = app.add_subcommand("list", "List jobs, their schedule and next fire");
+  add_config_flag(list, config);
+  list->add_flag("--json", json, "Print JSON");
+  list->callback([&] { command = [&] { return cmd_list(config, json); }; });
+
+  NextOptions next_options;
+  auto* next =
+      app.add_subcommand("next", "Print the next fire times of a job or a cron expression");
+  add_config_flag(next, next_options.config);
+  auto* job_opt = next->add_option("job", next_options.job, "A configured job");
+  auto* expr_opt =
+      next->add_option("--expr", next_options.expr, "A cron expression instead of a job");
+  job_opt->excludes(expr_opt);
+  next->add_option("--tz", next_options.tz, "Time zone for --expr (default UTC)")->needs(expr_opt);
+  next->add_option("--from", next_options.from, "Start after this RFC 3339 instant (default now)");
+  next->add_option("--count", next_options.count, "How many fire times (default 5)")
+      ->check(CLI::Range(1, 100000));
+  next->add_flag("--json", next_options.json, "Print a JSON array of RFC 3339 strings");
+  next->callback([&] {
+    if (next_options.job.empty() && next_options.expr.empty()) {
+      throw CLI::RequiredError("JOB or --expr");
+    }
+    command = [&] { return cmd_next(next_options); };
+  });
+
+  auto* run =
+      app.add_subcommand("run", "Run the daemon in the foreground (SIGTERM/SIGINT stop it)");
+  add_config_flag(run, config);
+  run->callback([&] { command = [&] { return cmd_run(config); }; });
+
+  std::string job;
+  auto* run_once = app.add_subcommand(
+      "run-once", "Run JOB once now, isolated and recorded; exit 0 iff it succeeded");
+  add_config_flag(run_once, config);
+  run_once->add_option("job", job, "The job")->required();
+  run_once->callback([&] { command = [&] { return cmd_run_once(config, job); }; });
+
+  auto* trigger = app.add_subcommand("trigger", "Ask the running daemon to run JOB now");
+  add_config_flag(trigger, config);
+  trigger->add_option("job", job, "The job")->required();
+  trigger->callback([&] { command = [&] { return cmd_trigger(config, job); }; });
+
+  int limit = 20;
+  auto* history = app.add_subcommand("history", "Recorded runs, newest first");
+  add_config_flag(history, config);
+  history->add_option("job", job, "Only this job");
+  history->add_option("--limit", limit, "At most this many runs (default 20)")
+      ->check(CLI::Range(1, 1000000));
+  history->add_flag("--json", json, "Print a JSON array");
+  history->callback([&] { command = [&] { return cmd_history(config, job, limit, json); }; });
+
+  auto* status =
+      app.add_subcommand("status", "Per job: last outcome, next fire, failures, success rate");
+  add_config_flag(status, config);
+  status->add_flag("--json", json, "Print JSON");
+  status->callback([&] { command = [&] { return cmd_status(config, json); }; });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help, --version
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+  return command ? command() : kExitUsage;
+}
+
+}  // namespace jobhost::cli

@@ -1,0 +1,196 @@
+// validate, plugins, list, next: the commands that need no daemon and no ledger.
+#include <fmt/core.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "cli/context.h"
+#include "schedule/schedule.h"
+
+namespace jobhost::cli {
+namespace {
+
+using nlohmann::json;
+
+TimePoint now_ms() {
+  return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
+}
+
+// The zone a job's times are shown in: its cron zone, else the host's.
+const date::time_zone* display_zone(const config::Config& config, const config::JobConfig& job) {
+  if (const auto* cron = std::get_if<schedule::Cron>(&job.schedule)) return cron->zone;
+  if (auto zone = schedule::find_zone(job.timezone)) return *zone;
+  if (auto zone = schedule::find_zone(config.host.timezone)) return *zone;
+  return *schedule::find_zone("UTC");
+}
+
+// An Every grid needs an anchor; without a daemon we anchor it at `from`.
+schedule::Spec anchored(schedule::Spec spec, TimePoint from) {
+  if (auto* every = std::get_if<schedule::Every>(&spec); every && every->anchor == TimePoint{}) {
+    every->anchor = std::chrono::floor<std::chrono::seconds>(from);
+  }
+  return spec;
+}
+
+std::vector<TimePoint> next_fires(const schedule::Spec& spec, TimePoint from, int count) {
+  std::vector<TimePoint> out;
+  TimePoint t = from;
+  for (int i = 0; i < count; ++i) {
+    auto next = schedule::next_fire_after(spec, t);
+    if (!next) break;
+    out.push_back(*next);
+    t = *next;
+  }
+  return out;
+}
+
+json plugin_json(const catalog::PluginInfo& p) {
+  return {{"name", p.name},
+          {"version", p.version},
+          {"description", p.description},
+          {"abi", fmt::format("{}.{}", p.abi_major, p.abi_minor)},
+          {"abi_major", p.abi_major},
+          {"abi_minor", p.abi_minor},
+          {"sha256", p.sha256},
+          {"path", p.path.string()},
+          {"shadow_path", p.shadow_path.string()}};
+}
+
+}  // namespace
+
+int cmd_validate(const std::string& config_flag) {
+  auto file = resolve_config_path(config_flag);
+  catalog::ScanResult scan;
+  auto config = config::load_config(
+      file, [&](const config::HostConfig& host) -> std::optional<std::set<std::string>> {
+        scan = catalog::Catalog(host.plugin_dir, host.state_dir / "plugins").scan();
+        std::set<std::string> names;
+        for (const auto& p : scan.accepted) names.insert(p.name);
+        return names;
+      });
+  if (!config) {
+    for (const auto& error : config.error()) {
+      std::string line = error.to_string();
+      // A job naming a plugin whose file was rejected: say why it was rejected.
+      for (const auto& r : scan.rejected) {
+        if (line.find('"' + r.path.stem().string() + '"') != std::string::npos) {
+          line += fmt::format(" ({} was rejected: {})", r.path.filename().string(), r.reason);
+        }
+      }
+      fmt::print(stderr, "{}\n", line);
+    }
+    return kExitFailed;
+  }
+  fmt::print("{}: valid ({} jobs; {} plugins accepted, {} rejected)\n", file.string(),
+             config->jobs.size(), scan.accepted.size(), scan.rejected.size());
+  return kExitOk;
+}
+
+int cmd_plugins(const std::string& config_flag, bool as_json) {
+  auto config = load_or_report(resolve_config_path(config_flag));
+  if (!config) return kExitFailed;
+  auto scan = scan_plugins(*config);
+  if (as_json) {
+    json out = {{"plugin_dir", config->host.plugin_dir.string()},
+                {"accepted", json::array()},
+                {"rejected", json::array()}};
+    for (const auto& p : scan.accepted) out["accepted"].push_back(plugin_json(p));
+    for (const auto& r : scan.rejected) {
+      out["rejected"].push_back({{"path", r.path.string()}, {"reason", r.reason}});
+    }
+    fmt::print("{}\n", out.dump(2));
+  } else {
+    fmt::print("plugins in {}\n", config->host.plugin_dir.string());
+    for (const auto& p : scan.accepted) {
+      fmt::print("  accepted  {:<16} {:<10} abi {}.{}  sha256 {}  {}\n", p.name, p.version,
+                 p.abi_major, p.abi_minor, p.sha256.substr(0, 12), p.path.string());
+    }
+    for (const auto& r : scan.rejected) {
+      fmt::print("  rejected  {}: {}\n", r.path.string(), r.reason);
+    }
+  }
+  return scan.rejected.empty() ? kExitOk : kExitFailed;
+}
+
+int cmd_list(const std::string& config_flag, bool as_json) {
+  auto config = load_or_report(resolve_config_path(config_flag));
+  if (!config) return kExitFailed;
+  TimePoint now = now_ms();
+  json out = json::array();
+  for (const auto& job : config->jobs) {
+    auto spec = anchored(job.schedule, now);
+    auto next = job.enabled ? schedule::next_fire_after(spec, now) : std::nullopt;
+    std::string next_text =
+        next ? schedule::format_rfc3339(*next, display_zone(*config, job)) : std::string();
+    std::string words = job.on_reboot ? "once at host start" : schedule::describe(spec);
+    if (as_json) {
+      out.push_back({{"job", job.name},
+                     {"plugin", job.plugin},
+                     {"schedule", job.schedule_text},
+                     {"description", words},
+                     {"timezone", job.timezone},
+                     {"enabled", job.enabled},
+                     {"next_fire", next ? json(next_text) : json(nullptr)}});
+    } else {
+      fmt::print("{:<20} {:<12} {:<44} {}\n", job.name, job.plugin, words,
+                 !job.enabled ? "disabled"
+                 : next       ? next_text
+                              : "never");
+    }
+  }
+  if (as_json) fmt::print("{}\n", out.dump(2));
+  return kExitOk;
+}
+
+int cmd_next(const NextOptions& options) {
+  TimePoint from = now_ms();
+  if (!options.from.empty()) {
+    auto parsed = schedule::parse_rfc3339(options.from);
+    if (!parsed) {
+      fmt::print(stderr, "--from: {}\n", parsed.error().message);
+      return kExitUsage;
+    }
+    from = *parsed;
+  }
+  schedule::Spec spec;
+  const date::time_zone* zone = nullptr;
+  if (!options.expr.empty()) {
+    auto expr = schedule::CronExpr::parse(options.expr);
+    if (!expr) {
+      fmt::print(stderr, "--expr: {}\n  {}\n  {}^\n", expr.error().message, options.expr,
+                 std::string(expr.error().column, ' '));
+      return kExitFailed;
+    }
+    auto found = schedule::find_zone(options.tz.empty() ? "UTC" : options.tz);
+    if (!found) {
+      fmt::print(stderr, "--tz: {}\n", found.error().message);
+      return kExitFailed;
+    }
+    zone = *found;
+    spec = schedule::Cron{*expr, zone};
+  } else {
+    auto config = load_or_report(resolve_config_path(options.config));
+    if (!config) return kExitFailed;
+    const auto* job = config->find_job(options.job);
+    if (!job) {
+      fmt::print(stderr, "no job named \"{}\" in {}\n", options.job, config->file.string());
+      return kExitFailed;
+    }
+    spec = anchored(job->schedule, from);
+    zone = display_zone(*config, *job);
+  }
+  auto fires = next_fires(spec, from, options.count);
+  if (options.json) {
+    json out = json::array();
+    for (auto t : fires) out.push_back(schedule::format_rfc3339(t, zone));
+    fmt::print("{}\n", out.dump());
+  } else {
+    for (auto t : fires) fmt::print("{}\n", schedule::format_rfc3339(t, zone));
+  }
+  return kExitOk;
+}
+
+}  // namespace jobhost::cli

@@ -1,0 +1,248 @@
+// run, run-once, trigger, history, status: the commands about runs.
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "cli/context.h"
+#include "common/log.h"
+#include "engine/control.h"
+#include "engine/daemon.h"
+#include "engine/pid_lock.h"
+#include "exec/executor.h"
+#include "exec/isolation.h"
+#include "ledger/ids.h"
+#include "ledger/sqlite_store.h"
+
+namespace jobhost::cli {
+namespace {
+
+using nlohmann::json;
+
+TimePoint now_ms() {
+  return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
+}
+
+std::optional<std::unique_ptr<ledger::Store>> open_ledger(const config::Config& config,
+                                                          ledger::Access access) {
+  auto store =
+      ledger::open_sqlite_store(engine::ledger_path(config), config.host.durability, access);
+  if (!store) {
+    fmt::print(stderr, "{}\n", store.error().message);
+    return std::nullopt;
+  }
+  return std::move(*store);
+}
+
+std::string duration_text(const std::optional<Duration>& d) {
+  if (!d) return "-";
+  if (*d < std::chrono::seconds(10)) return fmt::format("{}ms", d->count());
+  return fmt::format("{:.1f}s", static_cast<double>(d->count()) / 1000.0);
+}
+
+// One line of text, cut for a table cell.
+std::string cell(std::string_view text, std::size_t width) {
+  std::string out(text.substr(0, text.find('\n')));
+  if (out.size() > width) out = out.substr(0, width - 3) + "...";
+  return out;
+}
+
+}  // namespace
+
+int cmd_run(const std::string& config_flag) {
+  auto config = load_or_report(resolve_config_path(config_flag));
+  if (!config) return kExitFailed;
+  return engine::run_daemon(*config);
+}
+
+int cmd_run_once(const std::string& config_flag, const std::string& job_name) {
+  auto config = load_or_report(resolve_config_path(config_flag));
+  if (!config) return kExitFailed;
+  const auto* job = config->find_job(job_name);
+  if (!job) {
+    fmt::print(stderr, "no job named \"{}\" in {}\n", job_name, config->file.string());
+    return kExitFailed;
+  }
+  log::init(log::Format::text);
+  auto scan = scan_plugins(*config);
+  const auto* plugin = scan.find(job->plugin);
+  if (!plugin) {
+    fmt::print(stderr, "job \"{}\": plugin \"{}\" is not available (see `jobhost plugins`)\n",
+               job->name, job->plugin);
+    return kExitFailed;
+  }
+  auto store = open_ledger(*config, ledger::Access::read_write);
+  if (!store) return kExitFailed;
+
+  TimePoint slot = now_ms();
+  ledger::RunStart start{.run_id = ledger::new_id(slot),
+                         .job = job->name,
+                         .scheduled_for = slot,
+                         .attempt = 1,
+                         .trace_id = ledger::new_id(slot),
+                         .trigger = ledger::Trigger::manual,
+                         .started_at = slot,
+                         .plugin = plugin->name,
+                         .plugin_version = plugin->version,
+                         .plugin_sha256 = plugin->sha256,
+                         .definition_hash = job->definition_hash,
+                         .replay_of = std::nullopt,
+                         .host_pid = getpid()};
+  auto claimed = (*store)->claim_and_start(start);
+  if (!claimed || !*claimed) {
+    fmt::print(stderr, "cannot record the run in the ledger: {}\n",
+               claimed ? "slot already claimed" : claimed.error().message);
+    return kExitFailed;
+  }
+  exec::ExecutorOptions options;
+  exec::DetectOptions detect;
+  detect.parent_name = exec::parent_cgroup_name(config->host.state_dir);
+  options.isolation = exec::detect_isolation(detect);
+  auto steady_start = std::chrono::steady_clock::now();
+  auto report = exec::run_blocking(exec::RunRequest{.job = job->name,
+                                                    .run_id = start.run_id,
+                                                    .trace_id = start.trace_id,
+                                                    .attempt = 1,
+                                                    .scheduled_for = slot,
+                                                    .plugin_path = plugin->shadow_path,
+                                                    .params = job->params,
+                                                    .secrets = {},
+                                                    .limits = job->limits,
+                                                    .timeout = job->timeout,
+                                                    .stall_timeout = job->stall_timeout,
+                                                    .kill_grace = job->kill_grace,
+                                                    .user = job->user,
+                                                    .group = job->group},
+                                   std::move(options));
+  ledger::RunEnd end{.run_id = start.run_id, .finished_at = now_ms()};
+  end.duration =
+      std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - steady_start);
+  if (report) {
+    end.outcome = report->outcome;
+    end.exit_code = report->exit_code;
+    if (!report->signal_name.empty()) end.signal = report->signal_name;
+    end.message = report->message;
+    end.output_tail = report->output_tail;
+  } else {
+    end.outcome = Outcome::failed;
+    end.message = "could not start the run: " + report.error().message;
+  }
+  if (auto r = (*store)->finish_run(end); !r) {
+    fmt::print(stderr, "cannot record the end of the run in the ledger: {}\n", r.error().message);
+  }
+  fmt::print("{} {} in {}: {}\n", start.run_id, to_string(end.outcome), duration_text(end.duration),
+             end.message);
+  return end.outcome == Outcome::succeeded ? kExitOk : kExitFailed;
+}
+
+int cmd_trigger(const std::string& config_flag, const std::string& job_name) {
+  auto config = load_or_report(resolve_config_path(config_flag));
+  if (!config) return kExitFailed;
+  if (!config->find_job(job_name)) {
+    fmt::print(stderr, "no job named \"{}\" in {}\n", job_name, config->file.string());
+    return kExitFailed;
+  }
+  auto reply = engine::control_request(
+      config->host.state_dir, {{"op", "trigger"}, {"job", job_name}}, std::chrono::seconds(5));
+  if (!reply) {
+    fmt::print(stderr, "{}\n", reply.error().message);
+    return reply.error().unreachable ? kExitUnreachable : kExitFailed;
+  }
+  if (!reply->value("ok", false)) {
+    fmt::print(stderr, "trigger {}: {}\n", job_name, reply->value("error", "refused"));
+    return kExitFailed;
+  }
+  fmt::print("triggered {} (slot {})\n", job_name, reply->value("scheduled_for", ""));
+  return kExitOk;
+}
+
+int cmd_history(const std::string& config_flag, const std::string& job, int limit, bool as_json) {
+  auto config = load_or_report(resolve_config_path(config_flag));
+  if (!config) return kExitFailed;
+  auto store = open_ledger(*config, ledger::Access::read_only);
+  if (!store) return kExitFailed;
+  auto runs =
+      (*store)->history(job.empty() ? std::nullopt : std::optional<std::string_view>(job), limit);
+  if (!runs) {
+    fmt::print(stderr, "{}\n", runs.error().message);
+    return kExitFailed;
+  }
+  if (as_json) {
+    json out = json::array();
+    for (const auto& run : *runs) out.push_back(run);
+    fmt::print("{}\n", out.dump(2));
+    return kExitOk;
+  }
+  fmt::print("{:<26} {:<16} {:<24} {:>3} {:<14} {:>8}  {}\n", "RUN", "JOB", "STARTED", "ATT",
+             "OUTCOME", "DURATION", "MESSAGE");
+  for (const auto& run : *runs) {
+    fmt::print("{:<26} {:<16} {:<24} {:>3} {:<14} {:>8}  {}\n", run.run_id, cell(run.job, 16),
+               ledger::format_utc(run.started_at), run.attempt,
+               run.outcome ? to_string(*run.outcome) : "running", duration_text(run.duration),
+               cell(run.message, 60));
+  }
+  return kExitOk;
+}
+
+int cmd_status(const std::string& config_flag, bool as_json) {
+  auto config = load_or_report(resolve_config_path(config_flag));
+  if (!config) return kExitFailed;
+  auto store = open_ledger(*config, ledger::Access::read_only);
+  if (!store) return kExitFailed;
+  int daemon_pid = engine::PidLock::holder(config->host.state_dir);
+  auto running = (*store)->running_runs();
+  if (!running) {
+    fmt::print(stderr, "{}\n", running.error().message);
+    return kExitFailed;
+  }
+  json jobs = json::array();
+  for (const auto& job : config->jobs) {
+    auto stats = (*store)->job_stats(job.name);
+    if (!stats) {
+      fmt::print(stderr, "{}\n", stats.error().message);
+      return kExitFailed;
+    }
+    json entry = *stats;
+    entry["enabled"] = job.enabled;
+    entry["plugin"] = job.plugin;
+    jobs.push_back(entry);
+  }
+  json in_flight = json::array();
+  for (const auto& run : *running) in_flight.push_back(run);
+  if (as_json) {
+    json out = {{"daemon", {{"running", daemon_pid != 0}, {"pid", daemon_pid}}},
+                {"jobs", jobs},
+                {"running", in_flight}};
+    fmt::print("{}\n", out.dump(2));
+    return kExitOk;
+  }
+  fmt::print("daemon: {}\n",
+             daemon_pid ? fmt::format("running (pid {})", daemon_pid) : std::string("not running"));
+  fmt::print("{:<20} {:<14} {:<24} {:<24} {:>5} {:>8} {:>9}\n", "JOB", "LAST", "LAST RUN",
+             "NEXT FIRE", "FAILS", "SUCCESS", "MEAN");
+  for (const auto& j : jobs) {
+    auto text = [&](const char* key) {
+      return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string("-");
+    };
+    std::string rate = j.contains("success_rate") && j["success_rate"].is_number()
+                           ? fmt::format("{:.0f}%", j["success_rate"].get<double>() * 100)
+                           : "-";
+    std::string mean = j.contains("mean_duration_ms") && j["mean_duration_ms"].is_number()
+                           ? duration_text(Duration(j["mean_duration_ms"].get<int64_t>()))
+                           : "-";
+    fmt::print("{:<20} {:<14} {:<24} {:<24} {:>5} {:>8} {:>9}\n", text("job"), text("last_outcome"),
+               text("last_started"), text("next_fire"), j.value("consecutive_failures", 0), rate,
+               mean);
+  }
+  for (const auto& run : *running) {
+    fmt::print("in flight: {} {} attempt {} since {}{}\n", run.job, run.run_id, run.attempt,
+               ledger::format_utc(run.started_at),
+               run.progress ? fmt::format(" progress {:.0f}%", *run.progress * 100) : "");
+  }
+  return kExitOk;
+}
+
+}  // namespace jobhost::cli

@@ -1,0 +1,29 @@
+// One function per subcommand; each returns the process exit code (cli.h).
+#pragma once
+
+#include <string>
+
+namespace jobhost::cli {
+
+int cmd_validate(const std::string& config_flag);
+int cmd_plugins(const std::string& config_flag, bool json);
+int cmd_list(const std::string& config_flag, bool json);
+
+struct NextOptions {
+  std::string config;
+  std::string job;   // a configured job, or
+  std::string expr;  // a cron expression
+  std::string tz;    // zone for expr (default UTC)
+  std::string from;  // RFC 3339; default now
+  int count = 5;
+  bool json = false;
+};
+int cmd_next(const NextOptions& options);
+
+int cmd_run(const std::string& config_flag);
+int cmd_run_once(const std::string& config_flag, const std::string& job);
+int cmd_trigger(const std::string& config_flag, const std::string& job);
+int cmd_history(const std::string& config_flag, const std::string& job, int limit, bool json);
+int cmd_status(const std::string& config_flag, bool json);
+
+}  // namespace jobhost::cli

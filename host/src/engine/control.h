@@ -1,0 +1,52 @@
+// The daemon's control channel: a Unix socket <state_dir>/jobhost.sock. A
+// client sends one JSON object on one line ({"op":"trigger","job":"x"}) and
+// reads one JSON line back ({"ok":true,...} or {"ok":false,"error":"..."}).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <expected>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "common/error.h"
+#include "common/time.h"
+
+namespace jobhost::engine {
+
+std::filesystem::path control_socket_path(const std::filesystem::path& state_dir);
+
+class ControlServer {
+ public:
+  using Handler = std::function<nlohmann::json(const nlohmann::json& request)>;
+
+  // Binds the socket (replacing a stale file left by a dead daemon: the caller
+  // holds the pid lock) and serves requests on `io` until destroyed.
+  static Result<std::unique_ptr<ControlServer>> listen(boost::asio::io_context& io,
+                                                       const std::filesystem::path& socket,
+                                                       Handler handler);
+  ~ControlServer();
+
+ private:
+  ControlServer(boost::asio::io_context& io, std::filesystem::path path, Handler handler);
+  void accept();
+
+  boost::asio::local::stream_protocol::acceptor acceptor_;
+  std::filesystem::path path_;
+  Handler handler_;
+};
+
+struct ControlError {
+  bool unreachable = false;  // no daemon listens (exit code 3)
+  std::string message;
+};
+
+// Sends `request` to the daemon on state_dir and waits up to `timeout` for the reply.
+std::expected<nlohmann::json, ControlError> control_request(const std::filesystem::path& state_dir,
+                                                            const nlohmann::json& request,
+                                                            Duration timeout);
+
+}  // namespace jobhost::engine

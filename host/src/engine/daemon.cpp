@@ -1,0 +1,132 @@
+#include "engine/daemon.h"
+
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <boost/asio/signal_set.hpp>
+#include <csignal>
+#include <random>
+
+#include "catalog/catalog.h"
+#include "common/log.h"
+#include "engine/control.h"
+#include "engine/engine.h"
+#include "engine/pid_lock.h"
+#include "exec/executor.h"
+#include "exec/isolation.h"
+#include "ledger/sqlite_store.h"
+
+namespace jobhost::engine {
+
+std::filesystem::path ledger_path(const config::Config& config) {
+  return config.host.state_dir / "jobhost.db";
+}
+
+int run_daemon(const config::Config& config) {
+  log::init(config.host.log_format == config::LogFormat::json ? log::Format::json
+                                                              : log::Format::text);
+  std::signal(SIGPIPE, SIG_IGN);
+  auto lock = PidLock::acquire(config.host.state_dir);
+  if (!lock) {
+    log::error(lock.error().message);
+    return 1;
+  }
+  auto store = ledger::open_sqlite_store(ledger_path(config), config.host.durability);
+  if (!store) {
+    log::error(store.error().message);
+    return 1;
+  }
+  log::info(fmt::format("jobhost {} starting: config {}, state dir {}", getpid(),
+                        config.file.string(), config.host.state_dir.string()));
+
+  exec::DetectOptions detect;
+  detect.parent_name = exec::parent_cgroup_name(config.host.state_dir);
+  exec::IsolationCaps caps = exec::detect_isolation(detect);
+  log::info("isolation: " + caps.description);
+  auto stale = exec::cleanup_stale(caps);
+  if (stale.removed > 0) {
+    log::info(
+        fmt::format("killed and removed {} run cgroup(s) left by a previous host", stale.removed));
+  }
+  for (const auto& problem : stale.problems) log::warn(problem);
+
+  auto now = std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
+  if (auto orphans = (*store)->close_orphaned_runs(
+          now, "interrupted: the host that started this run exited before it finished")) {
+    for (const auto& run : *orphans) {
+      log::warn(fmt::format("run left open by host pid {} closed as interrupted", run.host_pid),
+                {run.job, run.run_id, run.trace_id});
+    }
+  } else {
+    log::error(orphans.error().message);
+    return 1;
+  }
+
+  catalog::Catalog catalog(config.host.plugin_dir, config.host.state_dir / "plugins");
+  auto plugins = catalog.scan();
+  for (const auto& p : plugins.accepted) {
+    log::info(fmt::format("plugin {} {} accepted ({}, sha256 {})", p.name, p.version,
+                          p.path.filename().string(), p.sha256.substr(0, 12)));
+  }
+  for (const auto& r : plugins.rejected) {
+    log::error(fmt::format("plugin file {} rejected: {}", r.path.string(), r.reason));
+  }
+
+  boost::asio::io_context io;
+  exec::ExecutorOptions exec_options;
+  exec_options.isolation = caps;
+  exec::Executor executor(io, std::move(exec_options));
+  std::random_device entropy;
+  Engine engine(io, config, std::move(plugins), **store, executor,
+                (static_cast<uint64_t>(entropy()) << 32) | entropy());
+
+  auto control = ControlServer::listen(
+      io, control_socket_path(config.host.state_dir), [&](const nlohmann::json& request) {
+        std::string op = request.value("op", "");
+        if (op == "ping") return nlohmann::json{{"ok", true}, {"pid", getpid()}};
+        if (op == "status") {
+          auto snapshot = engine.snapshot();
+          snapshot["ok"] = true;
+          return snapshot;
+        }
+        if (op == "trigger") {
+          auto slot = engine.trigger(request.value("job", ""));
+          if (!slot) return nlohmann::json{{"ok", false}, {"error", slot.error().message}};
+          return nlohmann::json{{"ok", true}, {"scheduled_for", ledger::format_utc(*slot)}};
+        }
+        return nlohmann::json{{"ok", false}, {"error", fmt::format("unknown op \"{}\"", op)}};
+      });
+  if (!control) {
+    log::error(control.error().message);
+    return 1;
+  }
+
+  boost::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
+  int stop_requests = 0;
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int signo) {
+        if (ec) return;
+        if (signo == SIGHUP) {
+          log::warn("SIGHUP: reloading config and plugins is not implemented yet (issue 6)");
+        } else if (++stop_requests == 1) {
+          log::info(fmt::format("{}: stopping", signo == SIGTERM ? "SIGTERM" : "SIGINT"));
+          // Nothing is left to do once the last run is recorded.
+          engine.shutdown([&] { io.stop(); });
+        } else {
+          log::info("second stop request: stopping runs in flight now");
+          engine.stop_now();
+        }
+        signals.async_wait(on_signal);
+      };
+  signals.async_wait(on_signal);
+
+  engine.start();
+  log::info(fmt::format("ready: {} job(s), max_concurrency {}", config.jobs.size(),
+                        config.host.max_concurrency));
+  io.run();
+  exec::remove_parent_cgroups(caps);
+  log::info("stopped");
+  return 0;
+}
+
+}  // namespace jobhost::engine

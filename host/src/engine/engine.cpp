@@ -1,0 +1,390 @@
+#include "engine/engine.h"
+
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "engine/retry.h"
+#include "exec/outcome_classify.h"
+
+namespace jobhost::engine {
+namespace {
+
+TimePoint system_now() {
+  return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
+}
+
+std::string format_ms(Duration d) {
+  if (d < std::chrono::seconds(10)) return fmt::format("{}ms", d.count());
+  return fmt::format("{:.1f}s", static_cast<double>(d.count()) / 1000.0);
+}
+
+}  // namespace
+
+Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::ScanResult plugins,
+               ledger::Store& store, exec::Executor& executor, uint64_t seed, Clock clock)
+    : io_(io),
+      config_(std::move(config)),
+      plugins_(std::move(plugins)),
+      store_(store),
+      executor_(executor),
+      seed_(seed),
+      clock_(clock ? std::move(clock) : Clock(system_now)),
+      timer_(io),
+      rng_(seed) {
+  for (const auto& job : config_.jobs) {
+    jobs_.emplace(job.name, JobState{job, job.schedule, std::nullopt, {}, 0});
+  }
+}
+
+void Engine::start() {
+  TimePoint t = now();
+  for (auto& [name, job] : jobs_) {
+    if (auto* every = std::get_if<schedule::Every>(&job.spec)) {
+      every->anchor = std::chrono::floor<std::chrono::seconds>(t);
+    }
+    if (!job.config.enabled) continue;
+    if (!plugins_.find(job.config.plugin)) {
+      log::error(fmt::format("plugin \"{}\" is not available (missing or rejected: see `jobhost "
+                             "plugins`); fires of this job are recorded as skipped",
+                             job.config.plugin),
+                 {name});
+    }
+    // Never re-fire a slot: start after the last one the ledger has, even if
+    // the clock now reads earlier.
+    TimePoint after = t;
+    if (auto last = store_.last_fire(name); last && *last && **last > after) after = **last;
+    schedule_next(job, after);
+    if (job.config.on_reboot) {
+      admit(Fire{t, name, t, 1, {}, ledger::Trigger::reboot});
+    }
+  }
+  if (auto retries = store_.pending_retries()) {
+    for (const auto& r : *retries) {
+      if (!jobs_.contains(r.job)) continue;
+      timeline_.insert(Fire{r.due_at, r.job, r.scheduled_for, r.next_attempt, r.trace_id,
+                            ledger::Trigger::retry});
+    }
+  } else {
+    log::error("cannot read pending retries from the ledger: " + retries.error().message);
+  }
+  on_timer();
+}
+
+void Engine::schedule_next(JobState& job, TimePoint after) {
+  job.next_slot = schedule::next_fire_after(job.spec, after);
+  if (!job.next_slot) return;
+  Duration delay = schedule::jitter_for(job.config.name, *job.next_slot, job.config.jitter, seed_);
+  timeline_.insert(Fire{
+      *job.next_slot + delay, job.config.name, *job.next_slot, 1, {}, ledger::Trigger::schedule});
+  if (auto r = store_.upsert_job(job.config.name, job.config.definition_hash, job.next_slot, now());
+      !r) {
+    log::warn("cannot record next fire in the ledger: " + r.error().message, {job.config.name});
+  }
+}
+
+void Engine::on_timer() {
+  if (shutting_down_) return;
+  flush_backlog();
+  TimePoint t = now();
+  while (!timeline_.empty() && timeline_.begin()->due <= t) {
+    Fire fire = *timeline_.begin();
+    timeline_.erase(timeline_.begin());
+    auto it = jobs_.find(fire.job);
+    if (it == jobs_.end()) continue;
+    if (fire.trigger == ledger::Trigger::schedule && fire.attempt == 1) {
+      schedule_next(it->second, fire.slot);
+    }
+    admit(std::move(fire));
+  }
+  pump();
+  arm_timer();
+}
+
+void Engine::arm_timer() {
+  if (shutting_down_) return;
+  TimePoint at = timeline_.empty() ? TimePoint::max() : timeline_.begin()->due;
+  // The ledger backlog is retried every second while it is not empty.
+  if (!unwritten_.empty()) at = std::min(at, now() + std::chrono::seconds(1));
+  if (at == TimePoint::max()) {
+    timer_.cancel();
+    return;
+  }
+  timer_.wait_until(at, [this](bool clock_changed) {
+    if (clock_changed) log::info("the wall clock was set; re-checking due fires");
+    on_timer();
+  });
+}
+
+void Engine::admit(Fire fire) {
+  JobState& job = jobs_.find(fire.job)->second;
+  if (fire.attempt == 1 && (!job.active.empty() || job.queued > 0)) {
+    switch (job.config.concurrency) {
+      case config::Concurrency::forbid: {
+        std::string reason =
+            job.active.empty()
+                ? "the previous fire is still waiting to start (concurrency = forbid)"
+                : fmt::format("run {} is still running (concurrency = forbid)",
+                              *job.active.begin());
+        record_skipped(fire, reason);
+        return;
+      }
+      case config::Concurrency::replace:
+        for (auto it = ready_.begin(); it != ready_.end();) {
+          if (it->job == fire.job) {
+            record_skipped(*it, "replaced by a newer fire before it started");
+            --job.queued;
+            it = ready_.erase(it);
+          } else {
+            ++it;
+          }
+        }
+        for (const auto& run_id : job.active) executor_.stop(run_id, exec::StopReason::replace);
+        break;
+      case config::Concurrency::allow:
+        break;
+    }
+  }
+  if (ready_.size() >= kMaxReady) {
+    record_skipped(fire,
+                   fmt::format("dispatch queue full ({} fires waiting for max_concurrency = {})",
+                               ready_.size(), config_.host.max_concurrency));
+    return;
+  }
+  ++job.queued;
+  ready_.insert(std::move(fire));
+}
+
+void Engine::pump() {
+  while (!shutting_down_ && !ready_.empty() &&
+         active_.size() < static_cast<std::size_t>(config_.host.max_concurrency)) {
+    Fire fire = *ready_.begin();
+    ready_.erase(ready_.begin());
+    --jobs_.find(fire.job)->second.queued;
+    start_run(std::move(fire));
+  }
+}
+
+void Engine::start_run(Fire fire) {
+  JobState& job = jobs_.find(fire.job)->second;
+  const config::JobConfig& cfg = job.config;
+  const catalog::PluginInfo* plugin = plugins_.find(cfg.plugin);
+  if (fire.trace_id.empty()) fire.trace_id = next_id();
+  std::string run_id = next_id();
+  log::Fields fields{cfg.name, run_id, fire.trace_id};
+
+  if (!plugin && fire.attempt == 1) {
+    record_skipped(fire, fmt::format("blocked: plugin \"{}\" is not available (missing or "
+                                     "rejected: see `jobhost plugins`)",
+                                     cfg.plugin));
+    return;
+  }
+  ledger::RunStart start{.run_id = run_id,
+                         .job = cfg.name,
+                         .scheduled_for = fire.slot,
+                         .attempt = fire.attempt,
+                         .trace_id = fire.trace_id,
+                         .trigger = fire.trigger,
+                         .started_at = now(),
+                         .plugin = plugin ? std::optional(plugin->name) : std::nullopt,
+                         .plugin_version = plugin ? std::optional(plugin->version) : std::nullopt,
+                         .plugin_sha256 = plugin ? std::optional(plugin->sha256) : std::nullopt,
+                         .definition_hash = cfg.definition_hash,
+                         .replay_of = std::nullopt,
+                         .host_pid = getpid()};
+  auto claimed = store_.claim_and_start(start);
+  if (!claimed) {
+    // Nothing was written: try this fire again shortly rather than lose it.
+    log::error(fmt::format("cannot record the start of slot {} in the ledger, retrying in 1s: {}",
+                           ledger::format_utc(fire.slot), claimed.error().message),
+               fields);
+    fire.due = now() + std::chrono::seconds(1);
+    timeline_.insert(std::move(fire));
+    return;
+  }
+  if (!*claimed) {
+    log::warn(fmt::format("slot {} attempt {} was already claimed; not running it again",
+                          ledger::format_utc(fire.slot), fire.attempt),
+              fields);
+    return;
+  }
+
+  auto finish_unstarted = [&](std::string message) {
+    log::error(message, fields);
+    ledger::RunEnd end{.run_id = run_id,
+                       .finished_at = now(),
+                       .outcome = Outcome::failed,
+                       .duration = Duration{0},
+                       .message = std::move(message)};
+    if (auto r = store_.finish_run(end); !r) unwritten_.push_back(std::move(end));
+  };
+  if (!plugin) {
+    finish_unstarted(fmt::format("plugin \"{}\" is no longer available", cfg.plugin));
+    return;
+  }
+  exec::RunRequest request{.job = cfg.name,
+                           .run_id = run_id,
+                           .trace_id = fire.trace_id,
+                           .attempt = static_cast<uint32_t>(fire.attempt),
+                           .scheduled_for = fire.slot,
+                           .plugin_path = plugin->shadow_path,
+                           .params = cfg.params,
+                           .secrets = {},
+                           .limits = cfg.limits,
+                           .timeout = cfg.timeout,
+                           .stall_timeout = cfg.stall_timeout,
+                           .kill_grace = cfg.kill_grace,
+                           .user = cfg.user,
+                           .group = cfg.group};
+  auto pid =
+      executor_.start(std::move(request), [this](exec::RunReport report) { on_run_done(report); });
+  if (!pid) {
+    finish_unstarted("could not start the run: " + pid.error().message);
+    return;
+  }
+  log::info(
+      fmt::format("started: slot {} attempt {} pid {} plugin {} {}", ledger::format_utc(fire.slot),
+                  fire.attempt, *pid, plugin->name, plugin->version),
+      fields);
+  job.active.insert(run_id);
+  active_.emplace(run_id, ActiveRun{cfg.name, fire.slot, fire.attempt, fire.trace_id,
+                                    std::chrono::steady_clock::now()});
+}
+
+void Engine::on_run_done(const exec::RunReport& report) {
+  auto it = active_.find(report.run_id);
+  if (it == active_.end()) return;
+  ActiveRun run = std::move(it->second);
+  active_.erase(it);
+  auto job_it = jobs_.find(run.job);
+  log::Fields fields{run.job, report.run_id, run.trace_id};
+  ledger::RunEnd end{
+      .run_id = report.run_id,
+      .finished_at = now(),
+      .outcome = report.outcome,
+      .exit_code = report.exit_code,
+      .signal = report.signal_name.empty() ? std::nullopt : std::optional(report.signal_name),
+      .duration =
+          std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - run.started),
+      .message = report.message,
+      .output_tail = report.output_tail};
+  if (job_it != jobs_.end()) {
+    job_it->second.active.erase(report.run_id);
+    const config::RetryPolicy& policy = job_it->second.config.retry;
+    if (report.retryable && run.attempt < policy.max_attempts && !shutting_down_) {
+      end.retry_at = now() + retry_delay(policy, run.attempt, rng_);
+    }
+  }
+  std::string summary = fmt::format("finished: {} in {}: {}", to_string(report.outcome),
+                                    format_ms(*end.duration), report.message);
+  if (end.retry_at) {
+    summary +=
+        fmt::format(" (attempt {} of {} at {})", run.attempt + 1,
+                    job_it->second.config.retry.max_attempts, ledger::format_utc(*end.retry_at));
+  }
+  if (report.outcome == Outcome::succeeded) {
+    log::info(summary, fields);
+  } else {
+    log::warn(summary, fields);
+  }
+  if (auto r = store_.finish_run(end); !r) {
+    log::error(
+        "cannot record the end of the run in the ledger, keeping it in memory and retrying: " +
+            r.error().message,
+        fields);
+    unwritten_.push_back(end);
+  }
+  if (end.retry_at) {
+    timeline_.insert(Fire{*end.retry_at, run.job, run.slot, run.attempt + 1, run.trace_id,
+                          ledger::Trigger::retry});
+  }
+  pump();
+  arm_timer();
+  notify_idle_if_done();
+}
+
+void Engine::notify_idle_if_done() {
+  if (!shutting_down_ || !active_.empty() || !on_idle_) return;
+  for (auto& timer : grace_timers_) timer->cancel();
+  grace_timers_.clear();
+  auto done = std::move(on_idle_);
+  on_idle_ = nullptr;
+  done();
+}
+
+void Engine::record_skipped(const Fire& fire, const std::string& reason) {
+  const auto& cfg = jobs_.find(fire.job)->second.config;
+  log::info(fmt::format("skipped slot {}: {}", ledger::format_utc(fire.slot), reason), {fire.job});
+  if (fire.attempt > 1) return;  // a retry that never ran leaves its slot's chain as it was
+  ledger::SkipRecord skip{.run_id = next_id(),
+                          .trace_id = fire.trace_id.empty() ? next_id() : fire.trace_id,
+                          .job = fire.job,
+                          .scheduled_for = fire.slot,
+                          .trigger = fire.trigger,
+                          .reason = reason,
+                          .at = now(),
+                          .definition_hash = cfg.definition_hash,
+                          .host_pid = getpid()};
+  if (auto r = store_.record_skipped(skip); !r) {
+    log::error("cannot record the skipped slot in the ledger: " + r.error().message, {fire.job});
+  }
+}
+
+void Engine::flush_backlog() {
+  if (unwritten_.empty()) return;
+  std::vector<ledger::RunEnd> still;
+  for (auto& end : unwritten_) {
+    if (!store_.finish_run(end)) still.push_back(std::move(end));
+  }
+  if (still.size() < unwritten_.size()) {
+    log::info(fmt::format("ledger writable again: recorded {} finished run(s) kept in memory",
+                          unwritten_.size() - still.size()));
+  }
+  unwritten_ = std::move(still);
+}
+
+Result<TimePoint> Engine::trigger(std::string_view name) {
+  if (shutting_down_) return fail("the host is shutting down");
+  auto it = jobs_.find(name);
+  if (it == jobs_.end()) return fail(fmt::format("no job named \"{}\"", name));
+  TimePoint slot = now();
+  admit(Fire{slot, std::string(name), slot, 1, {}, ledger::Trigger::manual});
+  pump();
+  return slot;
+}
+
+void Engine::shutdown(std::function<void()> on_idle) {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  timer_.cancel();
+  for (const auto& fire : ready_) record_skipped(fire, "the host shut down before it started");
+  ready_.clear();
+  on_idle_ = std::move(on_idle);
+  if (active_.empty()) return notify_idle_if_done();
+  log::info(fmt::format("shutting down: waiting for {} run(s) in flight", active_.size()));
+  for (const auto& [run_id, run] : active_) {
+    auto grace = jobs_.find(run.job)->second.config.kill_grace;
+    auto timer = std::make_shared<boost::asio::steady_timer>(io_, grace);
+    timer->async_wait([this, id = run_id](const boost::system::error_code& ec) {
+      if (!ec) executor_.stop(id, exec::StopReason::shutdown);
+    });
+    grace_timers_.push_back(std::move(timer));
+  }
+}
+
+void Engine::stop_now() {
+  executor_.stop_all(exec::StopReason::shutdown);
+}
+
+nlohmann::json Engine::snapshot() const {
+  nlohmann::json out = {{"running", nlohmann::json::array()}, {"queued", ready_.size()}};
+  for (const auto& [run_id, run] : active_) {
+    out["running"].push_back({{"run_id", run_id},
+                              {"job", run.job},
+                              {"attempt", run.attempt},
+                              {"scheduled_for", ledger::format_utc(run.slot)}});
+  }
+  return out;
+}
+
+}  // namespace jobhost::engine

@@ -1,0 +1,119 @@
+// The engine: fires jobs on time, dispatches them under max_concurrency and
+// each job's concurrency policy, starts each run through the executor,
+// records it in the ledger, and schedules retries. Single-threaded: every
+// method runs on the io_context's thread.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <string>
+
+#include "catalog/catalog.h"
+#include "config/config.h"
+#include "engine/wall_timer.h"
+#include "exec/executor.h"
+#include "ledger/ids.h"
+#include "ledger/store.h"
+
+namespace jobhost::engine {
+
+// One fire waiting for its time or for a free run slot.
+struct Fire {
+  TimePoint due;  // when it may start: the slot plus jitter, or the retry time
+  std::string job;
+  TimePoint slot;  // the scheduled_for of the fire: what the ledger claims
+  int attempt = 1;
+  std::string trace_id;  // empty for attempt 1: made when it starts
+  ledger::Trigger trigger = ledger::Trigger::schedule;
+
+  // Deterministic order: due time, then job name, then slot and attempt.
+  bool operator<(const Fire& other) const {
+    return std::tie(due, job, slot, attempt) <
+           std::tie(other.due, other.job, other.slot, other.attempt);
+  }
+};
+
+// Most fires that may wait for a free run slot; more are recorded as skipped.
+inline constexpr std::size_t kMaxReady = 10000;
+
+class Engine {
+ public:
+  using Clock = std::function<TimePoint()>;
+
+  // `store` and `executor` must outlive the engine. `seed` drives jitter.
+  Engine(boost::asio::io_context& io, config::Config config, catalog::ScanResult plugins,
+         ledger::Store& store, exec::Executor& executor, uint64_t seed, Clock clock = {});
+
+  // Computes each job's next fire, reloads pending retries, fires @reboot
+  // jobs, and arms the timer.
+  void start();
+
+  // Stops firing. Fires waiting for a run slot are recorded as skipped. Runs
+  // in flight get their kill_grace to finish on their own, then are stopped
+  // (interrupted). `on_idle` is called once no run is left.
+  void shutdown(std::function<void()> on_idle);
+  // A second shutdown request: stop every run now.
+  void stop_now();
+
+  // Queues a manual fire of `job` at now (a slot of its own). Returns the slot.
+  Result<TimePoint> trigger(std::string_view job);
+
+  // Runs in flight and queued fires, for the control socket's "status".
+  nlohmann::json snapshot() const;
+
+ private:
+  struct JobState {
+    config::JobConfig config;
+    schedule::Spec spec;  // Every anchored
+    std::optional<TimePoint> next_slot;
+    std::set<std::string> active;  // run ids in flight
+    int queued = 0;                // fires in ready_
+  };
+  struct ActiveRun {
+    std::string job;
+    TimePoint slot;
+    int attempt;
+    std::string trace_id;
+    std::chrono::steady_clock::time_point started;
+  };
+
+  TimePoint now() const { return clock_(); }
+  void schedule_next(JobState& job, TimePoint after);
+  void on_timer();
+  void arm_timer();
+  void admit(Fire fire);
+  void pump();
+  void start_run(Fire fire);
+  void on_run_done(const exec::RunReport& report);
+  void record_skipped(const Fire& fire, const std::string& reason);
+  void flush_backlog();
+  void notify_idle_if_done();
+  std::string next_id() { return ids_.next(now()); }
+
+  boost::asio::io_context& io_;
+  config::Config config_;
+  catalog::ScanResult plugins_;
+  ledger::Store& store_;
+  exec::Executor& executor_;
+  uint64_t seed_;
+  Clock clock_;
+  WallTimer timer_;
+  ledger::IdGenerator ids_;
+  std::mt19937_64 rng_;
+
+  std::map<std::string, JobState, std::less<>> jobs_;
+  std::set<Fire> timeline_;  // fires not yet due
+  std::set<Fire> ready_;     // due, waiting for a run slot
+  std::map<std::string, ActiveRun, std::less<>> active_;
+  std::vector<ledger::RunEnd> unwritten_;  // finished runs the ledger refused; retried
+  bool shutting_down_ = false;
+  std::function<void()> on_idle_;
+  std::vector<std::shared_ptr<boost::asio::steady_timer>> grace_timers_;  // during shutdown
+};
+
+}  // namespace jobhost::engine

@@ -1,0 +1,37 @@
+// Wakes the event loop at absolute wall-clock instants, and says when the
+// wall clock was set (a jump), using a CLOCK_REALTIME timerfd with
+// TFD_TIMER_CANCEL_ON_SET. Asleep in between: no polling.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <functional>
+
+#include "common/time.h"
+
+namespace jobhost::engine {
+
+class WallTimer {
+ public:
+  // Called once per wait: at `at`, or earlier with clock_changed = true when
+  // the wall clock was set. Not called after cancel() or a newer wait_until().
+  using Handler = std::function<void(bool clock_changed)>;
+
+  explicit WallTimer(boost::asio::io_context& io);
+  WallTimer(const WallTimer&) = delete;
+  WallTimer& operator=(const WallTimer&) = delete;
+
+  // Replaces any pending wait.
+  void wait_until(TimePoint at, Handler handler);
+  void cancel();
+
+ private:
+  void arm(TimePoint at);
+  void start_wait(uint64_t generation);
+
+  boost::asio::posix::stream_descriptor fd_;
+  Handler handler_;
+  uint64_t generation_ = 0;
+};
+
+}  // namespace jobhost::engine

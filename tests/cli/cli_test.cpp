@@ -1,0 +1,219 @@
+// The CLI contract (docs/cli.md), through the real binary.
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <sstream>
+
+#include "support/harness.h"
+
+using namespace jobhost::testing;
+using nlohmann::json;
+
+namespace {
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::string line;
+  std::istringstream in(text);
+  while (std::getline(in, line)) out.push_back(line);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("validate: the example config is valid", "[cli]") {
+  auto r = run_jobhost({"validate", "--config", JOBHOST_SOURCE_DIR "/config/jobhost.toml"});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("valid") != std::string::npos);
+  CHECK(r.err.empty());
+}
+
+TEST_CASE("validate: five mistakes, all reported with file:line:col", "[cli]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  fs::path file = dir.path() / "bad.toml";
+  std::ofstream(file) << R"([host]
+plugin_dir = "plugins"
+state_dir = "var"
+
+[jobs.a]
+plugin = "helo"
+schedule = "0 61 * * *"
+timout = "5m"
+timezone = "Europe/Berlln"
+
+[jobs.b]
+plugin = "hello"
+every = "5 minutes"
+)";
+  auto r = run_jobhost({"validate", "--config", file.string()});
+  CHECK(r.exit_code == 1);
+  auto lines = lines_of(r.err);
+  INFO(r.err);
+  REQUIRE(lines.size() == 5);
+  std::string f = file.string();
+  CHECK(lines[0].starts_with(f + ":6:10: "));          // unknown plugin "helo"
+  CHECK(lines[0].find("hello") != std::string::npos);  // did you mean
+  CHECK(lines[1].starts_with(f + ":7:15: "));          // minute 61, at the '6'
+  CHECK(lines[2].starts_with(f + ":8:1: "));           // unknown key timout
+  CHECK(lines[2].find("timeout") != std::string::npos);
+  CHECK(lines[3].starts_with(f + ":9:12: "));  // unknown time zone
+  CHECK(lines[4].starts_with(f + ":13:9: "));  // bad duration
+}
+
+TEST_CASE("validate and --config resolution", "[cli]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto config = write_config(dir.path(), "[jobs.a]\nplugin = \"hello\"\nevery = \"1m\"\n");
+  SECTION("a missing file is an error naming it") {
+    auto r = run_jobhost({"validate", "--config", (dir.path() / "nope.toml").string()});
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("nope.toml") != std::string::npos);
+  }
+  SECTION("usage errors exit 2") {
+    CHECK(run_jobhost({"validate", "--bogus"}).exit_code == 2);
+    CHECK(run_jobhost({}).exit_code == 2);
+    CHECK(run_jobhost({"next", "--config", config.string()}).exit_code == 2);
+  }
+  SECTION("--help exits 0 on every command") {
+    for (const char* cmd : {"validate", "plugins", "list", "next", "run", "run-once", "trigger",
+                            "history", "status"}) {
+      auto r = run_jobhost({cmd, "--help"});
+      INFO(cmd);
+      CHECK(r.exit_code == 0);
+      CHECK(r.out.find("--config") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("plugins --json lists the example plugins", "[cli]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so", "hello_c.so"});
+  auto config = write_config(dir.path(), "");
+  auto r = run_jobhost({"plugins", "--config", config.string(), "--json"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto out = json::parse(r.out);
+  REQUIRE(out["accepted"].size() == 2);
+  CHECK(out["rejected"].empty());
+  for (const auto& p : out["accepted"]) {
+    CHECK((p["name"] == "hello" || p["name"] == "hello_c"));
+    CHECK(p["version"] == "1.0.0");
+    CHECK(p["abi"] == "1.0");
+    CHECK(p["sha256"].get<std::string>().size() == 64);
+    CHECK(fs::path(p["path"].get<std::string>()).parent_path() == dir.path() / "plugins");
+  }
+}
+
+TEST_CASE("plugins: bad plugins are rejected with reasons and jobhost survives", "[cli]") {
+  TempDir dir;
+  auto plugins =
+      install_plugins(dir.path(), {"hello.so", "catalog_no_entry.so", "catalog_abi_major_99.so",
+                                   "catalog_crash_in_init.so", "catalog_unresolved_symbol.so"});
+  std::ofstream(plugins / "x.so") << "this is text, not a shared library\n";
+  fs::copy_file(plugins / "hello.so", plugins / "writable.so");
+  fs::permissions(plugins / "writable.so", fs::perms::others_write, fs::perm_options::add);
+  auto config = write_config(dir.path(), "");
+  auto r = run_jobhost({"plugins", "--config", config.string(), "--json"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 1);  // some plugins were rejected
+  auto out = json::parse(r.out);
+  REQUIRE(out["accepted"].size() == 1);
+  CHECK(out["accepted"][0]["name"] == "hello");
+  std::map<std::string, std::string> reasons;
+  for (const auto& rej : out["rejected"]) {
+    reasons[fs::path(rej["path"].get<std::string>()).filename().string()] = rej["reason"];
+  }
+  REQUIRE(reasons.size() == 6);
+  CHECK_THAT(reasons["x.so"], Catch::Contains("not an ELF"));
+  CHECK_THAT(reasons["catalog_no_entry.so"], Catch::Contains("jobhost_plugin_v1"));
+  CHECK_THAT(reasons["catalog_abi_major_99.so"], Catch::Contains("99"));
+  CHECK_THAT(reasons["catalog_crash_in_init.so"], Catch::Contains("SIGSEGV"));
+  CHECK_THAT(reasons["catalog_unresolved_symbol.so"],
+             Catch::Contains("jobhost_test_missing_symbol"));
+  CHECK_THAT(reasons["writable.so"], Catch::Contains("writable"));
+}
+
+TEST_CASE("next: cron expressions, zones and JSON", "[cli]") {
+  auto r = run_jobhost({"next", "--expr", "30 2 * * *", "--tz", "Europe/Berlin", "--from",
+                        "2026-03-28T12:00:00Z", "--count", "3", "--json"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  // 02:30 does not exist on 2026-03-29 in Berlin: it fires at 03:00 (+02:00).
+  CHECK(json::parse(r.out) == json({"2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00",
+                                    "2026-03-31T02:30:00+02:00"}));
+  auto text = run_jobhost(
+      {"next", "--expr", "*/15 * * * * *", "--from", "2026-01-01T00:00:00Z", "--count", "2"});
+  CHECK(text.exit_code == 0);
+  CHECK(text.out == "2026-01-01T00:00:15Z\n2026-01-01T00:00:30Z\n");
+  auto bad = run_jobhost({"next", "--expr", "0 0 30 2 *"});
+  CHECK(bad.exit_code == 1);
+  CHECK_FALSE(bad.err.empty());
+}
+
+TEST_CASE("list and next for configured jobs", "[cli]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.nightly]
+plugin = "hello"
+schedule = "0 30 2 * * *"
+timezone = "America/New_York"
+
+[jobs.often]
+plugin = "hello"
+every = "90s"
+)");
+  auto list = run_jobhost({"list", "--config", config.string(), "--json"});
+  INFO(list.err);
+  REQUIRE(list.exit_code == 0);
+  auto jobs = json::parse(list.out);
+  REQUIRE(jobs.size() == 2);
+  CHECK(jobs[0]["job"] == "nightly");
+  CHECK(jobs[0]["next_fire"].get<std::string>().find("T02:30:00-0") != std::string::npos);
+  CHECK(jobs[1]["job"] == "often");
+  auto next = run_jobhost({"next", "--config", config.string(), "nightly", "--from",
+                           "2026-11-01T00:00:00Z", "--count", "2", "--json"});
+  REQUIRE(next.exit_code == 0);
+  // New York falls back on 2026-11-01: 02:30 occurs once, in EST.
+  CHECK(json::parse(next.out) == json({"2026-11-01T02:30:00-05:00", "2026-11-02T02:30:00-05:00"}));
+}
+
+TEST_CASE("commands that need the daemon exit 3 when none runs", "[cli]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto config = write_config(dir.path(), "[jobs.a]\nplugin = \"hello\"\nevery = \"1m\"\n");
+  auto r = run_jobhost({"trigger", "--config", config.string(), "a"});
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.find("jobhost run") != std::string::npos);
+}
+
+TEST_CASE("run-once runs the job isolated, records it, exit 0 iff it succeeded", "[cli]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so", "fail.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.greet]
+plugin = "hello"
+schedule = "@manual"
+params = { greeting = "bonjour" }
+
+[jobs.broken]
+plugin = "fail"
+schedule = "@manual"
+)");
+  auto ok = run_jobhost({"run-once", "--config", config.string(), "greet"});
+  INFO(ok.err);
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.out.find("succeeded") != std::string::npos);
+  CHECK(ok.err.find("bonjour") != std::string::npos);  // the plugin's log line
+  auto bad = run_jobhost({"run-once", "--config", config.string(), "broken"});
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.out.find("failed") != std::string::npos);
+  auto runs = history(config);
+  REQUIRE(runs.size() == 2);
+  CHECK(runs[0]["job"] == "broken");
+  CHECK(runs[0]["outcome"] == "failed");
+  CHECK(runs[1]["job"] == "greet");
+  CHECK(runs[1]["outcome"] == "succeeded");
+  CHECK(runs[1]["message"] == "said bonjour");
+}

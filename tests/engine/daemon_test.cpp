@@ -1,0 +1,308 @@
+// Integration tests: the real `jobhost run` daemon on a temp directory.
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+
+#include "ledger/sqlite_store.h"
+#include "support/harness.h"
+
+using namespace jobhost::testing;
+using nlohmann::json;
+
+namespace {
+
+// The newest finished run of `job`, waiting up to `timeout` for one.
+std::optional<json> wait_finished(const fs::path& config, const std::string& job,
+                                  std::chrono::milliseconds timeout = 30s) {
+  std::optional<json> run;
+  wait_for(
+      [&] {
+        auto runs = finished(history(config, job), job);
+        if (!runs.empty()) run = runs.front();
+        return run.has_value();
+      },
+      timeout);
+  return run;
+}
+
+pid_t read_pid(const fs::path& file) {
+  std::ifstream in(file);
+  pid_t pid = 0;
+  in >> pid;
+  return pid;
+}
+
+CommandResult trigger(const fs::path& config, const std::string& job) {
+  return run_jobhost({"trigger", "--config", config.string(), job});
+}
+
+// Trigger-only jobs, one per way a run can go wrong.
+std::string misbehaving_jobs(const fs::path& grandchild_file) {
+  return R"(
+[defaults]
+retry = { max_attempts = 1 }
+timeout = "20s"
+kill_grace = "1s"
+
+[jobs.sleepy]
+plugin = "sleeper"
+schedule = "@manual"
+timeout = "1s"
+params = { seconds = 30, ignore_cancel = 1, grandchild = 1, grandchild_ignores_term = 1, grandchild_pid_file = ")" +
+         grandchild_file.string() + R"(" }
+
+[jobs.segv]
+plugin = "segv"
+schedule = "@manual"
+
+[jobs.abort]
+plugin = "abort"
+schedule = "@manual"
+
+[jobs.throws]
+plugin = "throws"
+schedule = "@manual"
+
+[jobs.memhog]
+plugin = "memhog"
+schedule = "@manual"
+limits = { memory = "64MiB" }
+
+[jobs.forkbomb]
+plugin = "forkbomb"
+schedule = "@manual"
+timeout = "5s"
+limits = { processes = 16 }
+
+[jobs.flood]
+plugin = "flood"
+schedule = "@manual"
+timeout = "60s"
+limits = { output = "64KiB" }
+
+[jobs.stubborn]
+plugin = "ignores_term"
+schedule = "@manual"
+timeout = "1s"
+kill_grace = "1s"
+params = { seconds = 30 }
+
+[jobs.hello]
+plugin = "hello"
+schedule = "@manual"
+)";
+}
+
+// The output tail the ledger kept for a run.
+std::string output_tail(const fs::path& config, const std::string& run_id) {
+  auto store = jobhost::ledger::open_sqlite_store(config.parent_path() / "var" / "jobhost.db",
+                                                  jobhost::config::Durability::normal,
+                                                  jobhost::ledger::Access::read_only);
+  REQUIRE(store);
+  auto run = (*store)->get_run(run_id);
+  REQUIRE(run);
+  REQUIRE(*run);
+  return (**run).output_tail;
+}
+
+}  // namespace
+
+TEST_CASE("a job on a 1-second schedule runs and is recorded", "[daemon]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.tick]
+plugin = "hello"
+schedule = "* * * * * *"
+params = { greeting = "tick" }
+)");
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  std::vector<json> runs;
+  REQUIRE(wait_for(
+      [&] {
+        runs = finished(history(config, "tick"), "tick");
+        return runs.size() >= 2;
+      },
+      20s));
+  for (const auto& run : runs) {
+    CHECK(run["outcome"] == "succeeded");
+    CHECK(run["plugin"] == "hello");
+    CHECK(run["plugin_version"] == "1.0.0");
+    CHECK(run["plugin_sha256"].get<std::string>().size() == 64);
+    CHECK(run["attempt"] == 1);
+    CHECK(run["message"] == "said tick");
+    CHECK(run["scheduled_for"].get<std::string>().ends_with(".000Z"));
+  }
+  // Distinct slots, one second apart at least.
+  CHECK(runs[0]["scheduled_for"] != runs[1]["scheduled_for"]);
+  CHECK(daemon.log().find("job=tick") != std::string::npos);
+
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
+}
+
+TEST_CASE("misbehaving jobs end with the right outcome and the host survives", "[daemon]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"sleeper.so", "segv.so", "abort.so", "throws.so", "memhog.so",
+                               "forkbomb.so", "flood.so", "ignores_term.so", "hello.so"});
+  fs::path grandchild_file = dir.path() / "grandchild.pid";
+  auto config =
+      write_config(dir.path(), misbehaving_jobs(grandchild_file), "max_concurrency = 8\n");
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  for (const char* job :
+       {"sleepy", "segv", "abort", "throws", "memhog", "forkbomb", "flood", "stubborn"}) {
+    auto result = trigger(config, job);
+    INFO(job << ": " << result.err);
+    REQUIRE(result.exit_code == 0);
+  }
+
+  SECTION("outcomes") {
+    auto sleepy = wait_finished(config, "sleepy");
+    REQUIRE(sleepy);
+    CHECK((*sleepy)["outcome"] == "timed_out");
+    pid_t grandchild = read_pid(grandchild_file);
+    REQUIRE(grandchild > 0);
+    CHECK(wait_for([&] { return !process_alive(grandchild); }, 5s));
+
+    auto segv = wait_finished(config, "segv");
+    REQUIRE(segv);
+    CHECK((*segv)["outcome"] == "crashed");
+    CHECK((*segv)["signal"] == "SIGSEGV");
+
+    auto abort_run = wait_finished(config, "abort");
+    REQUIRE(abort_run);
+    CHECK((*abort_run)["outcome"] == "crashed");
+    CHECK((*abort_run)["signal"] == "SIGABRT");
+
+    auto throws = wait_finished(config, "throws");
+    REQUIRE(throws);
+    CHECK((*throws)["outcome"] == "failed");
+    CHECK((*throws)["message"].get<std::string>().find("quota exceeded on /data") !=
+          std::string::npos);
+
+    auto memhog = wait_finished(config, "memhog");
+    REQUIRE(memhog);
+    CHECK((*memhog)["outcome"] == "limit_exceeded");
+    CHECK((*memhog)["message"].get<std::string>().find("memory") != std::string::npos);
+
+    auto forkbomb = wait_finished(config, "forkbomb");
+    REQUIRE(forkbomb);
+    CHECK((*forkbomb)["outcome"] != "succeeded");
+
+    auto flood = wait_finished(config, "flood", 60s);
+    REQUIRE(flood);
+    CHECK((*flood)["outcome"] == "succeeded");
+    std::string tail = output_tail(config, (*flood)["run_id"]);
+    CHECK(tail.size() <= 64 * 1024);
+    CHECK(tail.size() >= 32 * 1024);
+
+    auto stubborn = wait_finished(config, "stubborn");
+    REQUIRE(stubborn);
+    CHECK((*stubborn)["outcome"] == "timed_out");
+    // timeout 1s + kill_grace 1s: killed after the grace, not before it.
+    CHECK((*stubborn)["duration_ms"].get<int64_t>() >= 1900);
+
+    // The host is still up and answering.
+    CHECK(daemon.alive());
+    CHECK(trigger(config, "hello").exit_code == 0);
+    auto hello = wait_finished(config, "hello");
+    REQUIRE(hello);
+    CHECK((*hello)["outcome"] == "succeeded");
+  }
+}
+
+TEST_CASE("concurrency = forbid records the overlapping fire as skipped", "[daemon]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"sleeper.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.slow]
+plugin = "sleeper"
+schedule = "* * * * * *"
+concurrency = "forbid"
+timeout = "10s"
+params = { seconds = 3 }
+)");
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  json skipped;
+  REQUIRE(wait_for(
+      [&] {
+        for (const auto& run : finished(history(config, "slow"), "slow")) {
+          if (run["outcome"] == "skipped") skipped = run;
+        }
+        return !skipped.is_null();
+      },
+      20s));
+  CHECK(skipped["message"].get<std::string>().find("still running (concurrency = forbid)") !=
+        std::string::npos);
+  // Never two runs of the job at once: every non-skipped run's slot differs
+  // from the others, and none overlapped (a run lasts 3 s, fires are 1 s apart).
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(30s) == 0);
+}
+
+TEST_CASE("SIGTERM stops the daemon and records the killed run as interrupted", "[daemon]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"sleeper.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.long]
+plugin = "sleeper"
+schedule = "@manual"
+kill_grace = "1s"
+params = { seconds = 60, ignore_cancel = 1 }
+)");
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  REQUIRE(trigger(config, "long").exit_code == 0);
+  REQUIRE(wait_for([&] { return !history(config, "long").empty(); }, 10s));
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
+  auto runs = finished(history(config, "long"), "long");
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0]["outcome"] == "interrupted");
+  // No daemon left: trigger says so with exit code 3.
+  CHECK(trigger(config, "long").exit_code == 3);
+}
+
+TEST_CASE("after kill -9 and a restart the open run is interrupted and no child survives",
+          "[daemon]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"sleeper.so"});
+  fs::path grandchild_file = dir.path() / "grandchild.pid";
+  auto config = write_config(dir.path(), R"(
+[jobs.long]
+plugin = "sleeper"
+schedule = "@manual"
+params = { seconds = 60, grandchild = 1, grandchild_ignores_term = 1, grandchild_pid_file = ")" +
+                                             grandchild_file.string() + R"(" }
+)");
+  std::vector<pid_t> old_children;
+  pid_t grandchild = 0;
+  {
+    Daemon daemon(config);
+    REQUIRE(daemon.wait_ready());
+    REQUIRE(trigger(config, "long").exit_code == 0);
+    REQUIRE(wait_for([&] { return fs::exists(grandchild_file) && read_pid(grandchild_file) > 0; },
+                     10s));
+    grandchild = read_pid(grandchild_file);
+    old_children = children_of(daemon.pid());
+    REQUIRE(!old_children.empty());
+    daemon.signal(SIGKILL);
+    daemon.wait_exit(10s);
+  }
+  // The run's own process dies with its parent (PDEATHSIG).
+  for (pid_t child : old_children) CHECK(wait_for([&] { return !process_alive(child); }, 5s));
+
+  Daemon restarted(config);
+  REQUIRE(restarted.wait_ready());
+  auto runs = finished(history(config, "long"), "long");
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0]["outcome"] == "interrupted");
+  // The grandchild (same cgroup / process group, not our child) is gone too.
+  CHECK(wait_for([&] { return !process_alive(grandchild); }, 5s));
+  restarted.signal(SIGTERM);
+  CHECK(restarted.wait_exit(20s) == 0);
+}
