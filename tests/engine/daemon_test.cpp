@@ -74,6 +74,7 @@ plugin = "forkbomb"
 schedule = "@manual"
 timeout = "5s"
 limits = { processes = 16 }
+params = { pid_file = ")" + (grandchild_file.parent_path() / "forkbomb.pids").string() + R"(" }
 
 [jobs.flood]
 plugin = "flood"
@@ -139,6 +140,25 @@ params = { greeting = "tick" }
   CHECK(runs[0]["scheduled_for"] != runs[1]["scheduled_for"]);
   CHECK(daemon.log().find("job=tick") != std::string::npos);
 
+  // status reads the ledger: the figures match what ran.
+  auto status = run_jobhost({"status", "--config", config.string(), "--json"});
+  REQUIRE(status.exit_code == 0);
+  auto st = json::parse(status.out);
+  CHECK(st["daemon"]["running"] == true);
+  CHECK(st["daemon"]["pid"] == daemon.pid());
+  REQUIRE(st["jobs"].size() == 1);
+  CHECK(st["jobs"][0]["job"] == "tick");
+  CHECK(st["jobs"][0]["last_outcome"] == "succeeded");
+  CHECK(st["jobs"][0]["consecutive_failures"] == 0);
+  CHECK(st["jobs"][0]["success_rate"] == 1.0);
+  CHECK(st["jobs"][0]["next_fire"].is_string());
+
+  // A second daemon on the same state dir refuses to start, naming the first.
+  Daemon second(config);
+  CHECK(second.wait_exit(20s) == 1);
+  CHECK_THAT(second.log(), Catch::Contains("already running"));
+  CHECK(daemon.alive());
+
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(20s) == 0);
 }
@@ -190,7 +210,20 @@ TEST_CASE("misbehaving jobs end with the right outcome and the host survives", "
 
     auto forkbomb = wait_finished(config, "forkbomb");
     REQUIRE(forkbomb);
-    CHECK((*forkbomb)["outcome"] != "succeeded");
+    if (daemon.log().find("isolation: cgroup") != std::string::npos) {
+      // A pids cgroup makes fork fail at the limit.
+      CHECK((*forkbomb)["outcome"] == "limit_exceeded");
+      CHECK_THAT((*forkbomb)["message"].get<std::string>(), Catch::Contains("process limit"));
+    } else {
+      // Root ignores RLIMIT_NPROC: the timeout and the group kill contain it.
+      CHECK((*forkbomb)["outcome"] == "timed_out");
+    }
+    std::ifstream pids(dir.path() / "forkbomb.pids");
+    int forked = 0;
+    for (pid_t pid; pids >> pid; ++forked) {
+      CHECK(wait_for([&] { return !process_alive(pid); }, 5s));
+    }
+    CHECK(forked > 0);
 
     auto flood = wait_finished(config, "flood", 60s);
     REQUIRE(flood);
@@ -240,6 +273,33 @@ params = { seconds = 3 }
         std::string::npos);
   // Never two runs of the job at once: every non-skipped run's slot differs
   // from the others, and none overlapped (a run lasts 3 s, fires are 1 s apart).
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(30s) == 0);
+}
+
+TEST_CASE("concurrency = replace stops the running run for the newer fire", "[daemon]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"sleeper.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.latest]
+plugin = "sleeper"
+schedule = "*/2 * * * * *"
+concurrency = "replace"
+kill_grace = "1s"
+params = { seconds = 30 }
+)");
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  json replaced;
+  REQUIRE(wait_for(
+      [&] {
+        for (const auto& run : finished(history(config, "latest"), "latest")) {
+          if (run["outcome"] == "replaced") replaced = run;
+        }
+        return !replaced.is_null();
+      },
+      20s));
+  CHECK(replaced["duration_ms"].get<int64_t>() < 5000);
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(30s) == 0);
 }
