@@ -74,7 +74,8 @@ plugin = "forkbomb"
 schedule = "@manual"
 timeout = "5s"
 limits = { processes = 16 }
-params = { pid_file = ")" + (grandchild_file.parent_path() / "forkbomb.pids").string() + R"(" }
+params = { pid_file = ")" +
+         (grandchild_file.parent_path() / "forkbomb.pids").string() + R"(" }
 
 [jobs.flood]
 plugin = "flood"
@@ -365,4 +366,38 @@ params = { seconds = 60, grandchild = 1, grandchild_ignores_term = 1, grandchild
   CHECK(wait_for([&] { return !process_alive(grandchild); }, 5s));
   restarted.signal(SIGTERM);
   CHECK(restarted.wait_exit(20s) == 0);
+}
+
+TEST_CASE("a run in flight shows its last heartbeat and progress in status", "[daemon]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"heartbeating.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.progress]
+plugin = "heartbeating"
+schedule = "@manual"
+stall_timeout = "2s"
+params = { seconds = 6 }
+)");
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  REQUIRE(trigger(config, "progress").exit_code == 0);
+  json in_flight;
+  REQUIRE(wait_for(
+      [&] {
+        auto r = run_jobhost({"status", "--config", config.string(), "--json"});
+        if (r.exit_code != 0) return false;
+        auto st = json::parse(r.out);
+        if (st["running"].empty()) return false;
+        in_flight = st["running"][0];
+        return in_flight["progress"].is_number() && in_flight["last_heartbeat"].is_string();
+      },
+      10s));
+  CHECK(in_flight["job"] == "progress");
+  CHECK(in_flight["outcome"].is_null());
+  CHECK(in_flight["progress"].get<double>() > 0.0);
+  CHECK(in_flight["progress"].get<double>() <= 1.0);
+  // A slow job that heartbeats is not stalled.
+  auto done = wait_finished(config, "progress", 20s);
+  REQUIRE(done);
+  CHECK((*done)["outcome"] == "succeeded");
 }

@@ -75,10 +75,15 @@ int run_daemon(const config::Config& config) {
   boost::asio::io_context io;
   exec::ExecutorOptions exec_options;
   exec_options.isolation = caps;
+  Engine* engine_ptr = nullptr;  // set below; the executor calls back only from io.run()
+  exec_options.on_heartbeat = [&](std::string_view run_id, std::optional<double> progress) {
+    if (engine_ptr) engine_ptr->note_heartbeat(run_id, progress);
+  };
   exec::Executor executor(io, std::move(exec_options));
   std::random_device entropy;
   Engine engine(io, config, std::move(plugins), **store, executor,
                 (static_cast<uint64_t>(entropy()) << 32) | entropy());
+  engine_ptr = &engine;
 
   auto control = ControlServer::listen(
       io, control_socket_path(config.host.state_dir), [&](const nlohmann::json& request) {

@@ -372,6 +372,17 @@ void Engine::shutdown(std::function<void()> on_idle) {
   }
 }
 
+void Engine::note_heartbeat(std::string_view run_id, std::optional<double> progress) {
+  auto it = active_.find(run_id);
+  if (it == active_.end()) return;
+  auto steady = std::chrono::steady_clock::now();
+  if (steady - it->second.last_heartbeat_write < std::chrono::seconds(1)) return;
+  it->second.last_heartbeat_write = steady;
+  if (auto r = store_.heartbeat(run_id, now(), progress); !r) {
+    log::warn("cannot record heartbeat: " + r.error().message, {it->second.job, run_id});
+  }
+}
+
 void Engine::stop_now() {
   executor_.stop_all(exec::StopReason::shutdown);
 }

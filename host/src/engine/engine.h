@@ -63,6 +63,10 @@ class Engine {
   // Queues a manual fire of `job` at now (a slot of its own). Returns the slot.
   Result<TimePoint> trigger(std::string_view job);
 
+  // Records a run's heartbeat in the ledger, at most once a second per run
+  // (the executor already calls at most every 50 ms).
+  void note_heartbeat(std::string_view run_id, std::optional<double> progress);
+
   // Runs in flight and queued fires, for the control socket's "status".
   nlohmann::json snapshot() const;
 
@@ -80,6 +84,7 @@ class Engine {
     int attempt;
     std::string trace_id;
     std::chrono::steady_clock::time_point started;
+    std::chrono::steady_clock::time_point last_heartbeat_write{};
   };
 
   TimePoint now() const { return clock_(); }
