@@ -26,6 +26,22 @@ std::optional<json> wait_finished(const fs::path& config, const std::string& job
   return run;
 }
 
+// A finished run of `job` with `outcome`, waiting up to `timeout` for one.
+std::optional<json> wait_outcome(const fs::path& config, const std::string& job,
+                                 const std::string& outcome,
+                                 std::chrono::milliseconds timeout = 20s) {
+  std::optional<json> found;
+  wait_for(
+      [&] {
+        for (const auto& run : finished(history(config, job), job)) {
+          if (run["outcome"] == outcome) found = run;
+        }
+        return found.has_value();
+      },
+      timeout);
+  return found;
+}
+
 pid_t read_pid(const fs::path& file) {
   std::ifstream in(file);
   pid_t pid = 0;
@@ -261,19 +277,10 @@ params = { seconds = 3 }
 )");
   Daemon daemon(config);
   REQUIRE(daemon.wait_ready());
-  json skipped;
-  REQUIRE(wait_for(
-      [&] {
-        for (const auto& run : finished(history(config, "slow"), "slow")) {
-          if (run["outcome"] == "skipped") skipped = run;
-        }
-        return !skipped.is_null();
-      },
-      20s));
-  CHECK(skipped["message"].get<std::string>().find("still running (concurrency = forbid)") !=
+  auto skipped = wait_outcome(config, "slow", "skipped");
+  REQUIRE(skipped);
+  CHECK((*skipped)["message"].get<std::string>().find("still running (concurrency = forbid)") !=
         std::string::npos);
-  // Never two runs of the job at once: every non-skipped run's slot differs
-  // from the others, and none overlapped (a run lasts 3 s, fires are 1 s apart).
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(30s) == 0);
 }
@@ -291,16 +298,9 @@ params = { seconds = 30 }
 )");
   Daemon daemon(config);
   REQUIRE(daemon.wait_ready());
-  json replaced;
-  REQUIRE(wait_for(
-      [&] {
-        for (const auto& run : finished(history(config, "latest"), "latest")) {
-          if (run["outcome"] == "replaced") replaced = run;
-        }
-        return !replaced.is_null();
-      },
-      20s));
-  CHECK(replaced["duration_ms"].get<int64_t>() < 5000);
+  auto replaced = wait_outcome(config, "latest", "replaced");
+  REQUIRE(replaced);
+  CHECK((*replaced)["duration_ms"].get<int64_t>() < 5000);
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(30s) == 0);
 }
