@@ -3,8 +3,11 @@
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <map>
+#include <thread>
 
 #include "ledger/sqlite_store.h"
+#include "schedule/schedule.h"
 #include "support/harness.h"
 
 using namespace jobhost::testing;
@@ -400,4 +403,64 @@ params = { seconds = 6 }
   auto done = wait_finished(config, "progress", 20s);
   REQUIRE(done);
   CHECK((*done)["outcome"] == "succeeded");
+}
+
+TEST_CASE("after downtime, run_once runs the latest missed slot and skips the rest", "[daemon]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.tick]
+plugin = "hello"
+schedule = "* * * * * *"
+misfire = "run_once"
+catchup_spread = "1s"
+)");
+  {
+    Daemon daemon(config);
+    REQUIRE(daemon.wait_ready());
+    REQUIRE(wait_for([&] { return finished(history(config, "tick"), "tick").size() >= 2; }, 20s));
+    daemon.signal(SIGTERM);
+    REQUIRE(daemon.wait_exit(20s) == 0);
+  }
+  std::this_thread::sleep_for(4s);  // the downtime: about four slots are missed
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  REQUIRE(wait_for(
+      [&] {
+        for (const auto& run : finished(history(config, "tick"), "tick")) {
+          if (run["trigger"] == "catchup" && run["outcome"] == "succeeded") return true;
+        }
+        return false;
+      },
+      20s));
+  // Let a couple of on-time fires follow, then stop and audit every slot.
+  std::this_thread::sleep_for(2s);
+  daemon.signal(SIGTERM);
+  REQUIRE(daemon.wait_exit(20s) == 0);
+
+  auto runs = history(config, "tick");
+  std::map<std::string, std::vector<json>> by_slot;
+  int catchup_runs = 0, missed = 0;
+  for (const auto& run : runs) {
+    by_slot[run["scheduled_for"]].push_back(run);
+    if (run["trigger"] == "catchup" && run["outcome"] == "succeeded") ++catchup_runs;
+    if (run["outcome"] == "skipped") {
+      CHECK_THAT(run["message"].get<std::string>(), Catch::Contains("missed"));
+      ++missed;
+    }
+  }
+  CHECK(catchup_runs == 1);
+  CHECK(missed >= 2);
+  // No slot twice, and no gap: every second from the first slot to the last
+  // is either run or recorded as skipped.
+  for (const auto& [slot, entries] : by_slot) {
+    INFO(slot);
+    CHECK(entries.size() == 1);
+  }
+  auto first = jobhost::schedule::parse_rfc3339(by_slot.begin()->first);
+  auto last = jobhost::schedule::parse_rfc3339(by_slot.rbegin()->first);
+  REQUIRE(first);
+  REQUIRE(last);
+  auto seconds = std::chrono::duration_cast<std::chrono::seconds>(*last - *first).count() + 1;
+  CHECK(static_cast<long>(by_slot.size()) == seconds);
 }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "engine/misfire.h"
 #include "engine/retry.h"
 #include "exec/outcome_classify.h"
 
@@ -40,8 +41,13 @@ Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::Scan
 void Engine::start() {
   TimePoint t = now();
   for (auto& [name, job] : jobs_) {
+    auto last = store_.last_fire(name);
+    if (!last)
+      log::error("cannot read the last fire from the ledger: " + last.error().message, {name});
+    std::optional<TimePoint> last_fire = last ? *last : std::nullopt;
     if (auto* every = std::get_if<schedule::Every>(&job.spec)) {
-      every->anchor = std::chrono::floor<std::chrono::seconds>(t);
+      // Continue the grid the job was on; a new job is anchored now.
+      every->anchor = last_fire ? *last_fire : std::chrono::floor<std::chrono::seconds>(t);
     }
     if (!job.config.enabled) continue;
     if (!plugins_.find(job.config.plugin)) {
@@ -50,11 +56,10 @@ void Engine::start() {
                              job.config.plugin),
                  {name});
     }
+    if (last_fire) handle_misfires(job, *last_fire, t, "the host was not running");
     // Never re-fire a slot: start after the last one the ledger has, even if
     // the clock now reads earlier.
-    TimePoint after = t;
-    if (auto last = store_.last_fire(name); last && *last && **last > after) after = **last;
-    schedule_next(job, after);
+    schedule_next(job, last_fire ? std::max(t, *last_fire) : t);
     if (job.config.on_reboot) {
       admit(Fire{t, name, t, 1, {}, ledger::Trigger::reboot});
     }
@@ -69,6 +74,39 @@ void Engine::start() {
     log::error("cannot read pending retries from the ledger: " + retries.error().message);
   }
   on_timer();
+}
+
+void Engine::handle_misfires(JobState& job, TimePoint last_fire, TimePoint t,
+                             std::string_view why) {
+  const auto& cfg = job.config;
+  auto plan = plan_misfires(job.spec, last_fire, t, cfg.misfire, cfg.misfire_limit,
+                            CatchupSpread{cfg.catchup_spread, catchup_phase(cfg.name, seed_)});
+  if (plan.total_missed == 0) return;
+  std::size_t runs = 0;
+  for (const auto& missed : plan.fires) {
+    Fire fire{missed.start_at, cfg.name, missed.slot, 1, {}, ledger::Trigger::catchup};
+    if (missed.action == MissedFire::Action::run) {
+      timeline_.insert(std::move(fire));
+      ++runs;
+    } else {
+      record_skipped(fire, fmt::format("missed: {} (misfire = {})", why, to_string(cfg.misfire)));
+    }
+  }
+  std::string summary =
+      fmt::format("{}{} missed fire(s) since {} ({}): {} to run over the next {}, the rest skipped",
+                  plan.truncated ? "at least " : "", plan.total_missed,
+                  ledger::format_utc(plan.first_missed.value_or(last_fire)), why, runs,
+                  config::format_duration(cfg.catchup_spread));
+  log::warn(summary, {cfg.name});
+  if (plan.unlisted() > 0) {
+    ledger::Event event{.at = t,
+                        .kind = "skipped",
+                        .job = cfg.name,
+                        .run_id = std::nullopt,
+                        .detail = fmt::format("{} older missed slot(s) not recorded one by one: {}",
+                                              plan.unlisted(), summary)};
+    if (auto r = store_.add_event(event); !r) log::error(r.error().message, {cfg.name});
+  }
 }
 
 void Engine::schedule_next(JobState& job, TimePoint after) {
@@ -93,6 +131,14 @@ void Engine::on_timer() {
     auto it = jobs_.find(fire.job);
     if (it == jobs_.end()) continue;
     if (fire.trigger == ledger::Trigger::schedule && fire.attempt == 1) {
+      if (is_forward_jump(fire.due, t, kLateTolerance)) {
+        // Suspended, or the clock jumped: the slots in between are misfires,
+        // handled by the job's policy, not a burst of late fires.
+        handle_misfires(it->second, fire.slot - Duration(1), t,
+                        "the clock jumped or the host was suspended");
+        schedule_next(it->second, t);
+        continue;
+      }
       schedule_next(it->second, fire.slot);
     }
     admit(std::move(fire));

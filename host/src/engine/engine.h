@@ -40,6 +40,9 @@ struct Fire {
 
 // Most fires that may wait for a free run slot; more are recorded as skipped.
 inline constexpr std::size_t kMaxReady = 10000;
+// A scheduled fire found this late (the loop slept through a suspend or a
+// forward clock jump) is a misfire, handled by the job's misfire policy.
+inline constexpr Duration kLateTolerance = std::chrono::seconds(30);
 
 class Engine {
  public:
@@ -89,6 +92,8 @@ class Engine {
 
   TimePoint now() const { return clock_(); }
   void schedule_next(JobState& job, TimePoint after);
+  // Runs or skips (per the job's misfire policy) the slots after last_fire up to t.
+  void handle_misfires(JobState& job, TimePoint last_fire, TimePoint t, std::string_view why);
   void on_timer();
   void arm_timer();
   void admit(Fire fire);
