@@ -1,6 +1,7 @@
 // Integration tests: the real `jobhost run` daemon on a temp directory.
 #include <signal.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <map>
@@ -463,4 +464,50 @@ catchup_spread = "1s"
   REQUIRE(last);
   auto seconds = std::chrono::duration_cast<std::chrono::seconds>(*last - *first).count() + 1;
   CHECK(static_cast<long>(by_slot.size()) == seconds);
+}
+
+TEST_CASE("a job returning RETRY is retried per its policy, attempts share the trace id",
+          "[daemon]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"retry.so", "fail.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.flaky]
+plugin = "retry"
+schedule = "@manual"
+retry = { max_attempts = 3, initial_delay = "200ms", multiplier = 2.0, jitter = "none" }
+
+[jobs.broken]
+plugin = "fail"
+schedule = "@manual"
+retry = { max_attempts = 3, initial_delay = "200ms" }
+)");
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  REQUIRE(trigger(config, "flaky").exit_code == 0);
+  REQUIRE(trigger(config, "broken").exit_code == 0);
+  std::vector<json> attempts;
+  REQUIRE(wait_for(
+      [&] {
+        attempts = finished(history(config, "flaky"), "flaky");
+        return attempts.size() >= 3;
+      },
+      20s));
+  std::this_thread::sleep_for(1s);  // no fourth attempt comes
+  attempts = finished(history(config, "flaky"), "flaky");
+  REQUIRE(attempts.size() == 3);
+  std::reverse(attempts.begin(), attempts.end());  // oldest first
+  for (int i = 0; i < 3; ++i) {
+    CHECK(attempts[i]["attempt"] == i + 1);
+    CHECK(attempts[i]["outcome"] == "failed");
+    CHECK(attempts[i]["trace_id"] == attempts[0]["trace_id"]);
+    CHECK(attempts[i]["scheduled_for"] == attempts[0]["scheduled_for"]);
+  }
+  CHECK(attempts[0]["trigger"] == "manual");
+  CHECK(attempts[1]["trigger"] == "retry");
+  // JOBHOST_FAIL is permanent: one attempt only.
+  auto broken = finished(history(config, "broken"), "broken");
+  REQUIRE(broken.size() == 1);
+  CHECK(broken[0]["outcome"] == "failed");
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
 }
