@@ -5,8 +5,8 @@
 //    pipes, child setup, cgroup when the host has one, rlimits, dlopen, run,
 //    result record, reap), each claimed and finished in the real SQLite
 //    ledger, one after the other (the next starts when the previous is done);
-//  - the same without a cgroup (isolation mode none), to show what the
-//    cgroup costs;
+//  - the same without the ledger and without a cgroup (isolation mode
+//    none), and with the ledger but no cgroup, to show what each costs;
 //  - bare loop: fork, the child dlopens the same plugin and calls run, then
 //    _exits, and the parent waitpids it.
 // Prints runs per second for each repetition, the medians and the ratio
@@ -17,10 +17,12 @@
 #include <dlfcn.h>
 #include <fmt/format.h>
 #include <jobhost/plugin.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstdlib>
@@ -41,6 +43,18 @@ namespace {
 
 TimePoint now() {
   return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
+}
+
+// Minor page faults taken by this process (the parent) since the last call:
+// after fork every page the parent writes faults once (copy-on-write), which
+// is what makes forking from a busy process dearer than from a quiet one.
+long parent_faults_since_last() {
+  static long last = 0;
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  const long delta = u.ru_minflt - last;
+  last = u.ru_minflt;
+  return delta;
 }
 
 double median(std::vector<double> v) {
@@ -148,6 +162,32 @@ double executor_loop(const std::string& plugin, int runs, const exec::IsolationC
   return runs / seconds;
 }
 
+// The ledger's share: claim_and_start + finish_run per run, no fork.
+double ledger_loop(ledger::Store& store, int runs, int64_t& slot) {
+  const auto t0 = Clock::now();
+  for (int i = 0; i < runs; ++i) {
+    ledger::RunStart s;
+    s.run_id = ledger::new_id(now());
+    s.job = "noop";
+    s.scheduled_for = TimePoint(Duration(++slot));
+    s.trace_id = s.run_id;
+    s.started_at = now();
+    s.host_pid = getpid();
+    ledger::RunEnd e;
+    e.run_id = s.run_id;
+    e.finished_at = now();
+    e.outcome = Outcome::succeeded;
+    e.exit_code = 0;
+    e.duration = Duration(1);
+    e.message = "succeeded";
+    if (!store.claim_and_start(s) || !store.finish_run(e)) {
+      fmt::print(stderr, "ledger loop failed\n");
+      std::exit(1);
+    }
+  }
+  return runs / std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -181,35 +221,58 @@ int main(int argc, char** argv) {
   }
   exec::DetectOptions detect;
   detect.parent_name = fmt::format("jobhost-bench-{}", getpid());
-  const exec::IsolationCaps caps = exec::detect_isolation(detect);
+  static const exec::IsolationCaps caps = exec::detect_isolation(detect);
+  static fs::path temp_dir = dir;
+  // Also when a loop fails and exits early: no parent cgroup or ledger left behind.
+  std::atexit([] {
+    exec::remove_parent_cgroups(caps);
+    std::error_code ignored;
+    fs::remove_all(temp_dir, ignored);
+  });
   const exec::IsolationCaps no_cgroup;
 
   fmt::print("bench_dispatch: {} no-op runs x {} repetitions, plugin {}\n", runs, reps, plugin);
   fmt::print("isolation: {}\n", caps.description);
   fmt::print("ledger: {} (WAL, synchronous=NORMAL)\n\n", (dir / "jobhost.db").string());
-  fmt::print("{:>4}  {:>14}  {:>22}  {:>22}\n", "rep", "bare runs/s", "executor+ledger runs/s",
-             "same, no cgroup runs/s");
+  fmt::print("runs/s per repetition ({} runs each):\n", runs);
+  fmt::print("{:>4}  {:>10}  {:>14}  {:>14}  {:>22}\n", "rep", "bare", "executor only", "+ ledger",
+             "+ ledger + cgroup (full)");
 
-  std::vector<double> bare, isolated, isolated_no_cgroup;
+  std::vector<double> bare, exec_only, with_ledger, full, ledger_only;
   int64_t slot = 0;
   bare_loop(plugin, std::min(runs, 50));  // warm-up: page cache, dynamic loader
+  std::array<long, 5> faults{};
   for (int rep = 1; rep <= reps; ++rep) {
+    parent_faults_since_last();
     bare.push_back(bare_loop(plugin, runs));
-    isolated.push_back(executor_loop(plugin, runs, caps, store->get(), slot));
-    isolated_no_cgroup.push_back(executor_loop(plugin, runs, no_cgroup, store->get(), slot));
-    fmt::print("{:>4}  {:>14.0f}  {:>22.0f}  {:>22.0f}\n", rep, bare.back(), isolated.back(),
-               isolated_no_cgroup.back());
+    faults[0] += parent_faults_since_last();
+    exec_only.push_back(executor_loop(plugin, runs, no_cgroup, nullptr, slot));
+    faults[1] += parent_faults_since_last();
+    with_ledger.push_back(executor_loop(plugin, runs, no_cgroup, store->get(), slot));
+    faults[2] += parent_faults_since_last();
+    full.push_back(executor_loop(plugin, runs, caps, store->get(), slot));
+    faults[3] += parent_faults_since_last();
+    ledger_only.push_back(ledger_loop(**store, runs, slot));
+    faults[4] += parent_faults_since_last();
+    fmt::print("{:>4}  {:>10.0f}  {:>14.0f}  {:>14.0f}  {:>22.0f}\n", rep, bare.back(),
+               exec_only.back(), with_ledger.back(), full.back());
   }
-  const double b = median(bare), e = median(isolated), n = median(isolated_no_cgroup);
-  fmt::print(
-      "\nmedian: bare {:.0f} runs/s ({:.2f} ms/run), executor+ledger {:.0f} runs/s "
-      "({:.2f} ms/run), without cgroup {:.0f} runs/s\n",
-      b, 1000 / b, e, 1000 / e, n);
-  fmt::print("ratio executor+ledger / bare: {:.2f} (target >= 0.60); without cgroup: {:.2f}\n",
-             e / b, n / b);
+  const double b = median(bare), e = median(exec_only), l = median(with_ledger), f = median(full);
+  const auto per_run = [&](long f) { return static_cast<double>(f) / (runs * reps); };
+  fmt::print("\nmedians (runs/s, ms per run, page faults in the host per run):\n");
+  fmt::print("  bare loop (fork, dlopen, run, _exit, waitpid)     {:6.0f}  {:6.2f}  {:6.1f}\n", b,
+             1000 / b, per_run(faults[0]));
+  fmt::print("  executor only (no ledger, no cgroup)              {:6.0f}  {:6.2f}  {:6.1f}\n", e,
+             1000 / e, per_run(faults[1]));
+  fmt::print("  executor + ledger (no cgroup)                     {:6.0f}  {:6.2f}  {:6.1f}\n", l,
+             1000 / l, per_run(faults[2]));
+  fmt::print("  executor + ledger + cgroup (what the daemon does) {:6.0f}  {:6.2f}  {:6.1f}\n", f,
+             1000 / f, per_run(faults[3]));
+  fmt::print("  ledger alone (claim_and_start + finish_run)       {:6.0f}  {:6.2f}  {:6.1f}\n",
+             median(ledger_only), 1000 / median(ledger_only), per_run(faults[4]));
+  fmt::print("ratio to bare: executor only {:.2f}, + ledger {:.2f}, full {:.2f} (target >= 0.60)\n",
+             e / b, l / b, f / b);
 
   store->reset();
-  exec::remove_parent_cgroups(caps);
-  fs::remove_all(dir);
   return 0;
 }

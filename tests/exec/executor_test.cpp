@@ -15,6 +15,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -233,6 +234,16 @@ TEST_CASE("hello succeeds; its log line and param arrive", "[executor]") {
   }
   CHECK(seen);
   CHECK(f.report.output_tail == "[info] " + expected + "\n");
+}
+
+TEST_CASE("output the host had buffered is not repeated by the run", "[executor]") {
+  caps();                                                         // its WARN would flush stdout
+  std::fputs("(buffered by the host before the fork) ", stdout);  // no newline: stays buffered
+  const Finished f = run(request("api_probe"));
+  std::fputs("\n", stdout);
+  CHECK(f.report.outcome == Outcome::succeeded);
+  CHECK_FALSE(contains(f.report.output_tail, "buffered by the host"));
+  CHECK(contains(f.report.output_tail, "to stdout"));
 }
 
 TEST_CASE("every host function reaches the host; secrets stay out of logs", "[executor]") {

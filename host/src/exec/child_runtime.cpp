@@ -5,6 +5,7 @@
 #include <jobhost/plugin.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio_ext.h>
 #include <sys/prctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -228,6 +229,10 @@ void setup_descriptors(const ChildPlan& plan) {
     fail_setup(errno, "dup2(stdout, stderr)");
   }
   if (close_range(kControlFd + 1, ~0U, 0) != 0) fail_setup(errno, "close_range");
+  // Bytes the host had buffered in stdio but not written yet were copied by
+  // fork; they are the host's, not the run's output.
+  __fpurge(stdout);
+  __fpurge(stderr);
 }
 
 // Copies the plugin's descriptor into a zeroed struct of ours (ABI rule 2)
