@@ -511,3 +511,31 @@ retry = { max_attempts = 3, initial_delay = "200ms" }
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(20s) == 0);
 }
+
+TEST_CASE("an `at` one-shot that passed while the host was down runs once on restart", "[daemon]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto at = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()) + 4s;
+  auto config = write_config(dir.path(),
+                             "[jobs.once]\nplugin = \"hello\"\nat = \"" +
+                                 jobhost::schedule::format_rfc3339(
+                                     std::chrono::time_point_cast<jobhost::Duration>(at), nullptr) +
+                                 "\"\n");
+  {
+    Daemon daemon(config);
+    REQUIRE(daemon.wait_ready());
+    daemon.signal(SIGTERM);
+    REQUIRE(daemon.wait_exit(20s) == 0);
+  }
+  std::this_thread::sleep_until(at + 1s);
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  auto run = wait_finished(config, "once", 20s);
+  REQUIRE(run);
+  CHECK((*run)["outcome"] == "succeeded");
+  CHECK((*run)["trigger"] == "catchup");
+  std::this_thread::sleep_for(1s);
+  CHECK(finished(history(config, "once"), "once").size() == 1);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
+}

@@ -56,7 +56,17 @@ void Engine::start() {
                              job.config.plugin),
                  {name});
     }
-    if (last_fire) handle_misfires(job, *last_fire, t, "the host was not running");
+    if (!last_fire) {
+      // Never fired: if the previous host had scheduled a fire of this very
+      // definition that is now past (an `at` during the downtime), it was missed.
+      if (auto stats = store_.job_stats(name);
+          stats && stats->next_fire && *stats->next_fire <= t &&
+          stats->definition_hash == job.config.definition_hash) {
+        handle_misfires(job, *stats->next_fire - Duration(1), t, "the host was not running");
+      }
+    } else {
+      handle_misfires(job, *last_fire, t, "the host was not running");
+    }
     // Never re-fire a slot: start after the last one the ledger has, even if
     // the clock now reads earlier.
     schedule_next(job, last_fire ? std::max(t, *last_fire) : t);
@@ -82,9 +92,15 @@ void Engine::handle_misfires(JobState& job, TimePoint last_fire, TimePoint t,
   auto plan = plan_misfires(job.spec, last_fire, t, cfg.misfire, cfg.misfire_limit,
                             CatchupSpread{cfg.catchup_spread, catchup_phase(cfg.name, seed_)});
   if (plan.total_missed == 0) return;
+  // Catch-ups start before the job's next on-time slot, so slots are claimed
+  // in order: a crash can never leave the ledger's last fire past a planned
+  // catch-up that was not claimed yet (it would be lost, not re-detected).
+  auto next_on_time = schedule::next_fire_after(job.spec, t);
   std::size_t runs = 0;
   for (const auto& missed : plan.fires) {
-    Fire fire{missed.start_at, cfg.name, missed.slot, 1, {}, ledger::Trigger::catchup};
+    TimePoint start = missed.start_at;
+    if (next_on_time && start >= *next_on_time) start = std::max(t, *next_on_time - Duration(1));
+    Fire fire{start, cfg.name, missed.slot, 1, {}, ledger::Trigger::catchup};
     if (missed.action == MissedFire::Action::run) {
       timeline_.insert(std::move(fire));
       ++runs;
