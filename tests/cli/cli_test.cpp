@@ -70,6 +70,13 @@ TEST_CASE("validate and --config resolution", "[cli]") {
     CHECK(r.exit_code == 1);
     CHECK(r.err.find("nope.toml") != std::string::npos);
   }
+  SECTION("a missing plugin_dir is named, not just its plugins") {
+    fs::remove_all(dir.path() / "plugins");
+    auto r = run_jobhost({"validate", "--config", config.string()});
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.err, Catch::Contains("unknown plugin \"hello\""));
+    CHECK_THAT(r.err, Catch::Contains((dir.path() / "plugins").string() + ": "));
+  }
   SECTION("usage errors exit 2") {
     CHECK(run_jobhost({"validate", "--bogus"}).exit_code == 2);
     CHECK(run_jobhost({}).exit_code == 2);

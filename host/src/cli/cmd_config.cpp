@@ -82,6 +82,10 @@ int cmd_validate(const std::string& config_flag) {
       }
       fmt::print(stderr, "{}\n", line);
     }
+    // A plugin_dir that cannot be used explains every "unknown plugin" above.
+    for (const auto& r : scan.rejected) {
+      if (r.path.extension() != ".so") fmt::print(stderr, "{}: {}\n", r.path.string(), r.reason);
+    }
     return kExitFailed;
   }
   fmt::print("{}: valid ({} jobs; {} plugins accepted, {} rejected)\n", file.string(),
