@@ -446,8 +446,13 @@ catchup_spread = "1s"
     by_slot[run["scheduled_for"]].push_back(run);
     if (run["trigger"] == "catchup" && run["outcome"] == "succeeded") ++catchup_runs;
     if (run["outcome"] == "skipped") {
-      CHECK_THAT(run["message"].get<std::string>(), Catch::Contains("missed"));
-      ++missed;
+      // Missed while down; or, on a slow host, the on-time fire that came due
+      // together with the catch-up and was skipped under concurrency = forbid.
+      std::string message = run["message"];
+      INFO(message);
+      bool is_missed = message.find("missed") != std::string::npos;
+      CHECK((is_missed || message.find("(concurrency = forbid)") != std::string::npos));
+      if (is_missed) ++missed;
     }
   }
   CHECK(catchup_runs == 1);
