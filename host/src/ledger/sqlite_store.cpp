@@ -243,13 +243,8 @@ class SqliteStore final : public Store {
       SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
       Query(statement(kEnsureJob), run.job, run.definition_hash, run.started_at).exec();
       if (run.attempt == 1) {
-        if (Query(statement(kClaimSlot), run.job, run.scheduled_for, to_string(run.trigger),
-                  run.trace_id, run.started_at)
-                .exec() == 0) {
+        if (!claim_slot(run.job, run.scheduled_for, run.trigger, run.trace_id, run.started_at)) {
           return false;
-        }
-        if (advances_last_fire(run.trigger)) {
-          Query(statement(kAdvanceLastFire), run.scheduled_for, run.started_at, run.job).exec();
         }
       } else {
         auto trace = slot_trace(run.job, run.scheduled_for);
@@ -329,13 +324,8 @@ class SqliteStore final : public Store {
     return guarded(what, [&]() -> Result<bool> {
       SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
       Query(statement(kEnsureJob), skip.job, skip.definition_hash, skip.at).exec();
-      if (Query(statement(kClaimSlot), skip.job, skip.scheduled_for, to_string(skip.trigger),
-                skip.trace_id, skip.at)
-              .exec() == 0) {
+      if (!claim_slot(skip.job, skip.scheduled_for, skip.trigger, skip.trace_id, skip.at)) {
         return false;
-      }
-      if (advances_last_fire(skip.trigger)) {
-        Query(statement(kAdvanceLastFire), skip.scheduled_for, skip.at, skip.job).exec();
       }
       auto definition = skip.definition_hash;
       if (!definition) {
@@ -564,6 +554,21 @@ class SqliteStore final : public Store {
     auto& slot = statements_[sql];
     if (!slot) slot = std::make_unique<SQLite::Statement>(db_, sql);
     return *slot;
+  }
+
+  // The exactly-once guard, inside the caller's transaction: claims slot
+  // (job, scheduled_for) and advances the job's last fire for triggers that
+  // count. False, changing nothing, when the slot was already claimed.
+  bool claim_slot(const std::string& job, TimePoint scheduled_for, Trigger trigger,
+                  const std::string& trace_id, TimePoint at) {
+    if (Query(statement(kClaimSlot), job, scheduled_for, to_string(trigger), trace_id, at).exec() ==
+        0) {
+      return false;
+    }
+    if (advances_last_fire(trigger)) {
+      Query(statement(kAdvanceLastFire), scheduled_for, at, job).exec();
+    }
+    return true;
   }
 
   std::optional<std::string> slot_trace(const std::string& job, TimePoint scheduled_for) {
