@@ -194,12 +194,15 @@ int main(int argc, char** argv) {
   int runs = 500;
   int reps = 5;
   std::string plugin = JOBHOST_TEST_PLUGIN_DIR "/noop.so";
+  std::string only;  // profiling: run just this loop (bare, exec, ledger, full)
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--runs") {
       runs = std::atoi(argv[i + 1]);
     } else if (flag == "--reps") {
       reps = std::atoi(argv[i + 1]);
+    } else if (flag == "--only") {
+      only = argv[i + 1];
     } else if (flag == "--plugin") {
       plugin = argv[i + 1];
     } else {
@@ -230,6 +233,25 @@ int main(int argc, char** argv) {
     fs::remove_all(temp_dir, ignored);
   });
   const exec::IsolationCaps no_cgroup;
+  if (!only.empty()) {  // one loop alone, for perf/strace
+    int64_t slot = 0;
+    double rate = 0;
+    if (only == "bare") {
+      rate = bare_loop(plugin, runs);
+    } else if (only == "exec") {
+      rate = executor_loop(plugin, runs, no_cgroup, nullptr, slot);
+    } else if (only == "ledger") {
+      rate = executor_loop(plugin, runs, no_cgroup, store->get(), slot);
+    } else if (only == "full") {
+      rate = executor_loop(plugin, runs, caps, store->get(), slot);
+    } else {
+      fmt::print(stderr, "--only takes bare, exec, ledger or full\n");
+      return 2;
+    }
+    fmt::print("{}: {:.0f} runs/s\n", only, rate);
+    store->reset();
+    return 0;
+  }
 
   fmt::print("bench_dispatch: {} no-op runs x {} repetitions, plugin {}\n", runs, reps, plugin);
   fmt::print("isolation: {}\n", caps.description);
