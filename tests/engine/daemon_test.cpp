@@ -353,12 +353,16 @@ params = { seconds = 60, grandchild = 1, grandchild_ignores_term = 1, grandchild
     REQUIRE(wait_for([&] { return fs::exists(grandchild_file) && read_pid(grandchild_file) > 0; },
                      10s));
     grandchild = read_pid(grandchild_file);
-    old_children = children_of(daemon.pid());
-    REQUIRE(!old_children.empty());
+    // The fork server, and the run it forked.
+    for (pid_t server : children_of(daemon.pid())) {
+      old_children.push_back(server);
+      for (pid_t run : children_of(server)) old_children.push_back(run);
+    }
+    REQUIRE(old_children.size() >= 2);
     daemon.signal(SIGKILL);
     daemon.wait_exit(10s);
   }
-  // The run's own process dies with its parent (PDEATHSIG).
+  // The fork server dies with the daemon, and the run with the server (PDEATHSIG).
   for (pid_t child : old_children) CHECK(wait_for([&] { return !process_alive(child); }, 5s));
 
   Daemon restarted(config);

@@ -672,8 +672,9 @@ TEST_CASE("many runs at once are each reported exactly once", "[executor]") {
   io.run_for(60s);
   CHECK(ex.active() == 0);
   for (const auto& [id, n] : reported) CHECK(n == 1);
-  // Every child was reaped by us: none is left as our zombie.
-  for (int pid : pids) CHECK(::waitpid(pid, nullptr, WNOHANG) == -1);
+  // Every run was reaped (by the fork server, when we asked): none is left
+  // as a zombie.
+  for (int pid : pids) CHECK(process_state(pid).empty());
 }
 
 TEST_CASE("destroying the executor kills and reaps its runs", "[executor]") {
@@ -691,8 +692,68 @@ TEST_CASE("destroying the executor kills and reaps its runs", "[executor]") {
   }
   io.run_for(100ms);
   CHECK_FALSE(called);
-  CHECK(::waitpid(pid, nullptr, WNOHANG) == -1);  // reaped (ECHILD)
-  CHECK(dead(pid));
+  CHECK(process_state(pid).empty());  // killed and reaped, not left a zombie
+}
+
+namespace {
+
+// The parent and process group of a live process, from /proc.
+std::pair<int, int> parent_and_group(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  std::getline(stat, text);
+  std::istringstream rest(text.substr(text.rfind(')') + 2));
+  std::string state;
+  int ppid = 0, pgid = 0;
+  rest >> state >> ppid >> pgid;
+  return {ppid, pgid};
+}
+
+}  // namespace
+
+TEST_CASE("runs are forked by a fork server in a group of its own", "[executor]") {
+  std::vector<Captured> lines;
+  boost::asio::io_context io;
+  Executor ex(io, options_with(lines));
+  std::optional<RunReport> report;
+  auto pid = ex.start(request("sleeper", {{"seconds", "60"}}), [&](RunReport r) { report = r; });
+  REQUIRE(pid);
+  const auto [server, run_group] = parent_and_group(*pid);
+  CHECK(run_group == *pid);
+  REQUIRE(server != ::getpid());
+  const auto [server_parent, server_group] = parent_and_group(server);
+  CHECK(server_parent == ::getpid());
+  CHECK(server_group == server);  // a Ctrl-C to our group does not reach it
+
+  SECTION("when it dies, its runs end interrupted and the next run gets a new one") {
+    REQUIRE(::kill(server, SIGKILL) == 0);
+    io.run_for(30s);
+    REQUIRE(report);
+    CHECK(report->outcome == Outcome::interrupted);
+    CHECK_THAT(report->message, Catch::Contains("exit status unknown"));
+    CHECK(eventually_dead(*pid));  // its death signal took the run with it
+
+    std::optional<RunReport> next;
+    auto again = ex.start(request("noop"), [&](RunReport r) { next = r; });
+    REQUIRE(again);
+    CHECK(parent_and_group(*again).first != server);
+    io.restart();
+    io.run_for(30s);
+    REQUIRE(next);
+    CHECK(next->outcome == Outcome::succeeded);
+    CHECK(process_state(server).empty());  // the dead server was reaped
+  }
+  SECTION("a request over its size limit is refused, and the server stays") {
+    auto big = ex.start(request("noop", {{"blob", std::string(200 * 1024, 'x')}}),
+                        [&](RunReport) { FAIL("refused runs never report"); });
+    REQUIRE_FALSE(big);
+    CHECK_THAT(big.error().message, Catch::Contains("params and secrets"));
+    ex.stop_all(StopReason::shutdown);
+    io.run_for(30s);
+    REQUIRE(report);
+    CHECK(report->outcome == Outcome::interrupted);
+    CHECK(!process_state(server).empty());
+  }
 }
 
 TEST_CASE("run_blocking", "[executor]") {

@@ -102,13 +102,33 @@ TEST_CASE("classify: every rule, first match wins") {
        Outcome::interrupted,
        true,
        {"host shut down"}},
-      // 2. the child could not start the plugin
+      // 2. the exit status was lost (the fork server died); a stop reason still wins
+      {"status unknown",
+       with(ExitFacts{},
+            [](ExitFacts& f) {
+              f.status_unknown = "the fork server is gone";
+              f.result_code = JOBHOST_OK;
+            }),
+       Outcome::interrupted,
+       true,
+       {"exit status unknown: the fork server is gone"}},
+      {"status unknown after a timeout",
+       with(ExitFacts{},
+            [](ExitFacts& f) {
+              f.status_unknown = "the fork server is gone";
+              f.stop_reason = StopReason::timeout;
+              f.timeout = 1s;
+            }),
+       Outcome::timed_out,
+       true,
+       {"timeout"}},
+      // 3. the child could not start the plugin
       {"setup error",
        with(exited(126), [](ExitFacts& f) { f.setup_error = "dlopen: no such file"; }),
        Outcome::failed,
        false,
        {"could not start the plugin: dlopen: no such file"}},
-      // 3. OK means succeeded, even after a limit was hit and handled
+      // 4. OK means succeeded, even after a limit was hit and handled
       {"ok",
        with(exited(0), [](ExitFacts& f) { f.result_code = JOBHOST_OK; }),
        Outcome::succeeded,
@@ -132,7 +152,7 @@ TEST_CASE("classify: every rule, first match wins") {
        Outcome::succeeded,
        false,
        {}},
-      // 4. limits
+      // 5. limits
       {"memory reported by the child",
        with(exited(0),
             [](ExitFacts& f) {
@@ -174,7 +194,7 @@ TEST_CASE("classify: every rule, first match wins") {
        Outcome::limit_exceeded,
        true,
        {"cpu time limit"}},
-      // 5. result records
+      // 6. result records
       {"retry",
        with(exited(0),
             [](ExitFacts& f) {
@@ -204,7 +224,7 @@ TEST_CASE("classify: every rule, first match wins") {
        Outcome::failed,
        false,
        {"unknown result code 7"}},
-      // 6. signals it raised
+      // 7. signals it raised
       {"SIGSEGV", killed(SIGSEGV), Outcome::crashed, true, {"crashed with SIGSEGV"}},
       {"SIGABRT with core",
        with(killed(SIGABRT), [](ExitFacts& f) { f.core_dumped = true; }),
@@ -225,7 +245,7 @@ TEST_CASE("classify: every rule, first match wins") {
        Outcome::crashed,
        true,
        {"SIGSEGV"}},
-      // 7. exits without a result
+      // 8. exits without a result
       {"exit 3 without result",
        exited(3),
        Outcome::failed,

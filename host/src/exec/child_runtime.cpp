@@ -270,7 +270,7 @@ void run_child(const ChildPlan& plan) noexcept {
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
 
-  if (const int err = plan.cgroup->join_in_child(); err != 0) {
+  if (const int err = join_cgroups_in_child(*plan.cgroup_procs); err != 0) {
     fail_setup(err, "joining the run's cgroup");
   }
   const RunRequest& request = *plan.request;

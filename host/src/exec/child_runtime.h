@@ -4,11 +4,13 @@
 
 #include <sys/types.h>
 
+#include <string>
+#include <vector>
+
 namespace jobhost::exec {
 
 struct RunRequest;
 struct Credentials;
-class RunCgroup;
 
 // Everything the child needs, prepared by the parent before fork so the child
 // only reads it.
@@ -17,7 +19,7 @@ struct ChildPlan {
   int control_fd = -1;  // child end of the control socket
   int output_fd = -1;   // write end of the stdout+stderr pipe
   pid_t parent_pid = 0;
-  const RunCgroup* cgroup = nullptr;
+  const std::vector<std::string>* cgroup_procs = nullptr;  // cgroup.procs files to join
   const Credentials* credentials = nullptr;
 };
 

@@ -1,11 +1,11 @@
 #include "exec/executor.h"
 
 #include <fmt/format.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "exec/child_runtime.h"
 #include "exec/control_record.h"
+#include "exec/fork_server.h"
 #include "exec/run_output.h"
 
 namespace jobhost::exec {
@@ -70,25 +71,17 @@ std::string_view level_tag(spdlog::level::level_enum level) {
   }
 }
 
-// glibc 2.36's <sys/pidfd.h> lacks extern "C" (fixed in 2.37): raw system calls.
-int pidfd_open(pid_t pid) {
-  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-}
-
+// glibc 2.36's <sys/pidfd.h> lacks extern "C" (fixed in 2.37): raw system call.
 int pidfd_send_signal(int pidfd, int sig) {
   return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
 }
 
-// waitid on a pidfd, with the rusage the raw system call can also return.
-int waitid_pidfd(int pidfd, siginfo_t* info, int options, rusage* usage) {
-  return static_cast<int>(syscall(SYS_waitid, P_PIDFD, pidfd, info, options, usage));
-}
-
-// True once the leader has exited (it is a zombie or already reaped).
+// True once the leader has exited (it is a zombie or already reaped): its
+// pidfd is readable. Works for the fork server's children, which waitid
+// cannot ask about.
 bool leader_exited(int pidfd) {
-  siginfo_t info{};
-  if (waitid_pidfd(pidfd, &info, WEXITED | WNOHANG | WNOWAIT, nullptr) != 0) return true;
-  return info.si_pid != 0;
+  pollfd p{pidfd, POLLIN, 0};
+  return ::poll(&p, 1, 0) != 0;
 }
 
 }  // namespace
@@ -146,6 +139,7 @@ struct Executor::Run : std::enable_shared_from_this<Executor::Run> {
   std::optional<double> last_progress;
   std::optional<std::string> setup_error;
   std::optional<std::string> child_limit;
+  std::optional<std::string> status_unknown;  // why the exit status could not be read
 
   const ExecutorOptions& options() const { return owner->options_; }
 
@@ -205,29 +199,30 @@ struct Executor::Run : std::enable_shared_from_this<Executor::Run> {
   }
 
   void on_leader_exit() {
-    siginfo_t info{};
-    const int fd = pidfd.native_handle();
-    if (waitid_pidfd(fd, &info, WEXITED | WNOHANG | WNOWAIT, nullptr) != 0) {
-      // ECHILD: someone else reaped our child, breaking the contract in executor.h.
-      log(LogStream::host, spdlog::level::err,
-          fmt::format("cannot wait for pid {}: {} (was it reaped elsewhere?)", pid,
-                      errno_text(errno)));
-      mark_reaped();
-      return;
-    }
-    if (info.si_pid == 0) {  // spurious wake-up
+    if (!leader_exited(pidfd.native_handle())) {  // spurious wake-up
       wait_for_exit();
       return;
     }
-    // The leader is a zombie, so its pid and group id are still ours: whatever
-    // is left of the group (a grandchild it forked) goes with it.
+    // The leader is a zombie the fork server holds for us, so its pid and
+    // group id are still ours: whatever is left of the group (a grandchild it
+    // forked) goes with it, then the server reaps the leader.
     ::kill(-pid, SIGKILL);
     cgroup.kill_all();
-    if (waitid_pidfd(fd, &exit_info, WEXITED, &usage) != 0) {
-      log(LogStream::host, spdlog::level::err,
-          fmt::format("reaping pid {} failed: {}", pid, errno_text(errno)));
-    }
+    reap();
     mark_reaped();
+  }
+
+  // Exit status and rusage of the leader, from the fork server.
+  void reap() {
+    auto reaped = owner->forks_->reap(pid);
+    if (!reaped) {
+      status_unknown = reaped.error().message;
+      log(LogStream::host, spdlog::level::err,
+          fmt::format("cannot reap pid {}: {}", pid, reaped.error().message));
+      return;
+    }
+    exit_info = reaped->info;
+    usage = reaped->usage;
   }
 
   void mark_reaped() {
@@ -437,8 +432,9 @@ struct Executor::Run : std::enable_shared_from_this<Executor::Run> {
         f.core_dumped = exit_info.si_code == CLD_DUMPED;
         break;
       default:
-        break;  // not waited for (reaped elsewhere): neither is known
+        break;  // not reaped by us: neither is known (status_unknown says why)
     }
+    f.status_unknown = status_unknown;
     f.stop_reason = stop_reason;
     f.killed_after_grace = killed_after_grace;
     f.result_code = result_code;
@@ -485,14 +481,17 @@ struct Executor::Run : std::enable_shared_from_this<Executor::Run> {
 };
 
 Executor::Executor(boost::asio::io_context& io, ExecutorOptions options)
-    : io_(io), options_(std::move(options)) {}
+    : io_(io), options_(std::move(options)) {
+  // Now, while the caller is small: runs are forks of the server's image.
+  // A failure here is reported by start(), which tries again.
+  if (auto started = ForkServer::start()) forks_ = std::move(*started);
+}
 
 Executor::~Executor() {
   for (auto& [id, run] : runs_) {
     if (!run->reaped) {
       run->kill_group();
-      siginfo_t info{};
-      waitid_pidfd(run->pidfd.native_handle(), &info, WEXITED, nullptr);
+      if (forks_) (void)forks_->reap(run->pid);  // blocks until the SIGKILL lands
     }
     run->cgroup.remove();
     run->owner = nullptr;
@@ -520,6 +519,13 @@ Result<int> Executor::start(RunRequest request, std::function<void(RunReport)> o
   auto cgroup = RunCgroup::create(options_.isolation, request.run_id, request.limits);
   if (!cgroup) return fail(fmt::format("{}: {}", what, cgroup.error().message));
 
+  if (!forks_ || !forks_->alive()) {
+    forks_.reset();  // reaps a server that died
+    auto started = ForkServer::start();
+    if (!started) return fail(fmt::format("{}: {}", what, started.error().message));
+    forks_ = std::move(*started);
+  }
+
   int control[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, control) != 0) {
     return fail(fmt::format("{}: socketpair: {}", what, errno_text(errno)));
@@ -537,43 +543,18 @@ Result<int> Executor::start(RunRequest request, std::function<void(RunReport)> o
   run->request = std::move(request);
   run->on_done = std::move(on_done);
   run->cgroup = std::move(*cgroup);
-  const ChildPlan plan{&run->request, control[1],   output[1],
-                       ::getpid(),    &run->cgroup, &*credentials};
-
-  // Signals stay blocked across fork: the child must not run the host's
-  // handlers (Asio's would write to the host's signal pipe) before it resets them.
-  sigset_t all, previous;
-  sigfillset(&all);
-  sigprocmask(SIG_BLOCK, &all, &previous);
-  // As Asio documents; the child never touches the loop again (it closes
-  // every inherited descriptor first), so it skips fork_child.
-  io_.notify_fork(asio::execution_context::fork_prepare);
-  const pid_t pid = ::fork();
-  if (pid == 0) run_child(plan);
-  const int fork_errno = errno;
-  io_.notify_fork(asio::execution_context::fork_parent);
-  sigprocmask(SIG_SETMASK, &previous, nullptr);
+  auto spawned =
+      forks_->spawn(run->request, run->cgroup.procs_files(), *credentials, control[1], output[1]);
   ::close(control[1]);
   ::close(output[1]);
-  if (pid < 0) {
+  if (!spawned) {
     ::close(control[0]);
     ::close(output[0]);
     run->cgroup.remove();
-    return fail(fmt::format("{}: fork: {}", what, errno_text(fork_errno)));
+    return fail(fmt::format("{}: {}", what, spawned.error().message));
   }
-  ::setpgid(pid, pid);  // the child does it too; whoever is first, kill(-pid) works from here
-  const int pidfd = pidfd_open(pid);
-  if (pidfd < 0) {
-    const int err = errno;
-    ::kill(-pid, SIGKILL);
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    ::close(control[0]);
-    ::close(output[0]);
-    run->cgroup.remove();
-    return fail(fmt::format("{}: pidfd_open: {} (jobhost needs Linux 5.3 or later)", what,
-                            errno_text(err)));
-  }
+  const pid_t pid = spawned->pid;
+  const int pidfd = spawned->pidfd;
   run->pid = pid;
   run->started = std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
   run->pidfd.assign(pidfd);

@@ -1,6 +1,9 @@
 // The executor: runs each run of a job in its own forked child and reports
-// how it ended. Lives on the daemon's one io_context thread and forks from
-// it; nothing here blocks the loop (run_blocking is for the CLI and tests).
+// how it ended. Lives on the daemon's one io_context thread. The children are
+// forked by the fork server (exec/fork_server.h), a small process the
+// executor starts once, so the daemon itself never forks per run; nothing
+// here blocks the loop for longer than a round trip to that server
+// (run_blocking is for the CLI and tests).
 //
 // Child: new process group, PR_SET_PDEATHSIG(SIGKILL), signals reset, every
 // inherited fd closed, stdin /dev/null, stdout+stderr to one pipe, the run's
@@ -15,10 +18,13 @@
 // process of the group gets SIGTERM, and after kill_grace the group is
 // SIGKILLed (and the cgroup killed). When the leader exits, whatever is left
 // of its group is SIGKILLed before it is reaped, so nothing outlives the run.
-// Signals go only to live children: the group while its leader is unreaped
-// (its pid, hence the group id, cannot be reused), the leader via its pidfd.
+// Signals go only to live runs: the group while its leader is unreaped (the
+// fork server reaps only when asked, so the pid, hence the group id, cannot
+// be reused), the leader via its pidfd. If the fork server dies (only SIGKILL
+// can end it), its runs die with it by their death signal and are reported
+// interrupted with their exit status unknown; the next run starts a new one.
 //
-// Contract with the rest of the daemon: nobody else reaps our children
+// Contract with the rest of the daemon: nobody else reaps the fork server
 // (no waitpid(-1), SIGCHLD not SIG_IGN) and the loop runs on one thread.
 #pragma once
 
@@ -42,6 +48,8 @@
 #include "exec/outcome_classify.h"
 
 namespace jobhost::exec {
+
+class ForkServer;
 
 // One run to start. Owned by the executor once passed to start().
 struct RunRequest {
@@ -119,7 +127,8 @@ struct ExecutorOptions {
 
 class Executor {
  public:
-  // `io` must outlive the executor; handlers run on io's thread.
+  // `io` must outlive the executor; handlers run on io's thread. Starts the
+  // fork server (exec/fork_server.h): construct the executor early.
   Executor(boost::asio::io_context& io, ExecutorOptions options);
   // Kills (SIGKILL) and reaps every active run without calling on_done.
   ~Executor();
@@ -150,6 +159,7 @@ class Executor {
 
   boost::asio::io_context& io_;
   ExecutorOptions options_;
+  std::unique_ptr<ForkServer> forks_;  // started at the first run, restarted if it dies
   std::map<std::string, std::shared_ptr<Run>, std::less<>> runs_;
 };
 

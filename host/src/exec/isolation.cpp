@@ -784,12 +784,16 @@ RunCgroup::~RunCgroup() {
   if (!dirs_.empty() && owner_ == ::getpid()) remove();
 }
 
-int RunCgroup::join_in_child() const noexcept {
+int join_cgroups_in_child(const std::vector<std::string>& procs_files) noexcept {
   // "0" means the writing process, in v1 and v2 alike: no pid formatting here.
-  for (const auto& procs : procs_) {
+  for (const auto& procs : procs_files) {
     if (int err = write_text(procs.c_str(), "0", 1); err != 0) return err;
   }
   return 0;
+}
+
+int RunCgroup::join_in_child() const noexcept {
+  return join_cgroups_in_child(procs_);
 }
 
 void RunCgroup::kill_all() noexcept {

@@ -125,6 +125,9 @@ class RunCgroup {
   // Child, after fork, before dropping privileges: moves the calling process
   // into every cgroup of the run. Returns 0 or the errno of the failed write.
   int join_in_child() const noexcept;
+  // The cgroup.procs files join_in_child writes, for a child forked elsewhere
+  // (the fork server), which uses join_cgroups_in_child.
+  const std::vector<std::string>& procs_files() const noexcept { return procs_; }
 
   // Parent: SIGKILLs every process in the run's cgroups (cgroup.kill where
   // available, else reading cgroup.procs until empty, bounded). Does not reap.
@@ -161,6 +164,10 @@ class RunCgroup {
   std::string pids_dir_;            // where pids.events is read, or empty
   std::string v2_dir_;              // the run's v2 cgroup (cpu.stat), or empty
 };
+
+// Child side: writes "0" (the calling process) to each cgroup.procs file.
+// Returns 0 or the errno of the failed write.
+int join_cgroups_in_child(const std::vector<std::string>& procs_files) noexcept;
 
 // Why a child-side step failed: the errno and the call ("setrlimit(RLIMIT_AS)").
 struct ChildSetupError {

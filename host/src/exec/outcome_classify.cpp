@@ -117,6 +117,10 @@ std::string format_size(uint64_t bytes) {
 Classification classify(const ExitFacts& f) {
   if (auto by_stop = by_stop_reason(f)) return *by_stop;
 
+  if (f.status_unknown) {
+    return {Outcome::interrupted, fmt::format("exit status unknown: {}", *f.status_unknown), true};
+  }
+
   if (f.setup_error) {
     return {Outcome::failed, fmt::format("could not start the plugin: {}", *f.setup_error), false};
   }

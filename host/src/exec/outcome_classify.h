@@ -31,6 +31,8 @@ struct ExitFacts {
   std::optional<int> exit_code;  // exited normally with this code
   std::optional<int> signal;     // was killed by this signal
   bool core_dumped = false;
+  // Neither is known: why (the fork server died, and init reaped the run).
+  std::optional<std::string> status_unknown;
 
   std::optional<StopReason> stop_reason;  // the host asked it to stop
   bool killed_after_grace = false;        // ... and had to SIGKILL it

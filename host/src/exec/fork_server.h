@@ -1,0 +1,91 @@
+// The fork server: a small process, forked from the daemon once, that forks
+// the runs' children on the daemon's behalf.
+//
+// Why: after a fork, every page the forking process writes takes a
+// copy-on-write fault, and the daemon writes many (the ledger, the loop, each
+// run's buffers): forking from the daemon made a no-op run cost twice a bare
+// fork (bench/dispatch). The server writes almost nothing between forks, and
+// the daemon never forks again.
+//
+// The daemon keeps the contract of executor.h: it holds a pidfd for each run
+// (the server passes it over the socket), watches it for the exit, signals
+// the leader through it and the group with kill(-pid) while the leader is
+// unreaped, and asks the server to reap only after that. The server reaps
+// nothing it was not asked to, so a run's pid (and group id) cannot be reused
+// before the daemon is done with it.
+//
+// The server: own process group (a Ctrl-C to the daemon's terminal does not
+// reach it), PR_SET_PDEATHSIG(SIGKILL) (it dies with the daemon, and its runs
+// with it, by their own death signal), every signal blocked (only SIGKILL
+// ends it) and every disposition default (which runs inherit), no descriptor
+// but its socket. It exits when the daemon closes the socket.
+//
+// Protocol (SOCK_SEQPACKET, one request and one reply at a time): spawn
+// carries the run's plan as JSON and the child ends of its control socket and
+// output pipe; the reply carries the pid and a pidfd. reap carries a pid; the
+// reply its siginfo and rusage.
+#pragma once
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+
+namespace jobhost::exec {
+
+struct RunRequest;
+struct Credentials;
+
+class ForkServer {
+ public:
+  // Forks the server from the calling process. Call it early, while the
+  // caller is small: the server's image (and so each run's fork) is a copy
+  // of the caller's at this moment.
+  static Result<std::unique_ptr<ForkServer>> start();
+
+  // Closes the socket (the server exits) and reaps the server.
+  ~ForkServer();
+  ForkServer(const ForkServer&) = delete;
+  ForkServer& operator=(const ForkServer&) = delete;
+
+  struct Spawned {
+    pid_t pid = 0;
+    int pidfd = -1;  // owned by the caller
+  };
+  // Forks a run's child in the server. The child runs exec::run_child with
+  // the request, joining `cgroup_procs` and switching to `credentials`.
+  // `control_fd` and `output_fd` are the child's ends; the caller still owns
+  // (and closes) its copies.
+  Result<Spawned> spawn(const RunRequest& request, const std::vector<std::string>& cgroup_procs,
+                        const Credentials& credentials, int control_fd, int output_fd);
+
+  struct Reaped {
+    siginfo_t info{};
+    rusage usage{};
+  };
+  // Reaps `pid` (a child spawned here that has exited or is about to).
+  Result<Reaped> reap(pid_t pid);
+
+  // False once the server is known to be gone (a reply never came, the socket
+  // broke); every call then fails and the executor starts a new server.
+  bool alive() const { return sock_ >= 0; }
+  pid_t pid() const { return pid_; }
+
+ private:
+  ForkServer(pid_t pid, int sock) : pid_(pid), sock_(sock) {}
+  // Sends one request (with `fds`, if any) and waits for its reply.
+  Result<std::vector<char>> call(const std::string& request, const std::vector<int>& fds,
+                                 int* received_fd);
+  // Marks the server gone and kills it (it is reaped by the destructor).
+  void abandon();
+
+  pid_t pid_;
+  int sock_;
+};
+
+}  // namespace jobhost::exec
