@@ -188,6 +188,21 @@ double ledger_loop(ledger::Store& store, int runs, int64_t& slot) {
   return runs / std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+// The cgroups' share: create, kill_all and remove a run cgroup, no process.
+double cgroup_loop(const exec::IsolationCaps& caps, int runs) {
+  const auto t0 = Clock::now();
+  for (int i = 0; i < runs; ++i) {
+    auto cg = exec::RunCgroup::create(caps, fmt::format("bench-{}", i), config::Limits{});
+    if (!cg) {
+      fmt::print(stderr, "cgroup loop failed: {}\n", cg.error().message);
+      std::exit(1);
+    }
+    cg->kill_all();
+    cg->remove();
+  }
+  return runs / std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -242,6 +257,8 @@ int main(int argc, char** argv) {
       rate = executor_loop(plugin, runs, no_cgroup, nullptr, slot);
     } else if (only == "ledger") {
       rate = executor_loop(plugin, runs, no_cgroup, store->get(), slot);
+    } else if (only == "cgroup") {
+      rate = cgroup_loop(caps, runs);
     } else if (only == "full") {
       rate = executor_loop(plugin, runs, caps, store->get(), slot);
     } else {

@@ -193,14 +193,9 @@ void on_out_of_memory() {
   throw std::bad_alloc();
 }
 
-void reset_signals() {
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  sigemptyset(&dfl.sa_mask);
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig == SIGKILL || sig == SIGSTOP) continue;
-    sigaction(sig, &dfl, nullptr);  // fails harmlessly for libc-reserved signals
-  }
+// Every other disposition is already the default: the fork server reset
+// them once, and its children inherit that.
+void catch_sigterm() {
   struct sigaction term {};
   term.sa_handler = on_sigterm;  // no SA_RESTART: a blocking call returns EINTR
   sigemptyset(&term.sa_mask);
@@ -264,7 +259,7 @@ void run_child(const ChildPlan& plan) noexcept {
   setpgid(0, 0);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != plan.parent_pid) _exit(kChildExitOrphaned);  // parent died before PDEATHSIG
-  reset_signals();
+  catch_sigterm();
   setup_descriptors(plan);
   sigset_t none;
   sigemptyset(&none);

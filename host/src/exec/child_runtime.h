@@ -27,9 +27,11 @@ struct ChildPlan {
 inline constexpr int kChildExitSetupFailed = 126;  // a setup_error record was sent
 inline constexpr int kChildExitOrphaned = 125;     // the parent died before we started
 
-// Sets the child up (process group, death signal, signals, descriptors,
-// cgroup, rlimits, privileges), loads the plugin, calls init/run/shutdown,
-// sends the result and _exits. Never returns.
+// Sets the child up (process group, death signal, SIGTERM handler, signal
+// mask, descriptors, cgroup, rlimits, privileges), loads the plugin, calls
+// init/run/shutdown, sends the result and _exits. Never returns. Expects
+// every signal blocked and every disposition default, as a child of the fork
+// server has them.
 [[noreturn]] void run_child(const ChildPlan& plan) noexcept;
 
 }  // namespace jobhost::exec

@@ -576,13 +576,15 @@ void Executor::stop_all(StopReason reason) {
 
 void Executor::finish(const std::shared_ptr<Run>& run) {
   RunReport report = run->report();
-  run->cgroup.remove();
   boost::system::error_code ignored;
   run->output.close(ignored);
   run->control.close(ignored);
   runs_.erase(run->request.run_id);
   asio::post(io_, [run, report = std::move(report)]() mutable {
     if (run->on_done) run->on_done(std::move(report));
+    // The group is dead: removing its cgroup can wait until on_done has
+    // started whatever comes next (its child then runs meanwhile).
+    asio::post(run->pidfd.get_executor(), [run] { run->cgroup.remove(); });
   });
 }
 

@@ -5,7 +5,7 @@
 // here blocks the loop for longer than a round trip to that server
 // (run_blocking is for the CLI and tests).
 //
-// Child: new process group, PR_SET_PDEATHSIG(SIGKILL), signals reset, every
+// Child: new process group, PR_SET_PDEATHSIG(SIGKILL), signals default, every
 // inherited fd closed, stdin /dev/null, stdout+stderr to one pipe, the run's
 // cgroup, rlimits, NO_NEW_PRIVS and privilege drop (exec/isolation.h), then
 // the plugin's shadow copy is dlopen'ed and init/run/shutdown are called with
