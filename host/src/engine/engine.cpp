@@ -188,7 +188,7 @@ void Engine::admit(Fire fire) {
                 ? "the previous fire is still waiting to start (concurrency = forbid)"
                 : fmt::format("run {} is still running (concurrency = forbid)",
                               *job.active.begin());
-        record_skipped(fire, reason);
+        record_skipped_in_order(job, std::move(fire), std::move(reason));
         return;
       }
       case config::Concurrency::replace:
@@ -201,6 +201,7 @@ void Engine::admit(Fire fire) {
             ++it;
           }
         }
+        record_waiting_skips(job);
         for (const auto& run_id : job.active) executor_.stop(run_id, exec::StopReason::replace);
         break;
       case config::Concurrency::allow:
@@ -208,9 +209,10 @@ void Engine::admit(Fire fire) {
     }
   }
   if (ready_.size() >= kMaxReady) {
-    record_skipped(fire,
-                   fmt::format("dispatch queue full ({} fires waiting for max_concurrency = {})",
-                               ready_.size(), config_.host.max_concurrency));
+    record_skipped_in_order(
+        job, std::move(fire),
+        fmt::format("dispatch queue full ({} fires waiting for max_concurrency = {})",
+                    ready_.size(), config_.host.max_concurrency));
     return;
   }
   ++job.queued;
@@ -222,8 +224,10 @@ void Engine::pump() {
          active_.size() < static_cast<std::size_t>(config_.host.max_concurrency)) {
     Fire fire = *ready_.begin();
     ready_.erase(ready_.begin());
-    --jobs_.find(fire.job)->second.queued;
+    JobState& job = jobs_.find(fire.job)->second;
+    --job.queued;
     start_run(std::move(fire));
+    if (job.queued == 0) record_waiting_skips(job);
   }
 }
 
@@ -333,7 +337,10 @@ void Engine::on_run_done(const exec::RunReport& report) {
   if (job_it != jobs_.end()) {
     job_it->second.active.erase(report.run_id);
     const config::RetryPolicy& policy = job_it->second.config.retry;
-    if (report.retryable && run.attempt < policy.max_attempts && !shutting_down_) {
+    // A run the shutdown stopped is not retried; one that failed on its own
+    // meanwhile keeps its retry, written to the ledger for the next start.
+    const bool stopped_by_shutdown = shutting_down_ && report.outcome == Outcome::interrupted;
+    if (report.retryable && run.attempt < policy.max_attempts && !stopped_by_shutdown) {
       end.retry_at = now() + retry_delay(policy, run.attempt, rng_);
     }
   }
@@ -356,7 +363,7 @@ void Engine::on_run_done(const exec::RunReport& report) {
         fields);
     unwritten_.push_back(end);
   }
-  if (end.retry_at) {
+  if (end.retry_at && !shutting_down_) {
     timeline_.insert(Fire{*end.retry_at, run.job, run.slot, run.attempt + 1, run.trace_id,
                           ledger::Trigger::retry});
   }
@@ -392,6 +399,17 @@ void Engine::record_skipped(const Fire& fire, const std::string& reason) {
   }
 }
 
+void Engine::record_skipped_in_order(JobState& job, Fire fire, std::string reason) {
+  if (job.queued == 0 && job.skips_waiting.empty()) return record_skipped(fire, reason);
+  job.skips_waiting.emplace_back(std::move(fire), std::move(reason));
+}
+
+void Engine::record_waiting_skips(JobState& job) {
+  auto waiting = std::move(job.skips_waiting);
+  job.skips_waiting.clear();
+  for (const auto& [fire, reason] : waiting) record_skipped(fire, reason);
+}
+
 void Engine::flush_backlog() {
   if (unwritten_.empty()) return;
   std::vector<ledger::RunEnd> still;
@@ -421,6 +439,7 @@ void Engine::shutdown(std::function<void()> on_idle) {
   timer_.cancel();
   for (const auto& fire : ready_) record_skipped(fire, "the host shut down before it started");
   ready_.clear();
+  for (auto& [name, job] : jobs_) record_waiting_skips(job);
   on_idle_ = std::move(on_idle);
   if (active_.empty()) return notify_idle_if_done();
   log::info(fmt::format("shutting down: waiting for {} run(s) in flight", active_.size()));

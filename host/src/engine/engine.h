@@ -80,6 +80,11 @@ class Engine {
     std::optional<TimePoint> next_slot;
     std::set<std::string> active;  // run ids in flight
     int queued = 0;                // fires in ready_
+    // Skips of fires that came while an older fire of the job was in ready_,
+    // recorded once no fire of the job is left there: slots must be claimed
+    // in order, or a crash could leave an older slot unclaimed behind a newer
+    // one, and the next start would never see it as missed.
+    std::vector<std::pair<Fire, std::string>> skips_waiting{};
   };
   struct ActiveRun {
     std::string job;
@@ -101,6 +106,9 @@ class Engine {
   void start_run(Fire fire);
   void on_run_done(const exec::RunReport& report);
   void record_skipped(const Fire& fire, const std::string& reason);
+  // record_skipped now, or after the job's fires in ready_ are claimed.
+  void record_skipped_in_order(JobState& job, Fire fire, std::string reason);
+  void record_waiting_skips(JobState& job);
   void flush_backlog();
   void notify_idle_if_done();
   std::string next_id() { return ids_.next(now()); }
