@@ -3,6 +3,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "ledger/ids.h"
+#include "ledger/sqlite_store.h"
 #include "support/harness.h"
 
 using namespace jobhost::testing;
@@ -223,4 +225,188 @@ schedule = "@manual"
   CHECK(runs[1]["job"] == "greet");
   CHECK(runs[1]["outcome"] == "succeeded");
   CHECK(runs[1]["message"] == "said bonjour");
+}
+
+namespace {
+
+// "attempt N slot MS" from an api_probe run's message.
+std::string probe_context(const json& run) {
+  auto message = run["message"].get<std::string>();
+  auto at = message.find("attempt ");
+  auto end = message.find(" cancelled");
+  if (at == std::string::npos || end == std::string::npos) return "(none in: " + message + ")";
+  return message.substr(at, end - at);
+}
+
+// The run `run_id` in a history array, or null.
+json run_with_id(const json& runs, const std::string& run_id) {
+  for (const auto& run : runs) {
+    if (run["run_id"] == run_id) return run;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("replay runs a recorded run again on its build, linked to it", "[cli]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"api_probe.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.probe]
+plugin = "api_probe"
+schedule = "@manual"
+params = { color = "teal" }
+)");
+  auto once = run_jobhost({"run-once", "--config", config.string(), "probe"});
+  REQUIRE(once.exit_code == 0);
+  auto runs = history(config);
+  REQUIRE(runs.size() == 1);
+  const json original = runs[0];
+  const std::string original_id = original["run_id"];
+
+  auto replay = run_jobhost({"replay", "--config", config.string(), original_id});
+  INFO(replay.err);
+  CHECK(replay.exit_code == 0);
+  CHECK_THAT(replay.out, Catch::Contains("succeeded"));
+  CHECK_THAT(replay.err, Catch::Contains("param color=teal"));  // the job's params
+  runs = history(config);
+  REQUIRE(runs.size() == 2);
+  const json replayed = runs[0];
+  CHECK(replayed["trigger"] == "replay");
+  CHECK(replayed["replay_of"] == original_id);
+  CHECK(replayed["job"] == "probe");
+  CHECK(replayed["outcome"] == "succeeded");
+  CHECK(replayed["plugin_sha256"] == original["plugin_sha256"]);
+  // A slot of its own in the ledger; the plugin was told the original's.
+  CHECK(replayed["scheduled_for"] != original["scheduled_for"]);
+  CHECK(replayed["trace_id"] != original["trace_id"]);
+  CHECK(probe_context(replayed) == probe_context(original));
+  CHECK(probe_context(original).starts_with("attempt 1 slot "));
+  CHECK(run_with_id(runs, original_id)["replay_of"].is_null());
+
+  // A replay of the replay still tells the plugin the original fire.
+  const std::string replayed_id = replayed["run_id"];
+  auto again = run_jobhost({"replay", "--config", config.string(), replayed_id});
+  CHECK(again.exit_code == 0);
+  runs = history(config);
+  REQUIRE(runs.size() == 3);
+  CHECK(runs[0]["replay_of"] == replayed_id);
+  CHECK(probe_context(runs[0]) == probe_context(original));
+}
+
+TEST_CASE("replay of a retry passes the recorded attempt and slot to the plugin", "[cli]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"api_probe.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.probe]
+plugin = "api_probe"
+schedule = "@manual"
+)");
+  REQUIRE(run_jobhost({"run-once", "--config", config.string(), "probe"}).exit_code == 0);
+  const std::string sha = history(config)[0]["plugin_sha256"];
+  // Attempts 1 and 2 of a scheduled slot, as the daemon records them.
+  const std::string retry_id = [&] {
+    namespace ledger = jobhost::ledger;
+    auto store = ledger::open_sqlite_store(dir.path() / "var" / "jobhost.db",
+                                           jobhost::config::Durability::normal);
+    REQUIRE(store);
+    const jobhost::TimePoint slot{jobhost::Duration(1795939200000)};  // 2026-11-29T08:00:00Z
+    ledger::RunStart start{.run_id = ledger::new_id(slot),
+                           .job = "probe",
+                           .scheduled_for = slot,
+                           .attempt = 1,
+                           .trace_id = ledger::new_id(slot),
+                           .trigger = ledger::Trigger::schedule,
+                           .started_at = slot,
+                           .plugin = "api_probe",
+                           .plugin_version = "1.0.0",
+                           .plugin_sha256 = sha,
+                           .definition_hash = std::nullopt,
+                           .replay_of = std::nullopt,
+                           .host_pid = 1};
+    REQUIRE((*store)->claim_and_start(start).value());
+    ledger::RunEnd end{.run_id = start.run_id,
+                       .finished_at = slot + 1s,
+                       .outcome = jobhost::Outcome::failed,
+                       .retry_at = slot + 2s};
+    REQUIRE((*store)->finish_run(end).value());
+    start.run_id = ledger::new_id(slot + 2s);
+    start.attempt = 2;
+    start.trigger = ledger::Trigger::retry;
+    start.started_at = slot + 2s;
+    REQUIRE((*store)->claim_and_start(start).value());
+    end.run_id = start.run_id;
+    end.retry_at.reset();
+    REQUIRE((*store)->finish_run(end).value());
+    return start.run_id;
+  }();
+
+  auto replay = run_jobhost({"replay", "--config", config.string(), retry_id});
+  INFO(replay.err);
+  REQUIRE(replay.exit_code == 0);
+  auto runs = history(config);
+  CHECK(runs[0]["replay_of"] == retry_id);
+  CHECK(runs[0]["attempt"] == 1);  // the ledger's own slot and attempt
+  CHECK(probe_context(runs[0]) == "attempt 2 slot 1795939200000");
+}
+
+TEST_CASE("replay whose build is gone says so, and --current replays on today's build", "[cli]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.greet]
+plugin = "hello"
+schedule = "@manual"
+params = { greeting = "salut" }
+)");
+  REQUIRE(run_jobhost({"run-once", "--config", config.string(), "greet"}).exit_code == 0);
+  const json original = history(config)[0];
+  const std::string original_id = original["run_id"];
+  const std::string sha = original["plugin_sha256"];
+  const fs::path shadow = dir.path() / "var" / "plugins" / (sha + ".so");
+  REQUIRE(fs::exists(shadow));
+  fs::remove(shadow);
+
+  auto gone = run_jobhost({"replay", "--config", config.string(), original_id});
+  CHECK(gone.exit_code == 1);
+  CHECK_THAT(gone.err, Catch::Contains("is gone"));
+  CHECK_THAT(gone.err, Catch::Contains(shadow.string()));
+  CHECK_THAT(gone.err, Catch::Contains("--current"));
+  CHECK(history(config).size() == 1);  // nothing recorded
+
+  auto current = run_jobhost({"replay", "--config", config.string(), "--current", original_id});
+  INFO(current.err);
+  CHECK(current.exit_code == 0);
+  CHECK_THAT(current.out, Catch::Contains("succeeded"));
+  auto runs = history(config);
+  REQUIRE(runs.size() == 2);
+  CHECK(runs[0]["replay_of"] == original_id);
+  CHECK(runs[0]["trigger"] == "replay");
+  CHECK(runs[0]["message"] == "said salut");
+  CHECK(runs[0]["plugin"] == "hello");
+  CHECK(runs[0]["plugin_sha256"].get<std::string>().size() == 64);
+}
+
+TEST_CASE("replay: unknown run ids exit 1, usage errors 2", "[cli]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto config = write_config(dir.path(), "[jobs.a]\nplugin = \"hello\"\nschedule = \"@manual\"\n");
+  const std::string unknown = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+  SECTION("no ledger yet, and none is created") {
+    auto r = run_jobhost({"replay", "--config", config.string(), unknown});
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.err, Catch::Contains("no run \"" + unknown + "\""));
+    CHECK_FALSE(fs::exists(dir.path() / "var" / "jobhost.db"));
+  }
+  SECTION("a ledger without that run") {
+    REQUIRE(run_jobhost({"run-once", "--config", config.string(), "a"}).exit_code == 0);
+    auto r = run_jobhost({"replay", "--config", config.string(), unknown});
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.err, Catch::Contains("no run \"" + unknown + "\""));
+    CHECK(history(config).size() == 1);
+  }
+  SECTION("usage") {
+    CHECK(run_jobhost({"replay", "--config", config.string()}).exit_code == 2);
+    CHECK(run_jobhost({"replay", "--config", config.string(), "--newest", unknown}).exit_code == 2);
+  }
 }

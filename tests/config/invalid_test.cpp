@@ -185,6 +185,23 @@ TEST_CASE("each mistake is one error at its line:col with a message that helps")
       // A bad [host] zone is reported once, not again for each cron job using it.
       {"[host]\ntimezone = \"Nowhere\"\n[jobs.a]\nplugin = \"hello\"\nschedule = \"@daily\"\n",
        "2:12", "unknown time zone \"Nowhere\""},
+
+      // Retention.
+      {"[host]\nkeep_runs = 30\n", "2:13",
+       "keep_runs in [host]: expected a duration string like \"30s\", got integer"},
+      {"[host]\nkeep_runs = \"30 days\"\n", "2:13",
+       "keep_runs in [host]: invalid duration \"30 days\""},
+      {"[host]\nkeep_runs = \"-1d\"\n", "2:13", "it is negative"},
+      {job + "keep_last = -1\n", "4:13", "keep_last in [jobs.a]: must be at least 0, got -1"},
+      {job + "keep_last = \"1000\"\n", "4:13",
+       "keep_last in [jobs.a]: expected an integer, got string"},
+      {"[defaults]\nkeep_last = 1.5\n", "2:13", "keep_last in [defaults]: expected an integer"},
+      {job + "keep_last = 3000000000\n", "4:13", "must be at most 2147483647"},
+      {job + "keep_runs = \"7d\"\n", "4:1",
+       "unknown key \"keep_runs\" in [jobs.a]: it belongs in [host]"},
+      {"[host]\nkeep_last = 5\n", "2:1",
+       "unknown key \"keep_last\" in [host]: it belongs in [defaults] or [jobs.NAME]"},
+      {job + "keep_lats = 5\n", "4:1", "(did you mean \"keep_last\"?)"},
   };
   for (const Case& c : cases) {
     INFO("config:\n" << c.toml);

@@ -197,6 +197,7 @@ every = "30s"
   CHECK(config.host.timezone == "UTC");
   CHECK(config.host.log_format == LogFormat::text);
   CHECK(config.host.durability == Durability::normal);
+  CHECK(config.host.keep_runs == std::chrono::days(30));
   CHECK(config.http.listen == "127.0.0.1:9187");
 
   const JobConfig built_in;
@@ -216,6 +217,41 @@ every = "30s"
   CHECK(j.timezone == "UTC");
   CHECK(j.params.empty());
   CHECK_FALSE(j.user.has_value());
+  CHECK(j.keep_last == 10000);
+}
+
+TEST_CASE("retention: keep_runs in [host], keep_last in [defaults] and each job") {
+  struct Case {
+    std::string toml;
+    jobhost::Duration keep_runs;
+    int keep_last_a;  // a sets no keep_last of its own
+    int keep_last_b;  // b sets keep_last = 7
+  };
+  const std::string jobs =
+      "[jobs.a]\nplugin = \"hello\"\nevery = \"1s\"\n"
+      "[jobs.b]\nplugin = \"hello\"\nevery = \"1s\"\nkeep_last = 7\n";
+  const Case cases[] = {
+      {jobs, std::chrono::days(30), 10000, 7},
+      {"[host]\nkeep_runs = \"7d\"\n" + jobs, std::chrono::days(7), 10000, 7},
+      {"[host]\nkeep_runs = \"0\"\n" + jobs, jobhost::Duration(0), 10000, 7},
+      {"[host]\nkeep_runs = \"1h30m\"\n" + jobs, 90min, 10000, 7},
+      {"[defaults]\nkeep_last = 100\n" + jobs, std::chrono::days(30), 100, 7},
+      {"[defaults]\nkeep_last = 0\n" + jobs, std::chrono::days(30), 0, 7},
+  };
+  for (const Case& c : cases) {
+    INFO(c.toml);
+    TempConfig file(c.toml);
+    const Config config = load_ok(file.file());
+    CHECK(config.host.keep_runs == c.keep_runs);
+    CHECK(job(config, "a").keep_last == c.keep_last_a);
+    CHECK(job(config, "b").keep_last == c.keep_last_b);
+  }
+}
+
+TEST_CASE("definition_hash does not follow keep_last") {
+  const std::string base = "[jobs.a]\nplugin = \"hello\"\nschedule = \"0 3 * * *\"\n";
+  CHECK(hash_of(base) == hash_of(base + "keep_last = 5\n"));
+  CHECK(hash_of(base) == hash_of("[defaults]\nkeep_last = 0\n" + base));
 }
 
 TEST_CASE("an empty file is a valid config with no jobs") {

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "ledger/sqlite_store.h"
@@ -547,4 +548,94 @@ TEST_CASE("an `at` one-shot that passed while the host was down runs once on res
   CHECK(finished(history(config, "once"), "once").size() == 1);
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(20s) == 0);
+}
+
+TEST_CASE("keep_last bounds a job's runs while it fires, and no pruned slot fires again",
+          "[daemon]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.tick]
+plugin = "hello"
+schedule = "* * * * * *"
+keep_last = 3
+)");
+  std::map<std::string, std::set<std::string>> runs_of_slot;  // every run seen, by slot
+  std::vector<std::string> seen_in_order;
+  std::size_t most_at_once = 0;
+  auto observe = [&] {
+    auto runs = history(config, "tick");
+    most_at_once = std::max(most_at_once, runs.size());
+    for (const auto& run : runs) {
+      const std::string id = run["run_id"];
+      if (runs_of_slot[run["scheduled_for"]].insert(id).second) seen_in_order.push_back(id);
+    }
+    return runs;
+  };
+  auto last_slot = [&] {
+    return runs_of_slot.empty() ? std::string() : runs_of_slot.rbegin()->first;
+  };
+
+  {
+    Daemon daemon(config);
+    REQUIRE(daemon.wait_ready());
+    REQUIRE(wait_for(
+        [&] {
+          observe();
+          return seen_in_order.size() >= 8;
+        },
+        30s));
+    // keep_last, one more before the prune that follows it, one in flight.
+    CHECK(most_at_once <= 3 + 1 + 1);
+    daemon.signal(SIGTERM);
+    REQUIRE(daemon.wait_exit(20s) == 0);
+  }
+  observe();
+  const std::string before_restart = last_slot();
+  const std::size_t seen_before = seen_in_order.size();
+
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  REQUIRE(wait_for(
+      [&] {
+        observe();
+        return seen_in_order.size() >= seen_before + 3;
+      },
+      30s));
+  std::vector<json> left;
+  REQUIRE(wait_for(
+      [&] {
+        left = observe();
+        return left.size() <= 3 + 1;
+      },
+      10s));
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
+
+  // Old rows went: none of the first runs seen is left.
+  for (std::size_t i = 0; i < 4; ++i) {
+    INFO(seen_in_order[i]);
+    CHECK(std::none_of(left.begin(), left.end(),
+                       [&](const json& run) { return run["run_id"] == seen_in_order[i]; }));
+  }
+  // No slot ran twice, and after the restart only later slots ran (the
+  // pruned ones were not caught up again).
+  for (const auto& [slot, ids] : runs_of_slot) {
+    INFO(slot);
+    CHECK(ids.size() == 1);
+  }
+  for (std::size_t i = seen_before; i < seen_in_order.size(); ++i) {
+    for (const auto& [slot, ids] : runs_of_slot) {
+      if (ids.contains(seen_in_order[i])) CHECK(slot > before_restart);
+    }
+  }
+  // The events of the pruned runs went with them.
+  auto store = jobhost::ledger::open_sqlite_store(dir.path() / "var" / "jobhost.db",
+                                                  jobhost::config::Durability::normal,
+                                                  jobhost::ledger::Access::read_only);
+  REQUIRE(store);
+  const auto events = (*store)->events("tick", 1000).value();
+  for (const auto& event : events) {
+    if (event.run_id) CHECK((*store)->get_run(*event.run_id).value().has_value());
+  }
 }

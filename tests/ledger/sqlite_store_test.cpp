@@ -617,9 +617,9 @@ TEST_CASE("prune deletes old finished runs in batches and keeps the rest", "[led
   REQUIRE(store->finish_run(make_end(recent, Outcome::succeeded)).value());
 
   auto cutoff = at_ms(kBase + 50000);
-  CHECK(store->prune(cutoff, 3).value() == 3);
-  CHECK(store->prune(cutoff, 3).value() == 2);
-  CHECK(store->prune(cutoff, 3).value() == 0);
+  CHECK(store->prune(cutoff, 3).value().runs == 3);
+  CHECK(store->prune(cutoff, 3).value().runs == 2);
+  CHECK(store->prune(cutoff, 3).value().runs == 0);
 
   auto left = store->history(std::nullopt, 100).value();
   REQUIRE(left.size() == 2);
@@ -644,6 +644,142 @@ TEST_CASE("prune deletes old finished runs in batches and keeps the rest", "[led
   retry.attempt = 2;
   retry.trace_id = old[4].trace_id;
   CHECK(store->claim_and_start(retry).value() == true);
+}
+
+namespace {
+
+// Records a finished run of slot (job, kBase + slot_ms), started then.
+RunStart record_run(Store& store, const std::string& job, int64_t slot_ms,
+                    Outcome outcome = Outcome::succeeded) {
+  auto s = make_start(job, slot_ms, slot_ms);
+  REQUIRE(store.claim_and_start(s).value());
+  REQUIRE(store.finish_run(make_end(s, outcome)).value());
+  return s;
+}
+
+std::vector<std::string> run_ids(Store& store, const std::string& job) {
+  std::vector<std::string> ids;
+  const auto runs = store.history(job, 1000).value();
+  for (const auto& r : runs) ids.push_back(r.run_id);
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("prune by age keeps open runs, pending retries and each job's newest slot",
+          "[ledger][store]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  // Job a: six old slots; the retry of slot 2 is pending.
+  std::vector<RunStart> a;
+  for (int i = 0; i < 6; ++i) {
+    auto s = make_start("a", i * 1000, i * 1000);
+    REQUIRE(store->claim_and_start(s).value());
+    auto end = make_end(s, Outcome::failed);
+    if (i == 2) end.retry_at = at_ms(kBase + 900000);
+    REQUIRE(store->finish_run(end).value());
+    a.push_back(s);
+  }
+  // Job b: one old run, its newest. Job c: an old run still open, then a newer slot.
+  auto b = record_run(*store, "b", 500);
+  auto c_open = make_start("c", 700, 700);
+  REQUIRE(store->claim_and_start(c_open).value());
+  auto c_new = record_run(*store, "c", 800);
+  REQUIRE(store->add_event(Event{0, at_ms(kBase + 10), "reloaded", std::nullopt, std::nullopt, ""})
+              .has_value());
+  const auto last_fire_a = store->last_fire("a").value();
+
+  auto cutoff = at_ms(kBase + 60000);  // everything above is older
+  auto pruned = store->prune(cutoff, 500).value();
+  CHECK(pruned.runs == 5);  // a's slots 0..4
+  // Other events older than the cutoff: "reloaded", and those of the runs
+  // kept (a[5], b and c_new: started + finished; c_open: started).
+  CHECK(pruned.events == 8);
+  CHECK(store->prune(cutoff, 500).value().runs == 0);
+
+  CHECK(run_ids(*store, "a") == std::vector<std::string>{a[5].run_id});
+  CHECK(run_ids(*store, "b") == std::vector<std::string>{b.run_id});
+  CHECK(store->history("c", 10).value().size() == 2);  // the open run and the newest slot
+  CHECK(store->running_runs().value().size() == 1);
+
+  // The jobs' rows, hence last_fire (the engine's guard), stay as they were.
+  CHECK(store->last_fire("a").value() == last_fire_a);
+  CHECK(store->job_stats("b").value().last_outcome == Outcome::succeeded);
+  // The newest slot is still claimed; the pending retry still runs.
+  CHECK(store->claim_and_start(make_start("a", 5000, 70000)).value() == false);
+  REQUIRE(store->pending_retries().value().size() == 1);
+  auto retry = make_start("a", 2000, 900000, Trigger::retry);
+  retry.attempt = 2;
+  retry.trace_id = a[2].trace_id;
+  CHECK(store->claim_and_start(retry).value() == true);
+}
+
+TEST_CASE("prune_excess keeps a job's newest runs", "[ledger][store]") {
+  struct Case {
+    int runs;  // finished runs of job x, one slot each, oldest first
+    int keep;
+    int batch;  // max_rows per call
+    std::vector<int> deleted_per_call;
+    int left;
+  };
+  const Case cases[] = {
+      {10, 3, 500, {7, 0}, 3}, {10, 3, 4, {4, 3, 0}, 3}, {10, 10, 500, {0}, 10},
+      {10, 20, 500, {0}, 10},  {10, 0, 500, {9, 0}, 1},  // keep 0 still keeps the newest slot
+      {1, 0, 500, {0}, 1},     {0, 5, 500, {0}, 0},
+  };
+  for (const auto& c : cases) {
+    INFO("runs " << c.runs << ", keep " << c.keep << ", batch " << c.batch);
+    TempDir dir;
+    auto store = open_store(dir.db());
+    std::vector<std::string> ids;
+    for (int i = 0; i < c.runs; ++i) ids.push_back(record_run(*store, "x", i * 1000).run_id);
+    auto other = record_run(*store, "y", 0);
+    for (int expected : c.deleted_per_call) {
+      CHECK(store->prune_excess("x", c.keep, c.batch).value() == expected);
+    }
+    auto left = run_ids(*store, "x");
+    REQUIRE(static_cast<int>(left.size()) == c.left);
+    // The newest survive, newest first.
+    for (int i = 0; i < c.left; ++i) CHECK(left[i] == ids[ids.size() - 1 - i]);
+    CHECK(run_ids(*store, "y") == std::vector<std::string>{other.run_id});
+  }
+}
+
+TEST_CASE(
+    "prune_excess counts open and skipped runs but deletes neither open runs nor slots "
+    "with a pending retry",
+    "[ledger][store]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  auto open_old = make_start("x", 0, 0);  // the oldest, still running
+  REQUIRE(store->claim_and_start(open_old).value());
+  auto retried = make_start("x", 1000, 1000);
+  REQUIRE(store->claim_and_start(retried).value());
+  auto end = make_end(retried, Outcome::failed);
+  end.retry_at = at_ms(kBase + 999000);
+  REQUIRE(store->finish_run(end).value());
+  auto plain = record_run(*store, "x", 2000);
+  REQUIRE(store->record_skipped(make_skip("x", 3000, "forbid")).value());
+  auto newest = record_run(*store, "x", 4000);
+
+  CHECK(store->prune_excess("x", 2, 500).value() == 2);  // retried's attempt 1 and plain
+  auto left = store->history("x", 10).value();
+  REQUIRE(left.size() == 3);
+  CHECK(left[0].run_id == newest.run_id);
+  CHECK(left[1].outcome == Outcome::skipped);
+  CHECK(left[2].run_id == open_old.run_id);
+  // The retried slot stays claimed: its next attempt can start, attempt 1 cannot.
+  CHECK(store->pending_retries().value().size() == 1);
+  CHECK(store->claim_and_start(make_start("x", 1000, 5000)).value() == false);
+  {
+    SQLite::Database db(dir.db(), SQLite::OPEN_READONLY);
+    CHECK(db.execAndGet("SELECT count(*) FROM slots WHERE job = 'x'").getInt() == 4);
+    CHECK(db.execAndGet("SELECT count(*) FROM events WHERE run_id = '" + plain.run_id + "'")
+              .getInt() == 0);
+  }
+  CHECK_FALSE(store->prune_excess("x", -1, 10).has_value());
+  CHECK_FALSE(store->prune_excess("x", 1, 0).has_value());
+  CHECK_FALSE(store->prune(at_ms(kBase), 0).has_value());
 }
 
 TEST_CASE("history records convert to the history --json shape", "[ledger][store]") {

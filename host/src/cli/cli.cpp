@@ -92,6 +92,16 @@ int run_cli(int argc, char** argv) {
   status->add_flag("--json", json, "Print JSON");
   status->callback([&] { command = [&] { return cmd_status(config, json); }; });
 
+  std::string run_id;
+  bool current = false;
+  auto* replay = app.add_subcommand(
+      "replay", "Run a recorded run again as a new run linked to it; exit 0 iff it succeeded");
+  add_config_flag(replay, config);
+  replay->add_option("run_id", run_id, "The run to replay (see `jobhost history`)")->required();
+  replay->add_flag("--current", current,
+                   "Use the build plugin_dir has now, not the one the run recorded");
+  replay->callback([&] { command = [&] { return cmd_replay(config, run_id, current); }; });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

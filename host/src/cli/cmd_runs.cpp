@@ -1,6 +1,5 @@
 // run, run-once, trigger, history, status: the commands about runs.
 #include <fmt/core.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <nlohmann/json.hpp>
@@ -8,34 +7,17 @@
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "cli/context.h"
+#include "cli/recorded_run.h"
 #include "common/log.h"
 #include "engine/control.h"
 #include "engine/daemon.h"
 #include "engine/pid_lock.h"
-#include "exec/executor.h"
-#include "exec/isolation.h"
-#include "ledger/ids.h"
 #include "ledger/sqlite_store.h"
 
 namespace jobhost::cli {
 namespace {
 
 using nlohmann::json;
-
-TimePoint now_ms() {
-  return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
-}
-
-std::optional<std::unique_ptr<ledger::Store>> open_ledger(const config::Config& config,
-                                                          ledger::Access access) {
-  auto store =
-      ledger::open_sqlite_store(engine::ledger_path(config), config.host.durability, access);
-  if (!store) {
-    fmt::print(stderr, "{}\n", store.error().message);
-    return std::nullopt;
-  }
-  return std::move(*store);
-}
 
 std::string duration_text(const std::optional<Duration>& d) {
   if (!d) return "-";
@@ -74,68 +56,9 @@ int cmd_run_once(const std::string& config_flag, const std::string& job_name) {
                job->name, job->plugin);
     return kExitFailed;
   }
-  auto store = open_ledger(*config, ledger::Access::read_write);
+  auto store = open_ledger_or_report(*config, ledger::Access::read_write);
   if (!store) return kExitFailed;
-
-  TimePoint slot = now_ms();
-  ledger::RunStart start{.run_id = ledger::new_id(slot),
-                         .job = job->name,
-                         .scheduled_for = slot,
-                         .attempt = 1,
-                         .trace_id = ledger::new_id(slot),
-                         .trigger = ledger::Trigger::manual,
-                         .started_at = slot,
-                         .plugin = plugin->name,
-                         .plugin_version = plugin->version,
-                         .plugin_sha256 = plugin->sha256,
-                         .definition_hash = job->definition_hash,
-                         .replay_of = std::nullopt,
-                         .host_pid = getpid()};
-  auto claimed = (*store)->claim_and_start(start);
-  if (!claimed || !*claimed) {
-    fmt::print(stderr, "cannot record the run in the ledger: {}\n",
-               claimed ? "slot already claimed" : claimed.error().message);
-    return kExitFailed;
-  }
-  exec::ExecutorOptions options;
-  exec::DetectOptions detect;
-  detect.parent_name = exec::parent_cgroup_name(config->host.state_dir);
-  options.isolation = exec::detect_isolation(detect);
-  auto steady_start = std::chrono::steady_clock::now();
-  auto report = exec::run_blocking(exec::RunRequest{.job = job->name,
-                                                    .run_id = start.run_id,
-                                                    .trace_id = start.trace_id,
-                                                    .attempt = 1,
-                                                    .scheduled_for = slot,
-                                                    .plugin_path = plugin->shadow_path,
-                                                    .params = job->params,
-                                                    .secrets = {},
-                                                    .limits = job->limits,
-                                                    .timeout = job->timeout,
-                                                    .stall_timeout = job->stall_timeout,
-                                                    .kill_grace = job->kill_grace,
-                                                    .user = job->user,
-                                                    .group = job->group},
-                                   std::move(options));
-  ledger::RunEnd end{.run_id = start.run_id, .finished_at = now_ms()};
-  end.duration =
-      std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - steady_start);
-  if (report) {
-    end.outcome = report->outcome;
-    end.exit_code = report->exit_code;
-    if (!report->signal_name.empty()) end.signal = report->signal_name;
-    end.message = report->message;
-    end.output_tail = report->output_tail;
-  } else {
-    end.outcome = Outcome::failed;
-    end.message = "could not start the run: " + report.error().message;
-  }
-  if (auto r = (*store)->finish_run(end); !r) {
-    fmt::print(stderr, "cannot record the end of the run in the ledger: {}\n", r.error().message);
-  }
-  fmt::print("{} {} in {}: {}\n", start.run_id, to_string(end.outcome), duration_text(end.duration),
-             end.message);
-  return end.outcome == Outcome::succeeded ? kExitOk : kExitFailed;
+  return run_recorded(*config, *store, *job, build_of(*plugin), OneOffRun{});
 }
 
 int cmd_trigger(const std::string& config_flag, const std::string& job_name) {
@@ -162,10 +85,10 @@ int cmd_trigger(const std::string& config_flag, const std::string& job_name) {
 int cmd_history(const std::string& config_flag, const std::string& job, int limit, bool as_json) {
   auto config = load_or_report(resolve_config_path(config_flag));
   if (!config) return kExitFailed;
-  auto store = open_ledger(*config, ledger::Access::read_only);
+  auto store = open_ledger_or_report(*config, ledger::Access::read_only);
   if (!store) return kExitFailed;
   auto runs =
-      (*store)->history(job.empty() ? std::nullopt : std::optional<std::string_view>(job), limit);
+      store->history(job.empty() ? std::nullopt : std::optional<std::string_view>(job), limit);
   if (!runs) {
     fmt::print(stderr, "{}\n", runs.error().message);
     return kExitFailed;
@@ -190,17 +113,17 @@ int cmd_history(const std::string& config_flag, const std::string& job, int limi
 int cmd_status(const std::string& config_flag, bool as_json) {
   auto config = load_or_report(resolve_config_path(config_flag));
   if (!config) return kExitFailed;
-  auto store = open_ledger(*config, ledger::Access::read_only);
+  auto store = open_ledger_or_report(*config, ledger::Access::read_only);
   if (!store) return kExitFailed;
   int daemon_pid = engine::PidLock::holder(config->host.state_dir);
-  auto running = (*store)->running_runs();
+  auto running = store->running_runs();
   if (!running) {
     fmt::print(stderr, "{}\n", running.error().message);
     return kExitFailed;
   }
   json jobs = json::array();
   for (const auto& job : config->jobs) {
-    auto stats = (*store)->job_stats(job.name);
+    auto stats = store->job_stats(job.name);
     if (!stats) {
       fmt::print(stderr, "{}\n", stats.error().message);
       return kExitFailed;

@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 
+#include "engine/daemon.h"
+
 namespace jobhost::cli {
 
 std::filesystem::path resolve_config_path(const std::string& flag) {
@@ -20,8 +22,23 @@ std::optional<config::Config> load_or_report(const std::filesystem::path& file) 
 }
 
 catalog::ScanResult scan_plugins(const config::Config& config) {
-  catalog::Catalog catalog(config.host.plugin_dir, config.host.state_dir / "plugins");
+  catalog::Catalog catalog(config.host.plugin_dir, shadow_dir(config));
   return catalog.scan();
+}
+
+std::filesystem::path shadow_dir(const config::Config& config) {
+  return config.host.state_dir / "plugins";
+}
+
+std::unique_ptr<ledger::Store> open_ledger_or_report(const config::Config& config,
+                                                     ledger::Access access) {
+  auto store =
+      ledger::open_sqlite_store(engine::ledger_path(config), config.host.durability, access);
+  if (!store) {
+    fmt::print(stderr, "{}\n", store.error().message);
+    return nullptr;
+  }
+  return std::move(*store);
 }
 
 }  // namespace jobhost::cli

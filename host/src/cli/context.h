@@ -2,11 +2,13 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "catalog/catalog.h"
 #include "config/config.h"
+#include "ledger/sqlite_store.h"
 
 namespace jobhost::cli {
 
@@ -18,5 +20,12 @@ std::optional<config::Config> load_or_report(const std::filesystem::path& file);
 
 // Scans the config's plugin_dir (probing new files in a child).
 catalog::ScanResult scan_plugins(const config::Config& config);
+
+// Where the shadow copies of plugins are: <state_dir>/plugins.
+std::filesystem::path shadow_dir(const config::Config& config);
+
+// Opens the config's ledger; on failure prints the error to stderr.
+std::unique_ptr<ledger::Store> open_ledger_or_report(const config::Config& config,
+                                                     ledger::Access access);
 
 }  // namespace jobhost::cli

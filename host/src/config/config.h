@@ -93,6 +93,9 @@ struct JobConfig {
   std::map<std::string, std::string> params;  // TOML scalars as strings
   std::optional<std::string> user;            // drop to this user when root
   std::optional<std::string> group;
+  // Retention: the ledger keeps at most this many of the job's newest runs
+  // (a few more for a moment); 0 = no count limit. Not part of the definition.
+  int keep_last = 10000;
 
   // compute_definition_hash(*this), filled by load_config.
   std::string definition_hash;
@@ -105,6 +108,8 @@ struct HostConfig {
   std::string timezone = "UTC";      // a valid IANA name
   LogFormat log_format = LogFormat::text;
   Durability durability = Durability::normal;
+  // Retention: runs and events older than this are deleted; 0 = kept forever.
+  Duration keep_runs = std::chrono::days(30);
 };
 
 struct HttpConfig {
@@ -148,7 +153,8 @@ std::vector<ConfigError> check_plugins(const Config& config,
 // sha256 (hex) of a canonical serialization of the job's effective settings:
 // the same for the same settings whatever the order or source ([defaults] or
 // the job) in the file; different when any setting differs. Not part of it:
-// the job's name, the Every anchor, the time zone of a schedule that is not cron.
+// the job's name, the Every anchor, the time zone of a schedule that is not
+// cron, keep_last (it is about the ledger, not about how the job runs).
 std::string compute_definition_hash(const JobConfig& job);
 
 // "250ms", "30s", "5m", "2h", "1d", sums like "1h30m", and "0". Whole numbers

@@ -26,18 +26,19 @@ namespace fs = std::filesystem;
 using KeyList = std::span<const std::string_view>;
 
 constexpr std::array<std::string_view, 4> kTopKeys = {"host", "http", "defaults", "jobs"};
-constexpr std::array<std::string_view, 6> kHostKeys = {
-    "plugin_dir", "state_dir", "max_concurrency", "timezone", "log_format", "durability"};
+constexpr std::array<std::string_view, 7> kHostKeys = {
+    "plugin_dir", "state_dir",  "max_concurrency", "timezone",
+    "log_format", "durability", "keep_runs"};
 constexpr std::array<std::string_view, 1> kHttpKeys = {"listen"};
-constexpr std::array<std::string_view, 13> kSettingKeys = {
+constexpr std::array<std::string_view, 14> kSettingKeys = {
     "timeout", "stall_timeout", "kill_grace",     "retry",   "limits", "jitter", "concurrency",
-    "misfire", "misfire_limit", "catchup_spread", "enabled", "user",   "group"};
+    "misfire", "misfire_limit", "catchup_spread", "enabled", "user",   "group",  "keep_last"};
 constexpr std::array<std::string_view, 6> kJobOnlyKeys = {"plugin", "schedule", "every",
                                                           "at",     "timezone", "params"};
-constexpr std::array<std::string_view, 19> kJobKeys = {
+constexpr std::array<std::string_view, 20> kJobKeys = {
     "plugin",        "schedule",       "every",   "at",     "timezone", "params",      "timeout",
     "stall_timeout", "kill_grace",     "retry",   "limits", "jitter",   "concurrency", "misfire",
-    "misfire_limit", "catchup_spread", "enabled", "user",   "group"};
+    "misfire_limit", "catchup_spread", "enabled", "user",   "group",    "keep_last"};
 constexpr std::array<std::string_view, 5> kRetryKeys = {"max_attempts", "initial_delay",
                                                         "max_delay", "multiplier", "jitter"};
 constexpr std::array<std::string_view, 6> kLimitKeys = {"memory",    "cpu_time",  "open_files",
@@ -495,6 +496,8 @@ class Loader {
         if (auto e = read_enum(v, w, kLogFormatNames)) host.log_format = *e;
       } else if (k == "durability") {
         if (auto e = read_enum(v, w, kDurabilityNames)) host.durability = *e;
+      } else if (k == "keep_runs") {
+        if (auto d = read_duration(v, w)) host.keep_runs = *d;
       } else {
         unknown_key(key, "host", kHostKeys);
       }
@@ -588,6 +591,8 @@ class Loader {
       if (auto e = read_enum(v, w, kMisfireNames)) job.misfire = *e;
     } else if (key == "misfire_limit") {
       if (auto i = read_int(v, w, 1)) job.misfire_limit = static_cast<int>(*i);
+    } else if (key == "keep_last") {
+      if (auto i = read_int(v, w, 0)) job.keep_last = static_cast<int>(*i);
     } else if (key == "enabled") {
       if (auto b = read_bool(v, w)) job.enabled = *b;
     } else if (key == "user") {

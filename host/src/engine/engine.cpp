@@ -32,7 +32,8 @@ Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::Scan
       seed_(seed),
       clock_(clock ? std::move(clock) : Clock(system_now)),
       timer_(io),
-      rng_(seed) {
+      rng_(seed),
+      pruner_(io, store, retention_policy(config_), clock_) {
   for (const auto& job : config_.jobs) {
     jobs_.emplace(job.name, JobState{job, job.schedule, std::nullopt, {}, 0});
   }
@@ -83,6 +84,7 @@ void Engine::start() {
   } else {
     log::error("cannot read pending retries from the ledger: " + retries.error().message);
   }
+  pruner_.start();
   on_timer();
 }
 
@@ -362,6 +364,8 @@ void Engine::on_run_done(const exec::RunReport& report) {
             r.error().message,
         fields);
     unwritten_.push_back(end);
+  } else {
+    pruner_.note_recorded(run.job);
   }
   if (end.retry_at && !shutting_down_) {
     timeline_.insert(Fire{*end.retry_at, run.job, run.slot, run.attempt + 1, run.trace_id,
@@ -396,6 +400,8 @@ void Engine::record_skipped(const Fire& fire, const std::string& reason) {
                           .host_pid = getpid()};
   if (auto r = store_.record_skipped(skip); !r) {
     log::error("cannot record the skipped slot in the ledger: " + r.error().message, {fire.job});
+  } else if (*r) {
+    pruner_.note_recorded(fire.job);
   }
 }
 
@@ -437,6 +443,7 @@ void Engine::shutdown(std::function<void()> on_idle) {
   if (shutting_down_) return;
   shutting_down_ = true;
   timer_.cancel();
+  pruner_.stop();
   for (const auto& fire : ready_) record_skipped(fire, "the host shut down before it started");
   ready_.clear();
   for (auto& [name, job] : jobs_) record_waiting_skips(job);

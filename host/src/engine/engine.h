@@ -15,6 +15,7 @@
 
 #include "catalog/catalog.h"
 #include "config/config.h"
+#include "engine/retention.h"
 #include "engine/wall_timer.h"
 #include "exec/executor.h"
 #include "ledger/ids.h"
@@ -53,7 +54,7 @@ class Engine {
          ledger::Store& store, exec::Executor& executor, uint64_t seed, Clock clock = {});
 
   // Computes each job's next fire, reloads pending retries, fires @reboot
-  // jobs, and arms the timer.
+  // jobs, and arms the timer and retention (engine/retention.h).
   void start();
 
   // Stops firing. Fires waiting for a run slot are recorded as skipped. Runs
@@ -132,6 +133,7 @@ class Engine {
   bool shutting_down_ = false;
   std::function<void()> on_idle_;
   std::vector<std::shared_ptr<boost::asio::steady_timer>> grace_timers_;  // during shutdown
+  Pruner pruner_;  // after store_ and clock_, which it uses
 };
 
 }  // namespace jobhost::engine

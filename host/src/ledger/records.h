@@ -143,6 +143,12 @@ struct PendingRetry {
   std::string trace_id;
 };
 
+// What one retention batch deleted (Store::prune, Store::prune_excess).
+struct Pruned {
+  int runs = 0;
+  int events = 0;  // not counting the events of the deleted runs
+};
+
 // nlohmann's conversion (`nlohmann::json j = record;`): the `history --json`
 // object. Times are RFC 3339 UTC strings (format_utc), unknown values are
 // null, invalid UTF-8 in texts is replaced by U+FFFD. output_tail is left out

@@ -212,10 +212,21 @@ constexpr const char* kPendingRetries =
     "ORDER BY due_at, job, scheduled_for";
 constexpr const char* kRemoveRetry =
     "DELETE FROM pending_retries WHERE job = ? AND scheduled_for = ?";
+// A job's newest slot keeps its runs (alias r): `status` still shows the
+// job's latest outcome however old it is.
+#define JOBHOST_NOT_NEWEST_SLOT \
+  "r.scheduled_for < (SELECT max(s.scheduled_for) FROM slots s WHERE s.job = r.job)"
 constexpr const char* kPruneRuns =
-    "DELETE FROM runs WHERE run_id IN (SELECT run_id FROM runs "
-    "WHERE finished_at IS NOT NULL AND started_at < ? ORDER BY started_at LIMIT ?) "
-    "RETURNING run_id, job, scheduled_for";
+    "DELETE FROM runs WHERE run_id IN (SELECT r.run_id FROM runs r "
+    "WHERE r.finished_at IS NOT NULL AND r.started_at < ?1 AND " JOBHOST_NOT_NEWEST_SLOT
+    " ORDER BY r.started_at LIMIT ?2) RETURNING run_id, job, scheduled_for";
+// The job's runs after its newest `keep` (OFFSET), finished, oldest first.
+constexpr const char* kPruneExcess =
+    "DELETE FROM runs WHERE run_id IN (SELECT r.run_id FROM "
+    "(SELECT run_id, job, scheduled_for, started_at, finished_at FROM runs WHERE job = ?1 "
+    "ORDER BY started_at DESC, run_id DESC LIMIT -1 OFFSET ?2) r "
+    "WHERE r.finished_at IS NOT NULL AND " JOBHOST_NOT_NEWEST_SLOT
+    " ORDER BY r.started_at LIMIT ?3) RETURNING run_id, job, scheduled_for";
 constexpr const char* kPruneRunEvents = "DELETE FROM events WHERE run_id = ?";
 constexpr const char* kPruneSlot =
     "DELETE FROM slots WHERE job = ?1 AND scheduled_for = ?2 "
@@ -498,29 +509,31 @@ class SqliteStore final : public Store {
                    });
   }
 
-  Result<int> prune(TimePoint before, int max_runs) override {
-    if (max_runs <= 0)
-      return fail(fmt::format("prune: max_runs must be positive, not {}", max_runs));
-    return guarded("cannot prune old runs", [&]() -> Result<int> {
+  Result<Pruned> prune(TimePoint before, int max_rows) override {
+    if (max_rows <= 0)
+      return fail(fmt::format("prune: max_rows must be positive, not {}", max_rows));
+    return guarded("cannot prune old runs", [&]() -> Result<Pruned> {
       SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
-      struct Gone {
-        std::string run_id, job;
-        int64_t scheduled_for;
-      };
-      std::vector<Gone> gone;
-      {
-        Query q(statement(kPruneRuns), before, max_runs);
-        while (q.step()) {
-          gone.push_back({q.col(0).getString(), q.col(1).getString(), q.col(2).getInt64()});
-        }
-      }
-      for (const auto& g : gone) {
-        Query(statement(kPruneRunEvents), g.run_id).exec();
-        Query(statement(kPruneSlot), g.job, g.scheduled_for).exec();
-      }
-      Query(statement(kPruneOldEvents), before, max_runs).exec();
+      Pruned pruned;
+      pruned.runs = delete_runs(Query(statement(kPruneRuns), before, max_rows));
+      pruned.events = Query(statement(kPruneOldEvents), before, max_rows).exec();
       tx.commit();
-      return static_cast<int>(gone.size());
+      return pruned;
+    });
+  }
+
+  Result<int> prune_excess(std::string_view job, int keep, int max_rows) override {
+    if (keep < 0 || max_rows <= 0) {
+      return fail(
+          fmt::format("prune_excess: keep must not be negative ({}) and max_rows must be "
+                      "positive ({})",
+                      keep, max_rows));
+    }
+    return guarded(fmt::format("cannot prune the runs of job {}", job), [&]() -> Result<int> {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      int deleted = delete_runs(Query(statement(kPruneExcess), job, keep, max_rows));
+      tx.commit();
+      return deleted;
     });
   }
 
@@ -569,6 +582,26 @@ class SqliteStore final : public Store {
       Query(statement(kAdvanceLastFire), scheduled_for, at, job).exec();
     }
     return true;
+  }
+
+  // Steps `deleting` (a DELETE ... RETURNING run_id, job, scheduled_for of
+  // runs), then deletes those runs' events and the slots they leave empty.
+  // Inside the caller's transaction; returns how many runs went.
+  int delete_runs(Query&& deleting) {
+    struct Gone {
+      std::string run_id, job;
+      int64_t scheduled_for;
+    };
+    std::vector<Gone> gone;
+    while (deleting.step()) {
+      gone.push_back(
+          {deleting.col(0).getString(), deleting.col(1).getString(), deleting.col(2).getInt64()});
+    }
+    for (const auto& g : gone) {
+      Query(statement(kPruneRunEvents), g.run_id).exec();
+      Query(statement(kPruneSlot), g.job, g.scheduled_for).exec();
+    }
+    return static_cast<int>(gone.size());
   }
 
   std::optional<std::string> slot_trace(const std::string& job, TimePoint scheduled_for) {

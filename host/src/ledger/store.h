@@ -97,13 +97,20 @@ class Store {
   // there was none. claim_and_start of the retry's attempt drops it too.
   virtual Result<bool> remove_retry(std::string_view job, TimePoint scheduled_for) = 0;
 
-  // Retention, one small batch per call (call again while it returns
-  // max_runs): deletes up to `max_runs` finished runs started before
-  // `before`, their events, events older than `before`, and slots left with
-  // no run and no pending retry. Running runs are never deleted. Slots older
-  // than a job's last fire cannot be claimed again by the engine, so pruning
-  // keeps the exactly-once guarantee. Returns the number of runs deleted.
-  virtual Result<int> prune(TimePoint before, int max_runs) = 0;
+  // Retention by age, one small batch per call (call again while either
+  // count reaches max_rows): deletes up to `max_rows` finished runs started
+  // before `before` with their events, then up to `max_rows` other events
+  // older than `before`, and the slots left with no run and no pending
+  // retry. Never deleted: runs not finished, the runs of each job's newest
+  // slot, pending retries (their slots stay), the jobs table (its last_fire
+  // is what keeps the engine from firing a pruned slot again).
+  virtual Result<Pruned> prune(TimePoint before, int max_rows) = 0;
+  // Retention by count, one small batch per call (call again while it
+  // returns max_rows): deletes up to `max_rows` finished runs of `job` that
+  // are older than its newest `keep` runs (by started_at, any outcome,
+  // running ones included), with their events and emptied slots. Never
+  // deletes what prune() never deletes. keep < 0 or max_rows <= 0 is an Error.
+  virtual Result<int> prune_excess(std::string_view job, int keep, int max_rows) = 0;
 
   // Housekeeping for idle moments: moves the write-ahead log into the main
   // file without waiting for readers. Writes do it by themselves when the log

@@ -1,0 +1,47 @@
+// One isolated run outside the daemon, recorded in the ledger: what
+// `run-once` and `replay` share.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "catalog/catalog.h"
+#include "common/time.h"
+#include "config/config.h"
+#include "ledger/store.h"
+
+namespace jobhost::cli {
+
+// The build a run loads: the plugin's descriptor name and version, the
+// sha256 of its content, and the shadow copy to load.
+struct Build {
+  std::string plugin;
+  std::string version;
+  std::string sha256;
+  std::filesystem::path path;
+};
+
+Build build_of(const catalog::PluginInfo& plugin);
+
+// How the run is recorded and what its plugin is told.
+struct OneOffRun {
+  ledger::Trigger trigger = ledger::Trigger::manual;
+  std::optional<std::string> replay_of;  // the run id replayed
+  // What the plugin's scheduled_for() and attempt() return. Default: the
+  // run's own slot (now) and 1. A replay passes those of the run it replays.
+  std::optional<TimePoint> plugin_scheduled_for;
+  uint32_t plugin_attempt = 1;
+};
+
+// Claims a slot of its own at now (attempt 1, `run.trigger`), runs `job` on
+// `build` in a forked child through the executor with the job's params,
+// limits, timeout and user, blocking until it ends, records the end, and
+// prints "RUN_ID OUTCOME in DURATION: MESSAGE" on stdout (the run's log lines
+// go to stderr). Returns the exit code: 0 iff the run succeeded, 1 otherwise
+// (failed, not started, or its start not recorded).
+int run_recorded(const config::Config& config, ledger::Store& store, const config::JobConfig& job,
+                 const Build& build, const OneOffRun& run);
+
+}  // namespace jobhost::cli

@@ -1,0 +1,141 @@
+#include "engine/retention.h"
+
+#include <fmt/core.h>
+#include <spdlog/common.h>
+
+#include <algorithm>
+
+#include "common/log.h"
+
+namespace jobhost::engine {
+
+RetentionPolicy retention_policy(const config::Config& config) {
+  RetentionPolicy policy;
+  policy.keep_runs = config.host.keep_runs;
+  for (const auto& job : config.jobs) {
+    if (job.keep_last > 0) policy.keep_last.emplace(job.name, job.keep_last);
+  }
+  return policy;
+}
+
+int prune_slack(int keep) {
+  return std::max(1, keep / 10);
+}
+
+Pruner::Pruner(boost::asio::io_context& io, ledger::Store& store, RetentionPolicy policy,
+               Clock clock)
+    : timer_(io), store_(store), policy_(std::move(policy)), clock_(std::move(clock)) {}
+
+void Pruner::start() {
+  stopped_ = false;
+  // The first pass also catches up on what was recorded while no daemon
+  // counted, and on a keep_last lowered since.
+  for (const auto& [job, keep] : policy_.keep_last) queue(Step{job});
+  next_age_pass_ = std::chrono::steady_clock::now() + kPruneFirstPass;
+  arm(kPruneFirstPass);
+}
+
+void Pruner::stop() {
+  stopped_ = true;
+  ++generation_;
+  timer_.cancel();
+}
+
+void Pruner::note_recorded(std::string_view job) {
+  auto it = policy_.keep_last.find(job);
+  if (stopped_ || it == policy_.keep_last.end()) return;
+  int& count = since_prune_[it->first];
+  if (++count < prune_slack(it->second)) return;
+  count = 0;
+  queue(Step{it->first});
+  if (idle_) arm(kPruneBatchGap);
+}
+
+void Pruner::queue(Step step) {
+  if (std::none_of(steps_.begin(), steps_.end(),
+                   [&](const Step& queued) { return queued.job == step.job; })) {
+    steps_.push_back(std::move(step));
+  }
+}
+
+void Pruner::arm(Duration delay) {
+  idle_ = steps_.empty();
+  const uint64_t generation = ++generation_;
+  timer_.expires_after(std::max(delay, Duration(0)));
+  // The generation, not operation_aborted, tells a replaced wait: a handler
+  // already queued when the timer is re-armed still runs.
+  timer_.async_wait([this, generation](const boost::system::error_code& ec) {
+    if (!ec && generation == generation_ && !stopped_) on_timer();
+  });
+}
+
+void Pruner::on_timer() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now >= next_age_pass_) {
+    if (policy_.keep_runs.count() > 0) queue(Step{});  // the cutoff moved on
+    report_due_ = true;
+    next_age_pass_ = now + kPruneAgeInterval;
+  }
+  const auto until_age_pass = std::chrono::duration_cast<Duration>(next_age_pass_ - now);
+  if (!steps_.empty() && !run_batch()) {
+    arm(until_age_pass);  // the ledger refused: keep the steps, try again then
+    return;
+  }
+  if (!steps_.empty()) {
+    arm(kPruneBatchGap);
+    return;
+  }
+  if (report_due_ && deleted_.any()) {
+    report(deleted_, spdlog::level::info);
+    deleted_ = {};
+  }
+  report_due_ = false;
+  arm(until_age_pass);
+}
+
+bool Pruner::run_batch() {
+  const Step& step = steps_.front();
+  const auto began = std::chrono::steady_clock::now();
+  bool more = false;
+  if (step.job.empty()) {
+    auto pruned = store_.prune(clock_() - policy_.keep_runs, kPruneBatchRows);
+    if (!pruned) {
+      log::warn("retention: " + pruned.error().message);
+      return false;
+    }
+    deleted_.by_age += pruned->runs;
+    deleted_.events += pruned->events;
+    more = pruned->runs == kPruneBatchRows || pruned->events == kPruneBatchRows;
+  } else {
+    auto pruned =
+        store_.prune_excess(step.job, policy_.keep_last.find(step.job)->second, kPruneBatchRows);
+    if (!pruned) {
+      log::warn("retention: " + pruned.error().message, {step.job});
+      return false;
+    }
+    deleted_.by_count += *pruned;
+    more = *pruned == kPruneBatchRows;
+  }
+  const auto took = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - began);
+  if (took > std::chrono::milliseconds(50)) {
+    log::write(spdlog::level::debug, {step.job},
+               fmt::format("retention: one batch took {} ms", took.count()));
+  }
+  if (!more) steps_.pop_front();
+  return true;
+}
+
+void Pruner::report(const Totals& totals, spdlog::level::level_enum level) const {
+  const std::string age = config::format_duration(policy_.keep_runs);
+  std::string parts;
+  auto add = [&](int64_t n, std::string text) {
+    if (n == 0) return;
+    parts += fmt::format("{}{} {}", parts.empty() ? "" : ", ", n, text);
+  };
+  add(totals.by_count, "run(s) over keep_last");
+  add(totals.by_age, "run(s) older than " + age);
+  add(totals.events, "other event(s) older than " + age);
+  log::write(level, {}, "retention: deleted " + parts);
+}
+
+}  // namespace jobhost::engine

@@ -1,0 +1,92 @@
+// Retention: deletes old runs and events from the ledger ([host] keep_runs,
+// keep_last per job) in small batches from a timer on the event loop, so that
+// no prune holds the loop, or the ledger's write lock, for long. What a prune
+// never deletes is in ledger/store.h.
+#pragma once
+
+#include <spdlog/common.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "config/config.h"
+#include "ledger/store.h"
+
+namespace jobhost::engine {
+
+struct RetentionPolicy {
+  Duration keep_runs{0};                              // 0 = no age limit
+  std::map<std::string, int, std::less<>> keep_last;  // only jobs with a count limit (> 0)
+};
+
+// The policy of a config: [host] keep_runs and each job's keep_last.
+RetentionPolicy retention_policy(const config::Config& config);
+
+// How many runs of a job with keep_last = `keep` are recorded between two
+// prunes of it: a tenth of keep, at least 1. So the job holds at most
+// keep + prune_slack(keep) finished runs, and each prune is one small batch.
+int prune_slack(int keep);
+
+// Rows deleted in one transaction at most.
+inline constexpr int kPruneBatchRows = 500;
+// The loop is free for this long between two batches.
+inline constexpr Duration kPruneBatchGap = std::chrono::milliseconds(20);
+// Pruning by age runs this often (and once shortly after start).
+inline constexpr Duration kPruneAgeInterval = std::chrono::minutes(1);
+inline constexpr Duration kPruneFirstPass = std::chrono::seconds(2);
+
+class Pruner {
+ public:
+  using Clock = std::function<TimePoint()>;
+
+  // `io` and `store` must outlive the pruner; everything runs on io's thread.
+  Pruner(boost::asio::io_context& io, ledger::Store& store, RetentionPolicy policy, Clock clock);
+
+  // Arms the first pass: by age, and every job with keep_last.
+  void start();
+  // No batch starts after this.
+  void stop();
+  // A run or skip of `job` was recorded; every prune_slack(keep_last) of them
+  // queues a prune of the job. A no-op for jobs without keep_last.
+  void note_recorded(std::string_view job);
+
+ private:
+  // One thing to prune: by age (job empty) or one job's excess.
+  struct Step {
+    std::string job;
+  };
+  struct Totals {
+    int64_t by_age = 0;
+    int64_t by_count = 0;
+    int64_t events = 0;
+    bool any() const { return by_age + by_count + events > 0; }
+  };
+
+  void arm(Duration delay);
+  void on_timer();
+  void queue(Step step);
+  // One batch of the front step; false when the ledger refused it.
+  bool run_batch();
+  void report(const Totals& totals, spdlog::level::level_enum level) const;
+
+  boost::asio::steady_timer timer_;
+  ledger::Store& store_;
+  RetentionPolicy policy_;
+  Clock clock_;
+  std::deque<Step> steps_;
+  std::map<std::string, int, std::less<>> since_prune_;  // runs recorded since the job's last prune
+  Totals deleted_;                                       // since the last info line
+  std::chrono::steady_clock::time_point next_age_pass_{};
+  uint64_t generation_ = 0;  // a newer arm() makes older handlers no-ops
+  bool idle_ = true;         // the timer waits for the next age pass, not a batch
+  bool report_due_ = false;  // an age tick came: log the totals when the queue is empty
+  bool stopped_ = true;
+};
+
+}  // namespace jobhost::engine
