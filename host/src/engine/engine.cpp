@@ -145,7 +145,7 @@ void Engine::on_timer() {
     Fire fire = *timeline_.begin();
     timeline_.erase(timeline_.begin());
     auto it = jobs_.find(fire.job);
-    if (it == jobs_.end()) continue;
+    if (it == jobs_.end() || it->second.retired) continue;
     if (fire.trigger == ledger::Trigger::schedule && fire.attempt == 1) {
       if (is_forward_jump(fire.due, t, kLateTolerance)) {
         // Suspended, or the clock jumped: the slots in between are misfires,
@@ -333,7 +333,8 @@ void Engine::on_run_done(const exec::RunReport& report) {
   if (job_it != jobs_.end()) {
     job_it->second.active.erase(report.run_id);
     const config::RetryPolicy& policy = job_it->second.config.retry;
-    if (report.retryable && run.attempt < policy.max_attempts && !shutting_down_) {
+    if (report.retryable && run.attempt < policy.max_attempts && !shutting_down_ &&
+        !job_it->second.retired) {
       end.retry_at = now() + retry_delay(policy, run.attempt, rng_);
     }
   }
@@ -408,7 +409,9 @@ void Engine::flush_backlog() {
 Result<TimePoint> Engine::trigger(std::string_view name) {
   if (shutting_down_) return fail("the host is shutting down");
   auto it = jobs_.find(name);
-  if (it == jobs_.end()) return fail(fmt::format("no job named \"{}\"", name));
+  if (it == jobs_.end() || it->second.retired) {
+    return fail(fmt::format("no job named \"{}\"", name));
+  }
   TimePoint slot = now();
   admit(Fire{slot, std::string(name), slot, 1, {}, ledger::Trigger::manual});
   pump();
