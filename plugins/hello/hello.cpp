@@ -1,6 +1,11 @@
 // The smallest useful C++ job: logs its `greeting` param and succeeds.
 #include <jobhost/plugin.hpp>
 
+// Test builds override it (tests/plugins/runtime: hello_v2) to exercise hot reload.
+#ifndef HELLO_VERSION
+#define HELLO_VERSION "1.0.0"
+#endif
+
 namespace {
 
 class Hello {
@@ -16,4 +21,4 @@ class Hello {
 
 }  // namespace
 
-JOBHOST_PLUGIN(Hello, "hello", "1.0.0", "Logs its greeting param and succeeds")
+JOBHOST_PLUGIN(Hello, "hello", HELLO_VERSION, "Logs its greeting param and succeeds")

@@ -1,7 +1,10 @@
-// The pure parts of retention: the policy of a config and the prune slack.
+// Retention: the policy of a config, the prune slack, and the Pruner on a
+// real ledger.
+#include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
 
 #include "engine/retention.h"
+#include "ledger/ledger_test_util.h"
 
 using namespace jobhost;
 using namespace jobhost::engine;
@@ -30,4 +33,36 @@ TEST_CASE("retention_policy takes keep_runs and the jobs with a count limit", "[
   auto policy = retention_policy(config);
   CHECK(policy.keep_runs == std::chrono::days(7));
   CHECK(policy.keep_last == std::map<std::string, int, std::less<>>{{"a", 5}, {"c", 10000}});
+}
+
+TEST_CASE("Pruner follows a reloaded policy", "[retention]") {
+  using namespace jobhost::ledger::testing;
+  TempDir dir;
+  auto store = open_store(dir.db());
+  for (int slot = 1; slot <= 30; ++slot) {
+    auto start = make_start("a", slot * 1000, slot * 1000);
+    REQUIRE(store->claim_and_start(start).value());
+    REQUIRE(store->finish_run(make_end(start, Outcome::succeeded)));
+  }
+  auto runs_of_a = [&] { return store->history("a", 1000).value().size(); };
+  boost::asio::io_context io;
+  Pruner pruner(io, *store, RetentionPolicy{}, [] { return at_ms(kBase + 60'000); });
+  pruner.start();
+  io.run_for(std::chrono::milliseconds(100));
+  CHECK(runs_of_a() == 30);  // no keep_last: nothing to prune
+
+  SECTION("a lowered keep_last is applied without waiting for new runs") {
+    pruner.set_policy(RetentionPolicy{Duration(0), {{"a", 5}}});
+    io.restart();
+    io.run_for(std::chrono::milliseconds(300));
+    CHECK(runs_of_a() == 5);
+  }
+  SECTION("a keep_last removed before its prune ran deletes nothing") {
+    pruner.set_policy(RetentionPolicy{Duration(0), {{"a", 5}}});
+    pruner.set_policy(RetentionPolicy{});
+    io.restart();
+    io.run_for(std::chrono::milliseconds(300));
+    CHECK(runs_of_a() == 30);
+  }
+  pruner.stop();
 }

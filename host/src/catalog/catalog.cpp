@@ -138,82 +138,86 @@ ScanResult Catalog::scan() {
 }
 
 std::expected<PluginInfo, Rejection> Catalog::probe_file(const std::filesystem::path& file) {
+  auto prepared = prepare_probe(file);
+  if (auto* info = std::get_if<PluginInfo>(&prepared)) return std::move(*info);
+  if (auto* rejection = std::get_if<Rejection>(&prepared)) return std::unexpected(*rejection);
+  const auto& pending = std::get<PendingProbe>(prepared);
+  return finish_probe(pending, probe(pending.probed, probe_timeout_, file.filename().string()));
+}
+
+Catalog::Prepared Catalog::prepare_probe(const std::filesystem::path& file) {
+  auto rejected = [&](std::string reason) { return Rejection{file, std::move(reason)}; };
   struct stat st {};
   if (::lstat(file.c_str(), &st) != 0) {
-    return reject(file, fmt::format("cannot be read: {}", std::strerror(errno)));
+    return rejected(fmt::format("cannot be read: {}", std::strerror(errno)));
   }
   if (auto ok = check_file_safety(file, st.st_mode, st.st_uid, ::geteuid(), Expect::plugin_file);
       !ok) {
-    return reject(file, symlink_reason(file, ok.error().message));
+    return rejected(symlink_reason(file, ok.error().message));
   }
   auto bytes = read_checked(file, st);
-  if (!bytes) return reject(file, bytes.error().message);
-  if (auto ok = check_elf_header(*bytes); !ok) return reject(file, ok.error().message);
+  if (!bytes) return rejected(bytes.error().message);
+  if (auto ok = check_elf_header(*bytes); !ok) return rejected(ok.error().message);
 
   const std::string sha = sha256_hex(*bytes);
   const auto shadow = shadow_path_for(shadow_dir_, sha);
+  if (auto ok = prepare_shadow_dir(shadow_dir_); !ok) return rejected(ok.error().message);
   auto cached = verdicts_.find(sha);
   if (cached == verdicts_.end()) {
-    auto verdict = probe_content(file, sha, *bytes);
-    if (!verdict.cacheable) return reject(file, verdict.verdict.error());
-    cached = verdicts_.emplace(sha, std::move(verdict.verdict)).first;
+    // Probe exactly the bytes that were hashed: an intact shadow copy of them,
+    // or a new temporary one, which becomes the shadow copy if accepted.
+    PendingProbe pending{file, sha, shadow, std::nullopt};
+    if (!is_intact_copy(shadow, sha)) {
+      auto written = write_temp_copy(shadow_dir_, *bytes);
+      if (!written) return rejected(written.error().message);
+      pending.temp = *written;
+      pending.probed = *written;
+    }
+    return pending;
   }
-  if (!cached->second) return reject(file, cached->second.error());
+  if (!cached->second) return rejected(cached->second.error());
 
   // Accepted earlier: make sure its shadow copy is still there (state_dir may
   // have been cleaned); the content is the same, so no new probe is needed.
   struct stat shadow_st {};
   if (::lstat(shadow.c_str(), &shadow_st) != 0 || !S_ISREG(shadow_st.st_mode) ||
       static_cast<std::size_t>(shadow_st.st_size) != bytes->size()) {
-    if (auto ok = prepare_shadow_dir(shadow_dir_); !ok) return reject(file, ok.error().message);
     auto temp = write_temp_copy(shadow_dir_, *bytes);
-    if (!temp) return reject(file, temp.error().message);
-    if (auto ok = commit_copy(*temp, shadow); !ok) return reject(file, ok.error().message);
+    if (!temp) return rejected(temp.error().message);
+    if (auto ok = commit_copy(*temp, shadow); !ok) return rejected(ok.error().message);
   }
-
   const Descriptor& d = *cached->second;
   return PluginInfo{*d.name, *d.version, d.description.value_or(""), d.abi_major, d.abi_minor, sha,
                     file,    shadow};
 }
 
-Catalog::ProbeOutcome Catalog::probe_content(const std::filesystem::path& file,
-                                             const std::string& sha, const std::string& bytes) {
-  auto transient = [](std::string reason) {
-    return ProbeOutcome{std::unexpected(std::move(reason)), false};
-  };
-  if (auto ok = prepare_shadow_dir(shadow_dir_); !ok) return transient(ok.error().message);
-
-  // Probe exactly the bytes that were hashed: an intact shadow copy of them,
-  // or a new temporary one, which becomes the shadow copy if accepted.
-  const auto shadow = shadow_path_for(shadow_dir_, sha);
-  std::filesystem::path probed = shadow;
-  std::optional<std::filesystem::path> temp;
-  if (!is_intact_copy(shadow, sha)) {
-    auto written = write_temp_copy(shadow_dir_, bytes);
-    if (!written) return transient(written.error().message);
-    temp = *written;
-    probed = *temp;
-  }
-
+std::expected<PluginInfo, Rejection> Catalog::finish_probe(const PendingProbe& pending,
+                                                           const ProbeResult& result) {
   ++probes_run_;
-  auto probed_result = probe(probed, probe_timeout_, file.filename().string());
-  ProbeOutcome outcome{std::unexpected(std::string()), true};
-  if (!probed_result) {
-    outcome = {std::unexpected(probed_result.error().reason), !probed_result.error().transient};
-  } else if (auto ok = check_descriptor(*probed_result); !ok) {
-    outcome.verdict = std::unexpected(ok.error().message);
+  Verdict verdict = std::unexpected(std::string());
+  bool cacheable = true;  // false for a timeout or a host-side failure: try again next scan
+  if (!result) {
+    verdict = std::unexpected(result.error().reason);
+    cacheable = !result.error().transient;
+  } else if (auto ok = check_descriptor(*result); !ok) {
+    verdict = std::unexpected(ok.error().message);
   } else {
-    outcome.verdict = std::move(*probed_result);
+    verdict = *result;
   }
-
-  if (temp) {
-    if (outcome.verdict) {
-      if (auto ok = commit_copy(*temp, shadow); !ok) return transient(ok.error().message);
-    } else {
-      ::unlink(temp->c_str());
+  const auto shadow = shadow_path_for(shadow_dir_, pending.sha256);
+  if (pending.temp) {
+    if (!verdict) {
+      ::unlink(pending.temp->c_str());
+    } else if (auto ok = commit_copy(*pending.temp, shadow); !ok) {
+      return reject(pending.file, ok.error().message);
     }
   }
-  return outcome;
+  if (cacheable) verdicts_.insert_or_assign(pending.sha256, verdict);
+  if (!verdict) return reject(pending.file, verdict.error());
+  const Descriptor& d = *verdict;
+  return PluginInfo{*d.name,      *d.version,  d.description.value_or(""),
+                    d.abi_major,  d.abi_minor, pending.sha256,
+                    pending.file, shadow};
 }
 
 }  // namespace jobhost::catalog

@@ -11,6 +11,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "catalog/probe.h"
@@ -64,7 +65,28 @@ class Catalog {
 
   // Checks one file as scan() does (permissions, ELF header, probe, ABI) and
   // installs its shadow copy; does not check plugin_dir or duplicate names.
+  // Blocks for up to the probe timeout when the content is new.
   std::expected<PluginInfo, Rejection> probe_file(const std::filesystem::path& file);
+
+  // probe_file() in two halves, so that a caller with an event loop can run
+  // the probe child asynchronously (start_probe() in probe.h) in between.
+  // A content that still needs its probe: probe `probed` (a private copy of
+  // exactly the bytes hashed), then hand the result to finish_probe().
+  struct PendingProbe {
+    std::filesystem::path file;
+    std::string sha256;
+    std::filesystem::path probed;               // the intact shadow copy, or `temp`
+    std::optional<std::filesystem::path> temp;  // a new copy: committed or removed by finish
+  };
+  using Prepared = std::variant<PluginInfo, Rejection, PendingProbe>;
+  // Every check but the probe; a cached verdict answers at once.
+  Prepared prepare_probe(const std::filesystem::path& file);
+  // Applies the probe's result: checks the descriptor, caches the verdict,
+  // installs the shadow copy.
+  std::expected<PluginInfo, Rejection> finish_probe(const PendingProbe& pending,
+                                                    const ProbeResult& result);
+
+  Duration probe_timeout() const { return probe_timeout_; }
 
   const std::filesystem::path& plugin_dir() const { return plugin_dir_; }
   const std::filesystem::path& shadow_dir() const { return shadow_dir_; }
@@ -74,13 +96,6 @@ class Catalog {
  private:
   // What probing one content decided (the descriptor, or the rejection reason).
   using Verdict = std::expected<Descriptor, std::string>;
-  struct ProbeOutcome {
-    Verdict verdict;
-    bool cacheable;  // false for a timeout or a host-side failure: try again next scan
-  };
-
-  ProbeOutcome probe_content(const std::filesystem::path& file, const std::string& sha,
-                             const std::string& bytes);
 
   std::filesystem::path plugin_dir_;
   std::filesystem::path shadow_dir_;

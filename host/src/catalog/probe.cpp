@@ -317,8 +317,7 @@ ProbeResult interpret_probe_report(const ProbeReport& report, Duration timeout,
   return rejected(fmt::format("the probe stopped {} without an answer", where));
 }
 
-ProbeResult probe(const std::filesystem::path& so, Duration timeout, std::string_view shown_name) {
-  const std::string shown = shown_name.empty() ? so.string() : std::string(shown_name);
+std::expected<ProbeChild, ProbeFailure> start_probe(const std::filesystem::path& so) {
   {
     std::ifstream in(so, std::ios::binary);
     if (!in) return rejected(fmt::format("cannot be read: {}", std::strerror(errno)));
@@ -345,11 +344,23 @@ ProbeResult probe(const std::filesystem::path& so, Duration timeout, std::string
   }
   ::close(fds[1]);
   ::setpgid(pid, pid);  // also done by the child; whichever runs first wins the race
+  return ProbeChild{pid, fds[0]};
+}
+
+bool probe_answered(std::string_view output) {
+  return has_final_message(output);
+}
+
+ProbeResult probe(const std::filesystem::path& so, Duration timeout, std::string_view shown_name) {
+  const std::string shown = shown_name.empty() ? so.string() : std::string(shown_name);
+  auto child = start_probe(so);
+  if (!child) return std::unexpected(child.error());
+  const pid_t pid = child->pid;
 
   const auto deadline = Clock::now() + timeout;
   ProbeReport report;
-  const bool answered = read_report(fds[0], deadline, report.output);
-  ::close(fds[0]);
+  const bool answered = read_report(child->output_fd, deadline, report.output);
+  ::close(child->output_fd);
   if (!answered) {
     kill_group_and_reap(pid);
   } else if (has_final_message(report.output) || wait_exited(pid, deadline)) {

@@ -36,6 +36,24 @@ using ProbeResult = std::expected<Descriptor, ProbeFailure>;
 ProbeResult probe(const std::filesystem::path& so, Duration timeout = kDefaultProbeTimeout,
                   std::string_view shown_name = {});
 
+// A probe child started by start_probe(), for callers that wait on it
+// asynchronously. The caller owns both: it reads `output_fd` until
+// probe_answered() or EOF, then kills the process group `pid` (SIGKILL) and
+// reaps `pid` (waitpid on this pid only), kills it at the timeout, closes
+// `output_fd`, and hands what it saw to interpret_probe_report().
+struct ProbeChild {
+  int pid = -1;
+  int output_fd = -1;  // read end of the child's report pipe, O_CLOEXEC
+};
+
+// Checks the ELF header of `so` and forks the probe child (as probe() does).
+// Errors: the file cannot be read or is no loadable ELF (final), or pipe/fork
+// failed (transient).
+std::expected<ProbeChild, ProbeFailure> start_probe(const std::filesystem::path& so);
+
+// True once `output` holds the child's final answer (a descriptor or an error).
+bool probe_answered(std::string_view output);
+
 // What the parent saw of a probe child: what it wrote and how it ended.
 struct ProbeReport {
   std::string output;              // the child's messages, one JSON object per line

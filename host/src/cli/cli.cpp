@@ -77,6 +77,12 @@ int run_cli(int argc, char** argv) {
   trigger->add_option("job", job, "The job")->required();
   trigger->callback([&] { command = [&] { return cmd_trigger(config, job); }; });
 
+  auto* reload = app.add_subcommand(
+      "reload",
+      "Ask the running daemon to reload plugins and config now; exit 1 if it rejected any");
+  add_config_flag(reload, config);
+  reload->callback([&] { command = [&] { return cmd_reload(config); }; });
+
   int limit = 20;
   auto* history = app.add_subcommand("history", "Recorded runs, newest first");
   add_config_flag(history, config);

@@ -8,6 +8,9 @@
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "cli/context.h"
+#include "engine/control.h"
+#include "engine/pid_lock.h"
+#include "engine/reload.h"
 #include "schedule/schedule.h"
 
 namespace jobhost::cli {
@@ -47,16 +50,34 @@ std::vector<TimePoint> next_fires(const schedule::Spec& spec, TimePoint from, in
   return out;
 }
 
-json plugin_json(const catalog::PluginInfo& p) {
-  return {{"name", p.name},
-          {"version", p.version},
-          {"description", p.description},
-          {"abi", fmt::format("{}.{}", p.abi_major, p.abi_minor)},
-          {"abi_major", p.abi_major},
-          {"abi_minor", p.abi_minor},
-          {"sha256", p.sha256},
-          {"path", p.path.string()},
-          {"shadow_path", p.shadow_path.string()}};
+// `plugins` as the running daemon answers it (see Reloader::plugins_json).
+int print_daemon_plugins(json reply, bool as_json) {
+  reply.erase("ok");
+  const bool clean = reply["rejected"].empty();
+  if (as_json) {
+    fmt::print("{}\n", reply.dump(2));
+    return clean ? kExitOk : kExitFailed;
+  }
+  fmt::print("plugins in service in the running daemon ({})\n",
+             reply.value("plugin_dir", std::string()));
+  for (const auto& p : reply["accepted"]) {
+    fmt::print("  accepted  {:<16} {:<10} abi {}  sha256 {}  {}\n", p.value("name", ""),
+               p.value("version", ""), p.value("abi", ""), p.value("sha256", "").substr(0, 12),
+               p.value("path", ""));
+  }
+  for (const auto& r : reply["rejected"]) {
+    fmt::print("  rejected  {}: {}\n", r.value("path", ""), r.value("reason", ""));
+  }
+  for (const auto& j : reply["jobs"]) {
+    if (j["next_build"].is_object()) {
+      fmt::print("  job {:<20} next run loads {} {} (sha256 {})\n", j.value("job", ""),
+                 j.value("plugin", ""), j["next_build"].value("version", ""),
+                 j["next_build"].value("sha256", "").substr(0, 12));
+    } else {
+      fmt::print("  job {:<20} blocked: {}\n", j.value("job", ""), j.value("blocked", ""));
+    }
+  }
+  return clean ? kExitOk : kExitFailed;
 }
 
 }  // namespace
@@ -96,12 +117,19 @@ int cmd_validate(const std::string& config_flag) {
 int cmd_plugins(const std::string& config_flag, bool as_json) {
   auto config = load_or_report(resolve_config_path(config_flag));
   if (!config) return kExitFailed;
+  // A running daemon knows what its runs load (a rejected new build leaves
+  // the previous one in service); without one, scan plugin_dir.
+  if (engine::PidLock::holder(config->host.state_dir) != 0) {
+    auto reply = engine::control_request(config->host.state_dir, {{"op", "plugins"}},
+                                         std::chrono::seconds(5));
+    if (reply && reply->value("ok", false)) return print_daemon_plugins(*reply, as_json);
+  }
   auto scan = scan_plugins(*config);
   if (as_json) {
     json out = {{"plugin_dir", config->host.plugin_dir.string()},
                 {"accepted", json::array()},
                 {"rejected", json::array()}};
-    for (const auto& p : scan.accepted) out["accepted"].push_back(plugin_json(p));
+    for (const auto& p : scan.accepted) out["accepted"].push_back(engine::plugin_json(p));
     for (const auto& r : scan.rejected) {
       out["rejected"].push_back({{"path", r.path.string()}, {"reason", r.reason}});
     }

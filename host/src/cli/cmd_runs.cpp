@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "cli/cli.h"
 #include "cli/commands.h"
@@ -82,6 +83,35 @@ int cmd_trigger(const std::string& config_flag, const std::string& job_name) {
   return kExitOk;
 }
 
+int cmd_reload(const std::string& config_flag) {
+  // An invalid config is what a reload is often asked to check: it only
+  // needs [host] to find the daemon, which then reports every error.
+  std::optional<config::HostConfig> host;
+  auto file = resolve_config_path(config_flag);
+  auto loaded = config::load_config(file, [&](const config::HostConfig& h) {
+    host = h;
+    return std::optional<std::set<std::string>>();
+  });
+  if (!loaded && !host) {
+    for (const auto& error : loaded.error()) fmt::print(stderr, "{}\n", error.to_string());
+    return kExitFailed;
+  }
+  const auto state_dir = loaded ? loaded->host.state_dir : host->state_dir;
+  // A reload may wait for a probe (up to its 5 s timeout per new file) and
+  // for a cycle already in progress.
+  auto reply = engine::control_request(state_dir, {{"op", "reload"}}, std::chrono::seconds(60));
+  if (!reply) {
+    fmt::print(stderr, "{}\n", reply.error().message);
+    return reply.error().unreachable ? kExitUnreachable : kExitFailed;
+  }
+  for (const auto& line : reply->value("lines", json::array())) {
+    fmt::print("{}\n", line.get<std::string>());
+  }
+  if (reply->contains("error"))
+    fmt::print(stderr, "reload: {}\n", (*reply)["error"].get<std::string>());
+  return reply->value("ok", false) ? kExitOk : kExitFailed;
+}
+
 int cmd_history(const std::string& config_flag, const std::string& job, int limit, bool as_json) {
   auto config = load_or_report(resolve_config_path(config_flag));
   if (!config) return kExitFailed;
@@ -133,6 +163,21 @@ int cmd_status(const std::string& config_flag, bool as_json) {
     entry["plugin"] = job.plugin;
     jobs.push_back(entry);
   }
+  // The build each job's next run will load: only the daemon knows it.
+  if (daemon_pid != 0) {
+    auto reply = engine::control_request(config->host.state_dir, {{"op", "status"}},
+                                         std::chrono::seconds(2));
+    if (reply && reply->value("ok", false) && (*reply)["jobs"].is_array()) {
+      for (std::size_t i = 0; i < jobs.size(); ++i) {
+        auto& entry = jobs[i];
+        for (const auto& live : (*reply)["jobs"]) {
+          if (live.value("job", "") != config->jobs[i].name) continue;
+          entry["next_build"] = live.value("next_build", json(nullptr));
+          if (live.contains("blocked")) entry["blocked"] = live["blocked"];
+        }
+      }
+    }
+  }
   json in_flight = json::array();
   for (const auto& run : *running) in_flight.push_back(run);
   if (as_json) {
@@ -159,6 +204,13 @@ int cmd_status(const std::string& config_flag, bool as_json) {
     fmt::print("{:<20} {:<14} {:<24} {:<24} {:>5} {:>8} {:>9}\n", text("job"), text("last_outcome"),
                text("last_started"), text("next_fire"), j.value("consecutive_failures", 0), rate,
                mean);
+    if (j.contains("next_build") && j["next_build"].is_object()) {
+      fmt::print("  next run: {} {} (sha256 {})\n", j.value("plugin", ""),
+                 j["next_build"].value("version", ""),
+                 j["next_build"].value("sha256", "").substr(0, 12));
+    } else if (j.contains("blocked")) {
+      fmt::print("  blocked: {}\n", j["blocked"].get<std::string>());
+    }
   }
   for (const auto& run : *running) {
     fmt::print("in flight: {} {} attempt {} since {}{}\n", run.job, run.run_id, run.attempt,

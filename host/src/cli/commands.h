@@ -23,6 +23,7 @@ int cmd_next(const NextOptions& options);
 int cmd_run(const std::string& config_flag);
 int cmd_run_once(const std::string& config_flag, const std::string& job);
 int cmd_trigger(const std::string& config_flag, const std::string& job);
+int cmd_reload(const std::string& config_flag);
 int cmd_history(const std::string& config_flag, const std::string& job, int limit, bool json);
 int cmd_status(const std::string& config_flag, bool json);
 // `current`: run on the build plugin_dir has now, not the recorded one.

@@ -20,7 +20,7 @@ using boost::asio::local::stream_protocol;
 constexpr std::size_t kMaxRequest = 64 * 1024;
 
 // One connection: read a line, answer a line, close.
-void serve(std::shared_ptr<stream_protocol::socket> socket, ControlServer::Handler handler) {
+void serve(std::shared_ptr<stream_protocol::socket> socket, ControlServer::AsyncHandler handler) {
   auto buffer = std::make_shared<boost::asio::streambuf>(kMaxRequest);
   boost::asio::async_read_until(
       *socket, *buffer, '\n',
@@ -30,15 +30,23 @@ void serve(std::shared_ptr<stream_protocol::socket> socket, ControlServer::Handl
         std::istream in(buffer.get());
         std::string line;
         std::getline(in, line);
-        nlohmann::json reply;
+        auto respond = [socket](nlohmann::json reply) {
+          auto text = std::make_shared<std::string>(reply.dump() + "\n");
+          boost::asio::async_write(
+              *socket, boost::asio::buffer(*text),
+              [socket, text](const boost::system::error_code&, std::size_t) {});
+        };
+        nlohmann::json request;
         try {
-          reply = handler(nlohmann::json::parse(line));
+          request = nlohmann::json::parse(line);
         } catch (const std::exception& e) {
-          reply = {{"ok", false}, {"error", fmt::format("bad request: {}", e.what())}};
+          return respond({{"ok", false}, {"error", fmt::format("bad request: {}", e.what())}});
         }
-        auto text = std::make_shared<std::string>(reply.dump() + "\n");
-        boost::asio::async_write(*socket, boost::asio::buffer(*text),
-                                 [socket, text](const boost::system::error_code&, std::size_t) {});
+        try {
+          handler(request, respond);
+        } catch (const std::exception& e) {
+          respond({{"ok", false}, {"error", fmt::format("bad request: {}", e.what())}});
+        }
       });
 }
 
@@ -49,12 +57,21 @@ std::filesystem::path control_socket_path(const std::filesystem::path& state_dir
 }
 
 ControlServer::ControlServer(boost::asio::io_context& io, std::filesystem::path path,
-                             Handler handler)
+                             AsyncHandler handler)
     : acceptor_(io), path_(std::move(path)), handler_(std::move(handler)) {}
 
 Result<std::unique_ptr<ControlServer>> ControlServer::listen(boost::asio::io_context& io,
                                                              const std::filesystem::path& socket,
                                                              Handler handler) {
+  return listen_async(
+      io, socket,
+      [handler = std::move(handler)](const nlohmann::json& request, const Respond& respond) {
+        respond(handler(request));
+      });
+}
+
+Result<std::unique_ptr<ControlServer>> ControlServer::listen_async(
+    boost::asio::io_context& io, const std::filesystem::path& socket, AsyncHandler handler) {
   std::unique_ptr<ControlServer> server(new ControlServer(io, socket, std::move(handler)));
   std::error_code ignored;
   std::filesystem::remove(socket, ignored);

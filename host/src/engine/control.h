@@ -22,21 +22,28 @@ std::filesystem::path control_socket_path(const std::filesystem::path& state_dir
 class ControlServer {
  public:
   using Handler = std::function<nlohmann::json(const nlohmann::json& request)>;
+  // For requests answered later (a reload answers once it is applied): call
+  // `respond` once, from io's thread.
+  using Respond = std::function<void(nlohmann::json reply)>;
+  using AsyncHandler = std::function<void(const nlohmann::json& request, Respond respond)>;
 
   // Binds the socket (replacing a stale file left by a dead daemon: the caller
   // holds the pid lock) and serves requests on `io` until destroyed.
   static Result<std::unique_ptr<ControlServer>> listen(boost::asio::io_context& io,
                                                        const std::filesystem::path& socket,
                                                        Handler handler);
+  static Result<std::unique_ptr<ControlServer>> listen_async(boost::asio::io_context& io,
+                                                             const std::filesystem::path& socket,
+                                                             AsyncHandler handler);
   ~ControlServer();
 
  private:
-  ControlServer(boost::asio::io_context& io, std::filesystem::path path, Handler handler);
+  ControlServer(boost::asio::io_context& io, std::filesystem::path path, AsyncHandler handler);
   void accept();
 
   boost::asio::local::stream_protocol::acceptor acceptor_;
   std::filesystem::path path_;
-  Handler handler_;
+  AsyncHandler handler_;
 };
 
 struct ControlError {

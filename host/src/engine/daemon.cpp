@@ -12,6 +12,7 @@
 #include "engine/control.h"
 #include "engine/engine.h"
 #include "engine/pid_lock.h"
+#include "engine/reloader.h"
 #include "exec/executor.h"
 #include "exec/isolation.h"
 #include "ledger/sqlite_store.h"
@@ -81,25 +82,38 @@ int run_daemon(const config::Config& config) {
   };
   exec::Executor executor(io, std::move(exec_options));
   std::random_device entropy;
-  Engine engine(io, config, std::move(plugins), **store, executor,
+  Engine engine(io, config, plugins, **store, executor,
                 (static_cast<uint64_t>(entropy()) << 32) | entropy());
   engine_ptr = &engine;
+  Reloader reloader(io, config.file, catalog, plugins, engine, **store);
 
-  auto control = ControlServer::listen(
-      io, control_socket_path(config.host.state_dir), [&](const nlohmann::json& request) {
+  auto control = ControlServer::listen_async(
+      io, control_socket_path(config.host.state_dir),
+      [&](const nlohmann::json& request, const ControlServer::Respond& respond) {
         std::string op = request.value("op", "");
-        if (op == "ping") return nlohmann::json{{"ok", true}, {"pid", getpid()}};
+        if (op == "reload") {
+          return reloader.reload_all("jobhost reload", [respond](const Reloader::Summary& s) {
+            respond({{"ok", s.ok}, {"lines", s.lines}});
+          });
+        }
+        if (op == "plugins") {
+          auto out = reloader.plugins_json();
+          out["ok"] = true;
+          return respond(out);
+        }
+        if (op == "ping") return respond({{"ok", true}, {"pid", getpid()}});
         if (op == "status") {
           auto snapshot = engine.snapshot();
           snapshot["ok"] = true;
-          return snapshot;
+          snapshot["jobs"] = engine.next_builds();
+          return respond(snapshot);
         }
         if (op == "trigger") {
           auto slot = engine.trigger(request.value("job", ""));
-          if (!slot) return nlohmann::json{{"ok", false}, {"error", slot.error().message}};
-          return nlohmann::json{{"ok", true}, {"scheduled_for", ledger::format_utc(*slot)}};
+          if (!slot) return respond({{"ok", false}, {"error", slot.error().message}});
+          return respond({{"ok", true}, {"scheduled_for", ledger::format_utc(*slot)}});
         }
-        return nlohmann::json{{"ok", false}, {"error", fmt::format("unknown op \"{}\"", op)}};
+        respond({{"ok", false}, {"error", fmt::format("unknown op \"{}\"", op)}});
       });
   if (!control) {
     log::error(control.error().message);
@@ -112,9 +126,10 @@ int run_daemon(const config::Config& config) {
       [&](const boost::system::error_code& ec, int signo) {
         if (ec) return;
         if (signo == SIGHUP) {
-          log::warn("SIGHUP: reloading config and plugins is not implemented yet (issue 6)");
+          reloader.reload_all("SIGHUP");
         } else if (++stop_requests == 1) {
           log::info(fmt::format("{}: stopping", signo == SIGTERM ? "SIGTERM" : "SIGINT"));
+          reloader.stop();
           // Nothing is left to do once the last run is recorded.
           engine.shutdown([&] { io.stop(); });
         } else {
@@ -126,6 +141,7 @@ int run_daemon(const config::Config& config) {
   signals.async_wait(on_signal);
 
   engine.start();
+  reloader.start();
   log::info(fmt::format("ready: {} job(s), max_concurrency {}", config.jobs.size(),
                         config.host.max_concurrency));
   io.run();

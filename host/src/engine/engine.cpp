@@ -147,7 +147,7 @@ void Engine::on_timer() {
     Fire fire = *timeline_.begin();
     timeline_.erase(timeline_.begin());
     auto it = jobs_.find(fire.job);
-    if (it == jobs_.end()) continue;
+    if (it == jobs_.end() || it->second.retired) continue;
     if (fire.trigger == ledger::Trigger::schedule && fire.attempt == 1) {
       if (is_forward_jump(fire.due, t, kLateTolerance)) {
         // Suspended, or the clock jumped: the slots in between are misfires,
@@ -342,7 +342,8 @@ void Engine::on_run_done(const exec::RunReport& report) {
     // A run the shutdown stopped is not retried; one that failed on its own
     // meanwhile keeps its retry, written to the ledger for the next start.
     const bool stopped_by_shutdown = shutting_down_ && report.outcome == Outcome::interrupted;
-    if (report.retryable && run.attempt < policy.max_attempts && !stopped_by_shutdown) {
+    if (report.retryable && run.attempt < policy.max_attempts && !stopped_by_shutdown &&
+        !job_it->second.retired) {
       end.retry_at = now() + retry_delay(policy, run.attempt, rng_);
     }
   }
@@ -432,7 +433,9 @@ void Engine::flush_backlog() {
 Result<TimePoint> Engine::trigger(std::string_view name) {
   if (shutting_down_) return fail("the host is shutting down");
   auto it = jobs_.find(name);
-  if (it == jobs_.end()) return fail(fmt::format("no job named \"{}\"", name));
+  if (it == jobs_.end() || it->second.retired) {
+    return fail(fmt::format("no job named \"{}\"", name));
+  }
   TimePoint slot = now();
   admit(Fire{slot, std::string(name), slot, 1, {}, ledger::Trigger::manual});
   pump();

@@ -16,6 +16,7 @@
 #include "catalog/catalog.h"
 #include "config/config.h"
 #include "engine/retention.h"
+#include "engine/reload.h"
 #include "engine/wall_timer.h"
 #include "exec/executor.h"
 #include "ledger/ids.h"
@@ -74,6 +75,21 @@ class Engine {
   // Runs in flight and queued fires, for the control socket's "status".
   nlohmann::json snapshot() const;
 
+  // Hot reload (engine_reload.cpp; see docs/deploying.md).
+  // The plugins the next runs load; runs in flight keep the build they started with.
+  void replace_plugins(catalog::ScanResult plugins);
+  // Applies a new config that passed validation: new jobs start, removed
+  // jobs stop firing (their runs in flight finish, queued fires are recorded
+  // as skipped, pending retries dropped), changed jobs get their new
+  // settings and schedule from the next fire, unchanged jobs keep their
+  // timers and interval anchors. [host] settings that need a restart keep
+  // their running values (settings_needing_restart). Returns what changed.
+  JobDiff apply_config(config::Config loaded);
+  // Per job, in config order: the build its next run will load, or why it is blocked.
+  nlohmann::json next_builds() const;
+  const config::Config& config() const { return config_; }
+  const catalog::ScanResult& plugins() const { return plugins_; }
+
  private:
   struct JobState {
     config::JobConfig config;
@@ -86,6 +102,7 @@ class Engine {
     // in order, or a crash could leave an older slot unclaimed behind a newer
     // one, and the next start would never see it as missed.
     std::vector<std::pair<Fire, std::string>> skips_waiting{};
+    bool retired = false;          // removed by a reload: no fires, kept while runs finish
   };
   struct ActiveRun {
     std::string job;
@@ -112,6 +129,9 @@ class Engine {
   void record_waiting_skips(JobState& job);
   void flush_backlog();
   void notify_idle_if_done();
+  void add_job(const config::JobConfig& job, TimePoint t);
+  void change_job(JobState& job, const config::JobConfig& loaded, TimePoint t);
+  void retire_job(JobState& job, TimePoint t);
   std::string next_id() { return ids_.next(now()); }
 
   boost::asio::io_context& io_;

@@ -41,6 +41,18 @@ void Pruner::stop() {
   timer_.cancel();
 }
 
+void Pruner::set_policy(RetentionPolicy policy) {
+  policy_ = std::move(policy);
+  // Steps of jobs that lost their keep_last go; jobs that got one (or a
+  // lower one) are pruned at the next batch.
+  std::erase_if(
+      steps_, [&](const Step& s) { return !s.job.empty() && !policy_.keep_last.contains(s.job); });
+  std::erase_if(since_prune_, [&](const auto& e) { return !policy_.keep_last.contains(e.first); });
+  if (stopped_) return;
+  for (const auto& [job, keep] : policy_.keep_last) queue(Step{job});
+  if (idle_) arm(kPruneBatchGap);
+}
+
 void Pruner::note_recorded(std::string_view job) {
   auto it = policy_.keep_last.find(job);
   if (stopped_ || it == policy_.keep_last.end()) return;
@@ -107,8 +119,7 @@ bool Pruner::run_batch() {
     deleted_.events += pruned->events;
     more = pruned->runs == kPruneBatchRows || pruned->events == kPruneBatchRows;
   } else {
-    auto pruned =
-        store_.prune_excess(step.job, policy_.keep_last.find(step.job)->second, kPruneBatchRows);
+    auto pruned = store_.prune_excess(step.job, policy_.keep_last.at(step.job), kPruneBatchRows);
     if (!pruned) {
       log::warn("retention: " + pruned.error().message, {step.job});
       return false;

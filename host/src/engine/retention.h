@@ -52,6 +52,8 @@ class Pruner {
   void start();
   // No batch starts after this.
   void stop();
+  // A reloaded config's policy; queues a prune of every job with keep_last.
+  void set_policy(RetentionPolicy policy);
   // A run or skip of `job` was recorded; every prune_slack(keep_last) of them
   // queues a prune of the job. A no-op for jobs without keep_last.
   void note_recorded(std::string_view job);

@@ -1,0 +1,166 @@
+// The Engine's side of hot reload: swapping plugins and applying a new job
+// table without losing or doubling a fire. The pure diff is in reload.h.
+#include <fmt/core.h>
+
+#include "common/log.h"
+#include "engine/engine.h"
+
+namespace jobhost::engine {
+namespace {
+
+std::string blocked_reason(const std::string& plugin) {
+  return fmt::format(
+      "plugin \"{}\" is not available (missing or rejected: see `jobhost plugins`); fires of "
+      "this job are recorded as skipped",
+      plugin);
+}
+
+}  // namespace
+
+void Engine::replace_plugins(catalog::ScanResult plugins) {
+  plugins_ = std::move(plugins);
+}
+
+JobDiff Engine::apply_config(config::Config loaded) {
+  JobDiff diff = diff_jobs(config_.jobs, loaded.jobs);
+  if (shutting_down_) return diff;
+  const TimePoint t = now();
+  for (const auto& name : diff.removed) retire_job(jobs_.find(name)->second, t);
+  std::set<std::string> changed(diff.changed.begin(), diff.changed.end());
+  for (const auto& job : loaded.jobs) {
+    auto it = jobs_.find(job.name);
+    if (it == jobs_.end() || it->second.retired) {
+      add_job(job, t);
+    } else if (changed.contains(job.name)) {
+      change_job(it->second, job, t);
+    } else {
+      it->second.config = job;  // same settings; only its place in the file may differ
+    }
+  }
+  // Settings that need a restart keep their running values.
+  loaded.host.state_dir = config_.host.state_dir;
+  loaded.host.plugin_dir = config_.host.plugin_dir;
+  loaded.host.log_format = config_.host.log_format;
+  loaded.host.durability = config_.host.durability;
+  loaded.http = config_.http;
+  config_ = std::move(loaded);
+  pruner_.set_policy(retention_policy(config_));
+  pump();
+  arm_timer();
+  return diff;
+}
+
+void Engine::add_job(const config::JobConfig& cfg, TimePoint t) {
+  auto [it, inserted] =
+      jobs_.try_emplace(cfg.name, JobState{cfg, cfg.schedule, std::nullopt, {}, 0});
+  JobState& job = it->second;
+  if (!inserted) {  // a job removed earlier, maybe with runs still in flight
+    job.config = cfg;
+    job.spec = cfg.schedule;
+    job.retired = false;
+  }
+  auto last = store_.last_fire(cfg.name);
+  if (!last) log::error("cannot read the last fire from the ledger: " + last.error().message);
+  std::optional<TimePoint> last_fire = last ? *last : std::nullopt;
+  if (auto* every = std::get_if<schedule::Every>(&job.spec)) {
+    every->anchor = last_fire ? *last_fire : std::chrono::floor<std::chrono::seconds>(t);
+  }
+  if (!cfg.enabled) return;
+  if (!plugins_.find(cfg.plugin)) log::error(blocked_reason(cfg.plugin), {cfg.name});
+  // No catch-up for a job that was not in the config: it starts from now,
+  // and never before a slot the ledger already has (a job added back).
+  schedule_next(job, last_fire ? std::max(t, *last_fire) : t);
+}
+
+void Engine::change_job(JobState& job, const config::JobConfig& loaded, TimePoint t) {
+  // The next on-time fire was computed with the old schedule: drop it. Its
+  // slot was not claimed yet, so recomputing cannot lose or double a slot.
+  std::optional<TimePoint> pending;
+  for (auto it = timeline_.begin(); it != timeline_.end(); ++it) {
+    if (it->job == loaded.name && it->trigger == ledger::Trigger::schedule && it->attempt == 1) {
+      pending = it->slot;
+      timeline_.erase(it);
+      break;
+    }
+  }
+  schedule::Spec spec = loaded.schedule;
+  if (auto* every = std::get_if<schedule::Every>(&spec)) {
+    const auto* before = std::get_if<schedule::Every>(&job.spec);
+    if (before && before->period == every->period) {
+      every->anchor = before->anchor;  // same interval: stay on the same grid
+    } else {
+      auto last = store_.last_fire(loaded.name);
+      every->anchor = last && *last ? **last : std::chrono::floor<std::chrono::seconds>(t);
+    }
+  }
+  job.config = loaded;
+  job.spec = std::move(spec);
+  job.next_slot.reset();
+  if (!loaded.enabled) {
+    if (auto r = store_.upsert_job(loaded.name, loaded.definition_hash, std::nullopt, t); !r) {
+      log::warn("cannot record next fire in the ledger: " + r.error().message, {loaded.name});
+    }
+    return;
+  }
+  if (!plugins_.find(loaded.plugin)) log::error(blocked_reason(loaded.plugin), {loaded.name});
+  // A slot already due but held back by jitter still fires if the new
+  // schedule has it.
+  TimePoint after = pending && *pending <= t ? *pending - Duration(1) : t;
+  // Never before a slot the ledger already has (the clock may have gone back).
+  if (auto last = store_.last_fire(loaded.name); last && *last) after = std::max(after, **last);
+  schedule_next(job, after);
+}
+
+void Engine::retire_job(JobState& job, TimePoint t) {
+  const std::string name = job.config.name;
+  job.retired = true;
+  job.next_slot.reset();
+  for (auto it = timeline_.begin(); it != timeline_.end();) {
+    if (it->job != name) {
+      ++it;
+      continue;
+    }
+    if (it->attempt > 1) {
+      if (auto r = store_.remove_retry(name, it->slot); !r) log::warn(r.error().message, {name});
+    }
+    it = timeline_.erase(it);
+  }
+  for (auto it = ready_.begin(); it != ready_.end();) {
+    if (it->job != name) {
+      ++it;
+      continue;
+    }
+    record_skipped(*it, "the job was removed from the config before this fire started");
+    --job.queued;
+    it = ready_.erase(it);
+  }
+  record_waiting_skips(job);
+  if (auto r = store_.upsert_job(name, job.config.definition_hash, std::nullopt, t); !r) {
+    log::warn("cannot record next fire in the ledger: " + r.error().message, {name});
+  }
+  if (!job.active.empty()) {
+    log::info(
+        fmt::format("removed from the config: {} run(s) in flight finish first", job.active.size()),
+        {name});
+  }
+}
+
+nlohmann::json Engine::next_builds() const {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& cfg : config_.jobs) {
+    nlohmann::json entry = {{"job", cfg.name}, {"plugin", cfg.plugin}, {"enabled", cfg.enabled}};
+    if (const auto* p = plugins_.find(cfg.plugin)) {
+      entry["next_build"] = {
+          {"version", p->version}, {"sha256", p->sha256}, {"path", p->shadow_path.string()}};
+    } else {
+      entry["next_build"] = nullptr;
+      entry["blocked"] =
+          fmt::format("plugin \"{}\" is not available (missing or rejected: see `jobhost plugins`)",
+                      cfg.plugin);
+    }
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+}  // namespace jobhost::engine

@@ -1,0 +1,341 @@
+#include "engine/reloader.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/core.h>
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <set>
+#include <system_error>
+
+#include "common/log.h"
+#include "engine/async_probe.h"
+
+namespace jobhost::engine {
+namespace {
+
+TimePoint wall_now() {
+  return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
+}
+
+nlohmann::json build_json(const std::optional<catalog::PluginInfo>& p) {
+  if (!p) return nullptr;
+  return {{"version", p->version}, {"sha256", p->sha256}};
+}
+
+std::string list_text(const std::vector<std::string>& names) {
+  return names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "));
+}
+
+}  // namespace
+
+Reloader::Reloader(boost::asio::io_context& io, std::filesystem::path config_file,
+                   catalog::Catalog& catalog, const catalog::ScanResult& initial, Engine& engine,
+                   ledger::Store& store, WatcherOptions options)
+    : io_(io),
+      config_file_(std::move(config_file)),
+      catalog_(catalog),
+      engine_(engine),
+      store_(store),
+      watcher_(
+          io, catalog.plugin_dir(), config_file_,
+          [this](ChangeSet changes) { request(std::move(changes), {}); }, options),
+      gc_timer_(io),
+      served_(initial) {
+  for (const auto& p : initial.accepted) {
+    files_[p.path.filename().string()] = PluginFile{p.path, p, std::nullopt};
+  }
+  for (const auto& r : initial.rejected) {
+    if (r.path.extension() != ".so") continue;  // plugin_dir itself
+    auto& file = files_[r.path.filename().string()];
+    file.path = r.path;
+    if (!file.in_service) file.rejection = r.reason;
+  }
+}
+
+void Reloader::start() {
+  watcher_.start();
+  collect_shadows();
+  arm_gc_timer();
+}
+
+void Reloader::stop() {
+  stopped_ = true;
+  watcher_.stop();
+  gc_timer_.cancel();
+}
+
+void Reloader::reload_all(const std::string& why, Done done) {
+  log::info(fmt::format("{}: reloading plugins and config", why));
+  ChangeSet all;
+  all.all_plugins = true;
+  all.config = true;
+  request(std::move(all), std::move(done));
+}
+
+void Reloader::request(ChangeSet changes, Done done) {
+  if (stopped_) {
+    if (done) done(Summary{false, {"the host is shutting down"}});
+    return;
+  }
+  pending_.merge(changes);
+  if (done) pending_done_.push_back(std::move(done));
+  if (!busy_) start_cycle();
+}
+
+void Reloader::start_cycle() {
+  busy_ = true;
+  cycle_ = std::exchange(pending_, {});
+  cycle_done_ = std::exchange(pending_done_, {});
+  summary_ = {};
+  std::set<std::string> names = cycle_.plugin_files;
+  if (cycle_.all_plugins) {
+    for (const auto& [name, file] : files_) names.insert(name);
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(catalog_.plugin_dir(), ec), end; !ec && it != end;
+         it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (!name.starts_with('.') && name.ends_with(".so")) names.insert(std::move(name));
+    }
+    if (ec)
+      log::error(fmt::format("cannot list {}: {}", catalog_.plugin_dir().string(), ec.message()));
+  }
+  to_probe_.assign(names.begin(), names.end());
+  if (!cycle_.all_plugins && !names.empty()) {
+    log::info(fmt::format("plugin_dir changed: {}", fmt::join(names, ", ")));
+  }
+  probe_next();
+}
+
+void Reloader::probe_next() {
+  while (!to_probe_.empty()) {
+    const std::string name = to_probe_.front();
+    to_probe_.pop_front();
+    const auto path = catalog_.plugin_dir() / name;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 && errno == ENOENT) {
+      on_removed(name);
+      continue;
+    }
+    auto prepared = catalog_.prepare_probe(path);
+    if (auto* info = std::get_if<catalog::PluginInfo>(&prepared)) {
+      on_accepted(name, *info);
+      continue;
+    }
+    if (auto* rejection = std::get_if<catalog::Rejection>(&prepared)) {
+      on_rejected(name, *rejection);
+      continue;
+    }
+    auto pending = std::get<catalog::Catalog::PendingProbe>(std::move(prepared));
+    auto probed = pending.probed;
+    probe_async(io_, probed, catalog_.probe_timeout(), name,
+                [this, name, pending = std::move(pending)](catalog::ProbeResult result) {
+                  if (stopped_) return;
+                  auto checked = catalog_.finish_probe(pending, result);
+                  if (checked) {
+                    on_accepted(name, *checked);
+                  } else {
+                    on_rejected(name, checked.error());
+                  }
+                  probe_next();
+                });
+    return;  // one probe at a time; the callback goes on with the rest
+  }
+  apply_plugins();
+}
+
+void Reloader::on_accepted(const std::string& file, const catalog::PluginInfo& info) {
+  auto& state = files_[file];
+  const bool same = state.in_service && state.in_service->sha256 == info.sha256;
+  state = PluginFile{info.path, info, std::nullopt};
+  if (!same) {
+    log::info(fmt::format("plugin file {}: accepted {} {} (sha256 {})", file, info.name,
+                          info.version, info.sha256.substr(0, 12)));
+  }
+}
+
+void Reloader::on_rejected(const std::string& file, const catalog::Rejection& rejection) {
+  auto& state = files_[file];
+  state.path = rejection.path;
+  state.rejection = rejection.reason;
+  std::string kept =
+      state.in_service
+          ? fmt::format("{} {} (sha256 {}) stays in service", state.in_service->name,
+                        state.in_service->version, state.in_service->sha256.substr(0, 12))
+          : std::string("no build of this file is in service");
+  log::error(fmt::format("plugin file {} rejected: {}; {}", file, rejection.reason, kept));
+  summary_.ok = false;
+  summary_.lines.push_back(
+      fmt::format("plugin file {} rejected: {}; {}", file, rejection.reason, kept));
+  record(
+      "rejected_plugin",
+      {{"file", file}, {"reason", rejection.reason}, {"in_service", build_json(state.in_service)}});
+}
+
+void Reloader::on_removed(const std::string& file) {
+  auto it = files_.find(file);
+  if (it == files_.end()) return;
+  log::warn(fmt::format("plugin file {} was removed{}", file,
+                        it->second.in_service ? fmt::format(": {} {} is no longer in service",
+                                                            it->second.in_service->name,
+                                                            it->second.in_service->version)
+                                              : std::string()));
+  files_.erase(it);
+}
+
+void Reloader::apply_plugins() {
+  if (stopped_) return;
+  catalog::ScanResult served = served_plugins(files_);
+  auto changes = diff_plugins(engine_.plugins(), served);
+  served_ = served;
+  engine_.replace_plugins(std::move(served));
+  if (!changes.empty()) {
+    nlohmann::json detail = nlohmann::json::array();
+    for (const auto& change : changes) {
+      std::string text = "plugin " + describe(change);
+      if (!change.after) {
+        std::vector<std::string> blocked;
+        for (const auto& job : engine_.config().jobs) {
+          if (job.plugin == change.name) blocked.push_back(job.name);
+        }
+        if (!blocked.empty()) {
+          text += fmt::format("; blocked until it comes back: {}", list_text(blocked));
+        }
+      }
+      log::info("reloaded: " + text);
+      summary_.lines.push_back(text);
+      detail.push_back({{"plugin", change.name},
+                        {"before", build_json(change.before)},
+                        {"after", build_json(change.after)}});
+    }
+    record("reloaded", {{"plugins", detail}});
+  }
+  if (cycle_.config) return reload_config();
+  end_cycle();
+}
+
+void Reloader::reload_config() {
+  std::set<std::string> names;
+  for (const auto& p : engine_.plugins().accepted) names.insert(p.name);
+  auto loaded = config::load_config(config_file_, names);
+  if (!loaded) {
+    std::vector<std::string> errors;
+    for (const auto& error : loaded.error()) errors.push_back(error.to_string());
+    log::error(fmt::format("config {} rejected ({} error(s)); the running config stays:",
+                           config_file_.string(), errors.size()));
+    for (const auto& error : errors) log::error(error);
+    summary_.ok = false;
+    summary_.lines.push_back(fmt::format("config rejected; the running config stays"));
+    summary_.lines.insert(summary_.lines.end(), errors.begin(), errors.end());
+    record("config_rejected", {{"config", config_file_.string()}, {"errors", errors}});
+    return end_cycle();
+  }
+  for (const auto& setting : settings_needing_restart(engine_.config(), *loaded)) {
+    std::string text = fmt::format(
+        "config: {} changed; it needs a restart to take effect (the running value stays)", setting);
+    log::warn(text);
+    summary_.lines.push_back(text);
+  }
+  JobDiff diff = engine_.apply_config(std::move(*loaded));
+  std::string text =
+      diff.empty()
+          ? std::string("config reloaded: no job changed")
+          : fmt::format("config reloaded: jobs added: {}; removed: {}; changed: {}",
+                        list_text(diff.added), list_text(diff.removed), list_text(diff.changed));
+  log::info(text);
+  summary_.lines.push_back(text);
+  record("reloaded", {{"config", config_file_.string()},
+                      {"added", diff.added},
+                      {"removed", diff.removed},
+                      {"changed", diff.changed}});
+  end_cycle();
+}
+
+void Reloader::end_cycle() {
+  collect_shadows();
+  if (summary_.lines.empty()) summary_.lines.push_back("nothing changed");
+  auto done = std::exchange(cycle_done_, {});
+  for (auto& callback : done) callback(summary_);
+  busy_ = false;
+  if (!pending_.empty() && !stopped_) start_cycle();
+}
+
+void Reloader::collect_shadows() {
+  std::set<std::string> keep;
+  for (const auto& [name, file] : files_) {
+    if (file.in_service) keep.insert(file.in_service->sha256);
+  }
+  if (auto running = store_.running_runs()) {
+    for (const auto& run : *running) {
+      if (run.plugin_sha256) keep.insert(*run.plugin_sha256);
+    }
+  } else {
+    log::warn("not removing old shadow copies: " + running.error().message);
+    return;
+  }
+  for (const auto& job : engine_.config().jobs) {
+    auto runs = store_.history(job.name, kShadowKeepRunsPerJob);
+    if (!runs) {
+      log::warn("not removing old shadow copies: " + runs.error().message);
+      return;
+    }
+    for (const auto& run : *runs) {
+      if (run.plugin_sha256) keep.insert(*run.plugin_sha256);
+    }
+  }
+  std::vector<ShadowFile> files;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(catalog_.shadow_dir(), ec), end; !ec && it != end;
+       it.increment(ec)) {
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    files.push_back({it->path().filename().string(),
+                     std::chrono::system_clock::time_point(
+                         std::chrono::seconds(st.st_mtim.tv_sec) +
+                         std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                             std::chrono::nanoseconds(st.st_mtim.tv_nsec)))});
+  }
+  auto doomed =
+      shadow_files_to_remove(files, keep, std::chrono::system_clock::now(), kShadowMaxAge);
+  for (const auto& name : doomed) ::unlink((catalog_.shadow_dir() / name).c_str());
+  if (!doomed.empty()) {
+    log::info(fmt::format("removed {} unused shadow cop{} from {}: {}", doomed.size(),
+                          doomed.size() == 1 ? "y" : "ies", catalog_.shadow_dir().string(),
+                          fmt::join(doomed, ", ")));
+  }
+}
+
+void Reloader::arm_gc_timer() {
+  gc_timer_.expires_after(kShadowMaxAge);
+  gc_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopped_) return;
+    if (!busy_) collect_shadows();
+    arm_gc_timer();
+  });
+}
+
+void Reloader::record(const std::string& kind, const nlohmann::json& detail) {
+  ledger::Event event{.at = wall_now(),
+                      .kind = kind,
+                      .job = std::nullopt,
+                      .run_id = std::nullopt,
+                      .detail = detail.dump()};
+  if (auto r = store_.add_event(event); !r) log::error(r.error().message);
+}
+
+nlohmann::json Reloader::plugins_json() const {
+  nlohmann::json out = {{"plugin_dir", catalog_.plugin_dir().string()},
+                        {"source", "daemon"},
+                        {"accepted", nlohmann::json::array()},
+                        {"rejected", nlohmann::json::array()},
+                        {"jobs", engine_.next_builds()}};
+  for (const auto& p : served_.accepted) out["accepted"].push_back(plugin_json(p));
+  for (const auto& r : served_.rejected) {
+    out["rejected"].push_back({{"path", r.path.string()}, {"reason", r.reason}});
+  }
+  return out;
+}
+
+}  // namespace jobhost::engine

@@ -1,0 +1,94 @@
+// Hot reload, the shell: turns watcher events, SIGHUP and `jobhost reload`
+// into reload cycles. A cycle probes each changed plugin file (one at a
+// time, asynchronously: the loop never waits for a probe), swaps the
+// plugins the next runs use, then validates and applies the config, logs
+// and records in the ledger what changed or was rejected, and removes
+// shadow copies nothing can use any more. One cycle at a time; requests
+// that arrive meanwhile are merged into the next. See docs/deploying.md.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "catalog/catalog.h"
+#include "engine/engine.h"
+#include "engine/reload.h"
+#include "engine/watcher.h"
+#include "ledger/store.h"
+
+namespace jobhost::engine {
+
+// Shadow copies unused for this long are removed (see shadow_files_to_remove).
+inline constexpr auto kShadowMaxAge = std::chrono::hours(1);
+// Builds of the last this many runs of each job are kept (replay, forensics).
+inline constexpr int kShadowKeepRunsPerJob = 5;
+
+class Reloader {
+ public:
+  // What one reload cycle did, for `jobhost reload`.
+  struct Summary {
+    bool ok = true;                  // nothing was rejected
+    std::vector<std::string> lines;  // what changed or was rejected, one fact a line
+  };
+  using Done = std::function<void(const Summary&)>;
+
+  // `catalog`, `engine` and `store` must outlive the reloader. `initial` is
+  // the scan the engine started with.
+  Reloader(boost::asio::io_context& io, std::filesystem::path config_file,
+           catalog::Catalog& catalog, const catalog::ScanResult& initial, Engine& engine,
+           ledger::Store& store, WatcherOptions options = {});
+
+  // Starts watching, removes unused shadow copies, and does so again every hour.
+  void start();
+  // Stops watching; cycles in progress end without applying anything.
+  void stop();
+  // Reloads every plugin file and the config (SIGHUP, `jobhost reload`);
+  // `done` is called once that cycle has been applied or rejected.
+  void reload_all(const std::string& why, Done done = {});
+  // The plugins in service and the rejected files, as `jobhost plugins --json`.
+  nlohmann::json plugins_json() const;
+
+ private:
+  void request(ChangeSet changes, Done done);
+  void start_cycle();
+  void probe_next();
+  void on_accepted(const std::string& file, const catalog::PluginInfo& info);
+  void on_rejected(const std::string& file, const catalog::Rejection& rejection);
+  void on_removed(const std::string& file);
+  void apply_plugins();
+  void reload_config();
+  void end_cycle();
+  void collect_shadows();
+  void arm_gc_timer();
+  void record(const std::string& kind, const nlohmann::json& detail);
+
+  boost::asio::io_context& io_;
+  std::filesystem::path config_file_;
+  catalog::Catalog& catalog_;
+  Engine& engine_;
+  ledger::Store& store_;
+  Watcher watcher_;
+  boost::asio::steady_timer gc_timer_;
+  std::map<std::string, PluginFile> files_;  // by file name in plugin_dir
+  catalog::ScanResult served_;
+
+  bool stopped_ = false;
+  bool busy_ = false;
+  ChangeSet pending_;
+  std::vector<Done> pending_done_;
+  // The cycle in progress.
+  ChangeSet cycle_;
+  std::vector<Done> cycle_done_;
+  std::deque<std::string> to_probe_;
+  Summary summary_;
+};
+
+}  // namespace jobhost::engine

@@ -1,0 +1,257 @@
+#include "engine/watcher.h"
+
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/core.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <system_error>
+
+#include "common/log.h"
+
+namespace jobhost::engine {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// Completed writes, renames in and out, and deletions: never IN_MODIFY, so a
+// file is looked at only once its writer has closed it (or renamed it in).
+constexpr uint32_t kWatchMask =
+    IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF;
+
+bool is_plugin_name(std::string_view name) {
+  return !name.starts_with('.') && name.ends_with(".so") && name.size() > 3;
+}
+
+std::optional<FileStamp> stamp_of(const std::filesystem::path& file, bool follow) {
+  struct stat st {};
+  if ((follow ? ::stat(file.c_str(), &st) : ::lstat(file.c_str(), &st)) != 0) return std::nullopt;
+  return FileStamp{st.st_ino, st.st_size,
+                   static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
+}
+
+}  // namespace
+
+void ChangeSet::merge(const ChangeSet& other) {
+  plugin_files.insert(other.plugin_files.begin(), other.plugin_files.end());
+  all_plugins = all_plugins || other.all_plugins;
+  config = config || other.config;
+}
+
+ChangeSet classify_event(std::string_view name, uint32_t mask, bool in_plugin_dir,
+                         bool in_config_dir, std::string_view config_name) {
+  ChangeSet changes;
+  if (mask & IN_Q_OVERFLOW) {
+    changes.all_plugins = true;
+    changes.config = true;
+    return changes;
+  }
+  // The directory itself went away or was replaced: look at everything again.
+  if (mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
+    changes.all_plugins = in_plugin_dir;
+    changes.config = in_config_dir;
+    return changes;
+  }
+  if (!(mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE))) return changes;
+  if (in_plugin_dir && is_plugin_name(name)) changes.plugin_files.insert(std::string(name));
+  if (in_config_dir && name == config_name) changes.config = true;
+  return changes;
+}
+
+SteadyClock::time_point reload_due(SteadyClock::time_point first, SteadyClock::time_point last,
+                                   SteadyClock::duration quiet, SteadyClock::duration max_wait) {
+  return std::min(last + quiet, first + max_wait);
+}
+
+std::set<std::string> stable_changes(const DirSnapshot& reported, const DirSnapshot& previous,
+                                     const DirSnapshot& current) {
+  std::set<std::string> out;
+  for (const auto& [name, stamp] : current) {
+    auto before = previous.find(name);
+    if (before == previous.end() || !(before->second == stamp)) continue;  // still changing
+    auto seen = reported.find(name);
+    if (seen == reported.end() || !(seen->second == stamp)) out.insert(name);
+  }
+  for (const auto& [name, stamp] : reported) {
+    if (!current.contains(name) && !previous.contains(name)) out.insert(name);
+  }
+  return out;
+}
+
+Watcher::Watcher(boost::asio::io_context& io, std::filesystem::path plugin_dir,
+                 std::filesystem::path config_file, OnChange on_change, WatcherOptions options)
+    : io_(io),
+      plugin_dir_(std::move(plugin_dir)),
+      config_file_(std::move(config_file)),
+      on_change_(std::move(on_change)),
+      options_(options),
+      inotify_(io),
+      debounce_(io),
+      poll_timer_(io) {}
+
+Watcher::~Watcher() {
+  stop();
+}
+
+void Watcher::start() {
+  if (const char* mode = std::getenv("JOBHOST_WATCH"); mode && std::string_view(mode) == "poll") {
+    options_.force_polling = true;
+  }
+  if (options_.force_polling) return start_polling("JOBHOST_WATCH=poll");
+  if (start_inotify()) {
+    log::info(fmt::format("watching {} and {} for changes (inotify)", plugin_dir_.string(),
+                          config_file_.string()));
+  }
+}
+
+bool Watcher::start_inotify() {
+  const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (fd < 0) {
+    start_polling(fmt::format("inotify is not available: {}", std::strerror(errno)));
+    return false;
+  }
+  auto add = [&](const std::filesystem::path& dir) {
+    const int wd = ::inotify_add_watch(fd, dir.c_str(), kWatchMask | IN_ONLYDIR);
+    if (wd < 0) {
+      const int err = errno;
+      std::string why = err == ENOSPC ? "the inotify watch limit is reached (raise "
+                                        "fs.inotify.max_user_watches)"
+                                      : std::strerror(err);
+      start_polling(fmt::format("cannot watch {}: {}", dir.string(), why));
+    }
+    return wd;
+  };
+  plugin_wd_ = add(plugin_dir_);
+  if (plugin_wd_ >= 0) config_wd_ = add(config_file_.parent_path());
+  if (plugin_wd_ < 0 || config_wd_ < 0) {
+    ::close(fd);
+    return false;
+  }
+  inotify_.assign(fd);
+  read_events();
+  return true;
+}
+
+void Watcher::start_polling(const std::string& why) {
+  polling_ = true;
+  log::warn(fmt::format("{}: polling {} and {} every {}ms instead", why, plugin_dir_.string(),
+                        config_file_.string(), options_.poll_interval.count()));
+  plugins_previous_ = plugins_reported_ = snapshot_plugins();
+  config_previous_ = config_reported_ = snapshot_config();
+  poll_once();
+}
+
+void Watcher::stop() {
+  stopped_ = true;
+  boost::system::error_code ignored;
+  debounce_.cancel();
+  poll_timer_.cancel();
+  if (inotify_.is_open()) inotify_.close(ignored);
+}
+
+void Watcher::read_events() {
+  inotify_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                      [this](const boost::system::error_code& ec) {
+                        if (ec || stopped_) return;
+                        alignas(inotify_event) std::array<char, 16384> buf;
+                        while (true) {
+                          const ssize_t n =
+                              ::read(inotify_.native_handle(), buf.data(), buf.size());
+                          if (n < 0 && errno == EINTR) continue;
+                          if (n <= 0) break;  // EAGAIN: drained
+                          handle_event_bytes(buf.data(), static_cast<std::size_t>(n));
+                        }
+                        read_events();
+                      });
+}
+
+void Watcher::handle_event_bytes(const char* data, std::size_t size) {
+  const std::string config_name = config_file_.filename().string();
+  for (std::size_t offset = 0; offset + sizeof(inotify_event) <= size;) {
+    const auto* event = reinterpret_cast<const inotify_event*>(data + offset);
+    offset += sizeof(inotify_event) + event->len;
+    std::string_view name = event->len > 0 ? std::string_view(event->name) : std::string_view();
+    // One directory can hold both: then both watches share one descriptor.
+    ChangeSet changes = classify_event(name, event->mask, event->wd == plugin_wd_,
+                                       event->wd == config_wd_, config_name);
+    if (event->mask & IN_Q_OVERFLOW) log::warn("inotify queue overflowed: reloading everything");
+    if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
+      log::warn("a watched directory was removed or moved: reloading, then polling for changes");
+      note(changes);
+      boost::system::error_code ignored;
+      inotify_.close(ignored);
+      start_polling("inotify lost its watch");
+      return;
+    }
+    if (!changes.empty()) note(changes);
+  }
+}
+
+void Watcher::note(const ChangeSet& changes) {
+  const auto now = SteadyClock::now();
+  if (pending_.empty()) first_event_ = now;
+  last_event_ = now;
+  pending_.merge(changes);
+  arm_debounce();
+}
+
+void Watcher::arm_debounce() {
+  debounce_.expires_at(reload_due(first_event_, last_event_, options_.quiet, options_.max_wait));
+  debounce_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopped_ || pending_.empty()) return;
+    on_change_(std::exchange(pending_, {}));
+  });
+}
+
+void Watcher::poll_once() {
+  poll_timer_.expires_after(options_.poll_interval);
+  poll_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopped_) return;
+    ChangeSet changes;
+    DirSnapshot plugins = snapshot_plugins();
+    for (auto& name : stable_changes(plugins_reported_, plugins_previous_, plugins)) {
+      changes.plugin_files.insert(name);
+      if (auto it = plugins.find(name); it != plugins.end()) {
+        plugins_reported_[name] = it->second;
+      } else {
+        plugins_reported_.erase(name);
+      }
+    }
+    plugins_previous_ = std::move(plugins);
+    DirSnapshot config = snapshot_config();
+    if (!stable_changes(config_reported_, config_previous_, config).empty()) {
+      changes.config = true;
+      config_reported_ = config;
+    }
+    config_previous_ = std::move(config);
+    if (!changes.empty()) on_change_(std::move(changes));
+    poll_once();
+  });
+}
+
+DirSnapshot Watcher::snapshot_plugins() const {
+  DirSnapshot out;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(plugin_dir_, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (!is_plugin_name(name)) continue;
+    if (auto stamp = stamp_of(it->path(), false)) out.emplace(std::move(name), *stamp);
+  }
+  return out;
+}
+
+DirSnapshot Watcher::snapshot_config() const {
+  DirSnapshot out;
+  if (auto stamp = stamp_of(config_file_, true))
+    out.emplace(config_file_.filename().string(), *stamp);
+  return out;
+}
+
+}  // namespace jobhost::engine

@@ -1,0 +1,507 @@
+// Integration tests of hot reload (issue 6): the real daemon, real files
+// replaced under it, and the ledger as the witness.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+
+#include "common/sha256.h"
+#include "ledger/sqlite_store.h"
+#include "schedule/schedule.h"
+#include "support/harness.h"
+
+using namespace jobhost::testing;
+using nlohmann::json;
+
+namespace {
+
+fs::path test_plugin(const std::string& file) {
+  return fs::path(JOBHOST_TEST_PLUGIN_DIR) / file;
+}
+fs::path shipped_plugin(const std::string& file) {
+  return fs::path(JOBHOST_PLUGIN_DIR) / file;
+}
+
+std::string read_bytes(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+std::string sha_of(const fs::path& file) {
+  auto sha = jobhost::sha256_file(file);
+  REQUIRE(sha);
+  return *sha;
+}
+
+// Overwrites `target` in place, as `cp new.so plugins/x.so` does (O_TRUNC, write, close).
+void copy_over(const std::string& bytes, const fs::path& target) {
+  std::ofstream out(target, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Writes a temporary file beside `target` and renames it over, as `install` or `mv` do.
+void rename_over(const std::string& bytes, const fs::path& target) {
+  fs::path temp = target.parent_path() / ("." + target.filename().string() + ".tmp");
+  copy_over(bytes, temp);
+  fs::permissions(temp, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                            fs::perms::others_read);
+  fs::rename(temp, target);
+}
+
+std::vector<jobhost::ledger::Event> events(const fs::path& config) {
+  auto store = jobhost::ledger::open_sqlite_store(config.parent_path() / "var" / "jobhost.db",
+                                                  jobhost::config::Durability::normal,
+                                                  jobhost::ledger::Access::read_only);
+  REQUIRE(store);
+  auto list = (*store)->events(std::nullopt, 10000);
+  REQUIRE(list);
+  return *list;
+}
+
+// Events of `kind`, oldest first.
+std::vector<jobhost::ledger::Event> events_of(const fs::path& config, const std::string& kind) {
+  std::vector<jobhost::ledger::Event> out;
+  for (const auto& e : events(config)) {
+    if (e.kind == kind) out.push_back(e);
+  }
+  std::reverse(out.begin(), out.end());
+  return out;
+}
+
+// `history --json` of `job`, newest first, read from the ledger itself: the
+// CLI needs a valid config, and some steps leave an invalid one in place.
+json ledger_history(const fs::path& config, const std::string& job, int limit = 1000) {
+  auto store = jobhost::ledger::open_sqlite_store(config.parent_path() / "var" / "jobhost.db",
+                                                  jobhost::config::Durability::normal,
+                                                  jobhost::ledger::Access::read_only);
+  REQUIRE(store);
+  auto runs = (*store)->history(job, limit);
+  REQUIRE(runs);
+  json out = json::array();
+  for (const auto& run : *runs) out.push_back(run);
+  return out;
+}
+
+jobhost::TimePoint at(const json& text) {
+  auto t = jobhost::schedule::parse_rfc3339(text.get<std::string>());
+  REQUIRE(t);
+  return *t;
+}
+
+// Runs of `job` (finished or not, skipped included) started after `after`, oldest first.
+std::vector<json> runs_since(const fs::path& config, const std::string& job,
+                             jobhost::TimePoint after) {
+  std::vector<json> out;
+  for (const auto& run : ledger_history(config, job)) {
+    if (at(run["started_at"]) > after) out.push_back(run);
+  }
+  std::reverse(out.begin(), out.end());
+  return out;
+}
+
+// Waits until `job` has `count` finished runs started after `after` and returns them.
+std::vector<json> wait_runs_since(const fs::path& config, const std::string& job,
+                                  jobhost::TimePoint after, std::size_t count,
+                                  std::chrono::milliseconds timeout = 30s) {
+  std::vector<json> done;
+  wait_for(
+      [&] {
+        done.clear();
+        for (auto& run : runs_since(config, job, after)) {
+          if (!run["finished_at"].is_null()) done.push_back(run);
+        }
+        return done.size() >= count;
+      },
+      timeout);
+  return done;
+}
+
+// The audit: every slot of an `every` job is claimed exactly once and none
+// is missing between the first and the last (attempt-1 slots, run or skipped).
+void check_slots_on_grid(const fs::path& config, const std::string& job,
+                         std::chrono::milliseconds period) {
+  std::vector<jobhost::TimePoint> slots;
+  for (const auto& run : ledger_history(config, job, 100000)) {
+    if (run["attempt"] == 1) slots.push_back(at(run["scheduled_for"]));
+  }
+  std::sort(slots.begin(), slots.end());
+  REQUIRE(slots.size() >= 2);
+  INFO(job << ": " << slots.size() << " slots");
+  CHECK(std::adjacent_find(slots.begin(), slots.end()) == slots.end());  // no slot twice
+  std::size_t off_grid = 0;
+  for (std::size_t i = 1; i < slots.size(); ++i) {
+    if (slots[i] - slots[i - 1] != period) ++off_grid;
+  }
+  CHECK(off_grid == 0);  // no slot lost
+}
+
+jobhost::TimePoint wall_now() {
+  return std::chrono::time_point_cast<jobhost::Duration>(std::chrono::system_clock::now());
+}
+
+json daemon_plugins(const fs::path& config) {
+  auto result = run_jobhost({"plugins", "--config", config.string(), "--json"});
+  return json::parse(result.out);
+}
+
+std::optional<json> served(const json& plugins, const std::string& name) {
+  for (const auto& p : plugins["accepted"]) {
+    if (p["name"] == name) return p;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("a new build replaces the old one by cp and by rename; runs in flight keep theirs",
+          "[reload]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  const fs::path plugins = dir.path() / "plugins";
+  fs::copy_file(test_plugin("napper_v1.so"), plugins / "napper.so");
+  const std::string hello_v1 = read_bytes(shipped_plugin("hello.so"));
+  const std::string hello_v2 = read_bytes(test_plugin("hello_v2.so"));
+  const std::string napper_v2 = read_bytes(test_plugin("napper_v2.so"));
+  const std::string sha_v1 = sha_of(shipped_plugin("hello.so"));
+  const std::string sha_v2 = sha_of(test_plugin("hello_v2.so"));
+  REQUIRE(sha_v1 != sha_v2);
+  auto config = write_config(dir.path(), R"(
+[jobs.tick]
+plugin = "hello"
+every = "200ms"
+
+[jobs.nap]
+plugin = "napper"
+schedule = "@manual"
+concurrency = "allow"
+params = { seconds = 2 }
+)");
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  auto t0 = wall_now();
+  auto first = wait_runs_since(config, "tick", t0 - 60s, 1);
+  REQUIRE(first.size() >= 1);
+  CHECK(first[0]["plugin_version"] == "1.0.0");
+  CHECK(first[0]["plugin_sha256"] == sha_v1);
+
+  // A run in flight while its plugin is overwritten in place finishes on its build.
+  REQUIRE(run_jobhost({"trigger", "--config", config.string(), "nap"}).exit_code == 0);
+  REQUIRE(wait_for([&] { return ledger_history(config, "nap").size() == 1; }, 10s));
+  REQUIRE(ledger_history(config, "nap")[0]["finished_at"].is_null());
+  copy_over(napper_v2, plugins / "napper.so");
+  REQUIRE(wait_for(
+      [&] {
+        auto p = served(daemon_plugins(config), "napper");
+        return p && (*p)["version"] == "2.0.0";
+      },
+      20s));
+  REQUIRE(run_jobhost({"trigger", "--config", config.string(), "nap"}).exit_code == 0);
+  std::vector<json> naps;
+  REQUIRE(wait_for(
+      [&] {
+        naps = finished(ledger_history(config, "nap"), "nap");
+        return naps.size() == 2;
+      },
+      20s));
+  // Newest first: the second trigger ran the new build, the first the old one.
+  CHECK(naps[1]["outcome"] == "succeeded");
+  CHECK(naps[1]["plugin_version"] == "1.0.0");
+  CHECK(naps[1]["message"] == "napper 1.0.0 slept");
+  CHECK(naps[0]["outcome"] == "succeeded");
+  CHECK(naps[0]["plugin_version"] == "2.0.0");
+  CHECK(naps[0]["message"] == "napper 2.0.0 slept");
+  CHECK(naps[0]["plugin_sha256"] == sha_of(test_plugin("napper_v2.so")));
+
+  SECTION("cp over the file, then rename back") {
+    copy_over(hello_v2, plugins / "hello.so");
+    auto t1 = wall_now();
+    auto after = wait_runs_since(config, "tick", t1, 1);
+    REQUIRE(wait_for(
+        [&] {
+          after = runs_since(config, "tick", t1);
+          return !after.empty() && after.back()["plugin_version"] == "2.0.0";
+        },
+        20s));
+    CHECK(after.back()["plugin_sha256"] == sha_v2);
+    // Once the new build is in service, every later run uses it.
+    auto t2 = wall_now();
+    for (const auto& run : wait_runs_since(config, "tick", t2, 3)) {
+      CHECK(run["plugin_version"] == "2.0.0");
+      CHECK(run["plugin_sha256"] == sha_v2);
+      CHECK(run["outcome"] == "succeeded");
+    }
+    CHECK_THAT(daemon.log(),
+               Catch::Contains("reloaded: plugin hello 1.0.0 (sha256 " + sha_v1.substr(0, 12) +
+                               ") -> 2.0.0 (sha256 " + sha_v2.substr(0, 12) + ")"));
+
+    rename_over(hello_v1, plugins / "hello.so");
+    REQUIRE(wait_for(
+        [&] {
+          auto p = served(daemon_plugins(config), "hello");
+          return p && (*p)["sha256"] == sha_v1;
+        },
+        20s));
+    auto t3 = wall_now();
+    for (const auto& run : wait_runs_since(config, "tick", t3, 3)) {
+      CHECK(run["plugin_version"] == "1.0.0");
+      CHECK(run["plugin_sha256"] == sha_v1);
+    }
+
+    // A corrupt build is rejected with a reason; the last good one stays.
+    copy_over(hello_v2.substr(0, 4096), plugins / "hello.so");
+    std::vector<jobhost::ledger::Event> rejected;
+    REQUIRE(wait_for(
+        [&] {
+          rejected = events_of(config, "rejected_plugin");
+          return !rejected.empty();
+        },
+        20s));
+    auto detail = json::parse(rejected.back().detail);
+    CHECK(detail["file"] == "hello.so");
+    CHECK_FALSE(detail["reason"].get<std::string>().empty());
+    CHECK(detail["in_service"]["sha256"] == sha_v1);
+    CHECK_THAT(daemon.log(), Catch::Contains("plugin file hello.so rejected: ") &&
+                                 Catch::Contains("stays in service"));
+    auto listing = daemon_plugins(config);
+    CHECK(listing["source"] == "daemon");
+    REQUIRE(served(listing, "hello"));
+    CHECK((*served(listing, "hello"))["sha256"] == sha_v1);
+    REQUIRE(listing["rejected"].size() == 1);
+    CHECK_THAT(listing["rejected"][0]["reason"].get<std::string>(),
+               Catch::Contains("build in service: 1.0.0"));
+    auto t4 = wall_now();
+    for (const auto& run : wait_runs_since(config, "tick", t4, 3)) {
+      CHECK(run["outcome"] == "succeeded");
+      CHECK(run["plugin_sha256"] == sha_v1);
+    }
+    // status says which build the next run loads.
+    auto status = json::parse(run_jobhost({"status", "--config", config.string(), "--json"}).out);
+    CHECK(status["jobs"][0]["next_build"]["sha256"] == sha_v1);
+  }
+
+  SECTION("a deleted plugin blocks its jobs until it comes back") {
+    fs::remove(plugins / "hello.so");
+    REQUIRE(wait_for([&] { return !served(daemon_plugins(config), "hello"); }, 20s));
+    auto t1 = wall_now();
+    auto blocked = wait_runs_since(config, "tick", t1, 2);
+    REQUIRE(blocked.size() >= 2);
+    for (const auto& run : blocked) {
+      CHECK(run["outcome"] == "skipped");
+      CHECK_THAT(run["message"].get<std::string>(), Catch::StartsWith("blocked: plugin \"hello\""));
+    }
+    auto status = json::parse(run_jobhost({"status", "--config", config.string(), "--json"}).out);
+    CHECK(status["jobs"][0]["next_build"].is_null());
+    CHECK_THAT(status["jobs"][0]["blocked"].get<std::string>(), Catch::Contains("hello"));
+    rename_over(hello_v2, plugins / "hello.so");
+    REQUIRE(wait_for([&] { return served(daemon_plugins(config), "hello").has_value(); }, 20s));
+    auto t2 = wall_now();
+    for (const auto& run : wait_runs_since(config, "tick", t2, 2)) {
+      CHECK(run["outcome"] == "succeeded");
+      CHECK(run["plugin_version"] == "2.0.0");
+    }
+  }
+
+  check_slots_on_grid(config, "tick", 200ms);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
+}
+
+TEST_CASE("a config edit adds, removes and changes jobs; an invalid one is rejected", "[reload]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  const std::string steady = R"(
+[jobs.steady]
+plugin = "hello"
+every = "300ms"
+)";
+  auto config = write_config(dir.path(), steady + R"(
+[jobs.doomed]
+plugin = "hello"
+every = "300ms"
+
+[jobs.shifting]
+plugin = "hello"
+every = "300ms"
+params = { greeting = "before" }
+)");
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  REQUIRE(wait_runs_since(config, "doomed", wall_now() - 60s, 2).size() >= 2);
+  const std::string old_hash = ledger_history(config, "shifting")[0]["definition_hash"];
+
+  // Editors replace the file by rename.
+  auto edit = [&](const std::string& jobs) {
+    fs::path staged = dir.path() / "staged.toml";
+    write_config(dir.path(), jobs);
+    fs::rename(config, staged);
+    fs::rename(staged, config);
+  };
+  edit(steady + R"(
+[jobs.shifting]
+plugin = "hello"
+every = "500ms"
+params = { greeting = "after" }
+
+[jobs.fresh]
+plugin = "hello"
+every = "300ms"
+)");
+  std::vector<jobhost::ledger::Event> reloaded;
+  REQUIRE(wait_for(
+      [&] {
+        reloaded = events_of(config, "reloaded");
+        return !reloaded.empty();
+      },
+      20s));
+  auto detail = json::parse(reloaded.back().detail);
+  CHECK(detail["added"] == json::array({"fresh"}));
+  CHECK(detail["removed"] == json::array({"doomed"}));
+  CHECK(detail["changed"] == json::array({"shifting"}));
+  CHECK_THAT(daemon.log(), Catch::Contains("config reloaded: jobs added: fresh; removed: doomed; "
+                                           "changed: shifting"));
+  const auto reload_at = reloaded.back().at;
+
+  auto fresh = wait_runs_since(config, "fresh", reload_at, 3);
+  REQUIRE(fresh.size() >= 3);
+  CHECK(fresh[0]["outcome"] == "succeeded");
+  auto shifted = wait_runs_since(config, "shifting", reload_at, 3);
+  REQUIRE(shifted.size() >= 3);
+  for (const auto& run : shifted) {
+    CHECK(run["message"] == "said after");
+    CHECK(run["definition_hash"] != old_hash);
+  }
+  CHECK(at(shifted[2]["scheduled_for"]) - at(shifted[1]["scheduled_for"]) ==
+        std::chrono::milliseconds(500));
+  // The removed job fired no more once the reload was applied.
+  CHECK(runs_since(config, "doomed", reload_at).empty());
+  CHECK(run_jobhost({"trigger", "--config", config.string(), "fresh"}).exit_code == 0);
+
+  // An invalid config: every error is logged with file:line:col, nothing changes.
+  edit(steady + R"(
+[jobs.fresh]
+plugin = "hello"
+every = "300ms"
+timout = "5s"
+
+[jobs.broken]
+plugin = "hello"
+schedule = "61 * * * *"
+)");
+  std::vector<jobhost::ledger::Event> rejected;
+  REQUIRE(wait_for(
+      [&] {
+        rejected = events_of(config, "config_rejected");
+        return !rejected.empty();
+      },
+      20s));
+  auto errors = json::parse(rejected.back().detail)["errors"];
+  CHECK(errors.size() >= 2);
+  const std::string log = daemon.log();
+  CHECK_THAT(log, Catch::Contains("rejected (" + std::to_string(errors.size()) + " error(s))"));
+  for (const auto& error : errors) {
+    CHECK_THAT(error.get<std::string>(), Catch::Matches(".*jobhost\\.toml:[0-9]+:[0-9]+: .*"));
+    CHECK_THAT(log, Catch::Contains(error.get<std::string>()));
+  }
+  // The schedule is untouched: shifting still fires every 500ms, fresh too.
+  auto after_reject = rejected.back().at;
+  auto still = wait_runs_since(config, "shifting", after_reject, 2);
+  REQUIRE(still.size() >= 2);
+  CHECK(still[0]["message"] == "said after");
+  REQUIRE(wait_runs_since(config, "fresh", after_reject, 2).size() >= 2);
+  CHECK(ledger_history(config, "broken").empty());
+
+  // `jobhost reload` answers with what it did: here the config is still invalid.
+  auto forced = run_jobhost({"reload", "--config", config.string()});
+  CHECK(forced.exit_code == 1);
+  CHECK_THAT(forced.out, Catch::Contains("config rejected") && Catch::Contains("timout"));
+
+  // SIGHUP and `jobhost reload` reload a valid config (nothing changed here).
+  edit(steady + R"(
+[jobs.shifting]
+plugin = "hello"
+every = "500ms"
+params = { greeting = "after" }
+
+[jobs.fresh]
+plugin = "hello"
+every = "300ms"
+)");
+  REQUIRE(wait_for([&] { return events_of(config, "reloaded").size() >= 2; }, 20s));
+  const auto before_hup = events_of(config, "reloaded").size();
+  daemon.signal(SIGHUP);
+  REQUIRE(wait_for([&] { return events_of(config, "reloaded").size() > before_hup; }, 20s));
+  CHECK_THAT(daemon.log(), Catch::Contains("SIGHUP: reloading plugins and config"));
+  auto again = run_jobhost({"reload", "--config", config.string()});
+  CHECK(again.exit_code == 0);
+  CHECK_THAT(again.out, Catch::Contains("config reloaded: no job changed"));
+
+  // No slot of the untouched job was lost or doubled throughout.
+  check_slots_on_grid(config, "steady", 300ms);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
+  // Without a daemon, reload says so with exit code 3.
+  CHECK(run_jobhost({"reload", "--config", config.string()}).exit_code == 3);
+}
+
+TEST_CASE("without inotify the daemon polls and still picks up a new build", "[reload]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.tick]
+plugin = "hello"
+every = "200ms"
+)");
+  setenv("JOBHOST_WATCH", "poll", 1);
+  Daemon daemon(config);
+  unsetenv("JOBHOST_WATCH");
+  REQUIRE(daemon.wait_ready());
+  CHECK_THAT(daemon.log(), Catch::Contains("polling"));
+  rename_over(read_bytes(test_plugin("hello_v2.so")), dir.path() / "plugins" / "hello.so");
+  auto t0 = wall_now();
+  REQUIRE(wait_for(
+      [&] {
+        auto runs = runs_since(config, "tick", t0);
+        return !runs.empty() && runs.back()["plugin_version"] == "2.0.0";
+      },
+      30s));
+  check_slots_on_grid(config, "tick", 200ms);
+}
+
+TEST_CASE("unused shadow copies and stale temporary copies are removed", "[reload]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.hello]
+plugin = "hello"
+schedule = "@manual"
+)");
+  const fs::path shadows = dir.path() / "var" / "plugins";
+  fs::create_directories(shadows);
+  fs::permissions(dir.path() / "var", fs::perms::owner_all | fs::perms::group_read |
+                                          fs::perms::group_exec | fs::perms::others_read |
+                                          fs::perms::others_exec);
+  fs::permissions(shadows, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                               fs::perms::others_read | fs::perms::others_exec);
+  auto make = [&](const std::string& name, std::chrono::hours age) {
+    std::ofstream(shadows / name) << "old";
+    fs::last_write_time(shadows / name, fs::file_time_type::clock::now() - age);
+  };
+  const std::string unused_old(64, 'a'), unused_young(64, 'b');
+  make(unused_old + ".so", std::chrono::hours(3));
+  make(unused_young + ".so", std::chrono::hours(0));
+  make(".incoming-Crash1", std::chrono::hours(3));
+  make("README", std::chrono::hours(3));
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  REQUIRE(wait_for([&] { return !fs::exists(shadows / (unused_old + ".so")); }, 10s));
+  CHECK_FALSE(fs::exists(shadows / ".incoming-Crash1"));
+  CHECK(fs::exists(shadows / (unused_young + ".so")));
+  CHECK(fs::exists(shadows / "README"));
+  CHECK(fs::exists(shadows / (sha_of(shipped_plugin("hello.so")) + ".so")));  // in service
+  CHECK_THAT(daemon.log(), Catch::Contains("removed 2 unused shadow copies"));
+}
