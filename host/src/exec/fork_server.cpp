@@ -11,7 +11,9 @@
 
 #include <cerrno>
 #include <cstring>
-#include <nlohmann/json.hpp>
+#include <map>
+#include <span>
+#include <string_view>
 
 #include "exec/child_runtime.h"
 #include "exec/executor.h"
@@ -19,8 +21,6 @@
 
 namespace jobhost::exec {
 namespace {
-
-using nlohmann::json;
 
 constexpr char kSpawn = 'S';
 constexpr char kReap = 'R';
@@ -46,8 +46,18 @@ int pidfd_open(pid_t pid) {
   return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
 }
 
+// Descriptors received with one message (close-on-exec).
+struct ReceivedFds {
+  int fd[4];
+  int count = 0;
+  void close_all() {
+    for (int i = 0; i < count; ++i) ::close(fd[i]);
+    count = 0;
+  }
+};
+
 // One message with up to two descriptors attached.
-ssize_t send_message(int sock, const void* data, std::size_t size, const std::vector<int>& fds) {
+ssize_t send_message(int sock, const void* data, std::size_t size, std::span<const int> fds) {
   iovec iov{const_cast<void*>(data), size};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -69,9 +79,9 @@ ssize_t send_message(int sock, const void* data, std::size_t size, const std::ve
   return n;
 }
 
-// Receives one message into `buffer`; descriptors that came with it are
-// appended to `fds` (close-on-exec). Returns its size, 0 at EOF, -1 on error.
-ssize_t receive_message(int sock, std::vector<char>& buffer, std::vector<int>& fds) {
+// Receives one message into `buffer`; descriptors that came with it go to
+// `fds`. Returns its size, 0 at EOF, -1 on error. Allocates nothing.
+ssize_t receive_message(int sock, std::span<char> buffer, ReceivedFds& fds) {
   iovec iov{buffer.data(), buffer.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -89,7 +99,11 @@ ssize_t receive_message(int sock, std::vector<char>& buffer, std::vector<int>& f
     for (std::size_t i = 0; i < count; ++i) {
       int fd;
       std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      fds.push_back(fd);
+      if (fds.count < 4) {
+        fds.fd[fds.count++] = fd;
+      } else {
+        ::close(fd);
+      }
     }
   }
   if (n >= 0 && (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
@@ -107,82 +121,162 @@ struct Plan {
   Credentials credentials;
 };
 
-json encode(const RunRequest& r, const std::vector<std::string>& procs, const Credentials& c) {
+// The plan is a flat binary record: numbers in host byte order, strings as a
+// 32-bit length and the bytes. The child decodes it straight into the
+// request: a JSON document would allocate a node per field, and every page
+// a fresh child writes costs a copy-on-write fault.
+class Writer {
+ public:
+  explicit Writer(char op) { out_.push_back(op); }
+  template <class T>
+  void number(T v) {
+    out_.append(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  void text(std::string_view s) {
+    number(static_cast<uint32_t>(s.size()));
+    out_.append(s);
+  }
+  void map(const std::map<std::string, std::string>& m) {
+    number(static_cast<uint32_t>(m.size()));
+    for (const auto& [k, v] : m) {
+      text(k);
+      text(v);
+    }
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  template <class T>
+  bool number(T& v) {
+    if (in_.size() < sizeof v) return false;
+    std::memcpy(&v, in_.data(), sizeof v);
+    in_.remove_prefix(sizeof v);
+    return true;
+  }
+  bool text(std::string& s) {
+    uint32_t n = 0;
+    if (!number(n) || in_.size() < n) return false;
+    s.assign(in_.data(), n);
+    in_.remove_prefix(n);
+    return true;
+  }
+  bool map(std::map<std::string, std::string>& m) {
+    uint32_t n = 0;
+    if (!number(n)) return false;
+    for (uint32_t i = 0; i < n; ++i) {
+      std::string k, v;
+      if (!text(k) || !text(v)) return false;
+      m.emplace(std::move(k), std::move(v));
+    }
+    return true;
+  }
+  bool done() const { return in_.empty(); }
+
+ private:
+  std::string_view in_;
+};
+
+std::string encode(const RunRequest& r, const std::vector<std::string>& procs,
+                   const Credentials& c) {
+  Writer w(kSpawn);
+  w.text(r.job);
+  w.text(r.run_id);
+  w.text(r.trace_id);
+  w.number(r.attempt);
+  w.number(r.scheduled_for.time_since_epoch().count());
+  w.text(r.plugin_path.native());
+  w.map(r.params);
+  w.map(r.secrets);
   const config::Limits& l = r.limits;
-  return {{"job", r.job},
-          {"run_id", r.run_id},
-          {"trace_id", r.trace_id},
-          {"attempt", r.attempt},
-          {"scheduled_for", r.scheduled_for.time_since_epoch().count()},
-          {"plugin_path", r.plugin_path.string()},
-          {"params", r.params},
-          {"secrets", r.secrets},
-          {"limits",
-           {{"memory", l.memory_bytes},
-            {"cpu_ms", l.cpu_time.count()},
-            {"open_files", l.open_files},
-            {"processes", l.processes},
-            {"file_size", l.file_size},
-            {"output", l.output_bytes}}},
-          {"cgroup_procs", procs},
-          {"uid", c.uid},
-          {"gid", c.gid},
-          {"groups", c.groups},
-          {"change_ids", c.change}};
+  w.number(l.memory_bytes);
+  w.number(l.cpu_time.count());
+  w.number(l.open_files);
+  w.number(l.processes);
+  w.number(l.file_size);
+  w.number(l.output_bytes);
+  w.number(static_cast<uint32_t>(procs.size()));
+  for (const auto& p : procs) w.text(p);
+  w.number(c.uid);
+  w.number(c.gid);
+  w.number(static_cast<uint32_t>(c.groups.size()));
+  for (gid_t g : c.groups) w.number(g);
+  w.number(static_cast<uint8_t>(c.change));
+  return w.take();
 }
 
-// Throws json::exception on a malformed plan (the server answers EINVAL).
-Plan decode(std::string_view text) {
-  const json j = json::parse(text);
-  Plan p;
+// False on a malformed plan.
+bool decode(std::string_view text, Plan& p) {
+  Reader in(text);
   RunRequest& r = p.request;
-  r.job = j.at("job").get<std::string>();
-  r.run_id = j.at("run_id").get<std::string>();
-  r.trace_id = j.at("trace_id").get<std::string>();
-  r.attempt = j.at("attempt").get<uint32_t>();
-  r.scheduled_for = TimePoint(Duration(j.at("scheduled_for").get<int64_t>()));
-  r.plugin_path = j.at("plugin_path").get<std::string>();
-  r.params = j.at("params").get<std::map<std::string, std::string>>();
-  r.secrets = j.at("secrets").get<std::map<std::string, std::string>>();
-  const json& l = j.at("limits");
-  r.limits.memory_bytes = l.at("memory").get<uint64_t>();
-  r.limits.cpu_time = Duration(l.at("cpu_ms").get<int64_t>());
-  r.limits.open_files = l.at("open_files").get<uint64_t>();
-  r.limits.processes = l.at("processes").get<uint64_t>();
-  r.limits.file_size = l.at("file_size").get<uint64_t>();
-  r.limits.output_bytes = l.at("output").get<uint64_t>();
-  p.cgroup_procs = j.at("cgroup_procs").get<std::vector<std::string>>();
-  p.credentials.uid = j.at("uid").get<uid_t>();
-  p.credentials.gid = j.at("gid").get<gid_t>();
-  p.credentials.groups = j.at("groups").get<std::vector<gid_t>>();
-  p.credentials.change = j.at("change_ids").get<bool>();
-  return p;
+  config::Limits& l = r.limits;
+  std::string path;
+  Duration::rep scheduled = 0, cpu = 0;
+  uint32_t count = 0;
+  if (!in.text(r.job) || !in.text(r.run_id) || !in.text(r.trace_id) || !in.number(r.attempt) ||
+      !in.number(scheduled) || !in.text(path) || !in.map(r.params) || !in.map(r.secrets) ||
+      !in.number(l.memory_bytes) || !in.number(cpu) || !in.number(l.open_files) ||
+      !in.number(l.processes) || !in.number(l.file_size) || !in.number(l.output_bytes) ||
+      !in.number(count)) {
+    return false;
+  }
+  r.scheduled_for = TimePoint(Duration(scheduled));
+  r.plugin_path = std::move(path);
+  l.cpu_time = Duration(cpu);
+  p.cgroup_procs.resize(count);
+  for (auto& procs : p.cgroup_procs) {
+    if (!in.text(procs)) return false;
+  }
+  Credentials& c = p.credentials;
+  uint8_t change = 0;
+  if (!in.number(c.uid) || !in.number(c.gid) || !in.number(count)) return false;
+  c.groups.resize(count);
+  for (gid_t& g : c.groups) {
+    if (!in.number(g)) return false;
+  }
+  if (!in.number(change) || !in.done()) return false;
+  c.change = change != 0;
+  return true;
 }
 
-// --- the server --------------------------------------------------------------
+// --- the server ---------------------------------------------------------------
+//
+// Between two forks the server writes as few pages as it can: every page it
+// writes after a fork takes a copy-on-write fault, which is what made forking
+// from the daemon dear. So it allocates nothing per request; the child
+// decodes the plan.
 
 void reply(int sock, const void* data, std::size_t size, int fd = -1) {
-  send_message(sock, data, size, fd >= 0 ? std::vector<int>{fd} : std::vector<int>{});
+  send_message(sock, data, size, fd >= 0 ? std::span<const int>(&fd, 1) : std::span<const int>());
 }
 
-void serve_spawn(int sock, std::string_view text, const std::vector<int>& fds) {
+[[noreturn]] void become_run(std::string_view text, const ReceivedFds& fds, pid_t server) noexcept {
+  Plan plan;
+  try {
+    if (!decode(text, plan)) _exit(kChildExitSetupFailed);  // no plan: nothing more to say
+  } catch (...) {
+    _exit(kChildExitSetupFailed);  // out of memory
+  }
+  run_child(ChildPlan{&plan.request, fds.fd[0], fds.fd[1], server, &plan.cgroup_procs,
+                      &plan.credentials});
+}
+
+void serve_spawn(int sock, std::string_view text, const ReceivedFds& fds) {
   SpawnReply out;
   auto refuse = [&](int err, const char* what) {
     out.err = err;
     std::snprintf(out.what, sizeof out.what, "%s", what);
     reply(sock, &out, sizeof out);
   };
-  if (fds.size() != 2) return refuse(EINVAL, "spawn request without its two descriptors");
-  Plan plan;
-  try {
-    plan = decode(text);
-  } catch (const std::exception&) {
-    return refuse(EINVAL, "malformed spawn request");
-  }
-  const ChildPlan child{&plan.request,      fds[0],           fds[1], ::getpid(),
-                        &plan.cgroup_procs, &plan.credentials};
+  if (fds.count != 2) return refuse(EINVAL, "spawn request without its two descriptors");
+  const pid_t server = ::getpid();
   const pid_t pid = ::fork();
-  if (pid == 0) run_child(child);
+  if (pid == 0) become_run(text, fds, server);
   if (pid < 0) return refuse(errno, "fork");
   ::setpgid(pid, pid);  // the child does it too; whoever is first, kill(-pid) works from here
   const int pidfd = pidfd_open(pid);
@@ -223,28 +317,23 @@ void serve_reap(int sock, std::string_view text) {
     if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);
   }
   // Keep 0-2 (runs replace them) and the socket; nothing else of the daemon's.
-  if (sock > 3) {
-    ::close_range(3, sock - 1, 0);
-  }
+  if (sock > 3) ::close_range(3, sock - 1, 0);
   ::close_range(sock + 1, ~0U, 0);
   ::prctl(PR_SET_NAME, "jobhost-forks");
 
-  try {
-    std::vector<char> buffer(kMaxRequest + 1);
-    for (;;) {
-      std::vector<int> fds;
-      const ssize_t n = receive_message(sock, buffer, fds);
-      if (n <= 0) _exit(0);  // the daemon is gone (or the socket broke)
-      const std::string_view text(buffer.data() + 1, static_cast<std::size_t>(n) - 1);
-      if (buffer[0] == kSpawn) {
-        serve_spawn(sock, text, fds);
-      } else if (buffer[0] == kReap) {
-        serve_reap(sock, text);
-      }
-      for (int fd : fds) ::close(fd);
+  // Mapped once, outside the heap; a request writes only the pages it fills.
+  static char buffer[kMaxRequest + 1];
+  for (;;) {
+    ReceivedFds fds;
+    const ssize_t n = receive_message(sock, buffer, fds);
+    if (n <= 0) _exit(0);  // the daemon is gone (or the socket broke)
+    const std::string_view text(buffer + 1, static_cast<std::size_t>(n) - 1);
+    if (buffer[0] == kSpawn) {
+      serve_spawn(sock, text, fds);
+    } else if (buffer[0] == kReap) {
+      serve_reap(sock, text);
     }
-  } catch (...) {
-    _exit(1);  // out of memory; the daemon sees EOF and starts another
+    fds.close_all();
   }
 }
 
@@ -286,7 +375,7 @@ void ForkServer::abandon() {
   ::kill(pid_, SIGKILL);  // unreaped until our destructor: the pid is still ours
 }
 
-Result<std::vector<char>> ForkServer::call(const std::string& request, const std::vector<int>& fds,
+Result<std::vector<char>> ForkServer::call(const std::string& request, std::span<const int> fds,
                                            int* received_fd) {
   if (sock_ < 0) return fail("the fork server is gone");
   if (request.size() > kMaxRequest) {
@@ -306,21 +395,21 @@ Result<std::vector<char>> ForkServer::call(const std::string& request, const std
     ready = ::poll(&p, 1, kReplyTimeoutMs);
   } while (ready < 0 && errno == EINTR);
   std::vector<char> buffer(sizeof(ReapReply) + sizeof(SpawnReply));
-  std::vector<int> got;
+  ReceivedFds got;
   const ssize_t n = ready > 0 ? receive_message(sock_, buffer, got) : -1;
   if (n <= 0) {
-    for (int fd : got) ::close(fd);
+    got.close_all();
     const std::string why = ready == 0 ? "the fork server did not answer within 10 s"
                                        : "the fork server is gone (it exited or was killed)";
     abandon();
     return fail(why);
   }
   buffer.resize(static_cast<std::size_t>(n));
-  for (std::size_t i = 0; i < got.size(); ++i) {
+  for (int i = 0; i < got.count; ++i) {
     if (i == 0 && received_fd != nullptr) {
-      *received_fd = got[i];
+      *received_fd = got.fd[i];
     } else {
-      ::close(got[i]);
+      ::close(got.fd[i]);
     }
   }
   return buffer;
@@ -330,9 +419,10 @@ Result<ForkServer::Spawned> ForkServer::spawn(const RunRequest& request,
                                               const std::vector<std::string>& cgroup_procs,
                                               const Credentials& credentials, int control_fd,
                                               int output_fd) {
-  const std::string text = kSpawn + encode(request, cgroup_procs, credentials).dump();
+  const std::string text = encode(request, cgroup_procs, credentials);
   int pidfd = -1;
-  auto answer = call(text, {control_fd, output_fd}, &pidfd);
+  const int fds[] = {control_fd, output_fd};
+  auto answer = call(text, fds, &pidfd);
   if (!answer) return std::unexpected(answer.error());
   SpawnReply r;
   if (answer->size() != sizeof r) {

@@ -21,7 +21,7 @@
 // but its socket. It exits when the daemon closes the socket.
 //
 // Protocol (SOCK_SEQPACKET, one request and one reply at a time): spawn
-// carries the run's plan as JSON and the child ends of its control socket and
+// carries the run's plan (a flat binary record) and the child ends of its control socket and
 // output pipe; the reply carries the pid and a pidfd. reap carries a pid; the
 // reply its siginfo and rusage.
 #pragma once
@@ -31,6 +31,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -79,7 +80,7 @@ class ForkServer {
  private:
   ForkServer(pid_t pid, int sock) : pid_(pid), sock_(sock) {}
   // Sends one request (with `fds`, if any) and waits for its reply.
-  Result<std::vector<char>> call(const std::string& request, const std::vector<int>& fds,
+  Result<std::vector<char>> call(const std::string& request, std::span<const int> fds,
                                  int* received_fd);
   // Marks the server gone and kills it (it is reaped by the destructor).
   void abandon();
