@@ -106,6 +106,7 @@ struct Executor::Run : std::enable_shared_from_this<Executor::Run> {
   RunRequest request;
   std::function<void(RunReport)> on_done;
   RunCgroup cgroup;
+  std::shared_ptr<ForkServer> server;  // forked it; reaps it
   pid_t pid = 0;
 
   asio::posix::stream_descriptor pidfd;    // readable when the leader exits
@@ -214,7 +215,7 @@ struct Executor::Run : std::enable_shared_from_this<Executor::Run> {
 
   // Exit status and rusage of the leader, from the fork server.
   void reap() {
-    auto reaped = owner->forks_->reap(pid);
+    auto reaped = server->reap(pid);
     if (!reaped) {
       status_unknown = reaped.error().message;
       log(LogStream::host, spdlog::level::err,
@@ -491,7 +492,7 @@ Executor::~Executor() {
   for (auto& [id, run] : runs_) {
     if (!run->reaped) {
       run->kill_group();
-      if (forks_) (void)forks_->reap(run->pid);  // blocks until the SIGKILL lands
+      (void)run->server->reap(run->pid);  // blocks until the SIGKILL lands
     }
     run->cgroup.remove();
     run->owner = nullptr;
@@ -519,13 +520,6 @@ Result<int> Executor::start(RunRequest request, std::function<void(RunReport)> o
   auto cgroup = RunCgroup::create(options_.isolation, request.run_id, request.limits);
   if (!cgroup) return fail(fmt::format("{}: {}", what, cgroup.error().message));
 
-  if (!forks_ || !forks_->alive()) {
-    forks_.reset();  // reaps a server that died
-    auto started = ForkServer::start();
-    if (!started) return fail(fmt::format("{}: {}", what, started.error().message));
-    forks_ = std::move(*started);
-  }
-
   int control[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, control) != 0) {
     return fail(fmt::format("{}: socketpair: {}", what, errno_text(errno)));
@@ -543,8 +537,7 @@ Result<int> Executor::start(RunRequest request, std::function<void(RunReport)> o
   run->request = std::move(request);
   run->on_done = std::move(on_done);
   run->cgroup = std::move(*cgroup);
-  auto spawned =
-      forks_->spawn(run->request, run->cgroup.procs_files(), *credentials, control[1], output[1]);
+  auto spawned = spawn(*run, *credentials, control[1], output[1]);
   ::close(control[1]);
   ::close(output[1]);
   if (!spawned) {
@@ -563,6 +556,34 @@ Result<int> Executor::start(RunRequest request, std::function<void(RunReport)> o
   runs_.emplace(run->request.run_id, run);
   run->begin();
   return pid;
+}
+
+Result<ForkServer::Spawned> Executor::spawn(Run& run, const Credentials& credentials,
+                                            int control_fd, int output_fd) {
+  const std::string& plugin = run.request.plugin_path.native();
+  // Twice at most: a server that a plugin's loading broke (a thread started,
+  // or it died) is replaced, and that plugin is no longer preloaded.
+  for (int attempt = 0;; ++attempt) {
+    if (!forks_ || !forks_->alive() || forks_->retired()) {
+      auto started = ForkServer::start();
+      if (!started) return std::unexpected(started.error());
+      forks_ = std::move(*started);  // an old one lives on while its runs do
+    }
+    const bool preload = !no_preload_.contains(plugin);
+    auto spawned = forks_->spawn(run.request, run.cgroup.procs_files(), credentials, control_fd,
+                                 output_fd, preload);
+    if (spawned) {
+      run.server = forks_;
+      return spawned;
+    }
+    const bool broken = !forks_->alive() || forks_->retired();
+    if (!broken || !preload || attempt > 0) return spawned;
+    no_preload_.insert(plugin);
+    log::warn(
+        fmt::format("the fork server could not keep plugin {} loaded ({}); its runs load "
+                    "it themselves from now on",
+                    plugin, spawned.error().message));
+  }
 }
 
 void Executor::stop(std::string_view run_id, StopReason reason) {

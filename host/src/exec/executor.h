@@ -37,6 +37,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -44,12 +45,11 @@
 #include "common/outcome.h"
 #include "common/time.h"
 #include "config/config.h"
+#include "exec/fork_server.h"
 #include "exec/isolation.h"
 #include "exec/outcome_classify.h"
 
 namespace jobhost::exec {
-
-class ForkServer;
 
 // One run to start. Owned by the executor once passed to start().
 struct RunRequest {
@@ -159,7 +159,12 @@ class Executor {
 
   boost::asio::io_context& io_;
   ExecutorOptions options_;
-  std::unique_ptr<ForkServer> forks_;  // started at the first run, restarted if it dies
+  // Forks run's child through the current fork server (see fork_server.h).
+  Result<ForkServer::Spawned> spawn(Run& run, const Credentials& credentials, int control_fd,
+                                    int output_fd);
+
+  std::shared_ptr<ForkServer> forks_;  // the current one; replaced if it dies or retires
+  std::set<std::string, std::less<>> no_preload_;  // plugins whose loading broke a server
   std::map<std::string, std::shared_ptr<Run>, std::less<>> runs_;
 };
 

@@ -61,9 +61,13 @@ class ForkServer {
   // Forks a run's child in the server. The child runs exec::run_child with
   // the request, joining `cgroup_procs` and switching to `credentials`.
   // `control_fd` and `output_fd` are the child's ends; the caller still owns
-  // (and closes) its copies.
+  // (and closes) its copies. With `preload`, the server first loads the
+  // plugin itself (once per path, up to 16), so children skip that work; if
+  // that left the server with a thread, nothing is forked, the error says so
+  // and retired() turns true.
   Result<Spawned> spawn(const RunRequest& request, const std::vector<std::string>& cgroup_procs,
-                        const Credentials& credentials, int control_fd, int output_fd);
+                        const Credentials& credentials, int control_fd, int output_fd,
+                        bool preload);
 
   struct Reaped {
     siginfo_t info{};
@@ -75,6 +79,9 @@ class ForkServer {
   // False once the server is known to be gone (a reply never came, the socket
   // broke); every call then fails and the executor starts a new server.
   bool alive() const { return sock_ >= 0; }
+  // True once the server asked not to be sent more runs: it can still reap
+  // the ones it has, then it should be let go.
+  bool retired() const { return retired_; }
   pid_t pid() const { return pid_; }
 
  private:
@@ -87,6 +94,7 @@ class ForkServer {
 
   pid_t pid_;
   int sock_;
+  bool retired_ = false;
 };
 
 }  // namespace jobhost::exec
