@@ -140,6 +140,22 @@ int cmd_history(const std::string& config_flag, const std::string& job, int limi
   return kExitOk;
 }
 
+namespace {
+
+// The daemon's ledger backlog (engine snapshot "ledger_backlog"), when there is one.
+void print_ledger_backlog(const json& backlog) {
+  if (!backlog.is_object() || !backlog["refusing_since"].is_string()) return;
+  auto text = [&](const char* key) {
+    return backlog[key].is_string() ? backlog[key].get<std::string>() : std::string("-");
+  };
+  fmt::print(
+      "ledger: refusing writes since {}; {} record(s) kept in memory (oldest since {}), "
+      "runs wait: see the daemon's log\n",
+      text("refusing_since"), backlog.value("records", 0), text("oldest_kept_since"));
+}
+
+}  // namespace
+
 int cmd_status(const std::string& config_flag, bool as_json) {
   auto config = load_or_report(resolve_config_path(config_flag));
   if (!config) return kExitFailed;
@@ -163,7 +179,9 @@ int cmd_status(const std::string& config_flag, bool as_json) {
     entry["plugin"] = job.plugin;
     jobs.push_back(entry);
   }
-  // The build each job's next run will load: only the daemon knows it.
+  // The build each job's next run will load and the ledger backlog: only
+  // the daemon knows them.
+  json backlog = nullptr;
   if (daemon_pid != 0) {
     auto reply = engine::control_request(config->host.state_dir, {{"op", "status"}},
                                          std::chrono::seconds(2));
@@ -176,12 +194,14 @@ int cmd_status(const std::string& config_flag, bool as_json) {
           if (live.contains("blocked")) entry["blocked"] = live["blocked"];
         }
       }
+      backlog = reply->value("ledger_backlog", json(nullptr));
     }
   }
   json in_flight = json::array();
   for (const auto& run : *running) in_flight.push_back(run);
   if (as_json) {
-    json out = {{"daemon", {{"running", daemon_pid != 0}, {"pid", daemon_pid}}},
+    json out = {{"daemon",
+                 {{"running", daemon_pid != 0}, {"pid", daemon_pid}, {"ledger_backlog", backlog}}},
                 {"jobs", jobs},
                 {"running", in_flight}};
     fmt::print("{}\n", out.dump(2));
@@ -189,6 +209,7 @@ int cmd_status(const std::string& config_flag, bool as_json) {
   }
   fmt::print("daemon: {}\n",
              daemon_pid ? fmt::format("running (pid {})", daemon_pid) : std::string("not running"));
+  print_ledger_backlog(backlog);
   fmt::print("{:<20} {:<14} {:<24} {:<24} {:>5} {:>8} {:>9}\n", "JOB", "LAST", "LAST RUN",
              "NEXT FIRE", "FAILS", "SUCCESS", "MEAN");
   for (const auto& j : jobs) {

@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "engine/misfire.h"
 #include "engine/retry.h"
+#include "engine/wall_timer.h"
 #include "exec/outcome_classify.h"
 
 namespace jobhost::engine {
@@ -23,7 +24,8 @@ std::string format_ms(Duration d) {
 }  // namespace
 
 Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::ScanResult plugins,
-               ledger::Store& store, exec::Executor& executor, uint64_t seed, Clock clock)
+               ledger::Store& store, exec::Executor& executor, uint64_t seed, Clock clock,
+               std::unique_ptr<Timer> timer)
     : io_(io),
       config_(std::move(config)),
       plugins_(std::move(plugins)),
@@ -31,7 +33,7 @@ Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::Scan
       executor_(executor),
       seed_(seed),
       clock_(clock ? std::move(clock) : Clock(system_now)),
-      timer_(io),
+      timer_(timer ? std::move(timer) : std::make_unique<WallTimer>(io)),
       rng_(seed),
       pruner_(io, store, retention_policy(config_), clock_) {
   for (const auto& job : config_.jobs) {
@@ -123,7 +125,7 @@ void Engine::handle_misfires(JobState& job, TimePoint last_fire, TimePoint t,
                         .run_id = std::nullopt,
                         .detail = fmt::format("{} older missed slot(s) not recorded one by one: {}",
                                               plan.unlisted(), summary)};
-    if (auto r = store_.add_event(event); !r) log::error(r.error().message, {cfg.name});
+    write_or_keep(PendingWrite{cfg.name, t, t, std::move(event)});
   }
 }
 
@@ -133,10 +135,7 @@ void Engine::schedule_next(JobState& job, TimePoint after) {
   Duration delay = schedule::jitter_for(job.config.name, *job.next_slot, job.config.jitter, seed_);
   timeline_.insert(Fire{
       *job.next_slot + delay, job.config.name, *job.next_slot, 1, {}, ledger::Trigger::schedule});
-  if (auto r = store_.upsert_job(job.config.name, job.config.definition_hash, job.next_slot, now());
-      !r) {
-    log::warn("cannot record next fire in the ledger: " + r.error().message, {job.config.name});
-  }
+  write_next_fire(job);
 }
 
 void Engine::on_timer() {
@@ -168,13 +167,17 @@ void Engine::on_timer() {
 void Engine::arm_timer() {
   if (shutting_down_) return;
   TimePoint at = timeline_.empty() ? TimePoint::max() : timeline_.begin()->due;
-  // The ledger backlog is retried every second while it is not empty.
-  if (!unwritten_.empty()) at = std::min(at, now() + std::chrono::seconds(1));
+  // While the ledger refuses writes, kept records and waiting claims are
+  // retried once it has rested.
+  if (ledger_down_since_ &&
+      (!backlog_.empty() || !next_fire_unwritten_.empty() || !ready_.empty())) {
+    at = std::min(at, ledger_resting() ? resting_until_ : now() + kLedgerRetry);
+  }
   if (at == TimePoint::max()) {
-    timer_.cancel();
+    timer_->cancel();
     return;
   }
-  timer_.wait_until(at, [this](bool clock_changed) {
+  timer_->wait_until(at, [this](bool clock_changed) {
     if (clock_changed) log::info("the wall clock was set; re-checking due fires");
     on_timer();
   });
@@ -222,7 +225,7 @@ void Engine::admit(Fire fire) {
 }
 
 void Engine::pump() {
-  while (!shutting_down_ && !ready_.empty() &&
+  while (!shutting_down_ && !ready_.empty() && may_claim() &&
          active_.size() < static_cast<std::size_t>(config_.host.max_concurrency)) {
     Fire fire = *ready_.begin();
     ready_.erase(ready_.begin());
@@ -262,14 +265,14 @@ void Engine::start_run(Fire fire) {
                          .host_pid = getpid()};
   auto claimed = store_.claim_and_start(start);
   if (!claimed) {
-    // Nothing was written: try this fire again shortly rather than lose it.
-    log::error(fmt::format("cannot record the start of slot {} in the ledger, retrying in 1s: {}",
-                           ledger::format_utc(fire.slot), claimed.error().message),
-               fields);
-    fire.due = now() + std::chrono::seconds(1);
-    timeline_.insert(std::move(fire));
+    // Nothing was written: the fire waits in ready_, in its place, until
+    // the ledger accepts its claim (a run never starts unrecorded).
+    note_refused(claimed.error());
+    ++job.queued;
+    ready_.insert(std::move(fire));
     return;
   }
+  note_written();
   if (!*claimed) {
     log::warn(fmt::format("slot {} attempt {} was already claimed; not running it again",
                           ledger::format_utc(fire.slot), fire.attempt),
@@ -284,7 +287,7 @@ void Engine::start_run(Fire fire) {
                        .outcome = Outcome::failed,
                        .duration = Duration{0},
                        .message = std::move(message)};
-    if (auto r = store_.finish_run(end); !r) unwritten_.push_back(std::move(end));
+    write_or_keep(PendingWrite{cfg.name, fire.slot, end.finished_at, std::move(end)});
   };
   if (!plugin) {
     finish_unstarted(fmt::format("plugin \"{}\" is no longer available", cfg.plugin));
@@ -359,15 +362,7 @@ void Engine::on_run_done(const exec::RunReport& report) {
   } else {
     log::warn(summary, fields);
   }
-  if (auto r = store_.finish_run(end); !r) {
-    log::error(
-        "cannot record the end of the run in the ledger, keeping it in memory and retrying: " +
-            r.error().message,
-        fields);
-    unwritten_.push_back(end);
-  } else {
-    pruner_.note_recorded(run.job);
-  }
+  write_or_keep(PendingWrite{run.job, run.slot, end.finished_at, end});
   if (end.retry_at && !shutting_down_) {
     timeline_.insert(Fire{*end.retry_at, run.job, run.slot, run.attempt + 1, run.trace_id,
                           ledger::Trigger::retry});
@@ -381,6 +376,7 @@ void Engine::notify_idle_if_done() {
   if (!shutting_down_ || !active_.empty() || !on_idle_) return;
   for (auto& timer : grace_timers_) timer->cancel();
   grace_timers_.clear();
+  give_up_backlog();
   auto done = std::move(on_idle_);
   on_idle_ = nullptr;
   done();
@@ -399,11 +395,7 @@ void Engine::record_skipped(const Fire& fire, const std::string& reason) {
                           .at = now(),
                           .definition_hash = cfg.definition_hash,
                           .host_pid = getpid()};
-  if (auto r = store_.record_skipped(skip); !r) {
-    log::error("cannot record the skipped slot in the ledger: " + r.error().message, {fire.job});
-  } else if (*r) {
-    pruner_.note_recorded(fire.job);
-  }
+  write_or_keep(PendingWrite{fire.job, fire.slot, skip.at, std::move(skip)});
 }
 
 void Engine::record_skipped_in_order(JobState& job, Fire fire, std::string reason) {
@@ -417,17 +409,141 @@ void Engine::record_waiting_skips(JobState& job) {
   for (const auto& [fire, reason] : waiting) record_skipped(fire, reason);
 }
 
+void Engine::write_or_keep(PendingWrite w) {
+  if (backlog_.empty() && !ledger_resting()) {
+    auto written = write(w);
+    if (written) return note_written();
+    note_refused(written.error());
+  }
+  // One line per record (not per retry): what an operator needs to recover it.
+  log::warn("kept in memory until the ledger accepts it: " + describe(w),
+            {w.job, record_run_id(w)});
+  ++kept_in_outage_;
+  backlog_.push_back(std::move(w));
+}
+
+Result<bool> Engine::write(const PendingWrite& w) {
+  Result<bool> written = true;
+  if (const auto* end = std::get_if<ledger::RunEnd>(&w.record)) {
+    written = store_.finish_run(*end);
+  } else if (const auto* skip = std::get_if<ledger::SkipRecord>(&w.record)) {
+    written = store_.record_skipped(*skip);
+  } else if (auto added = store_.add_event(std::get<ledger::Event>(w.record)); !added) {
+    written = std::unexpected(added.error());
+  }
+  if (written && *written && !std::holds_alternative<ledger::Event>(w.record)) {
+    pruner_.note_recorded(w.job);
+  }
+  return written;
+}
+
+void Engine::write_next_fire(const JobState& job) {
+  const auto& cfg = job.config;
+  if (!ledger_resting()) {
+    auto written = store_.upsert_job(cfg.name, cfg.definition_hash, job.next_slot, now());
+    if (written) {
+      next_fire_unwritten_.erase(cfg.name);
+      return note_written();
+    }
+    note_refused(written.error());
+  }
+  // Only status and an `at` job that never fired read it: written again
+  // with the backlog, not kept as a record.
+  next_fire_unwritten_.insert(cfg.name);
+}
+
+bool Engine::ledger_resting() const {
+  TimePoint t = now();
+  // A clock set back must not stretch the rest.
+  return t < resting_until_ && resting_until_ - t <= kLedgerRetry;
+}
+
+void Engine::note_refused(const Error& error) {
+  resting_until_ = now() + kLedgerRetry;
+  if (!ledger_down_since_) {
+    ledger_down_since_ = now();
+    kept_in_outage_ = 0;
+    log::error(error.message +
+               "; until the ledger accepts writes again, no run starts (fires wait), finished "
+               "runs and skipped slots are kept in memory and retried every second (`jobhost "
+               "status` shows the backlog)");
+  }
+  arm_timer();
+}
+
+void Engine::note_written() {
+  if (!ledger_down_since_ || !backlog_.empty() || !next_fire_unwritten_.empty()) return;
+  log::info(
+      fmt::format("the ledger accepts writes again after {}: {} record(s) kept in memory "
+                  "were written",
+                  format_ms(now() - *ledger_down_since_), kept_in_outage_));
+  ledger_down_since_.reset();
+}
+
 void Engine::flush_backlog() {
-  if (unwritten_.empty()) return;
-  std::vector<ledger::RunEnd> still;
-  for (auto& end : unwritten_) {
-    if (!store_.finish_run(end)) still.push_back(std::move(end));
+  if (ledger_resting()) return;
+  while (!backlog_.empty()) {
+    auto written = write(backlog_.front());
+    if (!written) return note_refused(written.error());
+    backlog_.pop_front();
   }
-  if (still.size() < unwritten_.size()) {
-    log::info(fmt::format("ledger writable again: recorded {} finished run(s) kept in memory",
-                          unwritten_.size() - still.size()));
+  for (const auto& name : std::exchange(next_fire_unwritten_, {})) {
+    if (auto it = jobs_.find(name); it != jobs_.end()) write_next_fire(it->second);
   }
-  unwritten_ = std::move(still);
+  note_written();
+}
+
+void Engine::give_up_backlog() {
+  resting_until_ = {};  // one last try, however recent the last refusal
+  flush_backlog();
+  if (backlog_.empty()) return;
+  log::error(fmt::format(
+      "the ledger still refuses writes: {} record(s) kept in memory are lost with this exit, each "
+      "logged below; at the next start, runs left open are closed as interrupted and scheduled "
+      "slots not recorded are handled as missed",
+      backlog_.size()));
+  for (const auto& w : backlog_) {
+    log::error("not recorded in the ledger: " + describe(w), {w.job, record_run_id(w)});
+  }
+  backlog_.clear();
+}
+
+nlohmann::json Engine::backlog_json() const {
+  nlohmann::json out = {{"records", backlog_.size()},
+                        {"refusing_since", nullptr},
+                        {"oldest_kept_since", nullptr},
+                        {"oldest_age_ms", nullptr}};
+  if (ledger_down_since_) out["refusing_since"] = ledger::format_utc(*ledger_down_since_);
+  if (!backlog_.empty()) {
+    TimePoint oldest = backlog_.front().kept_since;
+    out["oldest_kept_since"] = ledger::format_utc(oldest);
+    out["oldest_age_ms"] = std::max<int64_t>(0, (now() - oldest).count());
+  }
+  return out;
+}
+
+std::string Engine::describe(const PendingWrite& w) {
+  if (const auto* end = std::get_if<ledger::RunEnd>(&w.record)) {
+    std::string text =
+        fmt::format("end of run {} (slot {}): {} at {}", end->run_id, ledger::format_utc(w.slot),
+                    to_string(end->outcome), ledger::format_utc(end->finished_at));
+    if (end->exit_code) text += fmt::format(", exit code {}", *end->exit_code);
+    if (end->retry_at) text += fmt::format(", retry at {}", ledger::format_utc(*end->retry_at));
+    return text + ": " + end->message;
+  }
+  if (const auto* skip = std::get_if<ledger::SkipRecord>(&w.record)) {
+    return fmt::format("skipped slot {} (run {}, trigger {}) at {}: {}",
+                       ledger::format_utc(skip->scheduled_for), skip->run_id,
+                       to_string(skip->trigger), ledger::format_utc(skip->at), skip->reason);
+  }
+  const auto& event = std::get<ledger::Event>(w.record);
+  return fmt::format("{} event at {}: {}", event.kind, ledger::format_utc(event.at), event.detail);
+}
+
+std::string_view Engine::record_run_id(const PendingWrite& w) {
+  if (const auto* end = std::get_if<ledger::RunEnd>(&w.record)) return end->run_id;
+  if (const auto* skip = std::get_if<ledger::SkipRecord>(&w.record)) return skip->run_id;
+  return {};
 }
 
 Result<TimePoint> Engine::trigger(std::string_view name) {
@@ -445,7 +561,7 @@ Result<TimePoint> Engine::trigger(std::string_view name) {
 void Engine::shutdown(std::function<void()> on_idle) {
   if (shutting_down_) return;
   shutting_down_ = true;
-  timer_.cancel();
+  timer_->cancel();
   pruner_.stop();
   for (const auto& fire : ready_) record_skipped(fire, "the host shut down before it started");
   ready_.clear();
@@ -469,8 +585,12 @@ void Engine::note_heartbeat(std::string_view run_id, std::optional<double> progr
   auto steady = std::chrono::steady_clock::now();
   if (steady - it->second.last_heartbeat_write < std::chrono::seconds(1)) return;
   it->second.last_heartbeat_write = steady;
+  // Not kept when refused: the next heartbeat supersedes it.
+  if (ledger_resting()) return;
   if (auto r = store_.heartbeat(run_id, now(), progress); !r) {
-    log::warn("cannot record heartbeat: " + r.error().message, {it->second.job, run_id});
+    note_refused(r.error());
+  } else {
+    note_written();
   }
 }
 
@@ -479,7 +599,9 @@ void Engine::stop_now() {
 }
 
 nlohmann::json Engine::snapshot() const {
-  nlohmann::json out = {{"running", nlohmann::json::array()}, {"queued", ready_.size()}};
+  nlohmann::json out = {{"running", nlohmann::json::array()},
+                        {"queued", ready_.size()},
+                        {"ledger_backlog", backlog_json()}};
   for (const auto& [run_id, run] : active_) {
     out["running"].push_back({{"run_id", run_id},
                               {"job", run.job},

@@ -6,18 +6,21 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <string>
+#include <variant>
 
 #include "catalog/catalog.h"
 #include "config/config.h"
-#include "engine/retention.h"
 #include "engine/reload.h"
-#include "engine/wall_timer.h"
+#include "engine/retention.h"
+#include "engine/timer.h"
 #include "exec/executor.h"
 #include "ledger/ids.h"
 #include "ledger/store.h"
@@ -45,14 +48,21 @@ inline constexpr std::size_t kMaxReady = 10000;
 // A scheduled fire found this late (the loop slept through a suspend or a
 // forward clock jump) is a misfire, handled by the job's misfire policy.
 inline constexpr Duration kLateTolerance = std::chrono::seconds(30);
+// After the ledger refuses a write, no other write is tried for this long: a
+// refused write can cost the store's busy timeout, and the loop must stay
+// responsive. Kept records and waiting claims are retried then.
+inline constexpr Duration kLedgerRetry = std::chrono::seconds(1);
 
 class Engine {
  public:
   using Clock = std::function<TimePoint()>;
 
   // `store` and `executor` must outlive the engine. `seed` drives jitter.
+  // `clock` defaults to the system clock and `timer` to a WallTimer on `io`;
+  // tests pass a fake clock and a manual timer to jump the clock at will.
   Engine(boost::asio::io_context& io, config::Config config, catalog::ScanResult plugins,
-         ledger::Store& store, exec::Executor& executor, uint64_t seed, Clock clock = {});
+         ledger::Store& store, exec::Executor& executor, uint64_t seed, Clock clock = {},
+         std::unique_ptr<Timer> timer = nullptr);
 
   // Computes each job's next fire, reloads pending retries, fires @reboot
   // jobs, and arms the timer and retention (engine/retention.h).
@@ -72,7 +82,8 @@ class Engine {
   // (the executor already calls at most every 50 ms).
   void note_heartbeat(std::string_view run_id, std::optional<double> progress);
 
-  // Runs in flight and queued fires, for the control socket's "status".
+  // Runs in flight, queued fires and the ledger backlog (records the ledger
+  // refused, kept in memory: count and oldest), for the control socket's "status".
   nlohmann::json snapshot() const;
 
   // Hot reload (engine_reload.cpp; see docs/deploying.md).
@@ -102,7 +113,14 @@ class Engine {
     // in order, or a crash could leave an older slot unclaimed behind a newer
     // one, and the next start would never see it as missed.
     std::vector<std::pair<Fire, std::string>> skips_waiting{};
-    bool retired = false;          // removed by a reload: no fires, kept while runs finish
+    bool retired = false;  // removed by a reload: no fires, kept while runs finish
+  };
+  // A record the ledger refused, kept in memory until it accepts it.
+  struct PendingWrite {
+    std::string job;
+    TimePoint slot;        // for the log, should it be lost
+    TimePoint kept_since;  // when it was made
+    std::variant<ledger::RunEnd, ledger::SkipRecord, ledger::Event> record;
   };
   struct ActiveRun {
     std::string job;
@@ -127,11 +145,32 @@ class Engine {
   // record_skipped now, or after the job's fires in ready_ are claimed.
   void record_skipped_in_order(JobState& job, Fire fire, std::string reason);
   void record_waiting_skips(JobState& job);
+  // Writes `w` now, or keeps it behind the backlog: records are written in
+  // the order they were made, so skipped slots are claimed in slot order.
+  void write_or_keep(PendingWrite w);
+  // One write; false when the ledger already had it. Error: refused.
+  Result<bool> write(const PendingWrite& w);
+  void write_next_fire(const JobState& job);
+  // The ledger refused a write: log it once per outage, rest kLedgerRetry.
+  void note_refused(const Error& error);
+  // A write went through: log the end of an outage once the backlog is empty.
+  void note_written();
+  bool ledger_resting() const;
+  // Slots are claimed only behind every kept record (in order) and while
+  // the ledger is not resting; fires wait in ready_ meanwhile.
+  bool may_claim() const { return backlog_.empty() && !ledger_resting(); }
+  // Writes the kept records in order, stopping at the first refusal.
   void flush_backlog();
+  // At shutdown: one last try, then every record still refused is logged
+  // (error, one line each) so that an operator can recover it.
+  void give_up_backlog();
+  nlohmann::json backlog_json() const;
+  static std::string describe(const PendingWrite& w);
+  static std::string_view record_run_id(const PendingWrite& w);
   void notify_idle_if_done();
   void add_job(const config::JobConfig& job, TimePoint t);
   void change_job(JobState& job, const config::JobConfig& loaded, TimePoint t);
-  void retire_job(JobState& job, TimePoint t);
+  void retire_job(JobState& job);
   std::string next_id() { return ids_.next(now()); }
 
   boost::asio::io_context& io_;
@@ -141,7 +180,7 @@ class Engine {
   exec::Executor& executor_;
   uint64_t seed_;
   Clock clock_;
-  WallTimer timer_;
+  std::unique_ptr<Timer> timer_;
   ledger::IdGenerator ids_;
   std::mt19937_64 rng_;
 
@@ -149,7 +188,11 @@ class Engine {
   std::set<Fire> timeline_;  // fires not yet due
   std::set<Fire> ready_;     // due, waiting for a run slot
   std::map<std::string, ActiveRun, std::less<>> active_;
-  std::vector<ledger::RunEnd> unwritten_;  // finished runs the ledger refused; retried
+  std::deque<PendingWrite> backlog_;            // records the ledger refused, oldest first
+  std::set<std::string> next_fire_unwritten_;   // jobs whose next fire the ledger refused
+  TimePoint resting_until_{};                   // no write is tried before it
+  std::optional<TimePoint> ledger_down_since_;  // the first refusal of this outage
+  std::size_t kept_in_outage_ = 0;
   bool shutting_down_ = false;
   std::function<void()> on_idle_;
   std::vector<std::shared_ptr<boost::asio::steady_timer>> grace_timers_;  // during shutdown

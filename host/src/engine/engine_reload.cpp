@@ -25,7 +25,7 @@ JobDiff Engine::apply_config(config::Config loaded) {
   JobDiff diff = diff_jobs(config_.jobs, loaded.jobs);
   if (shutting_down_) return diff;
   const TimePoint t = now();
-  for (const auto& name : diff.removed) retire_job(jobs_.find(name)->second, t);
+  for (const auto& name : diff.removed) retire_job(jobs_.find(name)->second);
   std::set<std::string> changed(diff.changed.begin(), diff.changed.end());
   for (const auto& job : loaded.jobs) {
     auto it = jobs_.find(job.name);
@@ -96,12 +96,7 @@ void Engine::change_job(JobState& job, const config::JobConfig& loaded, TimePoin
   job.config = loaded;
   job.spec = std::move(spec);
   job.next_slot.reset();
-  if (!loaded.enabled) {
-    if (auto r = store_.upsert_job(loaded.name, loaded.definition_hash, std::nullopt, t); !r) {
-      log::warn("cannot record next fire in the ledger: " + r.error().message, {loaded.name});
-    }
-    return;
-  }
+  if (!loaded.enabled) return write_next_fire(job);
   if (!plugins_.find(loaded.plugin)) log::error(blocked_reason(loaded.plugin), {loaded.name});
   // A slot already due but held back by jitter still fires if the new
   // schedule has it.
@@ -111,7 +106,7 @@ void Engine::change_job(JobState& job, const config::JobConfig& loaded, TimePoin
   schedule_next(job, after);
 }
 
-void Engine::retire_job(JobState& job, TimePoint t) {
+void Engine::retire_job(JobState& job) {
   const std::string name = job.config.name;
   job.retired = true;
   job.next_slot.reset();
@@ -135,9 +130,7 @@ void Engine::retire_job(JobState& job, TimePoint t) {
     it = ready_.erase(it);
   }
   record_waiting_skips(job);
-  if (auto r = store_.upsert_job(name, job.config.definition_hash, std::nullopt, t); !r) {
-    log::warn("cannot record next fire in the ledger: " + r.error().message, {name});
-  }
+  write_next_fire(job);
   if (!job.active.empty()) {
     log::info(
         fmt::format("removed from the config: {} run(s) in flight finish first", job.active.size()),

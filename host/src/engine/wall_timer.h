@@ -5,25 +5,18 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
-#include <functional>
-
-#include "common/time.h"
+#include "engine/timer.h"
 
 namespace jobhost::engine {
 
-class WallTimer {
+class WallTimer final : public Timer {
  public:
-  // Called once per wait: at `at`, or earlier with clock_changed = true when
-  // the wall clock was set. Not called after cancel() or a newer wait_until().
-  using Handler = std::function<void(bool clock_changed)>;
-
   explicit WallTimer(boost::asio::io_context& io);
   WallTimer(const WallTimer&) = delete;
   WallTimer& operator=(const WallTimer&) = delete;
 
-  // Replaces any pending wait.
-  void wait_until(TimePoint at, Handler handler);
-  void cancel();
+  void wait_until(TimePoint at, Handler handler) override;
+  void cancel() override;
 
  private:
   void arm(TimePoint at);

@@ -1,0 +1,142 @@
+// The daemon while its ledger refuses writes: loud, no crash, nothing lost.
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "support/harness.h"
+
+using namespace jobhost::testing;
+using nlohmann::json;
+
+namespace {
+
+// Holds the ledger's write lock from this process, as another program with
+// a write transaction open would. Every write of the daemon then fails after
+// the store's busy timeout (SQLITE_BUSY), through the same path as a full
+// disk or a read-only file: the transaction is rolled back, nothing changed,
+// the caller gets an Error. Unlike `chattr +i` or a full file system it needs
+// no root and works on any file system; readers (WAL) are not blocked, so
+// `jobhost status` and `history` keep working meanwhile.
+class LedgerWriteLock {
+ public:
+  explicit LedgerWriteLock(const fs::path& db)
+      : db_(db.string(), SQLite::OPEN_READWRITE, /*busy timeout ms=*/10000) {
+    db_.exec("BEGIN EXCLUSIVE");
+  }
+  ~LedgerWriteLock() { release(); }
+  LedgerWriteLock(const LedgerWriteLock&) = delete;
+  LedgerWriteLock& operator=(const LedgerWriteLock&) = delete;
+
+  void release() {
+    if (!held_) return;
+    db_.exec("ROLLBACK");
+    held_ = false;
+  }
+
+ private:
+  SQLite::Database db_;
+  bool held_ = true;
+};
+
+// The daemon's ledger backlog, from `jobhost status --json`; null when the
+// daemon did not answer.
+json ledger_backlog(const fs::path& config) {
+  auto status = run_jobhost({"status", "--config", config.string(), "--json"});
+  if (status.exit_code != 0) return nullptr;
+  return json::parse(status.out)["daemon"].value("ledger_backlog", json(nullptr));
+}
+
+int backlog_records(const fs::path& config) {
+  auto backlog = ledger_backlog(config);
+  return backlog.is_object() ? backlog.value("records", -1) : -1;
+}
+
+}  // namespace
+
+TEST_CASE("a ledger that refuses writes loses nothing once it accepts them again",
+          "[daemon][ledger]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"sleeper.so"});
+  // Runs last 6 s on a 1 s schedule. While one runs, each fire is recorded as
+  // skipped at once: records to keep every second. Once it ends (its end is
+  // kept too), the next fire waits for its claim and the later ones are
+  // skipped behind it, in order.
+  auto config = write_config(dir.path(), R"(
+[jobs.slow]
+plugin = "sleeper"
+schedule = "* * * * * *"
+concurrency = "forbid"
+timeout = "10s"
+params = { seconds = 6 }
+)");
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  REQUIRE(wait_for([&] { return finished(history(config, "slow"), "slow").size() >= 2; }, 20s));
+
+  {
+    LedgerWriteLock lock(dir.path() / "var" / "jobhost.db");
+    // Skipped slots, then the run's end, come while the ledger refuses them.
+    REQUIRE(wait_for(
+        [&] {
+          return daemon.log().find("kept in memory until the ledger accepts it: end of run") !=
+                 std::string::npos;
+        },
+        30s));
+    auto backlog = ledger_backlog(config);
+    CHECK(backlog["records"].get<int>() >= 2);
+    CHECK(backlog["refusing_since"].is_string());
+    CHECK(backlog["oldest_kept_since"].is_string());
+    CHECK(backlog["oldest_age_ms"].get<int64_t>() >= 0);
+    auto text = run_jobhost({"status", "--config", config.string()});
+    CHECK(text.out.find("ledger: refusing writes since") != std::string::npos);
+    CHECK(daemon.alive());
+    // Not an assertion: lets a few fires wait for their claim.
+    std::this_thread::sleep_for(3s);
+    lock.release();
+  }
+
+  REQUIRE(wait_for([&] { return backlog_records(config) == 0; }, 30s));
+  CHECK(ledger_backlog(config)["refusing_since"].is_null());
+  // Fires go on after the outage: a run claimed after it finishes.
+  std::size_t before = finished(history(config, "slow"), "slow").size();
+  REQUIRE(
+      wait_for([&] { return finished(history(config, "slow"), "slow").size() > before + 2; }, 30s));
+  daemon.signal(SIGTERM);
+  REQUIRE(daemon.wait_exit(30s) == 0);
+
+  // Loud once when it starts, once when it ends; one line per kept record.
+  auto log = daemon.log();
+  CHECK(log.find("database is locked by another process") != std::string::npos);
+  CHECK(log.find("until the ledger accepts writes again") != std::string::npos);
+  CHECK(log.find("kept in memory until the ledger accepts it") != std::string::npos);
+  CHECK(log.find("the ledger accepts writes again after") != std::string::npos);
+  CHECK(log.find("not recorded in the ledger") == std::string::npos);
+
+  // Nothing lost, nothing doubled, nothing left open: every second from the
+  // first slot to the last is in the ledger once, run or skipped.
+  auto runs = history(config, "slow", 100000);
+  std::set<std::string> slots;
+  int skipped = 0;
+  for (const auto& run : runs) {
+    CHECK(run["outcome"].is_string());
+    CHECK(run["trigger"] == "schedule");
+    CHECK(slots.insert(run["scheduled_for"].get<std::string>()).second);
+    if (run["outcome"] == "skipped") ++skipped;
+  }
+  CHECK(skipped >= 5);
+  REQUIRE(slots.size() >= 10);
+  auto seconds = [](const std::string& utc) {  // "YYYY-MM-DDTHH:MM:SS.000Z"
+    using namespace std::chrono;
+    auto day = sys_days(year(std::stoi(utc.substr(0, 4))) / std::stoi(utc.substr(5, 2)) /
+                        std::stoi(utc.substr(8, 2)));
+    return day.time_since_epoch() / 1s + std::stoi(utc.substr(11, 2)) * 3600 +
+           std::stoi(utc.substr(14, 2)) * 60 + std::stoi(utc.substr(17, 2));
+  };
+  const auto span = seconds(*slots.rbegin()) - seconds(*slots.begin());
+  CHECK(static_cast<int64_t>(slots.size()) == span + 1);
+}
