@@ -15,8 +15,8 @@
 
 #include "catalog/catalog.h"
 #include "config/config.h"
-#include "engine/retention.h"
 #include "engine/reload.h"
+#include "engine/retention.h"
 #include "engine/wall_timer.h"
 #include "exec/executor.h"
 #include "ledger/ids.h"
@@ -102,7 +102,7 @@ class Engine {
     // in order, or a crash could leave an older slot unclaimed behind a newer
     // one, and the next start would never see it as missed.
     std::vector<std::pair<Fire, std::string>> skips_waiting{};
-    bool retired = false;          // removed by a reload: no fires, kept while runs finish
+    bool retired = false;  // removed by a reload: no fires, kept while runs finish
   };
   struct ActiveRun {
     std::string job;
@@ -132,6 +132,9 @@ class Engine {
   void add_job(const config::JobConfig& job, TimePoint t);
   void change_job(JobState& job, const config::JobConfig& loaded, TimePoint t);
   void retire_job(JobState& job, TimePoint t);
+  // Drops the job's pending retries of attempts above `max_attempts`, queued
+  // or not, and their rows in the ledger (else a restart would run them).
+  void drop_retries(JobState& job, int max_attempts, std::string_view why);
   std::string next_id() { return ids_.next(now()); }
 
   boost::asio::io_context& io_;
