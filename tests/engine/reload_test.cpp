@@ -1,12 +1,15 @@
 // Integration tests of hot reload (issue 6): the real daemon, real files
 // replaced under it, and the ledger as the witness.
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 
@@ -504,4 +507,209 @@ schedule = "@manual"
   CHECK(fs::exists(shadows / "README"));
   CHECK(fs::exists(shadows / (sha_of(shipped_plugin("hello.so")) + ".so")));  // in service
   CHECK_THAT(daemon.log(), Catch::Contains("removed 2 unused shadow copies"));
+}
+
+namespace {
+
+std::vector<jobhost::ledger::PendingRetry> pending_retries(const fs::path& config) {
+  auto store = jobhost::ledger::open_sqlite_store(config.parent_path() / "var" / "jobhost.db",
+                                                  jobhost::config::Durability::normal,
+                                                  jobhost::ledger::Access::read_only);
+  REQUIRE(store);
+  auto retries = (*store)->pending_retries();
+  REQUIRE(retries);
+  return *retries;
+}
+
+// The daemon's own {"op":"status"} answer (runs in flight, fires queued).
+json daemon_status(const fs::path& config) {
+  const std::string path = (config.parent_path() / "var" / "jobhost.sock").string();
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  REQUIRE(path.size() < sizeof addr.sun_path);
+  std::strcpy(addr.sun_path, path.c_str());
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  std::string reply;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::string request = "{\"op\":\"status\"}\n";
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+        static_cast<ssize_t>(request.size())) {
+      char buf[4096];
+      while (reply.find('\n') == std::string::npos) {
+        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        reply.append(buf, static_cast<std::size_t>(n));
+      }
+    }
+  }
+  ::close(fd);
+  return json::parse(reply, nullptr, false);
+}
+
+// Replaces the config by rename, as editors do.
+void edit_config(const fs::path& dir, const fs::path& config, const std::string& jobs,
+                 const std::string& host_extra = "") {
+  fs::path staged = dir / "staged.toml";
+  write_config(dir, jobs, host_extra);
+  fs::rename(config, staged);
+  fs::rename(staged, config);
+}
+
+}  // namespace
+
+TEST_CASE("a reload drops the pending retries its new settings no longer allow", "[reload]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so", "retry.so"});
+  fs::copy_file(test_plugin("napper_v1.so"), dir.path() / "plugins" / "napper.so");
+  const std::string nap = R"(
+[jobs.nap]
+plugin = "napper"
+schedule = "@manual"
+params = { seconds = 30 }
+)";
+  const std::string host = "max_concurrency = 1\n";
+  auto config = write_config(dir.path(), nap + R"(
+[jobs.flaky]
+plugin = "retry"
+schedule = "@manual"
+retry = { max_attempts = 5, initial_delay = "1h", max_delay = "1h" }
+
+[jobs.shaky]
+plugin = "retry"
+schedule = "@manual"
+retry = { max_attempts = 5, initial_delay = "1s", max_delay = "1s", multiplier = 1 }
+)",
+                             host);
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  auto retries_of = [&](const std::string& job) {
+    auto all = pending_retries(config);
+    return std::count_if(all.begin(), all.end(), [&](const auto& r) { return r.job == job; });
+  };
+  // flaky waits an hour for attempt 2; shaky's next attempt is due while nap
+  // holds the only run slot, so it waits in the dispatch queue.
+  REQUIRE(run_jobhost({"trigger", "--config", config.string(), "flaky"}).exit_code == 0);
+  REQUIRE(wait_for([&] { return retries_of("flaky") == 1; }, 20s));
+  REQUIRE(run_jobhost({"trigger", "--config", config.string(), "shaky"}).exit_code == 0);
+  REQUIRE(wait_for([&] { return retries_of("shaky") == 1; }, 20s));
+  REQUIRE(run_jobhost({"trigger", "--config", config.string(), "nap"}).exit_code == 0);
+  REQUIRE(wait_for(
+      [&] {
+        auto status = daemon_status(config);
+        return status.is_object() && status["queued"] == 1 && status["running"].size() == 1 &&
+               status["running"][0]["job"] == "nap";
+      },
+      20s));
+  REQUIRE(retries_of("shaky") == 1);
+
+  // flaky no longer retries; shaky is removed while its retry is queued.
+  edit_config(dir.path(), config, nap + R"(
+[jobs.flaky]
+plugin = "retry"
+schedule = "@manual"
+retry = { max_attempts = 1 }
+)",
+              host);
+  REQUIRE(wait_for([&] { return !events_of(config, "reloaded").empty(); }, 20s));
+  auto detail = json::parse(events_of(config, "reloaded").back().detail);
+  CHECK(detail["changed"] == json::array({"flaky"}));
+  CHECK(detail["removed"] == json::array({"shaky"}));
+  CHECK(pending_retries(config).empty());
+  CHECK_THAT(daemon.log(), Catch::Contains("dropped: retry.max_attempts is now 1") &&
+                               Catch::Contains("dropped: the job was removed from the config"));
+  CHECK(daemon_status(config)["queued"] == 0);
+  daemon.signal(SIGTERM);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
+}
+
+TEST_CASE("a config rejected for a plugin not in service yet is applied once it arrives",
+          "[reload]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  const std::string tick = R"(
+[jobs.tick]
+plugin = "hello"
+schedule = "@manual"
+)";
+  auto config = write_config(dir.path(), tick);
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  // The config names the new plugin before its file is deployed.
+  edit_config(dir.path(), config, tick + R"(
+[jobs.nap]
+plugin = "napper"
+schedule = "@manual"
+params = { seconds = 0 }
+)");
+  REQUIRE(wait_for([&] { return !events_of(config, "config_rejected").empty(); }, 20s));
+  rename_over(read_bytes(test_plugin("napper_v1.so")), dir.path() / "plugins" / "napper.so");
+  std::vector<jobhost::ledger::Event> reloaded;
+  REQUIRE(wait_for(
+      [&] {
+        reloaded.clear();
+        for (const auto& e : events_of(config, "reloaded")) {
+          if (json::parse(e.detail).contains("added")) reloaded.push_back(e);
+        }
+        return !reloaded.empty();
+      },
+      20s));
+  CHECK(json::parse(reloaded.back().detail)["added"] == json::array({"nap"}));
+  CHECK(run_jobhost({"trigger", "--config", config.string(), "nap"}).exit_code == 0);
+  REQUIRE(
+      wait_for([&] { return finished(ledger_history(config, "nap"), "nap").size() == 1; }, 20s));
+  CHECK(ledger_history(config, "nap")[0]["outcome"] == "succeeded");
+}
+
+TEST_CASE("the build of recent runs outlives its replacement by the cleanup age", "[reload]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.tick]
+plugin = "hello"
+every = "100ms"
+)");
+  const fs::path plugins = dir.path() / "plugins";
+  const fs::path old_copy =
+      dir.path() / "var" / "plugins" / (sha_of(shipped_plugin("hello.so")) + ".so");
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  REQUIRE(wait_runs_since(config, "tick", wall_now() - 60s, 1).size() >= 1);
+  // The build has been in service for hours (its copy was written then).
+  fs::last_write_time(old_copy, fs::file_time_type::clock::now() - std::chrono::hours(3));
+  rename_over(read_bytes(test_plugin("hello_v2.so")), plugins / "hello.so");
+  REQUIRE(wait_for(
+      [&] {
+        auto p = served(daemon_plugins(config), "hello");
+        return p && (*p)["version"] == "2.0.0";
+      },
+      20s));
+  // More runs of the new build than the cleanup keeps per job, then a cleanup.
+  auto t0 = wall_now();
+  constexpr std::size_t kKeptRunsPerJob = 5;  // engine::kShadowKeepRunsPerJob
+  REQUIRE(wait_runs_since(config, "tick", t0, kKeptRunsPerJob + 1).size() > kKeptRunsPerJob);
+  REQUIRE(run_jobhost({"reload", "--config", config.string()}).exit_code == 0);
+  // A run of the old build a moment ago can still be replayed.
+  CHECK(fs::exists(old_copy));
+}
+
+TEST_CASE("a reload loads nothing from a plugin_dir others can write", "[reload]") {
+  TempDir dir;
+  const fs::path plugins = install_plugins(dir.path(), {"hello.so"});
+  fs::permissions(plugins, fs::perms::all);  // 0777: refused at start, so nothing is loaded
+  auto config = write_config(dir.path(), R"(
+[jobs.tick]
+plugin = "hello"
+schedule = "@manual"
+)");
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  REQUIRE_FALSE(served(daemon_plugins(config), "hello"));
+  rename_over(read_bytes(test_plugin("hello_v2.so")), plugins / "hello.so");
+  auto forced = run_jobhost({"reload", "--config", config.string()});
+  CHECK(forced.exit_code == 1);
+  CHECK_THAT(forced.out, Catch::Contains("plugin file hello.so rejected: plugin directory: "
+                                         "unsafe permissions"));
+  CHECK_FALSE(served(daemon_plugins(config), "hello"));
 }

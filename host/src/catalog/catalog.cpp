@@ -75,23 +75,29 @@ Catalog::Catalog(std::filesystem::path plugin_dir, std::filesystem::path shadow_
       shadow_dir_(std::move(shadow_dir)),
       probe_timeout_(probe_timeout) {}
 
-ScanResult Catalog::scan() {
-  ScanResult result;
+std::optional<Rejection> Catalog::check_plugin_dir() const {
   struct stat st {};
   if (::stat(plugin_dir_.c_str(), &st) != 0) {
     const int err = errno;
-    result.rejected.push_back(
-        {plugin_dir_,
-         err == ENOENT ? std::string("plugin directory does not exist: create it, or "
-                                     "set [host] plugin_dir to the directory that "
-                                     "holds the plugins")
-                       : fmt::format("plugin directory cannot be read: {}", std::strerror(err))});
-    return result;
+    return Rejection{plugin_dir_,
+                     err == ENOENT
+                         ? std::string("plugin directory does not exist: create it, or "
+                                       "set [host] plugin_dir to the directory that "
+                                       "holds the plugins")
+                         : fmt::format("plugin directory cannot be read: {}", std::strerror(err))};
   }
   if (auto ok =
           check_file_safety(plugin_dir_, st.st_mode, st.st_uid, ::geteuid(), Expect::plugin_dir);
       !ok) {
-    result.rejected.push_back({plugin_dir_, "plugin directory: " + ok.error().message});
+    return Rejection{plugin_dir_, "plugin directory: " + ok.error().message};
+  }
+  return std::nullopt;
+}
+
+ScanResult Catalog::scan() {
+  ScanResult result;
+  if (auto bad = check_plugin_dir()) {
+    result.rejected.push_back(std::move(*bad));
     return result;
   }
   if (auto ok = prepare_shadow_dir(shadow_dir_); !ok) {

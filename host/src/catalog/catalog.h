@@ -9,6 +9,7 @@
 #include <expected>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -62,6 +63,10 @@ class Catalog {
   // that directory and nothing is accepted. Of several files with the same
   // plugin name, the first by file name is accepted and the others rejected.
   ScanResult scan();
+
+  // Checks plugin_dir itself as scan() does (it exists, is a directory, owner
+  // and permissions are safe): its Rejection, or nullopt when it is fine.
+  std::optional<Rejection> check_plugin_dir() const;
 
   // Checks one file as scan() does (permissions, ELF header, probe, ABI) and
   // installs its shadow copy; does not check plugin_dir or duplicate names.

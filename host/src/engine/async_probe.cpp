@@ -69,6 +69,8 @@ class ProbeWait : public std::enable_shared_from_this<ProbeWait> {
     output_.async_read_some(
         asio::buffer(buf_),
         [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+          // Reaped already (the timeout's kill won the race): its pid may be reused.
+          if (self->finished_) return;
           self->report_.output.append(self->buf_.data(), n);
           const bool answered = catalog::probe_answered(self->report_.output);
           if (!ec && !answered && !self->timed_out_) return self->read_more();

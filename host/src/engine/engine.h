@@ -171,6 +171,9 @@ class Engine {
   void add_job(const config::JobConfig& job, TimePoint t);
   void change_job(JobState& job, const config::JobConfig& loaded, TimePoint t);
   void retire_job(JobState& job);
+  // Drops the job's pending retries of attempts above `max_attempts`, queued
+  // or not, and their rows in the ledger (else a restart would run them).
+  void drop_retries(JobState& job, int max_attempts, std::string_view why);
   std::string next_id() { return ids_.next(now()); }
 
   boost::asio::io_context& io_;

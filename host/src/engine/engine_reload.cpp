@@ -96,6 +96,8 @@ void Engine::change_job(JobState& job, const config::JobConfig& loaded, TimePoin
   job.config = loaded;
   job.spec = std::move(spec);
   job.next_slot.reset();
+  drop_retries(job, loaded.retry.max_attempts,
+               fmt::format("retry.max_attempts is now {}", loaded.retry.max_attempts));
   if (!loaded.enabled) return write_next_fire(job);
   if (!plugins_.find(loaded.plugin)) log::error(blocked_reason(loaded.plugin), {loaded.name});
   // A slot already due but held back by jitter still fires if the new
@@ -110,13 +112,11 @@ void Engine::retire_job(JobState& job) {
   const std::string name = job.config.name;
   job.retired = true;
   job.next_slot.reset();
+  drop_retries(job, 1, "the job was removed from the config");
   for (auto it = timeline_.begin(); it != timeline_.end();) {
     if (it->job != name) {
       ++it;
       continue;
-    }
-    if (it->attempt > 1) {
-      if (auto r = store_.remove_retry(name, it->slot); !r) log::warn(r.error().message, {name});
     }
     it = timeline_.erase(it);
   }
@@ -136,6 +136,27 @@ void Engine::retire_job(JobState& job) {
         fmt::format("removed from the config: {} run(s) in flight finish first", job.active.size()),
         {name});
   }
+}
+
+void Engine::drop_retries(JobState& job, int max_attempts, std::string_view why) {
+  const std::string& name = job.config.name;
+  auto drop = [&](std::set<Fire>& fires) {
+    for (auto it = fires.begin(); it != fires.end();) {
+      if (it->job != name || it->attempt <= max_attempts) {
+        ++it;
+        continue;
+      }
+      log::info(fmt::format("retry of slot {} (attempt {}) dropped: {}",
+                            ledger::format_utc(it->slot), it->attempt, why),
+                {name});
+      if (auto r = store_.remove_retry(name, it->slot); !r) log::warn(r.error().message, {name});
+      if (&fires == &ready_) --job.queued;
+      it = fires.erase(it);
+    }
+  };
+  drop(timeline_);
+  drop(ready_);
+  if (job.queued == 0) record_waiting_skips(job);
 }
 
 nlohmann::json Engine::next_builds() const {

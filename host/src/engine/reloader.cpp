@@ -1,5 +1,6 @@
 #include "engine/reloader.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <set>
 #include <system_error>
 
+#include "catalog/shadow.h"
 #include "common/log.h"
 #include "engine/async_probe.h"
 
@@ -27,6 +29,12 @@ nlohmann::json build_json(const std::optional<catalog::PluginInfo>& p) {
 
 std::string list_text(const std::vector<std::string>& names) {
   return names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "));
+}
+
+// Sets the mtime of a shadow copy to now: its age for the cleanup counts
+// from the last moment something used it, not from when it was written.
+void mark_used(const std::filesystem::path& shadow) {
+  ::utimensat(AT_FDCWD, shadow.c_str(), nullptr, AT_SYMLINK_NOFOLLOW);
 }
 
 }  // namespace
@@ -119,6 +127,11 @@ void Reloader::probe_next() {
       on_removed(name);
       continue;
     }
+    // As at start: nothing new is loaded from a directory others could write.
+    if (auto bad = catalog_.check_plugin_dir()) {
+      on_rejected(name, catalog::Rejection{path, bad->reason});
+      continue;
+    }
     auto prepared = catalog_.prepare_probe(path);
     if (auto* info = std::get_if<catalog::PluginInfo>(&prepared)) {
       on_accepted(name, *info);
@@ -194,6 +207,7 @@ void Reloader::apply_plugins() {
   if (!changes.empty()) {
     nlohmann::json detail = nlohmann::json::array();
     for (const auto& change : changes) {
+      if (change.before) mark_used(change.before->shadow_path);
       std::string text = "plugin " + describe(change);
       if (!change.after) {
         std::vector<std::string> blocked;
@@ -212,7 +226,7 @@ void Reloader::apply_plugins() {
     }
     record("reloaded", {{"plugins", detail}});
   }
-  if (cycle_.config) return reload_config();
+  if (cycle_.config || (config_rejected_ && !changes.empty())) return reload_config();
   end_cycle();
 }
 
@@ -230,8 +244,10 @@ void Reloader::reload_config() {
     summary_.lines.push_back(fmt::format("config rejected; the running config stays"));
     summary_.lines.insert(summary_.lines.end(), errors.begin(), errors.end());
     record("config_rejected", {{"config", config_file_.string()}, {"errors", errors}});
+    config_rejected_ = true;
     return end_cycle();
   }
+  config_rejected_ = false;
   for (const auto& setting : settings_needing_restart(engine_.config(), *loaded)) {
     std::string text = fmt::format(
         "config: {} changed; it needs a restart to take effect (the running value stays)", setting);
@@ -297,6 +313,7 @@ void Reloader::collect_shadows() {
                          std::chrono::duration_cast<std::chrono::system_clock::duration>(
                              std::chrono::nanoseconds(st.st_mtim.tv_nsec)))});
   }
+  for (const auto& sha : keep) mark_used(catalog::shadow_path_for(catalog_.shadow_dir(), sha));
   auto doomed =
       shadow_files_to_remove(files, keep, std::chrono::system_clock::now(), kShadowMaxAge);
   for (const auto& name : doomed) ::unlink((catalog_.shadow_dir() / name).c_str());

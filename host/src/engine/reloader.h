@@ -26,7 +26,8 @@
 
 namespace jobhost::engine {
 
-// Shadow copies unused for this long are removed (see shadow_files_to_remove).
+// Shadow copies unused for this long are removed (see shadow_files_to_remove):
+// a copy's mtime is set to now while it is in use and when it leaves service.
 inline constexpr auto kShadowMaxAge = std::chrono::hours(1);
 // Builds of the last this many runs of each job are kept (replay, forensics).
 inline constexpr int kShadowKeepRunsPerJob = 5;
@@ -82,6 +83,9 @@ class Reloader {
 
   bool stopped_ = false;
   bool busy_ = false;
+  // The last config read was rejected: validate it again once the plugins
+  // change (it may name a plugin that was not in service yet).
+  bool config_rejected_ = false;
   ChangeSet pending_;
   std::vector<Done> pending_done_;
   // The cycle in progress.
