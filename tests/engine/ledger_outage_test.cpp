@@ -1,12 +1,18 @@
 // The daemon while its ledger refuses writes: loud, no crash, nothing lost.
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <signal.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "support/harness.h"
 
@@ -43,6 +49,41 @@ class LedgerWriteLock {
   bool held_ = true;
 };
 
+// Makes the ledger's files immutable (chattr +i): the daemon's writes then
+// fail with EPERM even on descriptors it already has open (SQLite: "disk I/O
+// error"), as on a file system remounted read-only. Needs root and a file
+// system with the flag; available() says whether it took.
+class LedgerReadOnly {
+ public:
+  explicit LedgerReadOnly(const fs::path& dir) {
+    for (const char* name : {"jobhost.db", "jobhost.db-wal"}) {
+      if (set_immutable(dir / name, true)) files_.push_back(dir / name);
+    }
+  }
+  ~LedgerReadOnly() { release(); }
+  LedgerReadOnly(const LedgerReadOnly&) = delete;
+  LedgerReadOnly& operator=(const LedgerReadOnly&) = delete;
+
+  bool available() const { return files_.size() == 2; }
+  void release() {
+    for (const auto& f : files_) set_immutable(f, false);
+    files_.clear();
+  }
+
+ private:
+  static bool set_immutable(const fs::path& file, bool on) {
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    int flags = 0;
+    bool ok = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+    flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+    ok = ok && ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+    ::close(fd);
+    return ok;
+  }
+  std::vector<fs::path> files_;
+};
+
 // The daemon's ledger backlog, from `jobhost status --json`; null when the
 // daemon did not answer.
 json ledger_backlog(const fs::path& config) {
@@ -60,6 +101,9 @@ int backlog_records(const fs::path& config) {
 
 TEST_CASE("a ledger that refuses writes loses nothing once it accepts them again",
           "[daemon][ledger]") {
+  // Locked by another process, or made read-only under the daemon.
+  const bool read_only = GENERATE(false, true);
+  INFO((read_only ? "ledger made read-only (chattr +i)" : "ledger locked by another process"));
   TempDir dir;
   install_plugins(dir.path(), {"sleeper.so"});
   // Runs last 6 s on a 1 s schedule. While one runs, each fire is recorded as
@@ -79,7 +123,19 @@ params = { seconds = 6 }
   REQUIRE(wait_for([&] { return finished(history(config, "slow"), "slow").size() >= 2; }, 20s));
 
   {
-    LedgerWriteLock lock(dir.path() / "var" / "jobhost.db");
+    std::optional<LedgerWriteLock> lock;
+    std::optional<LedgerReadOnly> frozen;
+    if (read_only) {
+      frozen.emplace(dir.path() / "var");
+      if (!frozen->available()) {
+        WARN(
+            "chattr +i is not available here (needs root and ext4/xfs/tmpfs); read-only case "
+            "not run");
+        return;
+      }
+    } else {
+      lock.emplace(dir.path() / "var" / "jobhost.db");
+    }
     // Skipped slots, then the run's end, come while the ledger refuses them.
     REQUIRE(wait_for(
         [&] {
@@ -97,7 +153,8 @@ params = { seconds = 6 }
     CHECK(daemon.alive());
     // Not an assertion: lets a few fires wait for their claim.
     std::this_thread::sleep_for(3s);
-    lock.release();
+    if (lock) lock->release();
+    if (frozen) frozen->release();
   }
 
   REQUIRE(wait_for([&] { return backlog_records(config) == 0; }, 30s));
@@ -111,7 +168,8 @@ params = { seconds = 6 }
 
   // Loud once when it starts, once when it ends; one line per kept record.
   auto log = daemon.log();
-  CHECK(log.find("database is locked by another process") != std::string::npos);
+  CHECK(log.find(read_only ? "disk I/O error" : "database is locked by another process") !=
+        std::string::npos);
   CHECK(log.find("until the ledger accepts writes again") != std::string::npos);
   CHECK(log.find("kept in memory until the ledger accepts it") != std::string::npos);
   CHECK(log.find("the ledger accepts writes again after") != std::string::npos);
