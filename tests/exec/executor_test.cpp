@@ -743,21 +743,24 @@ TEST_CASE("runs are forked by a fork server in a group of its own", "[executor]"
     CHECK(next->outcome == Outcome::succeeded);
     CHECK(process_state(server).empty());  // the dead server was reaped
   }
-  SECTION("a plugin that starts a thread when loaded retires the server, not the run") {
+  SECTION("a plugin unfit to preload retires the server, not the run") {
+    // One that starts a thread when loaded; one that maps over the budget.
+    const std::string plugin = GENERATE(as<std::string>{}, "threaded_init", "big_map");
+    INFO(plugin);
     // Runs the loop until `done` (the sleeper keeps it busy for a minute).
     auto run_until = [&](const auto& done) {
       const auto end = std::chrono::steady_clock::now() + 30s;
       while (!done() && std::chrono::steady_clock::now() < end) io.run_one_for(100ms);
     };
     std::optional<RunReport> first, second;
-    auto a = ex.start(request("threaded_init"), [&](RunReport r) { first = r; });
+    auto a = ex.start(request(plugin), [&](RunReport r) { first = r; });
     REQUIRE(a);
     const int new_server = parent_and_group(*a).first;
     CHECK(new_server != server);  // the old one may not fork any more
     run_until([&] { return first.has_value(); });
     REQUIRE(first);
     CHECK(first->outcome == Outcome::succeeded);
-    auto b = ex.start(request("threaded_init"), [&](RunReport r) { second = r; });
+    auto b = ex.start(request(plugin), [&](RunReport r) { second = r; });
     REQUIRE(b);
     CHECK(parent_and_group(*b).first == new_server);  // not preloaded again
     run_until([&] { return second.has_value(); });

@@ -292,22 +292,44 @@ int thread_count() {
   return p != nullptr ? std::atoi(p + 1) : -1;
 }
 
+// Bytes of address space this process has mapped (/proc/self/statm).
+long mapped_bytes() {
+  char statm[128];
+  const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  const ssize_t n = ::read(fd, statm, sizeof statm - 1);
+  ::close(fd);
+  if (n <= 0) return -1;
+  statm[n] = '\0';
+  return std::atol(statm) * ::sysconf(_SC_PAGESIZE);
+}
+
 // Plugins the server has loaded, so that its children find them mapped and
 // skip dlopen's work (about 1 ms a run here). The probe already loaded each in
-// a throwaway child, so their initialisers are known to return. Bounded: each
-// adds to every run's address space (RLIMIT_AS).
-constexpr std::size_t kMaxPreloaded = 16;
+// a throwaway child, so their initialisers are known to return. Bounded:
+// what they map counts against every run's RLIMIT_AS, whichever job it is.
+constexpr long kMaxPreloadedBytes = 64l << 20;
 std::set<std::string, std::less<>> g_preloaded;
+long g_mapped_at_start = 0;  // set when the server starts
 
-// Loads `path` unless it is loaded or the table is full. False when loading
-// left this process with more than one thread (an initialiser started one):
-// forking from it is no longer safe.
-bool preload(std::string_view path) {
-  if (g_preloaded.contains(path) || g_preloaded.size() >= kMaxPreloaded) return true;
-  std::string name(path);
-  g_preloaded.insert(name);
-  ::dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);  // a failure is the run's to report
-  return thread_count() == 1;
+// Loads `path` unless it is loaded or the budget is spent. Returns why this
+// server must not fork any more, or nullptr: loading left it with a thread
+// (an initialiser started one), or mapped more than the budget.
+const char* preload(std::string_view path) {
+  try {
+    if (g_preloaded.contains(path)) return nullptr;
+    if (mapped_bytes() - g_mapped_at_start >= kMaxPreloadedBytes) return nullptr;
+    std::string name(path);
+    g_preloaded.insert(name);
+    ::dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);  // a failure is the run's to report
+  } catch (...) {
+    return nullptr;  // out of memory: the run loads it itself
+  }
+  if (thread_count() != 1) return "loading the plugin started a thread in the fork server";
+  if (mapped_bytes() - g_mapped_at_start > kMaxPreloadedBytes) {
+    return "loading the plugin mapped more than the fork server's 64 MiB for preloaded plugins";
+  }
+  return nullptr;
 }
 
 void serve_spawn(int sock, std::string_view text, const ReceivedFds& fds) {
@@ -322,9 +344,9 @@ void serve_spawn(int sock, std::string_view text, const ReceivedFds& fds) {
   uint8_t wanted = 0;
   std::string_view path;
   if (!head.number(wanted) || !head.view(path)) return refuse(EINVAL, "malformed spawn request");
-  if (wanted != 0 && !preload(path)) {
+  if (const char* why = wanted != 0 ? preload(path) : nullptr) {
     out.retire = 1;
-    return refuse(EDEADLK, "loading the plugin started a thread in the fork server");
+    return refuse(EDEADLK, why);
   }
   const pid_t server = ::getpid();
   const pid_t pid = ::fork();
@@ -372,6 +394,7 @@ void serve_reap(int sock, std::string_view text) {
   if (sock > 3) ::close_range(3, sock - 1, 0);
   ::close_range(sock + 1, ~0U, 0);
   ::prctl(PR_SET_NAME, "jobhost-forks");
+  g_mapped_at_start = mapped_bytes();
 
   // Mapped once, outside the heap; a request writes only the pages it fills.
   static char buffer[kMaxRequest + 1];
@@ -482,7 +505,10 @@ Result<ForkServer::Spawned> ForkServer::spawn(const RunRequest& request,
     return fail("the fork server sent a malformed reply");
   }
   std::memcpy(&r, answer->data(), sizeof r);
-  if (r.retire != 0) retired_ = true;
+  if (r.retire != 0) {
+    retired_ = true;
+    return fail(r.what);
+  }
   if (r.err != 0 || pidfd < 0) {
     if (pidfd >= 0) ::close(pidfd);
     return fail(fmt::format("{}: {}", r.what, std::strerror(r.err != 0 ? r.err : EPROTO)));

@@ -62,9 +62,10 @@ class ForkServer {
   // the request, joining `cgroup_procs` and switching to `credentials`.
   // `control_fd` and `output_fd` are the child's ends; the caller still owns
   // (and closes) its copies. With `preload`, the server first loads the
-  // plugin itself (once per path, up to 16), so children skip that work; if
-  // that left the server with a thread, nothing is forked, the error says so
-  // and retired() turns true.
+  // plugin itself (once per path, while what preloaded plugins map stays
+  // under 64 MiB), so children skip that work; if that left the server with
+  // a thread or over the 64 MiB, nothing is forked, the error says so and
+  // retired() turns true.
   Result<Spawned> spawn(const RunRequest& request, const std::vector<std::string>& cgroup_procs,
                         const Credentials& credentials, int control_fd, int output_fd,
                         bool preload);
