@@ -136,7 +136,11 @@ Daemon::Daemon(const fs::path& config)
 }
 
 Daemon::~Daemon() {
-  if (!reaped_ && pid_ > 0) {
+  if (reaped_ || pid_ <= 0) return;
+  // A clean stop first: a daemon killed here would leave its cgroups behind
+  // (they are named after its temp state dir, so no later daemon reuses them).
+  kill(pid_, SIGTERM);
+  if (!wait_exit(10s)) {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
   }

@@ -145,6 +145,10 @@ int run_daemon(const config::Config& config) {
   log::info(fmt::format("ready: {} job(s), max_concurrency {}", config.jobs.size(),
                         config.host.max_concurrency));
   io.run();
+  // io.stop() may have left ready handlers, such as the removal of the last
+  // run's cgroup; the parent cgroups can only go after them.
+  io.restart();
+  io.poll();
   exec::remove_parent_cgroups(caps);
   log::info("stopped");
   return 0;
