@@ -1,7 +1,6 @@
 #include "engine/async_probe.h"
 
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,15 +14,12 @@
 #include <cstring>
 #include <memory>
 
+#include "common/pidfd.h"
+
 namespace jobhost::engine {
 namespace {
 
 namespace asio = boost::asio;
-
-// glibc 2.36's <sys/pidfd.h> lacks extern "C" (fixed in 2.37): the raw system call.
-int open_pidfd(pid_t pid) {
-  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-}
 
 class ProbeWait : public std::enable_shared_from_this<ProbeWait> {
  public:
@@ -41,7 +37,7 @@ class ProbeWait : public std::enable_shared_from_this<ProbeWait> {
     pid_ = child.pid;
     output_.assign(child.output_fd);
     output_.non_blocking(true);
-    const int pidfd = open_pidfd(pid_);
+    const int pidfd = pidfd_open(pid_);
     if (pidfd < 0) {
       // Cannot wait without blocking: give up on this probe (transient).
       const int err = errno;

@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -15,6 +14,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/pidfd.h"
 #include "exec/child_runtime.h"
 #include "exec/control_record.h"
 #include "exec/fork_server.h"
@@ -69,11 +69,6 @@ std::string_view level_tag(spdlog::level::level_enum level) {
     default:
       return "[info] ";
   }
-}
-
-// glibc 2.36's <sys/pidfd.h> lacks extern "C" (fixed in 2.37): raw system call.
-int pidfd_send_signal(int pidfd, int sig) {
-  return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
 }
 
 // True once the leader has exited (it is a zombie or already reaped): its

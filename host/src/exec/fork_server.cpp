@@ -17,6 +17,7 @@
 #include <span>
 #include <string_view>
 
+#include "common/pidfd.h"
 #include "exec/child_runtime.h"
 #include "exec/executor.h"
 #include "exec/isolation.h"
@@ -43,11 +44,6 @@ struct ReapReply {
   siginfo_t info{};
   rusage usage{};
 };
-
-// glibc 2.36's <sys/pidfd.h> lacks extern "C": raw system call.
-int pidfd_open(pid_t pid) {
-  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-}
 
 // Descriptors received with one message (close-on-exec).
 struct ReceivedFds {
@@ -278,15 +274,25 @@ void reply(int sock, const void* data, std::size_t size, int fd = -1) {
                       &plan.credentials});
 }
 
+// Reads /proc/self/<name> into `buf` (NUL-terminated); false if it cannot.
+// Allocates nothing: it runs in the fork server between forks.
+template <std::size_t N>
+bool read_proc_self(const char* name, char (&buf)[N]) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/%s", name);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const ssize_t n = ::read(fd, buf, N - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  return true;
+}
+
 // Threads of this process, from /proc/self/stat (field 20).
 int thread_count() {
   char stat[1024];
-  const int fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  const ssize_t n = ::read(fd, stat, sizeof stat - 1);
-  ::close(fd);
-  if (n <= 0) return -1;
-  stat[n] = '\0';
+  if (!read_proc_self("stat", stat)) return -1;
   const char* p = std::strrchr(stat, ')');
   for (int field = 2; p != nullptr && field < 20; ++field) p = std::strchr(p + 1, ' ');
   return p != nullptr ? std::atoi(p + 1) : -1;
@@ -295,12 +301,7 @@ int thread_count() {
 // Bytes of address space this process has mapped (/proc/self/statm).
 long mapped_bytes() {
   char statm[128];
-  const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  const ssize_t n = ::read(fd, statm, sizeof statm - 1);
-  ::close(fd);
-  if (n <= 0) return -1;
-  statm[n] = '\0';
+  if (!read_proc_self("statm", statm)) return -1;
   return std::atol(statm) * ::sysconf(_SC_PAGESIZE);
 }
 
