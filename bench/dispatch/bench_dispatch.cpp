@@ -5,6 +5,7 @@
 //    pipes, child setup, cgroup when the host has one, rlimits, dlopen, run,
 //    result record, reap), each claimed and finished in the real SQLite
 //    ledger, one after the other (the next starts when the previous is done);
+//    run cgroups are reused from the Executor's CgroupPool, as in the daemon;
 //  - the same without the ledger and without a cgroup (isolation mode
 //    none), and with the ledger but no cgroup, to show what each costs;
 //  - bare loop: fork, the child dlopens the same plugin and calls run, then
@@ -14,6 +15,8 @@
 // on time.
 //
 // usage: bench_dispatch [--runs N] [--reps R] [--plugin PATH]
+//        bench_dispatch --only bare|exec|ledger|full|cgroup|pooled-cgroup [--runs N]
+//        (one loop alone, for perf or strace)
 #include <dlfcn.h>
 #include <fmt/format.h>
 #include <jobhost/plugin.h>
@@ -93,7 +96,7 @@ double bare_loop(const std::string& plugin, int runs) {
 // N runs through the Executor, one after another, each recorded in `store`
 // when given. Exits on any run that does not succeed.
 double executor_loop(const std::string& plugin, int runs, const exec::IsolationCaps& isolation,
-                     ledger::Store* store, int64_t& slot) {
+                     ledger::Store* store, int64_t& slot, uint64_t* cgroups_made = nullptr) {
   boost::asio::io_context io;
   exec::ExecutorOptions options;
   options.isolation = isolation;
@@ -155,6 +158,7 @@ double executor_loop(const std::string& plugin, int runs, const exec::IsolationC
   start_next();
   io.run();
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (cgroups_made != nullptr) *cgroups_made += executor.cgroups_made();
   if (!failure.empty() || done != runs) {
     fmt::print(stderr, "executor loop failed after {} runs: {}\n", done, failure);
     std::exit(1);
@@ -188,17 +192,26 @@ double ledger_loop(ledger::Store& store, int runs, int64_t& slot) {
   return runs / std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// The cgroups' share: create, kill_all and remove a run cgroup, no process.
-double cgroup_loop(const exec::IsolationCaps& caps, int runs) {
+// The cgroups' share, no process: a run cgroup made, killed and removed
+// each time (pooled = false), or taken from and given back to a CgroupPool
+// as the Executor does.
+double cgroup_loop(const exec::IsolationCaps& caps, int runs, bool pooled) {
+  exec::CgroupPool pool(caps);
   const auto t0 = Clock::now();
   for (int i = 0; i < runs; ++i) {
-    auto cg = exec::RunCgroup::create(caps, fmt::format("bench-{}", i), config::Limits{});
+    const std::string name = fmt::format("bench-{}", i);
+    auto cg = pooled ? pool.acquire(name, config::Limits{})
+                     : exec::RunCgroup::create(caps, name, config::Limits{});
     if (!cg) {
       fmt::print(stderr, "cgroup loop failed: {}\n", cg.error().message);
       std::exit(1);
     }
     cg->kill_all();
-    cg->remove();
+    if (pooled) {
+      pool.release(std::move(*cg));
+    } else {
+      cg->remove();
+    }
   }
   return runs / std::chrono::duration<double>(Clock::now() - t0).count();
 }
@@ -258,11 +271,13 @@ int main(int argc, char** argv) {
     } else if (only == "ledger") {
       rate = executor_loop(plugin, runs, no_cgroup, store->get(), slot);
     } else if (only == "cgroup") {
-      rate = cgroup_loop(caps, runs);
+      rate = cgroup_loop(caps, runs, false);
+    } else if (only == "pooled-cgroup") {
+      rate = cgroup_loop(caps, runs, true);
     } else if (only == "full") {
       rate = executor_loop(plugin, runs, caps, store->get(), slot);
     } else {
-      fmt::print(stderr, "--only takes bare, exec, ledger or full\n");
+      fmt::print(stderr, "--only takes bare, exec, ledger, full, cgroup or pooled-cgroup\n");
       return 2;
     }
     fmt::print("{}: {:.0f} runs/s\n", only, rate);
@@ -281,6 +296,7 @@ int main(int argc, char** argv) {
   int64_t slot = 0;
   bare_loop(plugin, std::min(runs, 50));  // warm-up: page cache, dynamic loader
   std::array<long, 5> faults{};
+  uint64_t cgroups_made = 0;
   for (int rep = 1; rep <= reps; ++rep) {
     parent_faults_since_last();
     bare.push_back(bare_loop(plugin, runs));
@@ -289,7 +305,7 @@ int main(int argc, char** argv) {
     faults[1] += parent_faults_since_last();
     with_ledger.push_back(executor_loop(plugin, runs, no_cgroup, store->get(), slot));
     faults[2] += parent_faults_since_last();
-    full.push_back(executor_loop(plugin, runs, caps, store->get(), slot));
+    full.push_back(executor_loop(plugin, runs, caps, store->get(), slot, &cgroups_made));
     faults[3] += parent_faults_since_last();
     ledger_only.push_back(ledger_loop(**store, runs, slot));
     faults[4] += parent_faults_since_last();
@@ -309,6 +325,10 @@ int main(int argc, char** argv) {
              1000 / f, per_run(faults[3]));
   fmt::print("  ledger alone (claim_and_start + finish_run)       {:6.0f}  {:6.2f}  {:6.1f}\n",
              median(ledger_only), 1000 / median(ledger_only), per_run(faults[4]));
+  if (caps.mode != exec::CgroupMode::none) {
+    fmt::print("run cgroups made in the full loops: {} for {} runs (the rest reused)\n",
+               cgroups_made, runs * reps);
+  }
   fmt::print("ratio to bare: executor only {:.2f}, + ledger {:.2f}, full {:.2f} (target >= 0.60)\n",
              e / b, l / b, f / b);
 

@@ -677,6 +677,33 @@ TEST_CASE("many runs at once are each reported exactly once", "[executor]") {
   for (int pid : pids) CHECK(process_state(pid).empty());
 }
 
+TEST_CASE("runs one after another reuse their cgroups", "[executor]") {
+  if (caps().mode == CgroupMode::none) {
+    WARN("SKIPPED: no cgroup mode on this machine: " << caps().description);
+    return;
+  }
+  std::vector<Captured> lines;
+  boost::asio::io_context io;
+  ExecutorOptions options = options_with(lines);
+  options.isolation = caps();
+  Executor ex(io, options);
+  constexpr int kRuns = 6;
+  std::vector<Outcome> outcomes;
+  std::function<void()> start_next = [&] {
+    auto pid = ex.start(request("noop"), [&](RunReport rep) {
+      outcomes.push_back(rep.outcome);
+      if (outcomes.size() < kRuns) start_next();
+    });
+    REQUIRE(pid);
+  };
+  start_next();
+  io.run_for(60s);
+  CHECK(outcomes == std::vector<Outcome>(kRuns, Outcome::succeeded));
+  // The next run starts before the last one's cgroup is given back, so two
+  // take turns.
+  CHECK(ex.cgroups_made() == 2);
+}
+
 TEST_CASE("destroying the executor kills and reaps its runs", "[executor]") {
   std::vector<Captured> lines;
   boost::asio::io_context io;

@@ -516,6 +516,90 @@ TEST_CASE("RunCgroup::limit_hit reads the cgroup's event counters", "[isolation]
   }
 }
 
+TEST_CASE("CgroupPool reuses a run's emptied cgroup for the next run with its limits",
+          "[isolation]") {
+  TempDir tmp;
+  make_tree(tmp.path, {{"jh", kDir}});
+  IsolationCaps caps;
+  caps.mode = CgroupMode::v2;
+  caps.v2_parent = tmp.path / "jh";
+  // What the kernel shows in a run's v2 cgroup after the run, on a fake tree.
+  auto after_run = [&](const std::string& name, const std::string& populated,
+                       const std::string& memory_current) {
+    make_tree(tmp.path, {{"jh/" + name + "/cgroup.events", "populated " + populated + "\n"},
+                         {"jh/" + name + "/memory.current", memory_current + "\n"},
+                         {"jh/" + name + "/memory.events", "oom 0\noom_kill 1\n"},
+                         {"jh/" + name + "/pids.events", "max 2\n"},
+                         {"jh/" + name + "/cpu.stat", "usage_usec 500\n"}});
+  };
+  const std::string r1 = (tmp.path / "jh" / "r1").string();
+  CgroupPool pool(caps);
+
+  SECTION("same limits: the same cgroup, counters counted from the reuse") {
+    auto first = pool.acquire("r1", limits_of(0, 0));
+    REQUIRE(first.has_value());
+    after_run("r1", "0", "8192");
+    CHECK(first->limit_hit() == std::optional<std::string>("memory"));  // this run's OOM
+    pool.release(std::move(*first));
+    CHECK(pool.idle() == 1);
+
+    auto second = pool.acquire("r2", limits_of(0, 0));
+    REQUIRE(second.has_value());
+    CHECK(second->dirs() == std::vector<std::string>{r1});
+    CHECK(pool.made() == 1);
+    CHECK(pool.idle() == 0);
+    CHECK_FALSE(second->limit_hit());  // the OOM was the first run's
+    CHECK(second->cpu_usage() == std::chrono::microseconds(0));
+    std::ofstream(tmp.path / "jh/r1/pids.events") << "max 3\n";
+    std::ofstream(tmp.path / "jh/r1/cpu.stat") << "usage_usec 800\n";
+    CHECK(second->limit_hit() == std::optional<std::string>("processes"));
+    CHECK(second->cpu_usage() == std::chrono::microseconds(300));
+  }
+  SECTION("other limits: a cgroup of their own") {
+    auto first = pool.acquire("r1", limits_of(0, 0));
+    REQUIRE(first.has_value());
+    after_run("r1", "0", "0");
+    pool.release(std::move(*first));
+    make_tree(tmp.path, {{"jh/r2/pids.max", ""}});
+    auto other = pool.acquire("r2", limits_of(0, 5));
+    REQUIRE(other.has_value());
+    CHECK(slurp(tmp.path / "jh/r2/pids.max") == "5");
+    CHECK(other->dirs() == std::vector<std::string>{(tmp.path / "jh" / "r2").string()});
+    CHECK(pool.made() == 2);
+    CHECK(pool.idle() == 1);
+  }
+  struct NotReused {
+    const char* why;
+    std::string populated, memory_current;
+  };
+  for (const auto& c : std::vector<NotReused>{{"a process is left", "1", "0"},
+                                              {"it holds the run's page cache", "0", "5000000"},
+                                              {"unreadable memory use", "0", "garbage"}}) {
+    SECTION(std::string("not reused when ") + c.why) {
+      auto first = pool.acquire("r1", limits_of(0, 0));
+      REQUIRE(first.has_value());
+      after_run("r1", c.populated, c.memory_current);
+      pool.release(std::move(*first));
+      CHECK(pool.idle() == 0);
+      auto second = pool.acquire("r2", limits_of(0, 0));
+      REQUIRE(second.has_value());
+      CHECK(second->dirs() == std::vector<std::string>{(tmp.path / "jh" / "r2").string()});
+    }
+  }
+  SECTION("at most kMaxIdle are kept") {
+    std::vector<RunCgroup> runs;
+    for (std::size_t i = 0; i <= CgroupPool::kMaxIdle; ++i) {
+      const std::string name = "r" + std::to_string(i);
+      auto cg = pool.acquire(name, limits_of(0, 0));
+      REQUIRE(cg.has_value());
+      after_run(name, "0", "0");
+      runs.push_back(std::move(*cg));
+    }
+    for (auto& cg : runs) pool.release(std::move(cg));
+    CHECK(pool.idle() == CgroupPool::kMaxIdle);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // This machine
 
@@ -630,19 +714,21 @@ TEST_CASE("kill_all kills the run and every process it forked", "[isolation][rea
   }
 }
 
-TEST_CASE("pids.max stops a fork bomb and is reported as processes", "[isolation][real]") {
-  RealIsolation real;
-  if (real.skip()) return;
-  become_subreaper();
-  constexpr int kMaxProcesses = 8;
-  auto cg = RunCgroup::create(real.caps, "fork-bomb", limits_of(0, kMaxProcesses));
-  REQUIRE(cg.has_value());
-  CHECK_FALSE(cg->limit_hit());
+namespace {
 
+struct ForkBomb {
+  pid_t child = 0;  // still running (pauses) after the bomb
+  int forked = 0;   // forks that succeeded
+  int err = 0;      // errno of the first fork that failed
+};
+
+// A child that joins `cg` and forks until fork fails (at most 100 times).
+ForkBomb start_fork_bomb(const RunCgroup& cg) {
   int fds[2];
   REQUIRE(::pipe(fds) == 0);
-  pid_t child = spawn([&] {
-    if (cg->join_in_child() != 0) return 100;
+  ForkBomb bomb;
+  bomb.child = spawn([&] {
+    if (cg.join_in_child() != 0) return 100;
     int forked = 0;
     int err = 0;
     for (int i = 0; i < 100; ++i) {
@@ -665,15 +751,76 @@ TEST_CASE("pids.max stops a fork bomb and is reported as processes", "[isolation
   std::array<int, 2> report{};
   REQUIRE(read_exact(fds[0], report.data(), sizeof report));
   ::close(fds[0]);
-  CHECK(report[0] == kMaxProcesses - 1);  // the run itself is one of the eight
-  CHECK(report[1] == EAGAIN);
+  bomb.forked = report[0];
+  bomb.err = report[1];
+  return bomb;
+}
+
+}  // namespace
+
+TEST_CASE("pids.max stops a fork bomb and is reported as processes", "[isolation][real]") {
+  RealIsolation real;
+  if (real.skip()) return;
+  become_subreaper();
+  constexpr int kMaxProcesses = 8;
+  auto cg = RunCgroup::create(real.caps, "fork-bomb", limits_of(0, kMaxProcesses));
+  REQUIRE(cg.has_value());
+  CHECK_FALSE(cg->limit_hit());
+
+  const ForkBomb bomb = start_fork_bomb(*cg);
+  CHECK(bomb.forked == kMaxProcesses - 1);  // the run itself is one of the eight
+  CHECK(bomb.err == EAGAIN);
   CHECK(cg->limit_hit() == std::optional<std::string>("processes"));
 
   cg->kill_all();
-  CHECK(WTERMSIG(wait_status(child)) == SIGKILL);
+  CHECK(WTERMSIG(wait_status(bomb.child)) == SIGKILL);
   std::vector<std::string> dirs = cg->dirs();
   cg->remove();
   CHECK(cg->removed());
+  for (const auto& dir : dirs) CHECK_FALSE(fs::exists(dir));
+}
+
+TEST_CASE("a reused cgroup reports only its own run's limits", "[isolation][real]") {
+  RealIsolation real;
+  if (real.skip()) return;
+  become_subreaper();
+  constexpr int kMaxProcesses = 8;
+  CgroupPool pool(real.caps);
+  auto cg = pool.acquire("bomb", limits_of(0, kMaxProcesses));
+  REQUIRE(cg.has_value());
+  const std::vector<std::string> dirs = cg->dirs();
+  const ForkBomb bomb = start_fork_bomb(*cg);
+  CHECK(bomb.err == EAGAIN);
+  CHECK(cg->limit_hit() == std::optional<std::string>("processes"));
+  cg->kill_all();
+  CHECK(WTERMSIG(wait_status(bomb.child)) == SIGKILL);
+  // The bomb's children, re-parented to us: reap them, then wait until the
+  // kernel shows the cgroups empty, as they are when the Executor gives a
+  // run's cgroup back (after the group is reaped).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  auto empty = [&] {
+    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    for (const auto& dir : dirs) {
+      if (!slurp(fs::path(dir) / "cgroup.procs").empty()) return false;
+    }
+    return true;
+  };
+  while (!empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  REQUIRE(empty());
+  pool.release(std::move(*cg));
+  REQUIRE(pool.idle() == 1);
+
+  auto again = pool.acquire("calm", limits_of(0, kMaxProcesses));
+  REQUIRE(again.has_value());
+  CHECK(again->dirs() == dirs);
+  CHECK_FALSE(again->limit_hit());
+  CHECK(run_in_child([&] { return again->join_in_child(); }) == 0);
+  CHECK_FALSE(again->limit_hit());
+  pool.release(std::move(*again));
+  pool.clear();
   for (const auto& dir : dirs) CHECK_FALSE(fs::exists(dir));
 }
 

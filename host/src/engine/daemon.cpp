@@ -145,10 +145,11 @@ int run_daemon(const config::Config& config) {
   log::info(fmt::format("ready: {} job(s), max_concurrency {}", config.jobs.size(),
                         config.host.max_concurrency));
   io.run();
-  // io.stop() may have left ready handlers, such as the removal of the last
-  // run's cgroup; the parent cgroups can only go after them.
+  // io.stop() may have left ready handlers, such as giving the last run's
+  // cgroup back; the parent cgroups can only go after them and the idle ones.
   io.restart();
   io.poll();
+  executor.remove_idle_cgroups();
   exec::remove_parent_cgroups(caps);
   log::info("stopped");
   return 0;

@@ -477,7 +477,9 @@ struct Executor::Run : std::enable_shared_from_this<Executor::Run> {
 };
 
 Executor::Executor(boost::asio::io_context& io, ExecutorOptions options)
-    : io_(io), options_(std::move(options)) {
+    : io_(io),
+      options_(std::move(options)),
+      cgroups_(std::make_shared<CgroupPool>(options_.isolation)) {
   // Now, while the caller is small: runs are forks of the server's image.
   // A failure here is reported by start(), which tries again.
   if (auto started = ForkServer::start()) forks_ = std::move(*started);
@@ -512,7 +514,7 @@ Result<int> Executor::start(RunRequest request, std::function<void(RunReport)> o
 
   auto credentials = resolve_credentials(request.user, request.group);
   if (!credentials) return fail(fmt::format("{}: {}", what, credentials.error().message));
-  auto cgroup = RunCgroup::create(options_.isolation, request.run_id, request.limits);
+  auto cgroup = cgroups_->acquire(request.run_id, request.limits);
   if (!cgroup) return fail(fmt::format("{}: {}", what, cgroup.error().message));
 
   int control[2];
@@ -596,11 +598,11 @@ void Executor::finish(const std::shared_ptr<Run>& run) {
   run->output.close(ignored);
   run->control.close(ignored);
   runs_.erase(run->request.run_id);
-  asio::post(io_, [run, report = std::move(report)]() mutable {
+  asio::post(io_, [run, report = std::move(report), pool = cgroups_]() mutable {
     if (run->on_done) run->on_done(std::move(report));
-    // The group is dead: removing its cgroup can wait until on_done has
+    // The group is dead: giving its cgroup back can wait until on_done has
     // started whatever comes next (its child then runs meanwhile).
-    asio::post(run->pidfd.get_executor(), [run] { run->cgroup.remove(); });
+    asio::post(run->pidfd.get_executor(), [run, pool] { pool->release(std::move(run->cgroup)); });
   });
 }
 

@@ -152,6 +152,11 @@ class Executor {
   // Runs started and not yet reported.
   std::size_t active() const { return runs_.size(); }
 
+  // Run cgroups made so far; ended runs' cgroups are reused (CgroupPool).
+  std::uint64_t cgroups_made() const { return cgroups_->made(); }
+  // Removes the cgroups kept for reuse: call before remove_parent_cgroups.
+  void remove_idle_cgroups() { cgroups_->clear(); }
+
   struct Run;  // internal state of one run
 
  private:
@@ -163,6 +168,8 @@ class Executor {
   Result<ForkServer::Spawned> spawn(Run& run, const Credentials& credentials, int control_fd,
                                     int output_fd);
 
+  // Shared with the handlers that give an ended run's cgroup back.
+  std::shared_ptr<CgroupPool> cgroups_;
   std::shared_ptr<ForkServer> forks_;  // the current one; replaced if it dies or retires
   std::set<std::string, std::less<>> no_preload_;  // plugins whose loading broke a server
   std::map<std::string, std::shared_ptr<Run>, std::less<>> runs_;

@@ -34,6 +34,10 @@ const std::vector<std::string> kNeededControllers = {"memory", "pids"};
 constexpr int kKillRounds = 100;      // cgroup.procs sweeps, ~1 ms apart
 constexpr int kRemoveAttempts = 200;  // rmdir tries, ~1 ms apart
 constexpr std::size_t kMaxRunIdLength = 200;
+// A cgroup whose memory use after its run is above this (page cache the run
+// left, charged to it) is removed rather than reused: that memory would count
+// against the next run's limit.
+constexpr std::uint64_t kMaxRecycledMemory = 4ull << 20;
 
 std::string errno_text(int err) {
   return std::strerror(err);
@@ -249,10 +253,11 @@ std::size_t signal_cgroup_tree(const std::string& dir) noexcept {
 }
 
 // SIGKILLs everything in the cgroup tree: cgroup.kill (atomic, sees forks in
-// flight) when `kill_file` is set, then sweeps of cgroup.procs until they are
-// empty. Processes with SIGKILL pending cannot fork, so sweeps converge.
+// flight, covers the sub-tree) when `kill_file` is set and takes the write,
+// else sweeps of cgroup.procs until they are empty. Processes with SIGKILL
+// pending cannot fork, so sweeps converge.
 void kill_cgroups(const std::vector<std::string>& dirs, const std::string& kill_file) noexcept {
-  if (!kill_file.empty()) write_text(kill_file, "1");
+  if (!kill_file.empty() && write_text(kill_file, "1") == 0) return;
   for (int round = 0; round < kKillRounds; ++round) {
     std::size_t listed = 0;
     for (const auto& dir : dirs) listed += signal_cgroup_tree(dir);
@@ -668,6 +673,8 @@ Result<RunCgroup> RunCgroup::create(const IsolationCaps& caps, std::string_view 
   RunCgroup cg;
   cg.mode_ = caps.mode;
   cg.owner_ = ::getpid();
+  cg.memory_limit_ = limits.memory_bytes;
+  cg.processes_limit_ = limits.processes;
   if (caps.mode == CgroupMode::none) return cg;
 
   const std::string id(run_id);
@@ -757,7 +764,10 @@ RunCgroup::RunCgroup(RunCgroup&& other) noexcept
       kill_file_(std::move(other.kill_file_)),
       memory_dir_(std::move(other.memory_dir_)),
       pids_dir_(std::move(other.pids_dir_)),
-      v2_dir_(std::move(other.v2_dir_)) {
+      v2_dir_(std::move(other.v2_dir_)),
+      memory_limit_(other.memory_limit_),
+      processes_limit_(other.processes_limit_),
+      base_(other.base_) {
   other.mode_ = CgroupMode::none;
   other.dirs_.clear();
   other.procs_.clear();
@@ -774,6 +784,9 @@ RunCgroup& RunCgroup::operator=(RunCgroup&& other) noexcept {
     memory_dir_ = std::move(other.memory_dir_);
     pids_dir_ = std::move(other.pids_dir_);
     v2_dir_ = std::move(other.v2_dir_);
+    memory_limit_ = other.memory_limit_;
+    processes_limit_ = other.processes_limit_;
+    base_ = other.base_;
     other.dirs_.clear();
     other.procs_.clear();
   }
@@ -801,21 +814,27 @@ void RunCgroup::kill_all() noexcept {
   kill_cgroups(dirs_, kill_file_);
 }
 
-std::optional<std::string> RunCgroup::limit_hit() const {
+RunCgroup::Counters RunCgroup::read_counters() const {
+  Counters c;
   if (!memory_dir_.empty()) {
     if (mode_ == CgroupMode::v2) {
-      auto events = read_text(memory_dir_ + "/memory.events");
-      if (events && (keyed_value(*events, "oom_kill").value_or(0) > 0 ||
-                     keyed_value(*events, "oom").value_or(0) > 0)) {
-        return "memory";
+      if (auto events = read_text(memory_dir_ + "/memory.events")) {
+        c.oom = keyed_value(*events, "oom").value_or(0);
+        c.oom_kill = keyed_value(*events, "oom_kill").value_or(0);
       }
-    } else if (keyed_value_in(memory_dir_ + "/memory.oom_control", "oom_kill").value_or(0) > 0) {
-      return "memory";
+    } else {
+      c.oom_kill = keyed_value_in(memory_dir_ + "/memory.oom_control", "oom_kill").value_or(0);
     }
   }
-  if (!pids_dir_.empty() && keyed_value_in(pids_dir_ + "/pids.events", "max").value_or(0) > 0) {
-    return "processes";
-  }
+  if (!pids_dir_.empty())
+    c.pids_max = keyed_value_in(pids_dir_ + "/pids.events", "max").value_or(0);
+  return c;
+}
+
+std::optional<std::string> RunCgroup::limit_hit() const {
+  const Counters now = read_counters();
+  if (now.oom_kill > base_.oom_kill || now.oom > base_.oom) return "memory";
+  if (now.pids_max > base_.pids_max) return "processes";
   return std::nullopt;
 }
 
@@ -823,7 +842,82 @@ std::optional<std::chrono::microseconds> RunCgroup::cpu_usage() const {
   if (v2_dir_.empty()) return std::nullopt;
   auto usec = keyed_value_in(v2_dir_ + "/cpu.stat", "usage_usec");
   if (!usec) return std::nullopt;
-  return std::chrono::microseconds(static_cast<std::int64_t>(*usec));
+  const std::uint64_t used = *usec > base_.cpu_usec ? *usec - base_.cpu_usec : 0;
+  return std::chrono::microseconds(static_cast<std::int64_t>(used));
+}
+
+bool RunCgroup::recycle() noexcept {
+  if (dirs_.empty()) return false;
+  try {
+    // Nothing of the run is left: v2 says so for the whole sub-tree, v1
+    // only by listing (a cgroup v1 without a v2 cgroup for killing).
+    if (!v2_dir_.empty()) {
+      auto events = read_text(v2_dir_ + "/cgroup.events");
+      if (!events || keyed_value(*events, "populated").value_or(1) != 0) return false;
+    } else {
+      for (const auto& procs : procs_) {
+        auto listed = read_text(procs);
+        if (!listed || !listed->empty()) return false;
+      }
+    }
+    if (!memory_dir_.empty()) {
+      auto text = read_text(
+          memory_dir_ + (mode_ == CgroupMode::v2 ? "/memory.current" : "/memory.usage_in_bytes"));
+      std::uint64_t used = 0;
+      if (!text ||
+          std::from_chars(text->data(), text->data() + text->size(), used).ec != std::errc() ||
+          used > kMaxRecycledMemory) {
+        return false;
+      }
+    }
+    Counters next = read_counters();
+    if (!v2_dir_.empty()) {
+      next.cpu_usec = keyed_value_in(v2_dir_ + "/cpu.stat", "usage_usec").value_or(0);
+    }
+    base_ = next;
+    return true;
+  } catch (...) {
+    return false;  // out of memory: remove it
+  }
+}
+
+CgroupPool::CgroupPool(IsolationCaps caps) : caps_(std::move(caps)), owner_(::getpid()) {}
+
+CgroupPool::~CgroupPool() {
+  clear();
+}
+
+Result<RunCgroup> CgroupPool::acquire(std::string_view run_id, const config::Limits& limits) {
+  for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+    if (it->memory_limit_ == limits.memory_bytes && it->processes_limit_ == limits.processes) {
+      RunCgroup cg = std::move(*it);
+      idle_.erase(it);
+      return cg;
+    }
+  }
+  auto made = RunCgroup::create(caps_, run_id, limits);
+  if (made && !made->removed()) ++made_;
+  return made;
+}
+
+void CgroupPool::release(RunCgroup cgroup) noexcept {
+  if (cgroup.removed() || owner_ != ::getpid()) return;
+  if (!cgroup.recycle()) return cgroup.remove();
+  try {
+    if (idle_.size() >= kMaxIdle) {
+      idle_.front().remove();
+      idle_.erase(idle_.begin());
+    }
+    idle_.push_back(std::move(cgroup));
+  } catch (...) {
+    cgroup.remove();  // still ours when push_back threw
+  }
+}
+
+void CgroupPool::clear() noexcept {
+  if (owner_ != ::getpid()) return;
+  for (auto& cg : idle_) cg.remove();
+  idle_.clear();
 }
 
 void RunCgroup::remove() noexcept {

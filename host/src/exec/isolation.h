@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -136,6 +137,7 @@ class RunCgroup {
   // "memory" when the run was OOM-killed by its cgroup, "processes" when a
   // fork failed at pids.max; nullopt otherwise (and always in mode none). Use
   // it to explain a failed run: a run may hit a limit, recover and succeed.
+  // Counts only what happened since this run got the cgroup (see CgroupPool).
   std::optional<std::string> limit_hit() const;
 
   // CPU time used by every process of the run so far (cpu.stat usage_usec of
@@ -155,6 +157,21 @@ class RunCgroup {
   const std::vector<std::string>& dirs() const noexcept { return dirs_; }
 
  private:
+  friend class CgroupPool;
+
+  // The counters limit_hit() and cpu_usage() read, as they stand now.
+  struct Counters {
+    std::uint64_t oom = 0;       // v2 memory.events oom
+    std::uint64_t oom_kill = 0;  // v2 memory.events / v1 memory.oom_control oom_kill
+    std::uint64_t pids_max = 0;  // pids.events max
+    std::uint64_t cpu_usec = 0;  // v2 cpu.stat usage_usec (set by recycle only)
+  };
+  Counters read_counters() const;  // all but cpu_usec
+  // After a run: true when nothing of it is left in the cgroups and they
+  // hold little memory; then the current counters become the next run's
+  // baseline. False when the cgroup should be removed instead.
+  bool recycle() noexcept;
+
   CgroupMode mode_ = CgroupMode::none;
   pid_t owner_ = 0;                 // the process that created it
   std::vector<std::string> dirs_;   // cgroup directories, created by us
@@ -163,6 +180,44 @@ class RunCgroup {
   std::string memory_dir_;          // where memory events are read, or empty
   std::string pids_dir_;            // where pids.events is read, or empty
   std::string v2_dir_;              // the run's v2 cgroup (cpu.stat), or empty
+  std::uint64_t memory_limit_ = 0;  // the limits create() wrote (CgroupPool's key)
+  std::uint64_t processes_limit_ = 0;
+  Counters base_;  // the counters when this run got the cgroup
+};
+
+// Run cgroups kept for the next runs. Making and removing a cgroup costs
+// more than the syscalls: the kernel releases and frees each controller's
+// state in deferred work (a dozen work items a run here) that competes with
+// the runs for the CPU. So a cgroup left empty by a run is kept, with its
+// counters as the next run's baseline, and given to a run with the same
+// limits. Parent side only; one per Executor.
+class CgroupPool {
+ public:
+  // At most this many idle cgroups are kept; the oldest goes first.
+  static constexpr std::size_t kMaxIdle = 16;
+
+  explicit CgroupPool(IsolationCaps caps);
+  ~CgroupPool();  // removes the idle cgroups (in the process that made them)
+  CgroupPool(const CgroupPool&) = delete;
+  CgroupPool& operator=(const CgroupPool&) = delete;
+
+  // An idle cgroup whose limits are `limits`, or a new one named `run_id`
+  // (RunCgroup::create). A reused cgroup keeps the name of the run that made it.
+  Result<RunCgroup> acquire(std::string_view run_id, const config::Limits& limits);
+  // After the run is reaped: keeps the cgroup when RunCgroup::recycle says it
+  // can be reused, else removes it (RunCgroup::remove).
+  void release(RunCgroup cgroup) noexcept;
+  // Removes every idle cgroup (before the parents are removed at shutdown).
+  void clear() noexcept;
+
+  std::size_t idle() const noexcept { return idle_.size(); }
+  std::uint64_t made() const noexcept { return made_; }  // cgroups created so far
+
+ private:
+  IsolationCaps caps_;
+  pid_t owner_;
+  std::vector<RunCgroup> idle_;  // oldest first
+  std::uint64_t made_ = 0;
 };
 
 // Child side: writes "0" (the calling process) to each cgroup.procs file.
