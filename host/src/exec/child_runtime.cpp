@@ -200,7 +200,6 @@ void catch_sigterm() {
   term.sa_handler = on_sigterm;  // no SA_RESTART: a blocking call returns EINTR
   sigemptyset(&term.sa_mask);
   sigaction(SIGTERM, &term, nullptr);
-  pthread_atfork(nullptr, nullptr, reset_sigterm_in_forked_child);
 }
 
 // Moves `fd` to a number above kControlFd so the dup2s below cannot clobber it.
@@ -224,21 +223,19 @@ void setup_descriptors(const ChildPlan& plan) {
     fail_setup(errno, "dup2(stdout, stderr)");
   }
   if (close_range(kControlFd + 1, ~0U, 0) != 0) fail_setup(errno, "close_range");
-  // Bytes the host had buffered in stdio but not written yet were copied by
-  // fork; they are the host's, not the run's output.
-  __fpurge(stdout);
-  __fpurge(stderr);
 }
 
 // Copies the plugin's descriptor into a zeroed struct of ours (ABI rule 2)
 // and checks it; fails the setup with the reason otherwise.
-jobhost_plugin load_plugin(const char* path) {
-  void* handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (handle == nullptr) {
-    const char* why = dlerror();
-    fail_setup(0, why ? why : "dlopen failed");
+jobhost_plugin load_plugin(const char* path, jobhost_entry_fn entry) {
+  if (entry == nullptr) {
+    void* handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      const char* why = dlerror();
+      fail_setup(0, why ? why : "dlopen failed");
+    }
+    entry = reinterpret_cast<jobhost_entry_fn>(dlsym(handle, JOBHOST_ENTRY_SYMBOL));
   }
-  auto entry = reinterpret_cast<jobhost_entry_fn>(dlsym(handle, JOBHOST_ENTRY_SYMBOL));
   if (entry == nullptr) fail_setup(0, "the plugin does not export " JOBHOST_ENTRY_SYMBOL);
   const jobhost_plugin* theirs = entry();
   if (theirs == nullptr) fail_setup(0, JOBHOST_ENTRY_SYMBOL "() returned NULL");
@@ -253,6 +250,14 @@ jobhost_plugin load_plugin(const char* path) {
 }
 
 }  // namespace
+
+void prepare_fork_server() noexcept {
+  pthread_atfork(nullptr, nullptr, reset_sigterm_in_forked_child);
+  // Bytes the host had buffered in stdio but not written yet were copied by
+  // fork; they are the host's, not the runs' output.
+  __fpurge(stdout);
+  __fpurge(stderr);
+}
 
 void run_child(const ChildPlan& plan) noexcept {
   // Signals are blocked (by the parent, around fork) until they are reset.
@@ -282,7 +287,7 @@ void run_child(const ChildPlan& plan) noexcept {
   prctl(PR_SET_NAME, name);
 
   std::set_new_handler(on_out_of_memory);
-  const jobhost_plugin plugin = load_plugin(request.plugin_path.c_str());
+  const jobhost_plugin plugin = load_plugin(request.plugin_path.c_str(), plan.entry);
 
   // Any non-null address will do as the opaque handle; the API ignores it.
   auto* run = reinterpret_cast<jobhost_run*>(const_cast<RunRequest*>(&request));

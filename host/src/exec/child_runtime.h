@@ -2,6 +2,7 @@
 // run's process. Internal to the executor; see executor.h for the contract.
 #pragma once
 
+#include <jobhost/plugin.h>
 #include <sys/types.h>
 
 #include <string>
@@ -21,17 +22,26 @@ struct ChildPlan {
   pid_t parent_pid = 0;
   const std::vector<std::string>* cgroup_procs = nullptr;  // cgroup.procs files to join
   const Credentials* credentials = nullptr;
+  // The plugin's entry point when it is already loaded (preloaded by the fork
+  // server); nullptr: the child dlopens request->plugin_path.
+  jobhost_entry_fn entry = nullptr;
 };
 
 // Exit codes of the child when it cannot report a result itself.
 inline constexpr int kChildExitSetupFailed = 126;  // a setup_error record was sent
 inline constexpr int kChildExitOrphaned = 125;     // the parent died before we started
 
+// Once in the fork server, before its first fork: registers the at-fork
+// handler the runs' own forks need and drops the stdio bytes the server
+// inherited from the daemon, so that no run has to (each page a run writes
+// costs it a copy-on-write fault).
+void prepare_fork_server() noexcept;
+
 // Sets the child up (process group, death signal, SIGTERM handler, signal
 // mask, descriptors, cgroup, rlimits, privileges), loads the plugin, calls
 // init/run/shutdown, sends the result and _exits. Never returns. Expects
-// every signal blocked and every disposition default, as a child of the fork
-// server has them.
+// every signal blocked and every disposition default, and
+// prepare_fork_server() done, as a child of the fork server has them.
 [[noreturn]] void run_child(const ChildPlan& plan) noexcept;
 
 }  // namespace jobhost::exec

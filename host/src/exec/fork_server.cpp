@@ -13,7 +13,6 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
-#include <set>
 #include <span>
 #include <string_view>
 
@@ -121,9 +120,8 @@ struct Plan {
 };
 
 // The plan is a flat binary record: numbers in host byte order, strings as a
-// 32-bit length and the bytes. The child decodes it straight into the
-// request: a JSON document would allocate a node per field, and every page
-// a fresh child writes costs a copy-on-write fault.
+// 32-bit length and the bytes, decoded by the server straight into the
+// request (a JSON document would allocate a node per field).
 class Writer {
  public:
   explicit Writer(char op) { out_.push_back(op); }
@@ -217,16 +215,17 @@ std::string encode(const RunRequest& r, const std::vector<std::string>& procs, c
   return w.take();
 }
 
-// False on a malformed plan.
-bool decode(std::string_view text, Plan& p) {
+// False on a malformed plan. `preload`: whether the server should keep the
+// plugin loaded.
+bool decode(std::string_view text, Plan& p, bool& preload) {
   Reader in(text);
   RunRequest& r = p.request;
   config::Limits& l = r.limits;
   std::string path;
   Duration::rep scheduled = 0, cpu = 0;
   uint32_t count = 0;
-  uint8_t preload = 0;
-  if (!in.number(preload) || !in.text(path) || !in.text(r.job) || !in.text(r.run_id) ||
+  uint8_t wanted = 0;
+  if (!in.number(wanted) || !in.text(path) || !in.text(r.job) || !in.text(r.run_id) ||
       !in.text(r.trace_id) || !in.number(r.attempt) || !in.number(scheduled) || !in.map(r.params) ||
       !in.map(r.secrets) || !in.number(l.memory_bytes) || !in.number(cpu) ||
       !in.number(l.open_files) || !in.number(l.processes) || !in.number(l.file_size) ||
@@ -249,29 +248,27 @@ bool decode(std::string_view text, Plan& p) {
   }
   if (!in.number(change) || !in.done()) return false;
   c.change = change != 0;
+  preload = wanted != 0;
   return true;
 }
 
 // --- the server ---------------------------------------------------------------
 //
-// Between two forks the server writes as few pages as it can: every page it
-// writes after a fork takes a copy-on-write fault, which is what made forking
-// from the daemon dear. So it allocates nothing per request (but the first
-// of each plugin); the child decodes the plan.
+// The server does before the fork what would otherwise cost every child its
+// first-touch faults: it decodes the plan and keeps each plugin loaded, so
+// the child only reads them. What the server writes is small (the decoded
+// plan, freed after the fork) and faults at most once per page per fork;
+// a child's writes to pages it shares with the server each cost a
+// copy-on-write fault while the run sets up.
 
 void reply(int sock, const void* data, std::size_t size, int fd = -1) {
   send_message(sock, data, size, fd >= 0 ? std::span<const int>(&fd, 1) : std::span<const int>());
 }
 
-[[noreturn]] void become_run(std::string_view text, const ReceivedFds& fds, pid_t server) noexcept {
-  Plan plan;
-  try {
-    if (!decode(text, plan)) _exit(kChildExitSetupFailed);  // no plan: nothing more to say
-  } catch (...) {
-    _exit(kChildExitSetupFailed);  // out of memory
-  }
+[[noreturn]] void become_run(const Plan& plan, const ReceivedFds& fds, pid_t server,
+                             jobhost_entry_fn entry) noexcept {
   run_child(ChildPlan{&plan.request, fds.fd[0], fds.fd[1], server, &plan.cgroup_procs,
-                      &plan.credentials});
+                      &plan.credentials, entry});
 }
 
 // Reads /proc/self/<name> into `buf` (NUL-terminated); false if it cannot.
@@ -310,19 +307,30 @@ long mapped_bytes() {
 // a throwaway child, so their initialisers are known to return. Bounded:
 // what they map counts against every run's RLIMIT_AS, whichever job it is.
 constexpr long kMaxPreloadedBytes = 64l << 20;
-std::set<std::string, std::less<>> g_preloaded;
+// Path -> its entry point (nullptr when it could not be loaded: the run
+// then loads it itself and reports why).
+std::map<std::string, jobhost_entry_fn, std::less<>> g_preloaded;
 long g_mapped_at_start = 0;  // set when the server starts
 
-// Loads `path` unless it is loaded or the budget is spent. Returns why this
-// server must not fork any more, or nullptr: loading left it with a thread
-// (an initialiser started one), or mapped more than the budget.
-const char* preload(std::string_view path) {
+// Loads `path` unless it is loaded or the budget is spent, and sets `entry`
+// to its entry point when it is loaded, so that the run skips dlopen too
+// (nullptr: the run loads the plugin itself). Returns why this server must
+// not fork any more, or nullptr: loading left it with a thread (an
+// initialiser started one), or mapped more than the budget.
+const char* preload(std::string_view path, jobhost_entry_fn& entry) {
+  entry = nullptr;
   try {
-    if (g_preloaded.contains(path)) return nullptr;
+    if (auto it = g_preloaded.find(path); it != g_preloaded.end()) {
+      entry = it->second;
+      return nullptr;
+    }
     if (mapped_bytes() - g_mapped_at_start >= kMaxPreloadedBytes) return nullptr;
-    std::string name(path);
-    g_preloaded.insert(name);
-    ::dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);  // a failure is the run's to report
+    auto it = g_preloaded.emplace(std::string(path), nullptr).first;
+    // A failure is the run's to report: it loads the plugin itself.
+    if (void* handle = ::dlopen(it->first.c_str(), RTLD_NOW | RTLD_LOCAL)) {
+      it->second = reinterpret_cast<jobhost_entry_fn>(::dlsym(handle, JOBHOST_ENTRY_SYMBOL));
+    }
+    entry = it->second;
   } catch (...) {
     return nullptr;  // out of memory: the run loads it itself
   }
@@ -341,17 +349,37 @@ void serve_spawn(int sock, std::string_view text, const ReceivedFds& fds) {
     reply(sock, &out, sizeof out);
   };
   if (fds.count != 2) return refuse(EINVAL, "spawn request without its two descriptors");
-  Reader head(text);
-  uint8_t wanted = 0;
-  std::string_view path;
-  if (!head.number(wanted) || !head.view(path)) return refuse(EINVAL, "malformed spawn request");
-  if (const char* why = wanted != 0 ? preload(path) : nullptr) {
+  Plan plan;
+  // A run's secrets must not reach the runs forked after it: wiped from the
+  // request and the decoded plan once this run is forked (or refused).
+  struct WipeSecrets {
+    Plan& plan;
+    std::string_view text;
+    bool decoded = false;
+    ~WipeSecrets() {
+      if (decoded && plan.request.secrets.empty()) return;
+      for (auto& [name, value] : plan.request.secrets) explicit_bzero(value.data(), value.size());
+      explicit_bzero(const_cast<char*>(text.data()), text.size());
+    }
+  } wipe{plan, text};
+  bool preload_it = false;
+  try {
+    if (!decode(text, plan, preload_it)) return refuse(EINVAL, "malformed spawn request");
+    wipe.decoded = true;
+  } catch (...) {
+    return refuse(ENOMEM, "decoding the spawn request");
+  }
+  jobhost_entry_fn entry = nullptr;
+  if (const char* why = preload_it ? preload(plan.request.plugin_path.native(), entry) : nullptr) {
     out.retire = 1;
     return refuse(EDEADLK, why);
   }
   const pid_t server = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid == 0) become_run(text, fds, server);
+  // The server has one thread, so _Fork will do: it skips the at-fork
+  // handlers (they are for the runs' own forks) and the malloc and stdio
+  // locking, each a write to pages that live runs share.
+  const pid_t pid = ::_Fork();
+  if (pid == 0) become_run(plan, fds, server, entry);
   if (pid < 0) return refuse(errno, "fork");
   ::setpgid(pid, pid);  // the child does it too; whoever is first, kill(-pid) works from here
   const int pidfd = pidfd_open(pid);
@@ -395,6 +423,7 @@ void serve_reap(int sock, std::string_view text) {
   if (sock > 3) ::close_range(3, sock - 1, 0);
   ::close_range(sock + 1, ~0U, 0);
   ::prctl(PR_SET_NAME, "jobhost-forks");
+  prepare_fork_server();
   g_mapped_at_start = mapped_bytes();
 
   // Mapped once, outside the heap; a request writes only the pages it fills.
