@@ -316,6 +316,7 @@ TEST_CASE("the run's process starts with a clean slate", "[executor]") {
   CHECK(m.at("blocked_signals") == 0);
   CHECK(m.at("non_default_dispositions") == 0);
   CHECK(m.at("sigterm_caught") == 1);  // SIGTERM = cancel request
+  CHECK(m.at("sigterm_default_in_forked_child") == 1);
   CHECK(m.at("group_leader") == 1);
   CHECK(m.at("rlimit_nofile") == 100);
   CHECK(m.at("rlimit_core") == 0);

@@ -1,10 +1,12 @@
 // Reports what the run's process was given, as metrics: ids, death signal,
-// NO_NEW_PRIVS, open descriptors, blocked and ignored signals, process group,
+// NO_NEW_PRIVS, open descriptors, blocked and ignored signals, SIGTERM in a
+// process it forks, process group,
 // a few rlimits, and whether stdin is /dev/null.
 #include <dirent.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <climits>
@@ -41,6 +43,21 @@ double non_default_dispositions() {
   return n;
 }
 
+// 1 when a process the run forks has SIGTERM's default action back (the
+// run's own process turns SIGTERM into a cancel request).
+double sigterm_default_in_forked_child() {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    struct sigaction a {};
+    sigaction(SIGTERM, nullptr, &a);
+    _exit(a.sa_handler == SIG_DFL ? 0 : 1);
+  }
+  if (pid < 0) return -1;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 double limit(int resource) {
   rlimit r{};
   getrlimit(resource, &r);
@@ -66,6 +83,7 @@ class Inspect {
     ctx.metric("blocked_signals", blocked_signals());
     ctx.metric("non_default_dispositions", non_default_dispositions());
     ctx.metric("sigterm_caught", term.sa_handler != SIG_DFL && term.sa_handler != SIG_IGN);
+    ctx.metric("sigterm_default_in_forked_child", sigterm_default_in_forked_child());
     ctx.metric("group_leader", getpgrp() == getpid());
     ctx.metric("rlimit_nofile", limit(RLIMIT_NOFILE));
     ctx.metric("rlimit_core", limit(RLIMIT_CORE));
