@@ -525,9 +525,9 @@ TEST_CASE("CgroupPool reuses a run's emptied cgroup for the next run with its li
   caps.v2_parent = tmp.path / "jh";
   // What the kernel shows in a run's v2 cgroup after the run, on a fake tree.
   auto after_run = [&](const std::string& name, const std::string& populated,
-                       const std::string& memory_current) {
+                       const std::string& memory_stat) {
     make_tree(tmp.path, {{"jh/" + name + "/cgroup.events", "populated " + populated + "\n"},
-                         {"jh/" + name + "/memory.current", memory_current + "\n"},
+                         {"jh/" + name + "/memory.stat", memory_stat},
                          {"jh/" + name + "/memory.events", "oom 0\noom_kill 1\n"},
                          {"jh/" + name + "/pids.events", "max 2\n"},
                          {"jh/" + name + "/cpu.stat", "usage_usec 500\n"}});
@@ -538,7 +538,8 @@ TEST_CASE("CgroupPool reuses a run's emptied cgroup for the next run with its li
   SECTION("same limits: the same cgroup, counters counted from the reuse") {
     auto first = pool.acquire("r1", limits_of(0, 0));
     REQUIRE(first.has_value());
-    after_run("r1", "0", "8192");
+    // Page cache the run left does not stop the reuse: it is reclaimable.
+    after_run("r1", "0", "anon 8192\nfile 50000000\nshmem 0\n");
     CHECK(first->limit_hit() == std::optional<std::string>("memory"));  // this run's OOM
     pool.release(std::move(*first));
     CHECK(pool.idle() == 1);
@@ -558,7 +559,7 @@ TEST_CASE("CgroupPool reuses a run's emptied cgroup for the next run with its li
   SECTION("other limits: a cgroup of their own") {
     auto first = pool.acquire("r1", limits_of(0, 0));
     REQUIRE(first.has_value());
-    after_run("r1", "0", "0");
+    after_run("r1", "0", "anon 0\nshmem 0\n");
     pool.release(std::move(*first));
     make_tree(tmp.path, {{"jh/r2/pids.max", ""}});
     auto other = pool.acquire("r2", limits_of(0, 5));
@@ -570,15 +571,17 @@ TEST_CASE("CgroupPool reuses a run's emptied cgroup for the next run with its li
   }
   struct NotReused {
     const char* why;
-    std::string populated, memory_current;
+    std::string populated, memory_stat;
   };
-  for (const auto& c : std::vector<NotReused>{{"a process is left", "1", "0"},
-                                              {"it holds the run's page cache", "0", "5000000"},
-                                              {"unreadable memory use", "0", "garbage"}}) {
+  for (const auto& c :
+       std::vector<NotReused>{{"a process is left", "1", "anon 0\nshmem 0\n"},
+                              {"it holds the run's shared memory", "0", "anon 0\nshmem 5000000\n"},
+                              {"it holds anonymous memory", "0", "anon 5000000\nshmem 0\n"},
+                              {"its memory use is unreadable", "0", "garbage"}}) {
     SECTION(std::string("not reused when ") + c.why) {
       auto first = pool.acquire("r1", limits_of(0, 0));
       REQUIRE(first.has_value());
-      after_run("r1", c.populated, c.memory_current);
+      after_run("r1", c.populated, c.memory_stat);
       pool.release(std::move(*first));
       CHECK(pool.idle() == 0);
       auto second = pool.acquire("r2", limits_of(0, 0));
@@ -592,7 +595,7 @@ TEST_CASE("CgroupPool reuses a run's emptied cgroup for the next run with its li
       const std::string name = "r" + std::to_string(i);
       auto cg = pool.acquire(name, limits_of(0, 0));
       REQUIRE(cg.has_value());
-      after_run(name, "0", "0");
+      after_run(name, "0", "anon 0\nshmem 0\n");
       runs.push_back(std::move(*cg));
     }
     for (auto& cg : runs) pool.release(std::move(cg));

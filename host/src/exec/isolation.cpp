@@ -34,9 +34,10 @@ const std::vector<std::string> kNeededControllers = {"memory", "pids"};
 constexpr int kKillRounds = 100;      // cgroup.procs sweeps, ~1 ms apart
 constexpr int kRemoveAttempts = 200;  // rmdir tries, ~1 ms apart
 constexpr std::size_t kMaxRunIdLength = 200;
-// A cgroup whose memory use after its run is above this (page cache the run
-// left, charged to it) is removed rather than reused: that memory would count
-// against the next run's limit.
+// A cgroup still charged with more than this much memory that cannot be
+// reclaimed (tmpfs and shared memory the run left, anonymous memory) after
+// its run is removed rather than reused: it would count against the next
+// run's limit. Page cache does not count: the kernel reclaims it at the limit.
 constexpr std::uint64_t kMaxRecycledMemory = 4ull << 20;
 
 std::string errno_text(int err) {
@@ -861,14 +862,11 @@ bool RunCgroup::recycle() noexcept {
       }
     }
     if (!memory_dir_.empty()) {
-      auto text = read_text(
-          memory_dir_ + (mode_ == CgroupMode::v2 ? "/memory.current" : "/memory.usage_in_bytes"));
-      std::uint64_t used = 0;
-      if (!text ||
-          std::from_chars(text->data(), text->data() + text->size(), used).ec != std::errc() ||
-          used > kMaxRecycledMemory) {
-        return false;
-      }
+      auto stat = read_text(memory_dir_ + "/memory.stat");
+      auto anon =
+          stat ? keyed_value(*stat, mode_ == CgroupMode::v2 ? "anon" : "rss") : std::nullopt;
+      auto shmem = stat ? keyed_value(*stat, "shmem") : std::nullopt;
+      if (!anon || !shmem || *anon + *shmem > kMaxRecycledMemory) return false;
     }
     Counters next = read_counters();
     if (!v2_dir_.empty()) {

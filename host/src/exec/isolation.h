@@ -168,8 +168,9 @@ class RunCgroup {
   };
   Counters read_counters() const;  // all but cpu_usec
   // After a run: true when nothing of it is left in the cgroups and they
-  // hold little memory; then the current counters become the next run's
-  // baseline. False when the cgroup should be removed instead.
+  // hold little memory the kernel cannot reclaim (memory.stat anon/rss +
+  // shmem); then the current counters become the next run's baseline. False
+  // when the cgroup should be removed instead.
   bool recycle() noexcept;
 
   CgroupMode mode_ = CgroupMode::none;
