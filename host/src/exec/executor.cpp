@@ -437,7 +437,8 @@ struct Executor::Run : std::enable_shared_from_this<Executor::Run> {
     f.message = message;
     f.setup_error = setup_error;
     f.child_limit = child_limit;
-    f.cgroup_limit = cgroup.limit_hit();
+    // Read only where classify() uses it: two file reads fewer per run.
+    if (!returned_ok(f)) f.cgroup_limit = cgroup.limit_hit();
     f.cpu_seconds = cpu_seconds();
     f.timeout = request.timeout;
     f.stall_timeout = request.stall_timeout;

@@ -114,6 +114,10 @@ std::string format_size(uint64_t bytes) {
   return fmt::format("{}B", bytes);
 }
 
+bool returned_ok(const ExitFacts& f) {
+  return f.result_code == JOBHOST_OK && f.exit_code.has_value();
+}
+
 Classification classify(const ExitFacts& f) {
   if (auto by_stop = by_stop_reason(f)) return *by_stop;
 
@@ -125,8 +129,7 @@ Classification classify(const ExitFacts& f) {
     return {Outcome::failed, fmt::format("could not start the plugin: {}", *f.setup_error), false};
   }
 
-  const bool returned_ok = f.result_code == JOBHOST_OK && f.exit_code.has_value();
-  if (returned_ok) {
+  if (returned_ok(f)) {
     return {Outcome::succeeded, f.message.empty() ? std::string("succeeded") : f.message, false};
   }
 

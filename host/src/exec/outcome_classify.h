@@ -73,6 +73,10 @@ struct Classification {
 //  7. exited without a result (any code, 0 too): failed.
 Classification classify(const ExitFacts& facts);
 
+// Rule 3's condition: the plugin returned OK and the process exited. Such a
+// run is never explained by a limit, so its cgroup_limit need not be read.
+bool returned_ok(const ExitFacts& facts);
+
 // "SIGSEGV" for SIGSEGV, "SIG42" for a signal without a name.
 std::string signal_name(int signal);
 
