@@ -111,6 +111,7 @@ class Rig {
   }
 
   TimePoint now() const { return now_; }
+  nlohmann::json snapshot() const { return engine_->snapshot(); }
 
  private:
   void wake() {
@@ -187,6 +188,26 @@ schedule = "* * * * * *"
   CHECK(runs.front().scheduled_for == at_utc(10, 0, 1));
   CHECK(runs.back().scheduled_for == at_utc(10, 0, 8));
   CHECK(count(runs, Outcome::succeeded, ledger::Trigger::schedule) == 8);
+}
+
+TEST_CASE("the engine checkpoints the ledger every 20 records, only when idle", "[engine]") {
+  // The fake clock stands `offset` after each slot while its run ends: the
+  // next fire is 500 ms away (idle), or 100 ms (not idle: kCheckpointGap).
+  struct Case {
+    int offset_ms;
+    int checkpoints;
+  };
+  auto c = GENERATE(Case{500, 2}, Case{900, 0});
+  CAPTURE(c.offset_ms);
+  Rig rig(R"(
+[jobs.tick]
+plugin = "noop"
+schedule = "* * * * * *"
+)");
+  rig.start(at_utc(10, 0, 0, c.offset_ms));
+  rig.run_until(at_utc(10, 0, 45, c.offset_ms));
+  REQUIRE(rig.runs("tick").size() == 45);
+  CHECK(rig.snapshot()["ledger_checkpoints"] == c.checkpoints);
 }
 
 TEST_CASE("a forward clock jump is a misfire handled by the job's policy", "[engine][clock]") {

@@ -369,7 +369,23 @@ void Engine::on_run_done(const exec::RunReport& report) {
   }
   pump();
   arm_timer();
+  checkpoint_if_idle();
   notify_idle_if_done();
+}
+
+void Engine::checkpoint_if_idle() {
+  if (recorded_since_checkpoint_ < kCheckpointEvery || !ready_.empty() || !backlog_.empty() ||
+      ledger_down_since_) {
+    return;
+  }
+  if (!timeline_.empty() && timeline_.begin()->due - now() < kCheckpointGap) return;
+  recorded_since_checkpoint_ = 0;
+  if (auto done = store_.checkpoint(); !done) {
+    // SQLite's automatic checkpoint remains; this one is only earlier.
+    log::warn("could not checkpoint the ledger: " + done.error().message);
+    return;
+  }
+  ++checkpoints_;
 }
 
 void Engine::notify_idle_if_done() {
@@ -433,6 +449,7 @@ Result<bool> Engine::write(const PendingWrite& w) {
   }
   if (written && *written && !std::holds_alternative<ledger::Event>(w.record)) {
     pruner_.note_recorded(w.job);
+    ++recorded_since_checkpoint_;
   }
   return written;
 }
@@ -601,7 +618,8 @@ void Engine::stop_now() {
 nlohmann::json Engine::snapshot() const {
   nlohmann::json out = {{"running", nlohmann::json::array()},
                         {"queued", ready_.size()},
-                        {"ledger_backlog", backlog_json()}};
+                        {"ledger_backlog", backlog_json()},
+                        {"ledger_checkpoints", checkpoints_}};
   for (const auto& [run_id, run] : active_) {
     out["running"].push_back({{"run_id", run_id},
                               {"job", run.job},
