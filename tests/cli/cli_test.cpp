@@ -3,6 +3,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "config/config.h"
+#include "exec/isolation.h"
 #include "ledger/ids.h"
 #include "ledger/sqlite_store.h"
 #include "support/harness.h"
@@ -197,6 +199,26 @@ TEST_CASE("commands that need the daemon exit 3 when none runs", "[cli]") {
   CHECK(r.err.find("jobhost run") != std::string::npos);
 }
 
+namespace {
+
+// Cgroup directories (under /sys/fs/cgroup, a few levels down) whose name
+// starts with `prefix`.
+std::vector<fs::path> cgroups_named(const std::string& prefix) {
+  std::vector<fs::path> found;
+  std::error_code ec;
+  fs::recursive_directory_iterator it("/sys/fs/cgroup",
+                                      fs::directory_options::skip_permission_denied, ec);
+  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it.depth() >= 4) it.disable_recursion_pending();
+    if (it->is_directory(ec) && it->path().filename().string().starts_with(prefix)) {
+      found.push_back(it->path());
+    }
+  }
+  return found;
+}
+
+}  // namespace
+
 TEST_CASE("run-once runs the job isolated, records it, exit 0 iff it succeeded", "[cli]") {
   TempDir dir;
   install_plugins(dir.path(), {"hello.so", "fail.so"});
@@ -225,6 +247,10 @@ schedule = "@manual"
   CHECK(runs[1]["job"] == "greet");
   CHECK(runs[1]["outcome"] == "succeeded");
   CHECK(runs[1]["message"] == "said bonjour");
+  // Its cgroups were its own (not the daemon's parent) and are gone.
+  auto loaded = jobhost::config::load_config(config);
+  REQUIRE(loaded);
+  CHECK(cgroups_named(jobhost::exec::parent_cgroup_name(loaded->host.state_dir)).empty());
 }
 
 namespace {

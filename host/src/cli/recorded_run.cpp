@@ -25,7 +25,10 @@ std::string duration_text(Duration d) {
 exec::ExecutorOptions executor_options(const config::Config& config) {
   exec::ExecutorOptions options;
   exec::DetectOptions detect;
-  detect.parent_name = exec::parent_cgroup_name(config.host.state_dir);
+  // A parent cgroup of its own, removed when the run ends: under the
+  // daemon's, a daemon starting meanwhile would kill the run as a stale one.
+  detect.parent_name =
+      fmt::format("{}-once-{}", exec::parent_cgroup_name(config.host.state_dir), getpid());
   options.isolation = exec::detect_isolation(detect);
   return options;
 }
@@ -75,6 +78,7 @@ int run_recorded(const config::Config& config, ledger::Store& store, const confi
     return kExitFailed;
   }
   const auto steady_start = std::chrono::steady_clock::now();
+  const exec::ExecutorOptions options = executor_options(config);
   auto report =
       exec::run_blocking(exec::RunRequest{.job = job.name,
                                           .run_id = start.run_id,
@@ -90,7 +94,8 @@ int run_recorded(const config::Config& config, ledger::Store& store, const confi
                                           .kill_grace = job.kill_grace,
                                           .user = job.user,
                                           .group = job.group},
-                         executor_options(config));
+                         options);
+  exec::remove_parent_cgroups(options.isolation);
   ledger::RunEnd end = end_of(start.run_id, report);
   end.duration =
       std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - steady_start);
