@@ -705,6 +705,36 @@ TEST_CASE("runs one after another reuse their cgroups", "[executor]") {
   CHECK(ex.cgroups_made() == 2);
 }
 
+TEST_CASE("a run's secrets do not reach the runs forked after it", "[executor]") {
+  std::vector<Captured> lines;
+  boost::asio::io_context io;
+  // Before the secret exists: the fork server is a copy of this process.
+  Executor ex(io, options_with(lines));
+  const std::string secret = "tok-" + std::to_string(::getpid()) + "-q7Zx";
+  uint64_t hash = 0;
+  for (unsigned char c : secret) hash = hash * 257 + c;  // memscan's hash
+  const std::map<std::string, std::string> needle = {{"length", std::to_string(secret.size())},
+                                                     {"hash", std::to_string(hash)}};
+  auto run_one = [&](RunRequest r) {
+    std::optional<RunReport> report;
+    REQUIRE(ex.start(std::move(r), [&](RunReport done) { report = std::move(done); }));
+    while (!report && io.run_one_for(60s) > 0) {
+    }
+    REQUIRE(report);
+    INFO(report->message);
+    REQUIRE(report->outcome == Outcome::succeeded);
+    return report->metrics.at("found");
+  };
+  // A long parameter puts the secret far into the request, beyond where the
+  // next (shorter) request overwrites the fork server's receive buffer.
+  auto padded = needle;
+  padded["pad"] = std::string(8000, 'p');
+  RunRequest with_secret = request("memscan", padded);
+  with_secret.secrets = {{"token", secret}};
+  CHECK(run_one(with_secret) >= 1);  // the scan finds a run's own secret
+  CHECK(run_one(request("memscan", needle)) == 0);
+}
+
 TEST_CASE("destroying the executor kills and reaps its runs", "[executor]") {
   std::vector<Captured> lines;
   boost::asio::io_context io;
