@@ -4,8 +4,8 @@
 // Why: after a fork, every page the forking process writes takes a
 // copy-on-write fault, and the daemon writes many (the ledger, the loop, each
 // run's buffers): forking from the daemon made a no-op run cost twice a bare
-// fork (bench/dispatch). The server writes almost nothing between forks, and
-// the daemon never forks again.
+// fork (bench/dispatch). The server writes little between forks (the next
+// run's decoded plan), and the daemon never forks again.
 //
 // The daemon keeps the contract of executor.h: it holds a pidfd for each run
 // (the server passes it over the socket), watches it for the exit, signals
