@@ -11,9 +11,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+
+#include "schedule/schedule.h"
 
 namespace jobhost::testing {
 namespace {
@@ -255,6 +258,27 @@ std::vector<pid_t> children_of(pid_t parent) {
     if (ppid == parent && state != 'Z') out.push_back(std::stoi(name));
   }
   return out;
+}
+
+std::string every_second_once(const nlohmann::json& runs) {
+  std::map<TimePoint, std::vector<std::string>> by_slot;  // slot -> run ids
+  for (const auto& run : runs) {
+    const std::string text = run.value("scheduled_for", "");
+    auto slot = schedule::parse_rfc3339(text);
+    if (!slot) return "unreadable scheduled_for \"" + text + "\"";
+    by_slot[*slot].push_back(run.value("run_id", "?"));
+  }
+  if (by_slot.empty()) return "no runs";
+  const TimePoint* previous = nullptr;
+  for (const auto& [slot, ids] : by_slot) {
+    const std::string at = std::to_string(slot.time_since_epoch().count()) + " ms";
+    if (ids.size() != 1) return "slot " + at + " recorded " + std::to_string(ids.size()) + " times";
+    if (previous && slot - *previous != std::chrono::seconds(1)) {
+      return "gap: " + std::to_string(previous->time_since_epoch().count()) + " ms to " + at;
+    }
+    previous = &slot;
+  }
+  return "";
 }
 
 }  // namespace jobhost::testing

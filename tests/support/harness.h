@@ -81,6 +81,12 @@ nlohmann::json history(const fs::path& config, const std::string& job = "", int 
 // Finished runs of `job` in `runs` (a history array).
 std::vector<nlohmann::json> finished(const nlohmann::json& runs, const std::string& job);
 
+// The audit of a job on a one-second schedule: every second from the first
+// scheduled_for in `runs` (a history array of that job) to the last must be
+// recorded exactly once, run or skipped. Empty when it is; else what is
+// wrong, naming the slots.
+std::string every_second_once(const nlohmann::json& runs);
+
 // True if a process with this pid exists (and is not a zombie).
 bool process_alive(pid_t pid);
 
