@@ -160,6 +160,8 @@ TEST_CASE("classify_event: what an inotify event asks to reload", "[watcher]") {
       {Case{"jobhost.toml", IN_CLOSE_WRITE, false, true, {}, false, true}},
       {Case{"jobhost.toml~", IN_CLOSE_WRITE, false, true, {}, false, false}},
       {Case{"other.toml", IN_CLOSE_WRITE, false, true, {}, false, false}},
+      {Case{"..data", IN_MOVED_TO, false, true, {}, false, true}},  // a ConfigMap update
+      {Case{"..data", IN_MOVED_TO, true, false, {}, false, false}},
       {Case{"jobhost.toml", IN_CLOSE_WRITE, true, false, {}, false, false}},  // not its dir
       {Case{"x.so", IN_CLOSE_WRITE, true, true, {"x.so"}, false, false}},     // one dir for both
       {Case{"", IN_Q_OVERFLOW, false, false, {}, true, true}},

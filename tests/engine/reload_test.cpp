@@ -662,6 +662,43 @@ params = { seconds = 0 }
   CHECK(ledger_history(config, "nap")[0]["outcome"] == "succeeded");
 }
 
+TEST_CASE("a config mounted from a Kubernetes ConfigMap is reloaded when it is updated",
+          "[reload]") {
+  // The layout of a ConfigMap volume: jobhost.toml -> ..data/jobhost.toml,
+  // ..data -> a timestamped directory; an update renames a new ..data over it.
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  const fs::path volume = dir.path() / "cfg";
+  auto publish = [&](const std::string& version, const std::string& jobs) {
+    const fs::path data = volume / ("..2026_11_29_" + version);
+    fs::create_directories(data);
+    std::ofstream(data / "jobhost.toml")
+        << "[host]\nplugin_dir = \"" << (dir.path() / "plugins").string() << "\"\nstate_dir = \""
+        << (volume / "var").string() << "\"\n\n[http]\nlisten = \"\"\n\n"
+        << jobs;
+    fs::create_symlink(data.filename(), volume / "..data_tmp");
+    fs::rename(volume / "..data_tmp", volume / "..data");
+  };
+  fs::create_directories(volume);
+  publish("a", "[jobs.first]\nplugin = \"hello\"\nschedule = \"@manual\"\n");
+  fs::create_symlink("..data/jobhost.toml", volume / "jobhost.toml");
+  const fs::path config = volume / "jobhost.toml";
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+
+  publish("b",
+          "[jobs.first]\nplugin = \"hello\"\nschedule = \"@manual\"\n\n"
+          "[jobs.second]\nplugin = \"hello\"\nschedule = \"@manual\"\n");
+  std::vector<jobhost::ledger::Event> reloaded;
+  REQUIRE(wait_for(
+      [&] {
+        reloaded = events_of(config, "reloaded");
+        return !reloaded.empty();
+      },
+      20s));
+  CHECK(json::parse(reloaded.back().detail)["added"] == json::array({"second"}));
+}
+
 TEST_CASE("the build of recent runs outlives its replacement by the cleanup age", "[reload]") {
   TempDir dir;
   install_plugins(dir.path(), {"hello.so"});

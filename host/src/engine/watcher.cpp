@@ -25,6 +25,11 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr uint32_t kWatchMask =
     IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF;
 
+// Kubernetes mounts a ConfigMap as <name> -> ..data/<name>, ..data -> a
+// timestamped directory, and updates it by renaming a new ..data over the
+// old: the config file's own name sees no event then.
+constexpr std::string_view kAtomicWriterLink = "..data";
+
 bool is_plugin_name(std::string_view name) {
   return !name.starts_with('.') && name.ends_with(".so") && name.size() > 3;
 }
@@ -60,7 +65,7 @@ ChangeSet classify_event(std::string_view name, uint32_t mask, bool in_plugin_di
   }
   if (!(mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE))) return changes;
   if (in_plugin_dir && is_plugin_name(name)) changes.plugin_files.insert(std::string(name));
-  if (in_config_dir && name == config_name) changes.config = true;
+  if (in_config_dir && (name == config_name || name == kAtomicWriterLink)) changes.config = true;
   return changes;
 }
 
