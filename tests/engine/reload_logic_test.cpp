@@ -153,6 +153,9 @@ TEST_CASE("classify_event: what an inotify event asks to reload", "[watcher]") {
       {Case{"hello.so", IN_MOVED_FROM, true, false, {"hello.so"}, false, false}},
       {Case{"hello.so", IN_DELETE, true, false, {"hello.so"}, false, false}},
       {Case{"hello.so", IN_MODIFY, true, false, {}, false, false}},  // still being written
+      {Case{"hello.so", IN_ATTRIB, true, false, {"hello.so"}, false, false}},  // chmod, chown
+      {Case{"", IN_ATTRIB | IN_ISDIR, true, false, {}, true, false}},          // plugin_dir's own
+      {Case{"jobhost.toml", IN_ATTRIB, false, true, {}, false, false}},        // touch
       {Case{".hello.so.tmp", IN_CLOSE_WRITE, true, false, {}, false, false}},
       {Case{".hello.so", IN_CLOSE_WRITE, true, false, {}, false, false}},  // hidden
       {Case{"hello.so.part", IN_CLOSE_WRITE, true, false, {}, false, false}},

@@ -749,4 +749,9 @@ schedule = "@manual"
   CHECK_THAT(forced.out, Catch::Contains("plugin file hello.so rejected: plugin directory: "
                                          "unsafe permissions"));
   CHECK_FALSE(served(daemon_plugins(config), "hello"));
+  // The fix the rejection names, and nothing else: the plugin is loaded.
+  fs::permissions(plugins, fs::perms::group_write | fs::perms::others_write,
+                  fs::perm_options::remove);
+  REQUIRE(wait_for([&] { return served(daemon_plugins(config), "hello").has_value(); }, 20s));
+  CHECK((*served(daemon_plugins(config), "hello"))["version"] == "2.0.0");
 }

@@ -22,8 +22,10 @@ using SteadyClock = std::chrono::steady_clock;
 
 // Completed writes, renames in and out, and deletions: never IN_MODIFY, so a
 // file is looked at only once its writer has closed it (or renamed it in).
-constexpr uint32_t kWatchMask =
-    IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF;
+// IN_ATTRIB for plugins: a chmod or chown can be what makes a rejected
+// plugin (or plugin_dir) safe to load.
+constexpr uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
+                                IN_DELETE_SELF | IN_MOVE_SELF | IN_ATTRIB;
 
 // Kubernetes mounts a ConfigMap as <name> -> ..data/<name>, ..data -> a
 // timestamped directory, and updates it by renaming a new ..data over the
@@ -61,6 +63,15 @@ ChangeSet classify_event(std::string_view name, uint32_t mask, bool in_plugin_di
   if (mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
     changes.all_plugins = in_plugin_dir;
     changes.config = in_config_dir;
+    return changes;
+  }
+  if (mask & IN_ATTRIB) {
+    if (!in_plugin_dir) return changes;  // a touch or chmod leaves a config as it was
+    if (name.empty()) {
+      changes.all_plugins = true;  // plugin_dir's own owner or mode
+    } else if (is_plugin_name(name)) {
+      changes.plugin_files.insert(std::string(name));
+    }
     return changes;
   }
   if (!(mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE))) return changes;
