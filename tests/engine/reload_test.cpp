@@ -56,6 +56,15 @@ void rename_over(const std::string& bytes, const fs::path& target) {
   fs::rename(temp, target);
 }
 
+// Replaces the config by rename, as editors do.
+void edit_config(const fs::path& dir, const fs::path& config, const std::string& jobs,
+                 const std::string& host_extra = "") {
+  fs::path staged = dir / "staged.toml";
+  write_config(dir, jobs, host_extra);
+  fs::rename(config, staged);
+  fs::rename(staged, config);
+}
+
 std::vector<jobhost::ledger::Event> events(const fs::path& config) {
   auto store = jobhost::ledger::open_sqlite_store(config.parent_path() / "var" / "jobhost.db",
                                                   jobhost::config::Durability::normal,
@@ -337,14 +346,7 @@ params = { greeting = "before" }
   REQUIRE(wait_runs_since(config, "doomed", wall_now() - 60s, 2).size() >= 2);
   const std::string old_hash = ledger_history(config, "shifting")[0]["definition_hash"];
 
-  // Editors replace the file by rename.
-  auto edit = [&](const std::string& jobs) {
-    fs::path staged = dir.path() / "staged.toml";
-    write_config(dir.path(), jobs);
-    fs::rename(config, staged);
-    fs::rename(staged, config);
-  };
-  edit(steady + R"(
+  edit_config(dir.path(), config, steady + R"(
 [jobs.shifting]
 plugin = "hello"
 every = "500ms"
@@ -385,7 +387,7 @@ every = "300ms"
   CHECK(run_jobhost({"trigger", "--config", config.string(), "fresh"}).exit_code == 0);
 
   // An invalid config: every error is logged with file:line:col, nothing changes.
-  edit(steady + R"(
+  edit_config(dir.path(), config, steady + R"(
 [jobs.fresh]
 plugin = "hello"
 every = "300ms"
@@ -424,7 +426,7 @@ schedule = "61 * * * *"
   CHECK_THAT(forced.out, Catch::Contains("config rejected") && Catch::Contains("timout"));
 
   // SIGHUP and `jobhost reload` reload a valid config (nothing changed here).
-  edit(steady + R"(
+  edit_config(dir.path(), config, steady + R"(
 [jobs.shifting]
 plugin = "hello"
 every = "500ms"
@@ -545,15 +547,6 @@ json daemon_status(const fs::path& config) {
   }
   ::close(fd);
   return json::parse(reply, nullptr, false);
-}
-
-// Replaces the config by rename, as editors do.
-void edit_config(const fs::path& dir, const fs::path& config, const std::string& jobs,
-                 const std::string& host_extra = "") {
-  fs::path staged = dir / "staged.toml";
-  write_config(dir, jobs, host_extra);
-  fs::rename(config, staged);
-  fs::rename(staged, config);
 }
 
 }  // namespace
