@@ -1,5 +1,6 @@
 // The CLI contract (docs/cli.md), through the real binary.
 #include <catch2/catch.hpp>
+#include <csignal>
 #include <fstream>
 #include <sstream>
 
@@ -197,6 +198,22 @@ TEST_CASE("commands that need the daemon exit 3 when none runs", "[cli]") {
   auto r = run_jobhost({"trigger", "--config", config.string(), "a"});
   CHECK(r.exit_code == 3);
   CHECK(r.err.find("jobhost run") != std::string::npos);
+}
+
+TEST_CASE("a daemon that takes a request but does not answer in time: exit 4, not 3", "[cli]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto config = write_config(dir.path(), "[jobs.a]\nplugin = \"hello\"\nevery = \"1m\"\n");
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  daemon.signal(SIGSTOP);  // the kernel still accepts connections into the backlog
+  auto r = run_jobhost({"trigger", "--config", config.string(), "a"});
+  daemon.signal(SIGCONT);
+  CHECK(r.exit_code == 4);
+  CHECK(r.err.find("did not answer within 5s") != std::string::npos);
+  CHECK(r.err.find("pid " + std::to_string(daemon.pid())) != std::string::npos);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
 }
 
 namespace {

@@ -8,9 +8,8 @@
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "cli/context.h"
-#include "engine/control.h"
-#include "engine/pid_lock.h"
-#include "engine/reload.h"
+#include "daemon/daemon.h"
+#include "reload/reload.h"
 #include "schedule/schedule.h"
 
 namespace jobhost::cli {
@@ -119,8 +118,8 @@ int cmd_plugins(const std::string& config_flag, bool as_json) {
   if (!config) return kExitFailed;
   // A running daemon knows what its runs load (a rejected new build leaves
   // the previous one in service); without one, scan plugin_dir.
-  if (engine::PidLock::holder(config->host.state_dir) != 0) {
-    auto reply = engine::control_request(config->host.state_dir, {{"op", "plugins"}},
+  if (daemon::running_daemon_pid(config->host.state_dir) != 0) {
+    auto reply = daemon::control_request(config->host.state_dir, {{"op", "plugins"}},
                                          std::chrono::seconds(5));
     if (reply && reply->value("ok", false)) return print_daemon_plugins(*reply, as_json);
   }
@@ -129,7 +128,7 @@ int cmd_plugins(const std::string& config_flag, bool as_json) {
     json out = {{"plugin_dir", config->host.plugin_dir.string()},
                 {"accepted", json::array()},
                 {"rejected", json::array()}};
-    for (const auto& p : scan.accepted) out["accepted"].push_back(engine::plugin_json(p));
+    for (const auto& p : scan.accepted) out["accepted"].push_back(reload::plugin_json(p));
     for (const auto& r : scan.rejected) {
       out["rejected"].push_back({{"path", r.path.string()}, {"reason", r.reason}});
     }

@@ -9,7 +9,7 @@
 #include "cli/context.h"
 #include "cli/recorded_run.h"
 #include "common/log.h"
-#include "engine/daemon.h"
+#include "daemon/daemon.h"
 
 namespace jobhost::cli {
 namespace {
@@ -91,7 +91,7 @@ void note_definition_change(const ledger::RunRecord& run, const config::JobConfi
 int cmd_replay(const std::string& config_flag, const std::string& run_id, bool current) {
   auto config = load_or_report(resolve_config_path(config_flag));
   if (!config) return kExitFailed;
-  const auto ledger_file = engine::ledger_path(*config);
+  const auto ledger_file = daemon::ledger_path(*config);
   if (!std::filesystem::exists(ledger_file)) {
     fmt::print(stderr, "no run \"{}\": there is no ledger at {} yet\n", run_id,
                ledger_file.string());

@@ -10,9 +10,7 @@
 #include "cli/context.h"
 #include "cli/recorded_run.h"
 #include "common/log.h"
-#include "engine/control.h"
-#include "engine/daemon.h"
-#include "engine/pid_lock.h"
+#include "daemon/daemon.h"
 #include "ledger/sqlite_store.h"
 
 namespace jobhost::cli {
@@ -38,7 +36,7 @@ std::string cell(std::string_view text, std::size_t width) {
 int cmd_run(const std::string& config_flag) {
   auto config = load_or_report(resolve_config_path(config_flag));
   if (!config) return kExitFailed;
-  return engine::run_daemon(*config);
+  return daemon::run_daemon(*config);
 }
 
 int cmd_run_once(const std::string& config_flag, const std::string& job_name) {
@@ -69,11 +67,10 @@ int cmd_trigger(const std::string& config_flag, const std::string& job_name) {
     fmt::print(stderr, "no job named \"{}\" in {}\n", job_name, config->file.string());
     return kExitFailed;
   }
-  auto reply = engine::control_request(
+  auto reply = daemon::control_request(
       config->host.state_dir, {{"op", "trigger"}, {"job", job_name}}, std::chrono::seconds(5));
   if (!reply) {
-    fmt::print(stderr, "{}\n", reply.error().message);
-    return reply.error().unreachable ? kExitUnreachable : kExitFailed;
+    return report_control_error(reply.error());
   }
   if (!reply->value("ok", false)) {
     fmt::print(stderr, "trigger {}: {}\n", job_name, reply->value("error", "refused"));
@@ -99,10 +96,9 @@ int cmd_reload(const std::string& config_flag) {
   const auto state_dir = loaded ? loaded->host.state_dir : host->state_dir;
   // A reload may wait for a probe (up to its 5 s timeout per new file) and
   // for a cycle already in progress.
-  auto reply = engine::control_request(state_dir, {{"op", "reload"}}, std::chrono::seconds(60));
+  auto reply = daemon::control_request(state_dir, {{"op", "reload"}}, std::chrono::seconds(60));
   if (!reply) {
-    fmt::print(stderr, "{}\n", reply.error().message);
-    return reply.error().unreachable ? kExitUnreachable : kExitFailed;
+    return report_control_error(reply.error());
   }
   for (const auto& line : reply->value("lines", json::array())) {
     fmt::print("{}\n", line.get<std::string>());
@@ -161,7 +157,7 @@ int cmd_status(const std::string& config_flag, bool as_json) {
   if (!config) return kExitFailed;
   auto store = open_ledger_or_report(*config, ledger::Access::read_only);
   if (!store) return kExitFailed;
-  int daemon_pid = engine::PidLock::holder(config->host.state_dir);
+  int daemon_pid = daemon::running_daemon_pid(config->host.state_dir);
   auto running = store->running_runs();
   if (!running) {
     fmt::print(stderr, "{}\n", running.error().message);
@@ -183,7 +179,7 @@ int cmd_status(const std::string& config_flag, bool as_json) {
   // the daemon knows them.
   json backlog = nullptr;
   if (daemon_pid != 0) {
-    auto reply = engine::control_request(config->host.state_dir, {{"op", "status"}},
+    auto reply = daemon::control_request(config->host.state_dir, {{"op", "status"}},
                                          std::chrono::seconds(2));
     if (reply && reply->value("ok", false) && (*reply)["jobs"].is_array()) {
       for (std::size_t i = 0; i < jobs.size(); ++i) {

@@ -4,7 +4,8 @@
 
 #include <cstdlib>
 
-#include "engine/daemon.h"
+#include "cli/cli.h"
+#include "daemon/daemon.h"
 
 namespace jobhost::cli {
 
@@ -33,12 +34,25 @@ std::filesystem::path shadow_dir(const config::Config& config) {
 std::unique_ptr<ledger::Store> open_ledger_or_report(const config::Config& config,
                                                      ledger::Access access) {
   auto store =
-      ledger::open_sqlite_store(engine::ledger_path(config), config.host.durability, access);
+      ledger::open_sqlite_store(daemon::ledger_path(config), config.host.durability, access);
   if (!store) {
     fmt::print(stderr, "{}\n", store.error().message);
     return nullptr;
   }
   return std::move(*store);
+}
+
+int report_control_error(const daemon::ControlError& error) {
+  fmt::print(stderr, "{}\n", error.message);
+  switch (error.kind) {
+    case daemon::ControlError::Kind::no_daemon:
+      return kExitUnreachable;
+    case daemon::ControlError::Kind::no_answer:
+      return kExitNoAnswer;
+    case daemon::ControlError::Kind::failed:
+      break;
+  }
+  return kExitFailed;
 }
 
 }  // namespace jobhost::cli

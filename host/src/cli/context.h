@@ -8,6 +8,7 @@
 
 #include "catalog/catalog.h"
 #include "config/config.h"
+#include "daemon/daemon.h"
 #include "ledger/sqlite_store.h"
 
 namespace jobhost::cli {
@@ -27,5 +28,8 @@ std::filesystem::path shadow_dir(const config::Config& config);
 // Opens the config's ledger; on failure prints the error to stderr.
 std::unique_ptr<ledger::Store> open_ledger_or_report(const config::Config& config,
                                                      ledger::Access access);
+
+// Prints a failed control request to stderr; the exit code it maps to (3, 4 or 1).
+int report_control_error(const daemon::ControlError& error);
 
 }  // namespace jobhost::cli

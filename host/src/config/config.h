@@ -157,6 +157,17 @@ std::vector<ConfigError> check_plugins(const Config& config,
 // cron, keep_last (it is about the ledger, not about how the job runs).
 std::string compute_definition_hash(const JobConfig& job);
 
+// How a job table changes, by job name (definition hashes compared), each
+// list sorted. The engine applies it; reload reports it.
+struct JobDiff {
+  std::vector<std::string> added;
+  std::vector<std::string> removed;
+  std::vector<std::string> changed;    // the definition hash differs
+  std::vector<std::string> unchanged;  // same hash: keeps timers and anchors
+  bool empty() const { return added.empty() && removed.empty() && changed.empty(); }
+};
+JobDiff diff_jobs(const std::vector<JobConfig>& before, const std::vector<JobConfig>& after);
+
 // "250ms", "30s", "5m", "2h", "1d", sums like "1h30m", and "0". Whole numbers
 // only; the error says what is accepted.
 Result<Duration> parse_duration(std::string_view text);

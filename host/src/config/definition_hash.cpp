@@ -1,4 +1,6 @@
-// compute_definition_hash: a canonical JSON of the effective settings, hashed.
+// compute_definition_hash: a canonical JSON of the effective settings, hashed;
+// diff_jobs compares two job tables by it.
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "common/sha256.h"
@@ -64,6 +66,27 @@ std::string compute_definition_hash(const JobConfig& job) {
       {"group", job.group ? json(*job.group) : json(nullptr)},
   };
   return sha256_hex(canonical.dump());
+}
+
+JobDiff diff_jobs(const std::vector<JobConfig>& before, const std::vector<JobConfig>& after) {
+  std::map<std::string, const JobConfig*> old_jobs, new_jobs;
+  for (const auto& job : before) old_jobs[job.name] = &job;
+  for (const auto& job : after) new_jobs[job.name] = &job;
+  JobDiff diff;
+  for (const auto& [name, job] : new_jobs) {
+    auto it = old_jobs.find(name);
+    if (it == old_jobs.end()) {
+      diff.added.push_back(name);
+    } else if (it->second->definition_hash != job->definition_hash) {
+      diff.changed.push_back(name);
+    } else {
+      diff.unchanged.push_back(name);
+    }
+  }
+  for (const auto& [name, job] : old_jobs) {
+    if (!new_jobs.contains(name)) diff.removed.push_back(name);
+  }
+  return diff;
 }
 
 }  // namespace jobhost::config

@@ -35,7 +35,7 @@ Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::Scan
       clock_(clock ? std::move(clock) : Clock(system_now)),
       timer_(timer ? std::move(timer) : std::make_unique<WallTimer>(io)),
       rng_(seed),
-      pruner_(io, store, retention_policy(config_), clock_) {
+      pruner_(io, store, retention::retention_policy(config_), clock_) {
   for (const auto& job : config_.jobs) {
     jobs_.emplace(job.name, JobState{job, job.schedule, std::nullopt, {}, 0});
   }

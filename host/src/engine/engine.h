@@ -18,12 +18,11 @@
 
 #include "catalog/catalog.h"
 #include "config/config.h"
-#include "engine/reload.h"
-#include "engine/retention.h"
 #include "engine/timer.h"
 #include "exec/executor.h"
 #include "ledger/ids.h"
 #include "ledger/store.h"
+#include "retention/retention.h"
 
 namespace jobhost::engine {
 
@@ -101,7 +100,7 @@ class Engine {
   // settings and schedule from the next fire, unchanged jobs keep their
   // timers and interval anchors. [host] settings that need a restart keep
   // their running values (settings_needing_restart). Returns what changed.
-  JobDiff apply_config(config::Config loaded);
+  config::JobDiff apply_config(config::Config loaded);
   // Per job, in config order: the build its next run will load, or why it is blocked.
   nlohmann::json next_builds() const;
   const config::Config& config() const { return config_; }
@@ -210,7 +209,7 @@ class Engine {
   bool shutting_down_ = false;
   std::function<void()> on_idle_;
   std::vector<std::shared_ptr<boost::asio::steady_timer>> grace_timers_;  // during shutdown
-  Pruner pruner_;  // after store_ and clock_, which it uses
+  retention::Pruner pruner_;  // after store_ and clock_, which it uses
 };
 
 }  // namespace jobhost::engine

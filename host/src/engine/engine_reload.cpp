@@ -21,8 +21,8 @@ void Engine::replace_plugins(catalog::ScanResult plugins) {
   plugins_ = std::move(plugins);
 }
 
-JobDiff Engine::apply_config(config::Config loaded) {
-  JobDiff diff = diff_jobs(config_.jobs, loaded.jobs);
+config::JobDiff Engine::apply_config(config::Config loaded) {
+  config::JobDiff diff = config::diff_jobs(config_.jobs, loaded.jobs);
   if (shutting_down_) return diff;
   const TimePoint t = now();
   for (const auto& name : diff.removed) retire_job(jobs_.find(name)->second);
@@ -44,7 +44,7 @@ JobDiff Engine::apply_config(config::Config loaded) {
   loaded.host.durability = config_.host.durability;
   loaded.http = config_.http;
   config_ = std::move(loaded);
-  pruner_.set_policy(retention_policy(config_));
+  pruner_.set_policy(retention::retention_policy(config_));
   pump();
   arm_timer();
   return diff;

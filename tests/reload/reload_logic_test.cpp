@@ -5,11 +5,13 @@
 
 #include <catch2/catch.hpp>
 
-#include "engine/reload.h"
-#include "engine/watcher.h"
+#include "reload/reload.h"
+#include "reload/watcher.h"
 
 using namespace jobhost;
-using namespace jobhost::engine;
+using namespace jobhost::reload;
+using jobhost::config::diff_jobs;
+using jobhost::config::JobDiff;
 using namespace std::chrono_literals;
 
 namespace {

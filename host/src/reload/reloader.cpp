@@ -1,4 +1,4 @@
-#include "engine/reloader.h"
+#include "reload/reloader.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -13,9 +13,9 @@
 
 #include "catalog/shadow.h"
 #include "common/log.h"
-#include "engine/async_probe.h"
+#include "reload/async_probe.h"
 
-namespace jobhost::engine {
+namespace jobhost::reload {
 namespace {
 
 TimePoint wall_now() {
@@ -40,8 +40,8 @@ void mark_used(const std::filesystem::path& shadow) {
 }  // namespace
 
 Reloader::Reloader(boost::asio::io_context& io, std::filesystem::path config_file,
-                   catalog::Catalog& catalog, const catalog::ScanResult& initial, Engine& engine,
-                   ledger::Store& store, WatcherOptions options)
+                   catalog::Catalog& catalog, const catalog::ScanResult& initial,
+                   engine::Engine& engine, ledger::Store& store, WatcherOptions options)
     : io_(io),
       config_file_(std::move(config_file)),
       catalog_(catalog),
@@ -254,7 +254,7 @@ void Reloader::reload_config() {
     log::warn(text);
     summary_.lines.push_back(text);
   }
-  JobDiff diff = engine_.apply_config(std::move(*loaded));
+  config::JobDiff diff = engine_.apply_config(std::move(*loaded));
   std::string text =
       diff.empty()
           ? std::string("config reloaded: no job changed")
@@ -355,4 +355,4 @@ nlohmann::json Reloader::plugins_json() const {
   return out;
 }
 
-}  // namespace jobhost::engine
+}  // namespace jobhost::reload

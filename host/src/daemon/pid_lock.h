@@ -6,7 +6,7 @@
 
 #include "common/error.h"
 
-namespace jobhost::engine {
+namespace jobhost::daemon {
 
 class PidLock {
  public:
@@ -27,4 +27,4 @@ class PidLock {
   std::filesystem::path path_;
 };
 
-}  // namespace jobhost::engine
+}  // namespace jobhost::daemon

@@ -717,7 +717,7 @@ every = "100ms"
       20s));
   // More runs of the new build than the cleanup keeps per job, then a cleanup.
   auto t0 = wall_now();
-  constexpr std::size_t kKeptRunsPerJob = 5;  // engine::kShadowKeepRunsPerJob
+  constexpr std::size_t kKeptRunsPerJob = 5;  // reload::kShadowKeepRunsPerJob
   REQUIRE(wait_runs_since(config, "tick", t0, kKeptRunsPerJob + 1).size() > kKeptRunsPerJob);
   REQUIRE(run_jobhost({"reload", "--config", config.string()}).exit_code == 0);
   // A run of the old build a moment ago can still be replayed.

@@ -1,4 +1,4 @@
-#include "engine/daemon.h"
+#include "daemon/daemon.h"
 
 #include <fmt/core.h>
 #include <unistd.h>
@@ -9,15 +9,15 @@
 
 #include "catalog/catalog.h"
 #include "common/log.h"
-#include "engine/control.h"
+#include "daemon/control.h"
+#include "daemon/pid_lock.h"
 #include "engine/engine.h"
-#include "engine/pid_lock.h"
-#include "engine/reloader.h"
 #include "exec/executor.h"
 #include "exec/isolation.h"
 #include "ledger/sqlite_store.h"
+#include "reload/reloader.h"
 
-namespace jobhost::engine {
+namespace jobhost::daemon {
 
 std::filesystem::path ledger_path(const config::Config& config) {
   return config.host.state_dir / "jobhost.db";
@@ -76,25 +76,26 @@ int run_daemon(const config::Config& config) {
   boost::asio::io_context io;
   exec::ExecutorOptions exec_options;
   exec_options.isolation = caps;
-  Engine* engine_ptr = nullptr;  // set below; the executor calls back only from io.run()
+  engine::Engine* engine_ptr = nullptr;  // set below; the executor calls back only from io.run()
   exec_options.on_heartbeat = [&](std::string_view run_id, std::optional<double> progress) {
     if (engine_ptr) engine_ptr->note_heartbeat(run_id, progress);
   };
   exec::Executor executor(io, std::move(exec_options));
   std::random_device entropy;
-  Engine engine(io, config, plugins, **store, executor,
-                (static_cast<uint64_t>(entropy()) << 32) | entropy());
+  engine::Engine engine(io, config, plugins, **store, executor,
+                        (static_cast<uint64_t>(entropy()) << 32) | entropy());
   engine_ptr = &engine;
-  Reloader reloader(io, config.file, catalog, plugins, engine, **store);
+  reload::Reloader reloader(io, config.file, catalog, plugins, engine, **store);
 
   auto control = ControlServer::listen_async(
       io, control_socket_path(config.host.state_dir),
       [&](const nlohmann::json& request, const ControlServer::Respond& respond) {
         std::string op = request.value("op", "");
         if (op == "reload") {
-          return reloader.reload_all("jobhost reload", [respond](const Reloader::Summary& s) {
-            respond({{"ok", s.ok}, {"lines", s.lines}});
-          });
+          return reloader.reload_all("jobhost reload",
+                                     [respond](const reload::Reloader::Summary& s) {
+                                       respond({{"ok", s.ok}, {"lines", s.lines}});
+                                     });
         }
         if (op == "plugins") {
           auto out = reloader.plugins_json();
@@ -155,4 +156,4 @@ int run_daemon(const config::Config& config) {
   return 0;
 }
 
-}  // namespace jobhost::engine
+}  // namespace jobhost::daemon

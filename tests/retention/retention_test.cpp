@@ -3,11 +3,11 @@
 #include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
 
-#include "engine/retention.h"
 #include "ledger/ledger_test_util.h"
+#include "retention/retention.h"
 
 using namespace jobhost;
-using namespace jobhost::engine;
+using namespace jobhost::retention;
 
 TEST_CASE("prune_slack is a tenth of keep_last, at least 1", "[retention]") {
   struct Case {

@@ -19,7 +19,7 @@
 #include <string>
 #include <string_view>
 
-namespace jobhost::engine {
+namespace jobhost::reload {
 
 // What a reload has to look at.
 struct ChangeSet {
@@ -116,4 +116,4 @@ class Watcher {
   DirSnapshot plugins_previous_, plugins_reported_, config_previous_, config_reported_;
 };
 
-}  // namespace jobhost::engine
+}  // namespace jobhost::reload

@@ -1,10 +1,10 @@
-#include "engine/reload.h"
+#include "reload/reload.h"
 
 #include <fmt/core.h>
 
 #include <algorithm>
 
-namespace jobhost::engine {
+namespace jobhost::reload {
 namespace {
 
 std::string build_text(const catalog::PluginInfo& p) {
@@ -30,28 +30,6 @@ nlohmann::json plugin_json(const catalog::PluginInfo& p) {
           {"sha256", p.sha256},
           {"path", p.path.string()},
           {"shadow_path", p.shadow_path.string()}};
-}
-
-JobDiff diff_jobs(const std::vector<config::JobConfig>& before,
-                  const std::vector<config::JobConfig>& after) {
-  std::map<std::string, const config::JobConfig*> old_jobs, new_jobs;
-  for (const auto& job : before) old_jobs[job.name] = &job;
-  for (const auto& job : after) new_jobs[job.name] = &job;
-  JobDiff diff;
-  for (const auto& [name, job] : new_jobs) {
-    auto it = old_jobs.find(name);
-    if (it == old_jobs.end()) {
-      diff.added.push_back(name);
-    } else if (it->second->definition_hash != job->definition_hash) {
-      diff.changed.push_back(name);
-    } else {
-      diff.unchanged.push_back(name);
-    }
-  }
-  for (const auto& [name, job] : old_jobs) {
-    if (!new_jobs.contains(name)) diff.removed.push_back(name);
-  }
-  return diff;
 }
 
 std::vector<PluginChange> diff_plugins(const catalog::ScanResult& before,
@@ -139,4 +117,4 @@ std::vector<std::string> shadow_files_to_remove(const std::vector<ShadowFile>& f
   return out;
 }
 
-}  // namespace jobhost::engine
+}  // namespace jobhost::reload

@@ -1,11 +1,10 @@
-// The daemon's control channel: a Unix socket <state_dir>/jobhost.sock. A
-// client sends one JSON object on one line ({"op":"trigger","job":"x"}) and
-// reads one JSON line back ({"ok":true,...} or {"ok":false,"error":"..."}).
+// The daemon's control channel, server side (the client is in daemon.h): a Unix socket
+// <state_dir>/jobhost.sock. A client sends one JSON object on one line ({"op":"trigger","job":"x"})
+// and reads one JSON line back ({"ok":true,...} or {"ok":false,"error":"..."}).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
-#include <expected>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -13,9 +12,8 @@
 #include <string>
 
 #include "common/error.h"
-#include "common/time.h"
 
-namespace jobhost::engine {
+namespace jobhost::daemon {
 
 std::filesystem::path control_socket_path(const std::filesystem::path& state_dir);
 
@@ -46,14 +44,4 @@ class ControlServer {
   AsyncHandler handler_;
 };
 
-struct ControlError {
-  bool unreachable = false;  // no daemon listens (exit code 3)
-  std::string message;
-};
-
-// Sends `request` to the daemon on state_dir and waits up to `timeout` for the reply.
-std::expected<nlohmann::json, ControlError> control_request(const std::filesystem::path& state_dir,
-                                                            const nlohmann::json& request,
-                                                            Duration timeout);
-
-}  // namespace jobhost::engine
+}  // namespace jobhost::daemon

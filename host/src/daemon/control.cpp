@@ -1,19 +1,14 @@
-#include "engine/control.h"
+#include "daemon/control.h"
 
 #include <fcntl.h>
 #include <fmt/core.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
-#include <cerrno>
-#include <cstring>
 #include <istream>
 
-namespace jobhost::engine {
+namespace jobhost::daemon {
 namespace {
 
 using boost::asio::local::stream_protocol;
@@ -101,52 +96,4 @@ ControlServer::~ControlServer() {
   std::filesystem::remove(path_, ignored);
 }
 
-std::expected<nlohmann::json, ControlError> control_request(const std::filesystem::path& state_dir,
-                                                            const nlohmann::json& request,
-                                                            Duration timeout) {
-  auto path = control_socket_path(state_dir);
-  auto unreachable = [&](const std::string& why) {
-    return std::unexpected(ControlError{
-        true, fmt::format("no jobhost daemon is reachable on {} ({}); start it with `jobhost run`",
-                          path.string(), why)});
-  };
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.string().size() >= sizeof addr.sun_path) {
-    return std::unexpected(ControlError{false, path.string() + ": socket path too long"});
-  }
-  std::strcpy(addr.sun_path, path.c_str());
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return std::unexpected(ControlError{false, std::strerror(errno)});
-  timeval tv{};
-  tv.tv_sec = timeout.count() / 1000;
-  tv.tv_usec = (timeout.count() % 1000) * 1000;
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    std::string why = std::strerror(errno);
-    ::close(fd);
-    return unreachable(why);
-  }
-  std::string line = request.dump() + "\n";
-  std::string reply;
-  bool sent =
-      ::send(fd, line.data(), line.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(line.size());
-  char buf[4096];
-  while (sent && reply.find('\n') == std::string::npos) {
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    reply.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  if (reply.find('\n') == std::string::npos) {
-    return unreachable(sent ? "no reply in time" : "send failed");
-  }
-  try {
-    return nlohmann::json::parse(reply);
-  } catch (const std::exception& e) {
-    return std::unexpected(ControlError{false, fmt::format("bad reply from daemon: {}", e.what())});
-  }
-}
-
-}  // namespace jobhost::engine
+}  // namespace jobhost::daemon

@@ -1,4 +1,4 @@
-#include "engine/async_probe.h"
+#include "reload/async_probe.h"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -16,7 +16,7 @@
 
 #include "common/pidfd.h"
 
-namespace jobhost::engine {
+namespace jobhost::reload {
 namespace {
 
 namespace asio = boost::asio;
@@ -141,4 +141,4 @@ void probe_async(asio::io_context& io, const std::filesystem::path& so, Duration
   wait->begin(*child);
 }
 
-}  // namespace jobhost::engine
+}  // namespace jobhost::reload

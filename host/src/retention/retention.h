@@ -18,7 +18,7 @@
 #include "config/config.h"
 #include "ledger/store.h"
 
-namespace jobhost::engine {
+namespace jobhost::retention {
 
 struct RetentionPolicy {
   Duration keep_runs{0};                              // 0 = no age limit
@@ -91,4 +91,4 @@ class Pruner {
   bool stopped_ = true;
 };
 
-}  // namespace jobhost::engine
+}  // namespace jobhost::retention

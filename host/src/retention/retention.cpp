@@ -1,4 +1,4 @@
-#include "engine/retention.h"
+#include "retention/retention.h"
 
 #include <fmt/core.h>
 #include <spdlog/common.h>
@@ -7,7 +7,7 @@
 
 #include "common/log.h"
 
-namespace jobhost::engine {
+namespace jobhost::retention {
 
 RetentionPolicy retention_policy(const config::Config& config) {
   RetentionPolicy policy;
@@ -149,4 +149,4 @@ void Pruner::report(const Totals& totals, spdlog::level::level_enum level) const
   log::write(level, {}, "retention: deleted " + parts);
 }
 
-}  // namespace jobhost::engine
+}  // namespace jobhost::retention

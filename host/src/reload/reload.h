@@ -16,21 +16,10 @@
 #include "catalog/catalog.h"
 #include "config/config.h"
 
-namespace jobhost::engine {
+namespace jobhost::reload {
 
 // JSON of an accepted plugin, as `jobhost plugins --json` prints it.
 nlohmann::json plugin_json(const catalog::PluginInfo& p);
-
-// How the job table changes, by job name, each list sorted.
-struct JobDiff {
-  std::vector<std::string> added;
-  std::vector<std::string> removed;
-  std::vector<std::string> changed;    // the definition hash differs
-  std::vector<std::string> unchanged;  // same hash: keeps timers and anchors
-  bool empty() const { return added.empty() && removed.empty() && changed.empty(); }
-};
-JobDiff diff_jobs(const std::vector<config::JobConfig>& before,
-                  const std::vector<config::JobConfig>& after);
 
 // One plugin name whose build in service changes; nullopt = none.
 struct PluginChange {
@@ -77,4 +66,4 @@ std::vector<std::string> shadow_files_to_remove(const std::vector<ShadowFile>& f
                                                 std::chrono::system_clock::time_point now,
                                                 std::chrono::system_clock::duration max_age);
 
-}  // namespace jobhost::engine
+}  // namespace jobhost::reload

@@ -12,7 +12,7 @@
 #include "catalog/probe.h"
 #include "common/time.h"
 
-namespace jobhost::engine {
+namespace jobhost::reload {
 
 // Probes `so` in a child and calls `done` once, from io's thread, with the
 // result (reasons name `shown_name`). The child is always reaped (waitpid on
@@ -21,4 +21,4 @@ namespace jobhost::engine {
 void probe_async(boost::asio::io_context& io, const std::filesystem::path& so, Duration timeout,
                  std::string shown_name, std::function<void(catalog::ProbeResult)> done);
 
-}  // namespace jobhost::engine
+}  // namespace jobhost::reload

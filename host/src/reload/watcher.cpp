@@ -1,4 +1,4 @@
-#include "engine/watcher.h"
+#include "reload/watcher.h"
 
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -15,7 +15,7 @@
 
 #include "common/log.h"
 
-namespace jobhost::engine {
+namespace jobhost::reload {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
@@ -270,4 +270,4 @@ DirSnapshot Watcher::snapshot_config() const {
   return out;
 }
 
-}  // namespace jobhost::engine
+}  // namespace jobhost::reload

@@ -20,11 +20,11 @@
 
 #include "catalog/catalog.h"
 #include "engine/engine.h"
-#include "engine/reload.h"
-#include "engine/watcher.h"
 #include "ledger/store.h"
+#include "reload/reload.h"
+#include "reload/watcher.h"
 
-namespace jobhost::engine {
+namespace jobhost::reload {
 
 // Shadow copies unused for this long are removed (see shadow_files_to_remove):
 // a copy's mtime is set to now while it is in use and when it leaves service.
@@ -44,7 +44,7 @@ class Reloader {
   // `catalog`, `engine` and `store` must outlive the reloader. `initial` is
   // the scan the engine started with.
   Reloader(boost::asio::io_context& io, std::filesystem::path config_file,
-           catalog::Catalog& catalog, const catalog::ScanResult& initial, Engine& engine,
+           catalog::Catalog& catalog, const catalog::ScanResult& initial, engine::Engine& engine,
            ledger::Store& store, WatcherOptions options = {});
 
   // Starts watching, removes unused shadow copies, and does so again every hour.
@@ -74,7 +74,7 @@ class Reloader {
   boost::asio::io_context& io_;
   std::filesystem::path config_file_;
   catalog::Catalog& catalog_;
-  Engine& engine_;
+  engine::Engine& engine_;
   ledger::Store& store_;
   Watcher watcher_;
   boost::asio::steady_timer gc_timer_;
@@ -95,4 +95,4 @@ class Reloader {
   Summary summary_;
 };
 
-}  // namespace jobhost::engine
+}  // namespace jobhost::reload

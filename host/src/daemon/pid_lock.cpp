@@ -1,4 +1,4 @@
-#include "engine/pid_lock.h"
+#include "daemon/pid_lock.h"
 
 #include <fcntl.h>
 #include <fmt/core.h>
@@ -9,7 +9,7 @@
 #include <cstring>
 #include <string>
 
-namespace jobhost::engine {
+namespace jobhost::daemon {
 namespace {
 
 int read_pid(int fd) {
@@ -63,4 +63,4 @@ int PidLock::holder(const std::filesystem::path& state_dir) {
   return pid;
 }
 
-}  // namespace jobhost::engine
+}  // namespace jobhost::daemon

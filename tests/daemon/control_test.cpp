@@ -1,0 +1,120 @@
+#include "daemon/control.h"
+
+#include <boost/asio/io_context.hpp>
+#include <catch2/catch.hpp>
+#include <thread>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "daemon/daemon.h"
+#include "daemon/pid_lock.h"
+#include "support/harness.h"
+
+using namespace std::chrono_literals;
+using jobhost::testing::TempDir;
+
+TEST_CASE("control socket: a request gets the handler's reply", "[control]") {
+  TempDir dir;
+  boost::asio::io_context io;
+  auto server = jobhost::daemon::ControlServer::listen(
+      io, jobhost::daemon::control_socket_path(dir.path()), [](const nlohmann::json& request) {
+        return nlohmann::json{{"ok", true}, {"echo", request.value("job", "")}};
+      });
+  REQUIRE(server);
+  std::optional<nlohmann::json> reply;
+  std::thread client([&] {
+    auto r = jobhost::daemon::control_request(dir.path(), {{"op", "x"}, {"job", "backup"}}, 2s);
+    if (r) reply = *r;
+    io.stop();
+  });
+  io.run_for(5s);
+  client.join();
+  REQUIRE(reply);
+  CHECK((*reply)["echo"] == "backup");
+}
+
+using Kind = jobhost::daemon::ControlError::Kind;
+
+// A Unix socket bound at the control socket's path; listening or not.
+int bind_control_socket(const std::filesystem::path& state_dir, bool listening) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, jobhost::daemon::control_socket_path(state_dir).c_str());
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  if (listening) REQUIRE(::listen(fd, 8) == 0);
+  return fd;
+}
+
+TEST_CASE("control socket: no daemon is 'no_daemon'", "[control]") {
+  TempDir dir;
+  SECTION("no socket file") {
+    auto r = jobhost::daemon::control_request(dir.path(), {{"op", "ping"}}, 1s);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().kind == Kind::no_daemon);
+    CHECK(r.error().message.find("jobhost run") != std::string::npos);
+  }
+  SECTION("a stale socket file nobody listens on") {
+    int fd = bind_control_socket(dir.path(), false);
+    auto r = jobhost::daemon::control_request(dir.path(), {{"op", "ping"}}, 1s);
+    ::close(fd);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().kind == Kind::no_daemon);
+  }
+}
+
+TEST_CASE("control socket: accepted but not answered in time is 'no_answer'", "[control]") {
+  TempDir dir;
+  // The kernel completes the connection into the listen backlog; nobody reads it.
+  int fd = bind_control_socket(dir.path(), true);
+  const auto before = std::chrono::steady_clock::now();
+  auto r = jobhost::daemon::control_request(dir.path(), {{"op", "ping"}}, 300ms);
+  const auto waited = std::chrono::steady_clock::now() - before;
+  ::close(fd);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().kind == Kind::no_answer);
+  CHECK(r.error().message.find("did not answer within 300ms") != std::string::npos);
+  CHECK(waited >= 300ms);
+}
+
+TEST_CASE("control socket: a connection closed without a reply is 'failed'", "[control]") {
+  TempDir dir;
+  boost::asio::io_context io;
+  auto server = jobhost::daemon::ControlServer::listen_async(
+      io, jobhost::daemon::control_socket_path(dir.path()),
+      [](const nlohmann::json&, const jobhost::daemon::ControlServer::Respond&) {
+        // never responds: the Respond is dropped, which closes the connection
+      });
+  REQUIRE(server);
+  std::optional<jobhost::daemon::ControlError> error;
+  std::thread client([&] {
+    auto r = jobhost::daemon::control_request(dir.path(), {{"op", "x"}}, 3s);
+    if (!r) error = r.error();
+    io.stop();
+  });
+  io.run_for(5s);
+  client.join();
+  REQUIRE(error);
+  CHECK(error->kind == Kind::failed);
+  CHECK(error->message.find("closed the connection") != std::string::npos);
+}
+
+TEST_CASE("pid lock: one holder per state dir, released on destruction", "[pid_lock]") {
+  TempDir dir;
+  {
+    auto first = jobhost::daemon::PidLock::acquire(dir.path() / "state");
+    REQUIRE(first);
+    CHECK(jobhost::daemon::PidLock::holder(dir.path() / "state") == getpid());
+    // A second open file description conflicts even within one process (flock).
+    auto second = jobhost::daemon::PidLock::acquire(dir.path() / "state");
+    REQUIRE_FALSE(second);
+    CHECK(second.error().message.find("already running") != std::string::npos);
+    CHECK(second.error().message.find(std::to_string(getpid())) != std::string::npos);
+  }
+  CHECK(jobhost::daemon::PidLock::holder(dir.path() / "state") == 0);
+  CHECK(jobhost::daemon::PidLock::acquire(dir.path() / "state"));
+}
