@@ -34,7 +34,7 @@
 #include <string>
 #include <vector>
 
-#include "exec/executor.h"
+#include "exec/fork_executor.h"
 #include "ledger/ids.h"
 #include "ledger/sqlite_store.h"
 
@@ -101,7 +101,7 @@ double executor_loop(const std::string& plugin, int runs, const exec::IsolationC
   exec::ExecutorOptions options;
   options.isolation = isolation;
   options.log_sink = [](const exec::RunLogLine&) {};
-  exec::Executor executor(io, options);
+  exec::ForkExecutor executor(io, options);
   int done = 0;
   std::string failure;
 

@@ -12,7 +12,7 @@
 #include "config/config.h"
 #include "engine/engine.h"
 #include "engine/timer.h"
-#include "exec/executor.h"
+#include "exec/fork_executor.h"
 #include "ledger/sqlite_store.h"
 #include "support/harness.h"
 
@@ -68,7 +68,7 @@ class Rig {
                                            config::Durability::normal);
     REQUIRE(store);
     store_ = std::move(*store);
-    executor_ = std::make_unique<exec::Executor>(io_, exec::ExecutorOptions{});
+    executor_ = std::make_unique<exec::ForkExecutor>(io_, exec::ExecutorOptions{});
   }
 
   // Starts the engine with the fake clock at `t`.

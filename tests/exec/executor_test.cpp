@@ -2,7 +2,7 @@
 // through Executor on an io_context, with the isolation this machine offers
 // (detect_isolation with a parent cgroup of this test's own).
 #define CATCH_CONFIG_EXTERNAL_INTERFACES
-#include "exec/executor.h"
+#include "exec/fork_executor.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -110,7 +110,7 @@ Finished run(RunRequest req, const IsolationCaps& isolation = caps(),
              std::chrono::seconds deadline = 120s) {
   Finished out;
   boost::asio::io_context io;
-  Executor ex(io, options_with(out.lines, isolation));
+  ForkExecutor ex(io, options_with(out.lines, isolation));
   const auto t0 = std::chrono::steady_clock::now();
   auto started = ex.start(std::move(req), [&](RunReport r) {
     out.report = std::move(r);
@@ -376,7 +376,7 @@ TEST_CASE("a grandchild that left the group (setsid)", "[executor]") {
   boost::asio::io_context io;
   ExecutorOptions o = options_with(lines, isolation_mode(with_cgroup));
   o.drain_timeout = 500ms;
-  Executor ex(io, o);
+  ForkExecutor ex(io, o);
   std::optional<RunReport> report;
   REQUIRE(ex.start(request("sleeper", {{"seconds", "0.1"},
                                        {"grandchild", "1"},
@@ -588,7 +588,7 @@ TEST_CASE("a cancel-aware job returns by itself when cancelled", "[executor]") {
 TEST_CASE("stop() for replace and shutdown; stop_all", "[executor]") {
   std::vector<Captured> lines;
   boost::asio::io_context io;
-  Executor ex(io, options_with(lines));
+  ForkExecutor ex(io, options_with(lines));
   std::map<std::string, RunReport> reports;
   auto on_done = [&](RunReport r) { reports.emplace(r.run_id, std::move(r)); };
   RunRequest a = request("sleeper", {{"seconds", "60"}});
@@ -619,7 +619,7 @@ TEST_CASE("stop() for replace and shutdown; stop_all", "[executor]") {
 TEST_CASE("start() errors start nothing and never call on_done", "[executor]") {
   std::vector<Captured> lines;
   boost::asio::io_context io;
-  Executor ex(io, options_with(lines));
+  ForkExecutor ex(io, options_with(lines));
   int calls = 0;
   auto on_done = [&](RunReport) { ++calls; };
   SECTION("run id not a plain name") {
@@ -655,7 +655,7 @@ TEST_CASE("start() errors start nothing and never call on_done", "[executor]") {
 TEST_CASE("many runs at once are each reported exactly once", "[executor]") {
   std::vector<Captured> lines;
   boost::asio::io_context io;
-  Executor ex(io, options_with(lines));
+  ForkExecutor ex(io, options_with(lines));
   std::map<std::string, int> reported;
   std::set<int> pids;
   for (int i = 0; i < 20; ++i) {
@@ -687,7 +687,7 @@ TEST_CASE("runs one after another reuse their cgroups", "[executor]") {
   boost::asio::io_context io;
   ExecutorOptions options = options_with(lines);
   options.isolation = caps();
-  Executor ex(io, options);
+  ForkExecutor ex(io, options);
   constexpr int kRuns = 6;
   std::vector<Outcome> outcomes;
   std::function<void()> start_next = [&] {
@@ -709,7 +709,7 @@ TEST_CASE("a run's secrets do not reach the runs forked after it", "[executor]")
   std::vector<Captured> lines;
   boost::asio::io_context io;
   // Before the secret exists: the fork server is a copy of this process.
-  Executor ex(io, options_with(lines));
+  ForkExecutor ex(io, options_with(lines));
   const std::string secret = "tok-" + std::to_string(::getpid()) + "-q7Zx";
   uint64_t hash = 0;
   for (unsigned char c : secret) hash = hash * 257 + c;  // memscan's hash
@@ -741,7 +741,7 @@ TEST_CASE("destroying the executor kills and reaps its runs", "[executor]") {
   int pid = 0;
   bool called = false;
   {
-    Executor ex(io, options_with(lines));
+    ForkExecutor ex(io, options_with(lines));
     auto started =
         ex.start(request("ignores_term", {{"seconds", "60"}}), [&](RunReport) { called = true; });
     REQUIRE(started);
@@ -772,7 +772,7 @@ std::pair<int, int> parent_and_group(int pid) {
 TEST_CASE("runs are forked by a fork server in a group of its own", "[executor]") {
   std::vector<Captured> lines;
   boost::asio::io_context io;
-  Executor ex(io, options_with(lines));
+  ForkExecutor ex(io, options_with(lines));
   std::optional<RunReport> report;
   auto pid = ex.start(request("sleeper", {{"seconds", "60"}}), [&](RunReport r) { report = r; });
   REQUIRE(pid);

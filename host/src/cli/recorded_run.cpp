@@ -6,7 +6,7 @@
 #include <chrono>
 
 #include "cli/cli.h"
-#include "exec/executor.h"
+#include "exec/fork_executor.h"
 #include "exec/isolation.h"
 #include "ledger/ids.h"
 

@@ -12,7 +12,7 @@
 #include "daemon/control.h"
 #include "daemon/pid_lock.h"
 #include "engine/engine.h"
-#include "exec/executor.h"
+#include "exec/fork_executor.h"
 #include "exec/isolation.h"
 #include "ledger/sqlite_store.h"
 #include "reload/reloader.h"
@@ -80,7 +80,7 @@ int run_daemon(const config::Config& config) {
   exec_options.on_heartbeat = [&](std::string_view run_id, std::optional<double> progress) {
     if (engine_ptr) engine_ptr->note_heartbeat(run_id, progress);
   };
-  exec::Executor executor(io, std::move(exec_options));
+  exec::ForkExecutor executor(io, std::move(exec_options));
   std::random_device entropy;
   engine::Engine engine(io, config, plugins, **store, executor,
                         (static_cast<uint64_t>(entropy()) << 32) | entropy());

@@ -1,4 +1,4 @@
-#include "exec/executor.h"
+#include "exec/fork_executor.h"
 
 #include <fmt/format.h>
 #include <poll.h>
@@ -81,7 +81,7 @@ bool leader_exited(int pidfd) {
 
 }  // namespace
 
-struct Executor::Run : std::enable_shared_from_this<Executor::Run> {
+struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
   explicit Run(asio::io_context& io, const ExecutorOptions& options, uint64_t tail_capacity)
       : pidfd(io),
         output(io),
@@ -97,7 +97,7 @@ struct Executor::Run : std::enable_shared_from_this<Executor::Run> {
         output_limit(options.log_lines_per_second, options.log_burst),
         log_limit(options.log_lines_per_second, options.log_burst) {}
 
-  Executor* owner = nullptr;  // null once the executor is gone
+  ForkExecutor* owner = nullptr;  // null once the executor is gone
   RunRequest request;
   std::function<void(RunReport)> on_done;
   RunCgroup cgroup;
@@ -477,7 +477,7 @@ struct Executor::Run : std::enable_shared_from_this<Executor::Run> {
   }
 };
 
-Executor::Executor(boost::asio::io_context& io, ExecutorOptions options)
+ForkExecutor::ForkExecutor(boost::asio::io_context& io, ExecutorOptions options)
     : io_(io),
       options_(std::move(options)),
       cgroups_(std::make_shared<CgroupPool>(options_.isolation)) {
@@ -486,7 +486,7 @@ Executor::Executor(boost::asio::io_context& io, ExecutorOptions options)
   if (auto started = ForkServer::start()) forks_ = std::move(*started);
 }
 
-Executor::~Executor() {
+ForkExecutor::~ForkExecutor() {
   for (auto& [id, run] : runs_) {
     if (!run->reaped) {
       run->kill_group();
@@ -505,7 +505,7 @@ Executor::~Executor() {
   }
 }
 
-Result<int> Executor::start(RunRequest request, std::function<void(RunReport)> on_done) {
+Result<int> ForkExecutor::start(RunRequest request, std::function<void(RunReport)> on_done) {
   const std::string what =
       fmt::format("cannot start run {} of job {}", request.run_id, request.job);
   if (!plain_name(request.run_id)) {
@@ -556,8 +556,8 @@ Result<int> Executor::start(RunRequest request, std::function<void(RunReport)> o
   return pid;
 }
 
-Result<ForkServer::Spawned> Executor::spawn(Run& run, const Credentials& credentials,
-                                            int control_fd, int output_fd) {
+Result<ForkServer::Spawned> ForkExecutor::spawn(Run& run, const Credentials& credentials,
+                                                int control_fd, int output_fd) {
   const std::string& plugin = run.request.plugin_path.native();
   // Twice at most: a server that a plugin's loading broke (a thread started,
   // or it died) is replaced, and that plugin is no longer preloaded.
@@ -584,16 +584,16 @@ Result<ForkServer::Spawned> Executor::spawn(Run& run, const Credentials& credent
   }
 }
 
-void Executor::stop(std::string_view run_id, StopReason reason) {
+void ForkExecutor::stop(std::string_view run_id, StopReason reason) {
   const auto it = runs_.find(run_id);
   if (it != runs_.end()) it->second->stop(reason);
 }
 
-void Executor::stop_all(StopReason reason) {
+void ForkExecutor::stop_all(StopReason reason) {
   for (auto& [id, run] : runs_) run->stop(reason);
 }
 
-void Executor::finish(const std::shared_ptr<Run>& run) {
+void ForkExecutor::finish(const std::shared_ptr<Run>& run) {
   RunReport report = run->report();
   boost::system::error_code ignored;
   run->output.close(ignored);
@@ -609,7 +609,7 @@ void Executor::finish(const std::shared_ptr<Run>& run) {
 
 Result<RunReport> run_blocking(RunRequest request, ExecutorOptions options) {
   asio::io_context io;
-  Executor executor(io, std::move(options));
+  ForkExecutor executor(io, std::move(options));
   std::optional<RunReport> report;
   auto started = executor.start(std::move(request), [&](RunReport r) { report = std::move(r); });
   if (!started) return std::unexpected(started.error());
