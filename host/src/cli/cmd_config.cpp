@@ -17,10 +17,6 @@ namespace {
 
 using nlohmann::json;
 
-TimePoint now_ms() {
-  return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
-}
-
 // The zone a job's times are shown in: its cron zone, else the host's.
 const date::time_zone* display_zone(const config::Config& config, const config::JobConfig& job) {
   if (const auto* cron = std::get_if<schedule::Cron>(&job.schedule)) return cron->zone;
@@ -149,7 +145,7 @@ int cmd_plugins(const std::string& config_flag, bool as_json) {
 int cmd_list(const std::string& config_flag, bool as_json) {
   auto config = load_or_report(resolve_config_path(config_flag));
   if (!config) return kExitFailed;
-  TimePoint now = now_ms();
+  TimePoint now = wall_now();
   json out = json::array();
   for (const auto& job : config->jobs) {
     auto spec = anchored(job.schedule, now);
@@ -177,7 +173,7 @@ int cmd_list(const std::string& config_flag, bool as_json) {
 }
 
 int cmd_next(const NextOptions& options) {
-  TimePoint from = now_ms();
+  TimePoint from = wall_now();
   if (!options.from.empty()) {
     auto parsed = schedule::parse_rfc3339(options.from);
     if (!parsed) {

@@ -19,9 +19,7 @@ namespace {
 using nlohmann::json;
 
 std::string duration_text(const std::optional<Duration>& d) {
-  if (!d) return "-";
-  if (*d < std::chrono::seconds(10)) return fmt::format("{}ms", d->count());
-  return fmt::format("{:.1f}s", static_cast<double>(d->count()) / 1000.0);
+  return d ? format_elapsed(*d) : "-";
 }
 
 // One line of text, cut for a table cell.

@@ -13,15 +13,6 @@
 namespace jobhost::cli {
 namespace {
 
-TimePoint now_ms() {
-  return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
-}
-
-std::string duration_text(Duration d) {
-  if (d < std::chrono::seconds(10)) return fmt::format("{}ms", d.count());
-  return fmt::format("{:.1f}s", static_cast<double>(d.count()) / 1000.0);
-}
-
 exec::ExecutorOptions executor_options(const config::Config& config) {
   exec::ExecutorOptions options;
   exec::DetectOptions detect;
@@ -33,44 +24,15 @@ exec::ExecutorOptions executor_options(const config::Config& config) {
   return options;
 }
 
-// The end of a run as the ledger records it, from the executor's report.
-ledger::RunEnd end_of(const std::string& run_id, const Result<exec::RunReport>& report) {
-  ledger::RunEnd end{.run_id = run_id, .finished_at = now_ms()};
-  if (!report) {
-    end.outcome = Outcome::failed;
-    end.message = "could not start the run: " + report.error().message;
-    return end;
-  }
-  end.outcome = report->outcome;
-  end.exit_code = report->exit_code;
-  if (!report->signal_name.empty()) end.signal = report->signal_name;
-  end.message = report->message;
-  end.output_tail = report->output_tail;
-  return end;
-}
-
 }  // namespace
-
-Build build_of(const catalog::PluginInfo& plugin) {
-  return Build{plugin.name, plugin.version, plugin.sha256, plugin.shadow_path};
-}
 
 int run_recorded(const config::Config& config, ledger::Store& store, const config::JobConfig& job,
                  const Build& build, const OneOffRun& run) {
-  const TimePoint slot = now_ms();
-  ledger::RunStart start{.run_id = ledger::new_id(slot),
-                         .job = job.name,
-                         .scheduled_for = slot,
-                         .attempt = 1,
-                         .trace_id = ledger::new_id(slot),
-                         .trigger = run.trigger,
-                         .started_at = slot,
-                         .plugin = build.plugin,
-                         .plugin_version = build.version,
-                         .plugin_sha256 = build.sha256,
-                         .definition_hash = job.definition_hash,
-                         .replay_of = run.replay_of,
-                         .host_pid = getpid()};
+  const TimePoint slot = wall_now();
+  ledger::RunStart start = engine::run_start(
+      job, build, engine::Fire{slot, job.name, slot, 1, ledger::new_id(slot), run.trigger},
+      ledger::new_id(slot), slot);
+  start.replay_of = run.replay_of;
   auto claimed = store.claim_and_start(start);
   if (!claimed || !*claimed) {
     fmt::print(stderr, "cannot record the run in the ledger: {}\n",
@@ -79,31 +41,24 @@ int run_recorded(const config::Config& config, ledger::Store& store, const confi
   }
   const auto steady_start = std::chrono::steady_clock::now();
   const exec::ExecutorOptions options = executor_options(config);
-  auto report =
-      exec::run_blocking(exec::RunRequest{.job = job.name,
-                                          .run_id = start.run_id,
-                                          .trace_id = start.trace_id,
-                                          .attempt = run.plugin_attempt,
-                                          .scheduled_for = run.plugin_scheduled_for.value_or(slot),
-                                          .plugin_path = build.path,
-                                          .params = job.params,
-                                          .secrets = {},
-                                          .limits = job.limits,
-                                          .timeout = job.timeout,
-                                          .stall_timeout = job.stall_timeout,
-                                          .kill_grace = job.kill_grace,
-                                          .user = job.user,
-                                          .group = job.group},
-                         options);
+  exec::RunRequest request = engine::run_request(job, build, start);
+  // What the plugin's scheduled_for() and attempt() return (a replay's are
+  // those of the run it replays).
+  request.scheduled_for = run.plugin_scheduled_for.value_or(slot);
+  request.attempt = run.plugin_attempt;
+  auto report = exec::run_blocking(std::move(request), options);
   exec::remove_parent_cgroups(options.isolation);
-  ledger::RunEnd end = end_of(start.run_id, report);
-  end.duration =
+  const auto took =
       std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - steady_start);
+  ledger::RunEnd end =
+      report ? engine::run_end(*report, wall_now(), took)
+             : engine::unstarted_end(start.run_id, wall_now(),
+                                     "could not start the run: " + report.error().message);
   if (auto r = store.finish_run(end); !r) {
     fmt::print(stderr, "cannot record the end of the run in the ledger: {}\n", r.error().message);
   }
   fmt::print("{} {} in {}: {}\n", start.run_id, to_string(end.outcome),
-             duration_text(*end.duration), end.message);
+             format_elapsed(*end.duration), end.message);
   return end.outcome == Outcome::succeeded ? kExitOk : kExitFailed;
 }
 

@@ -10,20 +10,14 @@
 #include "catalog/catalog.h"
 #include "common/time.h"
 #include "config/config.h"
+#include "engine/run_records.h"
 #include "ledger/store.h"
 
 namespace jobhost::cli {
 
-// The build a run loads: the plugin's descriptor name and version, the
-// sha256 of its content, and the shadow copy to load.
-struct Build {
-  std::string plugin;
-  std::string version;
-  std::string sha256;
-  std::filesystem::path path;
-};
-
-Build build_of(const catalog::PluginInfo& plugin);
+// The build a run loads (engine/run_records.h).
+using engine::Build;
+using engine::build_of;
 
 // How the run is recorded and what its plugin is told.
 struct OneOffRun {

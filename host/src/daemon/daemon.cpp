@@ -51,7 +51,7 @@ int run_daemon(const config::Config& config) {
   }
   for (const auto& problem : stale.problems) log::warn(problem);
 
-  auto now = std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
+  auto now = wall_now();
   if (auto orphans = (*store)->close_orphaned_runs(
           now, "interrupted: the host that started this run exited before it finished")) {
     for (const auto& run : *orphans) {

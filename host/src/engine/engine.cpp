@@ -10,18 +10,7 @@
 #include "exec/outcome_classify.h"
 
 namespace jobhost::engine {
-namespace {
-
-TimePoint system_now() {
-  return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
-}
-
-std::string format_ms(Duration d) {
-  if (d < std::chrono::seconds(10)) return fmt::format("{}ms", d.count());
-  return fmt::format("{:.1f}s", static_cast<double>(d.count()) / 1000.0);
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::ScanResult plugins,
                ledger::Store& store, exec::Executor& executor, uint64_t seed, Clock clock,
@@ -32,9 +21,16 @@ Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::Scan
       store_(store),
       executor_(executor),
       seed_(seed),
-      clock_(clock ? std::move(clock) : Clock(system_now)),
+      clock_(clock ? std::move(clock) : Clock(wall_now)),
       timer_(timer ? std::move(timer) : std::make_unique<WallTimer>(io)),
       rng_(seed),
+      backlog_(store, clock_,
+               Backlog::Hooks{.on_recorded =
+                                  [this](std::string_view job) {
+                                    pruner_.note_recorded(job);
+                                    ++recorded_since_checkpoint_;
+                                  },
+                              .on_refused = [this] { arm_timer(); }}),
       pruner_(io, store, retention::retention_policy(config_), clock_) {
   for (const auto& job : config_.jobs) {
     jobs_.emplace(job.name, JobState{job, job.schedule, std::nullopt, {}, 0});
@@ -125,7 +121,7 @@ void Engine::handle_misfires(JobState& job, TimePoint last_fire, TimePoint t,
                         .run_id = std::nullopt,
                         .detail = fmt::format("{} older missed slot(s) not recorded one by one: {}",
                                               plan.unlisted(), summary)};
-    write_or_keep(PendingWrite{cfg.name, t, t, std::move(event)});
+    backlog_.write_or_keep(PendingWrite{cfg.name, t, t, std::move(event)});
   }
 }
 
@@ -140,7 +136,7 @@ void Engine::schedule_next(JobState& job, TimePoint after) {
 
 void Engine::on_timer() {
   if (shutting_down_) return;
-  flush_backlog();
+  backlog_.flush();
   TimePoint t = now();
   while (!timeline_.empty() && timeline_.begin()->due <= t) {
     Fire fire = *timeline_.begin();
@@ -169,10 +165,7 @@ void Engine::arm_timer() {
   TimePoint at = timeline_.empty() ? TimePoint::max() : timeline_.begin()->due;
   // While the ledger refuses writes, kept records and waiting claims are
   // retried once it has rested.
-  if (ledger_down_since_ &&
-      (!backlog_.empty() || !next_fire_unwritten_.empty() || !ready_.empty())) {
-    at = std::min(at, ledger_resting() ? resting_until_ : now() + kLedgerRetry);
-  }
+  if (auto retry = backlog_.wake_at(!ready_.empty())) at = std::min(at, *retry);
   if (at == TimePoint::max()) {
     timer_->cancel();
     return;
@@ -225,7 +218,7 @@ void Engine::admit(Fire fire) {
 }
 
 void Engine::pump() {
-  while (!shutting_down_ && !ready_.empty() && may_claim() &&
+  while (!shutting_down_ && !ready_.empty() && backlog_.may_claim() &&
          active_.size() < static_cast<std::size_t>(config_.host.max_concurrency)) {
     Fire fire = *ready_.begin();
     ready_.erase(ready_.begin());
@@ -250,29 +243,16 @@ void Engine::start_run(Fire fire) {
                                      cfg.plugin));
     return;
   }
-  ledger::RunStart start{.run_id = run_id,
-                         .job = cfg.name,
-                         .scheduled_for = fire.slot,
-                         .attempt = fire.attempt,
-                         .trace_id = fire.trace_id,
-                         .trigger = fire.trigger,
-                         .started_at = now(),
-                         .plugin = plugin ? std::optional(plugin->name) : std::nullopt,
-                         .plugin_version = plugin ? std::optional(plugin->version) : std::nullopt,
-                         .plugin_sha256 = plugin ? std::optional(plugin->sha256) : std::nullopt,
-                         .definition_hash = cfg.definition_hash,
-                         .replay_of = std::nullopt,
-                         .host_pid = getpid()};
-  auto claimed = store_.claim_and_start(start);
+  const std::optional<Build> build = plugin ? std::optional(build_of(*plugin)) : std::nullopt;
+  const ledger::RunStart start = run_start(cfg, build, fire, run_id, now());
+  auto claimed = backlog_.claim(start);
   if (!claimed) {
     // Nothing was written: the fire waits in ready_, in its place, until
     // the ledger accepts its claim (a run never starts unrecorded).
-    note_refused(claimed.error());
     ++job.queued;
     ready_.insert(std::move(fire));
     return;
   }
-  note_written();
   if (!*claimed) {
     log::warn(fmt::format("slot {} attempt {} was already claimed; not running it again",
                           ledger::format_utc(fire.slot), fire.attempt),
@@ -282,33 +262,15 @@ void Engine::start_run(Fire fire) {
 
   auto finish_unstarted = [&](std::string message) {
     log::error(message, fields);
-    ledger::RunEnd end{.run_id = run_id,
-                       .finished_at = now(),
-                       .outcome = Outcome::failed,
-                       .duration = Duration{0},
-                       .message = std::move(message)};
-    write_or_keep(PendingWrite{cfg.name, fire.slot, end.finished_at, std::move(end)});
+    ledger::RunEnd end = unstarted_end(run_id, now(), std::move(message));
+    backlog_.write_or_keep(PendingWrite{cfg.name, fire.slot, end.finished_at, std::move(end)});
   };
   if (!plugin) {
     finish_unstarted(fmt::format("plugin \"{}\" is no longer available", cfg.plugin));
     return;
   }
-  exec::RunRequest request{.job = cfg.name,
-                           .run_id = run_id,
-                           .trace_id = fire.trace_id,
-                           .attempt = static_cast<uint32_t>(fire.attempt),
-                           .scheduled_for = fire.slot,
-                           .plugin_path = plugin->shadow_path,
-                           .params = cfg.params,
-                           .secrets = {},
-                           .limits = cfg.limits,
-                           .timeout = cfg.timeout,
-                           .stall_timeout = cfg.stall_timeout,
-                           .kill_grace = cfg.kill_grace,
-                           .user = cfg.user,
-                           .group = cfg.group};
-  auto pid =
-      executor_.start(std::move(request), [this](exec::RunReport report) { on_run_done(report); });
+  auto pid = executor_.start(run_request(cfg, *build, start),
+                             [this](exec::RunReport report) { on_run_done(report); });
   if (!pid) {
     finish_unstarted("could not start the run: " + pid.error().message);
     return;
@@ -329,16 +291,9 @@ void Engine::on_run_done(const exec::RunReport& report) {
   active_.erase(it);
   auto job_it = jobs_.find(run.job);
   log::Fields fields{run.job, report.run_id, run.trace_id};
-  ledger::RunEnd end{
-      .run_id = report.run_id,
-      .finished_at = now(),
-      .outcome = report.outcome,
-      .exit_code = report.exit_code,
-      .signal = report.signal_name.empty() ? std::nullopt : std::optional(report.signal_name),
-      .duration =
-          std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - run.started),
-      .message = report.message,
-      .output_tail = report.output_tail};
+  ledger::RunEnd end =
+      run_end(report, now(),
+              std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - run.started));
   if (job_it != jobs_.end()) {
     job_it->second.active.erase(report.run_id);
     const config::RetryPolicy& policy = job_it->second.config.retry;
@@ -351,7 +306,7 @@ void Engine::on_run_done(const exec::RunReport& report) {
     }
   }
   std::string summary = fmt::format("finished: {} in {}: {}", to_string(report.outcome),
-                                    format_ms(*end.duration), report.message);
+                                    format_elapsed(*end.duration), report.message);
   if (end.retry_at) {
     summary +=
         fmt::format(" (attempt {} of {} at {})", run.attempt + 1,
@@ -362,7 +317,7 @@ void Engine::on_run_done(const exec::RunReport& report) {
   } else {
     log::warn(summary, fields);
   }
-  write_or_keep(PendingWrite{run.job, run.slot, end.finished_at, end});
+  backlog_.write_or_keep(PendingWrite{run.job, run.slot, end.finished_at, end});
   if (end.retry_at && !shutting_down_) {
     timeline_.insert(Fire{*end.retry_at, run.job, run.slot, run.attempt + 1, run.trace_id,
                           ledger::Trigger::retry});
@@ -375,7 +330,7 @@ void Engine::on_run_done(const exec::RunReport& report) {
 
 void Engine::checkpoint_if_idle() {
   if (recorded_since_checkpoint_ < kCheckpointEvery || !ready_.empty() || !backlog_.empty() ||
-      ledger_down_since_) {
+      backlog_.refusing()) {
     return;
   }
   if (!timeline_.empty() && timeline_.begin()->due - now() < kCheckpointGap) return;
@@ -392,7 +347,7 @@ void Engine::notify_idle_if_done() {
   if (!shutting_down_ || !active_.empty() || !on_idle_) return;
   for (auto& timer : grace_timers_) timer->cancel();
   grace_timers_.clear();
-  give_up_backlog();
+  backlog_.give_up();
   auto done = std::move(on_idle_);
   on_idle_ = nullptr;
   done();
@@ -411,7 +366,7 @@ void Engine::record_skipped(const Fire& fire, const std::string& reason) {
                           .at = now(),
                           .definition_hash = cfg.definition_hash,
                           .host_pid = getpid()};
-  write_or_keep(PendingWrite{fire.job, fire.slot, skip.at, std::move(skip)});
+  backlog_.write_or_keep(PendingWrite{fire.job, fire.slot, skip.at, std::move(skip)});
 }
 
 void Engine::record_skipped_in_order(JobState& job, Fire fire, std::string reason) {
@@ -423,144 +378,6 @@ void Engine::record_waiting_skips(JobState& job) {
   auto waiting = std::move(job.skips_waiting);
   job.skips_waiting.clear();
   for (const auto& [fire, reason] : waiting) record_skipped(fire, reason);
-}
-
-void Engine::write_or_keep(PendingWrite w) {
-  if (backlog_.empty() && !ledger_resting()) {
-    auto written = write(w);
-    if (written) return note_written();
-    note_refused(written.error());
-  }
-  // One line per record (not per retry): what an operator needs to recover it.
-  log::warn("kept in memory until the ledger accepts it: " + describe(w),
-            {w.job, record_run_id(w)});
-  ++kept_in_outage_;
-  backlog_.push_back(std::move(w));
-}
-
-Result<bool> Engine::write(const PendingWrite& w) {
-  Result<bool> written = true;
-  if (const auto* end = std::get_if<ledger::RunEnd>(&w.record)) {
-    written = store_.finish_run(*end);
-  } else if (const auto* skip = std::get_if<ledger::SkipRecord>(&w.record)) {
-    written = store_.record_skipped(*skip);
-  } else if (auto added = store_.add_event(std::get<ledger::Event>(w.record)); !added) {
-    written = std::unexpected(added.error());
-  }
-  if (written && *written && !std::holds_alternative<ledger::Event>(w.record)) {
-    pruner_.note_recorded(w.job);
-    ++recorded_since_checkpoint_;
-  }
-  return written;
-}
-
-void Engine::write_next_fire(const JobState& job) {
-  const auto& cfg = job.config;
-  if (!ledger_resting()) {
-    auto written = store_.upsert_job(cfg.name, cfg.definition_hash, job.next_slot, now());
-    if (written) {
-      next_fire_unwritten_.erase(cfg.name);
-      return note_written();
-    }
-    note_refused(written.error());
-  }
-  // Only status and an `at` job that never fired read it: written again
-  // with the backlog, not kept as a record.
-  next_fire_unwritten_.insert(cfg.name);
-}
-
-bool Engine::ledger_resting() const {
-  TimePoint t = now();
-  // A clock set back must not stretch the rest.
-  return t < resting_until_ && resting_until_ - t <= kLedgerRetry;
-}
-
-void Engine::note_refused(const Error& error) {
-  resting_until_ = now() + kLedgerRetry;
-  if (!ledger_down_since_) {
-    ledger_down_since_ = now();
-    kept_in_outage_ = 0;
-    log::error(error.message +
-               "; until the ledger accepts writes again, no run starts (fires wait), finished "
-               "runs and skipped slots are kept in memory and retried every second (`jobhost "
-               "status` shows the backlog)");
-  }
-  arm_timer();
-}
-
-void Engine::note_written() {
-  if (!ledger_down_since_ || !backlog_.empty() || !next_fire_unwritten_.empty()) return;
-  log::info(
-      fmt::format("the ledger accepts writes again after {}: {} record(s) kept in memory "
-                  "were written",
-                  format_ms(now() - *ledger_down_since_), kept_in_outage_));
-  ledger_down_since_.reset();
-}
-
-void Engine::flush_backlog() {
-  if (ledger_resting()) return;
-  while (!backlog_.empty()) {
-    auto written = write(backlog_.front());
-    if (!written) return note_refused(written.error());
-    backlog_.pop_front();
-  }
-  for (const auto& name : std::exchange(next_fire_unwritten_, {})) {
-    if (auto it = jobs_.find(name); it != jobs_.end()) write_next_fire(it->second);
-  }
-  note_written();
-}
-
-void Engine::give_up_backlog() {
-  resting_until_ = {};  // one last try, however recent the last refusal
-  flush_backlog();
-  if (backlog_.empty()) return;
-  log::error(fmt::format(
-      "the ledger still refuses writes: {} record(s) kept in memory are lost with this exit, each "
-      "logged below; at the next start, runs left open are closed as interrupted and scheduled "
-      "slots not recorded are handled as missed",
-      backlog_.size()));
-  for (const auto& w : backlog_) {
-    log::error("not recorded in the ledger: " + describe(w), {w.job, record_run_id(w)});
-  }
-  backlog_.clear();
-}
-
-nlohmann::json Engine::backlog_json() const {
-  nlohmann::json out = {{"records", backlog_.size()},
-                        {"refusing_since", nullptr},
-                        {"oldest_kept_since", nullptr},
-                        {"oldest_age_ms", nullptr}};
-  if (ledger_down_since_) out["refusing_since"] = ledger::format_utc(*ledger_down_since_);
-  if (!backlog_.empty()) {
-    TimePoint oldest = backlog_.front().kept_since;
-    out["oldest_kept_since"] = ledger::format_utc(oldest);
-    out["oldest_age_ms"] = std::max<int64_t>(0, (now() - oldest).count());
-  }
-  return out;
-}
-
-std::string Engine::describe(const PendingWrite& w) {
-  if (const auto* end = std::get_if<ledger::RunEnd>(&w.record)) {
-    std::string text =
-        fmt::format("end of run {} (slot {}): {} at {}", end->run_id, ledger::format_utc(w.slot),
-                    to_string(end->outcome), ledger::format_utc(end->finished_at));
-    if (end->exit_code) text += fmt::format(", exit code {}", *end->exit_code);
-    if (end->retry_at) text += fmt::format(", retry at {}", ledger::format_utc(*end->retry_at));
-    return text + ": " + end->message;
-  }
-  if (const auto* skip = std::get_if<ledger::SkipRecord>(&w.record)) {
-    return fmt::format("skipped slot {} (run {}, trigger {}) at {}: {}",
-                       ledger::format_utc(skip->scheduled_for), skip->run_id,
-                       to_string(skip->trigger), ledger::format_utc(skip->at), skip->reason);
-  }
-  const auto& event = std::get<ledger::Event>(w.record);
-  return fmt::format("{} event at {}: {}", event.kind, ledger::format_utc(event.at), event.detail);
-}
-
-std::string_view Engine::record_run_id(const PendingWrite& w) {
-  if (const auto* end = std::get_if<ledger::RunEnd>(&w.record)) return end->run_id;
-  if (const auto* skip = std::get_if<ledger::SkipRecord>(&w.record)) return skip->run_id;
-  return {};
 }
 
 Result<TimePoint> Engine::trigger(std::string_view name) {
@@ -602,13 +419,7 @@ void Engine::note_heartbeat(std::string_view run_id, std::optional<double> progr
   auto steady = std::chrono::steady_clock::now();
   if (steady - it->second.last_heartbeat_write < std::chrono::seconds(1)) return;
   it->second.last_heartbeat_write = steady;
-  // Not kept when refused: the next heartbeat supersedes it.
-  if (ledger_resting()) return;
-  if (auto r = store_.heartbeat(run_id, now(), progress); !r) {
-    note_refused(r.error());
-  } else {
-    note_written();
-  }
+  backlog_.heartbeat(run_id, progress);
 }
 
 void Engine::stop_now() {
@@ -618,7 +429,7 @@ void Engine::stop_now() {
 nlohmann::json Engine::snapshot() const {
   nlohmann::json out = {{"running", nlohmann::json::array()},
                         {"queued", ready_.size()},
-                        {"ledger_backlog", backlog_json()},
+                        {"ledger_backlog", backlog_.json()},
                         {"ledger_checkpoints", checkpoints_}};
   for (const auto& [run_id, run] : active_) {
     out["running"].push_back({{"run_id", run_id},

@@ -18,6 +18,8 @@
 
 #include "catalog/catalog.h"
 #include "config/config.h"
+#include "engine/backlog.h"
+#include "engine/run_records.h"
 #include "engine/timer.h"
 #include "exec/executor.h"
 #include "ledger/ids.h"
@@ -26,31 +28,11 @@
 
 namespace jobhost::engine {
 
-// One fire waiting for its time or for a free run slot.
-struct Fire {
-  TimePoint due;  // when it may start: the slot plus jitter, or the retry time
-  std::string job;
-  TimePoint slot;  // the scheduled_for of the fire: what the ledger claims
-  int attempt = 1;
-  std::string trace_id;  // empty for attempt 1: made when it starts
-  ledger::Trigger trigger = ledger::Trigger::schedule;
-
-  // Deterministic order: due time, then job name, then slot and attempt.
-  bool operator<(const Fire& other) const {
-    return std::tie(due, job, slot, attempt) <
-           std::tie(other.due, other.job, other.slot, other.attempt);
-  }
-};
-
 // Most fires that may wait for a free run slot; more are recorded as skipped.
 inline constexpr std::size_t kMaxReady = 10000;
 // A scheduled fire found this late (the loop slept through a suspend or a
 // forward clock jump) is a misfire, handled by the job's misfire policy.
 inline constexpr Duration kLateTolerance = std::chrono::seconds(30);
-// After the ledger refuses a write, no other write is tried for this long: a
-// refused write can cost the store's busy timeout, and the loop must stay
-// responsive. Kept records and waiting claims are retried then.
-inline constexpr Duration kLedgerRetry = std::chrono::seconds(1);
 // After this many recorded runs and skips, the engine checkpoints the
 // ledger's write-ahead log itself once it is idle (no fire due or waiting
 // within kCheckpointGap), so that SQLite's automatic checkpoint, an fsync
@@ -120,13 +102,6 @@ class Engine {
     std::vector<std::pair<Fire, std::string>> skips_waiting{};
     bool retired = false;  // removed by a reload: no fires, kept while runs finish
   };
-  // A record the ledger refused, kept in memory until it accepts it.
-  struct PendingWrite {
-    std::string job;
-    TimePoint slot;        // for the log, should it be lost
-    TimePoint kept_since;  // when it was made
-    std::variant<ledger::RunEnd, ledger::SkipRecord, ledger::Event> record;
-  };
   struct ActiveRun {
     std::string job;
     TimePoint slot;
@@ -150,28 +125,9 @@ class Engine {
   // record_skipped now, or after the job's fires in ready_ are claimed.
   void record_skipped_in_order(JobState& job, Fire fire, std::string reason);
   void record_waiting_skips(JobState& job);
-  // Writes `w` now, or keeps it behind the backlog: records are written in
-  // the order they were made, so skipped slots are claimed in slot order.
-  void write_or_keep(PendingWrite w);
-  // One write; false when the ledger already had it. Error: refused.
-  Result<bool> write(const PendingWrite& w);
-  void write_next_fire(const JobState& job);
-  // The ledger refused a write: log it once per outage, rest kLedgerRetry.
-  void note_refused(const Error& error);
-  // A write went through: log the end of an outage once the backlog is empty.
-  void note_written();
-  bool ledger_resting() const;
-  // Slots are claimed only behind every kept record (in order) and while
-  // the ledger is not resting; fires wait in ready_ meanwhile.
-  bool may_claim() const { return backlog_.empty() && !ledger_resting(); }
-  // Writes the kept records in order, stopping at the first refusal.
-  void flush_backlog();
-  // At shutdown: one last try, then every record still refused is logged
-  // (error, one line each) so that an operator can recover it.
-  void give_up_backlog();
-  nlohmann::json backlog_json() const;
-  static std::string describe(const PendingWrite& w);
-  static std::string_view record_run_id(const PendingWrite& w);
+  void write_next_fire(const JobState& job) {
+    backlog_.write_next_fire(job.config.name, job.config.definition_hash, job.next_slot);
+  }
   void notify_idle_if_done();
   // Checkpoints the ledger when kCheckpointEvery records were written since
   // the last one and nothing is due within kCheckpointGap.
@@ -199,11 +155,9 @@ class Engine {
   std::set<Fire> timeline_;  // fires not yet due
   std::set<Fire> ready_;     // due, waiting for a run slot
   std::map<std::string, ActiveRun, std::less<>> active_;
-  std::deque<PendingWrite> backlog_;            // records the ledger refused, oldest first
-  std::set<std::string> next_fire_unwritten_;   // jobs whose next fire the ledger refused
-  TimePoint resting_until_{};                   // no write is tried before it
-  std::optional<TimePoint> ledger_down_since_;  // the first refusal of this outage
-  std::size_t kept_in_outage_ = 0;
+  // Every ledger write after a claim goes through it; slots are claimed only
+  // when backlog_.may_claim(), fires wait in ready_ meanwhile.
+  Backlog backlog_;
   std::size_t recorded_since_checkpoint_ = 0;
   std::uint64_t checkpoints_ = 0;  // done by checkpoint_if_idle (status: ledger_checkpoints)
   bool shutting_down_ = false;

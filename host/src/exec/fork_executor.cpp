@@ -223,7 +223,7 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
 
   void mark_reaped() {
     reaped = true;
-    ended = std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
+    ended = wall_now();
     timeout_timer.cancel();
     stall_timer.cancel();
     grace_timer.cancel();
@@ -547,7 +547,7 @@ Result<int> ForkExecutor::start(RunRequest request, std::function<void(RunReport
   const pid_t pid = spawned->pid;
   const int pidfd = spawned->pidfd;
   run->pid = pid;
-  run->started = std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
+  run->started = wall_now();
   run->pidfd.assign(pidfd);
   run->output.assign(output[0]);
   run->control.assign(control[0]);

@@ -18,10 +18,6 @@
 namespace jobhost::reload {
 namespace {
 
-TimePoint wall_now() {
-  return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
-}
-
 nlohmann::json build_json(const std::optional<catalog::PluginInfo>& p) {
   if (!p) return nullptr;
   return {{"version", p->version}, {"sha256", p->sha256}};

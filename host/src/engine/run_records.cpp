@@ -1,0 +1,66 @@
+#include "engine/run_records.h"
+
+#include <unistd.h>
+
+namespace jobhost::engine {
+
+Build build_of(const catalog::PluginInfo& plugin) {
+  return Build{plugin.name, plugin.version, plugin.sha256, plugin.shadow_path};
+}
+
+ledger::RunStart run_start(const config::JobConfig& job, const std::optional<Build>& build,
+                           const Fire& fire, std::string run_id, TimePoint started_at) {
+  return ledger::RunStart{.run_id = std::move(run_id),
+                          .job = job.name,
+                          .scheduled_for = fire.slot,
+                          .attempt = fire.attempt,
+                          .trace_id = fire.trace_id,
+                          .trigger = fire.trigger,
+                          .started_at = started_at,
+                          .plugin = build ? std::optional(build->plugin) : std::nullopt,
+                          .plugin_version = build ? std::optional(build->version) : std::nullopt,
+                          .plugin_sha256 = build ? std::optional(build->sha256) : std::nullopt,
+                          .definition_hash = job.definition_hash,
+                          .replay_of = std::nullopt,
+                          .host_pid = getpid()};
+}
+
+exec::RunRequest run_request(const config::JobConfig& job, const Build& build,
+                             const ledger::RunStart& start) {
+  return exec::RunRequest{.job = job.name,
+                          .run_id = start.run_id,
+                          .trace_id = start.trace_id,
+                          .attempt = static_cast<uint32_t>(start.attempt),
+                          .scheduled_for = start.scheduled_for,
+                          .plugin_path = build.path,
+                          .params = job.params,
+                          .secrets = {},
+                          .limits = job.limits,
+                          .timeout = job.timeout,
+                          .stall_timeout = job.stall_timeout,
+                          .kill_grace = job.kill_grace,
+                          .user = job.user,
+                          .group = job.group};
+}
+
+ledger::RunEnd run_end(const exec::RunReport& report, TimePoint finished_at, Duration duration) {
+  return ledger::RunEnd{
+      .run_id = report.run_id,
+      .finished_at = finished_at,
+      .outcome = report.outcome,
+      .exit_code = report.exit_code,
+      .signal = report.signal_name.empty() ? std::nullopt : std::optional(report.signal_name),
+      .duration = duration,
+      .message = report.message,
+      .output_tail = report.output_tail};
+}
+
+ledger::RunEnd unstarted_end(std::string run_id, TimePoint finished_at, std::string message) {
+  return ledger::RunEnd{.run_id = std::move(run_id),
+                        .finished_at = finished_at,
+                        .outcome = Outcome::failed,
+                        .duration = Duration{0},
+                        .message = std::move(message)};
+}
+
+}  // namespace jobhost::engine
