@@ -1,144 +1,17 @@
 // The engine's reaction to wall-clock jumps, end to end: the real Engine,
 // Executor (the noop test plugin, real forks) and SQLite ledger, driven by a
 // fake clock and a manual timer instead of the real clock and timerfd.
-#include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
-#include <map>
-#include <memory>
 #include <string>
 #include <vector>
 
-#include "catalog/catalog.h"
-#include "config/config.h"
-#include "engine/engine.h"
-#include "engine/timer.h"
-#include "exec/fork_executor.h"
-#include "ledger/sqlite_store.h"
-#include "support/harness.h"
+#include "engine_rig.h"
 
 using namespace jobhost;
 using namespace jobhost::testing;
 using namespace std::chrono_literals;
 
 namespace {
-
-// A Timer that fires only when the test says so.
-class ManualTimer final : public engine::Timer {
- public:
-  void wait_until(TimePoint at, Handler handler) override {
-    at_ = at;
-    handler_ = std::move(handler);
-  }
-  void cancel() override { handler_ = nullptr; }
-
-  // Calls the pending handler if it is due at `now` (or at once when the
-  // clock was set, as TFD_TIMER_CANCEL_ON_SET does). True if it was called.
-  bool fire_if_due(TimePoint now, bool clock_changed = false) {
-    if (!handler_ || (!clock_changed && at_ > now)) return false;
-    auto handler = std::move(handler_);
-    handler_ = nullptr;
-    handler(clock_changed);
-    return true;
-  }
-
- private:
-  TimePoint at_{};
-  Timer::Handler handler_;
-};
-
-TimePoint at_utc(int hour, int minute, int second, int ms = 0) {
-  using namespace std::chrono;
-  return TimePoint(sys_days(year(2030) / January / 7) + hours(hour) + minutes(minute) +
-                   seconds(second) + milliseconds(ms));
-}
-
-// One engine on a fake clock, over a ledger in a temporary directory.
-class Rig {
- public:
-  explicit Rig(const std::string& job_toml) {
-    install_plugins(dir_.path(), {"noop.so"});
-    auto loaded = config::load_config(write_config(dir_.path(), job_toml));
-    REQUIRE(loaded);
-    config_ = *loaded;
-    fs::create_directories(config_.host.state_dir);
-    catalog::Catalog catalog(config_.host.plugin_dir, config_.host.state_dir / "plugins");
-    plugins_ = catalog.scan();
-    REQUIRE(plugins_.find("noop") != nullptr);
-    auto store = ledger::open_sqlite_store(config_.host.state_dir / "jobhost.db",
-                                           config::Durability::normal);
-    REQUIRE(store);
-    store_ = std::move(*store);
-    executor_ = std::make_unique<exec::ForkExecutor>(io_, exec::ExecutorOptions{});
-  }
-
-  // Starts the engine with the fake clock at `t`.
-  void start(TimePoint t) {
-    now_ = t;
-    auto timer = std::make_unique<ManualTimer>();
-    timer_ = timer.get();
-    engine_ = std::make_unique<engine::Engine>(
-        io_, config_, plugins_, *store_, *executor_, 42, [this] { return now_; }, std::move(timer));
-    engine_->start();
-    settle();
-  }
-
-  // Moves the clock forward in steps of `step` up to `t`, waking the engine
-  // whenever its timer is due, as the real clock would.
-  void run_until(TimePoint t, Duration step = 1s) {
-    while (now_ < t) {
-      now_ = std::min(t, now_ + step);
-      wake();
-    }
-  }
-
-  // Sets the clock to `t` at once, as an administrator or NTP step would.
-  void set_clock(TimePoint t) {
-    now_ = t;
-    timer_->fire_if_due(now_, /*clock_changed=*/true);
-    settle();
-    wake();
-  }
-
-  // Every run of the job, oldest slot first.
-  std::vector<ledger::RunRecord> runs(const std::string& job) {
-    auto history = store_->history(job, 100000);
-    REQUIRE(history);
-    std::vector<ledger::RunRecord> out(history->rbegin(), history->rend());
-    std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
-      return a.scheduled_for < b.scheduled_for;
-    });
-    return out;
-  }
-
-  TimePoint now() const { return now_; }
-  nlohmann::json snapshot() const { return engine_->snapshot(); }
-
- private:
-  void wake() {
-    while (timer_->fire_if_due(now_)) settle();
-  }
-
-  // Runs the loop until no run is in flight or waiting (the forks finish in
-  // milliseconds; the bound only stops a broken test from hanging).
-  void settle() {
-    for (int i = 0; i < 2000; ++i) {
-      auto snapshot = engine_->snapshot();
-      if (snapshot["running"].empty() && snapshot["queued"] == 0) return;
-      io_.run_for(5ms);
-    }
-    FAIL("runs did not finish");
-  }
-
-  TempDir dir_;
-  config::Config config_;
-  catalog::ScanResult plugins_;
-  std::unique_ptr<ledger::Store> store_;
-  boost::asio::io_context io_;
-  std::unique_ptr<exec::Executor> executor_;
-  std::unique_ptr<engine::Engine> engine_;
-  ManualTimer* timer_ = nullptr;
-  TimePoint now_{};
-};
 
 // Slots of `runs` (sorted), each once: false if a slot appears twice.
 bool slots_unique(const std::vector<ledger::RunRecord>& runs) {

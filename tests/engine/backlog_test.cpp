@@ -1,0 +1,301 @@
+// The ledger-outage backlog alone: a real SQLite ledger behind a store that
+// refuses every write while the test says so, and a fake clock.
+#include "engine/backlog.h"
+
+#include <catch2/catch.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ledger/sqlite_store.h"
+#include "support/harness.h"
+
+using namespace jobhost;
+using namespace jobhost::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Forwards to a real store; while `refusing`, every write fails without
+// touching it, as a locked or read-only ledger does. Counts tried writes.
+class RefusingStore final : public ledger::Store {
+ public:
+  explicit RefusingStore(ledger::Store& real) : real_(real) {}
+
+  bool refusing = false;
+  int writes_tried = 0;
+
+  Result<bool> claim_and_start(const ledger::RunStart& run) override {
+    if (auto r = refuse()) return std::unexpected(*r);
+    return real_.claim_and_start(run);
+  }
+  Result<bool> finish_run(const ledger::RunEnd& end) override {
+    if (auto r = refuse()) return std::unexpected(*r);
+    return real_.finish_run(end);
+  }
+  Result<bool> record_skipped(const ledger::SkipRecord& skip) override {
+    if (auto r = refuse()) return std::unexpected(*r);
+    return real_.record_skipped(skip);
+  }
+  Result<bool> heartbeat(std::string_view run_id, TimePoint at,
+                         std::optional<double> progress) override {
+    if (auto r = refuse()) return std::unexpected(*r);
+    return real_.heartbeat(run_id, at, progress);
+  }
+  Result<std::vector<ledger::RunRecord>> close_orphaned_runs(TimePoint now,
+                                                             std::string_view message) override {
+    return real_.close_orphaned_runs(now, message);
+  }
+  Result<std::vector<ledger::RunRecord>> history(std::optional<std::string_view> job,
+                                                 int limit) override {
+    return real_.history(job, limit);
+  }
+  Result<std::optional<ledger::RunRecord>> get_run(std::string_view run_id) override {
+    return real_.get_run(run_id);
+  }
+  Result<std::vector<ledger::RunRecord>> running_runs() override { return real_.running_runs(); }
+  Result<ledger::JobStats> job_stats(std::string_view job) override { return real_.job_stats(job); }
+  Result<std::vector<ledger::JobStats>> all_job_stats() override { return real_.all_job_stats(); }
+  Result<std::optional<TimePoint>> last_fire(std::string_view job) override {
+    return real_.last_fire(job);
+  }
+  Result<void> upsert_job(std::string_view job, std::string_view definition_hash,
+                          std::optional<TimePoint> next_fire, TimePoint now) override {
+    if (auto r = refuse()) return std::unexpected(*r);
+    return real_.upsert_job(job, definition_hash, next_fire, now);
+  }
+  Result<void> add_event(const ledger::Event& event) override {
+    if (auto r = refuse()) return std::unexpected(*r);
+    return real_.add_event(event);
+  }
+  Result<std::vector<ledger::Event>> events(std::optional<std::string_view> job,
+                                            int limit) override {
+    return real_.events(job, limit);
+  }
+  Result<void> schedule_retry(const ledger::PendingRetry& retry, TimePoint now) override {
+    return real_.schedule_retry(retry, now);
+  }
+  Result<std::vector<ledger::PendingRetry>> pending_retries() override {
+    return real_.pending_retries();
+  }
+  Result<bool> remove_retry(std::string_view job, TimePoint scheduled_for) override {
+    return real_.remove_retry(job, scheduled_for);
+  }
+  Result<ledger::Pruned> prune(TimePoint before, int max_rows) override {
+    return real_.prune(before, max_rows);
+  }
+  Result<int> prune_excess(std::string_view job, int keep, int max_rows) override {
+    return real_.prune_excess(job, keep, max_rows);
+  }
+  Result<void> checkpoint() override { return real_.checkpoint(); }
+
+ private:
+  std::optional<Error> refuse() {
+    ++writes_tried;
+    if (!refusing) return std::nullopt;
+    return Error{"ledger test.db is locked (test)"};
+  }
+  ledger::Store& real_;
+};
+
+const TimePoint kT0 =
+    TimePoint(std::chrono::sys_days(std::chrono::year(2030) / std::chrono::January / 7));
+
+class BacklogRig {
+ public:
+  BacklogRig() {
+    auto store = ledger::open_sqlite_store(dir_.path() / "jobhost.db", config::Durability::normal);
+    REQUIRE(store);
+    real_ = std::move(*store);
+    store_ = std::make_unique<RefusingStore>(*real_);
+    backlog_ = std::make_unique<engine::Backlog>(
+        *store_, [this] { return now; },
+        engine::Backlog::Hooks{
+            .on_recorded = [this](std::string_view job) { recorded.emplace_back(job); },
+            .on_refused = [this] { ++refusals; }});
+  }
+
+  // A skip of job "j" at slot kT0 + `second` s, made now.
+  engine::PendingWrite skip(int second) {
+    const TimePoint slot = kT0 + std::chrono::seconds(second);
+    ledger::SkipRecord record;
+    record.run_id = "skip" + std::to_string(second);
+    record.trace_id = "trace" + std::to_string(second);
+    record.job = "j";
+    record.scheduled_for = slot;
+    record.reason = "test";
+    record.at = now;
+    return engine::PendingWrite{"j", slot, now, record};
+  }
+  // The slots recorded for job "j", oldest first.
+  std::vector<TimePoint> slots() {
+    auto history = real_->history("j", 1000);
+    REQUIRE(history);
+    std::vector<TimePoint> out;
+    for (auto it = history->rbegin(); it != history->rend(); ++it) {
+      out.push_back(it->scheduled_for);
+    }
+    return out;
+  }
+
+  TimePoint now = kT0;
+  std::vector<std::string> recorded;
+  int refusals = 0;
+  RefusingStore& store() { return *store_; }
+  engine::Backlog& backlog() { return *backlog_; }
+  ledger::Store& real() { return *real_; }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<ledger::Store> real_;
+  std::unique_ptr<RefusingStore> store_;
+  std::unique_ptr<engine::Backlog> backlog_;
+};
+
+}  // namespace
+
+TEST_CASE("records the ledger refuses are kept and written in order once it accepts",
+          "[engine][backlog]") {
+  BacklogRig rig;
+  auto& backlog = rig.backlog();
+  backlog.write_or_keep(rig.skip(1));
+  CHECK(rig.slots().size() == 1);
+  CHECK(backlog.may_claim());
+  CHECK_FALSE(backlog.refusing());
+
+  rig.store().refusing = true;
+  backlog.write_or_keep(rig.skip(2));
+  CHECK(rig.refusals == 1);
+  CHECK(backlog.refusing());
+  CHECK_FALSE(backlog.may_claim());
+  // Resting: the next records are kept without a try.
+  const int tried = rig.store().writes_tried;
+  rig.now += 100ms;
+  backlog.write_or_keep(rig.skip(3));
+  backlog.write_or_keep(rig.skip(4));
+  CHECK(rig.store().writes_tried == tried);
+  auto json = backlog.json();
+  CHECK(json["records"] == 3);
+  CHECK(json["refusing_since"] == ledger::format_utc(kT0));
+  CHECK(json["oldest_kept_since"] == ledger::format_utc(kT0));
+  CHECK(json["oldest_age_ms"] == 100);
+  CHECK(backlog.wake_at(false) == kT0 + engine::kLedgerRetry);
+
+  // The rest has passed, the ledger still refuses: one try, nothing lost.
+  rig.now = kT0 + engine::kLedgerRetry;
+  backlog.flush();
+  CHECK(rig.store().writes_tried == tried + 1);
+  CHECK(backlog.json()["records"] == 3);
+
+  // It accepts again: every kept record, in the order made, behind the first.
+  rig.store().refusing = false;
+  rig.now = kT0 + 2 * engine::kLedgerRetry;
+  backlog.flush();
+  CHECK(backlog.empty());
+  CHECK_FALSE(backlog.refusing());
+  CHECK(backlog.may_claim());
+  CHECK(rig.slots() == std::vector<TimePoint>{kT0 + 1s, kT0 + 2s, kT0 + 3s, kT0 + 4s});
+  CHECK(rig.recorded == std::vector<std::string>(4, "j"));
+  CHECK(backlog.wake_at(true) == std::nullopt);
+}
+
+TEST_CASE("a record made while others are kept waits behind them", "[engine][backlog]") {
+  BacklogRig rig;
+  auto& backlog = rig.backlog();
+  rig.store().refusing = true;
+  backlog.write_or_keep(rig.skip(5));
+  // Accepting again, but the rest has not passed and one record is kept:
+  // a newer record must not be written before it.
+  rig.store().refusing = false;
+  rig.now += engine::kLedgerRetry + 1ms;
+  backlog.write_or_keep(rig.skip(6));
+  CHECK(rig.slots().empty());
+  backlog.flush();
+  CHECK(rig.slots() == std::vector<TimePoint>{kT0 + 5s, kT0 + 6s});
+}
+
+TEST_CASE("a refused claim stops further claims until the ledger rested", "[engine][backlog]") {
+  BacklogRig rig;
+  auto& backlog = rig.backlog();
+  rig.store().refusing = true;
+  ledger::RunStart start;
+  start.run_id = "r1";
+  start.job = "j";
+  start.scheduled_for = kT0;
+  start.trace_id = "t1";
+  start.started_at = kT0;
+  CHECK_FALSE(backlog.claim(start));
+  CHECK(rig.refusals == 1);
+  CHECK_FALSE(backlog.may_claim());
+  CHECK(backlog.wake_at(false) == std::nullopt);  // nothing kept: only a waiting claim wakes
+  CHECK(backlog.wake_at(true) == kT0 + engine::kLedgerRetry);
+  rig.store().refusing = false;
+  rig.now += engine::kLedgerRetry;
+  CHECK(backlog.may_claim());
+  auto claimed = backlog.claim(start);
+  REQUIRE(claimed);
+  CHECK(*claimed);
+  CHECK_FALSE(backlog.refusing());
+}
+
+TEST_CASE("a clock set back does not stretch the rest", "[engine][backlog]") {
+  BacklogRig rig;
+  rig.store().refusing = true;
+  rig.backlog().write_or_keep(rig.skip(1));
+  CHECK(rig.backlog().resting());
+  rig.now = kT0 - 1h;
+  CHECK_FALSE(rig.backlog().resting());
+}
+
+TEST_CASE("a refused next fire is written again, with its latest value", "[engine][backlog]") {
+  BacklogRig rig;
+  auto& backlog = rig.backlog();
+  rig.store().refusing = true;
+  backlog.write_next_fire("j", "hash1", kT0 + 10s);
+  rig.now += engine::kLedgerRetry;
+  backlog.write_next_fire("j", "hash2", kT0 + 20s);  // tried again, refused again
+  CHECK(backlog.refusing());
+  CHECK(backlog.wake_at(false).has_value());
+  rig.store().refusing = false;
+  rig.now += engine::kLedgerRetry;
+  backlog.flush();
+  auto stats = rig.real().job_stats("j");
+  REQUIRE(stats);
+  CHECK(stats->next_fire == kT0 + 20s);
+  CHECK(stats->definition_hash == "hash2");
+  CHECK_FALSE(backlog.refusing());
+}
+
+TEST_CASE("at shutdown the backlog tries once more, then gives up what is refused",
+          "[engine][backlog]") {
+  struct Case {
+    bool accepts;
+    std::size_t recorded;
+  };
+  auto c = GENERATE(Case{true, 2}, Case{false, 0});
+  CAPTURE(c.accepts);
+  BacklogRig rig;
+  auto& backlog = rig.backlog();
+  rig.store().refusing = true;
+  backlog.write_or_keep(rig.skip(1));
+  backlog.write_or_keep(rig.skip(2));
+  rig.store().refusing = !c.accepts;
+  // However recent the refusal, the last try is made.
+  backlog.give_up();
+  CHECK(backlog.empty());
+  CHECK(rig.slots().size() == c.recorded);
+}
+
+TEST_CASE("events and records the ledger already had do not count as recorded",
+          "[engine][backlog]") {
+  BacklogRig rig;
+  auto& backlog = rig.backlog();
+  backlog.write_or_keep(rig.skip(1));
+  backlog.write_or_keep(rig.skip(1));  // the same slot again: already claimed
+  ledger::Event event;
+  event.at = kT0;
+  event.kind = "test";
+  event.job = "j";
+  backlog.write_or_keep(engine::PendingWrite{"j", kT0, kT0, event});
+  CHECK(rig.recorded.size() == 1);
+}

@@ -1,0 +1,257 @@
+// An engine on a fake clock and a manual timer, over a SQLite ledger in a
+// temporary directory, with either the real fork-server executor (the noop
+// test plugin, real forks) or a FakeExecutor whose runs end when the test
+// says so. The rig of clock_jump_test and dispatch_test.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <catch2/catch.hpp>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "catalog/catalog.h"
+#include "config/config.h"
+#include "engine/engine.h"
+#include "engine/timer.h"
+#include "exec/fork_executor.h"
+#include "ledger/sqlite_store.h"
+#include "support/harness.h"
+
+namespace jobhost::testing {
+
+// A Timer that fires only when the test says so.
+class ManualTimer final : public engine::Timer {
+ public:
+  void wait_until(TimePoint at, Handler handler) override {
+    at_ = at;
+    handler_ = std::move(handler);
+  }
+  void cancel() override { handler_ = nullptr; }
+
+  // Calls the pending handler if it is due at `now` (or at once when the
+  // clock was set, as TFD_TIMER_CANCEL_ON_SET does). True if it was called.
+  bool fire_if_due(TimePoint now, bool clock_changed = false) {
+    if (!handler_ || (!clock_changed && at_ > now)) return false;
+    auto handler = std::move(handler_);
+    handler_ = nullptr;
+    handler(clock_changed);
+    return true;
+  }
+  // When the pending handler is due; nullopt when none is armed.
+  std::optional<TimePoint> armed_at() const { return handler_ ? std::optional(at_) : std::nullopt; }
+
+ private:
+  TimePoint at_{};
+  Timer::Handler handler_;
+};
+
+// An executor without processes: start() records the request and the fake
+// clock's time; a run ends when the test calls finish(), or, if
+// `obey_stop`, right after a stop (as a run that obeys SIGTERM at once).
+// Reports are delivered from the io_context, never from inside a call.
+class FakeExecutor final : public exec::Executor {
+ public:
+  struct Started {
+    exec::RunRequest request;
+    TimePoint at;
+  };
+  struct Stopped {
+    std::string run_id;
+    exec::StopReason reason;
+  };
+
+  FakeExecutor(boost::asio::io_context& io, std::function<TimePoint()> clock)
+      : io_(io), clock_(std::move(clock)) {}
+
+  Result<int> start(exec::RunRequest request,
+                    std::function<void(exec::RunReport)> on_done) override {
+    if (running_.contains(request.run_id)) return fail("run id already active");
+    started.push_back({request, clock_()});
+    running_.emplace(request.run_id, Run{std::move(on_done), false});
+    peak = std::max(peak, running_.size());
+    return next_pid_++;
+  }
+  void stop(std::string_view run_id, exec::StopReason reason) override {
+    auto it = running_.find(std::string(run_id));
+    if (it == running_.end() || it->second.stopping) return;
+    it->second.stopping = true;
+    stopped.push_back({std::string(run_id), reason});
+    if (obey_stop) finish(std::string(run_id), Outcome::interrupted);
+  }
+  void stop_all(exec::StopReason reason) override {
+    std::vector<std::string> ids;
+    for (const auto& [id, run] : running_) ids.push_back(id);
+    for (const auto& id : ids) stop(id, reason);
+  }
+  std::size_t active() const override { return running_.size(); }
+
+  // Ends the run: its report reaches the engine from the io_context.
+  void finish(const std::string& run_id, Outcome outcome = Outcome::succeeded) {
+    auto it = running_.find(run_id);
+    REQUIRE(it != running_.end());
+    auto on_done = std::move(it->second.on_done);
+    running_.erase(it);
+    exec::RunReport report;
+    report.run_id = run_id;
+    report.outcome = outcome;
+    report.message = "fake";
+    boost::asio::post(io_, [on_done = std::move(on_done), report] { on_done(report); });
+  }
+  std::vector<std::string> running_ids() const {
+    std::vector<std::string> ids;
+    for (const auto& [id, run] : running_) ids.push_back(id);
+    return ids;
+  }
+
+  std::vector<Started> started;
+  std::vector<Stopped> stopped;
+  std::size_t peak = 0;   // most runs active at once
+  bool obey_stop = true;  // a stopped run ends (interrupted) at once
+
+ private:
+  struct Run {
+    std::function<void(exec::RunReport)> on_done;
+    bool stopping;
+  };
+  boost::asio::io_context& io_;
+  std::function<TimePoint()> clock_;
+  std::map<std::string, Run> running_;
+  int next_pid_ = 1000;
+};
+
+inline TimePoint at_utc(int hour, int minute, int second, int ms = 0) {
+  using namespace std::chrono;
+  return TimePoint(sys_days(year(2030) / January / 7) + hours(hour) + minutes(minute) +
+                   seconds(second) + milliseconds(ms));
+}
+
+// One engine on a fake clock, over a ledger in a temporary directory.
+class Rig {
+ public:
+  enum class Runs { forked, fake };
+
+  // `host_extra`: lines for the [host] section.
+  explicit Rig(const std::string& job_toml, Runs runs = Runs::forked,
+               const std::string& host_extra = "")
+      : runs_(runs) {
+    install_plugins(dir_.path(), {"noop.so"});
+    auto loaded = config::load_config(write_config(dir_.path(), job_toml, host_extra));
+    REQUIRE(loaded);
+    config_ = *loaded;
+    fs::create_directories(config_.host.state_dir);
+    catalog::Catalog catalog(config_.host.plugin_dir, config_.host.state_dir / "plugins");
+    plugins_ = catalog.scan();
+    REQUIRE(plugins_.find("noop") != nullptr);
+    auto store = ledger::open_sqlite_store(config_.host.state_dir / "jobhost.db",
+                                           config::Durability::normal);
+    REQUIRE(store);
+    store_ = std::move(*store);
+    if (runs == Runs::fake) {
+      auto fake = std::make_unique<FakeExecutor>(io_, [this] { return now_; });
+      fake_ = fake.get();
+      executor_ = std::move(fake);
+    } else {
+      executor_ = std::make_unique<exec::ForkExecutor>(io_, exec::ExecutorOptions{});
+    }
+  }
+
+  // Starts an engine with the fake clock at `t` (again: a restart on the
+  // same ledger; the previous engine must have been shut down).
+  void start(TimePoint t) {
+    now_ = t;
+    auto timer = std::make_unique<ManualTimer>();
+    timer_ = timer.get();
+    engine_ = std::make_unique<engine::Engine>(
+        io_, config_, plugins_, *store_, *executor_, 42, [this] { return now_; }, std::move(timer));
+    engine_->start();
+    settle();
+  }
+
+  // Moves the clock forward in steps of `step` up to `t`, waking the engine
+  // whenever its timer is due, as the real clock would.
+  void run_until(TimePoint t, Duration step = std::chrono::seconds(1)) {
+    while (now_ < t) {
+      now_ = std::min(t, now_ + step);
+      wake();
+    }
+  }
+
+  // Moves the clock to the instant the engine's timer is armed for (if it is
+  // before `limit`) and wakes it there: fires start exactly when due.
+  bool step_to_next_due(TimePoint limit) {
+    auto at = timer_->armed_at();
+    if (!at || *at > limit) return false;
+    now_ = std::max(now_, *at);
+    wake();
+    return true;
+  }
+
+  // Sets the clock to `t` at once, as an administrator or NTP step would.
+  void set_clock(TimePoint t) {
+    now_ = t;
+    timer_->fire_if_due(now_, /*clock_changed=*/true);
+    settle();
+    wake();
+  }
+
+  // Runs what the io_context has ready (run reports, posted work).
+  void settle() {
+    if (runs_ == Runs::fake) {
+      for (;;) {
+        io_.restart();
+        if (io_.poll() == 0) return;
+      }
+    }
+    // Until no run is in flight or waiting (the forks finish in milliseconds;
+    // the bound only stops a broken test from hanging).
+    for (int i = 0; i < 2000; ++i) {
+      auto snapshot = engine_->snapshot();
+      if (snapshot["running"].empty() && snapshot["queued"] == 0) return;
+      io_.run_for(std::chrono::milliseconds(5));
+    }
+    FAIL("runs did not finish");
+  }
+
+  // Every record of the job, oldest slot first.
+  std::vector<ledger::RunRecord> runs(const std::string& job) {
+    auto history = store_->history(job, 100000);
+    REQUIRE(history);
+    std::vector<ledger::RunRecord> out(history->rbegin(), history->rend());
+    std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+      return a.scheduled_for < b.scheduled_for;
+    });
+    return out;
+  }
+
+  TimePoint now() const { return now_; }
+  void set_now(TimePoint t) { now_ = t; }
+  nlohmann::json snapshot() const { return engine_->snapshot(); }
+  engine::Engine& engine() { return *engine_; }
+  FakeExecutor& fake() {
+    REQUIRE(fake_ != nullptr);
+    return *fake_;
+  }
+  boost::asio::io_context& io() { return io_; }
+
+ private:
+  void wake() {
+    while (timer_->fire_if_due(now_)) settle();
+  }
+
+  Runs runs_;
+  TempDir dir_;
+  config::Config config_;
+  catalog::ScanResult plugins_;
+  std::unique_ptr<ledger::Store> store_;
+  boost::asio::io_context io_;
+  std::unique_ptr<exec::Executor> executor_;
+  FakeExecutor* fake_ = nullptr;
+  std::unique_ptr<engine::Engine> engine_;
+  ManualTimer* timer_ = nullptr;
+  TimePoint now_{};
+};
+
+}  // namespace jobhost::testing
