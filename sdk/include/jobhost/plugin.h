@@ -40,9 +40,10 @@
  *       reaches neither the server nor any other run; what the initialiser
  *       did is not redone per run;
  *     - in the run child itself only when the server did not keep it loaded:
- *       its 64 MiB budget for loaded plugins was spent, or loading the plugin
- *       left the server with a thread or killed it (that server then forks no
- *       more; a new one takes over and no longer loads this plugin).
+ *       its 64 MiB budget for loaded plugins was already spent, or loading
+ *       the plugin left the server with a thread, took it over that budget or
+ *       killed it (that server then forks no more; a new one takes over and
+ *       no longer loads this plugin).
  *     A new plugin version (hot reload) is a new file (a content-addressed
  *     copy), loaded by the same fork server on its first run; the old version
  *     stays loaded there. A new fork server (after one died or stopped
