@@ -35,8 +35,8 @@
  *       file, reads the descriptor and exits;
  *     - in the fork server (the process that forks the runs), the first time
  *       it forks a run of that plugin version: it loads the plugin once and
- *       keeps it loaded, and every later run child inherits the initialised
- *       globals by fork, as a copy-on-write copy. What a run changes in them
+ *       keeps it loaded, and every run child it forks (that first one too)
+ *       inherits the initialised globals by fork, as a copy-on-write copy. What a run changes in them
  *       reaches neither the server nor any other run; what the initialiser
  *       did is not redone per run;
  *     - in the run child itself only when the server did not keep it loaded:
