@@ -1,6 +1,6 @@
 // Structured log lines on stderr: human text by default, JSON lines on
 // request. Every line about a run carries its job, run id and trace id.
-// Synchronous (no async sink, no threads): see DESIGN.md "One thread".
+// Synchronous (no async sink, no threads): see docs/architecture.md "Processes and threads".
 #pragma once
 
 #include <spdlog/common.h>

@@ -29,8 +29,29 @@
  *     called once each, in that order, in a child forked for that run. Global
  *     state does not survive from one run to the next. The daemon itself never
  *     runs plugin code, not even static initialisers.
- *  6. Static initialisers should do no work: they run in the probe child and
- *     in every run child.
+ *  6. Static initialisers should do no work. They run whenever the library is
+ *     loaded, which is not once per run:
+ *     - in the catalog's probe child, a short-lived process that loads the
+ *       file, reads the descriptor and exits;
+ *     - in the fork server (the process that forks the runs), the first time
+ *       it forks a run of that plugin version: it loads the plugin once and
+ *       keeps it loaded, and every run child it forks (that first one too)
+ *       inherits the initialised globals by fork, as a copy-on-write copy. What a run changes in them
+ *       reaches neither the server nor any other run; what the initialiser
+ *       did is not redone per run;
+ *     - in the run child itself only when the server did not keep it loaded:
+ *       its 64 MiB budget for loaded plugins was already spent, or loading
+ *       the plugin left the server with a thread, took it over that budget or
+ *       killed it (that server then forks no more; a new one takes over and
+ *       no longer loads this plugin).
+ *     A new plugin version (hot reload) is a new file (a content-addressed
+ *     copy), loaded by the same fork server on its first run; the old version
+ *     stays loaded there. A new fork server (after one died or stopped
+ *     forking) loads plugins afresh. Threads do not survive fork: a thread
+ *     an initialiser starts is never in a run forked by the server. Static
+ *     destructors and atexit handlers never run: run children, probe children
+ *     and the fork server end with _exit() and never unload a plugin. Put
+ *     per-run setup in `init` and cleanup in `shutdown`.
  */
 #ifndef JOBHOST_PLUGIN_H_
 #define JOBHOST_PLUGIN_H_
