@@ -113,6 +113,7 @@ int run_daemon(const config::Config& config) {
           snapshot["jobs"] = engine.next_builds();
           return respond(snapshot);
         }
+        if (op == "next_fires") return respond({{"ok", true}, {"jobs", engine.next_fires()}});
         if (op == "trigger") {
           auto slot = engine.trigger(request.value("job", ""));
           if (!slot) return respond({{"ok", false}, {"error", slot.error().message}});

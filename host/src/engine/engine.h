@@ -103,6 +103,11 @@ class Engine {
   config::JobDiff apply_config(config::Config loaded);
   // Per job, in config order: the build its next run will load, or why it is blocked.
   nlohmann::json next_builds() const;
+  // Per job, in config order: the next fire the engine has planned, as it
+  // will use it (`due`: the slot plus its jitter or catch-up spread delay, or
+  // a retry's time; `slot`: the scheduled_for the ledger will claim;
+  // `trigger`), or null for a job with nothing planned. For `jobhost list`.
+  nlohmann::json next_fires() const;
   const config::Config& config() const { return config_; }
   const catalog::ScanResult& plugins() const { return plugins_; }
 
