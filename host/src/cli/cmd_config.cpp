@@ -153,7 +153,11 @@ int cmd_plugins(const std::string& config_flag, bool as_json) {
 struct PlannedFires {
   std::string source;  // "daemon", "ledger" or "config"
   std::string note;    // for the text output; empty for "daemon"
-  std::map<std::string, std::optional<TimePoint>, std::less<>> due;
+  struct Next {
+    TimePoint due;   // when it starts: the slot plus its jitter / spread delay
+    TimePoint slot;  // the scheduled_for the ledger will claim
+  };
+  std::map<std::string, std::optional<Next>, std::less<>> next;
 };
 
 // The running daemon's planned fires (op next_fires), or an error.
@@ -170,11 +174,13 @@ std::optional<PlannedFires> fires_from_daemon(const config::Config& config, std:
   }
   PlannedFires out{"daemon", "", {}};
   for (const auto& entry : (*reply)["jobs"]) {
-    std::optional<TimePoint> due;
+    std::optional<PlannedFires::Next> next;
     if (entry["next_fire"].is_object()) {
-      if (auto t = schedule::parse_rfc3339(entry["next_fire"].value("due", ""))) due = *t;
+      auto due = schedule::parse_rfc3339(entry["next_fire"].value("due", ""));
+      auto slot = schedule::parse_rfc3339(entry["next_fire"].value("slot", ""));
+      if (due && slot) next = PlannedFires::Next{*due, *slot};
     }
-    out.due[entry.value("job", "")] = due;
+    out.next[entry.value("job", "")] = next;
   }
   return out;
 }
@@ -211,14 +217,15 @@ PlannedFires fires_from_ledger(const config::Config& config, TimePoint now,
     if (auto* every = std::get_if<schedule::Every>(&spec)) {
       every->anchor = last ? *last : std::chrono::floor<std::chrono::seconds>(now);
     }
-    std::optional<TimePoint> due;
+    std::optional<PlannedFires::Next> next;
     if (job.enabled) {
       if (auto slot = schedule::next_fire_after(spec, last ? std::max(now, *last) : now)) {
-        due =
-            *slot + (seed ? schedule::jitter_for(job.name, *slot, job.jitter, *seed) : Duration(0));
+        Duration delay =
+            seed ? schedule::jitter_for(job.name, *slot, job.jitter, *seed) : Duration(0);
+        next = PlannedFires::Next{*slot + delay, *slot};
       }
     }
-    out.due[job.name] = due;
+    out.next[job.name] = next;
   }
   return out;
 }
@@ -233,22 +240,24 @@ int cmd_list(const std::string& config_flag, bool as_json) {
   json out = json::array();
   for (const auto& job : config->jobs) {
     auto spec = anchored(job.schedule, now);
-    std::optional<TimePoint> next;
-    if (auto it = planned->due.find(job.name); it != planned->due.end() && job.enabled) {
+    std::optional<PlannedFires::Next> next;
+    if (auto it = planned->next.find(job.name); it != planned->next.end() && job.enabled) {
       next = it->second;
     }
-    std::string next_text =
-        next ? schedule::format_rfc3339(*next, display_zone(*config, job)) : std::string();
+    const auto* zone = display_zone(*config, job);
+    std::string next_text = next ? schedule::format_rfc3339(next->due, zone) : std::string();
     std::string words = job.on_reboot ? "once at host start" : schedule::describe(spec);
     if (as_json) {
-      out.push_back({{"job", job.name},
-                     {"plugin", job.plugin},
-                     {"schedule", job.schedule_text},
-                     {"description", words},
-                     {"timezone", job.timezone},
-                     {"enabled", job.enabled},
-                     {"next_fire", next ? json(next_text) : json(nullptr)},
-                     {"source", planned->source}});
+      out.push_back(
+          {{"job", job.name},
+           {"plugin", job.plugin},
+           {"schedule", job.schedule_text},
+           {"description", words},
+           {"timezone", job.timezone},
+           {"enabled", job.enabled},
+           {"next_fire", next ? json(next_text) : json(nullptr)},
+           {"next_slot", next ? json(schedule::format_rfc3339(next->slot, zone)) : json(nullptr)},
+           {"source", planned->source}});
     } else {
       fmt::print("{:<20} {:<12} {:<44} {}\n", job.name, job.plugin, words,
                  !job.enabled ? "disabled"
