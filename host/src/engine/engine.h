@@ -62,7 +62,9 @@ class Engine {
  public:
   using Clock = std::function<TimePoint()>;
 
-  // `store` and `executor` must outlive the engine. `seed` drives jitter.
+  // `store` and `executor` must outlive the engine. `seed` drives jitter and
+  // catch-up spread; the daemon passes the ledger's (Store::jitter_seed), so a
+  // restart delays each slot the same way.
   // `clock` defaults to the system clock and `timer` to a WallTimer on `io`;
   // tests pass a fake clock and a manual timer to jump the clock at will.
   Engine(boost::asio::io_context& io, config::Config config, catalog::ScanResult plugins,
