@@ -8,6 +8,7 @@
 #include "exec/isolation.h"
 #include "ledger/ids.h"
 #include "ledger/sqlite_store.h"
+#include "schedule/schedule.h"
 #include "support/harness.h"
 
 using namespace jobhost::testing;
@@ -451,5 +452,110 @@ TEST_CASE("replay: unknown run ids exit 1, usage errors 2", "[cli]") {
   SECTION("usage") {
     CHECK(run_jobhost({"replay", "--config", config.string()}).exit_code == 2);
     CHECK(run_jobhost({"replay", "--config", config.string(), "--newest", unknown}).exit_code == 2);
+  }
+}
+
+// ---- list: the next fires the daemon will use ---------------------------------
+
+namespace list_next_fires {
+
+jobhost::TimePoint parse_time(const json& text) {
+  REQUIRE(text.is_string());
+  auto t = jobhost::schedule::parse_rfc3339(text.get<std::string>());
+  INFO(text);
+  REQUIRE(t.has_value());
+  return *t;
+}
+
+json list_json(const fs::path& config) {
+  auto list = run_jobhost({"list", "--config", config.string(), "--json"});
+  INFO(list.err);
+  REQUIRE(list.exit_code == 0);
+  return json::parse(list.out);
+}
+
+json entry_of(const json& list, const std::string& job) {
+  for (const auto& e : list) {
+    if (e["job"] == job) return e;
+  }
+  FAIL("no job " << job);
+  return {};
+}
+
+}  // namespace list_next_fires
+
+TEST_CASE("list: with a daemon, the next fire is the one the daemon then fires", "[cli][list]") {
+  using namespace list_next_fires;
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.tick]
+plugin = "hello"
+schedule = "*/3 * * * * *"
+timezone = "UTC"
+jitter = "2s"
+)");
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  auto entry = entry_of(list_json(config), "tick");
+  CHECK(entry["source"] == "daemon");
+  auto due = parse_time(entry["next_fire"]);
+  auto slot = parse_time(entry["next_slot"]);
+  CHECK(due >= slot);
+  CHECK(due - slot < std::chrono::seconds(2));
+  // The run of that slot starts at that instant (plus the loop's latency).
+  std::optional<json> run;
+  wait_for(
+      [&] {
+        for (const auto& r : history(config, "tick")) {
+          if (parse_time(r["scheduled_for"]) == slot) run = r;
+        }
+        return run.has_value();
+      },
+      15s);
+  REQUIRE(run.has_value());
+  auto started = parse_time((*run)["started_at"]);
+  CHECK(started >= due);
+  CHECK(started - due < std::chrono::milliseconds(1000));
+  // The text output has no note when the daemon answered.
+  auto text = run_jobhost({"list", "--config", config.string()});
+  CHECK(text.out.find("daemon not running") == std::string::npos);
+  daemon.signal(SIGTERM);
+  REQUIRE(daemon.wait_exit(20s) == 0);
+}
+
+TEST_CASE("list: without a daemon, the next fires come from the ledger and say so", "[cli][list]") {
+  using namespace list_next_fires;
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.yearly]
+plugin = "hello"
+schedule = "0 0 0 1 1 *"
+timezone = "UTC"
+jitter = "6h"
+)");
+  SECTION("no ledger yet: from the config") {
+    auto entry = entry_of(list_json(config), "yearly");
+    CHECK(entry["source"] == "config");
+    CHECK(entry["next_fire"].is_string());
+  }
+  SECTION("a ledger: the fire a restarted daemon plans, jitter included") {
+    std::string planned;
+    {
+      Daemon daemon(config);
+      REQUIRE(daemon.wait_ready());
+      planned = entry_of(list_json(config), "yearly")["next_fire"].get<std::string>();
+      daemon.signal(SIGTERM);
+      REQUIRE(daemon.wait_exit(20s) == 0);
+    }
+    auto entry = entry_of(list_json(config), "yearly");
+    CHECK(entry["source"] == "ledger");
+    CHECK(entry["next_fire"] == planned);
+    auto text = run_jobhost({"list", "--config", config.string()});
+    CHECK(text.exit_code == 0);
+    CHECK(text.out.find("daemon not running: next fires computed from the ledger") !=
+          std::string::npos);
+    CHECK(text.out.find(planned) != std::string::npos);
   }
 }

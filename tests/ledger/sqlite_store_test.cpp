@@ -817,3 +817,47 @@ TEST_CASE("checkpoint moves the write-ahead log into the database file", "[ledge
   CHECK(std::filesystem::file_size(dir.db()) > before);
   CHECK(store->history(std::nullopt, 100).value().size() == 50);
 }
+
+TEST_CASE("the jitter seed is made once and survives a reopen", "[ledger][store][jitter]") {
+  TempDir dir;
+  uint64_t first = 0;
+  {
+    auto store = open_store(dir.db());
+    auto seed = store->jitter_seed();
+    REQUIRE(seed.has_value());
+    first = *seed;
+    auto again = store->jitter_seed();
+    REQUIRE(again.has_value());
+    CHECK(*again == first);
+  }
+  {
+    auto store = open_store(dir.db());
+    auto seed = store->jitter_seed();
+    REQUIRE(seed.has_value());
+    CHECK(*seed == first);
+  }
+  {
+    // A reader sees the seed the daemon made.
+    auto reader = open_sqlite_store(dir.db(), config::Durability::normal, Access::read_only);
+    REQUIRE(reader.has_value());
+    auto seed = (*reader)->jitter_seed();
+    REQUIRE(seed.has_value());
+    CHECK(*seed == first);
+  }
+  // Another ledger gets another seed (equal with probability 2^-64).
+  TempDir other;
+  auto store = open_store(other.db());
+  auto seed = store->jitter_seed();
+  REQUIRE(seed.has_value());
+  CHECK(*seed != first);
+}
+
+TEST_CASE("a read-only ledger without a seed says so", "[ledger][store][jitter]") {
+  TempDir dir;
+  { auto store = open_store(dir.db()); }
+  auto reader = open_sqlite_store(dir.db(), config::Durability::normal, Access::read_only);
+  REQUIRE(reader.has_value());
+  auto seed = (*reader)->jitter_seed();
+  REQUIRE_FALSE(seed.has_value());
+  CHECK_THAT(seed.error().message, Contains("jitter seed"));
+}

@@ -1,7 +1,9 @@
-// validate, plugins, list, next: the commands that need no daemon and no ledger.
+// validate, plugins, list, next: the commands that need no daemon (list and
+// plugins ask one if it runs; list reads the ledger when none does).
 #include <fmt/core.h>
 
 #include <chrono>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -9,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/context.h"
 #include "daemon/daemon.h"
+#include "ledger/sqlite_store.h"
 #include "reload/reload.h"
 #include "schedule/schedule.h"
 
@@ -142,25 +145,115 @@ int cmd_plugins(const std::string& config_flag, bool as_json) {
   return scan.rejected.empty() ? kExitOk : kExitFailed;
 }
 
+// Where `jobhost list` got its next fires from, and the fires by job.
+struct PlannedFires {
+  std::string source;  // "daemon", "ledger" or "config"
+  std::string note;    // for the text output; empty for "daemon"
+  struct Next {
+    TimePoint due;   // when it starts: the slot plus its jitter / spread delay
+    TimePoint slot;  // the scheduled_for the ledger will claim
+  };
+  std::map<std::string, std::optional<Next>, std::less<>> next;
+};
+
+// The running daemon's planned fires (op next_fires), or an error.
+std::optional<PlannedFires> fires_from_daemon(const config::Config& config, std::string* why) {
+  auto reply = daemon::control_request(config.host.state_dir, {{"op", "next_fires"}},
+                                       std::chrono::seconds(5));
+  if (!reply) {
+    if (reply.error().kind != daemon::ControlError::Kind::no_daemon) *why = reply.error().message;
+    return std::nullopt;
+  }
+  if (!reply->value("ok", false) || !reply->contains("jobs")) {
+    *why = reply->value("error", std::string("the daemon does not report its next fires"));
+    return std::nullopt;
+  }
+  PlannedFires out{"daemon", "", {}};
+  for (const auto& entry : (*reply)["jobs"]) {
+    std::optional<PlannedFires::Next> next;
+    if (entry["next_fire"].is_object()) {
+      auto due = schedule::parse_rfc3339(entry["next_fire"].value("due", ""));
+      auto slot = schedule::parse_rfc3339(entry["next_fire"].value("slot", ""));
+      if (due && slot) next = PlannedFires::Next{*due, *slot};
+    }
+    out.next[entry.value("job", "")] = next;
+  }
+  return out;
+}
+
+// Without a daemon: what the engine would plan if it started now, from the
+// ledger's anchors (each job's last fire, the stored jitter seed), as
+// Engine::start does; catch-ups of missed slots are not shown.
+PlannedFires fires_from_ledger(const config::Config& config, TimePoint now,
+                               const std::string& why) {
+  const std::string lead =
+      why.empty() ? "daemon not running" : "daemon not answering (" + why + ")";
+  PlannedFires out;
+  auto store = ledger::open_sqlite_store(daemon::ledger_path(config), config.host.durability,
+                                         ledger::Access::read_only);
+  std::optional<uint64_t> seed;
+  if (store) {
+    if (auto s = (*store)->jitter_seed()) seed = *s;
+  }
+  if (store) {
+    out.source = "ledger";
+    out.note = lead + ": next fires computed from the ledger";
+    if (!seed) out.note += " (no jitter seed yet: jitter not included)";
+  } else {
+    out.source = "config";
+    out.note = lead + ", no ledger yet: next fires computed from the config at now" +
+               " (jitter not included)";
+  }
+  for (const auto& job : config.jobs) {
+    std::optional<TimePoint> last;
+    if (store) {
+      if (auto l = (*store)->last_fire(job.name)) last = *l;
+    }
+    auto spec = job.schedule;
+    if (auto* every = std::get_if<schedule::Every>(&spec)) {
+      every->anchor = last ? *last : std::chrono::floor<std::chrono::seconds>(now);
+    }
+    std::optional<PlannedFires::Next> next;
+    if (job.enabled) {
+      if (auto slot = schedule::next_fire_after(spec, last ? std::max(now, *last) : now)) {
+        Duration delay =
+            seed ? schedule::jitter_for(job.name, *slot, job.jitter, *seed) : Duration(0);
+        next = PlannedFires::Next{*slot + delay, *slot};
+      }
+    }
+    out.next[job.name] = next;
+  }
+  return out;
+}
+
 int cmd_list(const std::string& config_flag, bool as_json) {
   auto config = load_or_report(resolve_config_path(config_flag));
   if (!config) return kExitFailed;
   TimePoint now = wall_now();
+  std::string why;
+  auto planned = fires_from_daemon(*config, &why);
+  if (!planned) planned = fires_from_ledger(*config, now, why);
   json out = json::array();
   for (const auto& job : config->jobs) {
     auto spec = anchored(job.schedule, now);
-    auto next = job.enabled ? schedule::next_fire_after(spec, now) : std::nullopt;
-    std::string next_text =
-        next ? schedule::format_rfc3339(*next, display_zone(*config, job)) : std::string();
+    std::optional<PlannedFires::Next> next;
+    if (auto it = planned->next.find(job.name); it != planned->next.end() && job.enabled) {
+      next = it->second;
+    }
+    const auto* zone = display_zone(*config, job);
+    std::string next_text = next ? schedule::format_rfc3339(next->due, zone) : std::string();
     std::string words = job.on_reboot ? "once at host start" : schedule::describe(spec);
     if (as_json) {
-      out.push_back({{"job", job.name},
-                     {"plugin", job.plugin},
-                     {"schedule", job.schedule_text},
-                     {"description", words},
-                     {"timezone", job.timezone},
-                     {"enabled", job.enabled},
-                     {"next_fire", next ? json(next_text) : json(nullptr)}});
+      out.push_back(
+          {{"job", job.name},
+           {"plugin", job.plugin},
+           {"schedule", job.schedule_text},
+           {"description", words},
+           {"timezone", job.timezone},
+           {"enabled", job.enabled},
+           {"next_fire", next ? json(next_text) : json(nullptr)},
+           {"next_slot", next ? json(schedule::format_rfc3339(next->slot, zone)) : json(nullptr)},
+           {"source", planned->source}});
     } else {
       fmt::print("{:<20} {:<12} {:<44} {}\n", job.name, job.plugin, words,
                  !job.enabled ? "disabled"
@@ -168,7 +261,11 @@ int cmd_list(const std::string& config_flag, bool as_json) {
                               : "never");
     }
   }
-  if (as_json) fmt::print("{}\n", out.dump(2));
+  if (as_json) {
+    fmt::print("{}\n", out.dump(2));
+  } else if (!planned->note.empty()) {
+    fmt::print("({})\n", planned->note);
+  }
   return kExitOk;
 }
 

@@ -81,9 +81,13 @@ int run_daemon(const config::Config& config) {
     if (engine_ptr) engine_ptr->note_heartbeat(run_id, progress);
   };
   exec::ForkExecutor executor(io, std::move(exec_options));
-  std::random_device entropy;
-  engine::Engine engine(io, config, plugins, **store, executor,
-                        (static_cast<uint64_t>(entropy()) << 32) | entropy());
+  // The ledger keeps the seed, so a restart delays each slot the same way.
+  auto seed = (*store)->jitter_seed();
+  if (!seed) {
+    log::error(seed.error().message);
+    return 1;
+  }
+  engine::Engine engine(io, config, plugins, **store, executor, *seed);
   engine_ptr = &engine;
   reload::Reloader reloader(io, config.file, catalog, plugins, engine, **store);
 
@@ -109,6 +113,7 @@ int run_daemon(const config::Config& config) {
           snapshot["jobs"] = engine.next_builds();
           return respond(snapshot);
         }
+        if (op == "next_fires") return respond({{"ok", true}, {"jobs", engine.next_fires()}});
         if (op == "trigger") {
           auto slot = engine.trigger(request.value("job", ""));
           if (!slot) return respond({{"ok", false}, {"error", slot.error().message}});

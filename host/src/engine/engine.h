@@ -44,7 +44,9 @@ class Engine {
  public:
   using Clock = std::function<TimePoint()>;
 
-  // `store` and `executor` must outlive the engine. `seed` drives jitter.
+  // `store` and `executor` must outlive the engine. `seed` drives jitter and
+  // catch-up spread; the daemon passes the ledger's (Store::jitter_seed), so a
+  // restart delays each slot the same way.
   // `clock` defaults to the system clock and `timer` to a WallTimer on `io`;
   // tests pass a fake clock and a manual timer to jump the clock at will.
   Engine(boost::asio::io_context& io, config::Config config, catalog::ScanResult plugins,
@@ -85,6 +87,11 @@ class Engine {
   config::JobDiff apply_config(config::Config loaded);
   // Per job, in config order: the build its next run will load, or why it is blocked.
   nlohmann::json next_builds() const;
+  // Per job, in config order: the next fire the engine has planned, as it
+  // will use it (`due`: the slot plus its jitter or catch-up spread delay, or
+  // a retry's time; `slot`: the scheduled_for the ledger will claim;
+  // `trigger`), or null for a job with nothing planned. For `jobhost list`.
+  nlohmann::json next_fires() const;
   const config::Config& config() const { return config_; }
   const catalog::ScanResult& plugins() const { return plugins_; }
 

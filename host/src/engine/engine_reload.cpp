@@ -177,4 +177,20 @@ nlohmann::json Engine::next_builds() const {
   return out;
 }
 
+nlohmann::json Engine::next_fires() const {
+  std::map<std::string_view, const Fire*> first;  // timeline_ is ordered by due
+  for (const auto& fire : timeline_) first.try_emplace(fire.job, &fire);
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& cfg : config_.jobs) {
+    nlohmann::json entry = {{"job", cfg.name}, {"next_fire", nullptr}};
+    if (auto it = first.find(cfg.name); it != first.end()) {
+      entry["next_fire"] = {{"due", ledger::format_utc(it->second->due)},
+                            {"slot", ledger::format_utc(it->second->slot)},
+                            {"trigger", ledger::to_string(it->second->trigger)}};
+    }
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
 }  // namespace jobhost::engine

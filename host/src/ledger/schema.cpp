@@ -81,8 +81,18 @@ CREATE INDEX events_by_run ON events (run_id);
 CREATE INDEX events_by_at ON events (at);
 )sql";
 
-constexpr std::array<Migration, 1> kMigrations = {{
+// Settings of this host that must survive restarts, one row each: the
+// jitter seed (Store::jitter_seed).
+constexpr const char* kVersion2 = R"sql(
+CREATE TABLE host_settings (
+  name  TEXT PRIMARY KEY NOT NULL,
+  value INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+)sql";
+
+constexpr std::array<Migration, 2> kMigrations = {{
     {1, kVersion1},
+    {2, kVersion2},
 }};
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <random>
 #include <unordered_map>
 #include <utility>
 
@@ -194,6 +195,10 @@ constexpr const char* kLastStarted =
     "ORDER BY started_at DESC, run_id DESC LIMIT 1";
 constexpr const char* kInFlight = "SELECT count(*) FROM runs WHERE job = ? AND finished_at IS NULL";
 constexpr const char* kJobNames = "SELECT name FROM jobs ORDER BY name";
+constexpr const char* kJitterSeed = "SELECT value FROM host_settings WHERE name = 'jitter_seed'";
+constexpr const char* kInsertJitterSeed =
+    "INSERT INTO host_settings (name, value) VALUES ('jitter_seed', ?) "
+    "ON CONFLICT (name) DO NOTHING";
 constexpr const char* kLastFire = "SELECT last_fire FROM jobs WHERE name = ?";
 constexpr const char* kInsertEvent =
     "INSERT INTO events (at, kind, job, run_id, detail) VALUES (?, ?, ?, ?, ?)";
@@ -534,6 +539,28 @@ class SqliteStore final : public Store {
       int deleted = delete_runs(Query(statement(kPruneExcess), job, keep, max_rows));
       tx.commit();
       return deleted;
+    });
+  }
+
+  Result<uint64_t> jitter_seed() override {
+    return guarded("cannot read or create the jitter seed", [&]() -> Result<uint64_t> {
+      {
+        Query q(statement(kJitterSeed));
+        if (q.step()) return static_cast<uint64_t>(q.col(0).getInt64());
+      }
+      std::random_device entropy;
+      const uint64_t seed = (static_cast<uint64_t>(entropy()) << 32) | entropy();
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      // Another opener may have made it meanwhile: its seed wins.
+      Query(statement(kInsertJitterSeed), static_cast<int64_t>(seed)).exec();
+      uint64_t stored = 0;
+      {
+        Query q(statement(kJitterSeed));
+        if (!q.step()) return fail(fmt::format("{}: the jitter seed was not stored", path_));
+        stored = static_cast<uint64_t>(q.col(0).getInt64());
+      }
+      tx.commit();
+      return stored;
     });
   }
 

@@ -10,6 +10,7 @@
 // thread and never in a forked child.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -111,6 +112,13 @@ class Store {
   // running ones included), with their events and emptied slots. Never
   // deletes what prune() never deletes. keep < 0 or max_rows <= 0 is an Error.
   virtual Result<int> prune_excess(std::string_view job, int keep, int max_rows) = 0;
+
+  // The seed of the jitter and catch-up spread delays (schedule::jitter_for),
+  // so that a slot is delayed by the same amount across restarts. The first
+  // call makes it from std::random_device and stores it; every later call,
+  // after a reopen too, returns the same value. Error: ledger unreadable, or
+  // no seed yet and the ledger is not writable (a read-only store).
+  virtual Result<uint64_t> jitter_seed() = 0;
 
   // Housekeeping for idle moments: moves the write-ahead log into the main
   // file without waiting for readers. Writes do it by themselves when the log
