@@ -26,6 +26,8 @@
 #include <thread>
 #include <vector>
 
+#include "support/skip.h"
+
 namespace fs = std::filesystem;
 using namespace jobhost;
 using namespace jobhost::exec;
@@ -166,11 +168,7 @@ struct RealIsolation {
     cleanup_stale(caps);
     remove_parent_cgroups(caps);
   }
-  bool skip() const {
-    if (caps.mode != CgroupMode::none) return false;
-    WARN("skipped: no cgroup mode on this machine: " << caps.description);
-    return true;
-  }
+  bool unavailable() const { return caps.mode == CgroupMode::none; }
 };
 
 // What /proc/self/mountinfo says about cgroup mounts.
@@ -702,9 +700,9 @@ void check_kill_all(const IsolationCaps& caps) {
 
 }  // namespace
 
-TEST_CASE("kill_all kills the run and every process it forked", "[isolation][real]") {
+TEST_CASE("kill_all kills the run and every process it forked", "[isolation][real][needs-cgroup]") {
   RealIsolation real;
-  if (real.skip()) return;
+  if (real.unavailable()) JOBHOST_SKIP("no cgroup mode on this machine: " << real.caps.description);
   become_subreaper();
   SECTION("with the mode's kill method") {
     check_kill_all(real.caps);
@@ -761,9 +759,10 @@ ForkBomb start_fork_bomb(const RunCgroup& cg) {
 
 }  // namespace
 
-TEST_CASE("pids.max stops a fork bomb and is reported as processes", "[isolation][real]") {
+TEST_CASE("pids.max stops a fork bomb and is reported as processes",
+          "[isolation][real][needs-cgroup]") {
   RealIsolation real;
-  if (real.skip()) return;
+  if (real.unavailable()) JOBHOST_SKIP("no cgroup mode on this machine: " << real.caps.description);
   become_subreaper();
   constexpr int kMaxProcesses = 8;
   auto cg = RunCgroup::create(real.caps, "fork-bomb", limits_of(0, kMaxProcesses));
@@ -783,9 +782,9 @@ TEST_CASE("pids.max stops a fork bomb and is reported as processes", "[isolation
   for (const auto& dir : dirs) CHECK_FALSE(fs::exists(dir));
 }
 
-TEST_CASE("a reused cgroup reports only its own run's limits", "[isolation][real]") {
+TEST_CASE("a reused cgroup reports only its own run's limits", "[isolation][real][needs-cgroup]") {
   RealIsolation real;
-  if (real.skip()) return;
+  if (real.unavailable()) JOBHOST_SKIP("no cgroup mode on this machine: " << real.caps.description);
   become_subreaper();
   constexpr int kMaxProcesses = 8;
   CgroupPool pool(real.caps);
@@ -828,9 +827,9 @@ TEST_CASE("a reused cgroup reports only its own run's limits", "[isolation][real
 }
 
 TEST_CASE("the cgroup memory limit OOM-kills the run and is reported as memory",
-          "[isolation][real]") {
+          "[isolation][real][needs-cgroup]") {
   RealIsolation real;
-  if (real.skip()) return;
+  if (real.unavailable()) JOBHOST_SKIP("no cgroup mode on this machine: " << real.caps.description);
   auto cg = RunCgroup::create(real.caps, "memory-hog", limits_of(32ull << 20, 0));
   REQUIRE(cg.has_value());
   // No RLIMIT_AS here: the cgroup alone must stop the hog. In v1 the kernel's
@@ -853,12 +852,12 @@ TEST_CASE("the cgroup memory limit OOM-kills the run and is reported as memory",
   CHECK(cg->removed());
 }
 
-TEST_CASE("cpu_usage totals the CPU time of the run's processes", "[isolation][real]") {
+TEST_CASE("cpu_usage totals the CPU time of the run's processes",
+          "[isolation][real][needs-cgroup]") {
   RealIsolation real;
-  if (real.skip()) return;
+  if (real.unavailable()) JOBHOST_SKIP("no cgroup mode on this machine: " << real.caps.description);
   if (real.caps.v2_parent.empty()) {
-    WARN("skipped: no v2 cgroup for cpu.stat: " << real.caps.description);
-    return;
+    JOBHOST_SKIP("no v2 cgroup for cpu.stat: " << real.caps.description);
   }
   auto cg = RunCgroup::create(real.caps, "cpu", limits_of(0, 0));
   REQUIRE(cg.has_value());
@@ -874,9 +873,10 @@ TEST_CASE("cpu_usage totals the CPU time of the run's processes", "[isolation][r
   CHECK(cg->cpu_usage().value() >= std::chrono::milliseconds(100));
 }
 
-TEST_CASE("cleanup_stale kills and removes run cgroups a dead host left", "[isolation][real]") {
+TEST_CASE("cleanup_stale kills and removes run cgroups a dead host left",
+          "[isolation][real][needs-cgroup]") {
   RealIsolation real;
-  if (real.skip()) return;
+  if (real.unavailable()) JOBHOST_SKIP("no cgroup mode on this machine: " << real.caps.description);
   become_subreaper();
   // What a crashed host leaves: a run cgroup per hierarchy, a run still in it.
   std::vector<fs::path> stale;
@@ -1075,11 +1075,8 @@ TEST_CASE("resolve_credentials looks up users and groups", "[isolation]") {
   }
 }
 
-TEST_CASE("drop_privileges_in_child drops to nobody for good", "[isolation]") {
-  if (::geteuid() != 0) {
-    WARN("skipped: dropping privileges needs root");
-    return;
-  }
+TEST_CASE("drop_privileges_in_child drops to nobody for good", "[isolation][needs-root]") {
+  if (::geteuid() != 0) JOBHOST_SKIP("dropping privileges needs root");
   auto creds = resolve_credentials("nobody", std::nullopt);
   REQUIRE(creds.has_value());
   REQUIRE(creds->change);
