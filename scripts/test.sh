@@ -15,4 +15,12 @@ if [ "${1:-}" = "--sanitize" ]; then
 fi
 cmake -S . -B "$build" "${flags[@]}" >/dev/null
 cmake --build "$build" -j2
-ctest --test-dir "$build" --output-on-failure -j2 --timeout 600
+# A skipped test (exit 77, SKIP_RETURN_CODE) is not a pass: say how many.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+rc=0
+ctest --test-dir "$build" --output-on-failure -j2 --timeout 600 2>&1 | tee "$log" || rc=$?
+skipped=$(grep -c -- '(Skipped)$' "$log" || true)
+echo "tests skipped: $skipped"
+grep -- '(Skipped)$' "$log" | sed 's/^[[:space:]]*/  /' || true
+exit "$rc"

@@ -1,4 +1,4 @@
-// Shared helpers for the catalog tests: temporary directories and the plugins.
+// Shared helpers for the catalog tests: the plugins and files.
 #pragma once
 
 #include <sys/stat.h>
@@ -9,6 +9,8 @@
 #include <fstream>
 #include <stdexcept>
 #include <string>
+
+#include "support/temp_dir.h"
 
 namespace jobhost::catalog::testing {
 
@@ -24,28 +26,7 @@ inline fs::path test_plugin(const std::string& name) {
   return kTestPluginDir / ("catalog_" + name + ".so");
 }
 
-// A fresh directory (mode 0700) under $TMPDIR, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "jobhost-catalog-XXXXXX").string();
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::permissions(path_, fs::perms::owner_all, ec);
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
+using jobhost::testing::TempDir;
 
 // Copies `from` to `to` and sets `mode` (umask does not apply).
 inline void copy_with_mode(const fs::path& from, const fs::path& to, mode_t mode = 0644) {

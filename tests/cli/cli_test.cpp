@@ -196,7 +196,7 @@ TEST_CASE("commands that need the daemon exit 3 when none runs", "[cli]") {
   TempDir dir;
   install_plugins(dir.path(), {"hello.so"});
   auto config = write_config(dir.path(), "[jobs.a]\nplugin = \"hello\"\nevery = \"1m\"\n");
-  auto r = run_jobhost({"trigger", "--config", config.string(), "a"});
+  auto r = trigger(config, "a");
   CHECK(r.exit_code == 3);
   CHECK(r.err.find("jobhost run") != std::string::npos);
 }
@@ -208,7 +208,7 @@ TEST_CASE("a daemon that takes a request but does not answer in time: exit 4, no
   Daemon daemon(config);
   REQUIRE(daemon.wait_ready());
   daemon.signal(SIGSTOP);  // the kernel still accepts connections into the backlog
-  auto r = run_jobhost({"trigger", "--config", config.string(), "a"});
+  auto r = trigger(config, "a");
   daemon.signal(SIGCONT);
   CHECK(r.exit_code == 4);
   CHECK(r.err.find("did not answer within 5s") != std::string::npos);
@@ -351,9 +351,7 @@ schedule = "@manual"
   // Attempts 1 and 2 of a scheduled slot, as the daemon records them.
   const std::string retry_id = [&] {
     namespace ledger = jobhost::ledger;
-    auto store = ledger::open_sqlite_store(dir.path() / "var" / "jobhost.db",
-                                           jobhost::config::Durability::normal);
-    REQUIRE(store);
+    auto store = open_ledger(config, ledger::Access::read_write);
     const jobhost::TimePoint slot{jobhost::Duration(1795939200000)};  // 2026-11-29T08:00:00Z
     ledger::RunStart start{.run_id = ledger::new_id(slot),
                            .job = "probe",
@@ -368,20 +366,20 @@ schedule = "@manual"
                            .definition_hash = std::nullopt,
                            .replay_of = std::nullopt,
                            .host_pid = 1};
-    REQUIRE((*store)->claim_and_start(start).value());
+    REQUIRE(store->claim_and_start(start).value());
     ledger::RunEnd end{.run_id = start.run_id,
                        .finished_at = slot + 1s,
                        .outcome = jobhost::Outcome::failed,
                        .retry_at = slot + 2s};
-    REQUIRE((*store)->finish_run(end).value());
+    REQUIRE(store->finish_run(end).value());
     start.run_id = ledger::new_id(slot + 2s);
     start.attempt = 2;
     start.trigger = ledger::Trigger::retry;
     start.started_at = slot + 2s;
-    REQUIRE((*store)->claim_and_start(start).value());
+    REQUIRE(store->claim_and_start(start).value());
     end.run_id = start.run_id;
     end.retry_at.reset();
-    REQUIRE((*store)->finish_run(end).value());
+    REQUIRE(store->finish_run(end).value());
     return start.run_id;
   }();
 

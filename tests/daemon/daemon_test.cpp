@@ -31,31 +31,11 @@ std::optional<json> wait_finished(const fs::path& config, const std::string& job
   return run;
 }
 
-// A finished run of `job` with `outcome`, waiting up to `timeout` for one.
-std::optional<json> wait_outcome(const fs::path& config, const std::string& job,
-                                 const std::string& outcome,
-                                 std::chrono::milliseconds timeout = 20s) {
-  std::optional<json> found;
-  wait_for(
-      [&] {
-        for (const auto& run : finished(history(config, job), job)) {
-          if (run["outcome"] == outcome) found = run;
-        }
-        return found.has_value();
-      },
-      timeout);
-  return found;
-}
-
 pid_t read_pid(const fs::path& file) {
   std::ifstream in(file);
   pid_t pid = 0;
   in >> pid;
   return pid;
-}
-
-CommandResult trigger(const fs::path& config, const std::string& job) {
-  return run_jobhost({"trigger", "--config", config.string(), job});
 }
 
 // Trigger-only jobs, one per way a run can go wrong.
@@ -119,11 +99,8 @@ schedule = "@manual"
 
 // The output tail the ledger kept for a run.
 std::string output_tail(const fs::path& config, const std::string& run_id) {
-  auto store = jobhost::ledger::open_sqlite_store(config.parent_path() / "var" / "jobhost.db",
-                                                  jobhost::config::Durability::normal,
-                                                  jobhost::ledger::Access::read_only);
-  REQUIRE(store);
-  auto run = (*store)->get_run(run_id);
+  auto store = open_ledger(config);
+  auto run = store->get_run(run_id);
   REQUIRE(run);
   REQUIRE(*run);
   return (**run).output_tail;
@@ -619,12 +596,9 @@ keep_last = 3
     }
   }
   // The events of the pruned runs went with them.
-  auto store = jobhost::ledger::open_sqlite_store(dir.path() / "var" / "jobhost.db",
-                                                  jobhost::config::Durability::normal,
-                                                  jobhost::ledger::Access::read_only);
-  REQUIRE(store);
-  const auto events = (*store)->events("tick", 1000).value();
+  auto store = open_ledger(config);
+  const auto events = store->events("tick", 1000).value();
   for (const auto& event : events) {
-    if (event.run_id) CHECK((*store)->get_run(*event.run_id).value().has_value());
+    if (event.run_id) CHECK(store->get_run(*event.run_id).value().has_value());
   }
 }

@@ -25,6 +25,8 @@
 #include <thread>
 #include <vector>
 
+#include "support/skip.h"
+
 namespace fs = std::filesystem;
 using namespace jobhost;
 using namespace jobhost::exec;
@@ -275,15 +277,14 @@ TEST_CASE("every host function reaches the host; secrets stay out of logs", "[ex
   CHECK_FALSE(contains(f.report.output_tail, "s3cret"));
 }
 
-TEST_CASE("the run's process starts with a clean slate", "[executor]") {
-  const bool as_nobody = GENERATE(false, true);
-  INFO("as nobody: " << as_nobody);
+namespace {
+
+void check_clean_slate(bool as_nobody) {
   RunRequest req = request("inspect");
   req.limits.open_files = 100;
   if (as_nobody) {
     if (::geteuid() != 0 || ::getpwnam("nobody") == nullptr) {
-      WARN("SKIPPED: dropping privileges needs root and a user nobody");
-      return;
+      JOBHOST_SKIP("dropping privileges needs root and a user nobody");
     }
     req.user = "nobody";
   }
@@ -320,6 +321,16 @@ TEST_CASE("the run's process starts with a clean slate", "[executor]") {
   CHECK(m.at("group_leader") == 1);
   CHECK(m.at("rlimit_nofile") == 100);
   CHECK(m.at("rlimit_core") == 0);
+}
+
+}  // namespace
+
+TEST_CASE("the run's process starts with a clean slate", "[executor]") {
+  check_clean_slate(false);
+}
+
+TEST_CASE("the run's process starts with a clean slate, as nobody", "[executor][needs-root]") {
+  check_clean_slate(true);
 }
 
 TEST_CASE("timeout: timed_out, and the whole group is gone, grandchild included", "[executor]") {
@@ -462,16 +473,15 @@ TEST_CASE("a plugin that cannot be loaded fails the run, not retryable", "[execu
   CHECK_FALSE(f.report.retryable);
 }
 
-TEST_CASE("memory limit: limit_exceeded naming memory", "[executor]") {
-  // RLIMIT_AS makes the allocation fail (the child reports it from its
-  // new_handler). Under AddressSanitizer RLIMIT_AS is not set (ASan reserves
-  // terabytes of address space), so the run's memory cgroup must catch it
-  // (OOM kill, reported by RunCgroup::limit_hit).
-  const bool with_cgroup = GENERATE(false, true);
-  INFO("with the cgroup: " << with_cgroup);
+namespace {
+
+// RLIMIT_AS makes the allocation fail (the child reports it from its
+// new_handler). Under AddressSanitizer RLIMIT_AS is not set (ASan reserves
+// terabytes of address space), so the run's memory cgroup must catch it
+// (OOM kill, reported by RunCgroup::limit_hit).
+void check_memory_limit(bool with_cgroup) {
   if (kAddressSanitizer && isolation_mode(with_cgroup).mode == CgroupMode::none) {
-    WARN("SKIPPED: AddressSanitizer build without a memory cgroup: no memory limit to test");
-    return;
+    JOBHOST_SKIP("AddressSanitizer build without a memory cgroup: no memory limit to test");
   }
   RunRequest req = request("memhog", {{"max_mib", "1024"}});
   req.limits.memory_bytes = 64ull << 20;
@@ -480,6 +490,17 @@ TEST_CASE("memory limit: limit_exceeded naming memory", "[executor]") {
   CHECK(f.report.outcome == Outcome::limit_exceeded);
   CHECK(contains(f.report.message, "memory limit (64MiB)"));
   CHECK(f.report.retryable);
+}
+
+}  // namespace
+
+TEST_CASE("memory limit: limit_exceeded naming memory", "[executor][needs-cgroup]") {
+  check_memory_limit(false);
+}
+
+TEST_CASE("memory limit: limit_exceeded naming memory, with the cgroup",
+          "[executor][needs-cgroup]") {
+  check_memory_limit(true);
 }
 
 TEST_CASE("fork bomb: contained, the host survives, nothing remains", "[executor]") {
@@ -678,10 +699,9 @@ TEST_CASE("many runs at once are each reported exactly once", "[executor]") {
   for (int pid : pids) CHECK(process_state(pid).empty());
 }
 
-TEST_CASE("runs one after another reuse their cgroups", "[executor]") {
+TEST_CASE("runs one after another reuse their cgroups", "[executor][needs-cgroup]") {
   if (caps().mode == CgroupMode::none) {
-    WARN("SKIPPED: no cgroup mode on this machine: " << caps().description);
-    return;
+    JOBHOST_SKIP("no cgroup mode on this machine: " << caps().description);
   }
   std::vector<Captured> lines;
   boost::asio::io_context io;

@@ -26,6 +26,9 @@
 #include <thread>
 #include <vector>
 
+#include "support/skip.h"
+#include "support/temp_dir.h"
+
 namespace fs = std::filesystem;
 using namespace jobhost;
 using namespace jobhost::exec;
@@ -34,18 +37,7 @@ namespace {
 
 constexpr const char* kDir = "<dir>";  // in a fake tree spec: make a directory
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "isolation-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using jobhost::testing::TempDir;
 
 // Lays out a fake cgroup tree: each entry is a file with contents, or kDir.
 void make_tree(const fs::path& root, const std::map<std::string, std::string>& entries) {
@@ -166,11 +158,7 @@ struct RealIsolation {
     cleanup_stale(caps);
     remove_parent_cgroups(caps);
   }
-  bool skip() const {
-    if (caps.mode != CgroupMode::none) return false;
-    WARN("skipped: no cgroup mode on this machine: " << caps.description);
-    return true;
-  }
+  bool unavailable() const { return caps.mode == CgroupMode::none; }
 };
 
 // What /proc/self/mountinfo says about cgroup mounts.
@@ -313,21 +301,21 @@ TEST_CASE("detect_isolation picks the mode a fake cgroup tree offers", "[isolati
   for (const auto& c : cases) {
     SECTION(c.name) {
       TempDir tmp;
-      make_tree(tmp.path, c.tree);
+      make_tree(tmp.path(), c.tree);
       DetectOptions options;
-      options.cgroup_root = tmp.path;
+      options.cgroup_root = tmp.path();
       options.self_cgroup = c.self_cgroup;
       IsolationCaps caps = detect_isolation(options);
       INFO(caps.description);
       CHECK(caps.mode == c.mode);
-      CHECK(rel(tmp.path, caps.v2_parent) == c.v2_parent);
-      CHECK(rel(tmp.path, caps.memory_parent) == c.memory_parent);
-      CHECK(rel(tmp.path, caps.pids_parent) == c.pids_parent);
+      CHECK(rel(tmp.path(), caps.v2_parent) == c.v2_parent);
+      CHECK(rel(tmp.path(), caps.memory_parent) == c.memory_parent);
+      CHECK(rel(tmp.path(), caps.pids_parent) == c.pids_parent);
       CHECK(caps.v2_kill == c.v2_kill);
       CHECK_THAT(caps.description, Catch::Contains(c.says));
       if (c.mode == CgroupMode::none) {
         // A failed v1 attempt leaves nothing behind.
-        CHECK_FALSE(fs::exists(tmp.path / "memory" / "jobhost"));
+        CHECK_FALSE(fs::exists(tmp.path() / "memory" / "jobhost"));
       }
     }
   }
@@ -335,28 +323,28 @@ TEST_CASE("detect_isolation picks the mode a fake cgroup tree offers", "[isolati
 
 TEST_CASE("detect_isolation enables the controllers it needs in v2", "[isolation]") {
   TempDir tmp;
-  make_tree(tmp.path, {{"cgroup.controllers", "cpu memory pids"},
-                       {"cgroup.subtree_control", ""},
-                       {"jh/cgroup.controllers", "cpu memory pids"},
-                       {"jh/cgroup.subtree_control", "pids"}});
+  make_tree(tmp.path(), {{"cgroup.controllers", "cpu memory pids"},
+                         {"cgroup.subtree_control", ""},
+                         {"jh/cgroup.controllers", "cpu memory pids"},
+                         {"jh/cgroup.subtree_control", "pids"}});
   DetectOptions options;
-  options.cgroup_root = tmp.path;
+  options.cgroup_root = tmp.path();
   options.parent_name = "jh";
   options.self_cgroup = "0::/\n";
   IsolationCaps caps = detect_isolation(options);
   REQUIRE(caps.mode == CgroupMode::v2);
-  CHECK(slurp(tmp.path / "cgroup.subtree_control") == "+memory +pids");
-  CHECK(slurp(tmp.path / "jh" / "cgroup.subtree_control") == "+memory");  // pids already on
+  CHECK(slurp(tmp.path() / "cgroup.subtree_control") == "+memory +pids");
+  CHECK(slurp(tmp.path() / "jh" / "cgroup.subtree_control") == "+memory");  // pids already on
 }
 
 TEST_CASE("detect_isolation without a usable tree is none and says why", "[isolation]") {
   TempDir tmp;
-  IsolationCaps caps = detect_isolation(tmp.path);  // reads the real /proc/self/cgroup
+  IsolationCaps caps = detect_isolation(tmp.path());  // reads the real /proc/self/cgroup
   CHECK(caps.mode == CgroupMode::none);
   CHECK_THAT(caps.description, Catch::Contains("no cgroup v2 tree"));
   CHECK_THAT(caps.description, Catch::Contains("non-root user"));
   DetectOptions bad;
-  bad.cgroup_root = tmp.path;
+  bad.cgroup_root = tmp.path();
   bad.parent_name = "../escape";
   CHECK(detect_isolation(bad).mode == CgroupMode::none);
 }
@@ -394,52 +382,52 @@ TEST_CASE("RunCgroup::create writes the limits of the mode", "[isolation]") {
     for (const auto& c : cases) {
       DYNAMIC_SECTION(c.name) {
         TempDir tmp;
-        make_tree(tmp.path, {{"jh/r1/memory.max", ""},
-                             {"jh/r1/memory.swap.max", ""},
-                             {"jh/r1/memory.oom_group", ""},
-                             {"jh/r1/pids.max", ""},
-                             {"jh/r1/cgroup.procs", ""}});
+        make_tree(tmp.path(), {{"jh/r1/memory.max", ""},
+                               {"jh/r1/memory.swap.max", ""},
+                               {"jh/r1/memory.oom_group", ""},
+                               {"jh/r1/pids.max", ""},
+                               {"jh/r1/cgroup.procs", ""}});
         IsolationCaps caps;
         caps.mode = CgroupMode::v2;
-        caps.v2_parent = tmp.path / "jh";
+        caps.v2_parent = tmp.path() / "jh";
         auto cg = RunCgroup::create(caps, "r1", c.limits);
         REQUIRE(cg.has_value());
-        CHECK(cg->dirs() == std::vector<std::string>{(tmp.path / "jh" / "r1").string()});
+        CHECK(cg->dirs() == std::vector<std::string>{(tmp.path() / "jh" / "r1").string()});
         for (const auto& [file, content] : c.expected) {
-          CHECK(slurp(tmp.path / "jh" / "r1" / file) == content);
+          CHECK(slurp(tmp.path() / "jh" / "r1" / file) == content);
         }
       }
     }
   }
   SECTION("v1 with a kill-only v2 cgroup") {
     TempDir tmp;
-    make_tree(tmp.path, {{"memory/jh/r1/memory.limit_in_bytes", ""},
-                         {"memory/jh/r1/memory.memsw.limit_in_bytes", ""},
-                         {"pids/jh/r1/pids.max", ""},
-                         {"unified/jh/r1/cgroup.kill", ""}});
+    make_tree(tmp.path(), {{"memory/jh/r1/memory.limit_in_bytes", ""},
+                           {"memory/jh/r1/memory.memsw.limit_in_bytes", ""},
+                           {"pids/jh/r1/pids.max", ""},
+                           {"unified/jh/r1/cgroup.kill", ""}});
     IsolationCaps caps;
     caps.mode = CgroupMode::v1;
-    caps.memory_parent = tmp.path / "memory" / "jh";
-    caps.pids_parent = tmp.path / "pids" / "jh";
-    caps.v2_parent = tmp.path / "unified" / "jh";
+    caps.memory_parent = tmp.path() / "memory" / "jh";
+    caps.pids_parent = tmp.path() / "pids" / "jh";
+    caps.v2_parent = tmp.path() / "unified" / "jh";
     caps.v2_kill = true;
     auto cg = RunCgroup::create(caps, "r1", limits_of(32ull << 20, 7));
     REQUIRE(cg.has_value());
     CHECK(cg->dirs().size() == 3);
-    CHECK(slurp(tmp.path / "memory/jh/r1/memory.limit_in_bytes") == "33554432");
-    CHECK(slurp(tmp.path / "memory/jh/r1/memory.memsw.limit_in_bytes") == "33554432");
-    CHECK(slurp(tmp.path / "pids/jh/r1/pids.max") == "7");
+    CHECK(slurp(tmp.path() / "memory/jh/r1/memory.limit_in_bytes") == "33554432");
+    CHECK(slurp(tmp.path() / "memory/jh/r1/memory.memsw.limit_in_bytes") == "33554432");
+    CHECK(slurp(tmp.path() / "pids/jh/r1/pids.max") == "7");
   }
   SECTION("a required limit file that is missing is an error naming it") {
     TempDir tmp;
-    make_tree(tmp.path, {{"jh", kDir}});
+    make_tree(tmp.path(), {{"jh", kDir}});
     IsolationCaps caps;
     caps.mode = CgroupMode::v2;
-    caps.v2_parent = tmp.path / "jh";
+    caps.v2_parent = tmp.path() / "jh";
     auto cg = RunCgroup::create(caps, "r2", limits_of(1 << 20, 0));
     REQUIRE_FALSE(cg.has_value());
     CHECK_THAT(cg.error().message, Catch::Contains("memory.max"));
-    CHECK_FALSE(fs::exists(tmp.path / "jh" / "r2"));  // rolled back
+    CHECK_FALSE(fs::exists(tmp.path() / "jh" / "r2"));  // rolled back
   }
   SECTION("mode none is a no-op object") {
     auto cg = RunCgroup::create(IsolationCaps{}, "r3", config::Limits{});
@@ -458,7 +446,7 @@ TEST_CASE("RunCgroup::create refuses run ids that are not plain names", "[isolat
   TempDir tmp;
   IsolationCaps caps;
   caps.mode = CgroupMode::v2;
-  caps.v2_parent = tmp.path;
+  caps.v2_parent = tmp.path();
   for (const std::string& id : std::vector<std::string>{"", ".", "..", "a/b", "../x", "a b", "a\nb",
                                                         std::string(201, 'x')}) {
     auto cg = RunCgroup::create(caps, id, config::Limits{});
@@ -466,7 +454,7 @@ TEST_CASE("RunCgroup::create refuses run ids that are not plain names", "[isolat
     REQUIRE_FALSE(cg.has_value());
     CHECK_THAT(cg.error().message, Catch::Contains("invalid run id"));
   }
-  CHECK(fs::is_empty(tmp.path));
+  CHECK(fs::is_empty(tmp.path()));
 }
 
 TEST_CASE("RunCgroup::limit_hit reads the cgroup's event counters", "[isolation]") {
@@ -496,13 +484,13 @@ TEST_CASE("RunCgroup::limit_hit reads the cgroup's event counters", "[isolation]
       caps.mode = c.mode;
       fs::path memory_dir, pids_dir;
       if (c.mode == CgroupMode::v2) {
-        caps.v2_parent = tmp.path / "jh";
-        memory_dir = pids_dir = tmp.path / "jh" / "r";
+        caps.v2_parent = tmp.path() / "jh";
+        memory_dir = pids_dir = tmp.path() / "jh" / "r";
       } else {
-        caps.memory_parent = tmp.path / "m";
-        caps.pids_parent = tmp.path / "p";
-        memory_dir = tmp.path / "m" / "r";
-        pids_dir = tmp.path / "p" / "r";
+        caps.memory_parent = tmp.path() / "m";
+        caps.pids_parent = tmp.path() / "p";
+        memory_dir = tmp.path() / "m" / "r";
+        pids_dir = tmp.path() / "p" / "r";
       }
       fs::create_directories(memory_dir);
       fs::create_directories(pids_dir);
@@ -519,20 +507,20 @@ TEST_CASE("RunCgroup::limit_hit reads the cgroup's event counters", "[isolation]
 TEST_CASE("CgroupPool reuses a run's emptied cgroup for the next run with its limits",
           "[isolation]") {
   TempDir tmp;
-  make_tree(tmp.path, {{"jh", kDir}});
+  make_tree(tmp.path(), {{"jh", kDir}});
   IsolationCaps caps;
   caps.mode = CgroupMode::v2;
-  caps.v2_parent = tmp.path / "jh";
+  caps.v2_parent = tmp.path() / "jh";
   // What the kernel shows in a run's v2 cgroup after the run, on a fake tree.
   auto after_run = [&](const std::string& name, const std::string& populated,
                        const std::string& memory_stat) {
-    make_tree(tmp.path, {{"jh/" + name + "/cgroup.events", "populated " + populated + "\n"},
-                         {"jh/" + name + "/memory.stat", memory_stat},
-                         {"jh/" + name + "/memory.events", "oom 0\noom_kill 1\n"},
-                         {"jh/" + name + "/pids.events", "max 2\n"},
-                         {"jh/" + name + "/cpu.stat", "usage_usec 500\n"}});
+    make_tree(tmp.path(), {{"jh/" + name + "/cgroup.events", "populated " + populated + "\n"},
+                           {"jh/" + name + "/memory.stat", memory_stat},
+                           {"jh/" + name + "/memory.events", "oom 0\noom_kill 1\n"},
+                           {"jh/" + name + "/pids.events", "max 2\n"},
+                           {"jh/" + name + "/cpu.stat", "usage_usec 500\n"}});
   };
-  const std::string r1 = (tmp.path / "jh" / "r1").string();
+  const std::string r1 = (tmp.path() / "jh" / "r1").string();
   CgroupPool pool(caps);
 
   SECTION("same limits: the same cgroup, counters counted from the reuse") {
@@ -551,8 +539,8 @@ TEST_CASE("CgroupPool reuses a run's emptied cgroup for the next run with its li
     CHECK(pool.idle() == 0);
     CHECK_FALSE(second->limit_hit());  // the OOM was the first run's
     CHECK(second->cpu_usage() == std::chrono::microseconds(0));
-    std::ofstream(tmp.path / "jh/r1/pids.events") << "max 3\n";
-    std::ofstream(tmp.path / "jh/r1/cpu.stat") << "usage_usec 800\n";
+    std::ofstream(tmp.path() / "jh/r1/pids.events") << "max 3\n";
+    std::ofstream(tmp.path() / "jh/r1/cpu.stat") << "usage_usec 800\n";
     CHECK(second->limit_hit() == std::optional<std::string>("processes"));
     CHECK(second->cpu_usage() == std::chrono::microseconds(300));
   }
@@ -561,11 +549,11 @@ TEST_CASE("CgroupPool reuses a run's emptied cgroup for the next run with its li
     REQUIRE(first.has_value());
     after_run("r1", "0", "anon 0\nshmem 0\n");
     pool.release(std::move(*first));
-    make_tree(tmp.path, {{"jh/r2/pids.max", ""}});
+    make_tree(tmp.path(), {{"jh/r2/pids.max", ""}});
     auto other = pool.acquire("r2", limits_of(0, 5));
     REQUIRE(other.has_value());
-    CHECK(slurp(tmp.path / "jh/r2/pids.max") == "5");
-    CHECK(other->dirs() == std::vector<std::string>{(tmp.path / "jh" / "r2").string()});
+    CHECK(slurp(tmp.path() / "jh/r2/pids.max") == "5");
+    CHECK(other->dirs() == std::vector<std::string>{(tmp.path() / "jh" / "r2").string()});
     CHECK(pool.made() == 2);
     CHECK(pool.idle() == 1);
   }
@@ -586,7 +574,7 @@ TEST_CASE("CgroupPool reuses a run's emptied cgroup for the next run with its li
       CHECK(pool.idle() == 0);
       auto second = pool.acquire("r2", limits_of(0, 0));
       REQUIRE(second.has_value());
-      CHECK(second->dirs() == std::vector<std::string>{(tmp.path / "jh" / "r2").string()});
+      CHECK(second->dirs() == std::vector<std::string>{(tmp.path() / "jh" / "r2").string()});
     }
   }
   SECTION("at most kMaxIdle are kept") {
@@ -702,9 +690,9 @@ void check_kill_all(const IsolationCaps& caps) {
 
 }  // namespace
 
-TEST_CASE("kill_all kills the run and every process it forked", "[isolation][real]") {
+TEST_CASE("kill_all kills the run and every process it forked", "[isolation][real][needs-cgroup]") {
   RealIsolation real;
-  if (real.skip()) return;
+  if (real.unavailable()) JOBHOST_SKIP("no cgroup mode on this machine: " << real.caps.description);
   become_subreaper();
   SECTION("with the mode's kill method") {
     check_kill_all(real.caps);
@@ -761,9 +749,10 @@ ForkBomb start_fork_bomb(const RunCgroup& cg) {
 
 }  // namespace
 
-TEST_CASE("pids.max stops a fork bomb and is reported as processes", "[isolation][real]") {
+TEST_CASE("pids.max stops a fork bomb and is reported as processes",
+          "[isolation][real][needs-cgroup]") {
   RealIsolation real;
-  if (real.skip()) return;
+  if (real.unavailable()) JOBHOST_SKIP("no cgroup mode on this machine: " << real.caps.description);
   become_subreaper();
   constexpr int kMaxProcesses = 8;
   auto cg = RunCgroup::create(real.caps, "fork-bomb", limits_of(0, kMaxProcesses));
@@ -783,9 +772,9 @@ TEST_CASE("pids.max stops a fork bomb and is reported as processes", "[isolation
   for (const auto& dir : dirs) CHECK_FALSE(fs::exists(dir));
 }
 
-TEST_CASE("a reused cgroup reports only its own run's limits", "[isolation][real]") {
+TEST_CASE("a reused cgroup reports only its own run's limits", "[isolation][real][needs-cgroup]") {
   RealIsolation real;
-  if (real.skip()) return;
+  if (real.unavailable()) JOBHOST_SKIP("no cgroup mode on this machine: " << real.caps.description);
   become_subreaper();
   constexpr int kMaxProcesses = 8;
   CgroupPool pool(real.caps);
@@ -828,9 +817,9 @@ TEST_CASE("a reused cgroup reports only its own run's limits", "[isolation][real
 }
 
 TEST_CASE("the cgroup memory limit OOM-kills the run and is reported as memory",
-          "[isolation][real]") {
+          "[isolation][real][needs-cgroup]") {
   RealIsolation real;
-  if (real.skip()) return;
+  if (real.unavailable()) JOBHOST_SKIP("no cgroup mode on this machine: " << real.caps.description);
   auto cg = RunCgroup::create(real.caps, "memory-hog", limits_of(32ull << 20, 0));
   REQUIRE(cg.has_value());
   // No RLIMIT_AS here: the cgroup alone must stop the hog. In v1 the kernel's
@@ -853,12 +842,12 @@ TEST_CASE("the cgroup memory limit OOM-kills the run and is reported as memory",
   CHECK(cg->removed());
 }
 
-TEST_CASE("cpu_usage totals the CPU time of the run's processes", "[isolation][real]") {
+TEST_CASE("cpu_usage totals the CPU time of the run's processes",
+          "[isolation][real][needs-cgroup]") {
   RealIsolation real;
-  if (real.skip()) return;
+  if (real.unavailable()) JOBHOST_SKIP("no cgroup mode on this machine: " << real.caps.description);
   if (real.caps.v2_parent.empty()) {
-    WARN("skipped: no v2 cgroup for cpu.stat: " << real.caps.description);
-    return;
+    JOBHOST_SKIP("no v2 cgroup for cpu.stat: " << real.caps.description);
   }
   auto cg = RunCgroup::create(real.caps, "cpu", limits_of(0, 0));
   REQUIRE(cg.has_value());
@@ -874,9 +863,10 @@ TEST_CASE("cpu_usage totals the CPU time of the run's processes", "[isolation][r
   CHECK(cg->cpu_usage().value() >= std::chrono::milliseconds(100));
 }
 
-TEST_CASE("cleanup_stale kills and removes run cgroups a dead host left", "[isolation][real]") {
+TEST_CASE("cleanup_stale kills and removes run cgroups a dead host left",
+          "[isolation][real][needs-cgroup]") {
   RealIsolation real;
-  if (real.skip()) return;
+  if (real.unavailable()) JOBHOST_SKIP("no cgroup mode on this machine: " << real.caps.description);
   become_subreaper();
   // What a crashed host leaves: a run cgroup per hierarchy, a run still in it.
   std::vector<fs::path> stale;
@@ -1009,7 +999,7 @@ TEST_CASE("apply_rlimits_in_child sets every limit", "[isolation]") {
 
 TEST_CASE("rlimits bind: open files and file size", "[isolation]") {
   TempDir tmp;
-  std::string file = (tmp.path / "big").string();
+  std::string file = (tmp.path() / "big").string();
   int result = run_in_child([&] {
     config::Limits limits;
     limits.open_files = 16;
@@ -1075,11 +1065,8 @@ TEST_CASE("resolve_credentials looks up users and groups", "[isolation]") {
   }
 }
 
-TEST_CASE("drop_privileges_in_child drops to nobody for good", "[isolation]") {
-  if (::geteuid() != 0) {
-    WARN("skipped: dropping privileges needs root");
-    return;
-  }
+TEST_CASE("drop_privileges_in_child drops to nobody for good", "[isolation][needs-root]") {
+  if (::geteuid() != 0) JOBHOST_SKIP("dropping privileges needs root");
   auto creds = resolve_credentials("nobody", std::nullopt);
   REQUIRE(creds.has_value());
   REQUIRE(creds->change);

@@ -1,4 +1,4 @@
-// Helpers for the ledger tests: a temp directory and run records.
+// Helpers for the ledger tests: the temp directory and run records.
 #pragma once
 
 #include <stdlib.h>
@@ -10,30 +10,11 @@
 
 #include "ledger/ids.h"
 #include "ledger/sqlite_store.h"
+#include "support/temp_dir.h"
 
 namespace jobhost::ledger::testing {
 
-// A fresh directory under the temp dir, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "jobhost-ledger-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::filesystem::path& path() const { return path_; }
-  std::filesystem::path db() const { return path_ / "jobhost.db"; }
-
- private:
-  std::filesystem::path path_;
-};
+using jobhost::testing::TempDir;
 
 inline TimePoint at_ms(int64_t ms) {
   return TimePoint(Duration(ms));

@@ -12,6 +12,7 @@
 
 #include "ledger/ledger_test_util.h"
 #include "ledger/schema.h"
+#include "support/skip.h"
 
 using namespace jobhost;
 using namespace jobhost::ledger;
@@ -551,12 +552,18 @@ TEST_CASE("a read-only ledger gives an Error, not an exception", "[ledger][store
     REQUIRE_FALSE(claim.has_value());
     CHECK_THAT(claim.error().message, Contains("read-only"));
   }
-  SECTION("the file cannot be written") {
+}
+
+TEST_CASE("a ledger file that cannot be written gives an Error, not an exception",
+          "[ledger][store][needs-chattr]") {
+  TempDir dir;
+  {
+    auto store = open_store(dir.db());
+    REQUIRE(store->claim_and_start(make_start("hello", 0)).value());
+  }
+  {
     ReadOnlyFile guard(dir.db());
-    if (!guard.ok()) {
-      WARN("cannot make a file read-only here (no CAP_LINUX_IMMUTABLE?): skipped");
-      return;
-    }
+    if (!guard.ok()) JOBHOST_SKIP("cannot make a file read-only here (no CAP_LINUX_IMMUTABLE?)");
     auto store = open_sqlite_store(dir.db(), config::Durability::normal);
     REQUIRE_FALSE(store.has_value());
     CHECK_THAT(store.error().message, Contains(dir.db().string()));

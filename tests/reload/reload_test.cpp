@@ -66,11 +66,8 @@ void edit_config(const fs::path& dir, const fs::path& config, const std::string&
 }
 
 std::vector<jobhost::ledger::Event> events(const fs::path& config) {
-  auto store = jobhost::ledger::open_sqlite_store(config.parent_path() / "var" / "jobhost.db",
-                                                  jobhost::config::Durability::normal,
-                                                  jobhost::ledger::Access::read_only);
-  REQUIRE(store);
-  auto list = (*store)->events(std::nullopt, 10000);
+  auto store = open_ledger(config);
+  auto list = store->events(std::nullopt, 10000);
   REQUIRE(list);
   return *list;
 }
@@ -88,11 +85,8 @@ std::vector<jobhost::ledger::Event> events_of(const fs::path& config, const std:
 // `history --json` of `job`, newest first, read from the ledger itself: the
 // CLI needs a valid config, and some steps leave an invalid one in place.
 json ledger_history(const fs::path& config, const std::string& job, int limit = 1000) {
-  auto store = jobhost::ledger::open_sqlite_store(config.parent_path() / "var" / "jobhost.db",
-                                                  jobhost::config::Durability::normal,
-                                                  jobhost::ledger::Access::read_only);
-  REQUIRE(store);
-  auto runs = (*store)->history(job, limit);
+  auto store = open_ledger(config);
+  auto runs = store->history(job, limit);
   REQUIRE(runs);
   json out = json::array();
   for (const auto& run : *runs) out.push_back(run);
@@ -202,7 +196,7 @@ params = { seconds = 2 }
   CHECK(first[0]["plugin_sha256"] == sha_v1);
 
   // A run in flight while its plugin is overwritten in place finishes on its build.
-  REQUIRE(run_jobhost({"trigger", "--config", config.string(), "nap"}).exit_code == 0);
+  REQUIRE(trigger(config, "nap").exit_code == 0);
   REQUIRE(wait_for([&] { return ledger_history(config, "nap").size() == 1; }, 10s));
   REQUIRE(ledger_history(config, "nap")[0]["finished_at"].is_null());
   copy_over(napper_v2, plugins / "napper.so");
@@ -212,7 +206,7 @@ params = { seconds = 2 }
         return p && (*p)["version"] == "2.0.0";
       },
       20s));
-  REQUIRE(run_jobhost({"trigger", "--config", config.string(), "nap"}).exit_code == 0);
+  REQUIRE(trigger(config, "nap").exit_code == 0);
   std::vector<json> naps;
   REQUIRE(wait_for(
       [&] {
@@ -384,7 +378,7 @@ every = "300ms"
         std::chrono::milliseconds(500));
   // The removed job fired no more once the reload was applied.
   CHECK(runs_since(config, "doomed", reload_at).empty());
-  CHECK(run_jobhost({"trigger", "--config", config.string(), "fresh"}).exit_code == 0);
+  CHECK(trigger(config, "fresh").exit_code == 0);
 
   // An invalid config: every error is logged with file:line:col, nothing changes.
   edit_config(dir.path(), config, steady + R"(
@@ -514,11 +508,8 @@ schedule = "@manual"
 namespace {
 
 std::vector<jobhost::ledger::PendingRetry> pending_retries(const fs::path& config) {
-  auto store = jobhost::ledger::open_sqlite_store(config.parent_path() / "var" / "jobhost.db",
-                                                  jobhost::config::Durability::normal,
-                                                  jobhost::ledger::Access::read_only);
-  REQUIRE(store);
-  auto retries = (*store)->pending_retries();
+  auto store = open_ledger(config);
+  auto retries = store->pending_retries();
   REQUIRE(retries);
   return *retries;
 }
@@ -582,11 +573,11 @@ retry = { max_attempts = 5, initial_delay = "1s", max_delay = "1s", multiplier =
   };
   // flaky waits an hour for attempt 2; shaky's next attempt is due while nap
   // holds the only run slot, so it waits in the dispatch queue.
-  REQUIRE(run_jobhost({"trigger", "--config", config.string(), "flaky"}).exit_code == 0);
+  REQUIRE(trigger(config, "flaky").exit_code == 0);
   REQUIRE(wait_for([&] { return retries_of("flaky") == 1; }, 20s));
-  REQUIRE(run_jobhost({"trigger", "--config", config.string(), "shaky"}).exit_code == 0);
+  REQUIRE(trigger(config, "shaky").exit_code == 0);
   REQUIRE(wait_for([&] { return retries_of("shaky") == 1; }, 20s));
-  REQUIRE(run_jobhost({"trigger", "--config", config.string(), "nap"}).exit_code == 0);
+  REQUIRE(trigger(config, "nap").exit_code == 0);
   REQUIRE(wait_for(
       [&] {
         auto status = daemon_status(config);
@@ -649,7 +640,7 @@ params = { seconds = 0 }
       },
       20s));
   CHECK(json::parse(reloaded.back().detail)["added"] == json::array({"nap"}));
-  CHECK(run_jobhost({"trigger", "--config", config.string(), "nap"}).exit_code == 0);
+  CHECK(trigger(config, "nap").exit_code == 0);
   REQUIRE(
       wait_for([&] { return finished(ledger_history(config, "nap"), "nap").size() == 1; }, 20s));
   CHECK(ledger_history(config, "nap")[0]["outcome"] == "succeeded");

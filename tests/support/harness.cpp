@@ -37,19 +37,6 @@ std::vector<char*> argv_of(std::vector<std::string>& args) {
 
 }  // namespace
 
-TempDir::TempDir() {
-  std::string tmpl = (fs::temp_directory_path() / "jobhost-test-XXXXXX").string();
-  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-  path_ = tmpl;
-  fs::permissions(path_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                             fs::perms::others_read | fs::perms::others_exec);
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
-
 CommandResult run_jobhost(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
   std::vector<std::string> full = {JOBHOST_BIN};
   full.insert(full.end(), args.begin(), args.end());
@@ -279,6 +266,34 @@ std::string every_second_once(const nlohmann::json& runs) {
     previous = &slot;
   }
   return "";
+}
+
+CommandResult trigger(const fs::path& config, const std::string& job) {
+  return run_jobhost({"trigger", "--config", config.string(), job});
+}
+
+std::optional<nlohmann::json> wait_outcome(const fs::path& config, const std::string& job,
+                                           const std::string& outcome,
+                                           std::chrono::milliseconds timeout) {
+  std::optional<nlohmann::json> found;
+  wait_for(
+      [&] {
+        for (const auto& run : finished(history(config, job), job)) {
+          if (run["outcome"] == outcome) found = run;
+        }
+        return found.has_value();
+      },
+      timeout);
+  return found;
+}
+
+std::unique_ptr<ledger::Store> open_ledger(const fs::path& config, ledger::Access access) {
+  const fs::path db = config.parent_path() / "var" / "jobhost.db";
+  auto store = ledger::open_sqlite_store(db, config::Durability::normal, access);
+  if (!store)
+    throw std::runtime_error("cannot open the ledger " + db.string() + ": " +
+                             store.error().message);
+  return std::move(*store);
 }
 
 }  // namespace jobhost::testing

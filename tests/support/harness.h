@@ -6,28 +6,19 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "ledger/sqlite_store.h"
+#include "support/temp_dir.h"
+
 namespace jobhost::testing {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-// A fresh directory under /tmp, removed with everything in it.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 struct CommandResult {
   int exit_code = -1;  // -1: killed by a signal or timed out
@@ -86,6 +77,19 @@ std::vector<nlohmann::json> finished(const nlohmann::json& runs, const std::stri
 // recorded exactly once, run or skipped. Empty when it is; else what is
 // wrong, naming the slots.
 std::string every_second_once(const nlohmann::json& runs);
+
+// `jobhost trigger <job>` against the daemon of `config`.
+CommandResult trigger(const fs::path& config, const std::string& job);
+
+// A finished run of `job` with `outcome`, waiting up to `timeout` for one.
+std::optional<nlohmann::json> wait_outcome(const fs::path& config, const std::string& job,
+                                           const std::string& outcome,
+                                           std::chrono::milliseconds timeout = 20s);
+
+// The ledger of `config` (its dir/var/jobhost.db), opened directly; throws
+// when it cannot be opened.
+std::unique_ptr<ledger::Store> open_ledger(const fs::path& config,
+                                           ledger::Access access = ledger::Access::read_only);
 
 // True if a process with this pid exists (and is not a zombie).
 bool process_alive(pid_t pid);
