@@ -88,6 +88,7 @@ class RefusingStore final : public ledger::Store {
     return real_.prune_excess(job, keep, max_rows);
   }
   Result<void> checkpoint() override { return real_.checkpoint(); }
+  Result<uint64_t> jitter_seed() override { return real_.jitter_seed(); }
 
  private:
   std::optional<Error> refuse() {
