@@ -247,9 +247,7 @@ TEST_CASE("misbehaving jobs end with the right outcome and the host survives", "
 }
 
 TEST_CASE("concurrency = forbid records the overlapping fire as skipped", "[daemon]") {
-  TempDir dir;
-  install_plugins(dir.path(), {"sleeper.so"});
-  auto config = write_config(dir.path(), R"(
+  TestHost host({"sleeper.so"}, R"(
 [jobs.slow]
 plugin = "sleeper"
 schedule = "* * * * * *"
@@ -257,20 +255,16 @@ concurrency = "forbid"
 timeout = "10s"
 params = { seconds = 3 }
 )");
-  Daemon daemon(config);
-  REQUIRE(daemon.wait_ready());
+  const fs::path& config = host.config();
   auto skipped = wait_outcome(config, "slow", "skipped");
   REQUIRE(skipped);
   CHECK((*skipped)["message"].get<std::string>().find("still running (concurrency = forbid)") !=
         std::string::npos);
-  daemon.signal(SIGTERM);
-  CHECK(daemon.wait_exit(30s) == 0);
+  host.stop();
 }
 
 TEST_CASE("concurrency = replace stops the running run for the newer fire", "[daemon]") {
-  TempDir dir;
-  install_plugins(dir.path(), {"sleeper.so"});
-  auto config = write_config(dir.path(), R"(
+  TestHost host({"sleeper.so"}, R"(
 [jobs.latest]
 plugin = "sleeper"
 schedule = "*/2 * * * * *"
@@ -278,31 +272,25 @@ concurrency = "replace"
 kill_grace = "1s"
 params = { seconds = 30 }
 )");
-  Daemon daemon(config);
-  REQUIRE(daemon.wait_ready());
+  const fs::path& config = host.config();
   auto replaced = wait_outcome(config, "latest", "replaced");
   REQUIRE(replaced);
   CHECK((*replaced)["duration_ms"].get<int64_t>() < 5000);
-  daemon.signal(SIGTERM);
-  CHECK(daemon.wait_exit(30s) == 0);
+  host.stop();
 }
 
 TEST_CASE("SIGTERM stops the daemon and records the killed run as interrupted", "[daemon]") {
-  TempDir dir;
-  install_plugins(dir.path(), {"sleeper.so"});
-  auto config = write_config(dir.path(), R"(
+  TestHost host({"sleeper.so"}, R"(
 [jobs.long]
 plugin = "sleeper"
 schedule = "@manual"
 kill_grace = "1s"
 params = { seconds = 60, ignore_cancel = 1 }
 )");
-  Daemon daemon(config);
-  REQUIRE(daemon.wait_ready());
+  const fs::path& config = host.config();
   REQUIRE(trigger(config, "long").exit_code == 0);
   REQUIRE(wait_for([&] { return !history(config, "long").empty(); }, 10s));
-  daemon.signal(SIGTERM);
-  CHECK(daemon.wait_exit(20s) == 0);
+  host.stop();
   auto runs = finished(history(config, "long"), "long");
   REQUIRE(runs.size() == 1);
   CHECK(runs[0]["outcome"] == "interrupted");
@@ -355,17 +343,14 @@ params = { seconds = 60, grandchild = 1, grandchild_ignores_term = 1, grandchild
 }
 
 TEST_CASE("a run in flight shows its last heartbeat and progress in status", "[daemon]") {
-  TempDir dir;
-  install_plugins(dir.path(), {"heartbeating.so"});
-  auto config = write_config(dir.path(), R"(
+  TestHost host({"heartbeating.so"}, R"(
 [jobs.progress]
 plugin = "heartbeating"
 schedule = "@manual"
 stall_timeout = "2s"
 params = { seconds = 6 }
 )");
-  Daemon daemon(config);
-  REQUIRE(daemon.wait_ready());
+  const fs::path& config = host.config();
   REQUIRE(trigger(config, "progress").exit_code == 0);
   json in_flight;
   REQUIRE(wait_for(
@@ -444,9 +429,7 @@ catchup_spread = "1s"
 
 TEST_CASE("a job returning RETRY is retried per its policy, attempts share the trace id",
           "[daemon]") {
-  TempDir dir;
-  install_plugins(dir.path(), {"retry.so", "fail.so"});
-  auto config = write_config(dir.path(), R"(
+  TestHost host({"retry.so", "fail.so"}, R"(
 [jobs.flaky]
 plugin = "retry"
 schedule = "@manual"
@@ -457,8 +440,7 @@ plugin = "fail"
 schedule = "@manual"
 retry = { max_attempts = 3, initial_delay = "200ms" }
 )");
-  Daemon daemon(config);
-  REQUIRE(daemon.wait_ready());
+  const fs::path& config = host.config();
   REQUIRE(trigger(config, "flaky").exit_code == 0);
   REQUIRE(trigger(config, "broken").exit_code == 0);
   std::vector<json> attempts;
@@ -484,8 +466,7 @@ retry = { max_attempts = 3, initial_delay = "200ms" }
   auto broken = finished(history(config, "broken"), "broken");
   REQUIRE(broken.size() == 1);
   CHECK(broken[0]["outcome"] == "failed");
-  daemon.signal(SIGTERM);
-  CHECK(daemon.wait_exit(20s) == 0);
+  host.stop();
 }
 
 TEST_CASE("an `at` one-shot that passed while the host was down runs once on restart", "[daemon]") {

@@ -100,13 +100,11 @@ int backlog_records(const fs::path& config) {
 // Locked by another process, or made read-only under the daemon.
 void check_outage(bool read_only) {
   INFO((read_only ? "ledger made read-only (chattr +i)" : "ledger locked by another process"));
-  TempDir dir;
-  install_plugins(dir.path(), {"sleeper.so"});
   // Runs last 6 s on a 1 s schedule. While one runs, each fire is recorded as
   // skipped at once: records to keep every second. Once it ends (its end is
   // kept too), the next fire waits for its claim and the later ones are
   // skipped behind it, in order.
-  auto config = write_config(dir.path(), R"(
+  TestHost host({"sleeper.so"}, R"(
 [jobs.slow]
 plugin = "sleeper"
 schedule = "* * * * * *"
@@ -114,20 +112,20 @@ concurrency = "forbid"
 timeout = "10s"
 params = { seconds = 6 }
 )");
-  Daemon daemon(config);
-  REQUIRE(daemon.wait_ready());
+  const fs::path& config = host.config();
+  Daemon& daemon = host.daemon();
   REQUIRE(wait_for([&] { return finished(history(config, "slow"), "slow").size() >= 2; }, 20s));
 
   {
     std::optional<LedgerWriteLock> lock;
     std::optional<LedgerReadOnly> frozen;
     if (read_only) {
-      frozen.emplace(dir.path() / "var");
+      frozen.emplace(host.dir() / "var");
       if (!frozen->available()) {
         JOBHOST_SKIP("chattr +i is not available here (needs root and ext4/xfs/tmpfs)");
       }
     } else {
-      lock.emplace(dir.path() / "var" / "jobhost.db");
+      lock.emplace(host.dir() / "var" / "jobhost.db");
     }
     // Skipped slots, then the run's end, come while the ledger refuses them.
     REQUIRE(wait_for(
@@ -156,8 +154,7 @@ params = { seconds = 6 }
   std::size_t before = finished(history(config, "slow"), "slow").size();
   REQUIRE(
       wait_for([&] { return finished(history(config, "slow"), "slow").size() > before + 2; }, 30s));
-  daemon.signal(SIGTERM);
-  REQUIRE(daemon.wait_exit(30s) == 0);
+  host.stop();
 
   // Loud once when it starts, once when it ends; one line per kept record.
   auto log = daemon.log();

@@ -63,6 +63,34 @@ class Daemon {
   bool reaped_ = false;
 };
 
+// The daemon fixture: a temp dir of its own with `plugins` copied in (see
+// install_plugins) and `jobs_toml` + `host_extra` written as its config (see
+// write_config); start() runs `jobhost run` on it and REQUIREs that it
+// answers; stop() sends SIGTERM and REQUIREs exit code `expected`, printing
+// the daemon's log when it differs. start() after stop() restarts it on the
+// same state dir. The destructor stops a daemon still running (a failed
+// REQUIRE) without checking.
+class TestHost {
+ public:
+  TestHost(const std::vector<std::string>& plugins, const std::string& jobs_toml,
+           const std::string& host_extra = "");
+  TestHost(const TestHost&) = delete;
+  TestHost& operator=(const TestHost&) = delete;
+
+  const fs::path& dir() const { return dir_.path(); }
+  const fs::path& config() const { return config_; }
+  Daemon& daemon() { return *daemon_; }
+  std::string log() const;  // the daemon's log, of every start so far
+
+  void start();
+  void stop(int expected = 0, std::chrono::milliseconds timeout = 30s);
+
+ private:
+  TempDir dir_;
+  fs::path config_;
+  std::optional<Daemon> daemon_;
+};
+
 // Polls `done` every 50 ms until it is true or `timeout` passes.
 bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds timeout);
 
