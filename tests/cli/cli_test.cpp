@@ -1,4 +1,5 @@
 // The CLI contract (docs/cli.md), through the real binary.
+#include <fmt/core.h>
 #include <catch2/catch.hpp>
 #include <csignal>
 #include <fstream>
@@ -82,6 +83,41 @@ TEST_CASE("validate and --config resolution", "[cli]") {
     CHECK(r.exit_code == 1);
     CHECK_THAT(r.err, Catch::Contains("unknown plugin \"hello\""));
     CHECK_THAT(r.err, Catch::Contains((dir.path() / "plugins").string() + ": "));
+  }
+  SECTION("an unknown plugin whose file was rejected says why; other errors do not") {
+    std::ofstream(dir.path() / "plugins" / "broken.so") << "not an ELF file";
+    auto unknown = write_config(dir.path(), "[jobs.a]\nplugin = \"broken\"\nevery = \"1m\"\n");
+    auto r = run_jobhost({"validate", "--config", unknown.string()});
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.err, Catch::Contains("unknown plugin \"broken\""));
+    CHECK_THAT(r.err, Catch::Contains("(broken.so was rejected: "));
+    // The same quoted name in another error is not an unknown plugin.
+    auto other = write_config(dir.path(), "[jobs.a]\nplugin = \"hello\"\nevery = \"broken\"\n");
+    r = run_jobhost({"validate", "--config", other.string()});
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.err, Catch::Contains("\"broken\""));
+    CHECK(r.err.find("was rejected") == std::string::npos);
+  }
+  SECTION("a cron step wider than its range is valid, with a warning at file:line:col") {
+    auto wide = write_config(dir.path(),
+                             "[jobs.a]\nplugin = \"hello\"\nschedule = \"36-38/3 * * * *\"\n"
+                             "timezone = \"UTC\"\n");
+    auto r = run_jobhost({"validate", "--config", wide.string()});
+    INFO(r.err);
+    CHECK(r.exit_code == 0);
+    CHECK_THAT(r.out, Catch::Contains(": valid (1 jobs"));
+    // write_config's [host] lines come first: find the schedule's line.
+    std::ifstream in(wide);
+    int line = 0;
+    for (std::string text; std::getline(in, text);) {
+      ++line;
+      if (text.starts_with("schedule")) break;
+    }
+    // Column 19: the step's '3' in `schedule = "36-38/3 * * * *"`.
+    CHECK_THAT(r.err, Catch::StartsWith(fmt::format("{}:{}:19: warning: ", wide.string(), line)));
+    CHECK_THAT(r.err, Catch::Contains(": warning: schedule in [jobs.a]: cron expression "
+                                      "\"36-38/3 * * * *\": minute field: step 3 is larger than "
+                                      "the range 36-38, so it selects only 36"));
   }
   SECTION("usage errors exit 2") {
     CHECK(run_jobhost({"validate", "--bogus"}).exit_code == 2);
@@ -202,19 +238,16 @@ TEST_CASE("commands that need the daemon exit 3 when none runs", "[cli]") {
 }
 
 TEST_CASE("a daemon that takes a request but does not answer in time: exit 4, not 3", "[cli]") {
-  TempDir dir;
-  install_plugins(dir.path(), {"hello.so"});
-  auto config = write_config(dir.path(), "[jobs.a]\nplugin = \"hello\"\nevery = \"1m\"\n");
-  Daemon daemon(config);
-  REQUIRE(daemon.wait_ready());
+  TestHost host({"hello.so"}, "[jobs.a]\nplugin = \"hello\"\nevery = \"1m\"\n");
+  const fs::path& config = host.config();
+  Daemon& daemon = host.daemon();
   daemon.signal(SIGSTOP);  // the kernel still accepts connections into the backlog
   auto r = trigger(config, "a");
   daemon.signal(SIGCONT);
   CHECK(r.exit_code == 4);
   CHECK(r.err.find("did not answer within 5s") != std::string::npos);
   CHECK(r.err.find("pid " + std::to_string(daemon.pid())) != std::string::npos);
-  daemon.signal(SIGTERM);
-  CHECK(daemon.wait_exit(20s) == 0);
+  host.stop();
 }
 
 namespace {
@@ -484,17 +517,14 @@ json entry_of(const json& list, const std::string& job) {
 
 TEST_CASE("list: with a daemon, the next fire is the one the daemon then fires", "[cli][list]") {
   using namespace list_next_fires;
-  TempDir dir;
-  install_plugins(dir.path(), {"hello.so"});
-  auto config = write_config(dir.path(), R"(
+  TestHost host({"hello.so"}, R"(
 [jobs.tick]
 plugin = "hello"
 schedule = "*/3 * * * * *"
 timezone = "UTC"
 jitter = "2s"
 )");
-  Daemon daemon(config);
-  REQUIRE(daemon.wait_ready());
+  const fs::path& config = host.config();
   auto entry = entry_of(list_json(config), "tick");
   CHECK(entry["source"] == "daemon");
   auto due = parse_time(entry["next_fire"]);
@@ -518,8 +548,7 @@ jitter = "2s"
   // The text output has no note when the daemon answered.
   auto text = run_jobhost({"list", "--config", config.string()});
   CHECK(text.out.find("daemon not running") == std::string::npos);
-  daemon.signal(SIGTERM);
-  REQUIRE(daemon.wait_exit(20s) == 0);
+  host.stop();
 }
 
 TEST_CASE("list: without a daemon, the next fires come from the ledger and say so", "[cli][list]") {

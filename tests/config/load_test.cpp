@@ -414,6 +414,10 @@ every = "1s"
   CHECK(errors[1].where.line == 8);
   CHECK(errors[1].where.column == 12);
   CHECK(errors[1].message == "unknown plugin \"backup\" in [jobs.c] (known: hello, hello_c)");
+  // validate explains an unknown plugin by this kind and name, not by the text.
+  CHECK(errors[0].kind == jobhost::config::ConfigError::Kind::unknown_plugin);
+  CHECK(errors[0].plugin == "helo");
+  CHECK(errors[1].plugin == "backup");
   CHECK(jobhost::config::check_plugins(config, {"helo", "hello_c", "backup"}).empty());
 
   const auto none = jobhost::config::check_plugins(config, {});
@@ -437,6 +441,9 @@ every = "1 s"
   CHECK_THAT(errors[0].message, Catch::Contains("unknown plugin \"helo\""));
   CHECK(errors[1].where.line == 6);
   CHECK_THAT(errors[1].message, Catch::Contains("invalid duration \"1 s\""));
+  CHECK(errors[0].kind == jobhost::config::ConfigError::Kind::unknown_plugin);
+  CHECK(errors[0].plugin == "helo");
+  CHECK(errors[1].kind == jobhost::config::ConfigError::Kind::other);
 }
 
 TEST_CASE("a missing or unreadable file is one error naming the file") {
@@ -453,9 +460,50 @@ TEST_CASE("a missing or unreadable file is one error naming the file") {
   CHECK_THAT(directory.error()[0].message, Catch::Contains("it is a directory"));
 }
 
+TEST_CASE("a cron step wider than its range loads with a warning at the step") {
+  TempConfig file(R"([jobs.a]
+plugin = "hello"
+schedule = "0 0 1 */15 *"
+timezone = "UTC"
+)");
+  const Config config = load_ok(file.file());
+  REQUIRE(config.warnings.size() == 1);
+  const ConfigError& warning = config.warnings[0];
+  CHECK(warning.kind == ConfigError::Kind::warning);
+  CHECK(warning.where.line == 3);
+  CHECK(warning.where.column == 21);  // the '1' of "15"
+  CHECK_THAT(warning.to_string(),
+             Catch::StartsWith(file.file().string() + ":3:21: warning: schedule in [jobs.a]"));
+  CHECK_THAT(warning.message, Catch::Contains("month field: step 15 is larger than the range "
+                                              "1-12, so it selects only 1; write that value"));
+  REQUIRE(config.jobs.size() == 1);
+  CHECK(std::holds_alternative<jobhost::schedule::Cron>(config.jobs[0].schedule));
+
+  // Beside an error, the warning is reported too, in file order.
+  TempConfig broken(R"([jobs.a]
+plugin = "hello"
+schedule = "0 0 1 */15 *"
+timezone = "UTC"
+timeout = "soon"
+)");
+  auto failed = load_config(broken.file());
+  REQUIRE_FALSE(failed.has_value());
+  REQUIRE(failed.error().size() == 2);
+  CHECK(failed.error()[0].kind == ConfigError::Kind::warning);
+  CHECK(failed.error()[1].kind == ConfigError::Kind::other);
+  CHECK(failed.error()[1].where.line == 5);
+
+  TempConfig plain(
+      "[jobs.a]\nplugin = \"hello\"\nschedule = \"*/15 * * * *\"\n"
+      "timezone = \"UTC\"\n");
+  CHECK(load_ok(plain.file()).warnings.empty());
+}
+
 TEST_CASE("ConfigError::to_string leaves out what is unknown") {
   using jobhost::config::SourcePos;
   CHECK(ConfigError{SourcePos{"a.toml", 3, 7}, "bad"}.to_string() == "a.toml:3:7: bad");
+  CHECK(ConfigError{SourcePos{"a.toml", 3, 7}, "odd", ConfigError::Kind::warning}.to_string() ==
+        "a.toml:3:7: warning: odd");
   CHECK(ConfigError{SourcePos{"a.toml", 3, 0}, "bad"}.to_string() == "a.toml:3: bad");
   CHECK(ConfigError{SourcePos{"a.toml", 0, 0}, "bad"}.to_string() == "a.toml: bad");
 }

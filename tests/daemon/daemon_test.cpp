@@ -246,6 +246,18 @@ TEST_CASE("misbehaving jobs end with the right outcome and the host survives", "
   }
 }
 
+TEST_CASE("the daemon logs the config's warnings when it starts", "[daemon]") {
+  TestHost host({"hello.so"}, R"(
+[jobs.yearly]
+plugin = "hello"
+schedule = "0 0 1 */15 *"
+timezone = "UTC"
+)");
+  CHECK_THAT(host.log(), Catch::Contains("warning: schedule in [jobs.yearly]: cron expression "
+                                         "\"0 0 1 */15 *\": month field: step 15"));
+  host.stop();
+}
+
 TEST_CASE("concurrency = forbid records the overlapping fire as skipped", "[daemon]") {
   TestHost host({"sleeper.so"}, R"(
 [jobs.slow]

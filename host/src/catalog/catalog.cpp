@@ -51,13 +51,16 @@ Result<std::string> read_checked(const std::filesystem::path& file, const struct
   return bytes;
 }
 
-std::string symlink_reason(const std::filesystem::path& file, std::string reason) {
+// A link's reason names its target: "is a symbolic link (to /x): ...".
+std::string unsafe_reason(const std::filesystem::path& file, const Error& error) {
+  if (error.kind != Error::Kind::symbolic_link) return error.message;
   std::error_code ec;
   const auto target = std::filesystem::read_symlink(file, ec);
-  constexpr std::string_view kPrefix = "is a symbolic link";
-  if (!ec && reason.starts_with(kPrefix)) {
-    reason.insert(kPrefix.size(), fmt::format(" (to {})", target.string()));
-  }
+  if (ec) return error.message;
+  const auto colon = error.message.find(':');
+  std::string reason = error.message;
+  reason.insert(colon == std::string::npos ? reason.size() : colon,
+                fmt::format(" (to {})", target.string()));
   return reason;
 }
 
@@ -159,7 +162,7 @@ Catalog::Prepared Catalog::prepare_probe(const std::filesystem::path& file) {
   }
   if (auto ok = check_file_safety(file, st.st_mode, st.st_uid, ::geteuid(), Expect::plugin_file);
       !ok) {
-    return rejected(symlink_reason(file, ok.error().message));
+    return rejected(unsafe_reason(file, ok.error()));
   }
   auto bytes = read_checked(file, st);
   if (!bytes) return rejected(bytes.error().message);

@@ -158,6 +158,7 @@ Result<void> check_file_safety(const std::filesystem::path& path, mode_t mode, u
                                uid_t host_euid, Expect expect) {
   if (S_ISLNK(mode)) {
     return fail(
+        Error::Kind::symbolic_link,
         "is a symbolic link: jobhost loads only regular files, so that no link can swap the code "
         "under it; copy the file into place instead");
   }

@@ -95,7 +95,8 @@ int cmd_validate(const std::string& config_flag) {
       std::string line = error.to_string();
       // A job naming a plugin whose file was rejected: say why it was rejected.
       for (const auto& r : scan.rejected) {
-        if (line.find('"' + r.path.stem().string() + '"') != std::string::npos) {
+        if (error.kind == config::ConfigError::Kind::unknown_plugin &&
+            error.plugin == r.path.stem().string()) {
           line += fmt::format(" ({} was rejected: {})", r.path.filename().string(), r.reason);
         }
       }
@@ -107,6 +108,7 @@ int cmd_validate(const std::string& config_flag) {
     }
     return kExitFailed;
   }
+  for (const auto& warning : config->warnings) fmt::print(stderr, "{}\n", warning.to_string());
   fmt::print("{}: valid ({} jobs; {} plugins accepted, {} rejected)\n", file.string(),
              config->jobs.size(), scan.accepted.size(), scan.rejected.size());
   return kExitOk;

@@ -28,10 +28,18 @@ struct SourcePos {
 };
 
 // One validation error; to_string() is "file:line:col: message" (the parts
-// that are unknown, 0, are left out: "file: message").
+// that are unknown, 0, are left out: "file: message"). Callers that act on an
+// error decide by `kind`, never by searching `message`.
 struct ConfigError {
+  enum class Kind {
+    other,
+    unknown_plugin,  // a job names a plugin not accepted from plugin_dir; see `plugin`
+    warning,         // accepted, but likely not what was meant; to_string() says "warning:"
+  };
   SourcePos where;
   std::string message;
+  Kind kind = Kind::other;
+  std::string plugin = {};  // for unknown_plugin: the name the job gave
   std::string to_string() const;
 };
 
@@ -121,6 +129,11 @@ struct Config {
   HostConfig host;
   HttpConfig http;
   std::vector<JobConfig> jobs;  // in file order
+  // What loaded but is likely not what was meant (kind warning, file order),
+  // e.g. a cron step wider than its range. `validate` prints them, the daemon
+  // logs them at start and on reload. A file that fails to load returns its
+  // warnings among its errors.
+  std::vector<ConfigError> warnings;
 
   // The job called `name`, or nullptr. The pointer lives as long as `jobs`.
   const JobConfig* find_job(std::string_view name) const;

@@ -177,8 +177,8 @@ std::vector<std::string> all_zone_names() {
   return names;
 }
 
-std::string unknown_plugin_message(const std::string& section, const std::string& plugin,
-                                   const std::set<std::string>& known) {
+ConfigError unknown_plugin_error(SourcePos where, const std::string& section,
+                                 const std::string& plugin, const std::set<std::string>& known) {
   std::vector<std::string_view> names(known.begin(), known.end());
   std::string list;
   for (std::string_view n : names) list += (list.empty() ? "" : ", ") + std::string(n);
@@ -186,7 +186,10 @@ std::string unknown_plugin_message(const std::string& section, const std::string
   std::string hint;
   if (auto close = closest_match(plugin, names))
     hint = fmt::format("did you mean \"{}\"? ", *close);
-  return fmt::format("unknown plugin \"{}\" in [{}] ({}known: {})", plugin, section, hint, list);
+  return ConfigError{
+      std::move(where),
+      fmt::format("unknown plugin \"{}\" in [{}] ({}known: {})", plugin, section, hint, list),
+      ConfigError::Kind::unknown_plugin, plugin};
 }
 
 class Loader {
@@ -228,6 +231,7 @@ class Loader {
   }
 
   std::vector<ConfigError>& errors() { return errors_; }
+  std::vector<ConfigError>& warnings() { return warnings_; }
 
  private:
   // Where each setting of a job (or of [defaults]) was written, by dotted key.
@@ -241,6 +245,10 @@ class Loader {
 
   void error(SourcePos where, std::string message) {
     errors_.push_back(ConfigError{std::move(where), std::move(message)});
+  }
+  void warn(SourcePos where, std::string message) {
+    warnings_.push_back(
+        ConfigError{std::move(where), std::move(message), ConfigError::Kind::warning});
   }
   void type_error(const toml::node& v, const std::string& what, std::string_view expected) {
     error(at(v), fmt::format("{}: expected {}, got {}", what, expected, type_name(v)));
@@ -726,7 +734,8 @@ class Loader {
           job.plugin = *s;
           job.plugin_pos = at(v);
           if (plugin_names_ && !plugin_names_->contains(job.plugin)) {
-            error(job.plugin_pos, unknown_plugin_message(section, job.plugin, *plugin_names_));
+            errors_.push_back(
+                unknown_plugin_error(job.plugin_pos, section, job.plugin, *plugin_names_));
           }
         }
       } else if (contains(kScheduleKeys, k)) {
@@ -824,6 +833,10 @@ class Loader {
             fmt::format("{}: bad cron expression \"{}\": {}", w, *text, expr.error().message));
       return;
     }
+    for (const auto& note : expr->warnings()) {
+      warn(inside_string(v, note.column),
+           fmt::format("{}: cron expression \"{}\": {}", w, *text, note.message));
+    }
     job.schedule_text = *text;
     if (expr->is_reboot()) {
       job.schedule = schedule::Manual{};
@@ -907,6 +920,7 @@ class Loader {
   const PluginNamesFor* plugin_names_for_;
   std::optional<std::set<std::string>> plugin_names_;
   std::vector<ConfigError> errors_;
+  std::vector<ConfigError> warnings_;
 
   std::string host_timezone_ = "UTC";
   SourcePos host_zone_pos_;
@@ -950,13 +964,20 @@ std::expected<Config, std::vector<ConfigError>> load(const fs::path& file,
     // Only a bug or an exhausted machine gets here; still a value, not a crash.
     loader.errors().push_back({SourcePos{shown, 0, 0}, fmt::format("cannot load: {}", e.what())});
   }
-  auto& errors = loader.errors();
-  if (!errors.empty()) {
-    std::stable_sort(errors.begin(), errors.end(), [](const ConfigError& a, const ConfigError& b) {
+  const auto in_file_order = [](std::vector<ConfigError>& list) {
+    std::stable_sort(list.begin(), list.end(), [](const ConfigError& a, const ConfigError& b) {
       return std::pair(a.where.line, a.where.column) < std::pair(b.where.line, b.where.column);
     });
+  };
+  auto& errors = loader.errors();
+  auto& warnings = loader.warnings();
+  if (!errors.empty()) {
+    errors.insert(errors.end(), warnings.begin(), warnings.end());
+    in_file_order(errors);
     return std::unexpected(std::move(errors));
   }
+  in_file_order(warnings);
+  config.warnings = std::move(warnings);
   for (JobConfig& job : config.jobs) job.definition_hash = compute_definition_hash(job);
   return config;
 }
@@ -980,9 +1001,10 @@ std::string_view to_string(Durability value) {
 }
 
 std::string ConfigError::to_string() const {
-  if (where.line <= 0) return fmt::format("{}: {}", where.file, message);
-  if (where.column <= 0) return fmt::format("{}:{}: {}", where.file, where.line, message);
-  return fmt::format("{}:{}:{}: {}", where.file, where.line, where.column, message);
+  const std::string text = kind == Kind::warning ? "warning: " + message : message;
+  if (where.line <= 0) return fmt::format("{}: {}", where.file, text);
+  if (where.column <= 0) return fmt::format("{}:{}: {}", where.file, where.line, text);
+  return fmt::format("{}:{}:{}: {}", where.file, where.line, where.column, text);
 }
 
 const JobConfig* Config::find_job(std::string_view name) const {
@@ -1013,7 +1035,7 @@ std::vector<ConfigError> check_plugins(const Config& config,
   for (const JobConfig& job : config.jobs) {
     if (plugin_names.contains(job.plugin)) continue;
     errors.push_back(
-        {job.plugin_pos, unknown_plugin_message("jobs." + job.name, job.plugin, plugin_names)});
+        unknown_plugin_error(job.plugin_pos, "jobs." + job.name, job.plugin, plugin_names));
   }
   return errors;
 }

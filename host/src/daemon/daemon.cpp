@@ -5,7 +5,6 @@
 
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
-#include <random>
 
 #include "catalog/catalog.h"
 #include "common/log.h"
@@ -39,6 +38,7 @@ int run_daemon(const config::Config& config) {
   }
   log::info(fmt::format("jobhost {} starting: config {}, state dir {}", getpid(),
                         config.file.string(), config.host.state_dir.string()));
+  for (const auto& warning : config.warnings) log::warn(warning.to_string());
 
   exec::DetectOptions detect;
   detect.parent_name = exec::parent_cgroup_name(config.host.state_dir);

@@ -7,6 +7,7 @@
 #include <fmt/core.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <set>
 #include <system_error>
@@ -233,8 +234,11 @@ void Reloader::reload_config() {
   if (!loaded) {
     std::vector<std::string> errors;
     for (const auto& error : loaded.error()) errors.push_back(error.to_string());
+    const auto count = std::count_if(loaded.error().begin(), loaded.error().end(), [](auto& e) {
+      return e.kind != config::ConfigError::Kind::warning;
+    });
     log::error(fmt::format("config {} rejected ({} error(s)); the running config stays:",
-                           config_file_.string(), errors.size()));
+                           config_file_.string(), count));
     for (const auto& error : errors) log::error(error);
     summary_.ok = false;
     summary_.lines.push_back(fmt::format("config rejected; the running config stays"));
@@ -244,6 +248,10 @@ void Reloader::reload_config() {
     return end_cycle();
   }
   config_rejected_ = false;
+  for (const auto& warning : loaded->warnings) {
+    log::warn(warning.to_string());
+    summary_.lines.push_back(warning.to_string());
+  }
   for (const auto& setting : settings_needing_restart(engine_.config(), *loaded)) {
     std::string text = fmt::format(
         "config: {} changed; it needs a restart to take effect (the running value stays)", setting);

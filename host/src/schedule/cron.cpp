@@ -80,8 +80,9 @@ struct FieldBits {
 // Parses one field; `base` is the column of its first character.
 class FieldParser {
  public:
-  FieldParser(CronField field, std::string_view text, std::size_t base)
-      : field_(field), range_(kRanges[field]), text_(text), base_(base) {}
+  FieldParser(CronField field, std::string_view text, std::size_t base,
+              std::vector<CronError>& warnings)
+      : field_(field), range_(kRanges[field]), text_(text), base_(base), warnings_(warnings) {}
 
   std::expected<FieldBits, CronError> parse() {
     std::size_t start = 0;
@@ -253,10 +254,14 @@ class FieldParser {
       }
       if (step == 0) return fail_at(step_pos, "step 0 is not allowed");
       if (single) hi = std::max(lo, top);  // "5/10" means 5-max/10
+      // Vixie cron and cronie accept a step wider than its range and take
+      // its first value; so do we, and say what it means.
       if (hi > lo && step > hi - lo) {
-        return fail_at(step_pos, fmt::format("step {} is larger than the range {}-{}, so it "
-                                             "selects only {}; write that value instead",
-                                             step, lo, hi, lo));
+        warnings_.push_back(CronError{
+            fmt::format("{} field: step {} is larger than the range {}-{}, so it selects only {}; "
+                        "write that value instead",
+                        range_.name, step, lo, hi, lo),
+            base_ + step_pos});
       }
     }
     if (p != end) return fail_at(p, fmt::format("unexpected character '{}'", text_[p]));
@@ -268,6 +273,7 @@ class FieldParser {
   FieldRange range_;
   std::string_view text_;
   std::size_t base_;
+  std::vector<CronError>& warnings_;
   FieldBits bits_;
 };
 
@@ -403,7 +409,9 @@ std::expected<CronExpr, CronError> CronExpr::parse(std::string_view text) {
 
   std::array<FieldBits, kFieldCount> bits;
   for (int i = 0; i < kFieldCount; ++i) {
-    auto parsed = FieldParser(static_cast<CronField>(i), tokens[i].text, tokens[i].column).parse();
+    auto parsed =
+        FieldParser(static_cast<CronField>(i), tokens[i].text, tokens[i].column, fields->warnings)
+            .parse();
     if (!parsed) return std::unexpected(parsed.error());
     bits[i] = *parsed;
     fields->field_text[i] = std::string(tokens[i].text);
@@ -475,6 +483,10 @@ bool CronExpr::follows_real_time() const {
 const std::string& CronExpr::text() const {
   return fields().text;
 }
+const std::vector<CronError>& CronExpr::warnings() const {
+  return fields().warnings;
+}
+
 const CronExpr::Fields& CronExpr::fields() const {
   return fields_ ? *fields_ : never_fields();
 }

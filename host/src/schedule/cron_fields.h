@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "schedule/schedule.h"
 
@@ -39,6 +40,7 @@ struct CronExpr::Fields {
 
   // Each field as written after macro expansion (seconds "0" for 5 fields), for describe().
   std::array<std::string, kFieldCount> field_text;
+  std::vector<CronError> warnings;  // see CronExpr::warnings()
 };
 
 // Days of (year, month) that match the day fields: bit d set for day d.

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "common/error.h"
 #include "common/time.h"
@@ -41,6 +42,10 @@ class CronExpr {
   // True when the hour field starts with '*': the schedule follows real time
   // across DST changes (see docs/schedules.md).
   bool follows_real_time() const;
+  // What parsed but is likely not what was meant, e.g. "*/15" in the month
+  // field (a step wider than its range: cron takes the first value, as Vixie
+  // cron and cronie do). Same shape as a parse error; empty for most.
+  const std::vector<CronError>& warnings() const;
   // The expression as written, without surrounding blanks.
   const std::string& text() const;
   // The expression in words, e.g. "every 10 seconds", "at 02:30 every day",
