@@ -263,7 +263,8 @@ void Engine::start_run(Fire fire) {
   auto finish_unstarted = [&](std::string message) {
     log::error(message, fields);
     ledger::RunEnd end = unstarted_end(run_id, now(), std::move(message));
-    backlog_.write_or_keep(PendingWrite{cfg.name, fire.slot, end.finished_at, std::move(end)});
+    backlog_.write_or_keep(PendingWrite{cfg.name, fire.slot, end.finished_at, end});
+    for (Observer* o : observers_) o->on_run_unstarted(start, end);
   };
   if (!plugin) {
     finish_unstarted(fmt::format("plugin \"{}\" is no longer available", cfg.plugin));
@@ -280,20 +281,22 @@ void Engine::start_run(Fire fire) {
                   fire.attempt, *pid, plugin->name, plugin->version),
       fields);
   job.active.insert(run_id);
-  active_.emplace(run_id, ActiveRun{cfg.name, fire.slot, fire.attempt, fire.trace_id,
-                                    std::chrono::steady_clock::now()});
+  active_.emplace(run_id, ActiveRun{start, std::chrono::steady_clock::now()});
+  const Duration lateness = start.started_at - fire.due;
+  for (Observer* o : observers_) o->on_run_started(start, lateness);
 }
 
 void Engine::on_run_done(const exec::RunReport& report) {
   auto it = active_.find(report.run_id);
   if (it == active_.end()) return;
-  ActiveRun run = std::move(it->second);
+  ActiveRun active = std::move(it->second);
   active_.erase(it);
+  const ledger::RunStart& run = active.start;
   auto job_it = jobs_.find(run.job);
   log::Fields fields{run.job, report.run_id, run.trace_id};
   ledger::RunEnd end =
       run_end(report, now(),
-              std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - run.started));
+              std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - active.started));
   if (job_it != jobs_.end()) {
     job_it->second.active.erase(report.run_id);
     const config::RetryPolicy& policy = job_it->second.config.retry;
@@ -317,11 +320,12 @@ void Engine::on_run_done(const exec::RunReport& report) {
   } else {
     log::warn(summary, fields);
   }
-  backlog_.write_or_keep(PendingWrite{run.job, run.slot, end.finished_at, end});
+  backlog_.write_or_keep(PendingWrite{run.job, run.scheduled_for, end.finished_at, end});
   if (end.retry_at && !shutting_down_) {
-    timeline_.insert(Fire{*end.retry_at, run.job, run.slot, run.attempt + 1, run.trace_id,
-                          ledger::Trigger::retry});
+    timeline_.insert(Fire{*end.retry_at, run.job, run.scheduled_for, run.attempt + 1,
+                          run.trace_id, ledger::Trigger::retry});
   }
+  for (Observer* o : observers_) o->on_run_finished(run, end, report);
   pump();
   arm_timer();
   checkpoint_if_idle();
@@ -366,7 +370,8 @@ void Engine::record_skipped(const Fire& fire, const std::string& reason) {
                           .at = now(),
                           .definition_hash = cfg.definition_hash,
                           .host_pid = getpid()};
-  backlog_.write_or_keep(PendingWrite{fire.job, fire.slot, skip.at, std::move(skip)});
+  backlog_.write_or_keep(PendingWrite{fire.job, fire.slot, skip.at, skip});
+  for (Observer* o : observers_) o->on_skipped(skip);
 }
 
 void Engine::record_skipped_in_order(JobState& job, Fire fire, std::string reason) {
@@ -404,7 +409,7 @@ void Engine::shutdown(std::function<void()> on_idle) {
   if (active_.empty()) return notify_idle_if_done();
   log::info(fmt::format("shutting down: waiting for {} run(s) in flight", active_.size()));
   for (const auto& [run_id, run] : active_) {
-    auto grace = jobs_.find(run.job)->second.config.kill_grace;
+    auto grace = jobs_.find(run.start.job)->second.config.kill_grace;
     auto timer = std::make_shared<boost::asio::steady_timer>(io_, grace);
     timer->async_wait([this, id = run_id](const boost::system::error_code& ec) {
       if (!ec) executor_.stop(id, exec::StopReason::shutdown);
@@ -433,9 +438,9 @@ nlohmann::json Engine::snapshot() const {
                         {"ledger_checkpoints", checkpoints_}};
   for (const auto& [run_id, run] : active_) {
     out["running"].push_back({{"run_id", run_id},
-                              {"job", run.job},
-                              {"attempt", run.attempt},
-                              {"scheduled_for", ledger::format_utc(run.slot)}});
+                              {"job", run.start.job},
+                              {"attempt", run.start.attempt},
+                              {"scheduled_for", ledger::format_utc(run.start.scheduled_for)}});
   }
   return out;
 }

@@ -19,6 +19,7 @@
 #include "catalog/catalog.h"
 #include "config/config.h"
 #include "engine/backlog.h"
+#include "engine/observer.h"
 #include "engine/run_records.h"
 #include "engine/timer.h"
 #include "exec/executor.h"
@@ -63,6 +64,11 @@ class Engine {
   void shutdown(std::function<void()> on_idle);
   // A second shutdown request: stop every run now.
   void stop_now();
+
+  // Adds a watcher of runs and skips (engine/observer.h); it must outlive
+  // the engine or be removed first. Observers are called in the order added.
+  void add_observer(Observer& observer) { observers_.push_back(&observer); }
+  void remove_observer(Observer& observer) { std::erase(observers_, &observer); }
 
   // Queues a manual fire of `job` at now (a slot of its own). Returns the slot.
   Result<TimePoint> trigger(std::string_view job);
@@ -110,10 +116,7 @@ class Engine {
     bool retired = false;  // removed by a reload: no fires, kept while runs finish
   };
   struct ActiveRun {
-    std::string job;
-    TimePoint slot;
-    int attempt;
-    std::string trace_id;
+    ledger::RunStart start;  // as claimed
     std::chrono::steady_clock::time_point started;
     std::chrono::steady_clock::time_point last_heartbeat_write{};
   };
@@ -167,6 +170,7 @@ class Engine {
   Backlog backlog_;
   std::size_t recorded_since_checkpoint_ = 0;
   std::uint64_t checkpoints_ = 0;  // done by checkpoint_if_idle (status: ledger_checkpoints)
+  std::vector<Observer*> observers_;
   bool shutting_down_ = false;
   std::function<void()> on_idle_;
   std::vector<std::shared_ptr<boost::asio::steady_timer>> grace_timers_;  // during shutdown
