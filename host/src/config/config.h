@@ -122,7 +122,15 @@ struct HostConfig {
 
 struct HttpConfig {
   std::string listen = "127.0.0.1:9187";  // "HOST:PORT" ("[::1]:PORT" for IPv6); "" = off
+  // A listen address that is not loopback needs allow_remote = true and a token_file.
+  bool allow_remote = false;
+  // The bearer token HTTP actions need (one line); not group/world readable.
+  // Empty: actions over HTTP are refused (403); the control socket remains.
+  std::filesystem::path token_file;  // absolute once loaded
+  // Per-job metric series: unset = on up to kPerJobMetricsAuto jobs, true = always, false = never.
+  std::optional<bool> per_job_metrics;
 };
+inline constexpr std::size_t kPerJobMetricsAuto = 1000;
 
 struct Config {
   std::filesystem::path file;  // absolute, lexically normal path of the TOML file
