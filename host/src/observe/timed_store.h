@@ -77,6 +77,9 @@ class TimedStore final : public ledger::Store {
   Result<void> checkpoint() override {
     return timed(LedgerOp::other, [&] { return inner_.checkpoint(); });
   }
+  Result<void> probe_writable(TimePoint now) override {
+    return timed(LedgerOp::other, [&] { return inner_.probe_writable(now); });
+  }
 
  private:
   template <class F>
