@@ -40,6 +40,8 @@ bool counts_as_failure(Outcome o) {
   }
 }
 
+constexpr std::optional<double> kNoDouble;
+
 bool advances_last_fire(Trigger t) {
   return t == Trigger::schedule || t == Trigger::catchup;
 }
@@ -319,8 +321,9 @@ class SqliteStore final : public Store {
         attempt = q.col(2).getInt();
         trace_id = q.col(3).getString();
       }
-      std::optional<double> cpu = end.cpu_seconds;
-      if (cpu && !(std::isfinite(*cpu) && *cpu >= 0)) cpu.reset();
+      const bool cpu_known =
+          end.cpu_seconds && std::isfinite(*end.cpu_seconds) && *end.cpu_seconds >= 0;
+      const std::optional<double>& cpu = cpu_known ? end.cpu_seconds : kNoDouble;
       // SQLite integers are signed 64-bit: clamp a (hostile) huge figure.
       std::optional<int64_t> rss;
       if (end.max_rss_bytes) {

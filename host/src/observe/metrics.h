@@ -97,6 +97,9 @@ class Metrics final : public engine::Observer {
     std::function<TimePoint()> clock;
   };
   explicit Metrics(Options options);
+  // The engine read at scrape time, when it is made after the Metrics (the
+  // daemon: the engine writes through a TimedStore that needs the Metrics).
+  void set_engine(const engine::Engine* engine) { options_.engine = engine; }
 
   // Seeds the gauges that survive restarts from the ledger (consecutive
   // failures, last run) once at daemon start.

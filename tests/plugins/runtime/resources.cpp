@@ -5,7 +5,7 @@
 //   orphan_cpu_ms  CPU a child burns; the run lets it end but never reaps it,
 //                  so only the run's cgroup can count it (default 0)
 //   touch_mib      MiB the run allocates and touches (default 0)
-//   outcome        "fail" returns FAIL (default: OK)
+//   outcome        "fail" returns FAIL, "retry" RETRY (default: OK)
 // Metrics: cpu_ms (own + child + orphan), and hostile names and values:
 // NaN, infinity, a 200-byte name, invalid UTF-8, quotes and a newline.
 #include <sys/wait.h>
@@ -79,6 +79,10 @@ class Resources {
     if (auto outcome = ctx.param("outcome"); outcome && *outcome == "fail") {
       ctx.set_message("failing as asked");
       return jobhost::Result::fail;
+    }
+    if (auto outcome = ctx.param("outcome"); outcome && *outcome == "retry") {
+      ctx.set_message("asking for a retry");
+      return jobhost::Result::retry;
     }
     return jobhost::Result::ok;
   }
