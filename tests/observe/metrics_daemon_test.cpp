@@ -119,21 +119,21 @@ params = { seconds = 2 }
       if (run.outcome) ++counts[std::string(to_string(*run.outcome))];
     }
     for (auto outcome : kOutcomeNames) {
-      const std::string series = "jobhost_job_runs_total{job=\"" + std::string(job) +
+      const std::string series = "jobhost_job_runs_total{job_name=\"" + std::string(job) +
                                  "\",outcome=\"" + std::string(outcome) + "\"}";
       INFO(series);
       CHECK(sample(scrape, series) == static_cast<double>(counts[std::string(outcome)]));
     }
   }
-  CHECK(sample(scrape, "jobhost_job_runs_total{job=\"failing\",outcome=\"failed\"}") == 2);
-  CHECK(sample(scrape, "jobhost_job_retries_total{job=\"failing\"}") == 1);
-  CHECK(sample(scrape, "jobhost_job_consecutive_failures{job=\"failing\"}") == 2);
-  CHECK(sample(scrape, "jobhost_job_skipped_fires_total{job=\"overlap\",reason=\"concurrency\"}") ==
+  CHECK(sample(scrape, "jobhost_job_runs_total{job_name=\"failing\",outcome=\"failed\"}") == 2);
+  CHECK(sample(scrape, "jobhost_job_retries_total{job_name=\"failing\"}") == 1);
+  CHECK(sample(scrape, "jobhost_job_consecutive_failures{job_name=\"failing\"}") == 2);
+  CHECK(sample(scrape, "jobhost_job_skipped_fires_total{job_name=\"overlap\",reason=\"concurrency\"}") ==
         1);
-  CHECK(sample(scrape, "jobhost_job_cpu_seconds_total{job=\"burn\"}") >= 0.19);
-  CHECK(sample(scrape, "jobhost_job_memory_peak_bytes{job=\"burn\"}") >= 16 << 20);
-  CHECK(sample(scrape, "jobhost_job_plugin_metric{job=\"burn\",name=\"cpu_ms\"}") == 200);
-  CHECK(sample(scrape, "jobhost_job_fire_lateness_seconds_count{job=\"burn\"}") == 1);
+  CHECK(sample(scrape, "jobhost_job_cpu_seconds_total{job_name=\"burn\"}") >= 0.19);
+  CHECK(sample(scrape, "jobhost_job_memory_peak_bytes{job_name=\"burn\"}") >= 16 << 20);
+  CHECK(sample(scrape, "jobhost_job_plugin_metric{job_name=\"burn\",name=\"cpu_ms\"}") == 200);
+  CHECK(sample(scrape, "jobhost_job_fire_lateness_seconds_count{job_name=\"burn\"}") == 1);
   CHECK(sample(scrape, "jobhost_ledger_write_seconds_count{op=\"claim\"}") == 6);
   CHECK(sample(scrape, "jobhost_queue_capacity") == 10000);
   CHECK(sample(scrape, "jobhost_fork_server_restarts_total") == 0);

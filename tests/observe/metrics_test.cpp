@@ -169,15 +169,15 @@ TEST_CASE("histograms: cumulative buckets, +Inf, _sum and _count", "[observe][me
   m.on_run_started(run, -5ms);  // a clock set back: counted as on time
   const std::string text = m.render();
   CHECK(has_line(text, "# TYPE jobhost_job_fire_lateness_seconds histogram"));
-  CHECK(has_line(text, "jobhost_job_fire_lateness_seconds_bucket{job=\"j\",le=\"0.001\"} 2"));
-  CHECK(has_line(text, "jobhost_job_fire_lateness_seconds_bucket{job=\"j\",le=\"0.005\"} 2"));
-  CHECK(has_line(text, "jobhost_job_fire_lateness_seconds_bucket{job=\"j\",le=\"0.25\"} 2"));
-  CHECK(has_line(text, "jobhost_job_fire_lateness_seconds_bucket{job=\"j\",le=\"0.5\"} 3"));
-  CHECK(has_line(text, "jobhost_job_fire_lateness_seconds_bucket{job=\"j\",le=\"+Inf\"} 3"));
-  CHECK(has_line(text, "jobhost_job_fire_lateness_seconds_sum{job=\"j\"} 0.5"));
-  CHECK(has_line(text, "jobhost_job_fire_lateness_seconds_count{job=\"j\"} 3"));
+  CHECK(has_line(text, "jobhost_job_fire_lateness_seconds_bucket{job_name=\"j\",le=\"0.001\"} 2"));
+  CHECK(has_line(text, "jobhost_job_fire_lateness_seconds_bucket{job_name=\"j\",le=\"0.005\"} 2"));
+  CHECK(has_line(text, "jobhost_job_fire_lateness_seconds_bucket{job_name=\"j\",le=\"0.25\"} 2"));
+  CHECK(has_line(text, "jobhost_job_fire_lateness_seconds_bucket{job_name=\"j\",le=\"0.5\"} 3"));
+  CHECK(has_line(text, "jobhost_job_fire_lateness_seconds_bucket{job_name=\"j\",le=\"+Inf\"} 3"));
+  CHECK(has_line(text, "jobhost_job_fire_lateness_seconds_sum{job_name=\"j\"} 0.5"));
+  CHECK(has_line(text, "jobhost_job_fire_lateness_seconds_count{job_name=\"j\"} 3"));
   CHECK(has_line(text, "jobhost_fire_lateness_seconds_count 3"));
-  CHECK(count_prefix(text, "jobhost_job_fire_lateness_seconds_bucket{job=\"j\"") ==
+  CHECK(count_prefix(text, "jobhost_job_fire_lateness_seconds_bucket{job_name=\"j\"") ==
         kLatenessBuckets.size() + 1);
 }
 
@@ -265,34 +265,34 @@ TEST_CASE("each family's text: HELP, TYPE and samples", "[observe][metrics]") {
       "jobhost_run_duration_seconds_count 2",
       "jobhost_run_duration_seconds_sum 3.5",
       "jobhost_cpu_seconds_total 0.75",
-      "jobhost_job_runs_total{job=\"alpha\",outcome=\"succeeded\"} 1",
-      "jobhost_job_runs_total{job=\"alpha\",outcome=\"failed\"} 1",
-      "jobhost_job_runs_total{job=\"beta\",outcome=\"failed\"} 1",
-      "jobhost_job_runs_total{job=\"beta\",outcome=\"skipped\"} 1",
-      "jobhost_job_skipped_fires_total{job=\"beta\",reason=\"concurrency\"} 1",
-      "jobhost_job_retries_total{job=\"alpha\"} 1",
-      "jobhost_job_consecutive_failures{job=\"alpha\"} 1",
-      "jobhost_job_consecutive_failures{job=\"beta\"} 1",
-      "jobhost_job_last_run_timestamp_seconds{job=\"alpha\"} 1800000000.001",
-      "jobhost_job_last_success_timestamp_seconds{job=\"alpha\"} 1800000002.001",
-      "jobhost_job_paused{job=\"alpha\"} 0",
-      "jobhost_job_paused{job=\"beta\"} 1",
-      "jobhost_job_run_duration_seconds_bucket{job=\"alpha\",le=\"1\"} 0",
-      "jobhost_job_run_duration_seconds_bucket{job=\"alpha\",le=\"5\"} 2",
-      "jobhost_job_cpu_seconds_total{job=\"alpha\"} 0.75",
-      "jobhost_job_cpu_seconds_total{job=\"beta\"} 0",
-      "jobhost_job_memory_peak_bytes{job=\"alpha\"} 1048576",
-      "jobhost_job_memory_peak_max_bytes{job=\"alpha\"} 1048576",
-      "jobhost_job_plugin_metric{job=\"alpha\",name=\"rows\"} 42",
-      "jobhost_job_plugin_metric{job=\"alpha\",name=\"we\\\"ird\\n\"} -1.5",
+      "jobhost_job_runs_total{job_name=\"alpha\",outcome=\"succeeded\"} 1",
+      "jobhost_job_runs_total{job_name=\"alpha\",outcome=\"failed\"} 1",
+      "jobhost_job_runs_total{job_name=\"beta\",outcome=\"failed\"} 1",
+      "jobhost_job_runs_total{job_name=\"beta\",outcome=\"skipped\"} 1",
+      "jobhost_job_skipped_fires_total{job_name=\"beta\",reason=\"concurrency\"} 1",
+      "jobhost_job_retries_total{job_name=\"alpha\"} 1",
+      "jobhost_job_consecutive_failures{job_name=\"alpha\"} 1",
+      "jobhost_job_consecutive_failures{job_name=\"beta\"} 1",
+      "jobhost_job_last_run_timestamp_seconds{job_name=\"alpha\"} 1800000000.001",
+      "jobhost_job_last_success_timestamp_seconds{job_name=\"alpha\"} 1800000002.001",
+      "jobhost_job_paused{job_name=\"alpha\"} 0",
+      "jobhost_job_paused{job_name=\"beta\"} 1",
+      "jobhost_job_run_duration_seconds_bucket{job_name=\"alpha\",le=\"1\"} 0",
+      "jobhost_job_run_duration_seconds_bucket{job_name=\"alpha\",le=\"5\"} 2",
+      "jobhost_job_cpu_seconds_total{job_name=\"alpha\"} 0.75",
+      "jobhost_job_cpu_seconds_total{job_name=\"beta\"} 0",
+      "jobhost_job_memory_peak_bytes{job_name=\"alpha\"} 1048576",
+      "jobhost_job_memory_peak_max_bytes{job_name=\"alpha\"} 1048576",
+      "jobhost_job_plugin_metric{job_name=\"alpha\",name=\"rows\"} 42",
+      "jobhost_job_plugin_metric{job_name=\"alpha\",name=\"we\\\"ird\\n\"} -1.5",
   };
   for (const char* s : samples) {
     INFO(s);
     CHECK(has_line(text, s));
   }
   CHECK(text.find("name=\"nan\"") == std::string::npos);
-  CHECK_FALSE(has_line(text, "jobhost_job_last_success_timestamp_seconds{job=\"beta\"}"));
-  CHECK(text.find("jobhost_job_memory_peak_bytes{job=\"beta\"}") == std::string::npos);
+  CHECK_FALSE(has_line(text, "jobhost_job_last_success_timestamp_seconds{job_name=\"beta\"}"));
+  CHECK(text.find("jobhost_job_memory_peak_bytes{job_name=\"beta\"}") == std::string::npos);
   if (auto problems = promtool_check(text)) CHECK(*problems == "");
 }
 
@@ -347,7 +347,7 @@ TEST_CASE("per-job series: on up to 1000 jobs, off above, unless per_job_metrics
       INFO("per_job_metrics " << (c.setting ? (*c.setting ? "true" : "false") : "unset"));
       CHECK(m.per_job_enabled() == c.expected);
       const std::string text = m.render();
-      CHECK(count_prefix(text, "jobhost_job_runs_total{job=\"j1000\",") ==
+      CHECK(count_prefix(text, "jobhost_job_runs_total{job_name=\"j1000\",") ==
             (c.expected ? kOutcomeNames.size() : 0));
       CHECK(has_line(text, "jobhost_jobs 1001"));
       CHECK(has_line(text, std::string("jobhost_per_job_series ") + (c.expected ? "1" : "0")));
@@ -480,19 +480,19 @@ retry = { max_attempts = 1 }
       if (run.outcome) ++ledger_counts[std::string(to_string(*run.outcome))];
     }
     for (auto outcome : kOutcomeNames) {
-      const std::string line = "jobhost_job_runs_total{job=\"" + std::string(job) +
+      const std::string line = "jobhost_job_runs_total{job_name=\"" + std::string(job) +
                                "\",outcome=\"" + std::string(outcome) + "\"} " +
                                std::to_string(ledger_counts[std::string(outcome)]);
       INFO(line);
       CHECK(has_line(text, line));
     }
   }
-  CHECK(has_line(text, "jobhost_job_skipped_fires_total{job=\"gone\",reason=\"blocked\"} 1"));
-  CHECK(has_line(text, "jobhost_job_retries_total{job=\"flaky\"} 1"));
-  CHECK(has_line(text, "jobhost_job_plugin_metric{job=\"ok\",name=\"rows\"} 7"));
+  CHECK(has_line(text, "jobhost_job_skipped_fires_total{job_name=\"gone\",reason=\"blocked\"} 1"));
+  CHECK(has_line(text, "jobhost_job_retries_total{job_name=\"flaky\"} 1"));
+  CHECK(has_line(text, "jobhost_job_plugin_metric{job_name=\"ok\",name=\"rows\"} 7"));
   CHECK(has_line(
-      text, "jobhost_job_plugin_metric{job=\"ok\",name=\"odd \\\"name\\\"\\n\xef\xbf\xbd\"} 1"));
-  CHECK(has_line(text, "jobhost_job_memory_peak_bytes{job=\"ok\"} 8388608"));
+      text, "jobhost_job_plugin_metric{job_name=\"ok\",name=\"odd \\\"name\\\"\\n\xef\xbf\xbd\"} 1"));
+  CHECK(has_line(text, "jobhost_job_memory_peak_bytes{job_name=\"ok\"} 8388608"));
   if (auto problems = promtool_check(text)) {
     CHECK(*problems == "");
   } else {
@@ -503,5 +503,5 @@ retry = { max_attempts = 1 }
   CHECK(has_line(text, "jobhost_runs_in_flight 0"));
   CHECK(has_line(text, "jobhost_fork_server_restarts_total 0"));
   CHECK(has_line(text, "jobhost_plugins{state=\"accepted\"} 1"));
-  CHECK(has_line(text, "jobhost_job_runs_in_flight{job=\"ok\"} 0"));
+  CHECK(has_line(text, "jobhost_job_runs_in_flight{job_name=\"ok\"} 0"));
 }

@@ -72,7 +72,7 @@ class Writer {
     out_ += type;
     out_ += '\n';
   }
-  // name{labels} value: `labels` is preformatted (`job="x",outcome="y"`) or empty.
+  // name{labels} value: `labels` is preformatted (`job_name="x",outcome="y"`) or empty.
   void sample(std::string_view name, std::string_view labels, uint64_t value) {
     head(name, labels);
     out_ += fmt::format_int(value).c_str();
@@ -357,7 +357,7 @@ std::string Metrics::render() const {
   struct Row {
     const JobSeries* series;  // null: no run or skip seen yet
     const engine::Engine::JobFigures* figures;
-    std::string label;  // job="..."
+    std::string label;  // job_name="..."
   };
   std::vector<Row> rows;
   if (per_job) {
@@ -365,12 +365,12 @@ std::string Metrics::render() const {
       rows.reserve(figures->jobs.size());
       for (const auto& f : figures->jobs) {
         auto it = jobs_.find(f.job);
-        rows.push_back({it == jobs_.end() ? nullptr : &it->second, &f, label("job", f.job)});
+        rows.push_back({it == jobs_.end() ? nullptr : &it->second, &f, label("job_name", f.job)});
       }
     } else {
       rows.reserve(jobs_.size());
       for (const auto& [name, series] : jobs_)
-        rows.push_back({&series, nullptr, label("job", name)});
+        rows.push_back({&series, nullptr, label("job_name", name)});
     }
   }
   static const JobSeries kEmpty{};
