@@ -257,6 +257,11 @@ TEST_CASE("a request head over the header limit gets 431, a body over the body l
   CHECK(json::parse(big.body)["error"].get<std::string>().find("65536") != std::string::npos);
   auto fits = http_post(server.port(), "/echo", std::string(64 * 1024, 'b'));
   CHECK(fits.status == 200);
+
+  // A Content-Length over the limit is refused before any body byte is sent.
+  RawConnection announced(server.port());
+  REQUIRE(announced.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"));
+  CHECK(status_of(announced.read_until_close(5s)) == 413);
 }
 
 TEST_CASE("keep-alive: two requests on one connection, and pipelined ones", "[observe][http]") {
