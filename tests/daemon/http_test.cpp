@@ -1,5 +1,7 @@
 // The daemon's HTTP server end to end: health endpoints, readiness that
 // follows the ledger, and hostile clients that must not delay a fire.
+#include <signal.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <nlohmann/json.hpp>
@@ -178,4 +180,37 @@ schedule = "* * * * * *"
     if (run["outcome"] == "succeeded") ++succeeded;
   }
   CHECK(static_cast<std::size_t>(succeeded) >= before + 5);
+}
+
+TEST_CASE("/readyz says stopping while a stopping daemon waits for its runs", "[daemon][http]") {
+  TestHost host({"sleeper.so"}, std::string(kHttpOnAnyPort) + R"(
+[jobs.nap]
+plugin = "sleeper"
+schedule = "@manual"
+params = { seconds = 4 }
+)");
+  auto port = wait_http_port(host.daemon());
+  REQUIRE(port.has_value());
+  REQUIRE(trigger(host.config(), "nap").exit_code == 0);
+  REQUIRE(wait_for(
+      [&] {
+        for (const auto& run : history(host.config(), "nap")) {
+          if (run["outcome"].is_null()) return true;
+        }
+        return false;
+      },
+      10s));
+  CHECK(not_ready_reasons(*port).empty());
+  host.daemon().signal(SIGTERM);
+  std::string reasons;
+  CHECK(wait_for(
+      [&] {
+        reasons = not_ready_reasons(*port);
+        return reasons.find("stopping: no new runs start") != std::string::npos;
+      },
+      3s));
+  INFO(reasons);
+  CHECK(http_get(*port, "/healthz").status == 200);
+  CHECK(host.daemon().wait_exit(20s) == 0);
+  REQUIRE(wait_outcome(host.config(), "nap", "succeeded").has_value());
 }

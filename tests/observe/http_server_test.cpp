@@ -404,11 +404,10 @@ TEST_CASE("answers that come later: served, and harmless once the client is gone
   HttpLimits limits;
   limits.handler_timeout = 500ms;
   std::vector<Respond> parked;  // touched on the server's thread only
-  std::shared_ptr<asio::steady_timer> timer;
   TestServer server(limits, [&](Router& router, asio::io_context& io) {
-    router.add("GET", "/later", [&io, &timer](const Request&, const Respond& respond) {
-      timer = std::make_shared<asio::steady_timer>(io, 100ms);
-      timer->async_wait([respond](const boost::system::error_code&) {
+    router.add("GET", "/later", [&io](const Request&, const Respond& respond) {
+      auto timer = std::make_shared<asio::steady_timer>(io, 100ms);
+      timer->async_wait([timer, respond](const boost::system::error_code&) {
         respond(Response::text(200, "later\n"));
         respond(Response::text(500, "twice"));  // ignored
       });
