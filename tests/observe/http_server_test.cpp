@@ -144,9 +144,13 @@ TEST_CASE("an address in use or not of this machine is an error naming it", "[ob
   REQUIRE_FALSE(second.has_value());
   CHECK_THAT(second.error().message,
              Catch::Contains("cannot listen on " + taken) && Catch::Contains("in use"));
-  auto foreign = HttpServer::listen(io, "192.0.2.1:0", router);  // TEST-NET-1: not ours
-  REQUIRE_FALSE(foreign.has_value());
-  CHECK_THAT(foreign.error().message, Catch::Contains("bind"));
+  // TEST-NET-1 is no address of this machine (unless net.ipv4.ip_nonlocal_bind is on).
+  auto foreign = HttpServer::listen(io, "192.0.2.1:0", router);
+  if (foreign.has_value()) {
+    WARN("ip_nonlocal_bind is on here: binding 192.0.2.1 succeeded; not checked");
+  } else {
+    CHECK_THAT(foreign.error().message, Catch::Contains("bind: Cannot assign requested address"));
+  }
 }
 
 TEST_CASE("IPv6 loopback serves too", "[observe][http]") {
