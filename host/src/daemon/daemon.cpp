@@ -8,6 +8,7 @@
 
 #include "catalog/catalog.h"
 #include "common/log.h"
+#include "common/version.h"
 #include "daemon/control.h"
 #include "daemon/pid_lock.h"
 #include "engine/engine.h"
@@ -17,6 +18,8 @@
 #include "observe/health.h"
 #include "observe/http.h"
 #include "observe/http_server.h"
+#include "observe/metrics.h"
+#include "observe/timed_store.h"
 #include "reload/reloader.h"
 
 namespace jobhost::daemon {
@@ -90,9 +93,24 @@ int run_daemon(const config::Config& config) {
     log::error(seed.error().message);
     return 1;
   }
-  engine::Engine engine(io, config, plugins, **store, executor, *seed);
+  // Metrics watch the engine and time its ledger writes (TimedStore).
+  observe::Metrics metrics({.version = std::string(kVersion),
+                            .engine = nullptr,
+                            .fork_server_restarts = [&] { return executor.fork_server_restarts(); },
+                            .clock = {}});
+  observe::TimedStore timed_store(**store, metrics);
+  if (auto stats = (*store)->all_job_stats()) {
+    metrics.seed(*stats);
+  } else {
+    log::warn("metrics start without the ledger's job figures: " + stats.error().message);
+  }
+  engine::Engine engine(io, config, plugins, timed_store, executor, *seed);
   engine_ptr = &engine;
-  reload::Reloader reloader(io, config.file, catalog, plugins, engine, **store);
+  metrics.set_engine(&engine);
+  engine.add_observer(metrics);
+  reload::Reloader reloader(io, config.file, catalog, plugins, engine, timed_store);
+  reloader.on_result(
+      [&](std::string_view kind, std::string_view result) { metrics.note_reload(kind, result); });
 
   auto control = ControlServer::listen_async(
       io, control_socket_path(config.host.state_dir),
@@ -146,6 +164,7 @@ int run_daemon(const config::Config& config) {
     }
     return readiness;
   });
+  observe::add_metrics_route(router, metrics);
   std::unique_ptr<observe::HttpServer> http;
   if (!config.http.listen.empty()) {
     auto server = observe::HttpServer::listen(io, config.http.listen, router);
