@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -213,4 +214,32 @@ params = { seconds = 4 }
   CHECK(http_get(*port, "/healthz").status == 200);
   CHECK(host.daemon().wait_exit(20s) == 0);
   REQUIRE(wait_outcome(host.config(), "nap", "succeeded").has_value());
+}
+
+TEST_CASE("jobhost validate and run refuse a token file open to others, naming chmod 600",
+          "[daemon][http]") {
+  TempDir dir;
+  install_plugins(dir.path(), {});
+  const fs::path token = dir.path() / "token";
+  std::ofstream(token) << "s3cret\n";
+  fs::permissions(token, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+  auto config = write_config(dir.path(), R"([http]
+listen = "0.0.0.0:0"
+allow_remote = true
+token_file = "token"
+)");
+  auto validate = run_jobhost({"validate", "--config", config.string()});
+  CHECK(validate.exit_code == 1);
+  CHECK(validate.err.find(":8:14: token_file in [http]: \"" + token.string() +
+                          "\" is open to group or others (mode 0640); run `chmod 600 " +
+                          token.string() + "`") != std::string::npos);
+  INFO(validate.err);
+  Daemon refused(config);
+  CHECK(refused.wait_exit(20s) != 0);
+  CHECK(refused.log().find("chmod 600") != std::string::npos);
+
+  fs::permissions(token, fs::perms::owner_read | fs::perms::owner_write);
+  auto fixed = run_jobhost({"validate", "--config", config.string()});
+  INFO(fixed.err);
+  CHECK(fixed.exit_code == 0);
 }
