@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "support/http_client.h"
+#include "support/skip.h"
 
 using namespace jobhost::observe;
 using namespace jobhost::testing;
@@ -153,14 +154,14 @@ TEST_CASE("an address in use or not of this machine is an error naming it", "[ob
   }
 }
 
-TEST_CASE("IPv6 loopback serves too", "[observe][http]") {
+TEST_CASE("IPv6 loopback serves too", "[observe][http][needs-ipv6]") {
   asio::io_context io;
   Router router;
   router.add("GET", "/x", [](const Request& r, const Respond& respond) {
     respond(Response::text(200, r.peer));
   });
   auto server = HttpServer::listen(io, "[::1]:0", router);
-  REQUIRE(server.has_value());
+  if (!server) JOBHOST_SKIP("no IPv6 loopback here: " << server.error().message);
   const int port = (*server)->local_endpoint().port();
   std::thread loop([&] { io.run_for(5s); });
   HttpConnection c(port, "::1");
