@@ -151,8 +151,10 @@ int run_daemon(const config::Config& config) {
   // this one router, before the server starts; handlers run on the loop.
   observe::Router router;
   observe::LedgerWriteProbe ledger_probe(**store);
+  bool stopping = false;  // set by the first SIGTERM/SIGINT
   observe::add_health_routes(router, [&] {
     observe::Readiness readiness;
+    readiness.stopping = stopping;
     readiness.config_loaded = !engine.config().file.empty();
     readiness.ledger_writable = ledger_probe.check();
     const auto backlog = engine.snapshot()["ledger_backlog"];
@@ -182,6 +184,7 @@ int run_daemon(const config::Config& config) {
         if (signo == SIGHUP) {
           reloader.reload_all("SIGHUP");
         } else if (++stop_requests == 1) {
+          stopping = true;
           log::info(fmt::format("{}: stopping", signo == SIGTERM ? "SIGTERM" : "SIGINT"));
           reloader.stop();
           // Nothing is left to do once the last run is recorded.
