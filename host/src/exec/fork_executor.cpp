@@ -145,7 +145,8 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
     if (options().log_sink) {
       options().log_sink(line);
     } else {
-      log::write(level, {request.job, request.run_id, request.trace_id},
+      log::write(level,
+                 {request.job, request.run_id, request.trace_id, static_cast<int>(request.attempt)},
                  stream == LogStream::output ? fmt::format("output: {}", text) : std::string(text));
     }
   }
