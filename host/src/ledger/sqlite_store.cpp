@@ -528,19 +528,7 @@ class SqliteStore final : public Store {
       return fail(fmt::format("query_runs: limit must be positive, not {}", query.limit));
     }
     return guarded("cannot read the runs", [&]() -> Result<std::vector<RunRecord>> {
-      std::string sql = "SELECT " JOBHOST_RUN_COLUMNS " FROM runs WHERE 1";
-      if (query.job) sql += " AND job = ?";
-      if (query.running_only) {
-        sql += " AND finished_at IS NULL";
-      } else if (query.outcome) {
-        sql += " AND outcome = ?";
-      }
-      if (query.trigger) sql += " AND trigger = ?";
-      if (query.since) sql += " AND started_at >= ?";
-      if (query.until) sql += " AND started_at < ?";
-      if (query.after) sql += " AND (started_at, run_id) < (?, ?)";
-      sql += " ORDER BY started_at DESC, run_id DESC LIMIT ?";
-      SQLite::Statement statement(db_, sql);
+      SQLite::Statement statement(db_, runs_query_sql(query));
       int i = 0;
       if (query.job) bind_one(statement, ++i, *query.job);
       if (!query.running_only && query.outcome) {
@@ -985,6 +973,22 @@ Result<void> migrate(SQLite::Database& db, const std::string& path) {
 }
 
 }  // namespace
+
+std::string runs_query_sql(const RunQuery& query) {
+  std::string sql = "SELECT " JOBHOST_RUN_COLUMNS " FROM runs WHERE 1";
+  if (query.job) sql += " AND job = ?";
+  if (query.running_only) {
+    sql += " AND finished_at IS NULL";
+  } else if (query.outcome) {
+    sql += " AND outcome = ?";
+  }
+  if (query.trigger) sql += " AND trigger = ?";
+  if (query.since) sql += " AND started_at >= ?";
+  if (query.until) sql += " AND started_at < ?";
+  if (query.after) sql += " AND (started_at, run_id) < (?, ?)";
+  sql += " ORDER BY started_at DESC, run_id DESC LIMIT ?";
+  return sql;
+}
 
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::filesystem::path& path,
                                                  config::Durability durability, Access access) {
