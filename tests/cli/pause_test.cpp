@@ -9,6 +9,7 @@
 
 #include "schedule/schedule.h"
 #include "support/harness.h"
+#include "support/http_client.h"
 
 using namespace jobhost;
 using namespace jobhost::testing;
@@ -139,5 +140,26 @@ TEST_CASE("jobhost cancel stops a run in flight: cancelled, not retried", "[cli]
   auto again = run_jobhost({"cancel", run_id, "-c", config.string()});
   CHECK(again.exit_code == 1);
   CHECK(again.err.find("not in flight") != std::string::npos);
+  host.stop();
+}
+
+TEST_CASE("the daemon serves the JSON API on [http] listen", "[cli][pause][api]") {
+  TestHost host({"sleeper.so"}, std::string(kJobs) + "\n[http]\nlisten = \"127.0.0.1:0\"\n");
+  auto port = wait_http_port(host.daemon(), 10s);
+  REQUIRE(port);
+  auto jobs = http_get(*port, "/api/v1/jobs?q=tic");
+  REQUIRE(jobs.status == 200);
+  auto body = json::parse(jobs.body);
+  CHECK(body["total"] == 1);
+  CHECK(body["jobs"][0]["name"] == "tick");
+  REQUIRE(wait_for([&] { return !history(host.config(), "tick").empty(); }, 10s));
+  auto runs = json::parse(http_get(*port, "/api/v1/runs?job=tick&limit=1").body);
+  REQUIRE(runs["runs"].size() == 1);
+  CHECK(http_get(*port, "/api/v1/openapi.json").status == 200);
+  // No token_file: actions over HTTP are refused; the control socket remains.
+  auto refused = http_post(*port, "/api/v1/jobs/tick/pause");
+  CHECK(refused.status == 403);
+  CHECK(refused.body.find("token_file") != std::string::npos);
+  CHECK(http_get(*port, "/api/v1/jobs/tick/pause").status == 405);
   host.stop();
 }
