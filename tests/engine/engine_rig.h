@@ -79,7 +79,10 @@ class FakeExecutor final : public exec::Executor {
     if (it == running_.end() || it->second.stopping) return;
     it->second.stopping = true;
     stopped.push_back({std::string(run_id), reason});
-    if (obey_stop) finish(std::string(run_id), Outcome::interrupted);
+    if (obey_stop) {
+      finish(std::string(run_id),
+             reason == exec::StopReason::cancel ? Outcome::cancelled : Outcome::interrupted);
+    }
   }
   void stop_all(exec::StopReason reason) override {
     std::vector<std::string> ids;
@@ -232,14 +235,15 @@ class Rig {
 
   // Watchers added to each engine start() makes, before it starts.
   std::vector<engine::Observer*> observers;
-  // The config the next start() uses (loaded from the TOML).
-  config::Config& config() { return config_; }
-  ledger::Store& store() { return *store_; }
 
   TimePoint now() const { return now_; }
   void set_now(TimePoint t) { now_ = t; }
   nlohmann::json snapshot() const { return engine_->snapshot(); }
   engine::Engine& engine() { return *engine_; }
+  ledger::Store& store() { return *store_; }
+  // The config the next start() uses (tests may change it first).
+  config::Config& config() { return config_; }
+  const fs::path& dir() const { return dir_.path(); }
   FakeExecutor& fake() {
     REQUIRE(fake_ != nullptr);
     return *fake_;

@@ -59,6 +59,7 @@ void Engine::add_job(const config::JobConfig& cfg, TimePoint t) {
     job.spec = cfg.schedule;
     job.retired = false;
   }
+  if (auto stats = store_.job_stats(cfg.name)) job.paused = stats->paused_at.has_value();
   auto last = store_.last_fire(cfg.name);
   if (!last) log::error("cannot read the last fire from the ledger: " + last.error().message);
   std::optional<TimePoint> last_fire = last ? *last : std::nullopt;
@@ -212,6 +213,7 @@ Engine::Figures Engine::figures() const {
     if (auto it = jobs_.find(cfg.name); it != jobs_.end()) {
       job.in_flight = it->second.active.size();
       job.queued = static_cast<std::size_t>(std::max(it->second.queued, 0));
+      job.paused = it->second.paused;
     }
     if (auto it = first.find(cfg.name); it != first.end()) job.next_fire = it->second;
     out.jobs.push_back(job);

@@ -103,6 +103,11 @@ CREATE TABLE run_metrics (
   value  REAL NOT NULL,
   PRIMARY KEY (run_id, name)
 ) STRICT, WITHOUT ROWID;
+
+-- JSON API, pause/resume: a paused job's fires are recorded skipped "paused";
+-- set while paused, with who paused it ("uid 1000", "http token 127.0.0.1:5000").
+ALTER TABLE jobs ADD COLUMN paused_at INTEGER;
+ALTER TABLE jobs ADD COLUMN paused_by TEXT;
 )sql";
 
 constexpr std::array<Migration, 3> kMigrations = {{

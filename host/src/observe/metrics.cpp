@@ -530,7 +530,8 @@ std::string Metrics::render() const {
   }
   w.family("jobhost_job_paused", "gauge", "1 while the job is paused.");
   for (const auto& r : rows) {
-    w.sample("jobhost_job_paused", r.label, uint64_t{series(r).paused ? 1u : 0u});
+    const bool paused = r.figures ? r.figures->paused : series(r).paused;
+    w.sample("jobhost_job_paused", r.label, uint64_t{paused ? 1u : 0u});
   }
   w.family("jobhost_job_run_duration_seconds", "histogram", "Duration of the job's finished runs.");
   for (const auto& r : rows) {

@@ -116,7 +116,8 @@ class Metrics final : public engine::Observer {
   // "config", result "applied" or "rejected". An applied config is a new
   // config generation.
   void note_reload(std::string_view kind, std::string_view result);
-  // A job paused or resumed (the pause feature): jobhost_job_paused.
+  // jobhost_job_paused of a job the engine does not list (with an engine,
+  // its figures say which jobs are paused).
   void set_paused(std::string_view job, bool paused);
   // One ledger write took `seconds` (observe::TimedStore).
   void observe_ledger_write(LedgerOp op, double seconds);

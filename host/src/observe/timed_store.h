@@ -73,6 +73,31 @@ class TimedStore final : public ledger::Store {
   Result<int> prune_excess(std::string_view job, int keep, int max_rows) override {
     return timed(LedgerOp::other, [&] { return inner_.prune_excess(job, keep, max_rows); });
   }
+  Result<std::vector<ledger::JobStats>> job_summaries() override {
+    return inner_.job_summaries();
+  }
+  Result<std::vector<std::pair<std::string, std::vector<ledger::WindowRun>>>> window_runs(
+      const std::vector<std::string>& jobs) override {
+    return inner_.window_runs(jobs);
+  }
+  Result<std::vector<ledger::RunRecord>> query_runs(const ledger::RunQuery& query) override {
+    return inner_.query_runs(query);
+  }
+  Result<std::vector<ledger::RunRecord>> slot_runs(std::string_view job,
+                                                   TimePoint scheduled_for) override {
+    return inner_.slot_runs(job, scheduled_for);
+  }
+  Result<bool> set_paused(std::string_view job, bool paused, std::string_view by,
+                          TimePoint at) override {
+    return timed(LedgerOp::other, [&] { return inner_.set_paused(job, paused, by, at); });
+  }
+  Result<std::vector<ledger::JobStats>> paused_jobs() override { return inner_.paused_jobs(); }
+  Result<std::vector<ledger::Event>> events_after(int64_t after_id, int limit) override {
+    return inner_.events_after(after_id, limit);
+  }
+  Result<std::vector<ledger::Event>> run_events(std::string_view run_id, int limit) override {
+    return inner_.run_events(run_id, limit);
+  }
   Result<uint64_t> jitter_seed() override { return inner_.jitter_seed(); }
   Result<void> checkpoint() override {
     return timed(LedgerOp::other, [&] { return inner_.checkpoint(); });
