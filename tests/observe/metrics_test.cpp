@@ -456,6 +456,11 @@ retry = { max_attempts = 1 }
     finish_all("various", outcome);
   }
   rig.set_now(rig.now() + 1ms);
+  REQUIRE(rig.engine().trigger("various"));  // cancelled by an operator
+  rig.settle();
+  REQUIRE(rig.engine().cancel(fake.running_ids().at(0), "test"));
+  rig.settle();
+  rig.set_now(rig.now() + 1ms);
   REQUIRE(rig.engine().trigger("various"));  // in flight at shutdown: interrupted
   rig.settle();
   bool idle = false;
