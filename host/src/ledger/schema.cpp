@@ -90,9 +90,33 @@ CREATE TABLE host_settings (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
-constexpr std::array<Migration, 2> kMigrations = {{
+// Version 3: the operator surface (issue 12). Each feature adds its own
+// block, headed by a comment naming it.
+constexpr const char* kVersion3 = R"sql(
+-- Alerts (observe/alerts.h): per job and alert kind ('failing' for
+-- alert_after, 'silent' for expect_success_within) whether it is firing,
+-- since when, when its notice was sent, and the counters it is decided by.
+-- `pending` is 1 while the notice of the last change (alert or recovery)
+-- has not been delivered to every notifier: a restart sends it again.
+CREATE TABLE alert_state (
+  job           TEXT NOT NULL,
+  kind          TEXT NOT NULL,
+  firing        INTEGER NOT NULL DEFAULT 0,
+  since         INTEGER,
+  notified_at   INTEGER,
+  failed_fires  INTEGER NOT NULL DEFAULT 0,
+  window_start  INTEGER,
+  pending       INTEGER NOT NULL DEFAULT 0,
+  message       TEXT NOT NULL DEFAULT '',
+  updated_at    INTEGER NOT NULL,
+  PRIMARY KEY (job, kind)
+) STRICT, WITHOUT ROWID;
+)sql";
+
+constexpr std::array<Migration, 3> kMigrations = {{
     {1, kVersion1},
     {2, kVersion2},
+    {3, kVersion3},
 }};
 
 }  // namespace
