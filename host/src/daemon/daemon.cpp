@@ -14,9 +14,16 @@
 #include "exec/fork_executor.h"
 #include "exec/isolation.h"
 #include "ledger/sqlite_store.h"
+#include "observe/alerts.h"
 #include "reload/reloader.h"
 
 namespace jobhost::daemon {
+namespace {
+
+// How long a stopping daemon waits for alert notices still being delivered.
+constexpr Duration kAlertDrain = std::chrono::seconds(5);
+
+}  // namespace
 
 std::filesystem::path ledger_path(const config::Config& config) {
   return config.host.state_dir / "jobhost.db";
@@ -87,8 +94,12 @@ int run_daemon(const config::Config& config) {
     log::error(seed.error().message);
     return 1;
   }
+  // Told of every run's end and of every reload by the engine; declared
+  // before it, so that it outlives it.
+  observe::Alerter alerter(io, **store, config);
   engine::Engine engine(io, config, plugins, **store, executor, *seed);
   engine_ptr = &engine;
+  engine.add_observer(alerter);
   reload::Reloader reloader(io, config.file, catalog, plugins, engine, **store);
 
   auto control = ControlServer::listen_async(
@@ -136,8 +147,9 @@ int run_daemon(const config::Config& config) {
         } else if (++stop_requests == 1) {
           log::info(fmt::format("{}: stopping", signo == SIGTERM ? "SIGTERM" : "SIGINT"));
           reloader.stop();
-          // Nothing is left to do once the last run is recorded.
-          engine.shutdown([&] { io.stop(); });
+          // Nothing is left to do once the last run is recorded and its
+          // alert notices are out (or given up after kAlertDrain).
+          engine.shutdown([&] { alerter.drain(kAlertDrain, [&] { io.stop(); }); });
         } else {
           log::info("second stop request: stopping runs in flight now");
           engine.stop_now();
@@ -146,6 +158,7 @@ int run_daemon(const config::Config& config) {
       };
   signals.async_wait(on_signal);
 
+  alerter.start();
   engine.start();
   reloader.start();
   log::info(fmt::format("ready: {} job(s), max_concurrency {}", config.jobs.size(),

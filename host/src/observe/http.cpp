@@ -51,8 +51,7 @@ void Router::dispatch(Request request, const Respond& respond) const {
       }
     }
     if (!match) continue;
-    if (route.method != request.method &&
-        !(request.method == "HEAD" && route.method == "GET")) {
+    if (route.method != request.method && !(request.method == "HEAD" && route.method == "GET")) {
       if (allow.find(route.method) == std::string::npos) {
         allow += allow.empty() ? route.method : ", " + route.method;
       }
