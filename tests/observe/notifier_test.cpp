@@ -195,13 +195,16 @@ bool make_certificates(const fs::path& dir) {
   std::ofstream(dir / "san.cnf") << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
   std::ofstream(dir / "elsewhere.cnf") << "subjectAltName=DNS:elsewhere.example\n";
   return run_ok("cd '" + d +
-                "' && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem "
+                "' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                "-keyout ca.key -out ca.pem "
                 "-days 2 -subj '/CN=jobhost test CA' >/dev/null 2>&1 && "
-                "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+                "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "
+                "server.key -out server.csr "
                 "-subj '/CN=localhost' >/dev/null 2>&1 && "
                 "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
                 "-out server.pem -days 2 -extfile san.cnf >/dev/null 2>&1 && "
-                "openssl req -newkey rsa:2048 -nodes -keyout elsewhere.key -out elsewhere.csr "
+                "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "
+                "elsewhere.key -out elsewhere.csr "
                 "-subj '/CN=elsewhere.example' >/dev/null 2>&1 && "
                 "openssl x509 -req -in elsewhere.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
                 "-out elsewhere.pem -days 2 -extfile elsewhere.cnf >/dev/null 2>&1");
@@ -298,8 +301,10 @@ config::NotifierConfig webhook_config(uint16_t port, const fs::path& ca_file, in
 
 TEST_CASE("webhook over HTTPS: delivered with ca_file, refused without it, retried on 500",
           "[observe][notifier][needs-openssl]") {
-  TempDir dir;
-  if (!make_certificates(dir.path())) JOBHOST_SKIP("the openssl command line is not installed");
+  // Made once for every section (Catch runs the test case once per section).
+  static TempDir dir;
+  static const bool made = make_certificates(dir.path());
+  if (!made) JOBHOST_SKIP("the openssl command line is not installed");
   asio::io_context io;
 
   SECTION("delivered when the certificate verifies against ca_file") {
