@@ -242,3 +242,37 @@ TEST_CASE("a delivery that fails is recorded with its error", "[observe][alerter
   // Every notifier answered: the notice is no longer pending, though one failed.
   CHECK_FALSE(alerter->state("e")["failing"]["pending"].get<bool>());
 }
+
+TEST_CASE("a delivery the daemon abandons when it stops is sent again at the next start",
+          "[observe][alerter]") {
+  Rig rig;
+  const fs::path slow = rig.dir.path() / "slow";
+  std::ofstream(slow) << "#!/bin/sh\nsleep 30\n";
+  fs::permissions(slow, fs::perms::owner_all);
+  config::NotifierConfig hanging = rig.log_notifier();
+  hanging.command = {slow.string()};
+  config::Config config;
+  config.jobs = {job("f", 1)};
+  config.alerts = {hanging};
+  {
+    auto alerter = rig.alerter(config);
+    alerter->start();
+    rig.fire_end(*alerter, "f", Outcome::failed);
+    bool drained = false;
+    alerter->drain(200ms, [&] { drained = true; });
+    REQUIRE(rig.run_until([&] { return drained; }));
+  }
+  auto abandoned = rig.events("alert");
+  REQUIRE(abandoned.size() == 1);
+  CHECK(json::parse(abandoned[0].detail)["error"] == "abandoned: the daemon stopped");
+  auto rows = rig.store->alert_states().value();
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].pending);
+
+  config.alerts = {rig.log_notifier()};
+  auto next = rig.alerter(config);
+  next->start();
+  REQUIRE(rig.run_until([&] { return rig.lines().size() == 1; }));
+  CHECK(rig.lines()[0]["event"] == "alert");
+  REQUIRE(rig.run_until([&] { return !rig.store->alert_states().value()[0].pending; }));
+}

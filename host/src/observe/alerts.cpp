@@ -55,7 +55,7 @@ Alerter::~Alerter() {
   for (const auto& out : queued) {
     auto it = notifiers_.find(out.notifier);
     delivered(out, it == notifiers_.end() ? "" : std::string(to_string(it->second.config.type)),
-              Delivery{false, "abandoned: the daemon stopped", 0});
+              Delivery{false, "abandoned: the daemon stopped", 0, true});
   }
   for (auto& [name, n] : notifiers_) n.notifier->cancel_all("the daemon stopped");
   auto retiring = std::exchange(retiring_, {});
@@ -365,6 +365,7 @@ void Alerter::delivered(const Outgoing& out, const std::string& type, const Deli
               {out.job});
   }
   record(out.job, event_kind(out.recovered), std::move(detail));
+  if (result.abandoned) return;  // still pending: sent again at the next start
   const NoticeKey key{out.job, out.kind, out.seq};
   auto it = remaining_.find(key);
   if (it != remaining_.end() && --it->second <= 0) notice_done(key);
@@ -422,7 +423,7 @@ void Alerter::drain(Duration timeout, std::function<void()> done) {
     for (const auto& out : queued) {
       auto it = notifiers_.find(out.notifier);
       delivered(out, it == notifiers_.end() ? "" : std::string(to_string(it->second.config.type)),
-                Delivery{false, "abandoned: the daemon stopped", 0});
+                Delivery{false, "abandoned: the daemon stopped", 0, true});
     }
     for (auto& [name, n] : notifiers_) n.notifier->cancel_all("the daemon stopped");
     for (auto& n : retiring_) n->cancel_all("the daemon stopped");  // callbacks leave it alone

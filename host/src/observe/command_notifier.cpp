@@ -87,7 +87,7 @@ class CommandNotifier final : public Notifier {
       child->reaped = true;
       close(*child);
       auto done = std::exchange(child->done, {});
-      if (done) done(Delivery{false, "abandoned: " + why, 1});
+      if (done) done(Delivery{false, "abandoned: " + why, 1, true});
     }
   }
 

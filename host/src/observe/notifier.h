@@ -21,6 +21,9 @@ struct Delivery {
   bool ok = false;
   std::string error;  // empty when ok
   int attempts = 0;
+  // Ended by cancel_all (the daemon stopped, the notifier was replaced), not
+  // by the receiver: the notice stays pending and is sent again at the next start.
+  bool abandoned = false;
 };
 using Delivered = std::function<void(Delivery)>;
 

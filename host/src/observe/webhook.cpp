@@ -72,7 +72,7 @@ class Webhook final : public Notifier {
       d->backoff.cancel();
       if (d->current) d->current->abort();
       auto done = std::exchange(d->done, {});
-      if (done) done(Delivery{false, "abandoned: " + why, d->attempts});
+      if (done) done(Delivery{false, "abandoned: " + why, d->attempts, true});
     }
   }
 
