@@ -48,7 +48,7 @@ every = "1h"
 alert_after = 0
 alert_to = ["hook"]
 )");
-  std::ofstream(file.dir() / "ca.pem") << "not checked here\n";
+  std::ofstream(file.dir() / "ca.pem") << "-----BEGIN CERTIFICATE-----\nMII...\n";
   auto config = load_config(file.file());
   INFO((config ? std::string() : config.error().front().to_string()));
   REQUIRE(config.has_value());
@@ -123,6 +123,8 @@ TEST_CASE("alert mistakes are reported at their line:col", "[config][alerts]") {
        "url in [alerts.x]: \"ftp://h/\" is not an http:// or https:// URL"},
       {"[alerts.x]\ntype = \"webhook\"\nurl = \"https://h/\"\nca_file = \"missing.pem\"\n", "4:11",
        "ca_file in [alerts.x]: cannot read"},
+      {"[alerts.x]\ntype = \"webhook\"\nurl = \"https://h/\"\nca_file = \"jobhost.toml\"\n", "4:11",
+       "holds no PEM certificate"},
       {"[alerts.x]\ntype = \"command\"\ncommand = [\"/nonexistent/notify\"]\n", "3:12",
        "\"/nonexistent/notify\" is not an executable file: no such file"},
       {"[alerts.x]\ntype = \"command\"\ncommand = []\n", "3:11", "must name a program"},

@@ -59,6 +59,8 @@ constexpr std::array<std::string_view, 6> kLimitKeys = {"memory",    "cpu_time",
 constexpr std::array<std::string_view, 3> kScheduleKeys = {"schedule", "every", "at"};
 constexpr std::array<std::string_view, 7> kNotifierKeys = {
     "type", "command", "url", "ca_file", "timeout", "retries", "headers"};
+// How much of a ca_file is read to check that it holds a certificate.
+constexpr std::size_t kMaxCaFile = 1 << 20;
 // Headers the webhook client writes itself.
 constexpr std::array<std::string_view, 5> kReservedHeaders = {
     "host", "content-length", "transfer-encoding", "connection", "content-type"};
@@ -833,10 +835,19 @@ class Loader {
           const fs::path path = resolve_path(config_dir_, *s);
           std::error_code ec;
           std::ifstream probe(path, std::ios::binary);
-          if (fs::is_directory(path, ec) || !probe) {
+          std::string head(kMaxCaFile, '\0');
+          if (probe) {
+            probe.read(head.data(), static_cast<std::streamsize>(head.size()));
+            head.resize(static_cast<std::size_t>(probe.gcount()));
+          }
+          if (fs::is_directory(path, ec) || !probe.is_open()) {
             error(at(v), fmt::format("{}: cannot read \"{}\": {}", w, path.string(),
                                      fs::is_directory(path, ec) ? "it is a directory"
                                                                 : std::strerror(errno)));
+          } else if (head.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+            error(at(v), fmt::format("{}: \"{}\" holds no PEM certificate (\"-----BEGIN "
+                                     "CERTIFICATE-----\")",
+                                     w, path.string()));
           } else {
             n.ca_file = path;
           }
