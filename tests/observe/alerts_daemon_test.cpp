@@ -200,3 +200,35 @@ expect_success_within = "5s"
   CHECK(notices(out)[1]["kind"] == "silent");
   host.stop();
 }
+
+TEST_CASE("a reload applies new alert settings and notifiers without changing the job",
+          "[integration][alerts]") {
+  TempDir tools;
+  const fs::path exe = write_notifier(tools.path());
+  const fs::path out = tools.path() / "notices";
+  const fs::path fail_flag = tools.path() / "fail";
+  std::ofstream(fail_flag) << "on\n";
+  const std::string job = R"(
+[jobs.flaky]
+plugin = "switch"
+schedule = "@manual"
+retry = { max_attempts = 1 }
+params = { fail_file = ")" +
+                          fail_flag.string() + R"(" }
+)";
+  TestHost host({"switch.so"}, job);
+  const fs::path& config = host.config();
+  REQUIRE(trigger(config, "flaky").exit_code == 0);
+  REQUIRE(wait_for([&] { return count_outcome(config, "flaky", "failed") == 1; }, 30s));
+
+  // The notifier and alert_after = 1 arrive by a reload.
+  write_config(host.dir(), alerts_section(exe, out) + job + "alert_after = 1\n");
+  auto reloaded = run_jobhost({"reload", "--config", config.string()});
+  INFO(reloaded.out << reloaded.err);
+  REQUIRE(reloaded.exit_code == 0);
+  CHECK_THAT(reloaded.out, Catch::Contains("no job changed"));  // not part of the definition
+  REQUIRE(trigger(config, "flaky").exit_code == 0);
+  REQUIRE(wait_for([&] { return notices(out).size() == 1; }, 30s));
+  CHECK(notices(out)[0]["kind"] == "failing");
+  host.stop();
+}
