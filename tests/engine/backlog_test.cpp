@@ -98,6 +98,10 @@ class RefusingStore final : public ledger::Store {
   }
   Result<void> checkpoint() override { return real_.checkpoint(); }
   Result<uint64_t> jitter_seed() override { return real_.jitter_seed(); }
+  Result<void> probe_writable(TimePoint now) override {
+    if (auto r = refuse()) return std::unexpected(*r);
+    return real_.probe_writable(now);
+  }
 
  private:
   std::optional<Error> refuse() {

@@ -34,6 +34,7 @@ std::string render(Format format, const Fields& fields, std::string_view message
     if (!fields.job.empty()) line["job"] = fields.job;
     if (!fields.run_id.empty()) line["run_id"] = fields.run_id;
     if (!fields.trace_id.empty()) line["trace_id"] = fields.trace_id;
+    if (fields.attempt > 0) line["attempt"] = fields.attempt;
     line["msg"] = message;
     std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     return text.substr(1);  // the pattern supplies the opening brace and ts/level

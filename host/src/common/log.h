@@ -17,6 +17,7 @@ struct Fields {
   std::string_view job{};
   std::string_view run_id{};
   std::string_view trace_id{};
+  int attempt = 0;  // the run's attempt (1, 2, ...); 0 = not about a run
 };
 
 // Installs the stderr logger; call once at start (and again to switch format).
@@ -35,6 +36,9 @@ inline void error(std::string_view message, const Fields& fields = {}) {
 }
 
 // The line as it will be written (without timestamp and level), for tests.
+// JSON: the object's members after its opening brace (init's pattern writes
+// `{"ts":...,"level":...,`), always valid JSON whatever bytes `message`
+// holds (invalid UTF-8 becomes U+FFFD, control characters are escaped).
 std::string render(Format format, const Fields& fields, std::string_view message);
 
 }  // namespace jobhost::log

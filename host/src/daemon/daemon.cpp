@@ -8,6 +8,7 @@
 
 #include "catalog/catalog.h"
 #include "common/log.h"
+#include "common/version.h"
 #include "daemon/control.h"
 #include "daemon/pid_lock.h"
 #include "engine/engine.h"
@@ -15,6 +16,11 @@
 #include "exec/isolation.h"
 #include "ledger/sqlite_store.h"
 #include "observe/alerts.h"
+#include "observe/health.h"
+#include "observe/http.h"
+#include "observe/http_server.h"
+#include "observe/metrics.h"
+#include "observe/timed_store.h"
 #include "reload/reloader.h"
 
 namespace jobhost::daemon {
@@ -94,13 +100,29 @@ int run_daemon(const config::Config& config) {
     log::error(seed.error().message);
     return 1;
   }
+  // Metrics watch the engine and time its ledger writes (TimedStore).
+  observe::Metrics metrics({.version = std::string(kVersion),
+                            .engine = nullptr,
+                            .fork_server_restarts = [&] { return executor.fork_server_restarts(); },
+                            .clock = {}});
+  observe::TimedStore timed_store(**store, metrics);
+  if (auto stats = (*store)->all_job_stats()) {
+    metrics.seed(*stats);
+  } else {
+    log::warn("metrics start without the ledger's job figures: " + stats.error().message);
+  }
   // Told of every run's end and of every reload by the engine; declared
-  // before it, so that it outlives it.
+  // before it, so that it outlives it. Its own ledger writes are not the
+  // engine's: it uses the store directly.
   observe::Alerter alerter(io, **store, config);
-  engine::Engine engine(io, config, plugins, **store, executor, *seed);
+  engine::Engine engine(io, config, plugins, timed_store, executor, *seed);
   engine_ptr = &engine;
+  metrics.set_engine(&engine);
+  engine.add_observer(metrics);
   engine.add_observer(alerter);
-  reload::Reloader reloader(io, config.file, catalog, plugins, engine, **store);
+  reload::Reloader reloader(io, config.file, catalog, plugins, engine, timed_store);
+  reloader.on_result(
+      [&](std::string_view kind, std::string_view result) { metrics.note_reload(kind, result); });
 
   auto control = ControlServer::listen_async(
       io, control_socket_path(config.host.state_dir),
@@ -137,6 +159,35 @@ int run_daemon(const config::Config& config) {
     return 1;
   }
 
+  // HTTP ([http] listen): every route is registered in this one block, on
+  // this one router, before the server starts; handlers run on the loop.
+  observe::Router router;
+  observe::LedgerWriteProbe ledger_probe(**store);
+  bool stopping = false;  // set by the first SIGTERM/SIGINT
+  observe::add_health_routes(router, [&] {
+    observe::Readiness readiness;
+    readiness.stopping = stopping;
+    readiness.config_loaded = !engine.config().file.empty();
+    readiness.ledger_writable = ledger_probe.check();
+    const auto backlog = engine.snapshot()["ledger_backlog"];
+    readiness.ledger_backlog = backlog.value("records", std::size_t{0});
+    if (backlog["oldest_kept_since"].is_string()) {
+      readiness.backlog_since = backlog["oldest_kept_since"].get<std::string>();
+    }
+    return readiness;
+  });
+  observe::add_metrics_route(router, metrics);
+  std::unique_ptr<observe::HttpServer> http;
+  if (!config.http.listen.empty()) {
+    auto server = observe::HttpServer::listen(io, config.http.listen, router);
+    if (!server) {
+      log::error(server.error().message);
+      return 1;
+    }
+    http = std::move(*server);
+    log::info("http: listening on " + observe::format_endpoint(http->local_endpoint()));
+  }
+
   boost::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
   int stop_requests = 0;
   std::function<void(const boost::system::error_code&, int)> on_signal =
@@ -145,6 +196,7 @@ int run_daemon(const config::Config& config) {
         if (signo == SIGHUP) {
           reloader.reload_all("SIGHUP");
         } else if (++stop_requests == 1) {
+          stopping = true;
           log::info(fmt::format("{}: stopping", signo == SIGTERM ? "SIGTERM" : "SIGINT"));
           reloader.stop();
           // Nothing is left to do once the last run is recorded and its

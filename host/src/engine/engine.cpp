@@ -235,7 +235,7 @@ void Engine::start_run(Fire fire) {
   const catalog::PluginInfo* plugin = plugins_.find(cfg.plugin);
   if (fire.trace_id.empty()) fire.trace_id = next_id();
   std::string run_id = next_id();
-  log::Fields fields{cfg.name, run_id, fire.trace_id};
+  log::Fields fields{cfg.name, run_id, fire.trace_id, fire.attempt};
 
   if (!plugin && fire.attempt == 1) {
     record_skipped(fire, fmt::format("blocked: plugin \"{}\" is not available (missing or "
@@ -293,7 +293,7 @@ void Engine::on_run_done(const exec::RunReport& report) {
   active_.erase(it);
   const ledger::RunStart& run = active.start;
   auto job_it = jobs_.find(run.job);
-  log::Fields fields{run.job, report.run_id, run.trace_id};
+  log::Fields fields{run.job, report.run_id, run.trace_id, run.attempt};
   ledger::RunEnd end =
       run_end(report, now(),
               std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - active.started));

@@ -90,9 +90,20 @@ CREATE TABLE host_settings (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
-// Version 3: the operator surface (issue 12). Each feature adds its own
-// block, headed by a comment naming it.
+// Version 3: the operator surface (issue 12). Each feature adds its block.
 constexpr const char* kVersion3 = R"sql(
+-- Run resources and plugin metrics (observe/metrics.h, docs/running.md):
+-- CPU seconds and peak memory of the run, and the last value of each
+-- metric() name. run_metrics rows go with their run (retention deletes runs).
+ALTER TABLE runs ADD COLUMN cpu_seconds REAL;
+ALTER TABLE runs ADD COLUMN max_rss_bytes INTEGER;
+CREATE TABLE run_metrics (
+  run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+  name   TEXT NOT NULL,
+  value  REAL NOT NULL,
+  PRIMARY KEY (run_id, name)
+) STRICT, WITHOUT ROWID;
+
 -- Alerts (observe/alerts.h): per job and alert kind ('failing' for
 -- alert_after, 'silent' for expect_success_within) whether it is firing,
 -- since when, when its notice was sent, and the counters it is decided by.

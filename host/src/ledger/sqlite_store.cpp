@@ -5,6 +5,8 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <unordered_map>
@@ -37,6 +39,8 @@ bool counts_as_failure(Outcome o) {
       return false;
   }
 }
+
+constexpr std::optional<double> kNoDouble;
 
 bool advances_last_fire(Trigger t) {
   return t == Trigger::schedule || t == Trigger::catchup;
@@ -134,7 +138,8 @@ class Query {
 #define JOBHOST_RUN_COLUMNS                                                                    \
   "run_id, job, scheduled_for, attempt, trace_id, trigger, started_at, finished_at, outcome, " \
   "exit_code, signal, duration_ms, plugin, plugin_version, plugin_sha256, definition_hash, "   \
-  "message, output_tail, last_heartbeat, progress, replay_of, host_pid"
+  "message, output_tail, last_heartbeat, progress, replay_of, host_pid, cpu_seconds, "         \
+  "max_rss_bytes"
 
 constexpr const char* kEnsureJob =
     "INSERT INTO jobs (name, definition_hash, updated_at) VALUES (?, ?, ?) "
@@ -156,12 +161,16 @@ constexpr const char* kConsumeRetry =
     "DELETE FROM pending_retries WHERE job = ? AND scheduled_for = ? AND next_attempt <= ?";
 constexpr const char* kInsertRun =
     "INSERT INTO runs (" JOBHOST_RUN_COLUMNS
-    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 constexpr const char* kRunForFinish =
     "SELECT job, scheduled_for, attempt, trace_id, finished_at FROM runs WHERE run_id = ?";
 constexpr const char* kFinishRun =
     "UPDATE runs SET finished_at = ?, outcome = ?, exit_code = ?, signal = ?, duration_ms = ?, "
-    "message = ?, output_tail = ? WHERE run_id = ?";
+    "message = ?, output_tail = ?, cpu_seconds = ?, max_rss_bytes = ? WHERE run_id = ?";
+constexpr const char* kInsertMetric =
+    "INSERT INTO run_metrics (run_id, name, value) VALUES (?, ?, ?) "
+    "ON CONFLICT (run_id, name) DO UPDATE SET value = excluded.value";
+constexpr const char* kRunMetrics = "SELECT name, value FROM run_metrics WHERE run_id = ?";
 constexpr const char* kResetFailures =
     "UPDATE jobs SET consecutive_failures = 0, updated_at = ? WHERE name = ?";
 constexpr const char* kCountFailure =
@@ -199,6 +208,9 @@ constexpr const char* kJitterSeed = "SELECT value FROM host_settings WHERE name 
 constexpr const char* kInsertJitterSeed =
     "INSERT INTO host_settings (name, value) VALUES ('jitter_seed', ?) "
     "ON CONFLICT (name) DO NOTHING";
+constexpr const char* kWriteProbe =
+    "INSERT INTO host_settings (name, value) VALUES ('write_probe', ?) "
+    "ON CONFLICT (name) DO UPDATE SET value = excluded.value";
 constexpr const char* kLastFire = "SELECT last_fire FROM jobs WHERE name = ?";
 constexpr const char* kInsertEvent =
     "INSERT INTO events (at, kind, job, run_id, detail) VALUES (?, ?, ?, ?, ?)";
@@ -296,7 +308,8 @@ class SqliteStore final : public Store {
       Query(statement(kInsertRun), run.run_id, run.job, run.scheduled_for, run.attempt,
             run.trace_id, to_string(run.trigger), run.started_at, nullptr, nullptr, nullptr,
             nullptr, nullptr, run.plugin, run.plugin_version, run.plugin_sha256,
-            run.definition_hash, "", Blob{}, nullptr, nullptr, run.replay_of, run.host_pid)
+            run.definition_hash, "", Blob{}, nullptr, nullptr, run.replay_of, run.host_pid, nullptr,
+            nullptr)
           .exec();
       insert_event(run.started_at, "started", run.job, run.run_id,
                    json{{"trigger", to_string(run.trigger)},
@@ -325,9 +338,25 @@ class SqliteStore final : public Store {
         attempt = q.col(2).getInt();
         trace_id = q.col(3).getString();
       }
+      const bool cpu_known =
+          end.cpu_seconds && std::isfinite(*end.cpu_seconds) && *end.cpu_seconds >= 0;
+      const std::optional<double>& cpu = cpu_known ? end.cpu_seconds : kNoDouble;
+      // SQLite integers are signed 64-bit: clamp a (hostile) huge figure.
+      std::optional<int64_t> rss;
+      if (end.max_rss_bytes) {
+        rss = static_cast<int64_t>(
+            std::min<uint64_t>(*end.max_rss_bytes, std::numeric_limits<int64_t>::max()));
+      }
       Query(statement(kFinishRun), end.finished_at, to_string(end.outcome), end.exit_code,
-            end.signal, end.duration, end.message, Blob{end.output_tail}, end.run_id)
+            end.signal, end.duration, end.message, Blob{end.output_tail}, cpu, rss, end.run_id)
           .exec();
+      std::size_t stored = 0;
+      for (const auto& [name, value] : end.metrics) {
+        if (stored == kMaxRunMetrics) break;
+        if (!storable_metric(name, value)) continue;
+        Query(statement(kInsertMetric), end.run_id, name, value).exec();
+        ++stored;
+      }
       if (end.outcome == Outcome::succeeded) {
         Query(statement(kResetFailures), end.finished_at, job).exec();
       } else if (counts_as_failure(end.outcome)) {
@@ -368,7 +397,7 @@ class SqliteStore final : public Store {
       Query(statement(kInsertRun), skip.run_id, skip.job, skip.scheduled_for, 1, skip.trace_id,
             to_string(skip.trigger), skip.at, skip.at, to_string(Outcome::skipped), nullptr,
             nullptr, Duration{0}, nullptr, nullptr, nullptr, definition, skip.reason, Blob{},
-            nullptr, nullptr, nullptr, skip.host_pid)
+            nullptr, nullptr, nullptr, skip.host_pid, nullptr, nullptr)
           .exec();
       insert_event(skip.at, "skipped", skip.job, skip.run_id,
                    json{{"trigger", to_string(skip.trigger)},
@@ -637,6 +666,15 @@ class SqliteStore final : public Store {
                    });
   }
 
+  Result<void> probe_writable(TimePoint now) override {
+    return guarded("cannot write to the ledger", [&]() -> Result<void> {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      Query(statement(kWriteProbe), now).exec();
+      tx.commit();
+      return {};
+    });
+  }
+
   Result<void> checkpoint() override {
     return guarded("cannot checkpoint the write-ahead log", [&]() -> Result<void> {
       db_.check(sqlite3_wal_checkpoint_v2(db_.getHandle(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
@@ -765,12 +803,20 @@ class SqliteStore final : public Store {
     if (!q.col(19).isNull()) r.progress = q.col(19).getDouble();
     r.replay_of = q.opt_text(20);
     r.host_pid = q.col(21).getInt64();
+    if (!q.col(22).isNull()) r.cpu_seconds = q.col(22).getDouble();
+    if (auto bytes = q.opt_int(23); bytes && *bytes >= 0) r.max_rss_bytes = *bytes;
     return r;
   }
 
+  // The runs `q` selects, each with its metrics (read once `q` is done,
+  // so that only one statement steps at a time).
   std::vector<RunRecord> read_runs(Query&& q) {
     std::vector<RunRecord> out;
     while (q.step()) out.push_back(read_run(q));
+    for (auto& run : out) {
+      Query m(statement(kRunMetrics), run.run_id);
+      while (m.step()) run.metrics[m.col(0).getString()] = m.col(1).getDouble();
+    }
     return out;
   }
 
