@@ -64,11 +64,13 @@ std::vector<Notice> on_fire_end(std::string_view job, JobAlertState& state,
       failing.firing = true;
       failing.since = now;
       failing.notified_at = now;
-      notices.push_back(
-          Notice{AlertKind::failing, false,
-                 fmt::format("job {} failed {} times in a row: last outcome {}: {}", job,
-                             failing.failed_fires, to_string(outcome),
-                             message.empty() ? std::string("(no message)") : quoted(message))});
+      notices.push_back(Notice{
+          AlertKind::failing, false,
+          fmt::format("job {} failed {} in a row: last outcome {}: {}", job,
+                      failing.failed_fires == 1 ? std::string("once")
+                                                : fmt::format("{} times", failing.failed_fires),
+                      to_string(outcome),
+                      message.empty() ? std::string("(no message)") : quoted(message))});
     }
   } else if (result == FireResult::success) {
     const int failed = failing.failed_fires;
