@@ -64,6 +64,13 @@ Alerter::~Alerter() {
 
 void Alerter::start() {
   started_ = true;
+  if (!notifiers_.empty()) {
+    std::string names;
+    for (const auto& [name, n] : notifiers_) {
+      names += fmt::format("{}{} ({})", names.empty() ? "" : ", ", name, to_string(n.config.type));
+    }
+    log::info("alerts: notifiers " + names);
+  }
   auto rows = store_.alert_states();
   if (!rows) {
     log::error("alerts: cannot read their state; starting from none: " + rows.error().message);
