@@ -78,6 +78,15 @@ class RefusingStore final : public ledger::Store {
   Result<std::vector<ledger::PendingRetry>> pending_retries() override {
     return real_.pending_retries();
   }
+  Result<std::vector<ledger::AlertRecord>> alert_states() override { return real_.alert_states(); }
+  Result<void> save_alert_state(const ledger::AlertRecord& state, TimePoint now,
+                                const std::optional<ledger::Event>& event) override {
+    if (auto r = refuse()) return std::unexpected(*r);
+    return real_.save_alert_state(state, now, event);
+  }
+  Result<SuccessBounds> success_bounds(std::string_view job) override {
+    return real_.success_bounds(job);
+  }
   Result<bool> remove_retry(std::string_view job, TimePoint scheduled_for) override {
     return real_.remove_retry(job, scheduled_for);
   }

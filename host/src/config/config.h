@@ -105,6 +105,18 @@ struct JobConfig {
   // (a few more for a moment); 0 = no count limit. Not part of the definition.
   int keep_last = 10000;
 
+  // Alerts (observe/alerts.h, docs/observability.md "Alerts"). Not part of
+  // the definition: they say who is told, not how the job runs.
+  // alert_after: this many consecutive failed fires (each after its retries)
+  // notify once; 0 = off.
+  int alert_after = 0;
+  // No succeeded run for this long notifies once (a dead-man's switch); 0 = off.
+  Duration expect_success_within{0};
+  // The [alerts.NAME] notifiers told; nullopt = every notifier, [] = none
+  // (the alert state is still kept and recorded in the ledger).
+  std::optional<std::vector<std::string>> alert_to;
+  SourcePos alert_to_pos;  // where `alert_to = ...` is, for "unknown notifier" errors
+
   // compute_definition_hash(*this), filled by load_config.
   std::string definition_hash;
 };
@@ -132,11 +144,43 @@ struct HttpConfig {
 };
 inline constexpr std::size_t kPerJobMetricsAuto = 1000;
 
+// One [alerts.NAME] notifier: how an alert or a recovery is delivered.
+struct NotifierConfig {
+  enum class Type { command, webhook };
+  std::string name;
+  SourcePos pos;  // where [alerts.NAME] starts
+  Type type = Type::command;
+  // command: argv; command[0] is an absolute path to an executable (a
+  // relative one is resolved against the config file's directory). No shell.
+  std::vector<std::string> command;
+  // webhook: an http:// or https:// URL, POSTed the alert as JSON.
+  std::string url;
+  // webhook over https: PEM file of the CAs to trust instead of the system's.
+  std::filesystem::path ca_file;  // absolute once loaded; empty = system CAs
+  std::vector<std::pair<std::string, std::string>> headers;  // extra request headers
+  Duration timeout = std::chrono::seconds(10);               // one attempt (command: the whole run)
+  int retries = 3;  // webhook: further attempts after a failed one, 0..kMaxNotifierRetries
+};
+inline constexpr int kMaxNotifierRetries = 10;
+std::string_view to_string(NotifierConfig::Type value);
+
+// An http(s) URL split for a client: "https://hooks.example:8443/a?b" gives
+// tls, host "hooks.example", port 8443, target "/a?b". IPv6 hosts are
+// written in brackets and returned without them. No user info, no fragment.
+struct Url {
+  bool tls = false;
+  std::string host;
+  uint16_t port = 0;
+  std::string target = "/";
+};
+Result<Url> parse_url(std::string_view text);
+
 struct Config {
   std::filesystem::path file;  // absolute, lexically normal path of the TOML file
   HostConfig host;
   HttpConfig http;
-  std::vector<JobConfig> jobs;  // in file order
+  std::vector<JobConfig> jobs;         // in file order
+  std::vector<NotifierConfig> alerts;  // [alerts.NAME], in file order
   // What loaded but is likely not what was meant (kind warning, file order),
   // e.g. a cron step wider than its range. `validate` prints them, the daemon
   // logs them at start and on reload. A file that fails to load returns its
@@ -175,7 +219,11 @@ std::vector<ConfigError> check_plugins(const Config& config,
 // the same for the same settings whatever the order or source ([defaults] or
 // the job) in the file; different when any setting differs. Not part of it:
 // the job's name, the Every anchor, the time zone of a schedule that is not
-// cron, keep_last (it is about the ledger, not about how the job runs).
+// cron, keep_last (it is about the ledger, not about how the job runs), and
+// the alert settings alert_after, expect_success_within and alert_to (they
+// say who is told about the runs, not how the job runs: changing them must
+// not make a reload treat the job as changed or mark its runs as another
+// definition).
 std::string compute_definition_hash(const JobConfig& job);
 
 // How a job table changes, by job name (definition hashes compared), each

@@ -1,6 +1,7 @@
 // load_config: TOML text -> validated Config, collecting every error on the way.
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -18,6 +19,7 @@
 #include <fmt/core.h>
 #include <fmt/ostream.h>
 #include <toml++/toml.h>
+#include <unistd.h>
 
 #include "config/config.h"
 #include "config/suggest.h"
@@ -28,26 +30,44 @@ namespace {
 namespace fs = std::filesystem;
 using KeyList = std::span<const std::string_view>;
 
-constexpr std::array<std::string_view, 4> kTopKeys = {"host", "http", "defaults", "jobs"};
+constexpr std::array<std::string_view, 5> kTopKeys = {"host", "http", "defaults", "jobs", "alerts"};
 constexpr std::array<std::string_view, 7> kHostKeys = {
     "plugin_dir", "state_dir",  "max_concurrency", "timezone",
     "log_format", "durability", "keep_runs"};
 constexpr std::array<std::string_view, 4> kHttpKeys = {"listen", "allow_remote", "token_file",
                                                        "per_job_metrics"};
-constexpr std::array<std::string_view, 14> kSettingKeys = {
-    "timeout", "stall_timeout", "kill_grace",     "retry",   "limits", "jitter", "concurrency",
-    "misfire", "misfire_limit", "catchup_spread", "enabled", "user",   "group",  "keep_last"};
+constexpr std::array<std::string_view, 17> kSettingKeys = {
+    "timeout",       "stall_timeout",  "kill_grace",  "retry",
+    "limits",        "jitter",         "concurrency", "misfire",
+    "misfire_limit", "catchup_spread", "enabled",     "user",
+    "group",         "keep_last",      "alert_after", "expect_success_within",
+    "alert_to"};
 constexpr std::array<std::string_view, 6> kJobOnlyKeys = {"plugin", "schedule", "every",
                                                           "at",     "timezone", "params"};
-constexpr std::array<std::string_view, 20> kJobKeys = {
-    "plugin",        "schedule",       "every",   "at",     "timezone", "params",      "timeout",
-    "stall_timeout", "kill_grace",     "retry",   "limits", "jitter",   "concurrency", "misfire",
-    "misfire_limit", "catchup_spread", "enabled", "user",   "group",    "keep_last"};
+constexpr std::array<std::string_view, 23> kJobKeys = {"plugin",        "schedule",
+                                                       "every",         "at",
+                                                       "timezone",      "params",
+                                                       "timeout",       "stall_timeout",
+                                                       "kill_grace",    "retry",
+                                                       "limits",        "jitter",
+                                                       "concurrency",   "misfire",
+                                                       "misfire_limit", "catchup_spread",
+                                                       "enabled",       "user",
+                                                       "group",         "keep_last",
+                                                       "alert_after",   "expect_success_within",
+                                                       "alert_to"};
 constexpr std::array<std::string_view, 5> kRetryKeys = {"max_attempts", "initial_delay",
                                                         "max_delay", "multiplier", "jitter"};
 constexpr std::array<std::string_view, 6> kLimitKeys = {"memory",    "cpu_time",  "open_files",
                                                         "processes", "file_size", "output"};
 constexpr std::array<std::string_view, 3> kScheduleKeys = {"schedule", "every", "at"};
+constexpr std::array<std::string_view, 7> kNotifierKeys = {
+    "type", "command", "url", "ca_file", "timeout", "retries", "headers"};
+// How much of a ca_file is read to check that it holds a certificate.
+constexpr std::size_t kMaxCaFile = 1 << 20;
+// Headers the webhook client writes itself.
+constexpr std::array<std::string_view, 5> kReservedHeaders = {
+    "host", "content-length", "transfer-encoding", "connection", "content-type"};
 
 template <class E>
 struct Named {
@@ -66,6 +86,8 @@ constexpr std::array<Named<LogFormat>, 2> kLogFormatNames = {
     {{"text", LogFormat::text}, {"json", LogFormat::json}}};
 constexpr std::array<Named<Durability>, 2> kDurabilityNames = {
     {{"normal", Durability::normal}, {"full", Durability::full}}};
+constexpr std::array<Named<NotifierConfig::Type>, 2> kNotifierTypeNames = {
+    {{"command", NotifierConfig::Type::command}, {"webhook", NotifierConfig::Type::webhook}}};
 
 template <class E, std::size_t N>
 std::string_view name_of(const std::array<Named<E>, N>& names, E value) {
@@ -122,6 +144,7 @@ std::string_view home_of(std::string_view key) {
   if (contains(kJobOnlyKeys, key)) return "[jobs.NAME]";
   if (contains(kRetryKeys, key)) return "retry = { ... }";
   if (contains(kLimitKeys, key)) return "limits = { ... }";
+  if (contains(kNotifierKeys, key)) return "[alerts.NAME]";
   return {};
 }
 
@@ -284,6 +307,8 @@ class Loader {
     }
     resolve_host_zone(config.host);
     if (const toml::node* http = root.get("http")) read_http(*http, config.http);
+
+    if (const toml::node* alerts = root.get("alerts")) read_alerts(*alerts, config.alerts);
 
     JobConfig defaults;
     if (const toml::node* node = root.get("defaults")) read_defaults(*node, defaults);
@@ -703,6 +728,12 @@ class Loader {
       if (auto s = read_name(v, w)) job.user = *s;
     } else if (key == "group") {
       if (auto s = read_name(v, w)) job.group = *s;
+    } else if (key == "alert_after") {
+      if (auto i = read_int(v, w, 0)) job.alert_after = static_cast<int>(*i);
+    } else if (key == "expect_success_within") {
+      if (auto d = read_duration(v, w)) job.expect_success_within = *d;
+    } else if (key == "alert_to") {
+      read_alert_to(v, w, job);
     } else if (key == "retry") {
       if (auto* t = read_table(v, w, "a table like { max_attempts = 3 }")) {
         read_retry(*t, job.retry, origins, section + ".retry");
@@ -784,6 +815,237 @@ class Loader {
       } else {
         unknown_key(key, section, kLimitKeys);
       }
+    }
+  }
+
+  // alert_to = ["ops", ...]: names of [alerts.NAME] sections ([alerts] is
+  // read before [defaults] and the jobs, so unknown names are reported here).
+  void read_alert_to(const toml::node& v, const std::string& w, JobConfig& job) {
+    const toml::array* list = v.as_array();
+    if (list == nullptr) {
+      type_error(v, w, "a list of notifier names like [\"ops\"]");
+      return;
+    }
+    std::vector<std::string> names;
+    bool ok = true;
+    for (const toml::node& item : *list) {
+      auto name = read_name(item, w);
+      if (!name) {
+        ok = false;
+        continue;
+      }
+      if (!notifier_names_.contains(*name)) {
+        std::vector<std::string_view> known(notifier_names_.begin(), notifier_names_.end());
+        std::string message = fmt::format("{}: unknown notifier \"{}\"", w, *name);
+        if (auto close = closest_match(*name, known)) {
+          message += fmt::format(" (did you mean \"{}\"?)", *close);
+        } else if (known.empty()) {
+          message += " (no [alerts.NAME] section is defined)";
+        } else {
+          message += fmt::format(" (known: {})", quoted_list(known));
+        }
+        error(at(item), std::move(message));
+        ok = false;
+        continue;
+      }
+      if (std::find(names.begin(), names.end(), *name) == names.end()) names.push_back(*name);
+    }
+    if (!ok) return;
+    job.alert_to = std::move(names);
+    job.alert_to_pos = at(v);
+  }
+
+  void read_alerts(const toml::node& node, std::vector<NotifierConfig>& out) {
+    const toml::table* table = read_table(node, "alerts", "tables like [alerts.NAME]");
+    if (table == nullptr) return;
+    for (auto&& [key, v] : *table) {
+      const std::string name(key.str());
+      notifier_names_.insert(name);  // known even when broken: one error, not two
+      if (!valid_job_name(name)) {
+        error(at(key), fmt::format("invalid notifier name \"{}\": use letters, digits, '_' and "
+                                   "'-', starting with a letter or digit, at most 64 characters",
+                                   name));
+      }
+      const toml::table* t = v.as_table();
+      if (t == nullptr) {
+        type_error(v, fmt::format("[alerts.{}]", name), "a table of settings");
+        continue;
+      }
+      NotifierConfig notifier;
+      notifier.name = name;
+      notifier.pos = at(v);
+      if (read_notifier(*t, notifier)) out.push_back(std::move(notifier));
+    }
+    std::stable_sort(out.begin(), out.end(), [](const NotifierConfig& a, const NotifierConfig& b) {
+      return std::pair(a.pos.line, a.pos.column) < std::pair(b.pos.line, b.pos.column);
+    });
+  }
+
+  // False after reporting an error.
+  bool read_notifier(const toml::table& table, NotifierConfig& n) {
+    const std::string section = "alerts." + n.name;
+    const std::size_t errors_before = errors_.size();
+    const toml::node* type_node = table.get("type");
+    std::optional<NotifierConfig::Type> type;
+    if (type_node == nullptr) {
+      error(n.pos,
+            fmt::format("[{}] has no type: add type = \"command\" or type = \"webhook\"", section));
+    } else {
+      type = read_enum(*type_node, what("type", section), kNotifierTypeNames);
+    }
+    const bool is_command = type == NotifierConfig::Type::command;
+    const bool is_webhook = type == NotifierConfig::Type::webhook;
+    const auto only_for = [&](const toml::key& key, std::string_view wanted) {
+      error(at(key),
+            fmt::format("{}: only a {} notifier has it", what(key.str(), section), wanted));
+    };
+    for (auto&& [key, v] : table) {
+      const std::string k(key.str());
+      const std::string w = what(k, section);
+      if (k == "type") {
+        continue;
+      } else if (k == "command") {
+        if (type && !is_command) {
+          only_for(key, "command");
+          continue;
+        }
+        read_command(v, w, n);
+      } else if (k == "url") {
+        if (type && !is_webhook) {
+          only_for(key, "webhook");
+          continue;
+        }
+        if (auto s = read_name(v, w)) {
+          if (auto url = parse_url(*s); !url) {
+            error(at(v), fmt::format("{}: {}", w, url.error().message));
+          } else {
+            n.url = *s;
+          }
+        }
+      } else if (k == "ca_file") {
+        if (type && !is_webhook) {
+          only_for(key, "webhook");
+          continue;
+        }
+        if (auto s = read_path(v, w)) {
+          const fs::path path = resolve_path(config_dir_, *s);
+          std::error_code ec;
+          std::ifstream probe(path, std::ios::binary);
+          std::string head(kMaxCaFile, '\0');
+          if (probe) {
+            probe.read(head.data(), static_cast<std::streamsize>(head.size()));
+            head.resize(static_cast<std::size_t>(probe.gcount()));
+          }
+          if (fs::is_directory(path, ec) || !probe.is_open()) {
+            error(at(v), fmt::format("{}: cannot read \"{}\": {}", w, path.string(),
+                                     fs::is_directory(path, ec) ? "it is a directory"
+                                                                : std::strerror(errno)));
+          } else if (head.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+            error(at(v), fmt::format("{}: \"{}\" holds no PEM certificate (\"-----BEGIN "
+                                     "CERTIFICATE-----\")",
+                                     w, path.string()));
+          } else {
+            n.ca_file = path;
+          }
+        }
+      } else if (k == "timeout") {
+        if (auto d = read_duration(v, w, Zero::refused)) n.timeout = *d;
+      } else if (k == "retries") {
+        if (type && !is_webhook) {
+          only_for(key, "webhook");
+          continue;
+        }
+        if (auto i = read_int(v, w, 0, kMaxNotifierRetries)) n.retries = static_cast<int>(*i);
+      } else if (k == "headers") {
+        if (type && !is_webhook) {
+          only_for(key, "webhook");
+          continue;
+        }
+        if (auto* t = read_table(v, w, "a table like { Authorization = \"Bearer ...\" }")) {
+          read_headers(*t, n, section);
+        }
+      } else {
+        unknown_key(key, section, kNotifierKeys);
+      }
+    }
+    if (is_command && !table.contains("command")) {
+      error(n.pos, fmt::format("[{}] has no command: add command = [\"/path/to/program\", "
+                               "\"arg\", ...]",
+                               section));
+    }
+    if (is_webhook && !table.contains("url")) {
+      error(n.pos, fmt::format("[{}] has no url: add url = \"https://host/path\"", section));
+    }
+    if (type) n.type = *type;
+    if (is_webhook && !n.ca_file.empty() && !n.url.empty() && n.url.starts_with("http:")) {
+      warn(n.pos, fmt::format("[{}]: ca_file is used only for https URLs", section));
+    }
+    return errors_.size() == errors_before;
+  }
+
+  void read_command(const toml::node& v, const std::string& w, NotifierConfig& n) {
+    const toml::array* list = v.as_array();
+    if (list == nullptr || list->empty()) {
+      if (list == nullptr) {
+        type_error(v, w, "a list like [\"/usr/local/bin/notify\", \"--to\", \"ops\"]");
+      } else {
+        error(at(v), fmt::format("{}: must name a program: [\"/path/to/program\", ...]", w));
+      }
+      return;
+    }
+    std::vector<std::string> argv;
+    for (const toml::node& item : *list) {
+      auto s = read_string(item, w);
+      if (!s) return;
+      if (s->find('\0') != std::string::npos) {
+        error(at(item), fmt::format("{}: an argument must not contain a NUL byte", w));
+        return;
+      }
+      argv.push_back(*s);
+    }
+    if (argv[0].empty()) {
+      error(at(*list->get(0)), fmt::format("{}: the program must not be empty", w));
+      return;
+    }
+    const fs::path program = resolve_path(config_dir_, argv[0]);
+    std::error_code ec;
+    if (!fs::is_regular_file(program, ec) || ::access(program.c_str(), X_OK) != 0) {
+      error(at(*list->get(0)),
+            fmt::format("{}: \"{}\" is not an executable file{} (no shell or PATH lookup: "
+                        "give the program's full path)",
+                        w, program.string(), fs::exists(program, ec) ? "" : ": no such file"));
+      return;
+    }
+    argv[0] = program.string();
+    n.command = std::move(argv);
+  }
+
+  void read_headers(const toml::table& table, NotifierConfig& n, const std::string& section) {
+    const auto token_char = [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    };
+    for (auto&& [key, v] : table) {
+      const std::string k(key.str());
+      const std::string w = what("headers." + k, section);
+      if (k.empty() || !std::all_of(k.begin(), k.end(), token_char)) {
+        error(at(key), fmt::format("{}: not a valid header name", w));
+        continue;
+      }
+      std::string lower = k;
+      std::transform(lower.begin(), lower.end(), lower.begin(),
+                     [](unsigned char c) { return std::tolower(c); });
+      if (contains(kReservedHeaders, lower)) {
+        error(at(key), fmt::format("{}: jobhost sets this header itself", w));
+        continue;
+      }
+      auto value = read_string(v, w);
+      if (!value) continue;
+      if (value->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+        error(at(v), fmt::format("{}: a header value must not contain CR, LF or NUL", w));
+        continue;
+      }
+      n.headers.emplace_back(k, *value);
     }
   }
 
@@ -1015,6 +1277,7 @@ class Loader {
   std::string text_;
   const PluginNamesFor* plugin_names_for_;
   std::optional<std::set<std::string>> plugin_names_;
+  std::set<std::string> notifier_names_;  // every [alerts.NAME], valid or not
   std::vector<ConfigError> errors_;
   std::vector<ConfigError> warnings_;
 
@@ -1094,6 +1357,64 @@ std::string_view to_string(LogFormat value) {
 }
 std::string_view to_string(Durability value) {
   return name_of(kDurabilityNames, value);
+}
+std::string_view to_string(NotifierConfig::Type value) {
+  return name_of(kNotifierTypeNames, value);
+}
+
+Result<Url> parse_url(std::string_view text) {
+  Url url;
+  std::string_view rest;
+  if (text.starts_with("https://")) {
+    url.tls = true;
+    rest = text.substr(8);
+  } else if (text.starts_with("http://")) {
+    rest = text.substr(7);
+  } else {
+    return fail(fmt::format("\"{}\" is not an http:// or https:// URL", text));
+  }
+  if (rest.find_first_of(std::string_view(" \t\r\n\0", 5)) != std::string_view::npos) {
+    return fail("a URL must not contain spaces or control characters");
+  }
+  if (rest.find('#') != std::string_view::npos) return fail("a webhook URL has no #fragment");
+  const auto slash = rest.find_first_of("/?");
+  std::string_view authority = rest.substr(0, slash);
+  url.target = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+  if (url.target.starts_with('?')) url.target.insert(0, "/");
+  if (authority.find('@') != std::string_view::npos) {
+    return fail("no user:password@ in the URL: send credentials with headers = { ... }");
+  }
+  std::string_view port;
+  if (authority.starts_with('[')) {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) return fail("unclosed [ in the URL's host");
+    url.host = std::string(authority.substr(1, close - 1));
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (!after.starts_with(':')) return fail("expected :PORT after the ]");
+      port = after.substr(1);
+      if (port.empty()) return fail("empty port in the URL");
+    }
+  } else {
+    const auto colon = authority.rfind(':');
+    url.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      port = authority.substr(colon + 1);
+      if (port.empty()) return fail("empty port in the URL");
+    }
+  }
+  if (url.host.empty()) return fail("the URL has no host");
+  if (url.host.size() > 253) return fail("the URL's host name is too long");
+  url.port = url.tls ? 443 : 80;
+  if (!port.empty()) {
+    if (port.size() > 5 ||
+        !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+        std::stoi(std::string(port)) < 1 || std::stoi(std::string(port)) > 65535) {
+      return fail("the URL's port must be a number from 1 to 65535");
+    }
+    url.port = static_cast<uint16_t>(std::stoi(std::string(port)));
+  }
+  return url;
 }
 
 std::string ConfigError::to_string() const {

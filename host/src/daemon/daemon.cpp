@@ -15,6 +15,7 @@
 #include "exec/fork_executor.h"
 #include "exec/isolation.h"
 #include "ledger/sqlite_store.h"
+#include "observe/alerts.h"
 #include "observe/api.h"
 #include "observe/health.h"
 #include "observe/http.h"
@@ -24,6 +25,12 @@
 #include "reload/reloader.h"
 
 namespace jobhost::daemon {
+namespace {
+
+// How long a stopping daemon waits for alert notices still being delivered.
+constexpr Duration kAlertDrain = std::chrono::seconds(5);
+
+}  // namespace
 
 std::filesystem::path ledger_path(const config::Config& config) {
   return config.host.state_dir / "jobhost.db";
@@ -105,16 +112,22 @@ int run_daemon(const config::Config& config) {
   } else {
     log::warn("metrics start without the ledger's job figures: " + stats.error().message);
   }
+  // Told of every run's end and of every reload by the engine; declared
+  // before it, so that it outlives it. Its own ledger writes are not the
+  // engine's: it uses the store directly.
+  observe::Alerter alerter(io, **store, config);
   engine::Engine engine(io, config, plugins, timed_store, executor, *seed);
   engine_ptr = &engine;
   metrics.set_engine(&engine);
   engine.add_observer(metrics);
+  engine.add_observer(alerter);
   reload::Reloader reloader(io, config.file, catalog, plugins, engine, timed_store);
   reloader.on_result(
       [&](std::string_view kind, std::string_view result) { metrics.note_reload(kind, result); });
 
   // The JSON API (/api/v1/); its routes join the router below.
   observe::ApiHooks api_hooks;
+  api_hooks.alerts = [&](std::string_view job) { return alerter.state(job); };
   observe::Api* api_ptr = nullptr;
   api_hooks.reload = [&](std::string who, std::function<void(nlohmann::json)> done) {
     reloader.reload_all(who, [done = std::move(done)](const reload::Reloader::Summary& s) {
@@ -220,8 +233,9 @@ int run_daemon(const config::Config& config) {
           stopping = true;
           log::info(fmt::format("{}: stopping", signo == SIGTERM ? "SIGTERM" : "SIGINT"));
           reloader.stop();
-          // Nothing is left to do once the last run is recorded.
-          engine.shutdown([&] { io.stop(); });
+          // Nothing is left to do once the last run is recorded and its
+          // alert notices are out (or given up after kAlertDrain).
+          engine.shutdown([&] { alerter.drain(kAlertDrain, [&] { io.stop(); }); });
         } else {
           log::info("second stop request: stopping runs in flight now");
           engine.stop_now();
@@ -230,6 +244,7 @@ int run_daemon(const config::Config& config) {
       };
   signals.async_wait(on_signal);
 
+  alerter.start();
   engine.start();
   reloader.start();
   log::info(fmt::format("ready: {} job(s), max_concurrency {}", config.jobs.size(),

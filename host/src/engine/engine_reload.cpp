@@ -45,6 +45,7 @@ config::JobDiff Engine::apply_config(config::Config loaded) {
   loaded.http = config_.http;
   config_ = std::move(loaded);
   pruner_.set_policy(retention::retention_policy(config_));
+  for (Observer* o : observers_) o->on_config_applied(config_);
   pump();
   arm_timer();
   return diff;

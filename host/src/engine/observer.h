@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "common/time.h"
+#include "config/config.h"
 #include "exec/executor.h"
 #include "ledger/records.h"
 
@@ -36,6 +37,10 @@ class Observer {
   // A fire recorded as skipped (concurrency, misfire, queue full, blocked,
   // paused, shutdown), with its reason as skip.reason.
   virtual void on_skipped(const ledger::SkipRecord& /*skip*/) {}
+
+  // A reload's config was applied (Engine::apply_config): `config` is the
+  // engine's new one (settings that need a restart keep their running values).
+  virtual void on_config_applied(const config::Config& /*config*/) {}
 };
 
 }  // namespace jobhost::engine

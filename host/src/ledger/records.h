@@ -167,6 +167,20 @@ struct PendingRetry {
   std::string trace_id;
 };
 
+// The alert state of one (job, kind), as Store::alert_states returns it.
+// kind is "failing" (alert_after) or "silent" (expect_success_within).
+struct AlertRecord {
+  std::string job;
+  std::string kind;
+  bool firing = false;
+  std::optional<TimePoint> since;         // when it began firing; nullopt when not firing
+  std::optional<TimePoint> notified_at;   // when its last notice (alert or recovery) was decided
+  int failed_fires = 0;                   // failing: consecutive failed fires counted
+  std::optional<TimePoint> window_start;  // silent: last success, or when first seen
+  bool pending = false;                   // the last notice is not delivered to every notifier yet
+  std::string message;                    // the last notice's message
+};
+
 // What one retention batch deleted (Store::prune, Store::prune_excess).
 struct Pruned {
   int runs = 0;

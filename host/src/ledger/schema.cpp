@@ -108,6 +108,25 @@ CREATE TABLE run_metrics (
 -- set while paused, with who paused it ("uid 1000", "http token 127.0.0.1:5000").
 ALTER TABLE jobs ADD COLUMN paused_at INTEGER;
 ALTER TABLE jobs ADD COLUMN paused_by TEXT;
+
+-- Alerts (observe/alerts.h): per job and alert kind ('failing' for
+-- alert_after, 'silent' for expect_success_within) whether it is firing,
+-- since when, when its notice was sent, and the counters it is decided by.
+-- `pending` is 1 while the notice of the last change (alert or recovery)
+-- has not been delivered to every notifier: a restart sends it again.
+CREATE TABLE alert_state (
+  job           TEXT NOT NULL,
+  kind          TEXT NOT NULL,
+  firing        INTEGER NOT NULL DEFAULT 0,
+  since         INTEGER,
+  notified_at   INTEGER,
+  failed_fires  INTEGER NOT NULL DEFAULT 0,
+  window_start  INTEGER,
+  pending       INTEGER NOT NULL DEFAULT 0,
+  message       TEXT NOT NULL DEFAULT '',
+  updated_at    INTEGER NOT NULL,
+  PRIMARY KEY (job, kind)
+) STRICT, WITHOUT ROWID;
 )sql";
 
 constexpr std::array<Migration, 3> kMigrations = {{

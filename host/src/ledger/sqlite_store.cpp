@@ -267,6 +267,23 @@ constexpr const char* kPendingRetries =
     "ORDER BY due_at, job, scheduled_for";
 constexpr const char* kRemoveRetry =
     "DELETE FROM pending_retries WHERE job = ? AND scheduled_for = ?";
+constexpr const char* kAlertStates =
+    "SELECT job, kind, firing, since, notified_at, failed_fires, window_start, pending, message "
+    "FROM alert_state ORDER BY job, kind";
+constexpr const char* kSaveAlertState =
+    "INSERT INTO alert_state (job, kind, firing, since, notified_at, failed_fires, window_start, "
+    "pending, message, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (job, kind) DO UPDATE SET firing = excluded.firing, since = excluded.since, "
+    "notified_at = excluded.notified_at, failed_fires = excluded.failed_fires, "
+    "window_start = excluded.window_start, pending = excluded.pending, "
+    "message = excluded.message, updated_at = excluded.updated_at";
+// Walks runs_by_job_started from the newest run back to the first success:
+// no index of its own, which every run's write would pay for. Read once per
+// job when alerts first see it (observe/alerts.h).
+constexpr const char* kLastSuccess =
+    "SELECT finished_at FROM runs WHERE job = ? AND outcome = 'succeeded' "
+    "ORDER BY started_at DESC LIMIT 1";
+constexpr const char* kFirstRun = "SELECT min(started_at) FROM runs WHERE job = ?";
 // A job's newest slot keeps its runs (alias r): `status` still shows the
 // job's latest outcome however old it is.
 #define JOBHOST_NOT_NEWEST_SLOT \
@@ -764,6 +781,62 @@ class SqliteStore final : public Store {
       tx.commit();
       return stored;
     });
+  }
+
+  Result<std::vector<AlertRecord>> alert_states() override {
+    return guarded("cannot read the alert states", [&]() -> Result<std::vector<AlertRecord>> {
+      std::vector<AlertRecord> out;
+      Query q(statement(kAlertStates));
+      while (q.step()) {
+        AlertRecord r;
+        r.job = q.col(0).getString();
+        r.kind = q.col(1).getString();
+        r.firing = q.col(2).getInt() != 0;
+        r.since = q.opt_time(3);
+        r.notified_at = q.opt_time(4);
+        r.failed_fires = q.col(5).getInt();
+        r.window_start = q.opt_time(6);
+        r.pending = q.col(7).getInt() != 0;
+        r.message = q.col(8).getString();
+        out.push_back(std::move(r));
+      }
+      return out;
+    });
+  }
+
+  Result<void> save_alert_state(const AlertRecord& state, TimePoint now,
+                                const std::optional<Event>& event) override {
+    return guarded(fmt::format("cannot record the {} alert state of job {}", state.kind, state.job),
+                   [&]() -> Result<void> {
+                     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+                     Query(statement(kSaveAlertState), state.job, state.kind, state.firing ? 1 : 0,
+                           state.since, state.notified_at, state.failed_fires, state.window_start,
+                           state.pending ? 1 : 0, state.message, now)
+                         .exec();
+                     if (event) {
+                       Query(statement(kInsertEvent), event->at, event->kind, event->job,
+                             event->run_id, event->detail)
+                           .exec();
+                     }
+                     tx.commit();
+                     return {};
+                   });
+  }
+
+  Result<SuccessBounds> success_bounds(std::string_view job) override {
+    return guarded(fmt::format("cannot read the last success of job {}", job),
+                   [&]() -> Result<SuccessBounds> {
+                     SuccessBounds bounds;
+                     {
+                       Query q(statement(kLastSuccess), job);
+                       if (q.step()) bounds.last_success = q.opt_time(0);
+                     }
+                     {
+                       Query q(statement(kFirstRun), job);
+                       if (q.step()) bounds.first_run = q.opt_time(0);
+                     }
+                     return bounds;
+                   });
   }
 
   Result<void> probe_writable(TimePoint now) override {

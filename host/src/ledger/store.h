@@ -155,6 +155,20 @@ class Store {
   // no seed yet and the ledger is not writable (a read-only store).
   virtual Result<uint64_t> jitter_seed() = 0;
 
+  // Alerts (observe/alerts.h). Every (job, kind) alert state, by job then kind.
+  virtual Result<std::vector<AlertRecord>> alert_states() = 0;
+  // Creates or replaces the state of (state.job, state.kind), and appends
+  // `event` (if given) in the same transaction.
+  virtual Result<void> save_alert_state(const AlertRecord& state, TimePoint now,
+                                        const std::optional<Event>& event) = 0;
+  // When `job` last succeeded (finished_at of its newest succeeded run) and
+  // when its oldest run still in the ledger started; each nullopt if none.
+  struct SuccessBounds {
+    std::optional<TimePoint> last_success;
+    std::optional<TimePoint> first_run;
+  };
+  virtual Result<SuccessBounds> success_bounds(std::string_view job) = 0;
+
   // Housekeeping for idle moments: moves the write-ahead log into the main
   // file without waiting for readers. Writes do it by themselves when the log
   // grows large, but then the write that triggers it pays for it (tens of ms);

@@ -105,6 +105,14 @@ class TimedStore final : public ledger::Store {
   Result<void> probe_writable(TimePoint now) override {
     return timed(LedgerOp::other, [&] { return inner_.probe_writable(now); });
   }
+  Result<std::vector<ledger::AlertRecord>> alert_states() override { return inner_.alert_states(); }
+  Result<void> save_alert_state(const ledger::AlertRecord& state, TimePoint now,
+                                const std::optional<ledger::Event>& event) override {
+    return timed(LedgerOp::other, [&] { return inner_.save_alert_state(state, now, event); });
+  }
+  Result<SuccessBounds> success_bounds(std::string_view job) override {
+    return inner_.success_bounds(job);
+  }
 
  private:
   template <class F>

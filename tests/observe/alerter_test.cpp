@@ -1,0 +1,278 @@
+// The Alerter in this process, on a real SQLite ledger: notices left
+// undelivered by a previous host are sent at start, retries are not fires,
+// alert_to = [] keeps state without telling anyone, a kind turned off by a
+// reload is cleared, a failed delivery is recorded with its error, state()
+// is what the API shows.
+#include <signal.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <catch2/catch.hpp>
+#include <fstream>
+
+#include "ledger/sqlite_store.h"
+#include "observe/alerts.h"
+#include "support/temp_dir.h"
+
+using namespace jobhost;
+using namespace jobhost::observe;
+using namespace std::chrono_literals;
+using jobhost::testing::TempDir;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Rig {
+  TempDir dir;
+  boost::asio::io_context io;
+  std::unique_ptr<ledger::Store> store;
+  fs::path notices = dir.path() / "notices";
+  TimePoint clock = TimePoint(std::chrono::hours(24 * 365 * 56));
+
+  Rig() {
+    ::signal(SIGPIPE, SIG_IGN);
+    auto opened = ledger::open_sqlite_store(dir.path() / "jobhost.db", config::Durability::normal);
+    REQUIRE(opened.has_value());
+    store = std::move(*opened);
+    const fs::path exe = dir.path() / "notify";
+    std::ofstream(exe) << "#!/bin/sh\ncat >> \"$1\"\n";
+    fs::permissions(exe, fs::perms::owner_all);
+  }
+
+  config::NotifierConfig log_notifier() const {
+    config::NotifierConfig n;
+    n.name = "log";
+    n.type = config::NotifierConfig::Type::command;
+    n.command = {(dir.path() / "notify").string(), notices.string()};
+    return n;
+  }
+
+  std::unique_ptr<Alerter> alerter(const config::Config& config) {
+    return std::make_unique<Alerter>(io, *store, config, [this] { return clock; });
+  }
+
+  std::vector<json> lines() const {
+    std::vector<json> out;
+    std::ifstream in(notices);
+    for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));
+    return out;
+  }
+
+  std::vector<ledger::Event> events(const std::string& kind) {
+    std::vector<ledger::Event> out;
+    const auto all = store->events(std::nullopt, 1000).value();
+    for (const auto& e : all) {
+      if (e.kind == kind) out.push_back(e);
+    }
+    return out;
+  }
+
+  // Runs the loop until `done` or 20 s.
+  bool run_until(const std::function<bool()>& done) {
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    while (!done() && std::chrono::steady_clock::now() < until) {
+      io.restart();
+      io.run_for(20ms);
+    }
+    return done();
+  }
+
+  // Runs the loop for a while: what was going to happen has happened.
+  void settle() {
+    io.restart();
+    io.run_for(500ms);
+  }
+
+  void fire_end(Alerter& a, const std::string& job, Outcome outcome,
+                std::optional<TimePoint> retry_at = std::nullopt) {
+    ledger::RunStart start;
+    start.run_id = "run-" + std::to_string(++runs);
+    start.job = job;
+    ledger::RunEnd end;
+    end.run_id = start.run_id;
+    end.outcome = outcome;
+    end.message = "boom";
+    end.retry_at = retry_at;
+    a.on_run_finished(start, end, exec::RunReport{});
+  }
+  int runs = 0;
+};
+
+config::JobConfig job(const std::string& name, int alert_after, Duration silent = Duration(0)) {
+  config::JobConfig j;
+  j.name = name;
+  j.plugin = "hello";
+  j.alert_after = alert_after;
+  j.expect_success_within = silent;
+  return j;
+}
+
+}  // namespace
+
+TEST_CASE("a notice a previous host decided but did not deliver is sent at start",
+          "[observe][alerter]") {
+  Rig rig;
+  ledger::AlertRecord left{"a",
+                           "failing",
+                           true,
+                           rig.clock - 1h,
+                           rig.clock - 1h,
+                           3,
+                           std::nullopt,
+                           true,
+                           "job a failed 3 times in a row"};
+  REQUIRE(rig.store->save_alert_state(left, rig.clock - 1h, std::nullopt).has_value());
+  config::Config config;
+  config.jobs = {job("a", 3)};
+  config.alerts = {rig.log_notifier()};
+  auto alerter = rig.alerter(config);
+  alerter->start();
+  REQUIRE(rig.run_until([&] { return rig.events("alert").size() == 1; }));
+  REQUIRE(rig.lines().size() == 1);
+  CHECK(rig.lines()[0]["message"] == "job a failed 3 times in a row");
+  CHECK(rig.lines()[0]["event"] == "alert");
+  const auto rows = rig.store->alert_states().value();
+  REQUIRE(rows.size() == 1);
+  CHECK_FALSE(rows[0].pending);
+  CHECK(rows[0].firing);
+}
+
+TEST_CASE("retries are not fires; alert_to = [] keeps the state and tells no one",
+          "[observe][alerter]") {
+  Rig rig;
+  config::Config config;
+  config.jobs = {job("b", 2)};
+  config.jobs[0].alert_to = std::vector<std::string>{};
+  config.alerts = {rig.log_notifier()};
+  auto alerter = rig.alerter(config);
+  alerter->start();
+  // Two failed attempts of one fire (the first has a retry), then one more fire.
+  rig.fire_end(*alerter, "b", Outcome::failed, rig.clock + 1s);
+  rig.fire_end(*alerter, "b", Outcome::failed);
+  CHECK_FALSE(alerter->state("b")["failing"]["firing"].get<bool>());
+  CHECK(alerter->state("b")["failing"]["consecutive_failed_fires"] == 1);
+  rig.fire_end(*alerter, "b", Outcome::timed_out);
+  CHECK(alerter->state("b")["failing"]["firing"].get<bool>());
+  rig.settle();  // let anything queued run (nothing should)
+  CHECK(rig.lines().empty());
+  auto alerts = rig.events("alert");
+  REQUIRE(alerts.size() == 1);
+  auto detail = json::parse(alerts[0].detail);
+  CHECK(detail["result"] == "no notifier");
+  CHECK(detail["notifier"].is_null());
+  CHECK(alerter->state("b")["notifiers"] == json::array());
+  CHECK(alerter->state("nope").is_null());
+}
+
+TEST_CASE("a reload that turns a firing kind off clears it without a notice",
+          "[observe][alerter]") {
+  Rig rig;
+  config::Config config;
+  config.jobs = {job("c", 1, 1h)};
+  config.alerts = {rig.log_notifier()};
+  auto alerter = rig.alerter(config);
+  alerter->start();
+  rig.fire_end(*alerter, "c", Outcome::crashed);
+  REQUIRE(rig.run_until([&] { return rig.events("alert").size() == 1; }));
+  auto state = alerter->state("c");
+  CHECK(state["failing"]["firing"].get<bool>());
+  CHECK(state["silent"]["enabled"].get<bool>());
+  CHECK(state["silent"]["expect_success_within"] == "1h");
+  CHECK(state["silent"]["deadline"] == ledger::format_utc(rig.clock + 1h));
+  CHECK(state["notifiers"] == json::array({"log"}));
+
+  config.jobs[0].alert_after = 0;
+  alerter->on_config_applied(config);
+  CHECK_FALSE(alerter->state("c")["failing"]["firing"].get<bool>());
+  CHECK(rig.events("alert_cleared").size() == 1);
+  CHECK(rig.lines().size() == 1);  // no notice for the clearing
+  // A success now recovers nothing: there is nothing firing.
+  rig.fire_end(*alerter, "c", Outcome::succeeded);
+  rig.settle();
+  CHECK(rig.events("alert_recovered").empty());
+}
+
+TEST_CASE("the silence timer alerts once the window passes", "[observe][alerter]") {
+  Rig rig;
+  config::Config config;
+  config.jobs = {job("d", 0, 1h)};
+  config.alerts = {rig.log_notifier()};
+  auto alerter = rig.alerter(config);
+  alerter->start();  // first seen now: the window starts here
+  CHECK(alerter->state("d")["silent"]["window_start"] == ledger::format_utc(rig.clock));
+  rig.settle();
+  CHECK(rig.lines().empty());
+  rig.clock += 1h;  // the (real) timer looks again within kSilenceCheckEvery; poke it by a reload
+  alerter->apply_config(config);
+  REQUIRE(rig.run_until([&] { return rig.lines().size() == 1; }));
+  CHECK(rig.lines()[0]["kind"] == "silent");
+  alerter->apply_config(config);
+  rig.settle();
+  CHECK(rig.lines().size() == 1);
+}
+
+TEST_CASE("a delivery that fails is recorded with its error", "[observe][alerter]") {
+  Rig rig;
+  boost::asio::ip::tcp::acceptor probe(rig.io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  const auto port = probe.local_endpoint().port();
+  probe.close();
+  config::NotifierConfig hook;
+  hook.name = "hook";
+  hook.type = config::NotifierConfig::Type::webhook;
+  hook.url = "http://127.0.0.1:" + std::to_string(port) + "/";
+  hook.retries = 0;
+  hook.timeout = 2s;
+  config::Config config;
+  config.jobs = {job("e", 1)};
+  config.alerts = {hook, rig.log_notifier()};
+  auto alerter = rig.alerter(config);
+  alerter->start();
+  rig.fire_end(*alerter, "e", Outcome::failed);
+  REQUIRE(rig.run_until([&] { return rig.events("alert").size() == 2; }));
+  std::map<std::string, json> by_notifier;
+  for (const auto& e : rig.events("alert")) {
+    auto d = json::parse(e.detail);
+    by_notifier[d["notifier"]] = d;
+  }
+  CHECK(by_notifier["log"]["result"] == "ok");
+  CHECK(by_notifier["hook"]["result"] == "failed");
+  CHECK(by_notifier["hook"]["type"] == "webhook");
+  CHECK(by_notifier["hook"]["error"].get<std::string>().starts_with("connecting: "));
+  // Every notifier answered: the notice is no longer pending, though one failed.
+  CHECK_FALSE(alerter->state("e")["failing"]["pending"].get<bool>());
+}
+
+TEST_CASE("a delivery the daemon abandons when it stops is sent again at the next start",
+          "[observe][alerter]") {
+  Rig rig;
+  const fs::path slow = rig.dir.path() / "slow";
+  std::ofstream(slow) << "#!/bin/sh\nsleep 30\n";
+  fs::permissions(slow, fs::perms::owner_all);
+  config::NotifierConfig hanging = rig.log_notifier();
+  hanging.command = {slow.string()};
+  config::Config config;
+  config.jobs = {job("f", 1)};
+  config.alerts = {hanging};
+  {
+    auto alerter = rig.alerter(config);
+    alerter->start();
+    rig.fire_end(*alerter, "f", Outcome::failed);
+    bool drained = false;
+    alerter->drain(200ms, [&] { drained = true; });
+    REQUIRE(rig.run_until([&] { return drained; }));
+  }
+  auto abandoned = rig.events("alert");
+  REQUIRE(abandoned.size() == 1);
+  CHECK(json::parse(abandoned[0].detail)["error"] == "abandoned: the daemon stopped");
+  auto rows = rig.store->alert_states().value();
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].pending);
+
+  config.alerts = {rig.log_notifier()};
+  auto next = rig.alerter(config);
+  next->start();
+  REQUIRE(rig.run_until([&] { return rig.lines().size() == 1; }));
+  CHECK(rig.lines()[0]["event"] == "alert");
+  REQUIRE(rig.run_until([&] { return !rig.store->alert_states().value()[0].pending; }));
+}
