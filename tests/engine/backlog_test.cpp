@@ -88,6 +88,29 @@ class RefusingStore final : public ledger::Store {
     return real_.prune_excess(job, keep, max_rows);
   }
   Result<void> checkpoint() override { return real_.checkpoint(); }
+  Result<std::vector<ledger::JobStats>> job_summaries() override { return real_.job_summaries(); }
+  Result<std::vector<std::pair<std::string, std::vector<Duration>>>> window_durations(
+      const std::vector<std::string>& jobs) override {
+    return real_.window_durations(jobs);
+  }
+  Result<std::vector<ledger::RunRecord>> query_runs(const ledger::RunQuery& query) override {
+    return real_.query_runs(query);
+  }
+  Result<std::vector<ledger::RunRecord>> slot_runs(std::string_view job,
+                                                   TimePoint scheduled_for) override {
+    return real_.slot_runs(job, scheduled_for);
+  }
+  Result<bool> set_paused(std::string_view job, bool paused, std::string_view by,
+                          TimePoint at) override {
+    return real_.set_paused(job, paused, by, at);
+  }
+  Result<std::vector<ledger::JobStats>> paused_jobs() override { return real_.paused_jobs(); }
+  Result<std::vector<ledger::Event>> events_after(int64_t after_id, int limit) override {
+    return real_.events_after(after_id, limit);
+  }
+  Result<std::vector<ledger::Event>> run_events(std::string_view run_id, int limit) override {
+    return real_.run_events(run_id, limit);
+  }
   Result<uint64_t> jitter_seed() override { return real_.jitter_seed(); }
 
  private:

@@ -79,7 +79,10 @@ class FakeExecutor final : public exec::Executor {
     if (it == running_.end() || it->second.stopping) return;
     it->second.stopping = true;
     stopped.push_back({std::string(run_id), reason});
-    if (obey_stop) finish(std::string(run_id), Outcome::interrupted);
+    if (obey_stop) {
+      finish(std::string(run_id),
+             reason == exec::StopReason::cancel ? Outcome::cancelled : Outcome::interrupted);
+    }
   }
   void stop_all(exec::StopReason reason) override {
     std::vector<std::string> ids;

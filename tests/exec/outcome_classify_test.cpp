@@ -102,6 +102,11 @@ TEST_CASE("classify: every rule, first match wins") {
        Outcome::interrupted,
        true,
        {"host shut down"}},
+      {"cancelled by an operator",
+       with(killed(SIGTERM), [](ExitFacts& f) { f.stop_reason = StopReason::cancel; }),
+       Outcome::cancelled,
+       false,
+       {"cancelled by an operator"}},
       // 2. the exit status was lost (the fork server died); a stop reason still wins
       {"status unknown",
        with(ExitFacts{},

@@ -312,10 +312,10 @@ TEST_CASE("consecutive failures count failed-type outcomes and reset on success"
     int expected;
   };
   const std::vector<Step> steps = {
-      {Outcome::failed, 1},  {Outcome::timed_out, 2},      {Outcome::skipped, 2},
-      {Outcome::crashed, 3}, {Outcome::interrupted, 3},    {Outcome::replaced, 3},
-      {Outcome::stalled, 4}, {Outcome::limit_exceeded, 5}, {Outcome::succeeded, 0},
-      {Outcome::failed, 1},
+      {Outcome::failed, 1},    {Outcome::timed_out, 2},      {Outcome::skipped, 2},
+      {Outcome::crashed, 3},   {Outcome::interrupted, 3},    {Outcome::replaced, 3},
+      {Outcome::stalled, 4},   {Outcome::limit_exceeded, 5}, {Outcome::cancelled, 5},
+      {Outcome::succeeded, 0}, {Outcome::failed, 1},
   };
   int64_t slot = 0;
   for (const auto& step : steps) {

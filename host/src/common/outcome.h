@@ -18,11 +18,12 @@ enum class Outcome {
   interrupted,     // the host went away or shut down mid-run
   skipped,         // not run: concurrency or misfire policy
   replaced,        // stopped for a newer fire under concurrency = "replace"
+  cancelled,       // stopped by an operator (`jobhost cancel`, POST runs/{id}/cancel)
 };
 
-inline constexpr std::array<std::string_view, 9> kOutcomeNames = {
-    "succeeded",      "failed",      "timed_out", "stalled", "crashed",
-    "limit_exceeded", "interrupted", "skipped",   "replaced"};
+inline constexpr std::array<std::string_view, 10> kOutcomeNames = {
+    "succeeded",      "failed",      "timed_out", "stalled",  "crashed",
+    "limit_exceeded", "interrupted", "skipped",   "replaced", "cancelled"};
 
 inline constexpr std::string_view to_string(Outcome o) {
   return kOutcomeNames[static_cast<std::size_t>(o)];

@@ -10,7 +10,12 @@
 #include "exec/outcome_classify.h"
 
 namespace jobhost::engine {
-namespace {}  // namespace
+namespace {
+
+// The reason recorded for the fires of a paused job.
+const std::string kPausedReason = "paused";
+
+}  // namespace
 
 Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::ScanResult plugins,
                ledger::Store& store, exec::Executor& executor, uint64_t seed, Clock clock,
@@ -39,6 +44,18 @@ Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::Scan
 
 void Engine::start() {
   TimePoint t = now();
+  if (auto paused = store_.paused_jobs()) {
+    for (const auto& p : *paused) {
+      auto it = jobs_.find(p.job);
+      if (it == jobs_.end()) continue;
+      it->second.paused = true;
+      log::info(fmt::format("paused since {} by {}: fires are recorded as skipped",
+                            ledger::format_utc(p.paused_at.value_or(t)), p.paused_by.value_or("?")),
+                {p.job});
+    }
+  } else {
+    log::error("cannot read the paused jobs from the ledger: " + paused.error().message);
+  }
   for (auto& [name, job] : jobs_) {
     auto last = store_.last_fire(name);
     if (!last)
@@ -178,6 +195,10 @@ void Engine::arm_timer() {
 
 void Engine::admit(Fire fire) {
   JobState& job = jobs_.find(fire.job)->second;
+  if (job.paused && fire.attempt == 1) {
+    record_skipped_in_order(job, std::move(fire), kPausedReason);
+    return;
+  }
   if (fire.attempt == 1 && (!job.active.empty() || job.queued > 0)) {
     switch (job.config.concurrency) {
       case config::Concurrency::forbid: {
@@ -304,7 +325,7 @@ void Engine::on_run_done(const exec::RunReport& report) {
     // meanwhile keeps its retry, written to the ledger for the next start.
     const bool stopped_by_shutdown = shutting_down_ && report.outcome == Outcome::interrupted;
     if (report.retryable && run.attempt < policy.max_attempts && !stopped_by_shutdown &&
-        !job_it->second.retired) {
+        !active.cancelled && !job_it->second.retired) {
       end.retry_at = now() + retry_delay(policy, run.attempt, rng_);
     }
   }
@@ -322,8 +343,8 @@ void Engine::on_run_done(const exec::RunReport& report) {
   }
   backlog_.write_or_keep(PendingWrite{run.job, run.scheduled_for, end.finished_at, end});
   if (end.retry_at && !shutting_down_) {
-    timeline_.insert(Fire{*end.retry_at, run.job, run.scheduled_for, run.attempt + 1,
-                          run.trace_id, ledger::Trigger::retry});
+    timeline_.insert(Fire{*end.retry_at, run.job, run.scheduled_for, run.attempt + 1, run.trace_id,
+                          ledger::Trigger::retry});
   }
   for (Observer* o : observers_) o->on_run_finished(run, end, report);
   pump();
@@ -385,16 +406,99 @@ void Engine::record_waiting_skips(JobState& job) {
   for (const auto& [fire, reason] : waiting) record_skipped(fire, reason);
 }
 
-Result<TimePoint> Engine::trigger(std::string_view name) {
+Result<TimePoint> Engine::trigger(std::string_view name, std::string_view by) {
   if (shutting_down_) return fail("the host is shutting down");
   auto it = jobs_.find(name);
   if (it == jobs_.end() || it->second.retired) {
     return fail(fmt::format("no job named \"{}\"", name));
   }
+  if (it->second.paused) {
+    return fail(
+        fmt::format("job \"{}\" is paused: resume it first (jobhost resume {})", name, name));
+  }
   TimePoint slot = now();
+  if (!by.empty()) {
+    write_event(it->first, "triggered", std::nullopt,
+                nlohmann::json{{"by", by}, {"scheduled_for", ledger::format_utc(slot)}}.dump(
+                    -1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
   admit(Fire{slot, std::string(name), slot, 1, {}, ledger::Trigger::manual});
   pump();
   return slot;
+}
+
+Result<bool> Engine::pause(std::string_view name, std::string_view by) {
+  auto it = jobs_.find(name);
+  if (it == jobs_.end() || it->second.retired) {
+    return fail(fmt::format("no job named \"{}\"", name));
+  }
+  JobState& job = it->second;
+  auto changed = store_.set_paused(name, true, by, now());
+  if (!changed) return std::unexpected(changed.error());
+  job.paused = true;
+  log::info(fmt::format("paused by {}: fires are recorded as skipped until resumed", by),
+            {job.config.name});
+  skip_queued(job, kPausedReason);
+  return *changed;
+}
+
+Result<bool> Engine::resume(std::string_view name, std::string_view by) {
+  auto it = jobs_.find(name);
+  if (it == jobs_.end() || it->second.retired) {
+    return fail(fmt::format("no job named \"{}\"", name));
+  }
+  auto changed = store_.set_paused(name, false, by, now());
+  if (!changed) return std::unexpected(changed.error());
+  it->second.paused = false;
+  log::info(fmt::format("resumed by {}", by), {it->second.config.name});
+  return *changed;
+}
+
+bool Engine::paused(std::string_view name) const {
+  auto it = jobs_.find(name);
+  return it != jobs_.end() && it->second.paused;
+}
+
+Result<void> Engine::cancel(std::string_view run_id, std::string_view by) {
+  auto it = active_.find(run_id);
+  if (it == active_.end()) {
+    return fail(fmt::format("run {} is not in flight (finished, or never started here)", run_id));
+  }
+  if (!it->second.cancelled) {
+    it->second.cancelled = true;
+    const auto& run = it->second.start;
+    log::info(fmt::format("cancelled by {}: stopping the run", by),
+              {run.job, run.run_id, run.trace_id});
+    write_event(
+        run.job, "cancel", run.run_id,
+        nlohmann::json{{"by", by}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+  executor_.stop(run_id, exec::StopReason::cancel);
+  return {};
+}
+
+void Engine::skip_queued(JobState& job, const std::string& reason) {
+  for (auto it = ready_.begin(); it != ready_.end();) {
+    if (it->job == job.config.name && it->attempt == 1) {
+      record_skipped(*it, reason);
+      --job.queued;
+      it = ready_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (job.queued == 0) record_waiting_skips(job);
+}
+
+void Engine::write_event(const std::string& job, std::string kind,
+                         std::optional<std::string> run_id, std::string detail) {
+  TimePoint t = now();
+  ledger::Event event{.at = t,
+                      .kind = std::move(kind),
+                      .job = job,
+                      .run_id = std::move(run_id),
+                      .detail = std::move(detail)};
+  backlog_.write_or_keep(PendingWrite{job, t, t, std::move(event)});
 }
 
 void Engine::shutdown(std::function<void()> on_idle) {

@@ -70,8 +70,28 @@ class Engine {
   void add_observer(Observer& observer) { observers_.push_back(&observer); }
   void remove_observer(Observer& observer) { std::erase(observers_, &observer); }
 
-  // Queues a manual fire of `job` at now (a slot of its own). Returns the slot.
-  Result<TimePoint> trigger(std::string_view job);
+  // Queues a manual fire of `job` at now (a slot of its own). Returns the
+  // slot. Refused for an unknown or paused job. `by` (who asked: "uid 1000",
+  // "http token 127.0.0.1:5000"), when given, is recorded as a `triggered` event.
+  Result<TimePoint> trigger(std::string_view job, std::string_view by = {});
+
+  // Pauses the job: until resumed, its fires (schedule, catch-up, @reboot)
+  // are recorded skipped "paused" (they still claim their slots), fires of
+  // it waiting for a run slot too, and manual triggers are refused. Runs in
+  // flight and retries already scheduled go on. Written to the ledger at
+  // once (Store::set_paused, a `paused` event naming `by`), so it survives
+  // restarts. Returns false if the job already was paused. Error: unknown
+  // job, ledger unwritable (then nothing changed).
+  Result<bool> pause(std::string_view job, std::string_view by);
+  // Ends a pause (a `resumed` event naming `by`). False if it was not paused.
+  Result<bool> resume(std::string_view job, std::string_view by);
+  // Whether the job is paused (false for an unknown job).
+  bool paused(std::string_view job) const;
+
+  // Stops a run in flight (executor stop with StopReason::cancel): it ends
+  // `cancelled`, is not retried, and a `cancel` event names `by`. Error: no
+  // such run in flight.
+  Result<void> cancel(std::string_view run_id, std::string_view by);
 
   // Records a run's heartbeat in the ledger, at most once a second per run
   // (the executor already calls at most every 50 ms).
@@ -114,11 +134,13 @@ class Engine {
     // one, and the next start would never see it as missed.
     std::vector<std::pair<Fire, std::string>> skips_waiting{};
     bool retired = false;  // removed by a reload: no fires, kept while runs finish
+    bool paused = false;   // Store::set_paused; read at start and when added
   };
   struct ActiveRun {
     ledger::RunStart start;  // as claimed
     std::chrono::steady_clock::time_point started;
     std::chrono::steady_clock::time_point last_heartbeat_write{};
+    bool cancelled = false;  // cancel() asked for its stop: never retried
   };
 
   TimePoint now() const { return clock_(); }
@@ -135,6 +157,10 @@ class Engine {
   // record_skipped now, or after the job's fires in ready_ are claimed.
   void record_skipped_in_order(JobState& job, Fire fire, std::string reason);
   void record_waiting_skips(JobState& job);
+  // Records the job's queued first attempts as skipped `reason`.
+  void skip_queued(JobState& job, const std::string& reason);
+  void write_event(const std::string& job, std::string kind, std::optional<std::string> run_id,
+                   std::string detail);
   void write_next_fire(const JobState& job) {
     backlog_.write_next_fire(job.config.name, job.config.definition_hash, job.next_slot);
   }

@@ -59,6 +59,7 @@ void Engine::add_job(const config::JobConfig& cfg, TimePoint t) {
     job.spec = cfg.schedule;
     job.retired = false;
   }
+  if (auto stats = store_.job_stats(cfg.name)) job.paused = stats->paused_at.has_value();
   auto last = store_.last_fire(cfg.name);
   if (!last) log::error("cannot read the last fire from the ledger: " + last.error().message);
   std::optional<TimePoint> last_fire = last ? *last : std::nullopt;

@@ -396,6 +396,8 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
         return "replaced by a newer fire";
       case StopReason::shutdown:
         return "host shutting down";
+      case StopReason::cancel:
+        return "cancelled by an operator";
     }
     return "stopped";
   }

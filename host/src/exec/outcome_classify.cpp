@@ -45,6 +45,8 @@ std::optional<Classification> by_stop_reason(const ExitFacts& f) {
     case StopReason::shutdown:
       return Classification{Outcome::interrupted,
                             "the host shut down during the run" + grace_note(f), true};
+    case StopReason::cancel:
+      return Classification{Outcome::cancelled, "cancelled by an operator" + grace_note(f), false};
   }
   return std::nullopt;
 }
@@ -96,6 +98,8 @@ std::string_view to_string(StopReason reason) {
       return "replace";
     case StopReason::shutdown:
       return "shutdown";
+    case StopReason::cancel:
+      return "cancel";
   }
   return "unknown";
 }

@@ -21,6 +21,7 @@ enum class StopReason {
   stall,     // no heartbeat within stall_timeout
   replace,   // a newer fire of the job replaces it (concurrency = "replace")
   shutdown,  // the host is shutting down
+  cancel,    // an operator cancelled the run
 };
 
 std::string_view to_string(StopReason reason);
@@ -55,7 +56,8 @@ struct ExitFacts {
 // The verdict: the outcome, a message for humans, and whether the retry
 // policy may try the fire again (issue 5): RETRY, timed_out, stalled, crashed,
 // limit_exceeded, interrupted and an exit without a result are retryable;
-// FAIL, a failed start (bad plugin, unknown user) and replaced are not.
+// FAIL, a failed start (bad plugin, unknown user), replaced and cancelled are
+// not.
 struct Classification {
   Outcome outcome = Outcome::failed;
   std::string message;
@@ -63,7 +65,7 @@ struct Classification {
 };
 
 // Rules, first match wins:
-//  1. our stop reason: timed_out, stalled, replaced, interrupted;
+//  1. our stop reason: timed_out, stalled, replaced, interrupted, cancelled;
 //  2. the child could not start the plugin: failed, not retryable;
 //  3. the plugin returned OK: succeeded (even if it hit a limit and recovered);
 //  4. a limit: reported by the child or the cgroup, SIGXCPU, SIGXFSZ, or SIGKILL

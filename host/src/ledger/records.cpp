@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <nlohmann/json.hpp>
@@ -56,6 +57,12 @@ std::string format_utc(TimePoint at) {
                      hms.subseconds().count());
 }
 
+Duration percentile(const std::vector<Duration>& sorted, int p) {
+  // Nearest rank: the smallest value with at least p% of the values at or below it.
+  std::size_t rank = (sorted.size() * static_cast<std::size_t>(p) + 99) / 100;
+  return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1];
+}
+
 void to_json(json& out, const RunRecord& run) {
   out = json{
       {"run_id", run.run_id},
@@ -94,7 +101,12 @@ void to_json(json& out, const JobStats& stats) {
       {"window_runs", stats.window_runs},
       {"success_rate", or_null(stats.success_rate, [](double r) { return r; })},
       {"mean_duration_ms", or_null(stats.mean_duration, [](Duration d) { return d.count(); })},
+      {"p50_duration_ms", or_null(stats.p50_duration, [](Duration d) { return d.count(); })},
+      {"p95_duration_ms", or_null(stats.p95_duration, [](Duration d) { return d.count(); })},
       {"runs_in_flight", stats.runs_in_flight},
+      {"paused", stats.paused_at.has_value()},
+      {"paused_at", opt_time(stats.paused_at)},
+      {"paused_by", opt_text(stats.paused_by)},
   };
 }
 

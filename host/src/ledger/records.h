@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/outcome.h"
 #include "common/time.h"
@@ -117,7 +118,12 @@ struct JobStats {
   int window_runs = 0;                    // finished non-skipped runs counted (<= 100)
   std::optional<double> success_rate;     // succeeded / window_runs; nullopt if 0
   std::optional<Duration> mean_duration;  // over window runs with a known duration
+  std::optional<Duration> p50_duration;   // median of those durations (nearest rank)
+  std::optional<Duration> p95_duration;   // their 95th percentile (nearest rank)
   int runs_in_flight = 0;
+  // Set while the job is paused (Store::set_paused): when, and who did it.
+  std::optional<TimePoint> paused_at;
+  std::optional<std::string> paused_by;
 };
 inline constexpr int kStatsWindow = 100;
 
@@ -148,6 +154,30 @@ struct Pruned {
   int runs = 0;
   int events = 0;  // not counting the events of the deleted runs
 };
+
+// Where a page of runs (newest first) ended: the next page starts strictly
+// after this run in (started_at DESC, run_id DESC) order.
+struct RunCursor {
+  TimePoint started_at;
+  std::string run_id;
+};
+
+// Which runs Store::query_runs returns. Every filter is optional; since and
+// until bound started_at (since <= started_at < until).
+struct RunQuery {
+  std::optional<std::string> job;
+  std::optional<Outcome> outcome;
+  bool running_only = false;  // runs not finished yet (outcome must be unset)
+  std::optional<Trigger> trigger;
+  std::optional<TimePoint> since;
+  std::optional<TimePoint> until;
+  std::optional<RunCursor> after;
+  int limit = 50;  // > 0
+};
+
+// The nearest-rank percentile `p` (0 < p <= 100) of `sorted` (ascending,
+// not empty).
+Duration percentile(const std::vector<Duration>& sorted, int p);
 
 // nlohmann's conversion (`nlohmann::json j = record;`): the `history --json`
 // object. Times are RFC 3339 UTC strings (format_utc), unknown values are

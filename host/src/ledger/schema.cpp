@@ -90,9 +90,18 @@ CREATE TABLE host_settings (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
-constexpr std::array<Migration, 2> kMigrations = {{
+// Issue 12 (observability). Each feature adds its statements in its own block.
+constexpr const char* kVersion3 = R"sql(
+-- JSON API, pause/resume: a paused job's fires are recorded skipped "paused";
+-- set while paused, with who paused it ("uid 1000", "http token 127.0.0.1:5000").
+ALTER TABLE jobs ADD COLUMN paused_at INTEGER;
+ALTER TABLE jobs ADD COLUMN paused_by TEXT;
+)sql";
+
+constexpr std::array<Migration, 3> kMigrations = {{
     {1, kVersion1},
     {2, kVersion2},
+    {3, kVersion3},
 }};
 
 }  // namespace

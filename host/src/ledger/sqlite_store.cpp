@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <unordered_map>
@@ -184,8 +185,43 @@ constexpr const char* kHistoryJob = "SELECT " JOBHOST_RUN_COLUMNS
                                     "ORDER BY started_at DESC, run_id DESC LIMIT ?";
 constexpr const char* kGetRun = "SELECT " JOBHOST_RUN_COLUMNS " FROM runs WHERE run_id = ?";
 constexpr const char* kJobRow =
-    "SELECT definition_hash, last_fire, next_fire, consecutive_failures FROM jobs "
-    "WHERE name = ?";
+    "SELECT definition_hash, last_fire, next_fire, consecutive_failures, paused_at, paused_by "
+    "FROM jobs WHERE name = ?";
+// Every job's figures in one pass over runs (job_summaries): the rows of
+// each job numbered newest first, open and finished runs apart.
+constexpr const char* kJobSummaries =
+    "WITH w AS (SELECT job, outcome, started_at, finished_at IS NULL AS open, "
+    "row_number() OVER (PARTITION BY job, finished_at IS NULL "
+    "ORDER BY started_at DESC, run_id DESC) AS n "
+    "FROM runs WHERE outcome IS NULL OR outcome <> 'skipped'), "
+    "agg AS (SELECT job, sum(NOT open AND n <= ?1) AS window_runs, "
+    "sum(NOT open AND n <= ?1 AND outcome = 'succeeded') AS succeeded, "
+    "max(CASE WHEN NOT open AND n = 1 THEN outcome END) AS last_outcome, "
+    "max(CASE WHEN n = 1 THEN started_at END) AS last_started, sum(open) AS in_flight "
+    "FROM w GROUP BY job) "
+    "SELECT j.name, j.definition_hash, j.last_fire, j.next_fire, j.consecutive_failures, "
+    "j.paused_at, j.paused_by, agg.window_runs, agg.succeeded, agg.last_outcome, "
+    "agg.last_started, agg.in_flight FROM jobs j LEFT JOIN agg ON agg.job = j.name "
+    "ORDER BY j.name";
+// ?1: a JSON array of job names.
+constexpr const char* kWindowDurations =
+    "SELECT job, duration_ms FROM (SELECT job, duration_ms, row_number() OVER "
+    "(PARTITION BY job ORDER BY started_at DESC, run_id DESC) AS n FROM runs "
+    "WHERE job IN (SELECT value FROM json_each(?1)) AND finished_at IS NOT NULL "
+    "AND outcome <> 'skipped') WHERE n <= ?2 AND duration_ms IS NOT NULL "
+    "ORDER BY job, duration_ms";
+constexpr const char* kSlotRuns = "SELECT " JOBHOST_RUN_COLUMNS
+                                  " FROM runs WHERE job = ? AND scheduled_for = ? "
+                                  "ORDER BY attempt";
+constexpr const char* kPausedAt = "SELECT paused_at FROM jobs WHERE name = ?";
+constexpr const char* kSetPaused =
+    "UPDATE jobs SET paused_at = ?, paused_by = ?, updated_at = ? WHERE name = ?";
+constexpr const char* kPausedJobs =
+    "SELECT name, paused_at, paused_by FROM jobs WHERE paused_at IS NOT NULL ORDER BY name";
+constexpr const char* kEventsAfter =
+    "SELECT id, at, kind, job, run_id, detail FROM events WHERE id > ? ORDER BY id LIMIT ?";
+constexpr const char* kRunEvents =
+    "SELECT id, at, kind, job, run_id, detail FROM events WHERE run_id = ? ORDER BY id LIMIT ?";
 constexpr const char* kSelectStatsWindow =
     "SELECT outcome, duration_ms FROM runs "
     "WHERE job = ? AND finished_at IS NOT NULL AND outcome <> 'skipped' "
@@ -433,6 +469,144 @@ class SqliteStore final : public Store {
       tx.commit();
       return all;
     });
+  }
+
+  Result<std::vector<JobStats>> job_summaries() override {
+    return guarded("cannot read the status of the jobs", [&]() -> Result<std::vector<JobStats>> {
+      std::vector<JobStats> out;
+      Query q(statement(kJobSummaries), kStatsWindow);
+      while (q.step()) {
+        JobStats s;
+        s.job = q.col(0).getString();
+        s.definition_hash = q.opt_text(1);
+        s.last_fire = q.opt_time(2);
+        s.next_fire = q.opt_time(3);
+        s.consecutive_failures = q.col(4).getInt();
+        s.paused_at = q.opt_time(5);
+        s.paused_by = q.opt_text(6);
+        s.window_runs = static_cast<int>(q.opt_int(7).value_or(0));
+        if (s.window_runs > 0) {
+          s.success_rate = static_cast<double>(q.opt_int(8).value_or(0)) / s.window_runs;
+        }
+        if (auto outcome = q.opt_text(9)) s.last_outcome = outcome_from_string(*outcome);
+        s.last_started = q.opt_time(10);
+        s.runs_in_flight = static_cast<int>(q.opt_int(11).value_or(0));
+        out.push_back(std::move(s));
+      }
+      return out;
+    });
+  }
+
+  Result<std::vector<std::pair<std::string, std::vector<Duration>>>> window_durations(
+      const std::vector<std::string>& jobs) override {
+    using Out = std::vector<std::pair<std::string, std::vector<Duration>>>;
+    return guarded("cannot read the run durations", [&]() -> Result<Out> {
+      Out out;
+      Query q(statement(kWindowDurations),
+              json(jobs).dump(-1, ' ', false, json::error_handler_t::replace), kStatsWindow);
+      while (q.step()) {
+        auto job = q.col(0).getString();
+        if (out.empty() || out.back().first != job) out.emplace_back(job, std::vector<Duration>{});
+        out.back().second.push_back(Duration(q.col(1).getInt64()));
+      }
+      return out;
+    });
+  }
+
+  Result<std::vector<RunRecord>> query_runs(const RunQuery& query) override {
+    if (query.limit <= 0) {
+      return fail(fmt::format("query_runs: limit must be positive, not {}", query.limit));
+    }
+    return guarded("cannot read the runs", [&]() -> Result<std::vector<RunRecord>> {
+      std::string sql = "SELECT " JOBHOST_RUN_COLUMNS " FROM runs WHERE 1";
+      if (query.job) sql += " AND job = ?";
+      if (query.running_only) {
+        sql += " AND finished_at IS NULL";
+      } else if (query.outcome) {
+        sql += " AND outcome = ?";
+      }
+      if (query.trigger) sql += " AND trigger = ?";
+      if (query.since) sql += " AND started_at >= ?";
+      if (query.until) sql += " AND started_at < ?";
+      if (query.after) sql += " AND (started_at, run_id) < (?, ?)";
+      sql += " ORDER BY started_at DESC, run_id DESC LIMIT ?";
+      SQLite::Statement statement(db_, sql);
+      int i = 0;
+      if (query.job) bind_one(statement, ++i, *query.job);
+      if (!query.running_only && query.outcome) {
+        bind_one(statement, ++i, std::string(to_string(*query.outcome)));
+      }
+      if (query.trigger) bind_one(statement, ++i, std::string(to_string(*query.trigger)));
+      if (query.since) bind_one(statement, ++i, *query.since);
+      if (query.until) bind_one(statement, ++i, *query.until);
+      if (query.after) {
+        bind_one(statement, ++i, query.after->started_at);
+        bind_one(statement, ++i, query.after->run_id);
+      }
+      bind_one(statement, ++i, query.limit);
+      return read_runs(Query(statement));
+    });
+  }
+
+  Result<std::vector<RunRecord>> slot_runs(std::string_view job, TimePoint scheduled_for) override {
+    return guarded(fmt::format("cannot read the attempts of job {}", job),
+                   [&]() -> Result<std::vector<RunRecord>> {
+                     return read_runs(Query(statement(kSlotRuns), job, scheduled_for));
+                   });
+  }
+
+  Result<bool> set_paused(std::string_view job, bool paused, std::string_view by,
+                          TimePoint at) override {
+    return guarded(fmt::format("cannot {} job {}", paused ? "pause" : "resume", job),
+                   [&]() -> Result<bool> {
+                     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+                     Query(statement(kEnsureJob), job, nullptr, at).exec();
+                     bool was_paused = false;
+                     {
+                       Query q(statement(kPausedAt), job);
+                       was_paused = q.step() && !q.col(0).isNull();
+                     }
+                     if (was_paused == paused) return false;
+                     Query(statement(kSetPaused), paused ? std::optional(at) : std::nullopt,
+                           paused ? std::optional(std::string(by)) : std::nullopt, at, job)
+                         .exec();
+                     Query(statement(kInsertEvent), at, paused ? "paused" : "resumed", job,
+                           std::optional<std::string>(),
+                           json{{"by", by}}.dump(-1, ' ', false, json::error_handler_t::replace))
+                         .exec();
+                     tx.commit();
+                     return true;
+                   });
+  }
+
+  Result<std::vector<JobStats>> paused_jobs() override {
+    return guarded("cannot read the paused jobs", [&]() -> Result<std::vector<JobStats>> {
+      std::vector<JobStats> out;
+      Query q(statement(kPausedJobs));
+      while (q.step()) {
+        JobStats s;
+        s.job = q.col(0).getString();
+        s.paused_at = q.opt_time(1);
+        s.paused_by = q.opt_text(2);
+        out.push_back(std::move(s));
+      }
+      return out;
+    });
+  }
+
+  Result<std::vector<Event>> events_after(int64_t after_id, int limit) override {
+    if (limit <= 0) return fail(fmt::format("events: limit must be positive, not {}", limit));
+    return guarded("cannot read the events", [&]() -> Result<std::vector<Event>> {
+      return read_events(Query(statement(kEventsAfter), after_id, limit));
+    });
+  }
+
+  Result<std::vector<Event>> run_events(std::string_view run_id, int limit) override {
+    if (limit <= 0) return fail(fmt::format("events: limit must be positive, not {}", limit));
+    return guarded(fmt::format("cannot read the events of run {}", run_id),
+                   [&]() -> Result<std::vector<Event>> {
+                     return read_events(Query(statement(kRunEvents), run_id, limit));
+                   });
   }
 
   Result<std::optional<TimePoint>> last_fire(std::string_view job) override {
@@ -695,6 +869,15 @@ class SqliteStore final : public Store {
     return r;
   }
 
+  static std::vector<Event> read_events(Query&& q) {
+    std::vector<Event> out;
+    while (q.step()) {
+      out.push_back(Event{q.col(0).getInt64(), from_ms(q.col(1).getInt64()), q.col(2).getString(),
+                          q.opt_text(3), q.opt_text(4), q.col(5).getString()});
+    }
+    return out;
+  }
+
   std::vector<RunRecord> read_runs(Query&& q) {
     std::vector<RunRecord> out;
     while (q.step()) out.push_back(read_run(q));
@@ -711,12 +894,15 @@ class SqliteStore final : public Store {
         s.last_fire = q.opt_time(1);
         s.next_fire = q.opt_time(2);
         s.consecutive_failures = q.col(3).getInt();
+        s.paused_at = q.opt_time(4);
+        s.paused_by = q.opt_text(5);
       }
     }
     {
       Query q(statement(kSelectStatsWindow), job, kStatsWindow);
-      int succeeded = 0, timed = 0;
+      int succeeded = 0;
       int64_t total_ms = 0;
+      std::vector<Duration> durations;
       while (q.step()) {
         auto outcome = outcome_from_string(q.col(0).getString());
         if (s.window_runs == 0) s.last_outcome = outcome;
@@ -724,11 +910,16 @@ class SqliteStore final : public Store {
         if (outcome == Outcome::succeeded) ++succeeded;
         if (auto ms = q.opt_int(1)) {
           total_ms += *ms;
-          ++timed;
+          durations.push_back(Duration(*ms));
         }
       }
       if (s.window_runs > 0) s.success_rate = static_cast<double>(succeeded) / s.window_runs;
-      if (timed > 0) s.mean_duration = Duration(total_ms / timed);
+      if (!durations.empty()) {
+        s.mean_duration = Duration(total_ms / static_cast<int64_t>(durations.size()));
+        std::sort(durations.begin(), durations.end());
+        s.p50_duration = percentile(durations, 50);
+        s.p95_duration = percentile(durations, 95);
+      }
     }
     {
       Query q(statement(kLastStarted), job);

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
@@ -38,7 +39,7 @@ class Store {
   // Completes a started run: outcome, finish time, exit code or signal,
   // duration, message, output tail; updates the job's consecutive failures
   // (0 after succeeded; +1 after failed, timed_out, stalled, crashed,
-  // limit_exceeded; unchanged otherwise); schedules end.retry_at as the next
+  // limit_exceeded; unchanged otherwise, cancelled included); schedules end.retry_at as the next
   // attempt; writes `finished` (and `retried`) events. Idempotent: returns
   // false and changes nothing if the run is already finished. Error: unknown
   // run id, ledger unwritable.
@@ -77,6 +78,35 @@ class Store {
   // Status figures of every job the ledger knows, by name.
   virtual Result<std::vector<JobStats>> all_job_stats() = 0;
 
+  // Figures of every job the ledger knows, by name, from one aggregate
+  // query (for lists of thousands of jobs): as all_job_stats() but without
+  // the duration figures (mean, p50, p95), which per_job_durations() gives
+  // for the few jobs a page shows.
+  virtual Result<std::vector<JobStats>> job_summaries() = 0;
+  // The known durations of each job's stats window (kStatsWindow), for the
+  // given jobs, in one query: (job, durations in ascending order).
+  virtual Result<std::vector<std::pair<std::string, std::vector<Duration>>>> window_durations(
+      const std::vector<std::string>& jobs) = 0;
+
+  // Runs matching `query`, newest first (started_at DESC, run_id DESC),
+  // after query.after if set, at most query.limit (<= 0 is an Error). Paging
+  // with the last run of each page as the next cursor returns every run
+  // exactly once, however many runs start meanwhile (they sort first).
+  virtual Result<std::vector<RunRecord>> query_runs(const RunQuery& query) = 0;
+  // Every attempt of the slot (job, scheduled_for), attempt order.
+  virtual Result<std::vector<RunRecord>> slot_runs(std::string_view job,
+                                                   TimePoint scheduled_for) = 0;
+
+  // Pauses (paused = true) or resumes the job: records when and by whom
+  // (e.g. "uid 1000", "http token 127.0.0.1:5000") with a `paused` or
+  // `resumed` event, creating the job's row if needed. Returns false,
+  // writing nothing, if the job already was in that state.
+  virtual Result<bool> set_paused(std::string_view job, bool paused, std::string_view by,
+                                  TimePoint at) = 0;
+  // The paused jobs with when and by whom (JobStats with only job,
+  // paused_at and paused_by set), by name.
+  virtual Result<std::vector<JobStats>> paused_jobs() = 0;
+
   // The latest slot claimed with trigger schedule or catchup (run or
   // skipped): misfire detection starts after it. nullopt if none.
   virtual Result<std::optional<TimePoint>> last_fire(std::string_view job) = 0;
@@ -88,6 +118,11 @@ class Store {
   virtual Result<void> add_event(const Event& event) = 0;
   // The newest `limit` (> 0) events, of one job or all, newest first.
   virtual Result<std::vector<Event>> events(std::optional<std::string_view> job, int limit) = 0;
+
+  // Events with id > after_id, oldest first, at most `limit` (> 0).
+  virtual Result<std::vector<Event>> events_after(int64_t after_id, int limit) = 0;
+  // The events of one run, oldest first, at most `limit` (> 0).
+  virtual Result<std::vector<Event>> run_events(std::string_view run_id, int limit) = 0;
 
   // Persists a retry (replacing any other pending retry of the same slot),
   // with a `retried` event. Error if the slot was never claimed.
