@@ -210,6 +210,17 @@ constexpr const char* kWindowDurations =
     "WHERE job IN (SELECT value FROM json_each(?1)) AND finished_at IS NOT NULL "
     "AND outcome <> 'skipped') WHERE n <= ?2 AND duration_ms IS NOT NULL "
     "ORDER BY job, duration_ms";
+// Dashboard: each job's newest runs through runs_by_job_started, a few rows
+// a job however long its history.
+constexpr const char* kRecentRuns =
+    "SELECT r.job, r.outcome, r.duration_ms FROM json_each(?1) j JOIN runs r ON r.run_id IN "
+    "(SELECT run_id FROM runs WHERE job = j.value AND finished_at IS NOT NULL "
+    "AND outcome <> 'skipped' ORDER BY started_at DESC, run_id DESC LIMIT ?2) "
+    "ORDER BY r.job, r.started_at, r.run_id";
+constexpr const char* kRunSummary =
+    "SELECT outcome, count(*), sum(duration_ms), count(duration_ms) FROM runs "
+    "WHERE started_at >= ? AND finished_at IS NOT NULL AND outcome <> 'skipped' "
+    "GROUP BY outcome";
 constexpr const char* kSlotRuns = "SELECT " JOBHOST_RUN_COLUMNS
                                   " FROM runs WHERE job = ? AND scheduled_for = ? "
                                   "ORDER BY attempt";
@@ -509,6 +520,47 @@ class SqliteStore final : public Store {
         if (out.empty() || out.back().first != job) out.emplace_back(job, std::vector<Duration>{});
         out.back().second.push_back(Duration(q.col(1).getInt64()));
       }
+      return out;
+    });
+  }
+
+  Result<std::vector<std::pair<std::string, std::vector<RecentRun>>>> recent_runs(
+      const std::vector<std::string>& jobs, int per_job) override {
+    using Out = std::vector<std::pair<std::string, std::vector<RecentRun>>>;
+    if (per_job <= 0) {
+      return fail(fmt::format("recent_runs: per_job must be positive, not {}", per_job));
+    }
+    return guarded("cannot read the recent runs", [&]() -> Result<Out> {
+      Out out;
+      Query q(statement(kRecentRuns),
+              json(jobs).dump(-1, ' ', false, json::error_handler_t::replace), per_job);
+      while (q.step()) {
+        auto job = q.col(0).getString();
+        auto outcome = outcome_from_string(q.col(1).getString());
+        if (!outcome) continue;
+        if (out.empty() || out.back().first != job) out.emplace_back(job, std::vector<RecentRun>{});
+        auto ms = q.opt_int(2);
+        out.back().second.push_back(
+            RecentRun{*outcome, ms ? std::optional<Duration>(Duration(*ms)) : std::nullopt});
+      }
+      return out;
+    });
+  }
+
+  Result<RunSummary> run_summary(TimePoint since) override {
+    return guarded("cannot summarise the recent runs", [&]() -> Result<RunSummary> {
+      RunSummary out;
+      int64_t total_ms = 0, with_duration = 0;
+      Query q(statement(kRunSummary), since);
+      while (q.step()) {
+        const auto outcome = outcome_from_string(q.col(0).getString());
+        const int count = q.col(1).getInt();
+        out.runs += count;
+        if (outcome && counts_as_failure(*outcome)) out.failed += count;
+        total_ms += q.opt_int(2).value_or(0);
+        with_duration += q.col(3).getInt64();
+      }
+      if (with_duration > 0) out.mean_duration = Duration(total_ms / with_duration);
       return out;
     });
   }

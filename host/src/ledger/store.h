@@ -88,6 +88,13 @@ class Store {
   virtual Result<std::vector<std::pair<std::string, std::vector<Duration>>>> window_durations(
       const std::vector<std::string>& jobs) = 0;
 
+  // The newest `per_job` (> 0) finished, not skipped runs of each of `jobs`,
+  // oldest first, in one query: (job, runs) for the jobs that have any.
+  virtual Result<std::vector<std::pair<std::string, std::vector<RecentRun>>>> recent_runs(
+      const std::vector<std::string>& jobs, int per_job) = 0;
+  // The finished, not skipped runs that started at or after `since`.
+  virtual Result<RunSummary> run_summary(TimePoint since) = 0;
+
   // Runs matching `query`, newest first (started_at DESC, run_id DESC),
   // after query.after if set, at most query.limit (<= 0 is an Error). Paging
   // with the last run of each page as the next cursor returns every run

@@ -77,8 +77,8 @@ void add_dashboard_routes(Router& router) {
     const std::string_view name = it == request.params.end() ? "" : it->second;
     for (const auto& file : dashboard_files()) {
       if (file.name == name && name != "index.html") {
-        return respond(file_response(name, std::string(file.data),
-                                     "public, max-age=31536000, immutable"));
+        return respond(
+            file_response(name, std::string(file.data), "public, max-age=31536000, immutable"));
       }
     }
     respond(Response::error(404, fmt::format("no such asset: {}", name)));
