@@ -119,6 +119,10 @@ class RefusingStore final : public ledger::Store {
     return real_.run_events(run_id, limit);
   }
   Result<uint64_t> jitter_seed() override { return real_.jitter_seed(); }
+  Result<void> probe_writable(TimePoint now) override {
+    if (auto r = refuse()) return std::unexpected(*r);
+    return real_.probe_writable(now);
+  }
 
  private:
   std::optional<Error> refuse() {

@@ -105,8 +105,11 @@ fs::path install_plugins(const fs::path& dir, const std::vector<std::string>& fi
 fs::path write_config(const fs::path& dir, const std::string& jobs_toml,
                       const std::string& host_extra) {
   fs::path file = dir / "jobhost.toml";
+  // HTTP is off unless the jobs text has an [http] table of its own.
+  const bool own_http =
+      jobs_toml.starts_with("[http]") || jobs_toml.find("\n[http]") != std::string::npos;
   std::ofstream(file) << "[host]\nplugin_dir = \"plugins\"\nstate_dir = \"var\"\n"
-                      << host_extra << "\n[http]\nlisten = \"\"\n\n"
+                      << host_extra << (own_http ? "\n" : "\n[http]\nlisten = \"\"\n\n")
                       << jobs_toml;
   return file;
 }

@@ -35,7 +35,9 @@ CommandResult run_jobhost(const std::vector<std::string>& args,
 fs::path install_plugins(const fs::path& dir, const std::vector<std::string>& files);
 
 // Writes dir/jobhost.toml: a [host] section using dir/plugins and dir/var,
-// [http] off, then `jobs_toml` verbatim. Returns its path.
+// [http] off (unless `jobs_toml` has an [http] table of its own, e.g.
+// listen = "127.0.0.1:0"; see wait_http_port), then `jobs_toml` verbatim.
+// Returns its path.
 fs::path write_config(const fs::path& dir, const std::string& jobs_toml,
                       const std::string& host_extra = "");
 

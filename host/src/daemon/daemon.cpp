@@ -14,6 +14,9 @@
 #include "exec/fork_executor.h"
 #include "exec/isolation.h"
 #include "ledger/sqlite_store.h"
+#include "observe/health.h"
+#include "observe/http.h"
+#include "observe/http_server.h"
 #include "reload/reloader.h"
 
 namespace jobhost::daemon {
@@ -124,6 +127,32 @@ int run_daemon(const config::Config& config) {
   if (!control) {
     log::error(control.error().message);
     return 1;
+  }
+
+  // HTTP ([http] listen): every route is registered in this one block, on
+  // this one router, before the server starts; handlers run on the loop.
+  observe::Router router;
+  observe::LedgerWriteProbe ledger_probe(**store);
+  observe::add_health_routes(router, [&] {
+    observe::Readiness readiness;
+    readiness.config_loaded = !engine.config().file.empty();
+    readiness.ledger_writable = ledger_probe.check();
+    const auto backlog = engine.snapshot()["ledger_backlog"];
+    readiness.ledger_backlog = backlog.value("records", std::size_t{0});
+    if (backlog["oldest_kept_since"].is_string()) {
+      readiness.backlog_since = backlog["oldest_kept_since"].get<std::string>();
+    }
+    return readiness;
+  });
+  std::unique_ptr<observe::HttpServer> http;
+  if (!config.http.listen.empty()) {
+    auto server = observe::HttpServer::listen(io, config.http.listen, router);
+    if (!server) {
+      log::error(server.error().message);
+      return 1;
+    }
+    http = std::move(*server);
+    log::info("http: listening on " + observe::format_endpoint(http->local_endpoint()));
   }
 
   boost::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);

@@ -246,6 +246,9 @@ constexpr const char* kJitterSeed = "SELECT value FROM host_settings WHERE name 
 constexpr const char* kInsertJitterSeed =
     "INSERT INTO host_settings (name, value) VALUES ('jitter_seed', ?) "
     "ON CONFLICT (name) DO NOTHING";
+constexpr const char* kWriteProbe =
+    "INSERT INTO host_settings (name, value) VALUES ('write_probe', ?) "
+    "ON CONFLICT (name) DO UPDATE SET value = excluded.value";
 constexpr const char* kLastFire = "SELECT last_fire FROM jobs WHERE name = ?";
 constexpr const char* kInsertEvent =
     "INSERT INTO events (at, kind, job, run_id, detail) VALUES (?, ?, ?, ?, ?)";
@@ -787,6 +790,15 @@ class SqliteStore final : public Store {
       }
       tx.commit();
       return stored;
+    });
+  }
+
+  Result<void> probe_writable(TimePoint now) override {
+    return guarded("cannot write to the ledger", [&]() -> Result<void> {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      Query(statement(kWriteProbe), now).exec();
+      tx.commit();
+      return {};
     });
   }
 

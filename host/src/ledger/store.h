@@ -168,6 +168,12 @@ class Store {
   // calling this when nothing is due keeps writes short. A no-op for stores
   // without such a log.
   virtual Result<void> checkpoint() = 0;
+
+  // Readiness: proves the ledger takes writes now with one tiny real write
+  // transaction (the time `now` in one settings row), committed. Error: the
+  // ledger refuses writes (read-only, full, locked past the busy timeout),
+  // with the store's message. Costs a commit: callers rate-limit it.
+  virtual Result<void> probe_writable(TimePoint now) = 0;
 };
 
 }  // namespace jobhost::ledger
