@@ -15,6 +15,7 @@
 #include "exec/isolation.h"
 #include "ledger/sqlite_store.h"
 #include "observe/health.h"
+#include "observe/dashboard.h"
 #include "observe/http.h"
 #include "observe/http_server.h"
 #include "reload/reloader.h"
@@ -144,6 +145,7 @@ int run_daemon(const config::Config& config) {
     }
     return readiness;
   });
+  observe::add_dashboard_routes(router);
   std::unique_ptr<observe::HttpServer> http;
   if (!config.http.listen.empty()) {
     auto server = observe::HttpServer::listen(io, config.http.listen, router);

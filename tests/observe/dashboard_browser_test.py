@@ -1,0 +1,352 @@
+#!/usr/bin/env python3
+"""Browser test of the dashboard: a real daemon, a real headless Chromium.
+
+    dashboard_browser_test.py --jobhost BIN --plugins DIR --test-plugins DIR [--screenshot PNG]
+
+Starts `jobhost run` in a temp dir with several jobs (one failing) and HTTP on
+a free loopback port, runs some of them, then drives Debian's chromium through
+chromium-driver (python3-selenium): the jobs table shows their outcomes, the
+search box filters, a failed run's page shows its message, a wrong token is
+refused with a clear 401 notice, Run now with the token adds a run, and a run
+that finishes shows up without a reload. With --screenshot it saves the jobs
+page (the picture in docs/dashboard.png). Exit 0 passed, 77 skipped (no
+chromium, driver or selenium), 1 failed. The daemon and the browser are
+stopped and the temp dir removed whatever happens.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+
+SKIP = 77
+CHROMIUM = ["chromium", "chromium-browser"]
+DRIVER = ["chromedriver", "/usr/lib/chromium/chromedriver"]
+
+try:
+    from selenium import webdriver
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+except ImportError:
+    # Debian's python3-selenium lives in the system interpreter; a pyenv or
+    # venv python3 first in PATH does not see it.
+    if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") and \
+            os.path.exists("/usr/bin/python3") and not os.environ.get("JOBHOST_REEXEC"):
+        os.environ["JOBHOST_REEXEC"] = "1"
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+    print("SKIP: python3-selenium is not installed", file=sys.stderr)
+    sys.exit(SKIP)
+
+TOKEN = "s3cret-token-for-the-browser-test"
+
+JOBS = """
+[jobs.backup]
+plugin = "hello"
+schedule = "30 2 * * *"
+params = { greeting = "backed up" }
+
+[jobs.import-orders]
+plugin = "fail"
+schedule = "*/15 * * * *"
+retry = { max_attempts = 1 }
+
+[jobs.nightly-report]
+plugin = "hello"
+schedule = "0 6 * * 1-5"
+
+[jobs.crunch]
+plugin = "heartbeating"
+every = "1h"
+params = { seconds = 20 }
+
+[jobs.nap]
+plugin = "sleeper"
+schedule = "@manual"
+params = { seconds = 2 }
+
+[jobs.cleanup]
+plugin = "hello"
+every = "6h"
+"""
+
+
+def log(msg):
+    print("[dashboard_test] " + msg, file=sys.stderr, flush=True)
+
+
+def find(names):
+    for n in names:
+        p = shutil.which(n)
+        if p:
+            return p
+    return None
+
+
+def wait_until(what, predicate, timeout=20.0, interval=0.1):
+    """Polls predicate() until it returns a truthy value; fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(interval)
+
+
+class Host:
+    """The daemon on a temp dir of its own."""
+
+    def __init__(self, args, root):
+        self.args = args
+        self.root = root
+        self.config = os.path.join(root, "jobhost.toml")
+        self.log_path = os.path.join(root, "daemon.log")
+        self.proc = None
+        self.port = None
+        plugins = os.path.join(root, "plugins")
+        os.mkdir(plugins, 0o755)
+        os.chmod(plugins, 0o755)
+        for name, folder in [("hello.so", args.plugins), ("fail.so", args.test_plugins),
+                             ("sleeper.so", args.test_plugins), ("heartbeating.so", args.test_plugins)]:
+            shutil.copyfile(os.path.join(folder, name), os.path.join(plugins, name))
+            os.chmod(os.path.join(plugins, name), 0o755)
+        token = os.path.join(root, "token")
+        fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, (TOKEN + "\n").encode())
+        os.close(fd)
+        with open(self.config, "w") as f:
+            f.write('[host]\nplugin_dir = "plugins"\nstate_dir = "var"\n\n'
+                    '[http]\nlisten = "127.0.0.1:0"\ntoken_file = "token"\n' + JOBS)
+
+    def start(self):
+        self.logfile = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([self.args.jobhost, "run", "--config", self.config],
+                                     stdout=self.logfile, stderr=subprocess.STDOUT, cwd=self.root)
+
+        def listening():
+            if self.proc.poll() is not None:
+                raise AssertionError("the daemon exited with %s:\n%s" % (self.proc.returncode, self.log()))
+            m = re.findall(r"http: listening on [^\s]*:(\d+)", self.log())
+            return int(m[-1]) if m else None
+        self.port = wait_until("the daemon's HTTP port in its log", listening, timeout=30)
+        log("daemon pid %d on port %d" % (self.proc.pid, self.port))
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def cli(self, *args, check=True):
+        r = subprocess.run([self.args.jobhost] + list(args) + ["--config", self.config],
+                           capture_output=True, text=True, timeout=60, cwd=self.root)
+        if check and r.returncode != 0:
+            raise AssertionError("jobhost %s exited %d: %s%s" % (" ".join(args), r.returncode, r.stdout, r.stderr))
+        return r.stdout
+
+    def runs(self, job):
+        return json.loads(self.cli("history", job, "--limit", "100", "--json"))
+
+    def wait_finished(self, job, count=1, timeout=30):
+        return wait_until("%d finished run(s) of %s" % (count, job),
+                          lambda: len([r for r in self.runs(job) if r["outcome"]]) >= count and self.runs(job),
+                          timeout=timeout, interval=0.2)
+
+    def api(self, path):
+        with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/%s" % (self.port, path), timeout=10) as r:
+            return json.loads(r.read())
+
+    def stop(self):
+        if not self.proc or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.logfile.close()
+
+
+def browser(root, chromium, driver):
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ["--headless=new", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-extensions", "--disable-background-networking", "--window-size=1360,900",
+                 "--user-data-dir=" + os.path.join(root, "chromium-profile"), "--force-device-scale-factor=1",
+                 "--lang=en-GB"]:
+        options.add_argument(flag)
+    if os.geteuid() == 0:
+        options.add_argument("--no-sandbox")  # Chromium refuses to run as root with its sandbox
+    service = Service(executable_path=driver, log_path=os.path.join(root, "chromedriver.log"))
+    return webdriver.Chrome(service=service, options=options)
+
+
+def text_of(drv, css):
+    try:
+        return drv.find_element(By.CSS_SELECTOR, css).text
+    except Exception:
+        return None
+
+
+def run_test(args, root):
+    chromium, driver = find(CHROMIUM), find(DRIVER)
+    if not chromium or not driver:
+        log("SKIP: chromium or chromium-driver is not installed")
+        return SKIP
+
+    host = Host(args, root)
+    drv = None
+    try:
+        host.start()
+        # Some history: one success each, the failing job twice.
+        for job in ["backup", "nightly-report", "cleanup", "import-orders"]:
+            host.cli("trigger", job)
+        host.wait_finished("import-orders")
+        host.cli("trigger", "import-orders")
+        for job, n in [("backup", 1), ("nightly-report", 1), ("cleanup", 1), ("import-orders", 2)]:
+            host.wait_finished(job, n)
+
+        drv = browser(root, chromium, driver)
+        wait = WebDriverWait(drv, 20)
+        base = "http://127.0.0.1:%d/" % host.port
+        drv.get(base)
+
+        # The jobs table: every job, with its last outcome.
+        def outcome(job):
+            return text_of(drv, 'tr[data-job="%s"] td.outcome' % job)
+        wait.until(lambda d: outcome("import-orders") == "failed", "import-orders shown as failed")
+        wait.until(lambda d: outcome("backup") == "succeeded", "backup shown as succeeded")
+        assert outcome("cleanup") == "succeeded", outcome("cleanup")
+        assert outcome("nap") == "never run", outcome("nap")
+        rows = drv.find_elements(By.CSS_SELECTOR, "#jobs-table tbody tr[data-job]")
+        assert len(rows) == 6, [r.get_attribute("data-job") for r in rows]
+        # The failing job's sparkline marks its failures.
+        spark = drv.find_element(By.CSS_SELECTOR, 'tr[data-job="import-orders"] svg.spark')
+        assert "2 failed" in spark.get_attribute("aria-label"), spark.get_attribute("aria-label")
+        log("jobs table ok")
+
+        # Search: the server filters by name substring.
+        box = drv.find_element(By.ID, "job-search")
+        box.send_keys("import")
+        wait.until(lambda d: [r.get_attribute("data-job") for r in
+                              d.find_elements(By.CSS_SELECTOR, "#jobs-table tbody tr[data-job]")] == ["import-orders"],
+                   "the search to leave only import-orders")
+        log("search ok")
+
+        # The failed job's page, then its failed run's page with the message.
+        drv.find_element(By.CSS_SELECTOR, 'tr[data-job="import-orders"] a').click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr[data-run]")) == 2,
+                   "the job page to list its 2 runs")
+        drv.find_element(By.CSS_SELECTOR, "#runs-table tbody tr[data-run] a").click()
+        wait.until(lambda d: text_of(d, "#run-message") == "input file is corrupt", "the run's message")
+        assert "failed" in drv.find_element(By.CSS_SELECTOR, ".headline .badge").text
+        log("failed run page ok")
+
+        # Run now: a wrong token is refused with a clear 401 notice, the right one works.
+        drv.back()
+        run_now = wait.until(lambda d: d.find_element(By.ID, "run-now"), "the Run now button")
+        run_now.click()
+        wait.until(lambda d: d.find_element(By.ID, "token-input").is_displayed(), "the token dialog")
+        drv.find_element(By.ID, "token-input").send_keys("wrong-token")
+        drv.find_element(By.ID, "token-save").click()
+        wait.until(lambda d: "401" in (text_of(d, "#notice") or ""), "a 401 notice")
+        assert len(host.runs("import-orders")) == 2
+        drv.find_element(By.ID, "run-now").click()
+        wait.until(lambda d: d.find_element(By.ID, "token-input").is_displayed(), "the token dialog again")
+        drv.find_element(By.ID, "token-input").clear()
+        drv.find_element(By.ID, "token-input").send_keys(TOKEN)
+        drv.find_element(By.ID, "token-save").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr[data-run]")) == 3,
+                   "the new run in the job page")
+        assert drv.execute_script("return sessionStorage.getItem('jobhost.token')") == TOKEN
+        assert len(host.runs("import-orders")) == 3
+        log("run now ok")
+
+        # Live: a run started elsewhere appears in flight, then finished, without a reload.
+        drv.get(base + "#/jobs/nap")
+        wait.until(lambda d: d.find_elements(By.ID, "run-now"), "the nap job page")
+        marker = drv.execute_script("window.__noReload = 1; return window.__noReload")
+        host.cli("trigger", "nap")
+        wait.until(lambda d: "nap" in (text_of(d, "#live-rows") or ""), "nap in the running-now panel")
+        host.wait_finished("nap")
+        t = time.monotonic()
+        wait.until(lambda d: (text_of(d, "#runs-table tbody tr[data-run]") or "").find("succeeded") >= 0,
+                   "the finished nap run on the page")
+        log("finished run shown %.1f s after the ledger had it" % (time.monotonic() - t))
+        assert drv.execute_script("return window.__noReload") == marker, "the page was reloaded"
+        log("live ok")
+
+        if args.screenshot:
+            take_screenshot(drv, host, base, args.screenshot)
+        return 0
+    except Exception:
+        traceback.print_exc()
+        if drv is not None:
+            try:
+                shot = os.path.join(tempfile.gettempdir(), "jobhost-dashboard-failure.png")
+                drv.save_screenshot(shot)
+                log("screenshot of the failure: " + shot)
+                for entry in drv.get_log("browser"):
+                    log("browser console: %s" % entry)
+            except Exception:
+                pass
+        log("daemon log:\n" + host.log()[-6000:])
+        return 1
+    finally:
+        if drv is not None:
+            try:
+                drv.quit()
+            except Exception:
+                pass
+        host.stop()
+
+
+def take_screenshot(drv, host, base, path):
+    """The jobs page with a run in flight (crunch, heartbeating progress)."""
+    host.cli("trigger", "crunch")
+    drv.get(base)
+    WebDriverWait(drv, 20).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#live-rows progress")
+        and float(d.find_element(By.CSS_SELECTOR, "#live-rows progress").get_attribute("value")) > 0.2,
+        "crunch's progress in the running-now panel")
+    height = drv.execute_script("return document.documentElement.scrollHeight")
+    drv.set_window_size(1360, max(700, min(height + 40, 1400)))
+    WebDriverWait(drv, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#jobs-table tbody tr[data-job]"))
+    drv.save_screenshot(path)
+    log("screenshot saved: " + path)
+
+
+def main():
+    # ctest's timeout and ^C end the test through SIGTERM/SIGINT: unwind so
+    # the finally blocks stop the daemon and the browser.
+    def stop(signo, _frame):
+        raise SystemExit(128 + signo)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--jobhost", required=True)
+    p.add_argument("--plugins", required=True, help="folder with hello.so")
+    p.add_argument("--test-plugins", required=True, help="folder with fail.so, sleeper.so, heartbeating.so")
+    p.add_argument("--screenshot", help="save a PNG of the jobs page here")
+    args = p.parse_args()
+    root = tempfile.mkdtemp(prefix="jobhost-dashboard-")
+    try:
+        return run_test(args, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
