@@ -89,9 +89,9 @@ class RefusingStore final : public ledger::Store {
   }
   Result<void> checkpoint() override { return real_.checkpoint(); }
   Result<std::vector<ledger::JobStats>> job_summaries() override { return real_.job_summaries(); }
-  Result<std::vector<std::pair<std::string, std::vector<Duration>>>> window_durations(
+  Result<std::vector<std::pair<std::string, std::vector<ledger::WindowRun>>>> window_runs(
       const std::vector<std::string>& jobs) override {
-    return real_.window_durations(jobs);
+    return real_.window_runs(jobs);
   }
   Result<std::vector<std::pair<std::string, std::vector<ledger::RecentRun>>>> recent_runs(
       const std::vector<std::string>& jobs, int per_job) override {

@@ -477,6 +477,18 @@ Result<void> Engine::cancel(std::string_view run_id, std::string_view by) {
   return {};
 }
 
+std::vector<TimePoint> Engine::upcoming_slots(std::string_view name, int count) const {
+  std::vector<TimePoint> out;
+  auto it = jobs_.find(name);
+  if (it == jobs_.end() || it->second.retired || !it->second.next_slot) return out;
+  std::optional<TimePoint> slot = it->second.next_slot;
+  while (slot && static_cast<int>(out.size()) < count) {
+    out.push_back(*slot);
+    slot = schedule::next_fire_after(it->second.spec, *slot);
+  }
+  return out;
+}
+
 void Engine::skip_queued(JobState& job, const std::string& reason) {
   for (auto it = ready_.begin(); it != ready_.end();) {
     if (it->job == job.config.name && it->attempt == 1) {

@@ -118,6 +118,10 @@ class Engine {
   // a retry's time; `slot`: the scheduled_for the ledger will claim;
   // `trigger`), or null for a job with nothing planned. For `jobhost list`.
   nlohmann::json next_fires() const;
+  // The job's next `count` schedule slots from its next planned one (the
+  // grid the engine uses, anchors included); empty for an unknown,
+  // disabled or manual job.
+  std::vector<TimePoint> upcoming_slots(std::string_view job, int count) const;
   const config::Config& config() const { return config_; }
   const catalog::ScanResult& plugins() const { return plugins_; }
 

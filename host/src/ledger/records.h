@@ -155,6 +155,14 @@ struct Pruned {
   int events = 0;  // not counting the events of the deleted runs
 };
 
+// One run of a job's stats window (Store::window_runs).
+struct WindowRun {
+  std::string run_id;
+  TimePoint started_at;
+  Outcome outcome = Outcome::succeeded;
+  std::optional<Duration> duration;
+};
+
 // Where a page of runs (newest first) ended: the next page starts strictly
 // after this run in (started_at DESC, run_id DESC) order.
 struct RunCursor {

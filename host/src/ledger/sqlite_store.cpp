@@ -204,12 +204,12 @@ constexpr const char* kJobSummaries =
     "agg.last_started, agg.in_flight FROM jobs j LEFT JOIN agg ON agg.job = j.name "
     "ORDER BY j.name";
 // ?1: a JSON array of job names.
-constexpr const char* kWindowDurations =
-    "SELECT job, duration_ms FROM (SELECT job, duration_ms, row_number() OVER "
+constexpr const char* kWindowRuns =
+    "SELECT job, run_id, started_at, outcome, duration_ms FROM (SELECT job, run_id, started_at, "
+    "outcome, duration_ms, row_number() OVER "
     "(PARTITION BY job ORDER BY started_at DESC, run_id DESC) AS n FROM runs "
     "WHERE job IN (SELECT value FROM json_each(?1)) AND finished_at IS NOT NULL "
-    "AND outcome <> 'skipped') WHERE n <= ?2 AND duration_ms IS NOT NULL "
-    "ORDER BY job, duration_ms";
+    "AND outcome <> 'skipped') WHERE n <= ?2 ORDER BY job, n";
 // Dashboard: each job's newest runs through runs_by_job_started, a few rows
 // a job however long its history.
 constexpr const char* kRecentRuns =
@@ -511,17 +511,24 @@ class SqliteStore final : public Store {
     });
   }
 
-  Result<std::vector<std::pair<std::string, std::vector<Duration>>>> window_durations(
+  Result<std::vector<std::pair<std::string, std::vector<WindowRun>>>> window_runs(
       const std::vector<std::string>& jobs) override {
-    using Out = std::vector<std::pair<std::string, std::vector<Duration>>>;
-    return guarded("cannot read the run durations", [&]() -> Result<Out> {
+    using Out = std::vector<std::pair<std::string, std::vector<WindowRun>>>;
+    return guarded("cannot read the recent runs", [&]() -> Result<Out> {
       Out out;
-      Query q(statement(kWindowDurations),
+      Query q(statement(kWindowRuns),
               json(jobs).dump(-1, ' ', false, json::error_handler_t::replace), kStatsWindow);
       while (q.step()) {
         auto job = q.col(0).getString();
-        if (out.empty() || out.back().first != job) out.emplace_back(job, std::vector<Duration>{});
-        out.back().second.push_back(Duration(q.col(1).getInt64()));
+        if (out.empty() || out.back().first != job) out.emplace_back(job, std::vector<WindowRun>{});
+        WindowRun run;
+        run.run_id = q.col(1).getString();
+        run.started_at = from_ms(q.col(2).getInt64());
+        auto outcome = outcome_from_string(q.col(3).getString());
+        if (!outcome) throw BadRow(fmt::format("run {} has an unknown outcome", run.run_id));
+        run.outcome = *outcome;
+        if (auto ms = q.opt_int(4)) run.duration = Duration(*ms);
+        out.back().second.push_back(std::move(run));
       }
       return out;
     });

@@ -80,12 +80,12 @@ class Store {
 
   // Figures of every job the ledger knows, by name, from one aggregate
   // query (for lists of thousands of jobs): as all_job_stats() but without
-  // the duration figures (mean, p50, p95), which per_job_durations() gives
-  // for the few jobs a page shows.
+  // the duration figures (mean, p50, p95), which window_runs() gives for
+  // the few jobs a page shows.
   virtual Result<std::vector<JobStats>> job_summaries() = 0;
-  // The known durations of each job's stats window (kStatsWindow), for the
-  // given jobs, in one query: (job, durations in ascending order).
-  virtual Result<std::vector<std::pair<std::string, std::vector<Duration>>>> window_durations(
+  // The runs of each job's stats window (its last kStatsWindow finished,
+  // non-skipped runs), newest first, for the given jobs, in one query.
+  virtual Result<std::vector<std::pair<std::string, std::vector<WindowRun>>>> window_runs(
       const std::vector<std::string>& jobs) = 0;
 
   // The newest `per_job` (> 0) finished, not skipped runs of each of `jobs`,

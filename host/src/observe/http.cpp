@@ -36,6 +36,16 @@ void Router::add(std::string method, std::string pattern, Handler handler) {
   routes_.push_back(Route{std::move(method), split_path(pattern), std::move(handler)});
 }
 
+std::vector<std::pair<std::string, std::string>> Router::routes() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& route : routes_) {
+    std::string pattern;
+    for (const auto& segment : route.segments) pattern += "/" + segment;
+    out.emplace_back(route.method, pattern.empty() ? "/" : pattern);
+  }
+  return out;
+}
+
 void Router::dispatch(Request request, const Respond& respond) const {
   const auto segments = split_path(request.path);
   std::string allow;
@@ -51,8 +61,7 @@ void Router::dispatch(Request request, const Respond& respond) const {
       }
     }
     if (!match) continue;
-    if (route.method != request.method &&
-        !(request.method == "HEAD" && route.method == "GET")) {
+    if (route.method != request.method && !(request.method == "HEAD" && route.method == "GET")) {
       if (allow.find(route.method) == std::string::npos) {
         allow += allow.empty() ? route.method : ", " + route.method;
       }

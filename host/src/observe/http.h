@@ -62,6 +62,8 @@ class Router {
  public:
   void add(std::string method, std::string pattern, Handler handler);
   void dispatch(Request request, const Respond& respond) const;
+  // (method, pattern) of every route, in the order added (the OpenAPI test).
+  std::vector<std::pair<std::string, std::string>> routes() const;
 
  private:
   struct Route {

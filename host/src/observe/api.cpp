@@ -1,0 +1,542 @@
+#include "observe/api.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <unordered_map>
+
+#include "common/sha256.h"
+#include "schedule/schedule.h"
+
+namespace jobhost::observe {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kDefaultLimit = 50;
+constexpr int kMaxLimit = 1000;
+constexpr int kRecentRuns = 20;  // per job in lists: the sparkline
+constexpr int kNextFires = 10;
+constexpr int kRunEvents = 500;
+constexpr std::size_t kMaxQueryText = 256;
+constexpr std::size_t kMaxTokenBytes = 4096;
+
+Response ok(const json& body) {
+  return Response::json(200, body.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+// Text that may hold any bytes (plugin output) as a JSON string.
+json text(const std::string& s) {
+  return json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+json opt_time(const std::optional<TimePoint>& t) {
+  return t ? json(ledger::format_utc(*t)) : json(nullptr);
+}
+json opt_ms(const std::optional<Duration>& d) {
+  return d ? json(d->count()) : json(nullptr);
+}
+
+// An integer query argument within [low, high], `fallback` when absent.
+std::expected<int64_t, std::string> int_arg(const Request& request, std::string_view key,
+                                            int64_t fallback, int64_t low, int64_t high) {
+  auto value = request.arg(key);
+  if (!value) return fallback;
+  int64_t out = 0;
+  auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), out);
+  if (ec != std::errc() || end != value->data() + value->size() || out < low || out > high) {
+    return std::unexpected(fmt::format("{} must be an integer from {} to {}", key, low, high));
+  }
+  return out;
+}
+
+std::expected<std::optional<TimePoint>, std::string> time_arg(const Request& request,
+                                                              std::string_view key) {
+  auto value = request.arg(key);
+  if (!value) return std::nullopt;
+  if (value->size() > 64) return std::unexpected(fmt::format("{}: too long", key));
+  auto parsed = schedule::parse_rfc3339(*value);
+  if (!parsed) {
+    return std::unexpected(
+        fmt::format("{} must be an RFC 3339 instant such as "
+                    "2026-12-01T08:00:00Z: {}",
+                    key, parsed.error().message));
+  }
+  return std::optional<TimePoint>(*parsed);
+}
+
+struct Percentiles {
+  std::optional<Duration> mean, p50, p95;
+};
+Percentiles percentiles_of(const std::vector<ledger::WindowRun>& runs) {
+  std::vector<Duration> d;
+  int64_t total = 0;
+  for (const auto& r : runs) {
+    if (r.duration) {
+      d.push_back(*r.duration);
+      total += r.duration->count();
+    }
+  }
+  if (d.empty()) return {};
+  std::sort(d.begin(), d.end());
+  return {Duration(total / static_cast<int64_t>(d.size())), ledger::percentile(d, 50),
+          ledger::percentile(d, 95)};
+}
+
+json recent_json(const std::vector<ledger::WindowRun>& runs) {
+  json out = json::array();
+  for (std::size_t i = 0; i < runs.size() && i < static_cast<std::size_t>(kRecentRuns); ++i) {
+    out.push_back({{"run_id", runs[i].run_id},
+                   {"started_at", ledger::format_utc(runs[i].started_at)},
+                   {"outcome", to_string(runs[i].outcome)},
+                   {"duration_ms", opt_ms(runs[i].duration)}});
+  }
+  return out;
+}
+
+// The fields a job has in lists and on its own page.
+json job_json(const config::JobConfig& cfg, const ledger::JobStats* stats, bool paused,
+              const std::vector<ledger::WindowRun>* window) {
+  json j = {
+      {"name", text(cfg.name)},
+      {"plugin", text(cfg.plugin)},
+      {"enabled", cfg.enabled},
+      {"paused", paused},
+      {"schedule", text(cfg.schedule_text)},
+      {"schedule_description",
+       text(cfg.on_reboot ? std::string("at host start") : schedule::describe(cfg.schedule))},
+      {"next_fire", nullptr},
+      {"last_run", nullptr},
+      {"last_outcome", nullptr},
+      {"success_rate", nullptr},
+      {"window_runs", 0},
+      {"consecutive_failures", 0},
+      {"runs_in_flight", 0},
+      {"mean_duration_ms", nullptr},
+      {"p50_duration_ms", nullptr},
+      {"p95_duration_ms", nullptr},
+      {"recent", json::array()},
+  };
+  if (stats) {
+    j["next_fire"] = cfg.enabled ? opt_time(stats->next_fire) : json(nullptr);
+    j["last_run"] = opt_time(stats->last_started);
+    if (stats->last_outcome) j["last_outcome"] = to_string(*stats->last_outcome);
+    if (stats->success_rate) j["success_rate"] = *stats->success_rate;
+    j["window_runs"] = stats->window_runs;
+    j["consecutive_failures"] = stats->consecutive_failures;
+    j["runs_in_flight"] = stats->runs_in_flight;
+  }
+  if (window) {
+    auto p = percentiles_of(*window);
+    j["mean_duration_ms"] = opt_ms(p.mean);
+    j["p50_duration_ms"] = opt_ms(p.p50);
+    j["p95_duration_ms"] = opt_ms(p.p95);
+    j["recent"] = recent_json(*window);
+  }
+  return j;
+}
+
+Response ledger_error(const Error& error) {
+  return Response::error(503, "the ledger cannot be read: " + error.message);
+}
+
+const std::vector<std::string_view> kStates = {"enabled", "disabled", "paused", "running",
+                                               "failing"};
+const std::vector<std::string_view> kSorts = {"name", "next_fire", "last_run", "success_rate"};
+
+std::string joined(const std::vector<std::string_view>& names) {
+  return fmt::format("{}", fmt::join(names, ", "));
+}
+
+}  // namespace
+
+std::string encode_cursor(const ledger::RunCursor& cursor) {
+  return fmt::format("{}.{}", cursor.started_at.time_since_epoch().count(), cursor.run_id);
+}
+
+std::optional<ledger::RunCursor> decode_cursor(std::string_view text) {
+  auto dot = text.find('.');
+  if (dot == std::string_view::npos || dot == 0 || dot > 19) return std::nullopt;
+  int64_t ms = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + dot, ms);
+  if (ec != std::errc() || end != text.data() + dot || ms < 0) return std::nullopt;
+  auto run_id = text.substr(dot + 1);
+  if (run_id.empty() || run_id.size() > 64) return std::nullopt;
+  for (char c : run_id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return std::nullopt;
+  }
+  return ledger::RunCursor{TimePoint(Duration(ms)), std::string(run_id)};
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  // Compare digests: equal lengths, and the time does not depend on the token's length.
+  const std::string da = sha256_hex(a), db = sha256_hex(b);
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < da.size(); ++i) {
+    diff |= static_cast<unsigned char>(da[i] ^ db[i]);
+  }
+  return diff == 0;
+}
+
+Api::Api(engine::Engine& engine, ledger::Store& store, ApiHooks hooks)
+    : engine_(engine), store_(store), hooks_(std::move(hooks)) {
+  (void)reload_token();
+}
+
+Result<void> Api::reload_token() {
+  token_file_ = engine_.config().http.token_file;
+  token_.reset();
+  token_problem_.clear();
+  if (token_file_.empty()) return {};
+  std::ifstream in(token_file_, std::ios::binary);
+  std::string token;
+  if (in) {
+    token.resize(kMaxTokenBytes + 1);
+    in.read(token.data(), static_cast<std::streamsize>(token.size()));
+    token.resize(static_cast<std::size_t>(in.gcount()));
+  }
+  if (!in && !in.eof()) {
+    token_problem_ = fmt::format("the token file {} cannot be read", token_file_.string());
+  } else if (token.size() > kMaxTokenBytes) {
+    token_problem_ = fmt::format("the token file {} is larger than {} bytes", token_file_.string(),
+                                 kMaxTokenBytes);
+  } else {
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+    if (token.empty()) {
+      token_problem_ = fmt::format("the token file {} is empty", token_file_.string());
+    } else {
+      token_ = std::move(token);
+      return {};
+    }
+  }
+  return fail(token_problem_);
+}
+
+std::optional<std::string> Api::authorize(const Request& request, const Respond& respond) const {
+  if (token_file_.empty()) {
+    respond(Response::error(403, "actions over HTTP need [http] token_file; use the CLI"));
+    return std::nullopt;
+  }
+  if (!token_) {
+    respond(Response::error(403, token_problem_ + ": fix it and reload; or use the CLI"));
+    return std::nullopt;
+  }
+  constexpr std::string_view kBearer = "Bearer ";
+  std::string_view given = request.authorization;
+  const bool has_bearer = given.size() > kBearer.size() && given.starts_with(kBearer);
+  if (!has_bearer || !constant_time_equal(given.substr(kBearer.size()), *token_)) {
+    Response r = Response::error(
+        401, has_bearer ? "wrong token" : "this action needs Authorization: Bearer <token>");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"jobhost\"");
+    respond(std::move(r));
+    return std::nullopt;
+  }
+  return "http token " + request.peer;
+}
+
+void Api::add_routes(Router& router) {
+  auto bind = [this](void (Api::*member)(const Request&, const Respond&)) {
+    return [this, member](const Request& request, const Respond& respond) {
+      (this->*member)(request, respond);
+    };
+  };
+  router.add("GET", "/api/v1/jobs", bind(&Api::list_jobs));
+  router.add("GET", "/api/v1/jobs/{name}", bind(&Api::get_job));
+  router.add("POST", "/api/v1/jobs/{name}/trigger", bind(&Api::trigger));
+  router.add("POST", "/api/v1/jobs/{name}/pause",
+             [this](const Request& q, const Respond& r) { pause(q, r, true); });
+  router.add("POST", "/api/v1/jobs/{name}/resume",
+             [this](const Request& q, const Respond& r) { pause(q, r, false); });
+  router.add("GET", "/api/v1/runs", bind(&Api::list_runs));
+  router.add("GET", "/api/v1/runs/{id}", bind(&Api::get_run));
+  router.add("POST", "/api/v1/runs/{id}/cancel", bind(&Api::cancel));
+  router.add("GET", "/api/v1/events", bind(&Api::list_events));
+  router.add("GET", "/api/v1/status", bind(&Api::status));
+  router.add("POST", "/api/v1/reload", bind(&Api::reload));
+  router.add("GET", "/api/v1/openapi.json", [](const Request&, const Respond& respond) {
+    respond(Response::json(200, std::string(openapi_document())));
+  });
+}
+
+void Api::list_jobs(const Request& request, const Respond& respond) {
+  auto limit = int_arg(request, "limit", kDefaultLimit, 1, kMaxLimit);
+  auto offset = int_arg(request, "offset", 0, 0, 1'000'000'000);
+  if (!limit) return respond(Response::error(400, limit.error()));
+  if (!offset) return respond(Response::error(400, offset.error()));
+  std::string_view q = request.arg("q").value_or("");
+  if (q.size() > kMaxQueryText) return respond(Response::error(400, "q: too long"));
+  std::string_view state = request.arg("state").value_or("");
+  if (!state.empty() && std::find(kStates.begin(), kStates.end(), state) == kStates.end()) {
+    return respond(Response::error(400, fmt::format("state must be one of {}", joined(kStates))));
+  }
+  std::string_view sort = request.arg("sort").value_or("name");
+  const bool descending = sort.starts_with('-');
+  if (descending) sort.remove_prefix(1);
+  if (std::find(kSorts.begin(), kSorts.end(), sort) == kSorts.end()) {
+    return respond(Response::error(
+        400, fmt::format("sort must be one of {} (prefix - for descending)", joined(kSorts))));
+  }
+
+  auto summaries = store_.job_summaries();
+  if (!summaries) return respond(ledger_error(summaries.error()));
+  std::unordered_map<std::string_view, const ledger::JobStats*> by_name;
+  for (const auto& s : *summaries) by_name.emplace(s.job, &s);
+
+  struct Row {
+    const config::JobConfig* cfg;
+    const ledger::JobStats* stats;
+    bool paused;
+  };
+  std::vector<Row> rows;
+  for (const auto& cfg : engine_.config().jobs) {
+    if (!q.empty() && cfg.name.find(q) == std::string::npos) continue;
+    auto it = by_name.find(cfg.name);
+    const ledger::JobStats* stats = it == by_name.end() ? nullptr : it->second;
+    Row row{&cfg, stats, engine_.paused(cfg.name)};
+    if (state == "enabled" && !cfg.enabled) continue;
+    if (state == "disabled" && cfg.enabled) continue;
+    if (state == "paused" && !row.paused) continue;
+    if (state == "running" && !(stats && stats->runs_in_flight > 0)) continue;
+    if (state == "failing" && !(stats && stats->consecutive_failures > 0)) continue;
+    rows.push_back(row);
+  }
+  // Sort key per row; rows without a value go last in either direction.
+  auto key = [&](const Row& r) -> std::optional<double> {
+    if (!r.stats) return std::nullopt;
+    if (sort == "next_fire") {
+      if (!r.cfg->enabled || !r.stats->next_fire) return std::nullopt;
+      return static_cast<double>(r.stats->next_fire->time_since_epoch().count());
+    }
+    if (sort == "last_run") {
+      if (!r.stats->last_started) return std::nullopt;
+      return static_cast<double>(r.stats->last_started->time_since_epoch().count());
+    }
+    return r.stats->success_rate;
+  };
+  std::stable_sort(rows.begin(), rows.end(), [&](const Row& a, const Row& b) {
+    if (sort != "name") {
+      auto ka = key(a), kb = key(b);
+      if (ka.has_value() != kb.has_value()) return ka.has_value();
+      if (ka && *ka != *kb) return descending ? *ka > *kb : *ka < *kb;
+    } else if (a.cfg->name != b.cfg->name) {
+      return descending ? a.cfg->name > b.cfg->name : a.cfg->name < b.cfg->name;
+    }
+    return a.cfg->name < b.cfg->name;
+  });
+
+  const std::size_t first = std::min(rows.size(), static_cast<std::size_t>(*offset));
+  const std::size_t last = std::min(rows.size(), first + static_cast<std::size_t>(*limit));
+  std::vector<std::string> page_names;
+  for (std::size_t i = first; i < last; ++i) page_names.push_back(rows[i].cfg->name);
+  std::unordered_map<std::string, std::vector<ledger::WindowRun>> windows;
+  if (!page_names.empty()) {
+    auto window = store_.window_runs(page_names);
+    if (!window) return respond(ledger_error(window.error()));
+    for (auto& [job, runs] : *window) windows.emplace(job, std::move(runs));
+  }
+  json jobs = json::array();
+  for (std::size_t i = first; i < last; ++i) {
+    auto it = windows.find(rows[i].cfg->name);
+    jobs.push_back(job_json(*rows[i].cfg, rows[i].stats, rows[i].paused,
+                            it == windows.end() ? nullptr : &it->second));
+  }
+  respond(ok(
+      {{"jobs", std::move(jobs)}, {"total", rows.size()}, {"limit", *limit}, {"offset", *offset}}));
+}
+
+void Api::get_job(const Request& request, const Respond& respond) {
+  const std::string& name = request.params.at("name");
+  const config::JobConfig* cfg = engine_.config().find_job(name);
+  if (!cfg) return respond(Response::error(404, fmt::format("no job named \"{}\"", name)));
+  auto stats = store_.job_stats(name);
+  if (!stats) return respond(ledger_error(stats.error()));
+  auto window = store_.window_runs({name});
+  if (!window) return respond(ledger_error(window.error()));
+  std::vector<ledger::WindowRun> empty;
+  json j = job_json(*cfg, &*stats, engine_.paused(name),
+                    window->empty() ? &empty : &window->front().second);
+  // job_stats has the same figures as window_runs, over the same window.
+  j["mean_duration_ms"] = opt_ms(stats->mean_duration);
+  j["p50_duration_ms"] = opt_ms(stats->p50_duration);
+  j["p95_duration_ms"] = opt_ms(stats->p95_duration);
+  j["timezone"] = text(cfg->timezone);
+  j["definition_hash"] = text(cfg->definition_hash);
+  j["last_fire"] = opt_time(stats->last_fire);
+  j["paused_at"] = opt_time(stats->paused_at);
+  j["paused_by"] = stats->paused_by ? text(*stats->paused_by) : json(nullptr);
+  json next = json::array();
+  for (TimePoint t : engine_.upcoming_slots(name, kNextFires))
+    next.push_back(ledger::format_utc(t));
+  j["next_fires"] = std::move(next);
+  j["alerts"] = hooks_.alerts ? hooks_.alerts(name) : json(nullptr);
+  respond(ok(j));
+}
+
+void Api::list_runs(const Request& request, const Respond& respond) {
+  ledger::RunQuery query;
+  auto limit = int_arg(request, "limit", kDefaultLimit, 1, kMaxLimit);
+  if (!limit) return respond(Response::error(400, limit.error()));
+  query.limit = static_cast<int>(*limit) + 1;  // one more: is there a next page?
+  if (auto job = request.arg("job")) {
+    if (job->size() > kMaxQueryText) return respond(Response::error(400, "job: too long"));
+    query.job = std::string(*job);
+  }
+  if (auto outcome = request.arg("outcome")) {
+    if (*outcome == "running") {
+      query.running_only = true;
+    } else if (auto parsed = outcome_from_string(*outcome)) {
+      query.outcome = *parsed;
+    } else {
+      return respond(Response::error(
+          400, fmt::format("outcome must be running or one of {}",
+                           fmt::join(kOutcomeNames.begin(), kOutcomeNames.end(), ", "))));
+    }
+  }
+  if (auto trigger = request.arg("trigger")) {
+    query.trigger = ledger::trigger_from_string(*trigger);
+    if (!query.trigger) {
+      return respond(Response::error(
+          400, "trigger must be one of schedule, manual, retry, catchup, replay, reboot"));
+    }
+  }
+  auto since = time_arg(request, "since");
+  if (!since) return respond(Response::error(400, since.error()));
+  auto until = time_arg(request, "until");
+  if (!until) return respond(Response::error(400, until.error()));
+  query.since = *since;
+  query.until = *until;
+  if (auto cursor = request.arg("cursor")) {
+    query.after = decode_cursor(*cursor);
+    if (!query.after) {
+      return respond(Response::error(400, "cursor: not one this API gave (use next_cursor as is)"));
+    }
+  }
+  auto runs = store_.query_runs(query);
+  if (!runs) return respond(ledger_error(runs.error()));
+  json next_cursor = nullptr;
+  if (runs->size() > static_cast<std::size_t>(*limit)) {
+    runs->resize(static_cast<std::size_t>(*limit));
+    next_cursor = encode_cursor({runs->back().started_at, runs->back().run_id});
+  }
+  json out = json::array();
+  for (const auto& run : *runs) out.push_back(run);
+  respond(ok({{"runs", std::move(out)}, {"next_cursor", std::move(next_cursor)}}));
+}
+
+void Api::get_run(const Request& request, const Respond& respond) {
+  const std::string& id = request.params.at("id");
+  auto run = store_.get_run(id);
+  if (!run) return respond(ledger_error(run.error()));
+  if (!*run) return respond(Response::error(404, fmt::format("no run {}", id)));
+  json j = **run;
+  j["output_tail"] = text((*run)->output_tail);
+  auto events = store_.run_events(id, kRunEvents);
+  if (!events) return respond(ledger_error(events.error()));
+  j["events"] = *events;
+  auto attempts = store_.slot_runs((*run)->job, (*run)->scheduled_for);
+  if (!attempts) return respond(ledger_error(attempts.error()));
+  json others = json::array();
+  for (const auto& a : *attempts) {
+    if (a.run_id != id) others.push_back(a);
+  }
+  j["attempts"] = std::move(others);
+  respond(ok(j));
+}
+
+void Api::list_events(const Request& request, const Respond& respond) {
+  auto since = int_arg(request, "since", 0, 0, std::numeric_limits<int64_t>::max());
+  auto limit = int_arg(request, "limit", 100, 1, kMaxLimit);
+  if (!since) return respond(Response::error(400, since.error()));
+  if (!limit) return respond(Response::error(400, limit.error()));
+  auto events = store_.events_after(*since, static_cast<int>(*limit));
+  if (!events) return respond(ledger_error(events.error()));
+  int64_t next = events->empty() ? *since : events->back().id;
+  respond(ok({{"events", *events}, {"next_since", next}}));
+}
+
+void Api::status(const Request&, const Respond& respond) {
+  json snapshot = engine_.snapshot();
+  json builds = engine_.next_builds();
+  json jobs = json::array();
+  for (std::size_t i = 0; i < engine_.config().jobs.size(); ++i) {
+    const auto& cfg = engine_.config().jobs[i];
+    auto stats = store_.job_stats(cfg.name);
+    if (!stats) return respond(ledger_error(stats.error()));
+    json entry = *stats;
+    entry["enabled"] = cfg.enabled;
+    entry["plugin"] = cfg.plugin;
+    if (i < builds.size()) {
+      entry["next_build"] = builds[i].value("next_build", json(nullptr));
+      if (builds[i].contains("blocked")) entry["blocked"] = builds[i]["blocked"];
+    }
+    jobs.push_back(std::move(entry));
+  }
+  auto running = store_.running_runs();
+  if (!running) return respond(ledger_error(running.error()));
+  json in_flight = json::array();
+  for (const auto& run : *running) in_flight.push_back(run);
+  respond(ok({{"daemon",
+               {{"running", true},
+                {"pid", getpid()},
+                {"ledger_backlog", snapshot["ledger_backlog"]},
+                {"queued", snapshot["queued"]}}},
+              {"jobs", std::move(jobs)},
+              {"running", std::move(in_flight)}}));
+}
+
+void Api::trigger(const Request& request, const Respond& respond) {
+  auto who = authorize(request, respond);
+  if (!who) return;
+  const std::string& name = request.params.at("name");
+  if (!engine_.config().find_job(name)) {
+    return respond(Response::error(404, fmt::format("no job named \"{}\"", name)));
+  }
+  if (engine_.paused(name)) {
+    return respond(Response::error(
+        409, fmt::format("job \"{}\" is paused: resume it first (POST /api/v1/jobs/{}/resume)",
+                         name, name)));
+  }
+  auto slot = engine_.trigger(name, *who);
+  if (!slot) return respond(Response::error(503, slot.error().message));
+  respond(ok({{"ok", true}, {"job", name}, {"scheduled_for", ledger::format_utc(*slot)}}));
+}
+
+void Api::pause(const Request& request, const Respond& respond, bool paused) {
+  auto who = authorize(request, respond);
+  if (!who) return;
+  const std::string& name = request.params.at("name");
+  if (!engine_.config().find_job(name)) {
+    return respond(Response::error(404, fmt::format("no job named \"{}\"", name)));
+  }
+  auto changed = paused ? engine_.pause(name, *who) : engine_.resume(name, *who);
+  if (!changed) return respond(Response::error(503, changed.error().message));
+  respond(ok({{"ok", true}, {"job", name}, {"paused", paused}, {"changed", *changed}}));
+}
+
+void Api::cancel(const Request& request, const Respond& respond) {
+  auto who = authorize(request, respond);
+  if (!who) return;
+  const std::string& id = request.params.at("id");
+  auto cancelled = engine_.cancel(id, *who);
+  if (!cancelled) {
+    auto run = store_.get_run(id);
+    if (run && !*run) return respond(Response::error(404, fmt::format("no run {}", id)));
+    return respond(Response::error(409, cancelled.error().message));
+  }
+  respond(ok({{"ok", true}, {"run_id", id}}));
+}
+
+void Api::reload(const Request& request, const Respond& respond) {
+  auto who = authorize(request, respond);
+  if (!who) return;
+  if (!hooks_.reload) return respond(Response::error(503, "reload is not available here"));
+  hooks_.reload(*who, [this, respond](json summary) {
+    (void)reload_token();
+    respond(ok(summary));
+  });
+}
+
+}  // namespace jobhost::observe

@@ -1,0 +1,80 @@
+// The JSON API under /api/v1/ (docs/observability.md "JSON API", shapes in
+// observe/openapi.json, served at /api/v1/openapi.json): jobs, runs, events
+// and status read from the engine and short ledger reads; actions (trigger,
+// pause, resume, cancel, reload) behind a bearer token. Handlers run on the
+// loop's thread and never block it: every read is one short query.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "engine/engine.h"
+#include "ledger/store.h"
+#include "observe/http.h"
+
+namespace jobhost::observe {
+
+// What other parts of the daemon lend the API; each may be empty.
+struct ApiHooks {
+  // A job's alert state (the alerts box), shown as jobs/{name}'s `alerts`;
+  // null when absent.
+  std::function<nlohmann::json(std::string_view job)> alerts;
+  // Starts a reload of plugins and config; calls `done` once, later, from
+  // the loop's thread, with its summary ({"ok": bool, "lines": [...]}).
+  // `who` names the caller for the reload's log and events.
+  std::function<void(std::string who, std::function<void(nlohmann::json)> done)> reload;
+};
+
+// The opaque cursor of GET runs: the last run of a page.
+std::string encode_cursor(const ledger::RunCursor& cursor);
+std::optional<ledger::RunCursor> decode_cursor(std::string_view text);
+
+// True iff a and b are equal, in a time that does not depend on where they
+// differ (bearer tokens).
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+// The committed OpenAPI 3.0 document (observe/openapi.json), as built in.
+std::string_view openapi_document();
+
+class Api {
+ public:
+  // `engine` and `store` must outlive the Api. Reads the token file named
+  // by engine.config().http.token_file (see reload_token).
+  Api(engine::Engine& engine, ledger::Store& store, ApiHooks hooks = {});
+
+  // Adds every /api/v1/ route to `router`; the Api must outlive it.
+  void add_routes(Router& router);
+
+  // Reads the token file again (at start, and after each reload). With no
+  // token_file configured, actions are refused (403); with one that cannot
+  // be read or is empty, too (403, naming the file), and the error is returned.
+  Result<void> reload_token();
+
+ private:
+  // The caller's name for ledger events, or the refusal (401/403).
+  std::optional<std::string> authorize(const Request& request, const Respond& respond) const;
+
+  void list_jobs(const Request& request, const Respond& respond);
+  void get_job(const Request& request, const Respond& respond);
+  void list_runs(const Request& request, const Respond& respond);
+  void get_run(const Request& request, const Respond& respond);
+  void list_events(const Request& request, const Respond& respond);
+  void status(const Request& request, const Respond& respond);
+  void trigger(const Request& request, const Respond& respond);
+  void pause(const Request& request, const Respond& respond, bool paused);
+  void cancel(const Request& request, const Respond& respond);
+  void reload(const Request& request, const Respond& respond);
+
+  engine::Engine& engine_;
+  ledger::Store& store_;
+  ApiHooks hooks_;
+  std::filesystem::path token_file_;  // empty: none configured
+  std::optional<std::string> token_;  // nullopt: none usable
+  std::string token_problem_;         // why, when token_file_ is set and token_ is not
+};
+
+}  // namespace jobhost::observe
