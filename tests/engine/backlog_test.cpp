@@ -93,10 +93,6 @@ class RefusingStore final : public ledger::Store {
       const std::vector<std::string>& jobs) override {
     return real_.window_runs(jobs);
   }
-  Result<std::vector<std::pair<std::string, std::vector<ledger::RecentRun>>>> recent_runs(
-      const std::vector<std::string>& jobs, int per_job) override {
-    return real_.recent_runs(jobs, per_job);
-  }
   Result<ledger::RunSummary> run_summary(TimePoint since) override {
     return real_.run_summary(since);
   }

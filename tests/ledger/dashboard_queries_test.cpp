@@ -1,5 +1,4 @@
-// The ledger queries behind the dashboard: recent_runs (the jobs table's
-// sparklines) and run_summary (the header's last-hour tiles).
+// The ledger query behind the dashboard's last-hour tiles: run_summary.
 #include <catch2/catch.hpp>
 
 #include "ledger/ledger_test_util.h"
@@ -18,38 +17,6 @@ void record(Store& store, const std::string& job, int64_t t, Outcome outcome, in
 }
 
 }  // namespace
-
-TEST_CASE("recent_runs: the newest finished runs of the asked jobs, oldest first",
-          "[ledger][dashboard]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
-  // a: 30 runs, every fifth failed, durations 1..30 ms; skipped slots and an
-  // open run in between that the strip leaves out.
-  for (int i = 1; i <= 30; ++i) {
-    record(*store, "a", i * 1000, i % 5 == 0 ? Outcome::failed : Outcome::succeeded, i);
-    if (i % 7 == 0) REQUIRE(store->record_skipped(make_skip("a", i * 1000 + 500, "missed")));
-  }
-  REQUIRE(store->claim_and_start(make_start("a", 40000, 40000)).value());
-  record(*store, "b", 1000, Outcome::timed_out, 99);
-  record(*store, "c", 1000, Outcome::succeeded, 5);  // not asked for
-
-  auto got = store->recent_runs({"a", "b", "nobody"}, 20).value();
-  REQUIRE(got.size() == 2);
-  CHECK(got[0].first == "a");
-  REQUIRE(got[0].second.size() == 20);
-  for (int k = 0; k < 20; ++k) {
-    const int i = 11 + k;  // runs 11..30, oldest first
-    INFO("run " << i);
-    CHECK(got[0].second[k].outcome == (i % 5 == 0 ? Outcome::failed : Outcome::succeeded));
-    CHECK(got[0].second[k].duration == Duration(i));
-  }
-  CHECK(got[1].first == "b");
-  REQUIRE(got[1].second.size() == 1);
-  CHECK(got[1].second[0].outcome == Outcome::timed_out);
-
-  CHECK(store->recent_runs({}, 20).value().empty());
-  CHECK_FALSE(store->recent_runs({"a"}, 0).has_value());
-}
 
 TEST_CASE("run_summary: finished, not skipped runs since an instant", "[ledger][dashboard]") {
   TempDir dir;

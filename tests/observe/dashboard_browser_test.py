@@ -225,7 +225,7 @@ def run_test(args, root):
 
         # The jobs table: every job, with its last outcome.
         def outcome(job):
-            return text_of(drv, 'tr[data-job="%s"] td.outcome' % job)
+            return text_of(drv, 'tr[data-job="%s"] .outcome' % job)
         wait.until(lambda d: outcome("import-orders") == "failed", "import-orders shown as failed")
         wait.until(lambda d: outcome("backup") == "succeeded", "backup shown as succeeded")
         assert outcome("cleanup") == "succeeded", outcome("cleanup")

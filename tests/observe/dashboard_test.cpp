@@ -1,6 +1,6 @@
 // The dashboard's serving (routes, content types, caching, CSP), a static
-// check that its script never turns data into markup, and the figures the
-// API adds for it (last hour, recent runs).
+// check that its script never turns data into markup, and the header tiles'
+// figures the API adds for it (status_summary).
 #include <catch2/catch.hpp>
 #include <string>
 
@@ -155,23 +155,34 @@ TEST_CASE("last_hour_json counts the finished runs of the last hour", "[observe]
   CHECK(later["mean_duration_ms"].is_null());
 }
 
-TEST_CASE("add_recent_runs gives each job object its strip", "[observe][dashboard]") {
+TEST_CASE("status_summary: the header tiles", "[observe][dashboard]") {
   TempDir dir;
   auto store = open_store(dir.db());
-  for (int i = 0; i < 25; ++i) {
-    auto start = make_start("busy", i * 1000, i * 1000);
-    REQUIRE(store->claim_and_start(start).value());
-    REQUIRE(store->finish_run(make_end(start, i == 24 ? Outcome::failed : Outcome::succeeded, i))
-                .value());
-  }
-  nlohmann::json jobs = {{{"name", "busy"}}, {{"name", "idle"}}};
-  REQUIRE(add_recent_runs(*store, jobs).has_value());
-  REQUIRE(jobs[0]["recent"].size() == kRecentRunsPerJob);
-  CHECK(jobs[0]["recent"][0] == nlohmann::json({{"outcome", "succeeded"}, {"duration_ms", 5}}));
-  CHECK(jobs[0]["recent"].back() == nlohmann::json({{"outcome", "failed"}, {"duration_ms", 24}}));
-  CHECK(jobs[1]["recent"] == nlohmann::json::array());
+  auto start = make_start("job", 0, 0);
+  REQUIRE(store->claim_and_start(start).value());
+  REQUIRE(store->finish_run(make_end(start, Outcome::failed, 50)).value());
+  ledger::PendingRetry retry{"job", start.scheduled_for, 2, at_ms(kBase + 5000), start.trace_id};
+  REQUIRE(store->schedule_retry(retry, at_ms(kBase + 100)).has_value());
 
-  nlohmann::json none = nlohmann::json::array();
-  REQUIRE(add_recent_runs(*store, none).has_value());
-  CHECK(none.empty());
+  const nlohmann::json snapshot = {
+      {"running", {{{"run_id", "r1"}}, {{"run_id", "r2"}}}},
+      {"queued", 3},
+      {"ledger_backlog", {{"records", 0}, {"oldest_kept_since", nullptr}}}};
+  auto summary = status_summary(*store, snapshot, at_ms(kBase + 1000)).value();
+  CHECK(summary["runs_in_flight"] == 2);
+  CHECK(summary["queue_depth"] == 3);
+  CHECK(summary["pending_retries"] == 1);
+  CHECK(summary["last_hour"]["runs"] == 1);
+  CHECK(summary["last_hour"]["failure_rate"] == 1.0);
+  CHECK(summary["ledger"]["healthy"] == true);
+  CHECK(summary["ledger"]["reason"].is_null());
+
+  const nlohmann::json stuck = {
+      {"running", nlohmann::json::array()},
+      {"queued", 0},
+      {"ledger_backlog", {{"records", 4}, {"oldest_kept_since", "2026-11-29T08:00:00.000Z"}}}};
+  auto bad = status_summary(*store, stuck, at_ms(kBase + 1000)).value();
+  CHECK(bad["ledger"]["healthy"] == false);
+  CHECK(bad["ledger"]["backlog"] == 4);
+  CHECK(bad["ledger"]["reason"] == "4 ledger write(s) waiting since 2026-11-29T08:00:00.000Z");
 }

@@ -183,13 +183,6 @@ struct RunQuery {
   int limit = 50;  // > 0
 };
 
-// One finished run as a job's recent-runs strip shows it (the dashboard's
-// sparkline): Store::recent_runs.
-struct RecentRun {
-  Outcome outcome = Outcome::succeeded;
-  std::optional<Duration> duration;
-};
-
 // Finished, not skipped runs that started in a window (Store::run_summary):
 // how many, how many counted as failures (failed, timed_out, stalled,
 // crashed, limit_exceeded, as consecutive_failures counts them), and their

@@ -210,13 +210,7 @@ constexpr const char* kWindowRuns =
     "(PARTITION BY job ORDER BY started_at DESC, run_id DESC) AS n FROM runs "
     "WHERE job IN (SELECT value FROM json_each(?1)) AND finished_at IS NOT NULL "
     "AND outcome <> 'skipped') WHERE n <= ?2 ORDER BY job, n";
-// Dashboard: each job's newest runs through runs_by_job_started, a few rows
-// a job however long its history.
-constexpr const char* kRecentRuns =
-    "SELECT r.job, r.outcome, r.duration_ms FROM json_each(?1) j JOIN runs r ON r.run_id IN "
-    "(SELECT run_id FROM runs WHERE job = j.value AND finished_at IS NOT NULL "
-    "AND outcome <> 'skipped' ORDER BY started_at DESC, run_id DESC LIMIT ?2) "
-    "ORDER BY r.job, r.started_at, r.run_id";
+// Dashboard: the header's last-hour tiles.
 constexpr const char* kRunSummary =
     "SELECT outcome, count(*), sum(duration_ms), count(duration_ms) FROM runs "
     "WHERE started_at >= ? AND finished_at IS NOT NULL AND outcome <> 'skipped' "
@@ -529,29 +523,6 @@ class SqliteStore final : public Store {
         run.outcome = *outcome;
         if (auto ms = q.opt_int(4)) run.duration = Duration(*ms);
         out.back().second.push_back(std::move(run));
-      }
-      return out;
-    });
-  }
-
-  Result<std::vector<std::pair<std::string, std::vector<RecentRun>>>> recent_runs(
-      const std::vector<std::string>& jobs, int per_job) override {
-    using Out = std::vector<std::pair<std::string, std::vector<RecentRun>>>;
-    if (per_job <= 0) {
-      return fail(fmt::format("recent_runs: per_job must be positive, not {}", per_job));
-    }
-    return guarded("cannot read the recent runs", [&]() -> Result<Out> {
-      Out out;
-      Query q(statement(kRecentRuns),
-              json(jobs).dump(-1, ' ', false, json::error_handler_t::replace), per_job);
-      while (q.step()) {
-        auto job = q.col(0).getString();
-        auto outcome = outcome_from_string(q.col(1).getString());
-        if (!outcome) continue;
-        if (out.empty() || out.back().first != job) out.emplace_back(job, std::vector<RecentRun>{});
-        auto ms = q.opt_int(2);
-        out.back().second.push_back(
-            RecentRun{*outcome, ms ? std::optional<Duration>(Duration(*ms)) : std::nullopt});
       }
       return out;
     });

@@ -88,10 +88,6 @@ class Store {
   virtual Result<std::vector<std::pair<std::string, std::vector<WindowRun>>>> window_runs(
       const std::vector<std::string>& jobs) = 0;
 
-  // The newest `per_job` (> 0) finished, not skipped runs of each of `jobs`,
-  // oldest first, in one query: (job, runs) for the jobs that have any.
-  virtual Result<std::vector<std::pair<std::string, std::vector<RecentRun>>>> recent_runs(
-      const std::vector<std::string>& jobs, int per_job) = 0;
   // The finished, not skipped runs that started at or after `since`.
   virtual Result<RunSummary> run_summary(TimePoint since) = 0;
 

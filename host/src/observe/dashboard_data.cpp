@@ -1,9 +1,9 @@
 #include "observe/dashboard_data.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
-#include <map>
 #include <string>
-#include <vector>
 
 namespace jobhost::observe {
 
@@ -21,35 +21,29 @@ Result<nlohmann::json> last_hour_json(ledger::Store& store, TimePoint now) {
   return out;
 }
 
-Result<void> add_recent_runs(ledger::Store& store, nlohmann::json& jobs, int per_job) {
-  if (!jobs.is_array()) return {};
-  std::vector<std::string> names;
-  for (const auto& job : jobs) {
-    if (job.is_object() && job.contains("name") && job["name"].is_string()) {
-      names.push_back(job["name"].get<std::string>());
-    }
+Result<nlohmann::json> status_summary(ledger::Store& store, const nlohmann::json& engine_snapshot,
+                                      TimePoint now) {
+  auto hour = last_hour_json(store, now);
+  if (!hour) return std::unexpected(hour.error());
+  auto retries = store.pending_retries();
+  if (!retries) return std::unexpected(retries.error());
+
+  const auto running = engine_snapshot.value("running", nlohmann::json::array());
+  const auto backlog = engine_snapshot.value("ledger_backlog", nlohmann::json::object());
+  const auto waiting = backlog.value("records", std::size_t{0});
+  nlohmann::json ledger = {{"healthy", waiting == 0}, {"backlog", waiting}, {"reason", nullptr}};
+  if (waiting > 0) {
+    std::string since =
+        backlog.contains("oldest_kept_since") && backlog["oldest_kept_since"].is_string()
+            ? " since " + backlog["oldest_kept_since"].get<std::string>()
+            : "";
+    ledger["reason"] = fmt::format("{} ledger write(s) waiting{}", waiting, since);
   }
-  std::map<std::string, nlohmann::json, std::less<>> strips;
-  if (!names.empty()) {
-    auto recent = store.recent_runs(names, per_job);
-    if (!recent) return std::unexpected(recent.error());
-    for (const auto& [job, runs] : *recent) {
-      auto& strip = strips[job] = nlohmann::json::array();
-      for (const auto& run : runs) {
-        strip.push_back({{"outcome", to_string(run.outcome)},
-                         {"duration_ms", run.duration ? nlohmann::json(run.duration->count())
-                                                      : nlohmann::json(nullptr)}});
-      }
-    }
-  }
-  for (auto& job : jobs) {
-    if (!job.is_object()) continue;
-    auto it = job.contains("name") && job["name"].is_string()
-                  ? strips.find(job["name"].get<std::string>())
-                  : strips.end();
-    job["recent"] = it == strips.end() ? nlohmann::json::array() : it->second;
-  }
-  return {};
+  return nlohmann::json{{"runs_in_flight", running.is_array() ? running.size() : 0},
+                        {"queue_depth", engine_snapshot.value("queued", std::size_t{0})},
+                        {"pending_retries", retries->size()},
+                        {"last_hour", std::move(*hour)},
+                        {"ledger", std::move(ledger)}};
 }
 
 }  // namespace jobhost::observe

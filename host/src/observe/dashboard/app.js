@@ -275,19 +275,19 @@ function setTile(id, text, cls) {
 function num(x) { return x === null || x === undefined ? '–' : String(x); }
 
 function renderStatus(status) {
-  const hour = status.last_hour || {};
-  setTile('tile-in-flight', num(status.runs_in_flight));
-  setTile('tile-queue', status.queue_capacity !== undefined
-    ? num(status.queue_depth) + ' / ' + status.queue_capacity : num(status.queue_depth));
-  setTile('tile-retries', num(status.pending_retries));
+  const summary = status.summary || {};
+  const hour = summary.last_hour || {};
+  setTile('tile-in-flight', num(summary.runs_in_flight));
+  setTile('tile-queue', num(summary.queue_depth));
+  setTile('tile-retries', num(summary.pending_retries));
   const runs = hour.runs || 0;
   setTile('tile-failure-rate', runs ? fmtPercent(hour.failure_rate) : '–',
     runs && hour.failure_rate > 0 ? 'bad' : '');
   setTile('tile-mean-runtime', runs ? fmtDuration(hour.mean_duration_ms) : '–');
-  const ledger = status.ledger || {};
-  const ok = ledger.ok !== undefined ? ledger.ok : ledger.healthy;
-  setTile('tile-ledger', ok === undefined ? '–' : ok ? 'healthy' : 'unhealthy', ok === false ? 'bad' : ok ? 'good' : '');
-  if (ok === false && ledger.reason) $('tile-ledger').title = ledger.reason;
+  const ledger = summary.ledger || {};
+  const ok = ledger.healthy;
+  setTile('tile-ledger', ok === undefined ? '–' : ok ? 'healthy' : 'backlog ' + ledger.backlog, ok === false ? 'bad' : ok ? 'good' : '');
+  $('tile-ledger').title = ledger.reason || '';
   renderLive(status.running || []);
 }
 
@@ -339,15 +339,16 @@ function jobsView(params) {
     debounce = setTimeout(() => { state.q = search.value.trim(); state.offset = 0; syncHash(); refresh(); }, 200);
   });
   const stateSelect = el('select', {id: 'job-state'},
-    [['', 'all'], ['failing', 'failing'], ['running', 'running'], ['paused', 'paused'], ['disabled', 'disabled']]
+    [['', 'all'], ['failing', 'failing'], ['running', 'running'], ['paused', 'paused'], ['enabled', 'enabled'],
+      ['disabled', 'disabled']]
       .map(([v, t]) => el('option', {value: v, selected: v === state.state}, t)));
   stateSelect.addEventListener('change', () => { state.state = stateSelect.value; state.offset = 0; syncHash(); refresh(); });
   prev.addEventListener('click', () => { state.offset = Math.max(0, state.offset - PAGE_SIZE); syncHash(); refresh(); });
   next.addEventListener('click', () => { state.offset += PAGE_SIZE; syncHash(); refresh(); });
 
   const columns = [
-    ['name', 'Job'], [null, 'Schedule'], ['next_fire', 'Next fire'], ['last_outcome', 'Last outcome'],
-    ['success_rate', 'Success rate', 'num'], ['p50', 'p50', 'num'], ['p95', 'p95', 'num'], [null, 'Recent runs'],
+    ['name', 'Job'], [null, 'Schedule'], ['next_fire', 'Next fire'], ['last_run', 'Last run'],
+    ['success_rate', 'Success rate', 'num'], [null, 'p50', 'num'], [null, 'p95', 'num'], [null, 'Recent runs'],
   ];
   const headRow = el('tr', {});
   function renderHead() {
@@ -372,13 +373,16 @@ function jobsView(params) {
       el('th', {scope: 'row'}, el('a', {href: jobHref(job.name)}, job.name),
         job.paused ? [' ', outcomeBadge('paused')] : null,
         job.alerting || (job.alert && job.alert.active) ? [' ', el('span', {class: 'badge alerting'}, 'alerting')] : null),
-      el('td', {}, job.schedule_words || job.description || job.schedule || ''),
+      el('td', {}, job.schedule_description || job.schedule || ''),
       el('td', {}, job.enabled === false ? el('span', {class: 'muted'}, 'disabled') : timeCell(job.next_fire, true)),
-      el('td', {class: 'outcome'}, job.last_outcome ? outcomeBadge(job.last_outcome) : el('span', {class: 'muted'}, 'never run')),
+      el('td', {}, job.last_outcome ? [el('span', {class: 'outcome'}, outcomeBadge(job.last_outcome)), ' ',
+        el('span', {class: 'muted'}, timeCell(job.last_run, true))]
+        : job.runs_in_flight ? el('span', {class: 'outcome'}, outcomeBadge('running'))
+          : el('span', {class: 'outcome muted'}, 'never run')),
       el('td', {class: 'num'}, fmtPercent(job.success_rate)),
       el('td', {class: 'num'}, fmtDuration(job.p50_duration_ms)),
       el('td', {class: 'num'}, fmtDuration(job.p95_duration_ms)),
-      el('td', {}, sparkline(job.recent)));
+      el('td', {}, sparkline((job.recent || []).slice().reverse())));
   }
 
   async function refresh() {
@@ -484,7 +488,7 @@ function jobView(name) {
           el('div', {class: 'buttons'}, buttons.run, buttons.pause, buttons.resume)),
         el('div', {class: 'cols'},
           el('dl', {class: 'facts'},
-            el('dt', {}, 'Schedule'), el('dd', {}, job.schedule_words || job.description || '–',
+            el('dt', {}, 'Schedule'), el('dd', {}, job.schedule_description || '–',
               job.schedule ? el('span', {class: 'muted mono'}, ' (' + job.schedule + ')') : null),
             el('dt', {}, 'Plugin'), el('dd', {}, job.plugin || '–'),
             el('dt', {}, 'Last outcome'), el('dd', {}, job.last_outcome ? outcomeBadge(job.last_outcome) : '–'),
@@ -584,7 +588,7 @@ function runView(id) {
         // textContent: plugin output is shown as the bytes it printed, never as markup.
         output ? el('pre', {class: 'output', id: 'run-output'}, output) : el('p', {class: 'muted'}, 'No output.')),
       el('section', {},
-        el('h2', {}, 'Attempts of this fire'),
+        el('h2', {}, 'Other attempts of this fire'),
         attempts.length ? el('table', {class: 'grid'},
           el('thead', {}, el('tr', {}, ['Attempt', 'Run', 'Outcome', 'Started', 'Duration', 'Message'].map((h) => el('th', {scope: 'col'}, h)))),
           el('tbody', {}, attempts.map((a) => el('tr', {},
@@ -595,7 +599,7 @@ function runView(id) {
             el('td', {}, timeCell(a.started_at)),
             el('td', {}, fmtDuration(runDuration(a))),
             el('td', {}, a.message || '')))))
-          : el('p', {class: 'muted'}, 'This is the only attempt.')),
+          : el('p', {class: 'muted'}, 'None: this is the only attempt.')),
       el('section', {},
         el('h2', {}, 'Events'),
         events.length ? el('table', {class: 'grid'},
@@ -653,7 +657,7 @@ async function tick() {
   if (!document.hidden) {
     const conn = $('connection');
     try {
-      const status = await api('status');
+      const status = await api('status?jobs=false');
       renderStatus(status);
       if (view) await view.refresh();
       conn.textContent = 'live · updated ' + new Date().toLocaleTimeString([], {hour12: false});
