@@ -76,6 +76,11 @@ params = { seconds = 2 }
 [jobs.cleanup]
 plugin = "hello"
 every = "6h"
+
+[jobs.greeter]
+plugin = "hello"
+schedule = "@manual"
+params = { greeting = '<img src=x onerror="window.pwned=1"><b id="injected">hi</b>' }
 """
 
 
@@ -211,11 +216,11 @@ def run_test(args, root):
     try:
         host.start()
         # Some history: one success each, the failing job twice.
-        for job in ["backup", "nightly-report", "cleanup", "import-orders"]:
+        for job in ["backup", "nightly-report", "cleanup", "import-orders", "greeter"]:
             host.cli("trigger", job)
         host.wait_finished("import-orders")
         host.cli("trigger", "import-orders")
-        for job, n in [("backup", 1), ("nightly-report", 1), ("cleanup", 1), ("import-orders", 2)]:
+        for job, n in [("backup", 1), ("nightly-report", 1), ("cleanup", 1), ("import-orders", 2), ("greeter", 1)]:
             host.wait_finished(job, n)
 
         drv = browser(root, chromium, driver)
@@ -231,7 +236,7 @@ def run_test(args, root):
         assert outcome("cleanup") == "succeeded", outcome("cleanup")
         assert outcome("nap") == "never run", outcome("nap")
         rows = drv.find_elements(By.CSS_SELECTOR, "#jobs-table tbody tr[data-job]")
-        assert len(rows) == 6, [r.get_attribute("data-job") for r in rows]
+        assert len(rows) == 7, [r.get_attribute("data-job") for r in rows]
         # The failing job's sparkline marks its failures.
         spark = drv.find_element(By.CSS_SELECTOR, 'tr[data-job="import-orders"] svg.spark')
         assert "2 failed" in spark.get_attribute("aria-label"), spark.get_attribute("aria-label")
@@ -250,9 +255,19 @@ def run_test(args, root):
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr[data-run]")) == 2,
                    "the job page to list its 2 runs")
         drv.find_element(By.CSS_SELECTOR, "#runs-table tbody tr[data-run] a").click()
-        wait.until(lambda d: text_of(d, "#run-message") == "input file is corrupt", "the run's message")
+        wait.until(lambda d: "input file is corrupt" in (text_of(d, "#run-message") or ""), "the run's message")
         assert "failed" in drv.find_element(By.CSS_SELECTOR, ".headline .badge").text
         log("failed run page ok")
+
+        # A message with markup in it is shown as text, not turned into elements.
+        greeting = host.runs("greeter")[0]
+        drv.get(base + "#/runs/" + greeting["run_id"])
+        wait.until(lambda d: "<b id=\"injected\">hi</b>" in (text_of(d, "#run-message") or ""),
+                   "the greeter's message as text")
+        assert not drv.find_elements(By.ID, "injected"), "markup from a run's message became an element"
+        assert not drv.execute_script("return window.pwned"), "a run's message ran script"
+        drv.back()
+        log("hostile message shown as text")
 
         # Run now: a wrong token is refused with a clear 401 notice, the right one works.
         drv.back()
@@ -281,15 +296,18 @@ def run_test(args, root):
         host.cli("trigger", "nap")
         wait.until(lambda d: "nap" in (text_of(d, "#live-rows") or ""), "nap in the running-now panel")
         host.wait_finished("nap")
+        # The page polls every second: 5 s leaves room for a loaded machine
+        # (and the ASan build) over the 2 s the dashboard promises.
         t = time.monotonic()
-        wait.until(lambda d: (text_of(d, "#runs-table tbody tr[data-run]") or "").find("succeeded") >= 0,
-                   "the finished nap run on the page")
+        WebDriverWait(drv, 5).until(
+            lambda d: (text_of(d, "#runs-table tbody tr[data-run]") or "").find("succeeded") >= 0,
+            "the finished nap run on the page within 5 s")
         log("finished run shown %.1f s after the ledger had it" % (time.monotonic() - t))
         assert drv.execute_script("return window.__noReload") == marker, "the page was reloaded"
         log("live ok")
 
         if args.screenshot:
-            take_screenshot(drv, host, base, args.screenshot)
+            take_screenshot(drv, host, base, args.screenshot, args.all_pages)
         return 0
     except Exception:
         traceback.print_exc()
@@ -313,19 +331,40 @@ def run_test(args, root):
         host.stop()
 
 
-def take_screenshot(drv, host, base, path):
-    """The jobs page with a run in flight (crunch, heartbeating progress)."""
+def take_screenshot(drv, host, base, path, all_pages):
+    """The jobs page with some history and a run in flight (crunch, with its
+    heartbeat progress); with all_pages also a job page and a run page."""
+    for _ in range(6):
+        for job in ["backup", "nightly-report", "cleanup", "import-orders"]:
+            host.cli("trigger", job)
+        for job in ["backup", "nightly-report", "cleanup", "import-orders"]:
+            wait_until("no %s run in flight" % job,
+                       lambda: all(r["outcome"] for r in host.runs(job)), timeout=30, interval=0.1)
     host.cli("trigger", "crunch")
     drv.get(base)
-    WebDriverWait(drv, 20).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, "#live-rows progress")
-        and float(d.find_element(By.CSS_SELECTOR, "#live-rows progress").get_attribute("value")) > 0.2,
-        "crunch's progress in the running-now panel")
-    height = drv.execute_script("return document.documentElement.scrollHeight")
-    drv.set_window_size(1360, max(700, min(height + 40, 1400)))
-    WebDriverWait(drv, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#jobs-table tbody tr[data-job]"))
-    drv.save_screenshot(path)
-    log("screenshot saved: " + path)
+    wait = WebDriverWait(drv, 20)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#live-rows progress")
+               and float(d.find_element(By.CSS_SELECTOR, "#live-rows progress").get_attribute("value")) > 0.2,
+               "crunch's progress in the running-now panel")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#jobs-table tbody tr[data-job]")) == 7, "the jobs")
+
+    def save(target):
+        # Size the window so the whole page fits the viewport, then shoot.
+        chrome = drv.execute_script("return window.outerHeight - window.innerHeight")
+        height = drv.execute_script("return document.documentElement.scrollHeight")
+        drv.set_window_size(1360, min(height + chrome + 24, 2400))
+        wait.until(lambda d: d.execute_script("return window.innerHeight") >= height, "the resize")
+        drv.save_screenshot(target)
+        log("screenshot saved: " + target)
+    save(path)
+    if all_pages:
+        stem = os.path.splitext(path)[0]
+        drv.get(base + "#/jobs/import-orders")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr[data-run]"), "the runs")
+        save(stem + "-job.png")
+        drv.find_element(By.CSS_SELECTOR, "#runs-table tbody tr[data-run] a").click()
+        wait.until(lambda d: d.find_elements(By.ID, "run-message"), "the run")
+        save(stem + "-run.png")
 
 
 def main():
@@ -340,7 +379,12 @@ def main():
     p.add_argument("--plugins", required=True, help="folder with hello.so")
     p.add_argument("--test-plugins", required=True, help="folder with fail.so, sleeper.so, heartbeating.so")
     p.add_argument("--screenshot", help="save a PNG of the jobs page here")
+    p.add_argument("--all-pages", action="store_true",
+                   help="with --screenshot: also save NAME-job.png and NAME-run.png")
     args = p.parse_args()
+    for name in ["jobhost", "plugins", "test_plugins", "screenshot"]:
+        if getattr(args, name):
+            setattr(args, name, os.path.abspath(getattr(args, name)))
     root = tempfile.mkdtemp(prefix="jobhost-dashboard-")
     try:
         return run_test(args, root)

@@ -25,7 +25,7 @@ function el(tag, attrs, ...children) {
   return node;
 }
 function append(node, children) {
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -35,7 +35,7 @@ const SVG_NS = 'http://www.w3.org/2000/svg';
 function svg(tag, attrs, ...children) {
   const node = document.createElementNS(SVG_NS, tag);
   for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c !== null && c !== undefined) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return node;
@@ -91,7 +91,15 @@ function timeCell(t, relative) {
   const ms = parseTime(t);
   if (ms === null) return el('span', {class: 'muted'}, '–');
   const text = relative ? fmtRelative(ms) + ' (' + fmtClock(ms) + ')' : fmtClock(ms);
-  return el('time', {datetime: new Date(ms).toISOString(), title: new Date(ms).toISOString()}, text);
+  return el('time', {datetime: new Date(ms).toISOString(), title: new Date(ms).toISOString(),
+    'data-relative': relative ? 'true' : null}, text);
+}
+// Relative times ("3 s ago") move on between redraws.
+function updateRelativeTimes() {
+  for (const t of document.querySelectorAll('time[data-relative]')) {
+    const ms = Date.parse(t.getAttribute('datetime'));
+    if (isFinite(ms)) t.textContent = fmtRelative(ms) + ' (' + fmtClock(ms) + ')';
+  }
 }
 function outcomeBadge(outcome) {
   const o = outcome || 'running';
@@ -660,6 +668,7 @@ async function tick() {
       const status = await api('status?jobs=false');
       renderStatus(status);
       if (view) await view.refresh();
+      updateRelativeTimes();
       conn.textContent = 'live · updated ' + new Date().toLocaleTimeString([], {hour12: false});
       conn.className = 'connection';
     } catch (e) {
