@@ -1,9 +1,5 @@
 // The daemon while its ledger refuses writes: loud, no crash, nothing lost.
-#include <SQLiteCpp/SQLiteCpp.h>
-#include <fcntl.h>
-#include <linux/fs.h>
 #include <signal.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -14,75 +10,13 @@
 #include <vector>
 
 #include "support/harness.h"
+#include "support/ledger_faults.h"
 #include "support/skip.h"
 
 using namespace jobhost::testing;
 using nlohmann::json;
 
 namespace {
-
-// Holds the ledger's write lock from this process, as another program with
-// a write transaction open would. Every write of the daemon then fails after
-// the store's busy timeout (SQLITE_BUSY), through the same path as a full
-// disk or a read-only file: the transaction is rolled back, nothing changed,
-// the caller gets an Error. Unlike `chattr +i` or a full file system it needs
-// no root and works on any file system; readers (WAL) are not blocked, so
-// `jobhost status` and `history` keep working meanwhile.
-class LedgerWriteLock {
- public:
-  explicit LedgerWriteLock(const fs::path& db)
-      : db_(db.string(), SQLite::OPEN_READWRITE, /*busy timeout ms=*/10000) {
-    db_.exec("BEGIN EXCLUSIVE");
-  }
-  ~LedgerWriteLock() { release(); }
-  LedgerWriteLock(const LedgerWriteLock&) = delete;
-  LedgerWriteLock& operator=(const LedgerWriteLock&) = delete;
-
-  void release() {
-    if (!held_) return;
-    db_.exec("ROLLBACK");
-    held_ = false;
-  }
-
- private:
-  SQLite::Database db_;
-  bool held_ = true;
-};
-
-// Makes the ledger's files immutable (chattr +i): the daemon's writes then
-// fail with EPERM even on descriptors it already has open (SQLite: "disk I/O
-// error"), as on a file system remounted read-only. Needs root and a file
-// system with the flag; available() says whether it took.
-class LedgerReadOnly {
- public:
-  explicit LedgerReadOnly(const fs::path& dir) {
-    for (const char* name : {"jobhost.db", "jobhost.db-wal"}) {
-      if (set_immutable(dir / name, true)) files_.push_back(dir / name);
-    }
-  }
-  ~LedgerReadOnly() { release(); }
-  LedgerReadOnly(const LedgerReadOnly&) = delete;
-  LedgerReadOnly& operator=(const LedgerReadOnly&) = delete;
-
-  bool available() const { return files_.size() == 2; }
-  void release() {
-    for (const auto& f : files_) set_immutable(f, false);
-    files_.clear();
-  }
-
- private:
-  static bool set_immutable(const fs::path& file, bool on) {
-    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    int flags = 0;
-    bool ok = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
-    flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
-    ok = ok && ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
-    ::close(fd);
-    return ok;
-  }
-  std::vector<fs::path> files_;
-};
 
 // The daemon's ledger backlog, from `jobhost status --json`; null when the
 // daemon did not answer.

@@ -11,6 +11,9 @@
 #include <sstream>
 #include <utility>
 
+#include <arpa/inet.h>
+#include <sys/stat.h>
+
 #include <date/tz.h>
 #include <fmt/core.h>
 #include <fmt/ostream.h>
@@ -29,7 +32,8 @@ constexpr std::array<std::string_view, 4> kTopKeys = {"host", "http", "defaults"
 constexpr std::array<std::string_view, 7> kHostKeys = {
     "plugin_dir", "state_dir",  "max_concurrency", "timezone",
     "log_format", "durability", "keep_runs"};
-constexpr std::array<std::string_view, 1> kHttpKeys = {"listen"};
+constexpr std::array<std::string_view, 4> kHttpKeys = {"listen", "allow_remote", "token_file",
+                                                       "per_job_metrics"};
 constexpr std::array<std::string_view, 14> kSettingKeys = {
     "timeout", "stall_timeout", "kill_grace",     "retry",   "limits", "jitter", "concurrency",
     "misfire", "misfire_limit", "catchup_spread", "enabled", "user",   "group",  "keep_last"};
@@ -161,6 +165,62 @@ std::string check_listen(std::string_view text) {
       !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
       std::stoi(std::string(port)) > 65535) {
     return "the port must be a number from 0 to 65535";
+  }
+  if (host == "localhost") return {};
+  const std::string h(host);
+  in_addr v4{};
+  in6_addr v6{};
+  if (inet_pton(AF_INET, h.c_str(), &v4) != 1 && inet_pton(AF_INET6, h.c_str(), &v6) != 1) {
+    return fmt::format("\"{}\" is not an IP address (host names are not resolved)", host);
+  }
+  return {};
+}
+
+// Whether a listen address that check_listen accepted is reachable from
+// this machine only: 127.0.0.0/8, ::1 (or ::ffff:127.x.x.x), "localhost".
+bool is_loopback_listen(std::string_view text) {
+  std::string host(text.starts_with('[') ? text.substr(1, text.find("]:") - 1)
+                                         : text.substr(0, text.rfind(':')));
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, host.c_str(), &v6) != 1) return false;
+  if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+}
+
+// Empty when `file` may hold the HTTP bearer token: a regular file, not
+// empty, at most 4 KiB, no access for group or others; else why not.
+std::string check_token_file(const fs::path& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) {
+    return fmt::format(
+        "cannot use \"{}\": {}; create it with the token on one line and "
+        "`chmod 600 {}`",
+        file.string(), std::strerror(errno), file.string());
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return fmt::format(
+        "\"{}\" is not a regular file; point token_file at a file holding the "
+        "token on one line",
+        file.string());
+  }
+  if ((st.st_mode & 077) != 0) {
+    return fmt::format("\"{}\" is open to group or others (mode {:04o}); run `chmod 600 {}`",
+                       file.string(), st.st_mode & 07777, file.string());
+  }
+  if (st.st_size > 4096) {
+    return fmt::format("\"{}\" is larger than 4 KiB; it must hold only the token, on one line",
+                       file.string());
+  }
+  std::ifstream in(file, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in && !in.eof()) {
+    return fmt::format("cannot read \"{}\": {}", file.string(), std::strerror(errno));
+  }
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    return fmt::format("\"{}\" is empty; write the token in it, on one line", file.string());
   }
   return {};
 }
@@ -540,21 +600,57 @@ class Loader {
   void read_http(const toml::node& node, HttpConfig& http) {
     const toml::table* table = read_table(node, "[http]", "a table");
     if (table == nullptr) return;
+    std::optional<SourcePos> listen_at;
+    std::optional<SourcePos> allow_remote_at;
+    bool listen_ok = true;
     for (auto&& [key, v] : *table) {
-      if (key.str() != "listen") {
+      const std::string k(key.str());
+      const std::string w = what(k, "http");
+      if (k == "listen") {
+        auto s = read_string(v, w);
+        listen_ok = s.has_value();
+        if (!s) continue;
+        if (auto why = check_listen(*s); !s->empty() && !why.empty()) {
+          error(at(v), fmt::format("{}: invalid address \"{}\": {}; expected \"HOST:PORT\" like "
+                                   "\"127.0.0.1:9187\", or \"\" to turn HTTP off",
+                                   w, *s, why));
+          listen_ok = false;
+          continue;
+        }
+        http.listen = *s;
+        listen_at = at(v);
+      } else if (k == "allow_remote") {
+        if (auto b = read_bool(v, w)) {
+          http.allow_remote = *b;
+          allow_remote_at = at(v);
+        }
+      } else if (k == "token_file") {
+        auto s = read_path(v, w);
+        if (!s) continue;
+        http.token_file = resolve_path(config_dir_, *s);
+        if (auto why = check_token_file(http.token_file); !why.empty()) {
+          error(at(v), fmt::format("{}: {}", w, why));
+        }
+      } else if (k == "per_job_metrics") {
+        if (auto b = read_bool(v, w)) http.per_job_metrics = *b;
+      } else {
         unknown_key(key, "http", kHttpKeys);
-        continue;
       }
-      const std::string w = what("listen", "http");
-      auto s = read_string(v, w);
-      if (!s) continue;
-      if (auto why = check_listen(*s); !s->empty() && !why.empty()) {
-        error(at(v), fmt::format("{}: invalid address \"{}\": {}; expected \"HOST:PORT\" like "
-                                 "\"127.0.0.1:9187\", or \"\" to turn HTTP off",
-                                 w, *s, why));
-        continue;
-      }
-      http.listen = *s;
+    }
+    // Off the loopback, the dashboard, metrics and API reach other machines:
+    // only when asked for, and with actions behind a token.
+    if (!listen_ok || http.listen.empty() || is_loopback_listen(http.listen)) return;
+    const SourcePos where = listen_at.value_or(at(node));
+    if (!http.allow_remote) {
+      error(where, fmt::format("listen in [http]: \"{}\" is not a loopback address: other "
+                               "machines could reach it; set allow_remote = true and token_file "
+                               "in [http] to allow that, or listen on \"127.0.0.1:PORT\"",
+                               http.listen));
+    } else if (http.token_file.empty()) {
+      error(allow_remote_at.value_or(where),
+            fmt::format("allow_remote in [http]: listening on \"{}\" (not loopback) also needs "
+                        "token_file = \"FILE\" (the bearer token HTTP actions need, mode 600)",
+                        http.listen));
     }
   }
 
