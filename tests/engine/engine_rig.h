@@ -233,6 +233,10 @@ class Rig {
   void set_now(TimePoint t) { now_ = t; }
   nlohmann::json snapshot() const { return engine_->snapshot(); }
   engine::Engine& engine() { return *engine_; }
+  ledger::Store& store() { return *store_; }
+  // The config the next start() uses (tests may change it first).
+  config::Config& config() { return config_; }
+  const fs::path& dir() const { return dir_.path(); }
   FakeExecutor& fake() {
     REQUIRE(fake_ != nullptr);
     return *fake_;

@@ -77,6 +77,24 @@ int run_cli(int argc, char** argv) {
   trigger->add_option("job", job, "The job")->required();
   trigger->callback([&] { command = [&] { return cmd_trigger(config, job); }; });
 
+  auto* pause = app.add_subcommand(
+      "pause", "Pause JOB in the running daemon: its fires are recorded as skipped until resumed");
+  add_config_flag(pause, config);
+  pause->add_option("job", job, "The job")->required();
+  pause->callback([&] { command = [&] { return cmd_pause(config, job, true); }; });
+
+  auto* resume = app.add_subcommand("resume", "Resume a paused JOB in the running daemon");
+  add_config_flag(resume, config);
+  resume->add_option("job", job, "The job")->required();
+  resume->callback([&] { command = [&] { return cmd_pause(config, job, false); }; });
+
+  std::string cancel_run_id;
+  auto* cancel = app.add_subcommand(
+      "cancel", "Stop a run in flight in the running daemon: it ends cancelled, not retried");
+  add_config_flag(cancel, config);
+  cancel->add_option("run_id", cancel_run_id, "The run (see `jobhost status`)")->required();
+  cancel->callback([&] { command = [&] { return cmd_cancel(config, cancel_run_id); }; });
+
   auto* reload = app.add_subcommand(
       "reload",
       "Ask the running daemon to reload plugins and config now; exit 1 if it rejected any");

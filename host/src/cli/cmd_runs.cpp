@@ -2,6 +2,7 @@
 #include <fmt/core.h>
 
 #include <chrono>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -76,6 +77,55 @@ int cmd_trigger(const std::string& config_flag, const std::string& job_name) {
   }
   fmt::print("triggered {} (slot {})\n", job_name, reply->value("scheduled_for", ""));
   return kExitOk;
+}
+
+namespace {
+
+// Sends one action op to the daemon; prints `done` on success.
+int control_action(const config::Config& config, const json& request, const std::string& what,
+                   const std::function<std::string(const json&)>& done) {
+  auto reply = daemon::control_request(config.host.state_dir, request, std::chrono::seconds(5));
+  if (!reply) return report_control_error(reply.error());
+  if (!reply->value("ok", false)) {
+    fmt::print(stderr, "{}: {}\n", what, reply->value("error", "refused"));
+    return kExitFailed;
+  }
+  fmt::print("{}\n", done(*reply));
+  return kExitOk;
+}
+
+}  // namespace
+
+int cmd_pause(const std::string& config_flag, const std::string& job_name, bool pause) {
+  auto config = load_or_report(resolve_config_path(config_flag));
+  if (!config) return kExitFailed;
+  if (!config->find_job(job_name)) {
+    fmt::print(stderr, "no job named \"{}\" in {}\n", job_name, config->file.string());
+    return kExitFailed;
+  }
+  const std::string op = pause ? "pause" : "resume";
+  return control_action(*config, {{"op", op}, {"job", job_name}}, op + " " + job_name,
+                        [&](const json& reply) {
+                          const bool changed = reply.value("changed", false);
+                          if (pause) {
+                            return changed ? fmt::format(
+                                                 "paused {}: its fires are recorded as "
+                                                 "skipped until `jobhost resume {}`",
+                                                 job_name, job_name)
+                                           : fmt::format("{} was already paused", job_name);
+                          }
+                          return changed ? fmt::format("resumed {}", job_name)
+                                         : fmt::format("{} was not paused", job_name);
+                        });
+}
+
+int cmd_cancel(const std::string& config_flag, const std::string& run_id) {
+  auto config = load_or_report(resolve_config_path(config_flag));
+  if (!config) return kExitFailed;
+  return control_action(
+      *config, {{"op", "cancel"}, {"run_id", run_id}}, "cancel " + run_id, [&](const json&) {
+        return fmt::format("cancelling {}: it is being stopped and will end cancelled", run_id);
+      });
 }
 
 int cmd_reload(const std::string& config_flag) {

@@ -24,6 +24,9 @@ int cmd_run(const std::string& config_flag);
 int cmd_run_once(const std::string& config_flag, const std::string& job);
 int cmd_trigger(const std::string& config_flag, const std::string& job);
 int cmd_reload(const std::string& config_flag);
+// pause = false: resume.
+int cmd_pause(const std::string& config_flag, const std::string& job, bool pause);
+int cmd_cancel(const std::string& config_flag, const std::string& run_id);
 int cmd_history(const std::string& config_flag, const std::string& job, int limit, bool json);
 int cmd_status(const std::string& config_flag, bool json);
 // `current`: run on the build plugin_dir has now, not the recorded one.

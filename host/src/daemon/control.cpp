@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <sys/socket.h>
 
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/streambuf.hpp>
@@ -36,6 +37,17 @@ void serve(std::shared_ptr<stream_protocol::socket> socket, ControlServer::Async
           request = nlohmann::json::parse(line);
         } catch (const std::exception& e) {
           return respond({{"ok", false}, {"error", fmt::format("bad request: {}", e.what())}});
+        }
+        if (!request.is_object()) {
+          return respond({{"ok", false}, {"error", "bad request: not a JSON object"}});
+        }
+        // Who asks, from the kernel; whatever the client wrote there is replaced.
+        ucred cred{};
+        socklen_t length = sizeof cred;
+        if (::getsockopt(socket->native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &length) == 0) {
+          request["peer"] = {{"uid", cred.uid}, {"pid", cred.pid}};
+        } else {
+          request["peer"] = nullptr;
         }
         try {
           handler(request, respond);

@@ -1,6 +1,9 @@
 // The daemon's control channel, server side (the client is in daemon.h): a Unix socket
 // <state_dir>/jobhost.sock. A client sends one JSON object on one line ({"op":"trigger","job":"x"})
 // and reads one JSON line back ({"ok":true,...} or {"ok":false,"error":"..."}).
+// The server sets the request's "peer" to {"uid": N, "pid": P} from the
+// socket's SO_PEERCRED (replacing what the client sent): who asked, for the
+// ledger events of actions.
 #pragma once
 
 #include <boost/asio/io_context.hpp>

@@ -14,8 +14,9 @@
 #include "exec/fork_executor.h"
 #include "exec/isolation.h"
 #include "ledger/sqlite_store.h"
-#include "observe/health.h"
+#include "observe/api.h"
 #include "observe/dashboard.h"
+#include "observe/health.h"
 #include "observe/http.h"
 #include "observe/http_server.h"
 #include "reload/reloader.h"
@@ -95,13 +96,31 @@ int run_daemon(const config::Config& config) {
   engine_ptr = &engine;
   reload::Reloader reloader(io, config.file, catalog, plugins, engine, **store);
 
+  // The JSON API (/api/v1/); its routes join the router below.
+  observe::ApiHooks api_hooks;
+  observe::Api* api_ptr = nullptr;
+  api_hooks.reload = [&](std::string who, std::function<void(nlohmann::json)> done) {
+    reloader.reload_all(who, [done = std::move(done)](const reload::Reloader::Summary& s) {
+      done({{"ok", s.ok}, {"lines", s.lines}});
+    });
+  };
+  observe::Api api(engine, **store, api_hooks);
+  api_ptr = &api;
+  // Who asked over the control socket, for the ledger events of actions.
+  auto socket_peer = [](const nlohmann::json& request) {
+    const auto& peer = request["peer"];
+    return peer.is_object() ? fmt::format("uid {}", peer.value("uid", -1))
+                            : std::string("control socket");
+  };
+
   auto control = ControlServer::listen_async(
       io, control_socket_path(config.host.state_dir),
       [&](const nlohmann::json& request, const ControlServer::Respond& respond) {
         std::string op = request.value("op", "");
         if (op == "reload") {
-          return reloader.reload_all("jobhost reload",
-                                     [respond](const reload::Reloader::Summary& s) {
+          return reloader.reload_all("jobhost reload (" + socket_peer(request) + ")",
+                                     [respond, &api_ptr](const reload::Reloader::Summary& s) {
+                                       if (api_ptr) (void)api_ptr->reload_token();
                                        respond({{"ok", s.ok}, {"lines", s.lines}});
                                      });
         }
@@ -119,9 +138,21 @@ int run_daemon(const config::Config& config) {
         }
         if (op == "next_fires") return respond({{"ok", true}, {"jobs", engine.next_fires()}});
         if (op == "trigger") {
-          auto slot = engine.trigger(request.value("job", ""));
+          auto slot = engine.trigger(request.value("job", ""), socket_peer(request));
           if (!slot) return respond({{"ok", false}, {"error", slot.error().message}});
           return respond({{"ok", true}, {"scheduled_for", ledger::format_utc(*slot)}});
+        }
+        if (op == "pause" || op == "resume") {
+          const std::string job = request.value("job", "");
+          auto changed = op == "pause" ? engine.pause(job, socket_peer(request))
+                                       : engine.resume(job, socket_peer(request));
+          if (!changed) return respond({{"ok", false}, {"error", changed.error().message}});
+          return respond({{"ok", true}, {"changed", *changed}});
+        }
+        if (op == "cancel") {
+          auto cancelled = engine.cancel(request.value("run_id", ""), socket_peer(request));
+          if (!cancelled) return respond({{"ok", false}, {"error", cancelled.error().message}});
+          return respond({{"ok", true}});
         }
         respond({{"ok", false}, {"error", fmt::format("unknown op \"{}\"", op)}});
       });
@@ -145,6 +176,7 @@ int run_daemon(const config::Config& config) {
     }
     return readiness;
   });
+  api.add_routes(router);
   observe::add_dashboard_routes(router);
   std::unique_ptr<observe::HttpServer> http;
   if (!config.http.listen.empty()) {
@@ -163,7 +195,8 @@ int run_daemon(const config::Config& config) {
       [&](const boost::system::error_code& ec, int signo) {
         if (ec) return;
         if (signo == SIGHUP) {
-          reloader.reload_all("SIGHUP");
+          reloader.reload_all("SIGHUP",
+                              [&](const reload::Reloader::Summary&) { (void)api.reload_token(); });
         } else if (++stop_requests == 1) {
           log::info(fmt::format("{}: stopping", signo == SIGTERM ? "SIGTERM" : "SIGINT"));
           reloader.stop();
