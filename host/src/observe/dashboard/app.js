@@ -589,7 +589,7 @@ function runView(id) {
         el('h2', {}, 'Plugin metrics'),
         metricRows.length ? el('table', {class: 'grid'},
           el('thead', {}, el('tr', {}, el('th', {scope: 'col'}, 'Name'), el('th', {scope: 'col', class: 'num'}, 'Value'))),
-          el('tbody', {}, metricRows.map(([k, v]) => el('tr', {}, el('td', {class: 'mono'}, k), el('td', {class: 'num'}, String(v))))))
+          el('tbody', {}, metricRows.map(([k, v]) => el('tr', {}, el('td', {class: 'mono'}, k), el('td', {class: 'num'}, v === null || v === undefined ? '–' : String(v))))))
           : el('p', {class: 'muted'}, 'The plugin reported no metrics.')),
       el('section', {},
         el('h2', {}, 'Output (tail)'),
