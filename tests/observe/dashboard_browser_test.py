@@ -32,7 +32,7 @@ DRIVER = ["chromedriver", "/usr/lib/chromium/chromedriver"]
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -198,6 +198,18 @@ def browser(root, chromium, driver):
     return webdriver.Chrome(service=service, options=options)
 
 
+def waiter(drv, seconds):
+    """A bounded wait that retries while the page redraws under it (an
+    element found a moment ago may have been replaced by the next poll)."""
+    return WebDriverWait(drv, seconds, poll_frequency=0.1,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+
+
+def click(wait, css):
+    """Clicks the element at `css`, finding it again if a redraw replaced it."""
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, css).click() or True, "a click on " + css)
+
+
 def text_of(drv, css):
     try:
         return drv.find_element(By.CSS_SELECTOR, css).text
@@ -224,7 +236,7 @@ def run_test(args, root):
             host.wait_finished(job, n)
 
         drv = browser(root, chromium, driver)
-        wait = WebDriverWait(drv, 20)
+        wait = waiter(drv, 20)
         base = "http://127.0.0.1:%d/" % host.port
         drv.get(base)
 
@@ -233,13 +245,14 @@ def run_test(args, root):
             return text_of(drv, 'tr[data-job="%s"] .outcome' % job)
         wait.until(lambda d: outcome("import-orders") == "failed", "import-orders shown as failed")
         wait.until(lambda d: outcome("backup") == "succeeded", "backup shown as succeeded")
-        assert outcome("cleanup") == "succeeded", outcome("cleanup")
-        assert outcome("nap") == "never run", outcome("nap")
-        rows = drv.find_elements(By.CSS_SELECTOR, "#jobs-table tbody tr[data-job]")
-        assert len(rows) == 7, [r.get_attribute("data-job") for r in rows]
+        wait.until(lambda d: outcome("cleanup") == "succeeded", "cleanup shown as succeeded")
+        wait.until(lambda d: outcome("nap") == "never run", "nap shown as never run")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#jobs-table tbody tr[data-job]")) == 7,
+                   "seven jobs in the table")
         # The failing job's sparkline marks its failures.
-        spark = drv.find_element(By.CSS_SELECTOR, 'tr[data-job="import-orders"] svg.spark')
-        assert "2 failed" in spark.get_attribute("aria-label"), spark.get_attribute("aria-label")
+        wait.until(lambda d: "2 failed" in d.find_element(
+            By.CSS_SELECTOR, 'tr[data-job="import-orders"] svg.spark').get_attribute("aria-label"),
+            "import-orders' sparkline with 2 failures")
         log("jobs table ok")
 
         # Search: the server filters by name substring.
@@ -251,10 +264,10 @@ def run_test(args, root):
         log("search ok")
 
         # The failed job's page, then its failed run's page with the message.
-        drv.find_element(By.CSS_SELECTOR, 'tr[data-job="import-orders"] a').click()
+        click(wait, 'tr[data-job="import-orders"] a')
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr[data-run]")) == 2,
                    "the job page to list its 2 runs")
-        drv.find_element(By.CSS_SELECTOR, "#runs-table tbody tr[data-run] a").click()
+        click(wait, "#runs-table tbody tr[data-run] a")
         wait.until(lambda d: "input file is corrupt" in (text_of(d, "#run-message") or ""), "the run's message")
         assert "failed" in drv.find_element(By.CSS_SELECTOR, ".headline .badge").text
         log("failed run page ok")
@@ -299,7 +312,7 @@ def run_test(args, root):
         # The page polls every second: 5 s leaves room for a loaded machine
         # (and the ASan build) over the 2 s the dashboard promises.
         t = time.monotonic()
-        WebDriverWait(drv, 5).until(
+        waiter(drv, 5).until(
             lambda d: (text_of(d, "#runs-table tbody tr[data-run]") or "").find("succeeded") >= 0,
             "the finished nap run on the page within 5 s")
         log("finished run shown %.1f s after the ledger had it" % (time.monotonic() - t))
@@ -342,7 +355,7 @@ def take_screenshot(drv, host, base, path, all_pages):
                        lambda: all(r["outcome"] for r in host.runs(job)), timeout=30, interval=0.1)
     host.cli("trigger", "crunch")
     drv.get(base)
-    wait = WebDriverWait(drv, 20)
+    wait = waiter(drv, 20)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#live-rows progress")
                and float(d.find_element(By.CSS_SELECTOR, "#live-rows progress").get_attribute("value")) > 0.2,
                "crunch's progress in the running-now panel")
@@ -362,7 +375,7 @@ def take_screenshot(drv, host, base, path, all_pages):
         drv.get(base + "#/jobs/import-orders")
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr[data-run]"), "the runs")
         save(stem + "-job.png")
-        drv.find_element(By.CSS_SELECTOR, "#runs-table tbody tr[data-run] a").click()
+        click(wait, "#runs-table tbody tr[data-run] a")
         wait.until(lambda d: d.find_elements(By.ID, "run-message"), "the run")
         save(stem + "-run.png")
 
