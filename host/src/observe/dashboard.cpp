@@ -73,8 +73,9 @@ void add_dashboard_routes(Router& router) {
     respond(file_response("index.html", *page, "no-cache"));
   });
   router.add("GET", "/assets/{file}", [](const Request& request, const Respond& respond) {
-    const auto it = request.params.find("file");
-    const std::string_view name = it == request.params.end() ? "" : it->second;
+    // Not `cond ? "" : it->second`: that makes a temporary std::string.
+    std::string_view name;
+    if (const auto it = request.params.find("file"); it != request.params.end()) name = it->second;
     for (const auto& file : dashboard_files()) {
       if (file.name == name && name != "index.html") {
         return respond(
