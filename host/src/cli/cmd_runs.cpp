@@ -269,6 +269,10 @@ int cmd_status(const std::string& config_flag, bool as_json) {
     fmt::print("{:<20} {:<14} {:<24} {:<24} {:>5} {:>8} {:>9}\n", text("job"), text("last_outcome"),
                text("last_started"), text("next_fire"), j.value("consecutive_failures", 0), rate,
                mean);
+    if (j.value("paused", false)) {
+      fmt::print("  paused since {} by {}: fires are recorded as skipped\n", text("paused_at"),
+                 text("paused_by"));
+    }
     if (j.contains("next_build") && j["next_build"].is_object()) {
       fmt::print("  next run: {} {} (sha256 {})\n", j.value("plugin", ""),
                  j["next_build"].value("version", ""),

@@ -173,13 +173,13 @@ struct RunCursor {
 // Which runs Store::query_runs returns. Every filter is optional; since and
 // until bound started_at (since <= started_at < until).
 struct RunQuery {
-  std::optional<std::string> job;
-  std::optional<Outcome> outcome;
-  bool running_only = false;  // runs not finished yet (outcome must be unset)
-  std::optional<Trigger> trigger;
-  std::optional<TimePoint> since;
-  std::optional<TimePoint> until;
-  std::optional<RunCursor> after;
+  std::optional<std::string> job{};
+  std::optional<Outcome> outcome{};
+  bool running_only = false;  // runs not finished yet (outcome is then ignored)
+  std::optional<Trigger> trigger{};
+  std::optional<TimePoint> since{};
+  std::optional<TimePoint> until{};
+  std::optional<RunCursor> after{};
   int limit = 50;  // > 0
 };
 

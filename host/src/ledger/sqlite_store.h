@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <string>
 
 #include "common/error.h"
 #include "config/config.h"
@@ -29,5 +30,9 @@ inline constexpr std::chrono::milliseconds kBusyTimeout{250};
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::filesystem::path& path,
                                                  config::Durability durability,
                                                  Access access = Access::read_write);
+
+// The SQL Store::query_runs runs for `query` (its parameters in the order
+// job, outcome, trigger, since, until, after, limit): for EXPLAIN QUERY PLAN.
+std::string runs_query_sql(const RunQuery& query);
 
 }  // namespace jobhost::ledger
