@@ -465,7 +465,7 @@ void Api::status(const Request& request, const Respond& respond) {
   auto summary = status_summary(store_, snapshot, wall_now());
   if (!summary) return respond(ledger_error(summary.error()));
   const bool with_jobs = request.arg("jobs").value_or("true") != "false";
-  json builds = engine_.next_builds();
+  json builds = with_jobs ? engine_.next_builds() : json::array();
   json jobs = json::array();
   for (std::size_t i = 0; with_jobs && i < engine_.config().jobs.size(); ++i) {
     const auto& cfg = engine_.config().jobs[i];
