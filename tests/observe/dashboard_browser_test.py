@@ -386,7 +386,8 @@ def take_screenshot(drv, host, base, path, all_pages):
 def main():
     # ctest's timeout and ^C end the test through SIGTERM/SIGINT: unwind so
     # the finally blocks stop the daemon and the browser.
-    def stop(signo, _frame):
+    def stop(signo, frame):
+        log("stopped by signal %d at line %d" % (signo, frame.f_lineno if frame else -1))
         raise SystemExit(128 + signo)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
