@@ -7,7 +7,8 @@ pkgs=(build-essential cmake pkg-config git
       libtomlplusplus-dev libsqlitecpp-dev libsqlite3-dev sqlite3
       libspdlog-dev libfmt-dev catch2 libcli11-dev nlohmann-json3-dev
       libhowardhinnant-date-dev libssl-dev tzdata file
-      chromium chromium-driver python3-selenium)
+      prometheus  # promtool: the metrics and alerting-rules tests
+      chromium chromium-driver python3-selenium)  # the dashboard's browser test
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -161,5 +161,13 @@ TEST_CASE("the daemon serves the JSON API on [http] listen", "[cli][pause][api]"
   CHECK(refused.status == 403);
   CHECK(refused.body.find("token_file") != std::string::npos);
   CHECK(http_get(*port, "/api/v1/jobs/tick/pause").status == 405);
+  // A pause through the control socket shows in the API and in /metrics.
+  const auto paused_series = "jobhost_job_paused{job_name=\"tick\"} ";
+  CHECK(http_get(*port, "/metrics").body.find(paused_series + std::string("0")) !=
+        std::string::npos);
+  REQUIRE(run_jobhost({"pause", "tick", "-c", host.config().string()}).exit_code == 0);
+  CHECK(http_get(*port, "/metrics").body.find(paused_series + std::string("1")) !=
+        std::string::npos);
+  CHECK(json::parse(http_get(*port, "/api/v1/jobs/tick").body)["paused"] == true);
   host.stop();
 }

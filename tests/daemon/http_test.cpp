@@ -1,7 +1,10 @@
 // The daemon's HTTP server end to end: health endpoints, readiness that
 // follows the ledger, and hostile clients that must not delay a fire.
+#include <signal.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -178,4 +181,65 @@ schedule = "* * * * * *"
     if (run["outcome"] == "succeeded") ++succeeded;
   }
   CHECK(static_cast<std::size_t>(succeeded) >= before + 5);
+}
+
+TEST_CASE("/readyz says stopping while a stopping daemon waits for its runs", "[daemon][http]") {
+  TestHost host({"sleeper.so"}, std::string(kHttpOnAnyPort) + R"(
+[jobs.nap]
+plugin = "sleeper"
+schedule = "@manual"
+params = { seconds = 4 }
+)");
+  auto port = wait_http_port(host.daemon());
+  REQUIRE(port.has_value());
+  REQUIRE(trigger(host.config(), "nap").exit_code == 0);
+  REQUIRE(wait_for(
+      [&] {
+        for (const auto& run : history(host.config(), "nap")) {
+          if (run["outcome"].is_null()) return true;
+        }
+        return false;
+      },
+      10s));
+  CHECK(not_ready_reasons(*port).empty());
+  host.daemon().signal(SIGTERM);
+  std::string reasons;
+  CHECK(wait_for(
+      [&] {
+        reasons = not_ready_reasons(*port);
+        return reasons.find("stopping: no new runs start") != std::string::npos;
+      },
+      3s));
+  INFO(reasons);
+  CHECK(http_get(*port, "/healthz").status == 200);
+  CHECK(host.daemon().wait_exit(20s) == 0);
+  REQUIRE(wait_outcome(host.config(), "nap", "succeeded").has_value());
+}
+
+TEST_CASE("jobhost validate and run refuse a token file open to others, naming chmod 600",
+          "[daemon][http]") {
+  TempDir dir;
+  install_plugins(dir.path(), {});
+  const fs::path token = dir.path() / "token";
+  std::ofstream(token) << "s3cret\n";
+  fs::permissions(token, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+  auto config = write_config(dir.path(), R"([http]
+listen = "0.0.0.0:0"
+allow_remote = true
+token_file = "token"
+)");
+  auto validate = run_jobhost({"validate", "--config", config.string()});
+  CHECK(validate.exit_code == 1);
+  CHECK(validate.err.find(":8:14: token_file in [http]: \"" + token.string() +
+                          "\" is open to group or others (mode 0640); run `chmod 600 " +
+                          token.string() + "`") != std::string::npos);
+  INFO(validate.err);
+  Daemon refused(config);
+  CHECK(refused.wait_exit(20s) != 0);
+  CHECK(refused.log().find("chmod 600") != std::string::npos);
+
+  fs::permissions(token, fs::perms::owner_read | fs::perms::owner_write);
+  auto fixed = run_jobhost({"validate", "--config", config.string()});
+  INFO(fixed.err);
+  CHECK(fixed.exit_code == 0);
 }

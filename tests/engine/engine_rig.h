@@ -101,6 +101,7 @@ class FakeExecutor final : public exec::Executor {
     report.run_id = run_id;
     report.outcome = outcome;
     report.message = "fake";
+    if (decorate) decorate(report);
     boost::asio::post(io_, [on_done = std::move(on_done), report] { on_done(report); });
   }
   std::vector<std::string> running_ids() const {
@@ -111,6 +112,8 @@ class FakeExecutor final : public exec::Executor {
 
   std::vector<Started> started;
   std::vector<Stopped> stopped;
+  // Fills in more of each report (resources, metrics) before it is sent.
+  std::function<void(exec::RunReport&)> decorate;
   std::size_t peak = 0;   // most runs active at once
   bool obey_stop = true;  // a stopped run ends (interrupted) at once
 
@@ -169,6 +172,7 @@ class Rig {
     timer_ = timer.get();
     engine_ = std::make_unique<engine::Engine>(
         io_, config_, plugins_, *store_, *executor_, 42, [this] { return now_; }, std::move(timer));
+    for (engine::Observer* o : observers) engine_->add_observer(*o);
     engine_->start();
     settle();
   }
@@ -228,6 +232,9 @@ class Rig {
     });
     return out;
   }
+
+  // Watchers added to each engine start() makes, before it starts.
+  std::vector<engine::Observer*> observers;
 
   TimePoint now() const { return now_; }
   void set_now(TimePoint t) { now_ = t; }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -723,6 +724,69 @@ TEST_CASE("runs one after another reuse their cgroups", "[executor][needs-cgroup
   // The next run starts before the last one's cgroup is given back, so two
   // take turns.
   CHECK(ex.cgroups_made() == 2);
+}
+
+TEST_CASE(
+    "resources: CPU of the run and the children it waited for, peak memory; hostile "
+    "metrics dropped",
+    "[executor]") {
+  const Finished f = run(
+      request("resources", {{"own_cpu_ms", "100"}, {"child_cpu_ms", "300"}, {"touch_mib", "48"}}));
+  INFO(f.report.message);
+  REQUIRE(f.report.outcome == Outcome::succeeded);
+  REQUIRE(f.report.cpu_seconds);
+  CHECK(*f.report.cpu_seconds >= 0.39);
+  CHECK(*f.report.cpu_seconds < 60);
+  CHECK(f.report.max_rss_bytes >= (48u << 20));
+  const auto& m = f.report.metrics;
+  CHECK(m.at("cpu_ms") == 400);
+  CHECK(m.at("touched_mib") == 48);
+  CHECK(m.at("bad\xff\xfeutf8") == 2);
+  CHECK(m.at("quote\"back\\slash\nnewline") == 3);
+  CHECK_FALSE(m.contains("nan"));
+  CHECK_FALSE(m.contains("inf"));
+  CHECK_FALSE(m.contains(std::string(200, 'n')));
+}
+
+TEST_CASE("resources: CPU of a child the run never reaps is counted by the cgroup",
+          "[executor][needs-cgroup]") {
+  if (caps().mode == CgroupMode::none || (caps().mode == CgroupMode::v1 && !caps().v2_kill)) {
+    JOBHOST_SKIP("no v2 cgroup per run (cpu.stat) on this machine: " << caps().description);
+  }
+  const Finished f = run(request("resources", {{"own_cpu_ms", "50"}, {"orphan_cpu_ms", "400"}}));
+  INFO(f.report.message);
+  REQUIRE(f.report.outcome == Outcome::succeeded);
+  REQUIRE(f.report.cpu_seconds);
+  CHECK(*f.report.cpu_seconds >= 0.44);
+}
+
+TEST_CASE("resources: a reused cgroup reports the peak memory of its new run only",
+          "[executor][needs-cgroup]") {
+  if (caps().mode == CgroupMode::none) {
+    JOBHOST_SKIP("no cgroup mode on this machine: " << caps().description);
+  }
+  std::vector<Captured> lines;
+  boost::asio::io_context io;
+  ForkExecutor ex(io, options_with(lines));
+  std::vector<RunReport> reports;
+  std::function<void(const char*)> start = [&](const char* mib) {
+    auto pid = ex.start(
+        request("resources", {{"own_cpu_ms", "0"}, {"touch_mib", mib}}), [&](RunReport rep) {
+          reports.push_back(rep);
+          // Later than the cgroup's release: the pool has it back.
+          if (reports.size() == 1) {
+            boost::asio::post(io, [&] { boost::asio::post(io, [&] { start("0"); }); });
+          }
+        });
+    REQUIRE(pid);
+  };
+  start("96");
+  io.run_for(60s);
+  REQUIRE(reports.size() == 2);
+  CHECK(ex.cgroups_made() == 1);
+  CHECK(reports[0].max_rss_bytes >= (96u << 20));
+  CHECK(reports[1].max_rss_bytes > 0);
+  CHECK(reports[1].max_rss_bytes < (64u << 20));
 }
 
 TEST_CASE("a run's secrets do not reach the runs forked after it", "[executor]") {

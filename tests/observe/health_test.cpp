@@ -20,20 +20,23 @@ TEST_CASE("readiness: 200 when every check passes, else 503 with one reason per 
   struct Case {
     bool config_loaded;
     bool writable;
+    bool stopping;
     std::size_t backlog;
     int status;
     std::vector<std::string> reasons;  // substrings, in order
   };
   const Case cases[] = {
-      {true, true, 0, 200, {}},
-      {false, true, 0, 503, {"no config loaded"}},
-      {true, false, 0, 503, {"ledger not writable: disk I/O error"}},
-      {true, true, 3, 503, {"ledger write backlog: 3 record(s)"}},
-      {false, false, 1, 503, {"no config", "not writable", "backlog: 1"}},
+      {true, true, false, 0, 200, {}},
+      {false, true, false, 0, 503, {"no config loaded"}},
+      {true, false, false, 0, 503, {"ledger not writable: disk I/O error"}},
+      {true, true, false, 3, 503, {"ledger write backlog: 3 record(s)"}},
+      {true, true, true, 0, 503, {"stopping: no new runs start"}},
+      {false, false, true, 1, 503, {"stopping", "no config", "not writable", "backlog: 1"}},
   };
   for (const auto& c : cases) {
     Readiness r;
     r.config_loaded = c.config_loaded;
+    r.stopping = c.stopping;
     if (!c.writable) r.ledger_writable = fail("disk I/O error");
     r.ledger_backlog = c.backlog;
     auto response = readiness_response(r);

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "support/http_client.h"
+#include "support/skip.h"
 
 using namespace jobhost::observe;
 using namespace jobhost::testing;
@@ -144,19 +145,23 @@ TEST_CASE("an address in use or not of this machine is an error naming it", "[ob
   REQUIRE_FALSE(second.has_value());
   CHECK_THAT(second.error().message,
              Catch::Contains("cannot listen on " + taken) && Catch::Contains("in use"));
-  auto foreign = HttpServer::listen(io, "192.0.2.1:0", router);  // TEST-NET-1: not ours
-  REQUIRE_FALSE(foreign.has_value());
-  CHECK_THAT(foreign.error().message, Catch::Contains("bind"));
+  // TEST-NET-1 is no address of this machine (unless net.ipv4.ip_nonlocal_bind is on).
+  auto foreign = HttpServer::listen(io, "192.0.2.1:0", router);
+  if (foreign.has_value()) {
+    WARN("ip_nonlocal_bind is on here: binding 192.0.2.1 succeeded; not checked");
+  } else {
+    CHECK_THAT(foreign.error().message, Catch::Contains("bind: Cannot assign requested address"));
+  }
 }
 
-TEST_CASE("IPv6 loopback serves too", "[observe][http]") {
+TEST_CASE("IPv6 loopback serves too", "[observe][http][needs-ipv6]") {
   asio::io_context io;
   Router router;
   router.add("GET", "/x", [](const Request& r, const Respond& respond) {
     respond(Response::text(200, r.peer));
   });
   auto server = HttpServer::listen(io, "[::1]:0", router);
-  REQUIRE(server.has_value());
+  if (!server) JOBHOST_SKIP("no IPv6 loopback here: " << server.error().message);
   const int port = (*server)->local_endpoint().port();
   std::thread loop([&] { io.run_for(5s); });
   HttpConnection c(port, "::1");
@@ -257,6 +262,11 @@ TEST_CASE("a request head over the header limit gets 431, a body over the body l
   CHECK(json::parse(big.body)["error"].get<std::string>().find("65536") != std::string::npos);
   auto fits = http_post(server.port(), "/echo", std::string(64 * 1024, 'b'));
   CHECK(fits.status == 200);
+
+  // A Content-Length over the limit is refused before any body byte is sent.
+  RawConnection announced(server.port());
+  REQUIRE(announced.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"));
+  CHECK(status_of(announced.read_until_close(5s)) == 413);
 }
 
 TEST_CASE("keep-alive: two requests on one connection, and pipelined ones", "[observe][http]") {
@@ -399,11 +409,10 @@ TEST_CASE("answers that come later: served, and harmless once the client is gone
   HttpLimits limits;
   limits.handler_timeout = 500ms;
   std::vector<Respond> parked;  // touched on the server's thread only
-  std::shared_ptr<asio::steady_timer> timer;
   TestServer server(limits, [&](Router& router, asio::io_context& io) {
-    router.add("GET", "/later", [&io, &timer](const Request&, const Respond& respond) {
-      timer = std::make_shared<asio::steady_timer>(io, 100ms);
-      timer->async_wait([respond](const boost::system::error_code&) {
+    router.add("GET", "/later", [&io](const Request&, const Respond& respond) {
+      auto timer = std::make_shared<asio::steady_timer>(io, 100ms);
+      timer->async_wait([timer, respond](const boost::system::error_code&) {
         respond(Response::text(200, "later\n"));
         respond(Response::text(500, "twice"));  // ignored
       });

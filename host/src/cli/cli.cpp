@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "cli/commands.h"
+#include "common/version.h"
 
 namespace jobhost::cli {
 namespace {
@@ -19,7 +20,7 @@ CLI::Option* add_config_flag(CLI::App* sub, std::string& target) {
 int run_cli(int argc, char** argv) {
   CLI::App app{"jobhost: runs scheduled jobs from .so plugins, each run isolated and recorded"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "jobhost 0.1.0");
+  app.set_version_flag("--version", "jobhost " + std::string(kVersion));
 
   std::function<int()> command;
   std::string config;

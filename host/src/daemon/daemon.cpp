@@ -8,6 +8,7 @@
 
 #include "catalog/catalog.h"
 #include "common/log.h"
+#include "common/version.h"
 #include "daemon/control.h"
 #include "daemon/pid_lock.h"
 #include "engine/engine.h"
@@ -19,6 +20,8 @@
 #include "observe/health.h"
 #include "observe/http.h"
 #include "observe/http_server.h"
+#include "observe/metrics.h"
+#include "observe/timed_store.h"
 #include "reload/reloader.h"
 
 namespace jobhost::daemon {
@@ -92,9 +95,24 @@ int run_daemon(const config::Config& config) {
     log::error(seed.error().message);
     return 1;
   }
-  engine::Engine engine(io, config, plugins, **store, executor, *seed);
+  // Metrics watch the engine and time its ledger writes (TimedStore).
+  observe::Metrics metrics({.version = std::string(kVersion),
+                            .engine = nullptr,
+                            .fork_server_restarts = [&] { return executor.fork_server_restarts(); },
+                            .clock = {}});
+  observe::TimedStore timed_store(**store, metrics);
+  if (auto stats = (*store)->all_job_stats()) {
+    metrics.seed(*stats);
+  } else {
+    log::warn("metrics start without the ledger's job figures: " + stats.error().message);
+  }
+  engine::Engine engine(io, config, plugins, timed_store, executor, *seed);
   engine_ptr = &engine;
-  reload::Reloader reloader(io, config.file, catalog, plugins, engine, **store);
+  metrics.set_engine(&engine);
+  engine.add_observer(metrics);
+  reload::Reloader reloader(io, config.file, catalog, plugins, engine, timed_store);
+  reloader.on_result(
+      [&](std::string_view kind, std::string_view result) { metrics.note_reload(kind, result); });
 
   // The JSON API (/api/v1/); its routes join the router below.
   observe::ApiHooks api_hooks;
@@ -165,8 +183,10 @@ int run_daemon(const config::Config& config) {
   // this one router, before the server starts; handlers run on the loop.
   observe::Router router;
   observe::LedgerWriteProbe ledger_probe(**store);
+  bool stopping = false;  // set by the first SIGTERM/SIGINT
   observe::add_health_routes(router, [&] {
     observe::Readiness readiness;
+    readiness.stopping = stopping;
     readiness.config_loaded = !engine.config().file.empty();
     readiness.ledger_writable = ledger_probe.check();
     const auto backlog = engine.snapshot()["ledger_backlog"];
@@ -176,6 +196,7 @@ int run_daemon(const config::Config& config) {
     }
     return readiness;
   });
+  observe::add_metrics_route(router, metrics);
   api.add_routes(router);
   observe::add_dashboard_routes(router);
   std::unique_ptr<observe::HttpServer> http;
@@ -198,6 +219,7 @@ int run_daemon(const config::Config& config) {
           reloader.reload_all("SIGHUP",
                               [&](const reload::Reloader::Summary&) { (void)api.reload_token(); });
         } else if (++stop_requests == 1) {
+          stopping = true;
           log::info(fmt::format("{}: stopping", signo == SIGTERM ? "SIGTERM" : "SIGINT"));
           reloader.stop();
           // Nothing is left to do once the last run is recorded.

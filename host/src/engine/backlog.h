@@ -67,6 +67,7 @@ class Backlog {
   // The ledger refused a write and has not accepted every kept one since.
   bool refusing() const { return down_since_.has_value(); }
   bool empty() const { return kept_.empty(); }
+  std::size_t size() const { return kept_.size(); }
   // When the engine should wake to retry: nullopt when the ledger is not
   // refusing, or nothing waits for it (`claims_waiting`: fires in ready).
   std::optional<TimePoint> wake_at(bool claims_waiting) const;

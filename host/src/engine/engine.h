@@ -118,6 +118,22 @@ class Engine {
   // a retry's time; `slot`: the scheduled_for the ledger will claim;
   // `trigger`), or null for a job with nothing planned. For `jobhost list`.
   nlohmann::json next_fires() const;
+  // Figures read at each metrics scrape (observe/metrics.h): cheap, no JSON.
+  struct JobFigures {
+    std::string_view job;  // valid until the engine's config changes
+    std::size_t in_flight = 0;
+    std::size_t queued = 0;              // fires of the job waiting for a run slot
+    std::optional<TimePoint> next_fire;  // due of its first planned fire (next_fires' `due`)
+    bool paused = false;
+  };
+  struct Figures {
+    std::size_t in_flight = 0;
+    std::size_t queued = 0;           // fires waiting for a run slot (at most kMaxReady)
+    std::size_t pending_retries = 0;  // retries planned or waiting for a run slot
+    std::size_t ledger_backlog = 0;   // records kept while the ledger refuses writes
+    std::vector<JobFigures> jobs;     // config order
+  };
+  Figures figures() const;
   // The job's next `count` schedule slots from its next planned one (the
   // grid the engine uses, anchors included); empty for an unknown,
   // disabled or manual job.

@@ -194,4 +194,31 @@ nlohmann::json Engine::next_fires() const {
   return out;
 }
 
+Engine::Figures Engine::figures() const {
+  Figures out;
+  out.in_flight = active_.size();
+  out.queued = ready_.size();
+  out.ledger_backlog = backlog_.size();
+  std::map<std::string_view, TimePoint> first;  // timeline_ is ordered by due
+  for (const auto& fire : timeline_) {
+    first.try_emplace(fire.job, fire.due);
+    if (fire.trigger == ledger::Trigger::retry) ++out.pending_retries;
+  }
+  for (const auto& fire : ready_) {
+    if (fire.trigger == ledger::Trigger::retry) ++out.pending_retries;
+  }
+  out.jobs.reserve(config_.jobs.size());
+  for (const auto& cfg : config_.jobs) {
+    JobFigures job{.job = cfg.name, .in_flight = 0, .queued = 0, .next_fire = std::nullopt};
+    if (auto it = jobs_.find(cfg.name); it != jobs_.end()) {
+      job.in_flight = it->second.active.size();
+      job.queued = static_cast<std::size_t>(std::max(it->second.queued, 0));
+      job.paused = it->second.paused;
+    }
+    if (auto it = first.find(cfg.name); it != first.end()) job.next_fire = it->second;
+    out.jobs.push_back(job);
+  }
+  return out;
+}
+
 }  // namespace jobhost::engine

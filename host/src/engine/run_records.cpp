@@ -52,7 +52,13 @@ ledger::RunEnd run_end(const exec::RunReport& report, TimePoint finished_at, Dur
       .signal = report.signal_name.empty() ? std::nullopt : std::optional(report.signal_name),
       .duration = duration,
       .message = report.message,
-      .output_tail = report.output_tail};
+      .output_tail = report.output_tail,
+      .retry_at = std::nullopt,
+      .cpu_seconds = report.cpu_seconds,
+      // 0: not known (the leader was not reaped by us).
+      .max_rss_bytes =
+          report.max_rss_bytes > 0 ? std::optional(report.max_rss_bytes) : std::nullopt,
+      .metrics = report.metrics};
 }
 
 ledger::RunEnd unstarted_end(std::string run_id, TimePoint finished_at, std::string message) {

@@ -54,13 +54,18 @@ struct RunReport {
   std::optional<int> signal;     // the leader died of this signal
   std::string signal_name;       // "SIGSEGV", or ""
   TimePoint started{};
-  TimePoint finished{};                   // when the leader was reaped
-  std::string output_tail;                // last limits.output_bytes of stdout+stderr and log lines
-  uint64_t output_bytes = 0;              // bytes of output seen in total
-  std::map<std::string, double> metrics;  // last value of each metric()
-  std::optional<double> last_progress;    // last heartbeat's progress, if known
-  std::optional<double> cpu_seconds;      // CPU time of the leader (user + system)
-  uint64_t max_rss_bytes = 0;             // peak resident memory of the leader
+  TimePoint finished{};       // when the leader was reaped
+  std::string output_tail;    // last limits.output_bytes of stdout+stderr and log lines
+  uint64_t output_bytes = 0;  // bytes of output seen in total
+  // Last value of each metric(); at most 256 names of 1-128 bytes, finite values.
+  std::map<std::string, double> metrics;
+  std::optional<double> last_progress;  // last heartbeat's progress, if known
+  // CPU seconds (user + system) of the run's whole process tree where its
+  // cgroup counts them, else of the leader and the children it waited for;
+  // peak memory: the larger of the cgroup's peak and the leader's peak RSS
+  // (0 = unknown). docs/running.md has what each covers in each mode.
+  std::optional<double> cpu_seconds;
+  uint64_t max_rss_bytes = 0;
   int pid = 0;
 };
 

@@ -11,6 +11,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 
 #include "common/log.h"
@@ -29,6 +30,7 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr std::size_t kOutputChunk = 64 * 1024;
 constexpr std::size_t kControlChunk = 16 * 1024;
 constexpr std::size_t kMaxMetrics = 256;
+constexpr std::size_t kMaxMetricName = 128;  // bytes
 constexpr std::size_t kMaxMessage = 4096;
 
 std::string errno_text(int err) {
@@ -335,6 +337,8 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
         }
         break;
       case RecordType::metric:
+        // Hostile: a bounded count of short names with finite values.
+        if (r.text.empty() || r.text.size() > kMaxMetricName || !std::isfinite(r.number)) break;
         if (metrics.size() < kMaxMetrics || metrics.contains(r.text)) metrics[r.text] = r.number;
         break;
       case RecordType::message:
@@ -473,8 +477,14 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
     r.output_bytes = tail.total_bytes();
     r.metrics = metrics;
     r.last_progress = last_progress;
+    // The whole tree where the cgroup can tell (docs/running.md), else the
+    // leader with the children it waited for (wait4's rusage).
     r.cpu_seconds = f.cpu_seconds;
+    if (auto tree = cgroup.cpu_usage()) {
+      r.cpu_seconds = std::max(f.cpu_seconds.value_or(0), tree->count() / 1e6);
+    }
     r.max_rss_bytes = static_cast<uint64_t>(usage.ru_maxrss) * 1024;
+    if (auto peak = cgroup.memory_peak()) r.max_rss_bytes = std::max(r.max_rss_bytes, *peak);
     r.pid = pid;
     return r;
   }
@@ -568,7 +578,8 @@ Result<ForkServer::Spawned> ForkExecutor::spawn(Run& run, const Credentials& cre
     if (!forks_ || !forks_->alive() || forks_->retired()) {
       auto started = ForkServer::start();
       if (!started) return std::unexpected(started.error());
-      forks_ = std::move(*started);  // an old one lives on while its runs do
+      if (forks_) ++server_restarts_;  // it died or retired
+      forks_ = std::move(*started);    // an old one lives on while its runs do
     }
     const bool preload = !no_preload_.contains(plugin);
     auto spawned = forks_->spawn(run.request, run.cgroup.procs_files(), credentials, control_fd,

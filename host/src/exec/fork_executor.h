@@ -68,6 +68,8 @@ class ForkExecutor final : public Executor {
 
   // Run cgroups made so far; ended runs' cgroups are reused (CgroupPool).
   std::uint64_t cgroups_made() const { return cgroups_->made(); }
+  // Fork servers started to replace one that died or retired (metrics).
+  std::uint64_t fork_server_restarts() const { return server_restarts_; }
   // Removes the cgroups kept for reuse: call before remove_parent_cgroups.
   void remove_idle_cgroups() { cgroups_->clear(); }
 
@@ -85,6 +87,7 @@ class ForkExecutor final : public Executor {
   // Shared with the handlers that give an ended run's cgroup back.
   std::shared_ptr<CgroupPool> cgroups_;
   std::shared_ptr<ForkServer> forks_;  // the current one; replaced if it dies or retires
+  std::uint64_t server_restarts_ = 0;
   std::set<std::string, std::less<>> no_preload_;  // plugins whose loading broke a server
   std::map<std::string, std::shared_ptr<Run>, std::less<>> runs_;
 };

@@ -133,6 +133,14 @@ std::optional<std::uint64_t> keyed_value(std::string_view text, std::string_view
   return std::nullopt;
 }
 
+// A single-value file ("123456\n").
+std::optional<std::uint64_t> parse_u64(std::string_view text) {
+  std::uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end == text.data()) return std::nullopt;
+  return value;
+}
+
 std::optional<std::uint64_t> keyed_value_in(const std::string& file, std::string_view key) {
   auto text = read_text(file);
   if (!text) return std::nullopt;
@@ -768,7 +776,8 @@ RunCgroup::RunCgroup(RunCgroup&& other) noexcept
       v2_dir_(std::move(other.v2_dir_)),
       memory_limit_(other.memory_limit_),
       processes_limit_(other.processes_limit_),
-      base_(other.base_) {
+      base_(other.base_),
+      reused_(other.reused_) {
   other.mode_ = CgroupMode::none;
   other.dirs_.clear();
   other.procs_.clear();
@@ -788,6 +797,7 @@ RunCgroup& RunCgroup::operator=(RunCgroup&& other) noexcept {
     memory_limit_ = other.memory_limit_;
     processes_limit_ = other.processes_limit_;
     base_ = other.base_;
+    reused_ = other.reused_;
     other.dirs_.clear();
     other.procs_.clear();
   }
@@ -847,6 +857,19 @@ std::optional<std::chrono::microseconds> RunCgroup::cpu_usage() const {
   return std::chrono::microseconds(static_cast<std::int64_t>(used));
 }
 
+std::optional<std::uint64_t> RunCgroup::memory_peak() const {
+  if (memory_dir_.empty()) return std::nullopt;
+  if (mode_ == CgroupMode::v2) {
+    if (reused_) return std::nullopt;
+    auto text = read_text(memory_dir_ + "/memory.peak");
+    if (!text) return std::nullopt;
+    return parse_u64(*text);
+  }
+  auto text = read_text(memory_dir_ + "/memory.max_usage_in_bytes");
+  if (!text) return std::nullopt;
+  return parse_u64(*text);
+}
+
 bool RunCgroup::recycle() noexcept {
   if (dirs_.empty()) return false;
   try {
@@ -872,7 +895,14 @@ bool RunCgroup::recycle() noexcept {
     if (!v2_dir_.empty()) {
       next.cpu_usec = keyed_value_in(v2_dir_ + "/cpu.stat", "usage_usec").value_or(0);
     }
+    // The next run's peak starts from what is charged now (v1 resets the
+    // high-water mark to the current usage on any write).
+    if (mode_ == CgroupMode::v1 && !memory_dir_.empty() &&
+        write_text(memory_dir_ + "/memory.max_usage_in_bytes", "0") != 0) {
+      return false;
+    }
     base_ = next;
+    reused_ = true;
     return true;
   } catch (...) {
     return false;  // out of memory: remove it

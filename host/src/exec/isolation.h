@@ -146,6 +146,13 @@ class RunCgroup {
   // RLIMIT_CPU (per process) cannot.
   std::optional<std::chrono::microseconds> cpu_usage() const;
 
+  // Peak memory charged to the run's cgroup since this run got it, in
+  // bytes: v1 memory.max_usage_in_bytes (reset when a cgroup is reused),
+  // v2 memory.peak of a cgroup made for this run (a reused v2 cgroup cannot
+  // reset it for every reader: nullopt then). Includes the page cache the
+  // run caused. nullopt in mode none or when unreadable.
+  std::optional<std::uint64_t> memory_peak() const;
+
   // Parent, after the run is reaped: kill_all, then rmdir every cgroup,
   // retrying for up to ~200 ms while processes are still exiting. What is
   // still busy afterwards stays for a later remove() or cleanup_stale().
@@ -183,7 +190,8 @@ class RunCgroup {
   std::string v2_dir_;              // the run's v2 cgroup (cpu.stat), or empty
   std::uint64_t memory_limit_ = 0;  // the limits create() wrote (CgroupPool's key)
   std::uint64_t processes_limit_ = 0;
-  Counters base_;  // the counters when this run got the cgroup
+  Counters base_;        // the counters when this run got the cgroup
+  bool reused_ = false;  // recycle()d at least once: v2 memory.peak is not this run's
 };
 
 // Run cgroups kept for the next runs. Making and removing a cgroup costs

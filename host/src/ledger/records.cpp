@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 namespace jobhost::ledger {
@@ -34,6 +35,10 @@ json opt_time(const std::optional<TimePoint>& t) {
 }
 
 }  // namespace
+
+bool storable_metric(std::string_view name, double value) {
+  return !name.empty() && name.size() <= kMaxMetricNameBytes && std::isfinite(value);
+}
 
 std::string_view to_string(Trigger trigger) {
   return kTriggerNames[static_cast<std::size_t>(trigger)];
@@ -86,7 +91,16 @@ void to_json(json& out, const RunRecord& run) {
       {"progress", or_null(run.progress, [](double p) { return p; })},
       {"replay_of", opt_text(run.replay_of)},
       {"host_pid", run.host_pid},
+      {"cpu_seconds", or_null(run.cpu_seconds, [](double s) { return s; })},
+      {"max_rss_bytes", or_null(run.max_rss_bytes, [](uint64_t b) { return b; })},
+      {"metrics", json::object()},
   };
+  // Names are plugin bytes: invalid UTF-8 is replaced, as in every text.
+  // Values were finite when stored; a non-finite one read back is null.
+  auto& metrics = out["metrics"];
+  for (const auto& [name, value] : run.metrics) {
+    metrics[text(name).get<std::string>()] = std::isfinite(value) ? json(value) : json(nullptr);
+  }
 }
 
 void to_json(json& out, const JobStats& stats) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
@@ -61,7 +62,21 @@ struct RunEnd {
   // When set, attempt+1 of the same slot is scheduled for this instant in the
   // same transaction, so a crash cannot lose the retry.
   std::optional<TimePoint> retry_at{};
+  // Resources of the run (docs/running.md says what each covers in each
+  // isolation mode): CPU seconds (user + system), peak memory in bytes.
+  std::optional<double> cpu_seconds{};
+  std::optional<uint64_t> max_rss_bytes{};
+  // The last value of each metric() name. Hostile: the store keeps only
+  // storable_metric() entries, at most kMaxRunMetrics of them.
+  std::map<std::string, double> metrics{};
 };
+
+// Bounds on a run's plugin metrics as the ledger keeps them.
+inline constexpr std::size_t kMaxRunMetrics = 256;
+inline constexpr std::size_t kMaxMetricNameBytes = 128;
+// A name of 1..kMaxMetricNameBytes bytes and a finite value (NaN and
+// infinities have no place in SQLite REAL NOT NULL nor in JSON).
+bool storable_metric(std::string_view name, double value);
 
 // A slot that is recorded as skipped instead of run (concurrency or misfire
 // policy). It becomes a finished run row with outcome skipped.
@@ -101,6 +116,9 @@ struct RunRecord {
   std::optional<double> progress;
   std::optional<std::string> replay_of;
   int64_t host_pid = 0;
+  std::optional<double> cpu_seconds;      // unknown for runs before schema 3, skips, unstarted
+  std::optional<uint64_t> max_rss_bytes;  // likewise
+  std::map<std::string, double> metrics;  // the run's plugin metrics, by name
 
   bool running() const { return !finished_at.has_value(); }
 };

@@ -90,8 +90,20 @@ CREATE TABLE host_settings (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
-// Issue 12 (observability). Each feature adds its statements in its own block.
+// Version 3: the operator surface (issue 12). Each feature adds its block.
 constexpr const char* kVersion3 = R"sql(
+-- Run resources and plugin metrics (observe/metrics.h, docs/running.md):
+-- CPU seconds and peak memory of the run, and the last value of each
+-- metric() name. run_metrics rows go with their run (retention deletes runs).
+ALTER TABLE runs ADD COLUMN cpu_seconds REAL;
+ALTER TABLE runs ADD COLUMN max_rss_bytes INTEGER;
+CREATE TABLE run_metrics (
+  run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+  name   TEXT NOT NULL,
+  value  REAL NOT NULL,
+  PRIMARY KEY (run_id, name)
+) STRICT, WITHOUT ROWID;
+
 -- JSON API, pause/resume: a paused job's fires are recorded skipped "paused";
 -- set while paused, with who paused it ("uid 1000", "http token 127.0.0.1:5000").
 ALTER TABLE jobs ADD COLUMN paused_at INTEGER;

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <unordered_map>
@@ -39,6 +41,8 @@ bool counts_as_failure(Outcome o) {
       return false;
   }
 }
+
+constexpr std::optional<double> kNoDouble;
 
 bool advances_last_fire(Trigger t) {
   return t == Trigger::schedule || t == Trigger::catchup;
@@ -136,7 +140,8 @@ class Query {
 #define JOBHOST_RUN_COLUMNS                                                                    \
   "run_id, job, scheduled_for, attempt, trace_id, trigger, started_at, finished_at, outcome, " \
   "exit_code, signal, duration_ms, plugin, plugin_version, plugin_sha256, definition_hash, "   \
-  "message, output_tail, last_heartbeat, progress, replay_of, host_pid"
+  "message, output_tail, last_heartbeat, progress, replay_of, host_pid, cpu_seconds, "         \
+  "max_rss_bytes"
 
 constexpr const char* kEnsureJob =
     "INSERT INTO jobs (name, definition_hash, updated_at) VALUES (?, ?, ?) "
@@ -158,12 +163,16 @@ constexpr const char* kConsumeRetry =
     "DELETE FROM pending_retries WHERE job = ? AND scheduled_for = ? AND next_attempt <= ?";
 constexpr const char* kInsertRun =
     "INSERT INTO runs (" JOBHOST_RUN_COLUMNS
-    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 constexpr const char* kRunForFinish =
     "SELECT job, scheduled_for, attempt, trace_id, finished_at FROM runs WHERE run_id = ?";
 constexpr const char* kFinishRun =
     "UPDATE runs SET finished_at = ?, outcome = ?, exit_code = ?, signal = ?, duration_ms = ?, "
-    "message = ?, output_tail = ? WHERE run_id = ?";
+    "message = ?, output_tail = ?, cpu_seconds = ?, max_rss_bytes = ? WHERE run_id = ?";
+constexpr const char* kInsertMetric =
+    "INSERT INTO run_metrics (run_id, name, value) VALUES (?, ?, ?) "
+    "ON CONFLICT (run_id, name) DO UPDATE SET value = excluded.value";
+constexpr const char* kRunMetrics = "SELECT name, value FROM run_metrics WHERE run_id = ?";
 constexpr const char* kResetFailures =
     "UPDATE jobs SET consecutive_failures = 0, updated_at = ? WHERE name = ?";
 constexpr const char* kCountFailure =
@@ -325,7 +334,8 @@ class SqliteStore final : public Store {
       Query(statement(kInsertRun), run.run_id, run.job, run.scheduled_for, run.attempt,
             run.trace_id, to_string(run.trigger), run.started_at, nullptr, nullptr, nullptr,
             nullptr, nullptr, run.plugin, run.plugin_version, run.plugin_sha256,
-            run.definition_hash, "", Blob{}, nullptr, nullptr, run.replay_of, run.host_pid)
+            run.definition_hash, "", Blob{}, nullptr, nullptr, run.replay_of, run.host_pid, nullptr,
+            nullptr)
           .exec();
       insert_event(run.started_at, "started", run.job, run.run_id,
                    json{{"trigger", to_string(run.trigger)},
@@ -354,9 +364,25 @@ class SqliteStore final : public Store {
         attempt = q.col(2).getInt();
         trace_id = q.col(3).getString();
       }
+      const bool cpu_known =
+          end.cpu_seconds && std::isfinite(*end.cpu_seconds) && *end.cpu_seconds >= 0;
+      const std::optional<double>& cpu = cpu_known ? end.cpu_seconds : kNoDouble;
+      // SQLite integers are signed 64-bit: clamp a (hostile) huge figure.
+      std::optional<int64_t> rss;
+      if (end.max_rss_bytes) {
+        rss = static_cast<int64_t>(
+            std::min<uint64_t>(*end.max_rss_bytes, std::numeric_limits<int64_t>::max()));
+      }
       Query(statement(kFinishRun), end.finished_at, to_string(end.outcome), end.exit_code,
-            end.signal, end.duration, end.message, Blob{end.output_tail}, end.run_id)
+            end.signal, end.duration, end.message, Blob{end.output_tail}, cpu, rss, end.run_id)
           .exec();
+      std::size_t stored = 0;
+      for (const auto& [name, value] : end.metrics) {
+        if (stored == kMaxRunMetrics) break;
+        if (!storable_metric(name, value)) continue;
+        Query(statement(kInsertMetric), end.run_id, name, value).exec();
+        ++stored;
+      }
       if (end.outcome == Outcome::succeeded) {
         Query(statement(kResetFailures), end.finished_at, job).exec();
       } else if (counts_as_failure(end.outcome)) {
@@ -397,7 +423,7 @@ class SqliteStore final : public Store {
       Query(statement(kInsertRun), skip.run_id, skip.job, skip.scheduled_for, 1, skip.trace_id,
             to_string(skip.trigger), skip.at, skip.at, to_string(Outcome::skipped), nullptr,
             nullptr, Duration{0}, nullptr, nullptr, nullptr, definition, skip.reason, Blob{},
-            nullptr, nullptr, nullptr, skip.host_pid)
+            nullptr, nullptr, nullptr, skip.host_pid, nullptr, nullptr)
           .exec();
       insert_event(skip.at, "skipped", skip.job, skip.run_id,
                    json{{"trigger", to_string(skip.trigger)},
@@ -900,6 +926,8 @@ class SqliteStore final : public Store {
     if (!q.col(19).isNull()) r.progress = q.col(19).getDouble();
     r.replay_of = q.opt_text(20);
     r.host_pid = q.col(21).getInt64();
+    if (!q.col(22).isNull()) r.cpu_seconds = q.col(22).getDouble();
+    if (auto bytes = q.opt_int(23); bytes && *bytes >= 0) r.max_rss_bytes = *bytes;
     return r;
   }
 
@@ -912,9 +940,15 @@ class SqliteStore final : public Store {
     return out;
   }
 
+  // The runs `q` selects, each with its metrics (read once `q` is done,
+  // so that only one statement steps at a time).
   std::vector<RunRecord> read_runs(Query&& q) {
     std::vector<RunRecord> out;
     while (q.step()) out.push_back(read_run(q));
+    for (auto& run : out) {
+      Query m(statement(kRunMetrics), run.run_id);
+      while (m.step()) run.metrics[m.col(0).getString()] = m.col(1).getDouble();
+    }
     return out;
   }
 

@@ -8,6 +8,7 @@ namespace jobhost::observe {
 
 Response readiness_response(const Readiness& readiness) {
   nlohmann::json reasons = nlohmann::json::array();
+  if (readiness.stopping) reasons.push_back("stopping: no new runs start");
   if (!readiness.config_loaded) reasons.push_back("no config loaded");
   if (!readiness.ledger_writable) {
     reasons.push_back("ledger not writable: " + readiness.ledger_writable.error().message);

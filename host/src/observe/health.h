@@ -22,6 +22,7 @@ struct Readiness {
   Result<void> ledger_writable;    // LedgerWriteProbe::check()
   std::size_t ledger_backlog = 0;  // records the engine keeps in memory for the ledger
   std::string backlog_since;       // when the oldest of them was made ("" if none)
+  bool stopping = false;           // a stop was asked: runs in flight are finishing
 };
 
 // 200 {"status":"ready"}, or 503 {"status":"not ready","reasons":[...]} with

@@ -179,6 +179,7 @@ void Reloader::on_rejected(const std::string& file, const catalog::Rejection& re
   summary_.ok = false;
   summary_.lines.push_back(
       fmt::format("plugin file {} rejected: {}; {}", file, rejection.reason, kept));
+  tell("plugin", "rejected");
   record(
       "rejected_plugin",
       {{"file", file}, {"reason", rejection.reason}, {"in_service", build_json(state.in_service)}});
@@ -216,6 +217,7 @@ void Reloader::apply_plugins() {
         }
       }
       log::info("reloaded: " + text);
+      tell("plugin", "applied");
       summary_.lines.push_back(text);
       detail.push_back({{"plugin", change.name},
                         {"before", build_json(change.before)},
@@ -243,6 +245,7 @@ void Reloader::reload_config() {
     summary_.ok = false;
     summary_.lines.push_back(fmt::format("config rejected; the running config stays"));
     summary_.lines.insert(summary_.lines.end(), errors.begin(), errors.end());
+    tell("config", "rejected");
     record("config_rejected", {{"config", config_file_.string()}, {"errors", errors}});
     config_rejected_ = true;
     return end_cycle();
@@ -266,6 +269,7 @@ void Reloader::reload_config() {
                         list_text(diff.added), list_text(diff.removed), list_text(diff.changed));
   log::info(text);
   summary_.lines.push_back(text);
+  tell("config", "applied");
   record("reloaded", {{"config", config_file_.string()},
                       {"added", diff.added},
                       {"removed", diff.removed},

@@ -16,6 +16,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "catalog/catalog.h"
@@ -57,6 +58,12 @@ class Reloader {
   // The plugins in service and the rejected files, as `jobhost plugins --json`.
   nlohmann::json plugins_json() const;
 
+  // Told of every reload result as it is recorded (metrics): `kind` is
+  // "plugin" (one per plugin build put in or out of service, or file
+  // rejected) or "config"; `result` is "applied" or "rejected".
+  using ResultHook = std::function<void(std::string_view kind, std::string_view result)>;
+  void on_result(ResultHook hook) { on_result_ = std::move(hook); }
+
  private:
   void request(ChangeSet changes, Done done);
   void start_cycle();
@@ -93,6 +100,11 @@ class Reloader {
   std::vector<Done> cycle_done_;
   std::deque<std::string> to_probe_;
   Summary summary_;
+  ResultHook on_result_;
+
+  void tell(std::string_view kind, std::string_view result) {
+    if (on_result_) on_result_(kind, result);
+  }
 };
 
 }  // namespace jobhost::reload

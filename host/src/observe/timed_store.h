@@ -1,0 +1,126 @@
+// A ledger::Store that forwards every call to another store and times its
+// writes into Metrics (jobhost_ledger_write_seconds). The daemon hands it to
+// the engine and the reloader, so the engine's Backlog, which makes the
+// writes, stays unaware of metrics. Reads are forwarded untimed.
+#pragma once
+
+#include "ledger/store.h"
+#include "observe/metrics.h"
+
+namespace jobhost::observe {
+
+class TimedStore final : public ledger::Store {
+ public:
+  // `inner` and `metrics` must outlive this store.
+  TimedStore(ledger::Store& inner, Metrics& metrics) : inner_(inner), metrics_(metrics) {}
+
+  Result<bool> claim_and_start(const ledger::RunStart& run) override {
+    return timed(LedgerOp::claim, [&] { return inner_.claim_and_start(run); });
+  }
+  Result<bool> finish_run(const ledger::RunEnd& end) override {
+    return timed(LedgerOp::finish, [&] { return inner_.finish_run(end); });
+  }
+  Result<bool> record_skipped(const ledger::SkipRecord& skip) override {
+    return timed(LedgerOp::skip, [&] { return inner_.record_skipped(skip); });
+  }
+  Result<bool> heartbeat(std::string_view run_id, TimePoint at,
+                         std::optional<double> progress) override {
+    return timed(LedgerOp::heartbeat, [&] { return inner_.heartbeat(run_id, at, progress); });
+  }
+  Result<std::vector<ledger::RunRecord>> close_orphaned_runs(TimePoint now,
+                                                             std::string_view message) override {
+    return timed(LedgerOp::other, [&] { return inner_.close_orphaned_runs(now, message); });
+  }
+  Result<std::vector<ledger::RunRecord>> history(std::optional<std::string_view> job,
+                                                 int limit) override {
+    return inner_.history(job, limit);
+  }
+  Result<std::optional<ledger::RunRecord>> get_run(std::string_view run_id) override {
+    return inner_.get_run(run_id);
+  }
+  Result<std::vector<ledger::RunRecord>> running_runs() override { return inner_.running_runs(); }
+  Result<ledger::JobStats> job_stats(std::string_view job) override {
+    return inner_.job_stats(job);
+  }
+  Result<std::vector<ledger::JobStats>> all_job_stats() override { return inner_.all_job_stats(); }
+  Result<std::optional<TimePoint>> last_fire(std::string_view job) override {
+    return inner_.last_fire(job);
+  }
+  Result<void> upsert_job(std::string_view job, std::string_view definition_hash,
+                          std::optional<TimePoint> next_fire, TimePoint now) override {
+    return timed(LedgerOp::other,
+                 [&] { return inner_.upsert_job(job, definition_hash, next_fire, now); });
+  }
+  Result<void> add_event(const ledger::Event& event) override {
+    return timed(LedgerOp::other, [&] { return inner_.add_event(event); });
+  }
+  Result<std::vector<ledger::Event>> events(std::optional<std::string_view> job,
+                                            int limit) override {
+    return inner_.events(job, limit);
+  }
+  Result<void> schedule_retry(const ledger::PendingRetry& retry, TimePoint now) override {
+    return timed(LedgerOp::other, [&] { return inner_.schedule_retry(retry, now); });
+  }
+  Result<std::vector<ledger::PendingRetry>> pending_retries() override {
+    return inner_.pending_retries();
+  }
+  Result<bool> remove_retry(std::string_view job, TimePoint scheduled_for) override {
+    return timed(LedgerOp::other, [&] { return inner_.remove_retry(job, scheduled_for); });
+  }
+  Result<ledger::Pruned> prune(TimePoint before, int max_rows) override {
+    return timed(LedgerOp::other, [&] { return inner_.prune(before, max_rows); });
+  }
+  Result<int> prune_excess(std::string_view job, int keep, int max_rows) override {
+    return timed(LedgerOp::other, [&] { return inner_.prune_excess(job, keep, max_rows); });
+  }
+  Result<std::vector<ledger::JobStats>> job_summaries() override {
+    return inner_.job_summaries();
+  }
+  Result<std::vector<std::pair<std::string, std::vector<ledger::WindowRun>>>> window_runs(
+      const std::vector<std::string>& jobs) override {
+    return inner_.window_runs(jobs);
+  }
+  Result<ledger::RunSummary> run_summary(TimePoint since) override {
+    return inner_.run_summary(since);
+  }
+  Result<std::vector<ledger::RunRecord>> query_runs(const ledger::RunQuery& query) override {
+    return inner_.query_runs(query);
+  }
+  Result<std::vector<ledger::RunRecord>> slot_runs(std::string_view job,
+                                                   TimePoint scheduled_for) override {
+    return inner_.slot_runs(job, scheduled_for);
+  }
+  Result<bool> set_paused(std::string_view job, bool paused, std::string_view by,
+                          TimePoint at) override {
+    return timed(LedgerOp::other, [&] { return inner_.set_paused(job, paused, by, at); });
+  }
+  Result<std::vector<ledger::JobStats>> paused_jobs() override { return inner_.paused_jobs(); }
+  Result<std::vector<ledger::Event>> events_after(int64_t after_id, int limit) override {
+    return inner_.events_after(after_id, limit);
+  }
+  Result<std::vector<ledger::Event>> run_events(std::string_view run_id, int limit) override {
+    return inner_.run_events(run_id, limit);
+  }
+  Result<uint64_t> jitter_seed() override { return inner_.jitter_seed(); }
+  Result<void> checkpoint() override {
+    return timed(LedgerOp::other, [&] { return inner_.checkpoint(); });
+  }
+  Result<void> probe_writable(TimePoint now) override {
+    return timed(LedgerOp::other, [&] { return inner_.probe_writable(now); });
+  }
+
+ private:
+  template <class F>
+  auto timed(LedgerOp op, F&& write) -> decltype(write()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto result = write();
+    metrics_.observe_ledger_write(
+        op, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return result;
+  }
+
+  ledger::Store& inner_;
+  Metrics& metrics_;
+};
+
+}  // namespace jobhost::observe
