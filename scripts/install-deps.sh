@@ -7,7 +7,9 @@ pkgs=(build-essential cmake pkg-config git
       libtomlplusplus-dev libsqlitecpp-dev libsqlite3-dev sqlite3
       libspdlog-dev libfmt-dev catch2 libcli11-dev nlohmann-json3-dev
       libhowardhinnant-date-dev libssl-dev openssl tzdata file
-      prometheus)  # promtool: the metrics and alerting-rules tests; openssl: the webhook test's CA
+      prometheus  # promtool: the metrics and alerting-rules tests
+      chromium chromium-driver python3-selenium)  # the dashboard's browser test
+# openssl (the CLI): the webhook test makes its CA with it.
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

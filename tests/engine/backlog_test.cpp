@@ -102,6 +102,9 @@ class RefusingStore final : public ledger::Store {
       const std::vector<std::string>& jobs) override {
     return real_.window_runs(jobs);
   }
+  Result<ledger::RunSummary> run_summary(TimePoint since) override {
+    return real_.run_summary(since);
+  }
   Result<std::vector<ledger::RunRecord>> query_runs(const ledger::RunQuery& query) override {
     return real_.query_runs(query);
   }

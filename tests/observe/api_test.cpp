@@ -386,6 +386,32 @@ TEST_CASE("api: status has the engine snapshot and the jobs of status --json", "
   CHECK(s["running"].empty());
 }
 
+TEST_CASE("api: status has the dashboard's summary; jobs=false leaves the jobs out",
+          "[observe][api][dashboard]") {
+  ApiRig a;
+  a.start(at_utc(10, 0, 0));
+  // The summary's hour is the wall clock's (the dashboard shows "last hour").
+  const TimePoint now = wall_now();
+  add_run(a.rig.store(), "beta", now - std::chrono::minutes(90), Outcome::failed);
+  add_run(a.rig.store(), "beta", now - std::chrono::minutes(20), Outcome::succeeded, 100ms);
+  add_run(a.rig.store(), "beta", now - std::chrono::minutes(10), Outcome::crashed, 300ms);
+  auto s = body(a.get("/api/v1/status"));
+  const auto& summary = s["summary"];
+  CHECK(summary["runs_in_flight"] == 0);
+  CHECK(summary["queue_depth"] == 0);
+  CHECK(summary["pending_retries"] == 0);
+  CHECK(summary["last_hour"]["runs"] == 2);
+  CHECK(summary["last_hour"]["failed"] == 1);
+  CHECK(summary["last_hour"]["failure_rate"] == 0.5);
+  CHECK(summary["last_hour"]["mean_duration_ms"] == 200);
+  CHECK(summary["ledger"]["healthy"] == true);
+  CHECK(s["jobs"].size() == 3);
+
+  auto light = body(a.get("/api/v1/status?jobs=false"));
+  CHECK(light["jobs"].empty());
+  CHECK(light["summary"] == summary);
+}
+
 TEST_CASE("api: actions need the bearer token of [http] token_file", "[observe][api][auth]") {
   SECTION("no token file: 403 for every action") {
     ApiRig a;

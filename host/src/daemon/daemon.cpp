@@ -17,6 +17,7 @@
 #include "ledger/sqlite_store.h"
 #include "observe/alerts.h"
 #include "observe/api.h"
+#include "observe/dashboard.h"
 #include "observe/health.h"
 #include "observe/http.h"
 #include "observe/http_server.h"
@@ -210,6 +211,7 @@ int run_daemon(const config::Config& config) {
   });
   observe::add_metrics_route(router, metrics);
   api.add_routes(router);
+  observe::add_dashboard_routes(router);
   std::unique_ptr<observe::HttpServer> http;
   if (!config.http.listen.empty()) {
     auto server = observe::HttpServer::listen(io, config.http.listen, router);

@@ -215,6 +215,16 @@ struct RunQuery {
   int limit = 50;  // > 0
 };
 
+// Finished, not skipped runs that started in a window (Store::run_summary):
+// how many, how many counted as failures (failed, timed_out, stalled,
+// crashed, limit_exceeded, as consecutive_failures counts them), and their
+// mean duration (nullopt when none has one).
+struct RunSummary {
+  int runs = 0;
+  int failed = 0;
+  std::optional<Duration> mean_duration;
+};
+
 // The nearest-rank percentile `p` (0 < p <= 100) of `sorted` (ascending,
 // not empty).
 Duration percentile(const std::vector<Duration>& sorted, int p);

@@ -221,6 +221,11 @@ constexpr const char* kWindowRuns =
     "SELECT j.value, r.run_id, r.started_at, r.outcome, r.duration_ms FROM json_each(?1) j "
     "JOIN runs r ON r.run_id IN (SELECT r.run_id " JOBHOST_WINDOW_OF("j.value") " LIMIT ?2) "
     "ORDER BY j.key, r.started_at DESC, r.run_id DESC";
+// Dashboard: the header's last-hour tiles.
+constexpr const char* kRunSummary =
+    "SELECT outcome, count(*), sum(duration_ms), count(duration_ms) FROM runs "
+    "WHERE started_at >= ? AND finished_at IS NOT NULL AND outcome <> 'skipped' "
+    "GROUP BY outcome";
 constexpr const char* kSlotRuns = "SELECT " JOBHOST_RUN_COLUMNS
                                   " FROM runs WHERE job = ? AND scheduled_for = ? "
                                   "ORDER BY attempt";
@@ -566,6 +571,24 @@ class SqliteStore final : public Store {
         if (auto ms = q.opt_int(4)) run.duration = Duration(*ms);
         out.back().second.push_back(std::move(run));
       }
+      return out;
+    });
+  }
+
+  Result<RunSummary> run_summary(TimePoint since) override {
+    return guarded("cannot summarise the recent runs", [&]() -> Result<RunSummary> {
+      RunSummary out;
+      int64_t total_ms = 0, with_duration = 0;
+      Query q(statement(kRunSummary), since);
+      while (q.step()) {
+        const auto outcome = outcome_from_string(q.col(0).getString());
+        const int count = q.col(1).getInt();
+        out.runs += count;
+        if (outcome && counts_as_failure(*outcome)) out.failed += count;
+        total_ms += q.opt_int(2).value_or(0);
+        with_duration += q.col(3).getInt64();
+      }
+      if (with_duration > 0) out.mean_duration = Duration(total_ms / with_duration);
       return out;
     });
   }

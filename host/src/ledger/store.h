@@ -88,6 +88,9 @@ class Store {
   virtual Result<std::vector<std::pair<std::string, std::vector<WindowRun>>>> window_runs(
       const std::vector<std::string>& jobs) = 0;
 
+  // The finished, not skipped runs that started at or after `since`.
+  virtual Result<RunSummary> run_summary(TimePoint since) = 0;
+
   // Runs matching `query`, newest first (started_at DESC, run_id DESC),
   // after query.after if set, at most query.limit (<= 0 is an Error). Paging
   // with the last run of each page as the next cursor returns every run

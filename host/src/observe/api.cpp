@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "common/sha256.h"
+#include "observe/dashboard_data.h"
 #include "schedule/schedule.h"
 
 namespace jobhost::observe {
@@ -457,11 +458,16 @@ void Api::list_events(const Request& request, const Respond& respond) {
   respond(ok({{"events", *events}, {"next_since", next}}));
 }
 
-void Api::status(const Request&, const Respond& respond) {
+void Api::status(const Request& request, const Respond& respond) {
   json snapshot = engine_.snapshot();
-  json builds = engine_.next_builds();
+  // The dashboard's header tiles; it asks with jobs=false every second, so
+  // thousands of jobs cost nothing then.
+  auto summary = status_summary(store_, snapshot, wall_now());
+  if (!summary) return respond(ledger_error(summary.error()));
+  const bool with_jobs = request.arg("jobs").value_or("true") != "false";
+  json builds = with_jobs ? engine_.next_builds() : json::array();
   json jobs = json::array();
-  for (std::size_t i = 0; i < engine_.config().jobs.size(); ++i) {
+  for (std::size_t i = 0; with_jobs && i < engine_.config().jobs.size(); ++i) {
     const auto& cfg = engine_.config().jobs[i];
     auto stats = store_.job_stats(cfg.name);
     if (!stats) return respond(ledger_error(stats.error()));
@@ -484,7 +490,8 @@ void Api::status(const Request&, const Respond& respond) {
                 {"ledger_backlog", snapshot["ledger_backlog"]},
                 {"queued", snapshot["queued"]}}},
               {"jobs", std::move(jobs)},
-              {"running", std::move(in_flight)}}));
+              {"running", std::move(in_flight)},
+              {"summary", std::move(*summary)}}));
 }
 
 void Api::trigger(const Request& request, const Respond& respond) {

@@ -80,6 +80,9 @@ class TimedStore final : public ledger::Store {
       const std::vector<std::string>& jobs) override {
     return inner_.window_runs(jobs);
   }
+  Result<ledger::RunSummary> run_summary(TimePoint since) override {
+    return inner_.run_summary(since);
+  }
   Result<std::vector<ledger::RunRecord>> query_runs(const ledger::RunQuery& query) override {
     return inner_.query_runs(query);
   }

@@ -1,0 +1,27 @@
+// The figures of the dashboard's header tiles, which GET /api/v1/status adds
+// as its "summary": short reads (the engine's snapshot, one aggregate ledger
+// query over the last hour's runs, the pending retries).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/time.h"
+#include "ledger/store.h"
+
+namespace jobhost::observe {
+
+// {"runs", "failed", "failure_rate", "mean_duration_ms"} over the finished,
+// not skipped runs that started in the hour before `now` (failure_rate and
+// mean_duration_ms are null when there are none). Error: ledger unreadable.
+Result<nlohmann::json> last_hour_json(ledger::Store& store, TimePoint now);
+
+// {"runs_in_flight", "queue_depth", "pending_retries", "last_hour" (see
+// last_hour_json), "ledger": {"healthy", "backlog", "reason"}} from the
+// engine's snapshot() and `store`. The ledger is healthy while no write waits
+// in the engine's backlog; "reason" says what waits, null when healthy.
+// Error: ledger unreadable.
+Result<nlohmann::json> status_summary(ledger::Store& store, const nlohmann::json& engine_snapshot,
+                                      TimePoint now);
+
+}  // namespace jobhost::observe
