@@ -305,6 +305,7 @@ void Api::list_jobs(const Request& request, const Respond& respond) {
     const JobBook::Entry* entry;  // with a book
     bool paused;
     std::optional<TimePoint> next_fire{};
+    std::optional<double> key{};  // the sort's
   };
   // With a book, the next fire is the engine's (the slot it last wrote to
   // the ledger as next_fire), computed only for the rows that need it.
@@ -335,32 +336,44 @@ void Api::list_jobs(const Request& request, const Respond& respond) {
   if (sort == "next_fire") {
     for (auto& r : rows) r.next_fire = next_fire_of(r);
   }
-  // Sort key per row; rows without a value go last in either direction.
+
+  // Sort key per row, computed once; rows without a value go last in either
+  // direction. Names are unique, so the order is total: only the rows up to
+  // the page's end are sorted (partial_sort).
+  const bool sort_by_name = sort == "name";
+  const bool by_next_fire = sort == "next_fire", by_last_run = sort == "last_run";
   auto key = [&](const Row& r) -> std::optional<double> {
     if (!r.stats) return std::nullopt;
-    if (sort == "next_fire") {
+    if (by_next_fire) {
       if (!r.cfg->enabled || !r.next_fire) return std::nullopt;
       return static_cast<double>(r.next_fire->time_since_epoch().count());
     }
-    if (sort == "last_run") {
+    if (by_last_run) {
       if (!r.stats->last_started) return std::nullopt;
       return static_cast<double>(r.stats->last_started->time_since_epoch().count());
     }
     return r.stats->success_rate;
   };
-  std::stable_sort(rows.begin(), rows.end(), [&](const Row& a, const Row& b) {
-    if (sort != "name") {
-      auto ka = key(a), kb = key(b);
-      if (ka.has_value() != kb.has_value()) return ka.has_value();
-      if (ka && *ka != *kb) return descending ? *ka > *kb : *ka < *kb;
+  if (!sort_by_name) {
+    for (auto& r : rows) r.key = key(r);
+  }
+  auto before = [&](const Row& a, const Row& b) {
+    if (!sort_by_name) {
+      if (a.key.has_value() != b.key.has_value()) return a.key.has_value();
+      if (a.key && *a.key != *b.key) return descending ? *a.key > *b.key : *a.key < *b.key;
     } else if (a.cfg->name != b.cfg->name) {
       return descending ? a.cfg->name > b.cfg->name : a.cfg->name < b.cfg->name;
     }
     return a.cfg->name < b.cfg->name;
-  });
-
+  };
   const std::size_t first = std::min(rows.size(), static_cast<std::size_t>(*offset));
   const std::size_t last = std::min(rows.size(), first + static_cast<std::size_t>(*limit));
+  if (last < rows.size()) {
+    std::partial_sort(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(last), rows.end(),
+                      before);
+  } else {
+    std::sort(rows.begin(), rows.end(), before);
+  }
   std::unordered_map<std::string, std::vector<ledger::WindowRun>> windows;
   if (!book && first < last) {
     std::vector<std::string> page_names;
