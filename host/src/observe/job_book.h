@@ -7,6 +7,12 @@
 // skips, so that answering GET /api/v1/jobs or /status aggregates no runs.
 // The figures equal what the ledger's queries give for the same runs
 // (tests/observe/job_book_test.cpp). Loop thread only.
+//
+// Not seen: retention (retention::Pruner deleting runs older than keep_runs
+// or beyond a job's keep_last). A job whose last 100 finished runs reach back
+// further than that keeps them here until the daemon restarts, while the
+// ledger's window shrinks. TODO: a prune notice (observer call or TimedStore
+// hook) that re-reads the affected jobs' windows (Store::window_runs).
 #pragma once
 
 #include <deque>
