@@ -21,6 +21,7 @@
 #include "observe/health.h"
 #include "observe/http.h"
 #include "observe/http_server.h"
+#include "observe/job_book.h"
 #include "observe/metrics.h"
 #include "observe/timed_store.h"
 #include "reload/reloader.h"
@@ -117,11 +118,21 @@ int run_daemon(const config::Config& config) {
   // before it, so that it outlives it. Its own ledger writes are not the
   // engine's: it uses the store directly.
   observe::Alerter alerter(io, **store, config);
+  // The jobs' figures the JSON API answers from (observe/job_book.h): read
+  // from the ledger once, before the engine starts, then kept by watching it
+  // (declared before the engine: it must outlive it).
+  // If the ledger cannot be read now, the API reads it at each request.
+  observe::JobBook job_book;
+  const auto seeded = job_book.seed(**store);
+  if (!seeded) {
+    log::warn("the JSON API reads the ledger at each request: " + seeded.error().message);
+  }
   engine::Engine engine(io, config, plugins, timed_store, executor, *seed);
   engine_ptr = &engine;
   metrics.set_engine(&engine);
   engine.add_observer(metrics);
   engine.add_observer(alerter);
+  engine.add_observer(job_book);
   reload::Reloader reloader(io, config.file, catalog, plugins, engine, timed_store);
   reloader.on_result(
       [&](std::string_view kind, std::string_view result) { metrics.note_reload(kind, result); });
@@ -135,6 +146,7 @@ int run_daemon(const config::Config& config) {
       done({{"ok", s.ok}, {"lines", s.lines}});
     });
   };
+  if (seeded) api_hooks.book = &job_book;
   observe::Api api(engine, **store, api_hooks);
   api_ptr = &api;
   // Who asked over the control socket, for the ledger events of actions.

@@ -87,7 +87,9 @@ Percentiles percentiles_of(const std::vector<ledger::WindowRun>& runs) {
           ledger::percentile(d, 95)};
 }
 
-json recent_json(const std::vector<ledger::WindowRun>& runs) {
+// The window's first kRecentRuns runs (a vector or the book's deque).
+template <class Runs>
+json recent_json(const Runs& runs) {
   json out = json::array();
   for (std::size_t i = 0; i < runs.size() && i < static_cast<std::size_t>(kRecentRuns); ++i) {
     out.push_back({{"run_id", runs[i].run_id},
@@ -98,9 +100,10 @@ json recent_json(const std::vector<ledger::WindowRun>& runs) {
   return out;
 }
 
-// The fields a job has in lists and on its own page.
-json job_json(const config::JobConfig& cfg, const ledger::JobStats* stats, bool paused,
-              const std::vector<ledger::WindowRun>* window) {
+// The fields a job has in lists and on its own page; the caller fills the
+// duration figures and `recent` from the job's window.
+json job_json(const config::JobConfig& cfg, const ledger::JobStats* stats,
+              std::optional<TimePoint> next_fire, bool paused) {
   json j = {
       {"name", text(cfg.name)},
       {"plugin", text(cfg.plugin)},
@@ -122,7 +125,7 @@ json job_json(const config::JobConfig& cfg, const ledger::JobStats* stats, bool 
       {"recent", json::array()},
   };
   if (stats) {
-    j["next_fire"] = cfg.enabled ? opt_time(stats->next_fire) : json(nullptr);
+    j["next_fire"] = cfg.enabled ? opt_time(next_fire) : json(nullptr);
     j["last_run"] = opt_time(stats->last_started);
     if (stats->last_outcome) j["last_outcome"] = to_string(*stats->last_outcome);
     if (stats->success_rate) j["success_rate"] = *stats->success_rate;
@@ -130,15 +133,19 @@ json job_json(const config::JobConfig& cfg, const ledger::JobStats* stats, bool 
     j["consecutive_failures"] = stats->consecutive_failures;
     j["runs_in_flight"] = stats->runs_in_flight;
   }
-  if (window) {
-    auto p = percentiles_of(*window);
-    j["mean_duration_ms"] = opt_ms(p.mean);
-    j["p50_duration_ms"] = opt_ms(p.p50);
-    j["p95_duration_ms"] = opt_ms(p.p95);
-    j["recent"] = recent_json(*window);
-  }
   return j;
 }
+
+void set_window(json& j, const std::vector<ledger::WindowRun>& window) {
+  auto p = percentiles_of(window);
+  j["mean_duration_ms"] = opt_ms(p.mean);
+  j["p50_duration_ms"] = opt_ms(p.p50);
+  j["p95_duration_ms"] = opt_ms(p.p95);
+  j["recent"] = recent_json(window);
+}
+
+// The figures of a job the book has not seen: no runs, no fires yet.
+const ledger::JobStats kNoRuns{};
 
 Response ledger_error(const Error& error) {
   return Response::error(503, "the ledger cannot be read: " + error.message);
@@ -281,22 +288,45 @@ void Api::list_jobs(const Request& request, const Respond& respond) {
         400, fmt::format("sort must be one of {} (prefix - for descending)", joined(kSorts))));
   }
 
-  auto summaries = store_.job_summaries();
-  if (!summaries) return respond(ledger_error(summaries.error()));
+  // Each job's figures: the book's (kept in memory), or else the ledger's
+  // summaries with the page's windows read below.
+  const JobBook* book = hooks_.book;
+  std::vector<ledger::JobStats> summaries;
   std::unordered_map<std::string_view, const ledger::JobStats*> by_name;
-  for (const auto& s : *summaries) by_name.emplace(s.job, &s);
+  if (!book) {
+    auto read = store_.job_summaries();
+    if (!read) return respond(ledger_error(read.error()));
+    summaries = std::move(*read);
+    for (const auto& s : summaries) by_name.emplace(s.job, &s);
+  }
 
   struct Row {
     const config::JobConfig* cfg;
     const ledger::JobStats* stats;
+    const JobBook::Entry* entry;  // with a book
     bool paused;
+    std::optional<TimePoint> next_fire{};
+    std::optional<double> key{};  // the sort's
+  };
+  // With a book, the next fire is the engine's (the slot it last wrote to
+  // the ledger as next_fire), computed only for the rows that need it.
+  auto next_fire_of = [&](const Row& r) -> std::optional<TimePoint> {
+    if (!book) return r.stats ? r.stats->next_fire : std::nullopt;
+    auto slots = engine_.upcoming_slots(r.cfg->name, 1);
+    return slots.empty() ? std::nullopt : std::optional<TimePoint>(slots.front());
   };
   std::vector<Row> rows;
+  rows.reserve(engine_.config().jobs.size());
   for (const auto& cfg : engine_.config().jobs) {
     if (!q.empty() && cfg.name.find(q) == std::string::npos) continue;
-    auto it = by_name.find(cfg.name);
-    const ledger::JobStats* stats = it == by_name.end() ? nullptr : it->second;
-    Row row{&cfg, stats, engine_.paused(cfg.name)};
+    Row row{&cfg, nullptr, nullptr, engine_.paused(cfg.name)};
+    if (book) {
+      row.entry = book->find(cfg.name);
+      row.stats = row.entry ? &row.entry->stats : &kNoRuns;
+    } else if (auto it = by_name.find(cfg.name); it != by_name.end()) {
+      row.stats = it->second;
+    }
+    const ledger::JobStats* stats = row.stats;
     if (state == "enabled" && !cfg.enabled) continue;
     if (state == "disabled" && cfg.enabled) continue;
     if (state == "paused" && !row.paused) continue;
@@ -304,45 +334,71 @@ void Api::list_jobs(const Request& request, const Respond& respond) {
     if (state == "failing" && !(stats && stats->consecutive_failures > 0)) continue;
     rows.push_back(row);
   }
-  // Sort key per row; rows without a value go last in either direction.
+  if (sort == "next_fire") {
+    for (auto& r : rows) r.next_fire = next_fire_of(r);
+  }
+
+  // Sort key per row, computed once; rows without a value go last in either
+  // direction. Names are unique, so the order is total: only the rows up to
+  // the page's end are sorted (partial_sort).
+  const bool sort_by_name = sort == "name";
+  const bool by_next_fire = sort == "next_fire", by_last_run = sort == "last_run";
   auto key = [&](const Row& r) -> std::optional<double> {
     if (!r.stats) return std::nullopt;
-    if (sort == "next_fire") {
-      if (!r.cfg->enabled || !r.stats->next_fire) return std::nullopt;
-      return static_cast<double>(r.stats->next_fire->time_since_epoch().count());
+    if (by_next_fire) {
+      if (!r.cfg->enabled || !r.next_fire) return std::nullopt;
+      return static_cast<double>(r.next_fire->time_since_epoch().count());
     }
-    if (sort == "last_run") {
+    if (by_last_run) {
       if (!r.stats->last_started) return std::nullopt;
       return static_cast<double>(r.stats->last_started->time_since_epoch().count());
     }
     return r.stats->success_rate;
   };
-  std::stable_sort(rows.begin(), rows.end(), [&](const Row& a, const Row& b) {
-    if (sort != "name") {
-      auto ka = key(a), kb = key(b);
-      if (ka.has_value() != kb.has_value()) return ka.has_value();
-      if (ka && *ka != *kb) return descending ? *ka > *kb : *ka < *kb;
+  if (!sort_by_name) {
+    for (auto& r : rows) r.key = key(r);
+  }
+  auto before = [&](const Row& a, const Row& b) {
+    if (!sort_by_name) {
+      if (a.key.has_value() != b.key.has_value()) return a.key.has_value();
+      if (a.key && *a.key != *b.key) return descending ? *a.key > *b.key : *a.key < *b.key;
     } else if (a.cfg->name != b.cfg->name) {
       return descending ? a.cfg->name > b.cfg->name : a.cfg->name < b.cfg->name;
     }
     return a.cfg->name < b.cfg->name;
-  });
-
+  };
   const std::size_t first = std::min(rows.size(), static_cast<std::size_t>(*offset));
   const std::size_t last = std::min(rows.size(), first + static_cast<std::size_t>(*limit));
-  std::vector<std::string> page_names;
-  for (std::size_t i = first; i < last; ++i) page_names.push_back(rows[i].cfg->name);
+  if (last < rows.size()) {
+    std::partial_sort(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(last), rows.end(),
+                      before);
+  } else {
+    std::sort(rows.begin(), rows.end(), before);
+  }
   std::unordered_map<std::string, std::vector<ledger::WindowRun>> windows;
-  if (!page_names.empty()) {
+  if (!book && first < last) {
+    std::vector<std::string> page_names;
+    for (std::size_t i = first; i < last; ++i) page_names.push_back(rows[i].cfg->name);
     auto window = store_.window_runs(page_names);
     if (!window) return respond(ledger_error(window.error()));
     for (auto& [job, runs] : *window) windows.emplace(job, std::move(runs));
   }
   json jobs = json::array();
   for (std::size_t i = first; i < last; ++i) {
-    auto it = windows.find(rows[i].cfg->name);
-    jobs.push_back(job_json(*rows[i].cfg, rows[i].stats, rows[i].paused,
-                            it == windows.end() ? nullptr : &it->second));
+    const Row& r = rows[i];
+    json j =
+        job_json(*r.cfg, r.stats, sort == "next_fire" ? r.next_fire : next_fire_of(r), r.paused);
+    if (book) {
+      if (r.entry && !r.entry->window.empty()) {
+        j["mean_duration_ms"] = opt_ms(r.entry->stats.mean_duration);
+        j["p50_duration_ms"] = opt_ms(r.entry->stats.p50_duration);
+        j["p95_duration_ms"] = opt_ms(r.entry->stats.p95_duration);
+        j["recent"] = recent_json(r.entry->window);
+      }
+    } else if (auto it = windows.find(r.cfg->name); it != windows.end()) {
+      set_window(j, it->second);
+    }
+    jobs.push_back(std::move(j));
   }
   respond(ok(
       {{"jobs", std::move(jobs)}, {"total", rows.size()}, {"limit", *limit}, {"offset", *offset}}));
@@ -356,9 +412,8 @@ void Api::get_job(const Request& request, const Respond& respond) {
   if (!stats) return respond(ledger_error(stats.error()));
   auto window = store_.window_runs({name});
   if (!window) return respond(ledger_error(window.error()));
-  std::vector<ledger::WindowRun> empty;
-  json j = job_json(*cfg, &*stats, engine_.paused(name),
-                    window->empty() ? &empty : &window->front().second);
+  json j = job_json(*cfg, &*stats, stats->next_fire, engine_.paused(name));
+  set_window(j, window->empty() ? std::vector<ledger::WindowRun>{} : window->front().second);
   // job_stats has the same figures as window_runs, over the same window.
   j["mean_duration_ms"] = opt_ms(stats->mean_duration);
   j["p50_duration_ms"] = opt_ms(stats->p50_duration);
@@ -466,12 +521,45 @@ void Api::status(const Request& request, const Respond& respond) {
   if (!summary) return respond(ledger_error(summary.error()));
   const bool with_jobs = request.arg("jobs").value_or("true") != "false";
   json builds = with_jobs ? engine_.next_builds() : json::array();
+  // With the book: its figures, the engine's next fire with the config's
+  // definition hash (what the engine writes with upsert_job whenever it
+  // plans a fire) and one read of the paused jobs; else one job_stats per job.
+  const JobBook* book = hooks_.book;
+  std::vector<ledger::JobStats> paused;
+  std::unordered_map<std::string_view, const ledger::JobStats*> paused_by_name;
+  if (book && with_jobs) {
+    auto read = store_.paused_jobs();
+    if (!read) return respond(ledger_error(read.error()));
+    paused = std::move(*read);
+    for (const auto& p : paused) paused_by_name.emplace(p.job, &p);
+  }
   json jobs = json::array();
   for (std::size_t i = 0; with_jobs && i < engine_.config().jobs.size(); ++i) {
     const auto& cfg = engine_.config().jobs[i];
-    auto stats = store_.job_stats(cfg.name);
-    if (!stats) return respond(ledger_error(stats.error()));
-    json entry = *stats;
+    ledger::JobStats stats;
+    if (book) {
+      const JobBook::Entry* e = book->find(cfg.name);
+      if (e) stats = e->stats;
+      stats.job = cfg.name;
+      auto slots = engine_.upcoming_slots(cfg.name, 1);
+      if (!slots.empty()) {
+        stats.next_fire = slots.front();
+        stats.definition_hash = cfg.definition_hash;  // written with it (upsert_job)
+      } else {
+        stats.next_fire.reset();
+      }
+      stats.paused_at.reset();
+      stats.paused_by.reset();
+      if (auto it = paused_by_name.find(cfg.name); it != paused_by_name.end()) {
+        stats.paused_at = it->second->paused_at;
+        stats.paused_by = it->second->paused_by;
+      }
+    } else {
+      auto read = store_.job_stats(cfg.name);
+      if (!read) return respond(ledger_error(read.error()));
+      stats = std::move(*read);
+    }
+    json entry = stats;
     entry["enabled"] = cfg.enabled;
     entry["plugin"] = cfg.plugin;
     if (i < builds.size()) {

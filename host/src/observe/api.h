@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "ledger/store.h"
 #include "observe/http.h"
+#include "observe/job_book.h"
 
 namespace jobhost::observe {
 
@@ -27,6 +28,11 @@ struct ApiHooks {
   // the loop's thread, with its summary ({"ok": bool, "lines": [...]}).
   // `who` names the caller for the reload's log and events.
   std::function<void(std::string who, std::function<void(nlohmann::json)> done)> reload;
+  // The jobs' figures kept in memory (the daemon's, seeded before the engine
+  // starts and watching it): GET jobs and status read them instead of
+  // aggregating each job's runs in the ledger at every request. Without it
+  // (tests, tools) they come from the ledger's queries, with equal figures.
+  const JobBook* book = nullptr;
 };
 
 // The opaque cursor of GET runs: the last run of a page.

@@ -1,0 +1,285 @@
+// observe::JobBook: fed the same runs as the ledger, it has the ledger's
+// figures (job_stats, window_runs), live and when seeded from the ledger;
+// and the JSON API answers GET jobs and status from it exactly as from the
+// ledger's queries.
+#include "observe/job_book.h"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "engine/engine_rig.h"
+#include "ledger/sqlite_store.h"
+#include "observe/api.h"
+#include "support/temp_dir.h"
+
+using namespace jobhost;
+using namespace jobhost::testing;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+// Every figure the book keeps equals the ledger's, for each job.
+void check_equal(ledger::Store& store, const observe::JobBook& book,
+                 const std::vector<std::string>& jobs) {
+  for (const auto& job : jobs) {
+    INFO("job " << job);
+    auto want = store.job_stats(job);
+    REQUIRE(want);
+    auto window = store.window_runs({job});
+    REQUIRE(window);
+    const observe::JobBook::Entry* e = book.find(job);
+    REQUIRE(e != nullptr);
+    const ledger::JobStats& got = e->stats;
+    CHECK(got.last_fire == want->last_fire);
+    CHECK(got.consecutive_failures == want->consecutive_failures);
+    CHECK(got.last_outcome == want->last_outcome);
+    CHECK(got.last_started == want->last_started);
+    CHECK(got.window_runs == want->window_runs);
+    CHECK(got.success_rate == want->success_rate);
+    CHECK(got.mean_duration == want->mean_duration);
+    CHECK(got.p50_duration == want->p50_duration);
+    CHECK(got.p95_duration == want->p95_duration);
+    CHECK(got.runs_in_flight == want->runs_in_flight);
+    std::vector<ledger::WindowRun> runs;
+    if (!window->empty()) runs = window->front().second;
+    REQUIRE(e->window.size() == runs.size());
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      INFO("window run " << i);
+      CHECK(e->window[i].run_id == runs[i].run_id);
+      CHECK(e->window[i].started_at == runs[i].started_at);
+      CHECK(e->window[i].outcome == runs[i].outcome);
+      CHECK(e->window[i].duration == runs[i].duration);
+    }
+  }
+}
+
+// Writes each run to the ledger and tells the book, as the engine does.
+struct Feed {
+  ledger::Store& store;
+  observe::JobBook& book;
+  int n = 0;
+
+  ledger::RunStart start(const std::string& job, TimePoint at,
+                         ledger::Trigger trigger = ledger::Trigger::schedule, int attempt = 1,
+                         std::optional<TimePoint> slot = std::nullopt, std::string trace = "") {
+    ledger::RunStart s;
+    s.run_id = fmt::format("r{:06}", ++n);
+    s.trace_id = trace.empty() ? "t" + s.run_id : trace;
+    s.definition_hash = "def-" + job;
+    s.job = job;
+    s.scheduled_for = slot.value_or(at);
+    s.attempt = attempt;
+    s.trigger = trigger;
+    s.started_at = at;
+    s.host_pid = 1;
+    auto claimed = store.claim_and_start(s);
+    INFO((claimed ? "" : claimed.error().message));
+    REQUIRE(claimed);
+    REQUIRE(*claimed);
+    book.on_run_started(s, 0ms);
+    return s;
+  }
+  ledger::RunEnd end_of(const ledger::RunStart& s, Outcome outcome,
+                        std::optional<Duration> duration) {
+    ledger::RunEnd e;
+    e.run_id = s.run_id;
+    e.finished_at = s.started_at + duration.value_or(1s);
+    e.outcome = outcome;
+    e.duration = duration;
+    return e;
+  }
+  void finish(const ledger::RunStart& s, Outcome outcome, std::optional<Duration> duration) {
+    auto e = end_of(s, outcome, duration);
+    REQUIRE(store.finish_run(e).value());
+    book.on_run_finished(s, e, exec::RunReport{});
+  }
+  void unstarted(const std::string& job, TimePoint at) {
+    ledger::RunStart s;
+    s.run_id = fmt::format("r{:06}", ++n);
+    s.trace_id = "t" + s.run_id;
+    s.job = job;
+    s.scheduled_for = at;
+    s.started_at = at;
+    s.host_pid = 1;
+    REQUIRE(store.claim_and_start(s).value());
+    auto e = end_of(s, Outcome::failed, std::nullopt);
+    e.message = "could not start";
+    REQUIRE(store.finish_run(e).value());
+    book.on_run_unstarted(s, e);
+  }
+  void skip(const std::string& job, TimePoint slot, ledger::Trigger trigger) {
+    ledger::SkipRecord k;
+    k.run_id = fmt::format("r{:06}", ++n);
+    k.trace_id = "t" + k.run_id;
+    k.job = job;
+    k.scheduled_for = slot;
+    k.trigger = trigger;
+    k.reason = "concurrency";
+    k.at = slot;
+    k.host_pid = 1;
+    REQUIRE(store.record_skipped(k).value());
+    book.on_skipped(k);
+  }
+};
+
+TEST_CASE("job book: fed the same runs, its figures equal the ledger's", "[observe][job_book]") {
+  TempDir dir;
+  auto store = ledger::open_sqlite_store(dir.path() / "jobhost.db", config::Durability::normal);
+  REQUIRE(store);
+  observe::JobBook book;
+  REQUIRE(book.seed(**store));
+  CHECK(book.size() == 0);
+  Feed feed{**store, book};
+  const TimePoint t0 = at_utc(8, 0, 0);
+  const Outcome outcomes[] = {Outcome::succeeded, Outcome::failed,     Outcome::succeeded,
+                              Outcome::timed_out, Outcome::cancelled,  Outcome::succeeded,
+                              Outcome::crashed,   Outcome::interrupted};
+
+  // "many": 130 runs (more than the window), durations out of order, some
+  // unknown; every seventh finishes after the next one started and ended.
+  std::optional<ledger::RunStart> late;
+  for (int i = 0; i < 130; ++i) {
+    auto s = feed.start("many", t0 + i * 1min);
+    std::optional<Duration> d;
+    if (i % 11 != 3) d = Duration((i * 7919) % 1000 + 1);
+    if (i % 7 == 0 && !late) {
+      late = s;
+      continue;
+    }
+    feed.finish(s, outcomes[i % 8], d);
+    if (late) {
+      feed.finish(*late, Outcome::failed, 5s);
+      late.reset();
+    }
+  }
+  // "mixed": retries, a catch-up, manual runs, skips, an unstarted run, one
+  // run still in flight, and a run finishing older than the whole window.
+  auto old = feed.start("mixed", t0 - 10h, ledger::Trigger::manual);
+  auto a = feed.start("mixed", t0, ledger::Trigger::schedule);
+  feed.finish(a, Outcome::failed, 30ms);
+  auto r = feed.start("mixed", t0 + 2s, ledger::Trigger::retry, 2, t0, a.trace_id);
+  feed.finish(r, Outcome::failed, 40ms);
+  feed.skip("mixed", t0 + 1min, ledger::Trigger::schedule);
+  feed.skip("mixed", t0 + 3min, ledger::Trigger::catchup);
+  feed.unstarted("mixed", t0 + 4min);
+  auto c = feed.start("mixed", t0 + 2min, ledger::Trigger::catchup);
+  feed.finish(c, Outcome::succeeded, 10ms);
+  for (int i = 0; i < 105; ++i) {
+    feed.finish(feed.start("mixed", t0 + 5min + i * 1s, ledger::Trigger::manual), outcomes[i % 8],
+                Duration(100 - i % 50));
+  }
+  auto open = feed.start("mixed", t0 + 1h, ledger::Trigger::manual);
+  feed.finish(old, Outcome::succeeded, 1ms);  // older than the window: not in it
+  // "skips": only skipped fires.
+  feed.skip("skips", t0, ledger::Trigger::schedule);
+  // "none": a job row with no runs (upsert_job).
+  REQUIRE((*store)->upsert_job("none", "hash", t0 + 1h, t0));
+
+  const std::vector<std::string> jobs = {"many", "mixed", "skips"};
+  check_equal(**store, book, jobs);
+  CHECK(book.find("none") == nullptr);
+
+  SECTION("seeded from the ledger, a book has the same figures") {
+    observe::JobBook seeded;
+    REQUIRE(seeded.seed(**store));
+    check_equal(**store, seeded, jobs);
+    REQUIRE(seeded.find("none") != nullptr);
+    CHECK(seeded.find("none")->stats.window_runs == 0);
+    // ... and goes on from there.
+    feed.finish(open, Outcome::timed_out, 7ms);
+    seeded.on_run_finished(open, feed.end_of(open, Outcome::timed_out, 7ms), exec::RunReport{});
+    check_equal(**store, seeded, jobs);
+    check_equal(**store, book, jobs);
+  }
+}
+
+// The engine's own runs, with the book watching it: GET jobs and status
+// answer the same from the book as from the ledger's queries.
+constexpr const char* kJobs = R"(
+[jobs.alpha]
+plugin = "noop"
+schedule = "* * * * * *"
+retry = { max_attempts = 3, initial_delay = "1s" }
+
+[jobs.beta]
+plugin = "noop"
+schedule = "*/5 * * * * *"
+
+[jobs.gamma]
+plugin = "noop"
+schedule = "@manual"
+enabled = false
+)";
+
+std::string get(const observe::Router& router, const std::string& target) {
+  observe::Request request;
+  request.method = "GET";
+  request.peer = "127.0.0.1:5000";
+  auto q = target.find('?');
+  request.path = target.substr(0, q);
+  if (q != std::string::npos) {
+    std::string rest = target.substr(q + 1);
+    for (std::size_t i = 0; i <= rest.size();) {
+      auto end = std::min(rest.find('&', i), rest.size());
+      auto pair = rest.substr(i, end - i);
+      auto eq = pair.find('=');
+      request.query[pair.substr(0, eq)] = eq == std::string::npos ? "" : pair.substr(eq + 1);
+      i = end + 1;
+    }
+  }
+  std::optional<observe::Response> out;
+  router.dispatch(request, [&](observe::Response response) { out = std::move(response); });
+  REQUIRE(out);
+  REQUIRE(out->status == 200);
+  return out->body;
+}
+
+TEST_CASE("job book: the API answers jobs and status from it as from the ledger",
+          "[observe][job_book][api]") {
+  Rig rig(kJobs, Rig::Runs::fake);
+  observe::JobBook book;
+  REQUIRE(book.seed(rig.store()));
+  rig.observers.push_back(&book);
+  rig.start(at_utc(10, 0, 0, 500));
+  observe::Api ledger_api(rig.engine(), rig.store());
+  observe::ApiHooks hooks;
+  hooks.book = &book;
+  observe::Api book_api(rig.engine(), rig.store(), hooks);
+  observe::Router from_ledger, from_book;
+  ledger_api.add_routes(from_ledger);
+  book_api.add_routes(from_book);
+
+  const Outcome outcomes[] = {Outcome::succeeded, Outcome::failed, Outcome::succeeded,
+                              Outcome::timed_out, Outcome::crashed};
+  int n = 0;
+  auto compare = [&] {
+    for (const char* target :
+         {"/api/v1/jobs", "/api/v1/jobs?sort=-success_rate", "/api/v1/jobs?sort=next_fire",
+          "/api/v1/jobs?sort=-last_run&limit=2", "/api/v1/jobs?state=failing",
+          "/api/v1/jobs?state=running", "/api/v1/jobs?state=disabled", "/api/v1/jobs?q=et",
+          "/api/v1/jobs?offset=1&limit=1", "/api/v1/status"}) {
+      INFO(target);
+      auto want = json::parse(get(from_ledger, target));
+      auto diff = json::diff(want, json::parse(get(from_book, target)));
+      INFO(diff.dump());
+      CHECK(diff.empty());
+    }
+  };
+  compare();
+  for (int second = 1; second <= 150; ++second) {
+    rig.run_until(at_utc(10, 0, 0, 500) + second * 1s);
+    // Finish the runs newest first (out of start order); every third
+    // second, leave the newest running.
+    auto ids = rig.fake().running_ids();
+    const std::size_t keep = second % 3 == 0 ? 1 : 0;
+    for (std::size_t i = ids.size(); i-- > keep;) rig.fake().finish(ids[i], outcomes[n++ % 5]);
+    rig.settle();
+    if (second % 50 == 0) compare();
+  }
+  REQUIRE(rig.engine().pause("beta", "test"));
+  compare();
+  check_equal(rig.store(), book, {"alpha", "beta"});
+}
+
+}  // namespace
