@@ -105,6 +105,9 @@ class RefusingStore final : public ledger::Store {
   Result<ledger::RunSummary> run_summary(TimePoint since) override {
     return real_.run_summary(since);
   }
+  Result<std::vector<ledger::RunMinute>> run_minutes(TimePoint since) override {
+    return real_.run_minutes(since);
+  }
   Result<std::vector<ledger::RunRecord>> query_runs(const ledger::RunQuery& query) override {
     return real_.query_runs(query);
   }

@@ -4,12 +4,14 @@
 // ledger's queries.
 #include "observe/job_book.h"
 
+#include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include "engine/engine_rig.h"
 #include "ledger/sqlite_store.h"
 #include "observe/api.h"
+#include "retention/retention.h"
 #include "support/temp_dir.h"
 
 using namespace jobhost;
@@ -128,7 +130,7 @@ TEST_CASE("job book: fed the same runs, its figures equal the ledger's", "[obser
   auto store = ledger::open_sqlite_store(dir.path() / "jobhost.db", config::Durability::normal);
   REQUIRE(store);
   observe::JobBook book;
-  REQUIRE(book.seed(**store));
+  REQUIRE(book.seed(**store, at_utc(8, 0, 0)));
   CHECK(book.size() == 0);
   Feed feed{**store, book};
   const TimePoint t0 = at_utc(8, 0, 0);
@@ -182,7 +184,7 @@ TEST_CASE("job book: fed the same runs, its figures equal the ledger's", "[obser
 
   SECTION("seeded from the ledger, a book has the same figures") {
     observe::JobBook seeded;
-    REQUIRE(seeded.seed(**store));
+    REQUIRE(seeded.seed(**store, at_utc(8, 0, 0)));
     check_equal(**store, seeded, jobs);
     REQUIRE(seeded.find("none") != nullptr);
     CHECK(seeded.find("none")->stats.window_runs == 0);
@@ -191,6 +193,128 @@ TEST_CASE("job book: fed the same runs, its figures equal the ledger's", "[obser
     seeded.on_run_finished(open, feed.end_of(open, Outcome::timed_out, 7ms), exec::RunReport{});
     check_equal(**store, seeded, jobs);
     check_equal(**store, book, jobs);
+  }
+}
+
+// The book's last-hour figures equal Store::run_summary since
+// hour_window_start(now), field by field.
+void check_hour(ledger::Store& store, const observe::JobBook& book, TimePoint now) {
+  INFO("now " << ledger::format_utc(now));
+  auto want = store.run_summary(observe::hour_window_start(now));
+  REQUIRE(want);
+  const auto got = book.last_hour(now);
+  CHECK(got.runs == want->runs);
+  CHECK(got.failed == want->failed);
+  CHECK(got.mean_duration == want->mean_duration);
+}
+
+TEST_CASE("job book: its last-hour figures equal the ledger's as the clock moves",
+          "[observe][job_book][dashboard]") {
+  TempDir dir;
+  auto store = ledger::open_sqlite_store(dir.path() / "jobhost.db", config::Durability::normal);
+  REQUIRE(store);
+  const TimePoint t0 = at_utc(8, 0, 0);
+  observe::JobBook book;
+  REQUIRE(book.seed(**store, t0));
+  Feed feed{**store, book};
+  const Outcome outcomes[] = {Outcome::succeeded,  Outcome::failed,    Outcome::timed_out,
+                              Outcome::cancelled,  Outcome::succeeded, Outcome::crashed,
+                              Outcome::interrupted};
+  // Runs every 37 s for 150 minutes, some with unknown durations, some
+  // finishing after later ones; one started long before and finishing late;
+  // skips and an unstarted run. Checked at several instants as it goes.
+  std::optional<ledger::RunStart> late;
+  auto old = feed.start("old", t0 - 3h, ledger::Trigger::manual);
+  for (int i = 0; i * 37s < 150min; ++i) {
+    const TimePoint at = t0 + i * 37s + std::chrono::milliseconds(i * 13 % 1000);
+    auto s = feed.start(fmt::format("job{}", i % 3), at);
+    std::optional<Duration> d;
+    if (i % 5 != 2) d = Duration(i * 7919 % 2000 + 1);
+    if (i % 9 == 4 && !late) {
+      late = s;
+    } else {
+      feed.finish(s, outcomes[i % 7], d);
+    }
+    if (late && i % 9 == 6) {
+      feed.finish(*late, Outcome::failed, 90s);
+      late.reset();
+    }
+    if (i % 17 == 0) feed.skip("skipper", at, ledger::Trigger::schedule);
+    if (i == 100) feed.unstarted("job1", at + 1s);
+    if (i % 20 == 0) check_hour(**store, book, at + 1s);
+  }
+  feed.finish(old, Outcome::crashed, 3h);  // started outside every window
+  if (late) feed.finish(*late, Outcome::succeeded, 1s);
+  // The clock moves on past the runs: minute by minute they leave the window,
+  // at a whole minute, just before and just after one.
+  const TimePoint last = t0 + 150min;
+  for (auto step = 0min; step <= 65min; step += 1min) {
+    for (auto edge : {Duration(0), Duration(-1), Duration(1), Duration(30'000)}) {
+      check_hour(**store, book, last + step + edge);
+    }
+  }
+  CHECK(book.last_hour(last + 62min).runs == 0);
+  CHECK(book.last_hour(last).runs > 0);
+
+  SECTION("seeded from the ledger, a book has the same figures and goes on") {
+    const TimePoint now = last + 20s;
+    observe::JobBook seeded;
+    REQUIRE(seeded.seed(**store, now));
+    for (auto step = 0min; step <= 62min; step += 1min) check_hour(**store, seeded, now + step);
+    Feed more{**store, seeded, 100000};
+    more.finish(more.start("job0", now + 2min), Outcome::failed, 5ms);
+    for (auto step = 2min; step <= 62min; step += 10min) check_hour(**store, seeded, now + step);
+    more.finish(more.start("job0", now + 70min), Outcome::succeeded, std::nullopt);
+    for (auto step = 70min; step <= 140min; step += 10min) check_hour(**store, seeded, now + step);
+  }
+}
+
+// Retention deletes runs; told so, the book's windows equal the ledger's
+// again.
+TEST_CASE("job book: after a prune its windows equal the ledger's", "[observe][job_book]") {
+  TempDir dir;
+  auto store = ledger::open_sqlite_store(dir.path() / "jobhost.db", config::Durability::normal);
+  REQUIRE(store);
+  const TimePoint t0 = at_utc(8, 0, 0);
+  observe::JobBook book;
+  REQUIRE(book.seed(**store, t0));
+  Feed feed{**store, book};
+  const Outcome outcomes[] = {Outcome::succeeded, Outcome::failed, Outcome::succeeded,
+                              Outcome::timed_out};
+  for (int i = 0; i < 130; ++i) {
+    for (const char* job : {"a", "b", "young"}) {
+      const TimePoint at = (std::string(job) == "young" ? t0 + 10h : t0) + i * 1min;
+      feed.finish(feed.start(job, at), outcomes[(i * 7) % 4], Duration(i * 31 % 500 + 1));
+    }
+  }
+  const std::vector<std::string> jobs = {"a", "b", "young"};
+  check_equal(**store, book, jobs);
+
+  SECTION("by count: keep_last below the window") {
+    REQUIRE((*store)->prune_excess("a", 30, 1000).value() == 100);
+    book.on_runs_pruned(retention::PrunedRuns{"a", {}});
+    check_equal(**store, book, jobs);
+    CHECK(book.find("a")->stats.window_runs == 30);
+    CHECK(book.find("b")->stats.window_runs == ledger::kStatsWindow);
+  }
+  SECTION("by age: every window reaching back before the cutoff") {
+    const TimePoint before = t0 + 100min;
+    REQUIRE((*store)->prune(before, 1000).value().runs == 200);
+    book.on_runs_pruned(retention::PrunedRuns{"", before});
+    check_equal(**store, book, jobs);
+    CHECK(book.find("a")->stats.window_runs == 30);
+    CHECK(book.find("young")->stats.window_runs == ledger::kStatsWindow);
+  }
+  SECTION("through the Pruner's notice") {
+    boost::asio::io_context io;
+    retention::Pruner pruner(io, **store, retention::RetentionPolicy{}, [&] { return t0 + 20h; });
+    pruner.on_pruned([&](const retention::PrunedRuns& pruned) { book.on_runs_pruned(pruned); });
+    pruner.start();
+    pruner.set_policy(retention::RetentionPolicy{Duration(0), {{"b", 7}}});
+    io.run_for(std::chrono::milliseconds(300));
+    pruner.stop();
+    check_equal(**store, book, jobs);
+    CHECK(book.find("b")->stats.window_runs == 7);
   }
 }
 
@@ -239,7 +363,7 @@ TEST_CASE("job book: the API answers jobs and status from it as from the ledger"
           "[observe][job_book][api]") {
   Rig rig(kJobs, Rig::Runs::fake);
   observe::JobBook book;
-  REQUIRE(book.seed(rig.store()));
+  REQUIRE(book.seed(rig.store(), at_utc(10, 0, 0, 500)));
   rig.observers.push_back(&book);
   rig.start(at_utc(10, 0, 0, 500));
   observe::Api ledger_api(rig.engine(), rig.store());

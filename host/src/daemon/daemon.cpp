@@ -123,7 +123,7 @@ int run_daemon(const config::Config& config) {
   // (declared before the engine: it must outlive it).
   // If the ledger cannot be read now, the API reads it at each request.
   observe::JobBook job_book;
-  const auto seeded = job_book.seed(**store);
+  const auto seeded = job_book.seed(**store, wall_now());
   if (!seeded) {
     log::warn("the JSON API reads the ledger at each request: " + seeded.error().message);
   }

@@ -37,6 +37,9 @@ Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::Scan
                                   },
                               .on_refused = [this] { arm_timer(); }}),
       pruner_(io, store, retention::retention_policy(config_), clock_) {
+  pruner_.on_pruned([this](const retention::PrunedRuns& pruned) {
+    for (Observer* o : observers_) o->on_runs_pruned(pruned);
+  });
   for (const auto& job : config_.jobs) {
     jobs_.emplace(job.name, JobState{job, job.schedule, std::nullopt, {}, 0});
   }
@@ -315,9 +318,9 @@ void Engine::on_run_done(const exec::RunReport& report) {
   const ledger::RunStart& run = active.start;
   auto job_it = jobs_.find(run.job);
   log::Fields fields{run.job, report.run_id, run.trace_id, run.attempt};
-  ledger::RunEnd end =
-      run_end(report, now(),
-              std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - active.started));
+  ledger::RunEnd end = run_end(
+      report, now(),
+      std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - active.started));
   if (job_it != jobs_.end()) {
     job_it->second.active.erase(report.run_id);
     const config::RetryPolicy& policy = job_it->second.config.retry;

@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "exec/executor.h"
 #include "ledger/records.h"
+#include "retention/retention.h"
 
 namespace jobhost::engine {
 
@@ -41,6 +42,11 @@ class Observer {
   // A reload's config was applied (Engine::apply_config): `config` is the
   // engine's new one (settings that need a restart keep their running values).
   virtual void on_config_applied(const config::Config& /*config*/) {}
+
+  // Retention deleted runs from the ledger: `pruned.job`'s runs beyond its
+  // keep_last, or (job empty) finished runs of any job that started before
+  // `pruned.before`. Told once per prune step, after its last batch.
+  virtual void on_runs_pruned(const retention::PrunedRuns& /*pruned*/) {}
 };
 
 }  // namespace jobhost::engine

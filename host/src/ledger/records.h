@@ -225,6 +225,16 @@ struct RunSummary {
   std::optional<Duration> mean_duration;
 };
 
+// The finished, not skipped runs that started in one UTC minute
+// (Store::run_minutes): the sums behind RunSummary, so that minutes add up.
+struct RunMinute {
+  int64_t minute = 0;  // started_at in whole minutes since the epoch
+  int runs = 0;
+  int failed = 0;
+  int64_t duration_ms = 0;  // summed over the runs with a known duration
+  int with_duration = 0;
+};
+
 // The nearest-rank percentile `p` (0 < p <= 100) of `sorted` (ascending,
 // not empty).
 Duration percentile(const std::vector<Duration>& sorted, int p);

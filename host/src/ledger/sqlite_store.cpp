@@ -226,6 +226,10 @@ constexpr const char* kRunSummary =
     "SELECT outcome, count(*), sum(duration_ms), count(duration_ms) FROM runs "
     "WHERE started_at >= ? AND finished_at IS NOT NULL AND outcome <> 'skipped' "
     "GROUP BY outcome";
+constexpr const char* kRunMinutes =
+    "SELECT started_at / 60000, outcome, count(*), sum(duration_ms), count(duration_ms) FROM runs "
+    "WHERE started_at >= ? AND finished_at IS NOT NULL AND outcome <> 'skipped' "
+    "GROUP BY 1, 2 ORDER BY 1";
 constexpr const char* kSlotRuns = "SELECT " JOBHOST_RUN_COLUMNS
                                   " FROM runs WHERE job = ? AND scheduled_for = ? "
                                   "ORDER BY attempt";
@@ -589,6 +593,25 @@ class SqliteStore final : public Store {
         with_duration += q.col(3).getInt64();
       }
       if (with_duration > 0) out.mean_duration = Duration(total_ms / with_duration);
+      return out;
+    });
+  }
+
+  Result<std::vector<RunMinute>> run_minutes(TimePoint since) override {
+    return guarded("cannot summarise the recent runs", [&]() -> Result<std::vector<RunMinute>> {
+      std::vector<RunMinute> out;
+      Query q(statement(kRunMinutes), since);
+      while (q.step()) {
+        const int64_t minute = q.col(0).getInt64();
+        if (out.empty() || out.back().minute != minute) out.push_back(RunMinute{minute});
+        RunMinute& m = out.back();
+        const auto outcome = outcome_from_string(q.col(1).getString());
+        const int count = q.col(2).getInt();
+        m.runs += count;
+        if (outcome && counts_as_failure(*outcome)) m.failed += count;
+        m.duration_ms += q.opt_int(3).value_or(0);
+        m.with_duration += q.col(4).getInt();
+      }
       return out;
     });
   }

@@ -90,6 +90,9 @@ class Store {
 
   // The finished, not skipped runs that started at or after `since`.
   virtual Result<RunSummary> run_summary(TimePoint since) = 0;
+  // The same runs, by the minute they started in (oldest first), for those
+  // who keep the figures per minute (observe::JobBook).
+  virtual Result<std::vector<RunMinute>> run_minutes(TimePoint since) = 0;
 
   // Runs matching `query`, newest first (started_at DESC, run_id DESC),
   // after query.after if set, at most query.limit (<= 0 is an Error). Paging

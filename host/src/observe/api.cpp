@@ -517,7 +517,7 @@ void Api::status(const Request& request, const Respond& respond) {
   json snapshot = engine_.snapshot();
   // The dashboard's header tiles; it asks with jobs=false every second, so
   // thousands of jobs cost nothing then.
-  auto summary = status_summary(store_, snapshot, wall_now());
+  auto summary = status_summary(store_, snapshot, wall_now(), hooks_.book);
   if (!summary) return respond(ledger_error(summary.error()));
   const bool with_jobs = request.arg("jobs").value_or("true") != "false";
   json builds = with_jobs ? engine_.next_builds() : json::array();

@@ -7,8 +7,9 @@
 
 namespace jobhost::observe {
 
-Result<nlohmann::json> last_hour_json(ledger::Store& store, TimePoint now) {
-  auto summary = store.run_summary(now - std::chrono::hours(1));
+Result<nlohmann::json> last_hour_json(ledger::Store& store, TimePoint now, const JobBook* book) {
+  Result<ledger::RunSummary> summary = book ? Result<ledger::RunSummary>(book->last_hour(now))
+                                            : store.run_summary(hour_window_start(now));
   if (!summary) return std::unexpected(summary.error());
   nlohmann::json out = {{"runs", summary->runs},
                         {"failed", summary->failed},
@@ -22,8 +23,8 @@ Result<nlohmann::json> last_hour_json(ledger::Store& store, TimePoint now) {
 }
 
 Result<nlohmann::json> status_summary(ledger::Store& store, const nlohmann::json& engine_snapshot,
-                                      TimePoint now) {
-  auto hour = last_hour_json(store, now);
+                                      TimePoint now, const JobBook* book) {
+  auto hour = last_hour_json(store, now, book);
   if (!hour) return std::unexpected(hour.error());
   auto retries = store.pending_retries();
   if (!retries) return std::unexpected(retries.error());

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <tuple>
 
+#include "common/log.h"
+
 namespace jobhost::observe {
 namespace {
 
@@ -25,9 +27,20 @@ bool newer(const ledger::WindowRun& a, const ledger::WindowRun& b) {
   return std::tie(a.started_at, a.run_id) > std::tie(b.started_at, b.run_id);
 }
 
+int64_t minute_of(TimePoint t) {
+  return std::chrono::floor<std::chrono::minutes>(t.time_since_epoch()).count();
+}
+
 }  // namespace
 
-Result<void> JobBook::seed(ledger::Store& store) {
+TimePoint hour_window_start(TimePoint now) {
+  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(
+      std::chrono::minutes(minute_of(now - std::chrono::hours(1)))));
+}
+
+Result<void> JobBook::seed(ledger::Store& store, TimePoint now) {
+  auto minutes = store.run_minutes(hour_window_start(now));
+  if (!minutes) return std::unexpected(minutes.error());
   auto summaries = store.job_summaries();
   if (!summaries) return std::unexpected(summaries.error());
   std::map<std::string, Entry, std::less<>> jobs;
@@ -49,7 +62,83 @@ Result<void> JobBook::seed(ledger::Store& store) {
     refigure(it->second);
   }
   jobs_ = std::move(jobs);
+  minutes_ = {};
+  for (const auto& m : *minutes) {
+    Minute& slot = minutes_[static_cast<std::size_t>(m.minute) % kMinutes];
+    if (slot.minute > m.minute) continue;  // a later minute shares the slot
+    slot = Minute{m.minute, m.runs, m.failed, m.duration_ms, m.with_duration};
+  }
+  store_ = &store;
   return {};
+}
+
+ledger::RunSummary JobBook::last_hour(TimePoint now) const {
+  const int64_t from = minute_of(hour_window_start(now));
+  ledger::RunSummary out;
+  int64_t duration_ms = 0, with_duration = 0;
+  for (const Minute& m : minutes_) {
+    if (m.minute < from) continue;
+    out.runs += m.runs;
+    out.failed += m.failed;
+    duration_ms += m.duration_ms;
+    with_duration += m.with_duration;
+  }
+  if (with_duration > 0) out.mean_duration = Duration(duration_ms / with_duration);
+  return out;
+}
+
+void JobBook::count_minute(TimePoint started_at, Outcome outcome,
+                           std::optional<Duration> duration) {
+  const int64_t minute = minute_of(started_at);
+  if (minute < 0) return;
+  Minute& slot = minutes_[static_cast<std::size_t>(minute) % kMinutes];
+  if (slot.minute > minute) return;
+  if (slot.minute < minute) slot = Minute{minute};
+  ++slot.runs;
+  if (counts_as_failure(outcome)) ++slot.failed;
+  if (duration) {
+    slot.duration_ms += duration->count();
+    ++slot.with_duration;
+  }
+}
+
+void JobBook::reread(const std::vector<std::string>& jobs) {
+  if (!store_ || jobs.empty()) return;
+  auto windows = store_->window_runs(jobs);
+  if (!windows) {
+    log::warn("the jobs' figures may count pruned runs: " + windows.error().message);
+    return;
+  }
+  std::vector<std::string> missing = jobs;
+  for (auto& [job, runs] : *windows) {
+    std::erase(missing, job);
+    auto it = jobs_.find(job);
+    if (it == jobs_.end()) continue;
+    it->second.window.assign(std::make_move_iterator(runs.begin()),
+                             std::make_move_iterator(runs.end()));
+    refigure(it->second);
+  }
+  // A job with no finished run left has no row in the answer.
+  for (const auto& job : missing) {
+    auto it = jobs_.find(job);
+    if (it == jobs_.end()) continue;
+    it->second.window.clear();
+    refigure(it->second);
+  }
+}
+
+void JobBook::on_runs_pruned(const retention::PrunedRuns& pruned) {
+  std::vector<std::string> jobs;
+  if (!pruned.job.empty()) {
+    if (jobs_.contains(pruned.job)) jobs.push_back(pruned.job);
+  } else {
+    // By age: only runs started before pruned.before went, so only windows
+    // reaching back that far can have lost runs.
+    for (const auto& [job, e] : jobs_) {
+      if (!e.window.empty() && e.window.back().started_at < pruned.before) jobs.push_back(job);
+    }
+  }
+  reread(jobs);
 }
 
 const JobBook::Entry* JobBook::find(std::string_view job) const {
@@ -85,6 +174,7 @@ void JobBook::ended(Entry& e, const ledger::RunStart& run, const ledger::RunEnd&
     ++e.stats.consecutive_failures;
   }
   if (end.outcome == Outcome::skipped) return;
+  count_minute(run.started_at, end.outcome, end.duration);
   ledger::WindowRun w{run.run_id, run.started_at, end.outcome, end.duration};
   auto at = std::lower_bound(e.window.begin(), e.window.end(), w, newer);
   if (at == e.window.end() && e.window.size() >= static_cast<std::size_t>(ledger::kStatsWindow)) {

@@ -73,15 +73,16 @@ class TimedStore final : public ledger::Store {
   Result<int> prune_excess(std::string_view job, int keep, int max_rows) override {
     return timed(LedgerOp::other, [&] { return inner_.prune_excess(job, keep, max_rows); });
   }
-  Result<std::vector<ledger::JobStats>> job_summaries() override {
-    return inner_.job_summaries();
-  }
+  Result<std::vector<ledger::JobStats>> job_summaries() override { return inner_.job_summaries(); }
   Result<std::vector<std::pair<std::string, std::vector<ledger::WindowRun>>>> window_runs(
       const std::vector<std::string>& jobs) override {
     return inner_.window_runs(jobs);
   }
   Result<ledger::RunSummary> run_summary(TimePoint since) override {
     return inner_.run_summary(since);
+  }
+  Result<std::vector<ledger::RunMinute>> run_minutes(TimePoint since) override {
+    return inner_.run_minutes(since);
   }
   Result<std::vector<ledger::RunRecord>> query_runs(const ledger::RunQuery& query) override {
     return inner_.query_runs(query);

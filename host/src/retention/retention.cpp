@@ -110,12 +110,14 @@ bool Pruner::run_batch() {
   const auto began = std::chrono::steady_clock::now();
   bool more = false;
   if (step.job.empty()) {
-    auto pruned = store_.prune(clock_() - policy_.keep_runs, kPruneBatchRows);
+    step_before_ = clock_() - policy_.keep_runs;
+    auto pruned = store_.prune(step_before_, kPruneBatchRows);
     if (!pruned) {
       log::warn("retention: " + pruned.error().message);
       return false;
     }
     deleted_.by_age += pruned->runs;
+    step_runs_ += pruned->runs;
     deleted_.events += pruned->events;
     more = pruned->runs == kPruneBatchRows || pruned->events == kPruneBatchRows;
   } else {
@@ -125,6 +127,7 @@ bool Pruner::run_batch() {
       return false;
     }
     deleted_.by_count += *pruned;
+    step_runs_ += *pruned;
     more = *pruned == kPruneBatchRows;
   }
   const auto took = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - began);
@@ -132,7 +135,13 @@ bool Pruner::run_batch() {
     log::write(spdlog::level::debug, {step.job},
                fmt::format("retention: one batch took {} ms", took.count()));
   }
-  if (!more) steps_.pop_front();
+  if (!more) {
+    PrunedRuns done{step.job, step_before_};
+    const bool any = step_runs_ > 0;
+    step_runs_ = 0;
+    steps_.pop_front();
+    if (any && on_pruned_) on_pruned_(done);
+  }
   return true;
 }
 

@@ -41,9 +41,19 @@ inline constexpr Duration kPruneBatchGap = std::chrono::milliseconds(20);
 inline constexpr Duration kPruneAgeInterval = std::chrono::minutes(1);
 inline constexpr Duration kPruneFirstPass = std::chrono::seconds(2);
 
+// What one prune step deleted runs of: one job's runs beyond its keep_last,
+// or (job empty) runs of any job that started before `before`.
+struct PrunedRuns {
+  std::string job;
+  TimePoint before{};
+};
+
 class Pruner {
  public:
   using Clock = std::function<TimePoint()>;
+  // Told after each prune step (a job's excess, or a pass by age, in as
+  // many batches as it took) that deleted at least one run.
+  using OnPruned = std::function<void(const PrunedRuns&)>;
 
   // `io` and `store` must outlive the pruner; everything runs on io's thread.
   Pruner(boost::asio::io_context& io, ledger::Store& store, RetentionPolicy policy, Clock clock);
@@ -57,6 +67,7 @@ class Pruner {
   // A run or skip of `job` was recorded; every prune_slack(keep_last) of them
   // queues a prune of the job. A no-op for jobs without keep_last.
   void note_recorded(std::string_view job);
+  void on_pruned(OnPruned callback) { on_pruned_ = std::move(callback); }
 
  private:
   // One thing to prune: by age (job empty) or one job's excess.
@@ -84,6 +95,9 @@ class Pruner {
   std::deque<Step> steps_;
   std::map<std::string, int, std::less<>> since_prune_;  // runs recorded since the job's last prune
   Totals deleted_;                                       // since the last info line
+  OnPruned on_pruned_;
+  int64_t step_runs_ = 0;    // runs the front step deleted so far
+  TimePoint step_before_{};  // the front step's latest cutoff (by age)
   std::chrono::steady_clock::time_point next_age_pass_{};
   uint64_t generation_ = 0;  // a newer arm() makes older handlers no-ops
   bool idle_ = true;         // the timer waits for the next age pass, not a batch
