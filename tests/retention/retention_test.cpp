@@ -66,3 +66,46 @@ TEST_CASE("Pruner follows a reloaded policy", "[retention]") {
   }
   pruner.stop();
 }
+
+TEST_CASE("Pruner tells what it pruned, once per step that deleted runs", "[retention]") {
+  using namespace jobhost::ledger::testing;
+  TempDir dir;
+  auto store = open_store(dir.db());
+  for (const char* job : {"a", "b"}) {
+    for (int slot = 1; slot <= 30; ++slot) {
+      auto start = make_start(job, slot * 1000, slot * 1000);
+      REQUIRE(store->claim_and_start(start).value());
+      REQUIRE(store->finish_run(make_end(start, Outcome::succeeded)));
+    }
+  }
+  boost::asio::io_context io;
+  std::vector<PrunedRuns> told;
+  Pruner pruner(io, *store, RetentionPolicy{}, [] { return at_ms(kBase + 60'000); });
+  pruner.on_pruned([&](const PrunedRuns& p) { told.push_back(p); });
+  pruner.start();
+  io.run_for(std::chrono::milliseconds(100));
+  CHECK(told.empty());
+
+  SECTION("by count: the job, and nothing when there was nothing to delete") {
+    pruner.set_policy(RetentionPolicy{Duration(0), {{"a", 5}, {"b", 100}}});
+    io.restart();
+    io.run_for(std::chrono::milliseconds(300));
+    REQUIRE(told.size() == 1);
+    CHECK(told[0].job == "a");
+    pruner.set_policy(RetentionPolicy{Duration(0), {{"a", 5}}});
+    io.restart();
+    io.run_for(std::chrono::milliseconds(300));
+    CHECK(told.size() == 1);  // "a" had nothing more to delete
+  }
+  SECTION("by age: the cutoff") {
+    // keep_runs = 40 s: runs started before kBase + 20 s go.
+    pruner.set_policy(RetentionPolicy{std::chrono::seconds(40), {}});
+    io.restart();
+    io.run_for(std::chrono::milliseconds(2500));  // the first age pass comes after 2 s
+    REQUIRE(told.size() == 1);
+    CHECK(told[0].job.empty());
+    CHECK(told[0].before == at_ms(kBase + 20'000));
+    CHECK(store->history("a", 1000).value().size() < 30);
+  }
+  pruner.stop();
+}
