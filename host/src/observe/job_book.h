@@ -15,7 +15,9 @@
 // hour_window_start(now)) as per-minute sums of the finished, non-skipped
 // runs by the minute they started in, seeded with Store::run_minutes. Unlike
 // the job windows these are not re-read after a prune: they count the runs
-// that ran, including ones retention (keep_last) deleted since.
+// that ran, including ones retention (keep_last) deleted since. 62 minutes
+// are kept in a ring: a run starting a full ring ahead of an older minute
+// (a wall clock set back an hour) replaces that minute.
 #pragma once
 
 #include <array>
