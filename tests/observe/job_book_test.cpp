@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "engine/engine_rig.h"
 #include "ledger/sqlite_store.h"
@@ -316,6 +317,41 @@ TEST_CASE("job book: after a prune its windows equal the ledger's", "[observe][j
     check_equal(**store, book, jobs);
     CHECK(book.find("b")->stats.window_runs == 7);
   }
+}
+
+// The engine's own pruner, with the book watching the engine: after the
+// prunes of a job with keep_last below the window, the book's figures equal
+// the ledger's.
+TEST_CASE("job book: the engine tells it of its pruner's deletions", "[observe][job_book]") {
+  Rig rig(R"(
+[jobs.busy]
+plugin = "noop"
+schedule = "* * * * * *"
+keep_last = 5
+)",
+          Rig::Runs::fake);
+  observe::JobBook book;
+  REQUIRE(book.seed(rig.store(), at_utc(10, 0, 0, 500)));
+  rig.observers.push_back(&book);
+  rig.start(at_utc(10, 0, 0, 500));
+  const Outcome outcomes[] = {Outcome::succeeded, Outcome::failed, Outcome::timed_out};
+  int n = 0;
+  for (int second = 1; second <= 40; ++second) {
+    rig.run_until(at_utc(10, 0, 0, 500) + second * 1s);
+    for (const auto& id : rig.fake().running_ids()) rig.fake().finish(id, outcomes[n++ % 3]);
+    rig.settle();
+  }
+  REQUIRE(book.find("busy")->stats.window_runs > 5);
+  // The pruner's batches run on real timers (its first pass after 2 s).
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (rig.store().window_runs({"busy"}).value().front().second.size() > 6 ||
+         book.find("busy")->stats.window_runs > 6) {
+    REQUIRE(std::chrono::steady_clock::now() < give_up);
+    rig.settle();
+    std::this_thread::sleep_for(10ms);
+  }
+  rig.settle();
+  check_equal(rig.store(), book, {"busy"});
 }
 
 // The engine's own runs, with the book watching it: GET jobs and status
