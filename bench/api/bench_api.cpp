@@ -189,7 +189,7 @@ int main(int argc, char** argv) {
 
   observe::JobBook book;
   auto seeding = Clock::now();
-  if (auto seeded = book.seed(**store); !seeded) {
+  if (auto seeded = book.seed(**store, wall_now()); !seeded) {
     fmt::print(stderr, "seed: {}\n", seeded.error().message);
     return 1;
   }
