@@ -285,6 +285,13 @@ class TlsServer {
   std::thread thread_;
 };
 
+// Threads of this process (/proc/self/task).
+std::size_t thread_count() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
 config::NotifierConfig webhook_config(uint16_t port, const fs::path& ca_file, int retries = 0) {
   config::NotifierConfig c;
   c.name = "hook";
@@ -333,11 +340,15 @@ TEST_CASE("webhook over HTTPS: delivered with ca_file, refused without it, retri
     TlsServer server(dir.path(), {200});
     auto config = webhook_config(server.port(), dir.path() / "ca.pem");
     config.url = "https://localhost:" + std::to_string(server.port()) + "/";
+    const std::size_t threads_before = thread_count();
     auto n = make_webhook_notifier(io, config);
     REQUIRE(n.has_value());
     auto result = deliver(io, **n, sample_notice());
     INFO(result.error);
     CHECK(result.ok);
+    // Resolving "localhost" started no thread (the daemon must stay
+    // single-threaded for its forks): the server's thread is the only extra.
+    CHECK(thread_count() == threads_before);
   }
   SECTION("a certificate the CA signed for another name is refused") {
     TlsServer server(dir.path(), {200}, "elsewhere");

@@ -1,27 +1,42 @@
 // The webhook notifier: POSTs the alert as JSON, async on the loop (Boost.Beast,
-// Boost.Asio SSL over OpenSSL). Each attempt resolves the host (asio's
-// resolver), connects, for https does the TLS handshake with the peer's
-// certificate verified against the system CAs or ca_file, SNI and host name
-// (or IP address) checked, writes the request and reads a bounded response,
-// all under one timer for the whole attempt. Connection errors, timeouts,
-// 5xx, 408 and 429 are tried again after a backoff (webhook_backoff), up to
-// `retries` more times; a certificate that does not verify, 3xx and other 4xx
-// are final.
+// Boost.Asio SSL over OpenSSL). Each attempt resolves the host, connects, for https does the TLS
+// handshake with the peer's certificate verified against the system CAs or ca_file, SNI and host
+// name (or IP address) checked, writes the request and reads a bounded response, all under one
+// timer for the whole attempt. Connection errors, timeouts, 5xx, 408 and 429 are tried again after
+// a backoff (webhook_backoff), up to `retries` more times; a certificate that does not verify, 3xx
+// and other 4xx are final.
+//
+// Resolving never starts a thread: the daemon must stay single-threaded so that
+// forking the fork server from it stays safe (asio's resolver would start a
+// thread that lives on, blocked in getaddrinfo). An IP address needs no
+// resolving; a host name is resolved by a short-lived child, `getent ahosts`,
+// whose output the loop reads from a pipe under the attempt's timer.
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cerrno>
+#include <cstring>
 #include <optional>
 #include <set>
+#include <sstream>
 
+#include "common/pidfd.h"
 #include "observe/notifier.h"
 
 namespace jobhost::observe {
@@ -41,6 +56,171 @@ bool is_ip(const std::string& host) {
   asio::ip::make_address(host, ec);
   return !ec;
 }
+
+constexpr std::size_t kMaxResolverOutput = 64 * 1024;
+constexpr const char* kGetentPaths[] = {"/usr/bin/getent", "/bin/getent"};
+
+// A host name resolved by a `getent ahosts -- NAME` child: its stdout on a
+// pipe read by the loop, its exit seen through a pidfd. kill() ends it and
+// reaps it at once (SIGKILL: waitpid returns promptly).
+class ResolverChild {
+ public:
+  using Done = std::function<void(std::string error, std::vector<tcp::endpoint>)>;
+  explicit ResolverChild(asio::io_context& io) : out_(io), pidfd_(io) {}
+  ~ResolverChild() { kill(); }
+
+  // Starts resolving; `done` is called once from the loop unless kill() comes first.
+  void start(const std::string& host, std::uint16_t port, Done done) {
+    host_ = host;
+    port_ = port;
+    done_ = std::move(done);
+    if (auto error = spawn(); !error.empty()) {
+      return asio::post(out_.get_executor(), [this, error] { finish(error, {}); });
+    }
+    read();
+  }
+
+  void kill() {
+    done_ = {};
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      reap();
+    }
+    close();
+  }
+
+ private:
+  std::string spawn() {
+    const char* getent = nullptr;
+    for (const char* path : kGetentPaths) {
+      if (::access(path, X_OK) == 0) {
+        getent = path;
+        break;
+      }
+    }
+    if (!getent) return "getent is not installed";
+    int pipe_fds[2];
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return fmt::format("pipe: {}", std::strerror(errno));
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    std::string arg0 = "getent", arg1 = "ahosts", arg2 = "--", arg3 = host_;
+    char* argv[] = {arg0.data(), arg1.data(), arg2.data(), arg3.data(), nullptr};
+    std::string path = "PATH=/usr/bin:/bin", lang = "LANG=C";
+    char* envp[] = {path.data(), lang.data(), nullptr};
+    const int rc = ::posix_spawn(&pid_, getent, &actions, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    ::close(pipe_fds[1]);
+    if (rc != 0) {
+      pid_ = -1;
+      ::close(pipe_fds[0]);
+      return fmt::format("cannot start {}: {}", getent, std::strerror(rc));
+    }
+    out_.assign(pipe_fds[0]);
+    return {};
+  }
+
+  void read() {
+    out_.async_read_some(asio::buffer(buffer_),
+                         [this](const boost::system::error_code& ec, std::size_t n) {
+                           if (!done_) return;
+                           if (ec == asio::error::eof) return wait_exit();
+                           if (ec) return finish(ec.message(), {});
+                           if (output_.size() + n > kMaxResolverOutput) {
+                             return finish("getent printed too much", {});
+                           }
+                           output_.append(buffer_.data(), n);
+                           read();
+                         });
+  }
+
+  void wait_exit() {
+    const int fd = pidfd_open(pid_);
+    if (fd < 0) return finish(fmt::format("pidfd_open: {}", std::strerror(errno)), {});
+    pidfd_.assign(fd);
+    pidfd_.async_wait(asio::posix::stream_descriptor::wait_read,
+                      [this](const boost::system::error_code& ec) {
+                        if (!done_) return;
+                        if (ec) return finish(ec.message(), {});
+                        const int status = reap();
+                        if (WIFEXITED(status) && WEXITSTATUS(status) == 2) {
+                          return finish("no such host", {});
+                        }
+                        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                          return finish("getent failed", {});
+                        }
+                        auto endpoints = parse();
+                        if (endpoints.empty()) return finish("no address", {});
+                        finish({}, std::move(endpoints));
+                      });
+  }
+
+  // "ADDRESS  STREAM name" lines: the STREAM ones, in getent's order.
+  std::vector<tcp::endpoint> parse() const {
+    std::vector<tcp::endpoint> endpoints;
+    std::istringstream lines(output_);
+    std::string line;
+    while (std::getline(lines, line)) {
+      std::istringstream fields(line);
+      std::string address, kind;
+      fields >> address >> kind;
+      if (kind != "STREAM") continue;
+      boost::system::error_code ec;
+      const auto ip = asio::ip::make_address(address, ec);
+      if (ec) continue;
+      const tcp::endpoint endpoint(ip, port_);
+      if (std::find(endpoints.begin(), endpoints.end(), endpoint) == endpoints.end()) {
+        endpoints.push_back(endpoint);
+      }
+    }
+    return endpoints;
+  }
+
+  int reap() {
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+    return status;
+  }
+
+  void close() {
+    boost::system::error_code ignored;
+    out_.close(ignored);
+    pidfd_.close(ignored);
+  }
+
+  void finish(std::string error, std::vector<tcp::endpoint> endpoints) {
+    auto done = std::exchange(done_, {});
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      reap();
+    }
+    close();
+    if (done) done(std::move(error), std::move(endpoints));
+  }
+
+  asio::posix::stream_descriptor out_;
+  asio::posix::stream_descriptor pidfd_;
+  pid_t pid_ = -1;
+  std::string host_;
+  std::uint16_t port_ = 0;
+  std::string output_;
+  std::array<char, 4096> buffer_{};
+  Done done_;
+};
 
 // An error of one attempt; `retry` when trying again may help.
 struct AttemptResult {
@@ -94,7 +274,7 @@ class Webhook final : public Notifier {
     Attempt(asio::io_context& io, const Webhook& owner)
         : owner(owner), resolver(io), timer(io), plain(io) {}
     const Webhook& owner;
-    tcp::resolver resolver;
+    ResolverChild resolver;
     asio::steady_timer timer;
     beast::tcp_stream plain;
     std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
@@ -104,6 +284,7 @@ class Webhook final : public Notifier {
     std::function<void(AttemptResult)> on_end;
     bool ended = false;
     bool timed_out = false;
+    bool resolving = false;
 
     beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : plain; }
 
@@ -115,7 +296,7 @@ class Webhook final : public Notifier {
     void stop_io() {
       boost::system::error_code ignored;
       timer.cancel();
-      resolver.cancel();
+      resolver.kill();
       lowest().socket().close(ignored);
     }
     void end(AttemptResult result) {
@@ -153,21 +334,33 @@ class Webhook final : public Notifier {
       timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
         if (ec || self->ended) return;
         self->timed_out = true;
+        if (self->resolving) return self->fail_step("resolving " + self->owner.url_.host, {});
         boost::system::error_code ignored;
-        self->resolver.cancel();
         self->lowest().socket().close(ignored);
       });
-      resolver.async_resolve(
-          url.host, std::to_string(url.port),
-          [self = shared_from_this()](const boost::system::error_code& ec,
-                                      const tcp::resolver::results_type& results) {
+      boost::system::error_code not_ip;
+      const auto ip = asio::ip::make_address(url.host, not_ip);
+      if (!not_ip) {
+        return asio::post(owner.io_, [self = shared_from_this(), ip] {
+          if (self->ended) return;
+          self->connect({tcp::endpoint(ip, self->owner.url_.port)});
+        });
+      }
+      resolving = true;
+      resolver.start(
+          url.host, url.port,
+          [self = shared_from_this()](std::string error, std::vector<tcp::endpoint> endpoints) {
+            self->resolving = false;
             if (self->ended) return;
-            if (ec) return self->fail_step("resolving " + self->owner.url_.host, ec);
-            self->connect(results);
+            if (!error.empty()) {
+              return self->end(
+                  {false, true, fmt::format("resolving {}: {}", self->owner.url_.host, error)});
+            }
+            self->connect(endpoints);
           });
     }
 
-    void connect(const tcp::resolver::results_type& results) {
+    void connect(const std::vector<tcp::endpoint>& endpoints) {
       if (owner.url_.tls) {
         tls.emplace(owner.io_, *owner.tls_);
         SSL* handle = tls->native_handle();
@@ -182,7 +375,7 @@ class Webhook final : public Notifier {
         }
       }
       lowest().async_connect(
-          results,
+          endpoints,
           [self = shared_from_this()](const boost::system::error_code& ec, const tcp::endpoint&) {
             if (self->ended) return;
             if (ec) return self->fail_step("connecting", ec);
