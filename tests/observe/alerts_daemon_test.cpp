@@ -2,6 +2,10 @@
 // one alert through a command notifier, a restart sends nothing again, the
 // next success sends one recovery; a dead-man's switch whose window passed
 // while the daemon was down alerts at start.
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <sstream>
@@ -231,4 +235,61 @@ params = { fail_file = ")" +
   REQUIRE(wait_for([&] { return notices(out).size() == 1; }, 30s));
   CHECK(notices(out)[0]["kind"] == "failing");
   host.stop();
+}
+
+TEST_CASE("a webhook to a host name leaves the daemon with one thread", "[integration][alerts]") {
+  // A plain HTTP receiver on 127.0.0.1 on a thread of this test: answers 200
+  // to one request.
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor acceptor(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  const auto port = acceptor.local_endpoint().port();
+  std::atomic<bool> received = false;
+  std::thread receiver([&] {
+    boost::system::error_code ec;
+    boost::asio::ip::tcp::socket socket(io);
+    acceptor.accept(socket, ec);
+    if (ec) return;
+    std::string request;
+    char buffer[4096];
+    while (request.find("\r\n\r\n") == std::string::npos) {
+      const std::size_t n = socket.read_some(boost::asio::buffer(buffer), ec);
+      if (ec) return;
+      request.append(buffer, n);
+    }
+    received = true;
+    boost::asio::write(socket,
+                       boost::asio::buffer(std::string_view(
+                           "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")),
+                       ec);
+  });
+  {
+    TestHost host({"switch.so"}, "[alerts.hook]\ntype = \"webhook\"\nurl = \"http://localhost:" +
+                                     std::to_string(port) +
+                                     "/\"\ntimeout = \"10s\"\nretries = 0\n\n" + R"(
+[jobs.broken]
+plugin = "switch"
+schedule = "@manual"
+alert_after = 1
+params = { fail_file = "/" }
+)");
+    const fs::path& config = host.config();
+    REQUIRE(trigger(config, "broken").exit_code == 0);
+    REQUIRE(wait_for([&] { return events_of(config, "broken", "alert").size() == 1; }, 30s));
+    auto detail = json::parse(events_of(config, "broken", "alert")[0].detail);
+    CHECK(detail["result"] == "ok");
+    CHECK(received);
+    std::size_t threads = 0;
+    for ([[maybe_unused]] const auto& e :
+         fs::directory_iterator("/proc/" + std::to_string(host.daemon().pid()) + "/task")) {
+      ++threads;
+    }
+    CHECK(threads == 1);
+    host.stop();
+  }
+  if (!received) {  // unblocks the receiver's accept
+    boost::system::error_code ignored;
+    boost::asio::ip::tcp::socket wake(io);
+    wake.connect({boost::asio::ip::make_address("127.0.0.1"), port}, ignored);
+  }
+  receiver.join();
 }
