@@ -106,6 +106,29 @@ TEST_CASE("parse_url splits http and https URLs", "[config][alerts]") {
   CHECK_FALSE(config::parse_url("https://x/a b").has_value());
 }
 
+TEST_CASE("a command notifier's user and group load; user = root is warned about",
+          "[config][alerts]") {
+  {
+    TempConfig file(
+        "[alerts.x]\ntype = \"command\"\ncommand = [\"/bin/sh\"]\nuser = \"nobody\"\n"
+        "group = \"0\"\n");
+    auto config = load_config(file.file());
+    REQUIRE(config.has_value());
+    REQUIRE(config->alerts.size() == 1);
+    CHECK(config->alerts[0].user == "nobody");
+    CHECK(config->alerts[0].group == "0");
+    CHECK(config->warnings.empty());
+  }
+  {
+    TempConfig file("[alerts.x]\ntype = \"command\"\ncommand = [\"/bin/sh\"]\nuser = \"root\"\n");
+    auto config = load_config(file.file());
+    REQUIRE(config.has_value());
+    REQUIRE(config->warnings.size() == 1);
+    CHECK(config->warnings[0].where.line == 4);
+    CHECK_THAT(config->warnings[0].message, Catch::Contains("runs as root"));
+  }
+}
+
 TEST_CASE("alert mistakes are reported at their line:col", "[config][alerts]") {
   struct Case {
     std::string toml;
@@ -145,6 +168,12 @@ TEST_CASE("alert mistakes are reported at their line:col", "[config][alerts]") {
        "expect_success_within in [jobs.a]: expected a duration string"},
       {"[defaults]\nalert_to = \"ops\"\n", "2:12", "alert_to in [defaults]: expected a list"},
       {job + "url = \"https://h/\"\n", "4:1", "it belongs in [alerts.NAME]"},
+      {"[alerts.x]\ntype = \"command\"\ncommand = [\"/bin/sh\"]\nuser = \"no-such-user-jh\"\n",
+       "4:8", "user in [alerts.x]: unknown user \"no-such-user-jh\""},
+      {"[alerts.x]\ntype = \"command\"\ncommand = [\"/bin/sh\"]\ngroup = \"no-such-group-jh\"\n",
+       "4:9", "group in [alerts.x]: unknown group \"no-such-group-jh\""},
+      {"[alerts.x]\ntype = \"webhook\"\nurl = \"https://h/\"\nuser = \"nobody\"\n", "4:1",
+       "user in [alerts.x]: only a command notifier has it"},
   };
   for (const Case& c : cases) {
     INFO("config:\n" << c.toml);

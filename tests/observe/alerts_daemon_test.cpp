@@ -2,10 +2,12 @@
 // one alert through a command notifier, a restart sends nothing again, the
 // next success sends one recovery; a dead-man's switch whose window passed
 // while the daemon was down alerts at start.
+#include <unistd.h>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
+
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <sstream>
@@ -66,7 +68,9 @@ std::optional<ledger::AlertRecord> alert_row(const fs::path& config, const std::
 
 std::string alerts_section(const fs::path& exe, const fs::path& out) {
   return "[alerts.log]\ntype = \"command\"\ncommand = [\"" + exe.string() + "\", \"" +
-         out.string() + "\"]\ntimeout = \"10s\"\n\n";
+         out.string() + "\"]\ntimeout = \"10s\"\n" +
+         // The temp dirs are root-only: keep root rather than nobody.
+         (::geteuid() == 0 ? "user = \"root\"\n\n" : "\n");
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // notice on stdin and in JOBHOST_* variables, and a webhook POSTed over
 // HTTPS to a server in this process whose certificate is signed by a CA
 // made for the test (openssl CLI).
+#include <fmt/format.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -76,6 +78,9 @@ config::NotifierConfig command_config(std::vector<std::string> argv, Duration ti
   c.type = config::NotifierConfig::Type::command;
   c.command = std::move(argv);
   c.timeout = timeout;
+  // These tests write into root-only temp dirs: keep the daemon's user (the
+  // privilege drop has its own test).
+  if (::geteuid() == 0) c.user = "root";
   return c;
 }
 
@@ -162,6 +167,66 @@ TEST_CASE("command notifier: the timeout kills the whole group", "[observe][noti
     if (!gone) std::this_thread::sleep_for(20ms);
   }
   CHECK(gone);
+}
+
+TEST_CASE("command notifier: runs as nobody when root, or as its user",
+          "[observe][notifier][SKIPPABLE][needs-root]") {
+  if (::geteuid() != 0) JOBHOST_SKIP("needs root to change users");
+  const passwd* nobody = ::getpwnam("nobody");
+  if (!nobody) JOBHOST_SKIP("no nobody user");
+  const uid_t nobody_uid = nobody->pw_uid;  // getpwnam's result is overwritten by the next call
+  const passwd* daemon_user = ::getpwnam("daemon");
+  if (!daemon_user) JOBHOST_SKIP("no daemon user");
+  const uid_t daemon_uid = daemon_user->pw_uid;
+  TempDir dir;
+  // Others may enter the directory and run the script, but not write in `protected`.
+  fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::others_read |
+                                  fs::perms::others_exec | fs::perms::group_read |
+                                  fs::perms::group_exec);
+  const fs::path protected_dir = dir.path() / "protected";
+  fs::create_directory(protected_dir);
+  fs::permissions(protected_dir, fs::perms::owner_all | fs::perms::others_read |
+                                     fs::perms::others_exec | fs::perms::group_read |
+                                     fs::perms::group_exec);
+  const auto exe = script(dir.path(), "whoami",
+                          "(id -u > \"$1/uid\") 2>/dev/null\n"
+                          "echo \"uid=$(id -u)\"\n"
+                          "exit 1\n");
+  fs::permissions(exe, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  asio::io_context io;
+
+  SECTION("no user: nobody, which cannot write in a root-only directory") {
+    auto config = command_config({exe.string(), protected_dir.string()});
+    config.user.reset();
+    auto n = make_command_notifier(io, config);
+    auto result = deliver(io, *n, sample_notice());
+    CHECK(result.error == fmt::format("exited with status 1: uid={}", nobody_uid));
+    CHECK_FALSE(fs::exists(protected_dir / "uid"));
+  }
+  SECTION("a named user") {
+    auto config = command_config({exe.string(), protected_dir.string()});
+    config.user = "daemon";
+    auto n = make_command_notifier(io, config);
+    auto result = deliver(io, *n, sample_notice());
+    CHECK(result.error == fmt::format("exited with status 1: uid={}", daemon_uid));
+    CHECK_FALSE(fs::exists(protected_dir / "uid"));
+  }
+  SECTION("user = root keeps root") {
+    auto config = command_config({exe.string(), protected_dir.string()});
+    config.user = "root";
+    auto n = make_command_notifier(io, config);
+    auto result = deliver(io, *n, sample_notice());
+    CHECK(result.error == "exited with status 1: uid=0");
+    CHECK(slurp(protected_dir / "uid") == "0\n");
+  }
+  SECTION("an unknown user is a failed delivery that names it") {
+    auto config = command_config({exe.string(), protected_dir.string()});
+    config.user = "no-such-user-jobhost";
+    auto n = make_command_notifier(io, config);
+    auto result = deliver(io, *n, sample_notice());
+    CHECK_FALSE(result.ok);
+    CHECK_THAT(result.error, Catch::Contains("unknown user \"no-such-user-jobhost\""));
+  }
 }
 
 TEST_CASE("notice_environment: bounded values without NUL bytes", "[observe][notifier]") {

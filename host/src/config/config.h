@@ -160,6 +160,10 @@ struct NotifierConfig {
   std::vector<std::pair<std::string, std::string>> headers;  // extra request headers
   Duration timeout = std::chrono::seconds(10);               // one attempt (command: the whole run)
   int retries = 3;  // webhook: further attempts after a failed one, 0..kMaxNotifierRetries
+  // command: the user and group it runs as (names or numeric ids, checked to
+  // exist when loaded). Unset while the daemon is root: nobody/nogroup.
+  std::optional<std::string> user;
+  std::optional<std::string> group;
 };
 inline constexpr int kMaxNotifierRetries = 10;
 std::string_view to_string(NotifierConfig::Type value);

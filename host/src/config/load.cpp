@@ -13,6 +13,8 @@
 #include <utility>
 
 #include <arpa/inet.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 
 #include <date/tz.h>
@@ -61,8 +63,8 @@ constexpr std::array<std::string_view, 5> kRetryKeys = {"max_attempts", "initial
 constexpr std::array<std::string_view, 6> kLimitKeys = {"memory",    "cpu_time",  "open_files",
                                                         "processes", "file_size", "output"};
 constexpr std::array<std::string_view, 3> kScheduleKeys = {"schedule", "every", "at"};
-constexpr std::array<std::string_view, 7> kNotifierKeys = {
-    "type", "command", "url", "ca_file", "timeout", "retries", "headers"};
+constexpr std::array<std::string_view, 9> kNotifierKeys = {
+    "type", "command", "url", "ca_file", "timeout", "retries", "headers", "user", "group"};
 // How much of a ca_file is read to check that it holds a certificate.
 constexpr std::size_t kMaxCaFile = 1 << 20;
 // Headers the webhook client writes itself.
@@ -881,6 +883,35 @@ class Loader {
     });
   }
 
+  // A user (or group) name or numeric id in the account database. A bare id
+  // is taken as it is, like a job's user.
+  static bool account_exists(const std::string& name, bool user) {
+    if (std::all_of(name.begin(), name.end(), [](unsigned char c) { return std::isdigit(c); })) {
+      return true;
+    }
+    std::vector<char> buf(16384);
+    for (;;) {
+      int err;
+      bool found;
+      if (user) {
+        passwd pw{};
+        passwd* result = nullptr;
+        err = ::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &result);
+        found = result != nullptr;
+      } else {
+        struct group gr {};
+        struct group* result = nullptr;
+        err = ::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &result);
+        found = result != nullptr;
+      }
+      if (err == ERANGE && buf.size() < (1u << 20)) {
+        buf.resize(buf.size() * 2);
+        continue;
+      }
+      return found;
+    }
+  }
+
   // False after reporting an error.
   bool read_notifier(const toml::table& table, NotifierConfig& n) {
     const std::string section = "alerts." + n.name;
@@ -956,6 +987,23 @@ class Loader {
           continue;
         }
         if (auto i = read_int(v, w, 0, kMaxNotifierRetries)) n.retries = static_cast<int>(*i);
+      } else if (k == "user" || k == "group") {
+        if (type && !is_command) {
+          only_for(key, "command");
+          continue;
+        }
+        auto name = read_name(v, w);
+        if (!name) continue;
+        if (!account_exists(*name, k == "user")) {
+          error(at(v), fmt::format("{}: unknown {} \"{}\": no such {} in the {} database "
+                                   "(create it, or name another)",
+                                   w, k, *name, k, k));
+          continue;
+        }
+        (k == "user" ? n.user : n.group) = *name;
+        if (k == "user" && (*name == "root" || *name == "0")) {
+          warn(at(v), fmt::format("{}: the command runs as root, with no privilege drop", w));
+        }
       } else if (k == "headers") {
         if (type && !is_webhook) {
           only_for(key, "webhook");

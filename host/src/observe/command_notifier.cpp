@@ -1,14 +1,15 @@
 // The command notifier: the alert as JSON on stdin and in JOBHOST_*
-// variables, for an executable run as a host-side helper. posix_spawn
-// (clone + exec, no copy of the daemon's memory) into a session and process
-// group of its own, with every descriptor above 2 closed, an empty signal
-// mask and default dispositions, a clean environment, then rlimits (prlimit,
-// right after the exec), the timeout as SIGKILL of the whole group, and a
-// pidfd on the loop so that it is always reaped and never waited for.
+// variables, for an executable run isolated like a run. fork (the daemon is
+// single-threaded) then, in the child: a session and process group of its
+// own, stdin and stdout+stderr on pipes and every other descriptor closed,
+// default dispositions and an empty signal mask, rlimits, the privilege drop
+// (its `user`/`group`; nobody/nogroup when the daemon is root and none is
+// named), exec with a clean environment. The timeout is SIGKILL of the whole
+// group, and a pidfd on the loop makes sure it is always reaped and never
+// waited for.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,9 +23,8 @@
 #include <set>
 
 #include "common/pidfd.h"
+#include "exec/isolation.h"
 #include "observe/notifier.h"
-
-extern char** environ;
 
 namespace jobhost::observe {
 namespace {
@@ -57,6 +57,64 @@ std::string one_line(std::string_view text) {
   }
   while (!out.empty() && out.back() == ' ') out.pop_back();
   return out;
+}
+
+// What failed in the child before its exec, sent to the parent on a pipe.
+struct ChildFailure {
+  int err;
+  char what[64];
+};
+
+[[noreturn]] void fail_in_child(int status_fd, int err, const char* what) noexcept {
+  ChildFailure failure{err, {}};
+  std::strncpy(failure.what, what, sizeof failure.what - 1);
+  [[maybe_unused]] const ssize_t n = ::write(status_fd, &failure, sizeof failure);
+  ::_exit(127);
+}
+
+// The child side, after fork: async-signal-safe calls only. Its own session
+// and process group; stdin, stdout+stderr on the pipes and nothing else open;
+// default signal dispositions and an empty mask; limits; the privilege drop
+// (setgroups, setgid, setuid, no_new_privs); exec.
+[[noreturn]] void run_child(int in_fd, int out_fd, int status_fd, const exec::Credentials& creds,
+                            rlim_t cpu_seconds, char* const* argv, char* const* envp) noexcept {
+  if (::setsid() < 0) fail_in_child(status_fd, errno, "setsid");
+  if (::dup2(in_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(out_fd, 2) < 0) {
+    fail_in_child(status_fd, errno, "dup2");
+  }
+  // Keep the status pipe (close-on-exec) as 3: every other descriptor goes.
+  if (status_fd != 3) {
+    if (::dup3(status_fd, 3, O_CLOEXEC) < 0) fail_in_child(status_fd, errno, "dup3");
+    status_fd = 3;
+  }
+  if (::close_range(4, ~0u, 0) != 0) fail_in_child(status_fd, errno, "close_range");
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);  // EINVAL for some: fine
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  const std::pair<int, rlim_t> limits[] = {{RLIMIT_AS, kCommandMemoryBytes},
+                                           {RLIMIT_NOFILE, kCommandOpenFiles},
+                                           {RLIMIT_FSIZE, kCommandFileSize},
+                                           {RLIMIT_CORE, 0},
+                                           {RLIMIT_CPU, cpu_seconds}};
+  for (const auto& [resource, value] : limits) {
+    rlimit l{value, value};
+    rlimit current{};
+    if (::getrlimit(static_cast<__rlimit_resource>(resource), &current) == 0 &&
+        current.rlim_max != RLIM_INFINITY && current.rlim_max < value && ::geteuid() != 0) {
+      l = {current.rlim_max, current.rlim_max};  // cannot be raised: clamped
+    }
+    if (::setrlimit(static_cast<__rlimit_resource>(resource), &l) != 0) {
+      fail_in_child(status_fd, errno, "setrlimit");
+    }
+  }
+  if (auto error = exec::drop_privileges_in_child(creds)) {
+    fail_in_child(status_fd, error->err, error->what);
+  }
+  ::execve(argv[0], argv, envp);
+  fail_in_child(status_fd, errno, "execve");
 }
 
 class CommandNotifier final : public Notifier {
@@ -119,21 +177,18 @@ class CommandNotifier final : public Notifier {
       ::close(in_pipe[1]);
       return fmt::format("pipe: {}", std::strerror(err));
     }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in_pipe[0], 0);
-    posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-    posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 2);
-    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr,
-                             POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    // Who it runs as, looked up here (the child may only make async-signal-safe calls).
+    auto creds = notifier_credentials(config_);
+    if (!creds) {
+      for (int fd : {in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1]}) ::close(fd);
+      return creds.error().message;
+    }
+    int status_pipe[2];  // the child's setup error, or EOF at its exec
+    if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
+      const int err = errno;
+      for (int fd : {in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1]}) ::close(fd);
+      return fmt::format("pipe: {}", std::strerror(err));
+    }
 
     std::vector<std::string> env = notice_environment(notice);
     std::vector<char*> argv, envp;
@@ -141,32 +196,41 @@ class CommandNotifier final : public Notifier {
     argv.push_back(nullptr);
     for (auto& e : env) envp.push_back(e.data());
     envp.push_back(nullptr);
+    const auto cpu = std::chrono::ceil<std::chrono::seconds>(config_.timeout).count() + 1;
 
-    pid_t pid = -1;
-    const int rc =
-        ::posix_spawn(&pid, config_.command[0].c_str(), &actions, &attr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
+    // fork, not posix_spawn: the privilege drop must happen between the two.
+    // The daemon is single-threaded, so the child may run this setup.
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      run_child(in_pipe[0], out_pipe[1], status_pipe[1], *creds, static_cast<rlim_t>(cpu),
+                argv.data(), envp.data());
+    }
+    const int fork_err = errno;
     ::close(in_pipe[0]);
     ::close(out_pipe[1]);
-    if (rc != 0) {
+    ::close(status_pipe[1]);
+    if (pid < 0) {
+      ::close(status_pipe[0]);
       ::close(in_pipe[1]);
       ::close(out_pipe[0]);
-      return fmt::format("cannot start {}: {}", config_.command[0], std::strerror(rc));
+      return fmt::format("cannot start {}: fork: {}", config_.command[0], std::strerror(fork_err));
+    }
+    // Like posix_spawn: wait for the exec (EOF) or the failed step (a record).
+    ChildFailure failure{};
+    ssize_t got;
+    while ((got = ::read(status_pipe[0], &failure, sizeof failure)) < 0 && errno == EINTR) {
+    }
+    ::close(status_pipe[0]);
+    if (got == static_cast<ssize_t>(sizeof failure)) {
+      int ignored = 0;
+      while (::waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {
+      }
+      ::close(in_pipe[1]);
+      ::close(out_pipe[0]);
+      return fmt::format("cannot start {}: {}: {}", config_.command[0], failure.what,
+                         std::strerror(failure.err));
     }
     child.pid = pid;
-    // posix_spawn returns once the child has exec'd: the limits apply from
-    // its first instructions on (a window of microseconds, see the docs).
-    const auto limit = [pid](int resource, uint64_t value) {
-      const rlimit l{value, value};
-      ::prlimit(pid, static_cast<__rlimit_resource>(resource), &l, nullptr);
-    };
-    limit(RLIMIT_AS, kCommandMemoryBytes);
-    limit(RLIMIT_NOFILE, kCommandOpenFiles);
-    limit(RLIMIT_FSIZE, kCommandFileSize);
-    limit(RLIMIT_CORE, 0);
-    const auto cpu = std::chrono::ceil<std::chrono::seconds>(config_.timeout).count() + 1;
-    limit(RLIMIT_CPU, static_cast<uint64_t>(cpu));
 
     child.in.assign(in_pipe[1]);
     child.out.assign(out_pipe[0]);
@@ -298,6 +362,23 @@ std::vector<std::string> notice_environment(const nlohmann::json& notice) {
     env.push_back(fmt::format("{}={}", name, it == notice.end() ? "" : env_value(*it)));
   }
   return env;
+}
+
+Result<exec::Credentials> notifier_credentials(const config::NotifierConfig& config) {
+  std::optional<std::string> user = config.user;
+  std::optional<std::string> group = config.group;
+  if (!user && ::geteuid() == 0) {
+    user = std::string(kCommandDefaultUser);
+    // nogroup where it exists (Debian), else nobody's primary group.
+    if (!group && exec::resolve_credentials(std::nullopt, std::string(kCommandDefaultGroup))) {
+      group = std::string(kCommandDefaultGroup);
+    }
+  }
+  auto creds = exec::resolve_credentials(user, group);
+  if (!creds) {
+    return fail(fmt::format("[alerts.{}]: {}", config.name, creds.error().message));
+  }
+  return creds;
 }
 
 std::unique_ptr<Notifier> make_command_notifier(asio::io_context& io,

@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "config/config.h"
+#include "exec/isolation.h"
 
 namespace jobhost::observe {
 
@@ -54,6 +55,13 @@ std::vector<std::string> notice_environment(const nlohmann::json& notice);
 inline constexpr uint64_t kCommandMemoryBytes = 1ull << 30;  // RLIMIT_AS
 inline constexpr uint64_t kCommandOpenFiles = 256;           // RLIMIT_NOFILE
 inline constexpr uint64_t kCommandFileSize = 64ull << 20;    // RLIMIT_FSIZE
+// Who a command notifier without `user` runs as when the daemon is root.
+inline constexpr std::string_view kCommandDefaultUser = "nobody";
+inline constexpr std::string_view kCommandDefaultGroup = "nogroup";  // else nobody's group
+// The ids a command notifier runs as (parent side, looked up at each start):
+// its user/group; nobody/nogroup when the daemon is root and no user is
+// named; change=false when the daemon is not root. Error: an unknown name.
+Result<exec::Credentials> notifier_credentials(const config::NotifierConfig& config);
 // Kept of a command's stdout+stderr for the error message.
 inline constexpr std::size_t kCommandOutputTail = 1024;
 
