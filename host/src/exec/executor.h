@@ -42,6 +42,11 @@ struct RunRequest {
   Duration kill_grace{0};            // SIGTERM .. SIGKILL; 0 = SIGKILL at once
   std::optional<std::string> user;   // run as this user (host is root)
   std::optional<std::string> group;  // and group
+  // The job's private state directory (<state_dir>/jobs/<job>/): the run's
+  // working directory, HOME and JOBHOST_STATE_DIRECTORY. Empty: none.
+  std::filesystem::path state_directory;
+  // The job's `env = { KEY = "value" }`, added to the run's documented environment.
+  std::map<std::string, std::string> env;
 };
 
 // How a run ended. Delivered once per started run.
