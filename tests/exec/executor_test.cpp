@@ -504,6 +504,43 @@ TEST_CASE("memory limit: limit_exceeded naming memory, with the cgroup",
   check_memory_limit(true);
 }
 
+TEST_CASE("memory: a runtime that reserves 8 GiB of address space works under the defaults",
+          "[executor][needs-cgroup]") {
+  // Where the run's cgroup limits memory, RLIMIT_AS is left off: what counts
+  // is memory touched (10 MiB here), not address space reserved (8 GiB, as Go
+  // and the JVM do). Past the default limit (512 MiB) the cgroup stops it.
+  if (caps().mode == CgroupMode::none) {
+    JOBHOST_SKIP(
+        "no cgroup mode on this machine (RLIMIT_AS is the memory limit): " << caps().description);
+  }
+  const config::Limits defaults;
+  REQUIRE(defaults.memory_bytes == 512ull << 20);
+  SECTION("touching 10 MiB succeeds") {
+    RunRequest req =
+        request("memhog", {{"reserve_mib", "8192"}, {"max_mib", "10"}, {"chunk_mib", "1"}});
+    const Finished f = run(req, caps());
+    INFO(f.report.message);
+    CHECK(f.report.outcome == Outcome::succeeded);
+    CHECK(f.report.metrics.at("allocated_mib") == 10);
+  }
+  SECTION("touching 600 MiB ends limit_exceeded memory") {
+    RunRequest req = request("memhog", {{"reserve_mib", "8192"}, {"max_mib", "600"}});
+    const Finished f = run(req, caps());
+    INFO(f.report.message);
+    CHECK(f.report.outcome == Outcome::limit_exceeded);
+    CHECK(contains(f.report.message, "memory limit (512MiB)"));
+  }
+}
+
+TEST_CASE("memory: without a cgroup, RLIMIT_AS limits the address space", "[executor]") {
+  if (kAddressSanitizer) JOBHOST_SKIP("AddressSanitizer build: RLIMIT_AS is never set");
+  RunRequest req = request("memhog", {{"reserve_mib", "8192"}, {"max_mib", "10"}});
+  const Finished f = run(req, isolation_mode(false));
+  INFO(f.report.message);
+  CHECK(f.report.outcome == Outcome::failed);
+  CHECK(contains(f.report.message, "cannot reserve 8192 MiB"));
+}
+
 TEST_CASE("fork bomb: contained, the host survives, nothing remains", "[executor]") {
   // With a pids cgroup (v1 or v2) fork fails at pids.max and the cgroup says
   // so: limit_exceeded. Without one (mode none, also tested here), as root

@@ -383,7 +383,26 @@ TEST_CASE("api: status has the engine snapshot and the jobs of status --json", "
   CHECK(s["jobs"][1]["enabled"] == true);
   CHECK(s["jobs"][1]["paused"] == false);
   CHECK(s["jobs"][1]["next_build"].is_object());
+  CHECK(s["jobs_total"] == 3);
+  CHECK(s["next_offset"].is_null());
   CHECK(s["running"].empty());
+}
+
+TEST_CASE("api: status pages its jobs in config order", "[observe][api]") {
+  ApiRig a;
+  a.start(at_utc(10, 0, 0));
+  auto first = body(a.get("/api/v1/status?limit=2"));
+  REQUIRE(first["jobs"].size() == 2);
+  CHECK(first["jobs"][1]["job"] == "beta");
+  CHECK(first["jobs_total"] == 3);
+  REQUIRE(first["next_offset"] == 2);
+  auto second = body(a.get("/api/v1/status?limit=2&offset=2"));
+  REQUIRE(second["jobs"].size() == 1);
+  CHECK(second["jobs"][0]["job"] != "beta");
+  CHECK(second["next_offset"].is_null());
+  CHECK(body(a.get("/api/v1/status?offset=7"))["jobs"].empty());
+  CHECK(a.get("/api/v1/status?limit=0").status == 400);
+  CHECK(a.get("/api/v1/status?limit=1001").status == 400);
 }
 
 TEST_CASE("api: status has the dashboard's summary; jobs=false leaves the jobs out",

@@ -29,6 +29,22 @@ inline constexpr std::string_view to_string(Outcome o) {
   return kOutcomeNames[static_cast<std::size_t>(o)];
 }
 
+// The outcomes that count as a failure: they add to a job's consecutive
+// failures in the ledger (succeeded resets them, the others leave them), fail
+// a fire for alert_after, and count as failed in metrics and the API.
+inline constexpr bool counts_as_failure(Outcome o) {
+  switch (o) {
+    case Outcome::failed:
+    case Outcome::timed_out:
+    case Outcome::stalled:
+    case Outcome::crashed:
+    case Outcome::limit_exceeded:
+      return true;
+    default:
+      return false;
+  }
+}
+
 inline constexpr std::optional<Outcome> outcome_from_string(std::string_view s) {
   for (std::size_t i = 0; i < kOutcomeNames.size(); ++i) {
     if (kOutcomeNames[i] == s) return static_cast<Outcome>(i);

@@ -275,7 +275,13 @@ void run_child(const ChildPlan& plan) noexcept {
   }
   const RunRequest& request = *plan.request;
   g_request = &request;
-  if (auto e = apply_rlimits_in_child(request.limits)) fail_setup(e->err, e->what);
+  // A run with cgroups has its memory limited there (memory.max or
+  // memory.limit_in_bytes: every cgroup mode has the memory controller), so
+  // RLIMIT_AS is left off.
+  const bool memory_in_cgroup = !plan.cgroup_procs->empty();
+  if (auto e = apply_rlimits_in_child(request.limits, memory_in_cgroup)) {
+    fail_setup(e->err, e->what);
+  }
   if (auto e = drop_privileges_in_child(*plan.credentials)) fail_setup(e->err, e->what);
   // Changing uid/gid clears the parent-death signal: set it again, and check
   // once more that the host did not die meanwhile.

@@ -975,7 +975,8 @@ std::optional<ChildSetupError> set_limit(int resource, rlim_t soft, rlim_t hard,
 
 }  // namespace
 
-std::optional<ChildSetupError> apply_rlimits_in_child(const config::Limits& limits) noexcept {
+std::optional<ChildSetupError> apply_rlimits_in_child(const config::Limits& limits,
+                                                      bool memory_in_cgroup) noexcept {
   auto or_infinity = [](std::uint64_t v) {
     return v == 0 ? RLIM_INFINITY : static_cast<rlim_t>(v);
   };
@@ -991,7 +992,7 @@ std::optional<ChildSetupError> apply_rlimits_in_child(const config::Limits& limi
 #else
   constexpr bool kSkipAddressSpace = false;
 #endif
-  if (!kSkipAddressSpace) {
+  if (!kSkipAddressSpace && !memory_in_cgroup) {
     rlim_t as = or_infinity(limits.memory_bytes);
     if (auto e = set_limit(RLIMIT_AS, as, as, "setrlimit(RLIMIT_AS)")) return e;
   }

@@ -239,14 +239,17 @@ struct ChildSetupError {
   const char* what;
 };
 
-// Child side, after fork: RLIMIT_AS = memory (skipped when built with
-// AddressSanitizer, which reserves terabytes of address space), RLIMIT_CPU =
+// Child side, after fork: RLIMIT_AS = memory, unless `memory_in_cgroup` (the
+// run's cgroup limits its memory: address space is not memory, and Go, the JVM
+// and AddressSanitizer reserve far more of it than they use) or the host is
+// built with AddressSanitizer; the inherited limit stays then. RLIMIT_CPU =
 // cpu_time rounded up to seconds (SIGXCPU then, SIGKILL one second later),
 // RLIMIT_NOFILE, RLIMIT_NPROC (not enforced for root: see docs/isolation.md),
 // RLIMIT_FSIZE, RLIMIT_CORE = 0. A 0 value means unlimited, except for
 // open_files where 0 keeps the inherited limit. A limit above the current hard
 // limit that cannot be raised is clamped to it.
-std::optional<ChildSetupError> apply_rlimits_in_child(const config::Limits& limits) noexcept;
+std::optional<ChildSetupError> apply_rlimits_in_child(const config::Limits& limits,
+                                                      bool memory_in_cgroup = false) noexcept;
 
 // Child side: setgroups, setgid, setuid (in that order) when creds.change,
 // then PR_SET_NO_NEW_PRIVS always. Verifies the drop: the ids are the asked

@@ -29,19 +29,6 @@ TimePoint from_ms(int64_t ms) {
   return TimePoint(Duration(ms));
 }
 
-bool counts_as_failure(Outcome o) {
-  switch (o) {
-    case Outcome::failed:
-    case Outcome::timed_out:
-    case Outcome::stalled:
-    case Outcome::crashed:
-    case Outcome::limit_exceeded:
-      return true;
-    default:
-      return false;
-  }
-}
-
 constexpr std::optional<double> kNoDouble;
 
 bool advances_last_fire(Trigger t) {

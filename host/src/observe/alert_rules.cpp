@@ -36,18 +36,8 @@ std::string_view to_string(AlertKind kind) {
 }
 
 FireResult classify_fire(Outcome outcome) {
-  switch (outcome) {
-    case Outcome::succeeded:
-      return FireResult::success;
-    case Outcome::failed:
-    case Outcome::timed_out:
-    case Outcome::stalled:
-    case Outcome::crashed:
-    case Outcome::limit_exceeded:
-      return FireResult::failure;
-    default:
-      return FireResult::neutral;
-  }
+  if (outcome == Outcome::succeeded) return FireResult::success;
+  return counts_as_failure(outcome) ? FireResult::failure : FireResult::neutral;
 }
 
 std::vector<Notice> on_fire_end(std::string_view job, JobAlertState& state,

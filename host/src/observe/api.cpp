@@ -520,6 +520,15 @@ void Api::status(const Request& request, const Respond& respond) {
   auto summary = status_summary(store_, snapshot, wall_now(), hooks_.book);
   if (!summary) return respond(ledger_error(summary.error()));
   const bool with_jobs = request.arg("jobs").value_or("true") != "false";
+  // Jobs come in pages of at most kMaxLimit (in config order), so that the
+  // answer stays small and quick whatever the number of jobs.
+  auto limit = int_arg(request, "limit", kMaxLimit, 1, kMaxLimit);
+  auto offset = int_arg(request, "offset", 0, 0, 1'000'000'000);
+  if (!limit) return respond(Response::error(400, limit.error()));
+  if (!offset) return respond(Response::error(400, offset.error()));
+  const auto& configured = engine_.config().jobs;
+  const std::size_t first = std::min(configured.size(), static_cast<std::size_t>(*offset));
+  const std::size_t last = std::min(configured.size(), first + static_cast<std::size_t>(*limit));
   json builds = with_jobs ? engine_.next_builds() : json::array();
   // With the book: its figures, the engine's next fire with the config's
   // definition hash (what the engine writes with upsert_job whenever it
@@ -534,8 +543,8 @@ void Api::status(const Request& request, const Respond& respond) {
     for (const auto& p : paused) paused_by_name.emplace(p.job, &p);
   }
   json jobs = json::array();
-  for (std::size_t i = 0; with_jobs && i < engine_.config().jobs.size(); ++i) {
-    const auto& cfg = engine_.config().jobs[i];
+  for (std::size_t i = first; with_jobs && i < last; ++i) {
+    const auto& cfg = configured[i];
     ledger::JobStats stats;
     if (book) {
       const JobBook::Entry* e = book->find(cfg.name);
@@ -578,6 +587,8 @@ void Api::status(const Request& request, const Respond& respond) {
                 {"ledger_backlog", snapshot["ledger_backlog"]},
                 {"queued", snapshot["queued"]}}},
               {"jobs", std::move(jobs)},
+              {"jobs_total", configured.size()},
+              {"next_offset", with_jobs && last < configured.size() ? json(last) : json(nullptr)},
               {"running", std::move(in_flight)},
               {"summary", std::move(*summary)}}));
 }

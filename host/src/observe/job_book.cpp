@@ -8,20 +8,6 @@
 namespace jobhost::observe {
 namespace {
 
-// As the ledger counts them (ledger/sqlite_store.cpp, finish_run).
-bool counts_as_failure(Outcome o) {
-  switch (o) {
-    case Outcome::failed:
-    case Outcome::timed_out:
-    case Outcome::stalled:
-    case Outcome::crashed:
-    case Outcome::limit_exceeded:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // The window's order: started_at, then run_id, descending.
 bool newer(const ledger::WindowRun& a, const ledger::WindowRun& b) {
   return std::tie(a.started_at, a.run_id) > std::tie(b.started_at, b.run_id);

@@ -8,21 +8,6 @@
 namespace jobhost::observe {
 namespace {
 
-// The ledger's rule (ledger/store.h finish_run): these outcomes add to a
-// job's consecutive failures, succeeded resets them, the others leave them.
-bool counts_as_failure(Outcome o) {
-  switch (o) {
-    case Outcome::failed:
-    case Outcome::timed_out:
-    case Outcome::stalled:
-    case Outcome::crashed:
-    case Outcome::limit_exceeded:
-      return true;
-    default:
-      return false;
-  }
-}
-
 double seconds_of(Duration d) {
   return std::chrono::duration<double>(d).count();
 }
