@@ -103,6 +103,40 @@ TEST_CASE("control socket: a connection closed without a reply is 'failed'", "[c
   CHECK(error->message.find("closed the connection") != std::string::npos);
 }
 
+// fuzz/regressions/control_request/not-utf8: the parse error quoted the
+// byte, and serializing that reply threw out of the loop (the daemon died).
+TEST_CASE("control socket: a request that is not UTF-8 gets a bad-request reply", "[control]") {
+  TempDir dir;
+  boost::asio::io_context io;
+  const auto path = jobhost::daemon::control_socket_path(dir.path());
+  auto server = jobhost::daemon::ControlServer::listen(io, path, [](const nlohmann::json&) {
+    return nlohmann::json{{"ok", true}};
+  });
+  REQUIRE(server);
+  std::string reply;
+  std::thread client([&] {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+      const std::string request = "\"\xff\"\n";
+      (void)::write(fd, request.data(), request.size());
+      char buffer[4096];
+      ssize_t n;
+      while ((n = ::read(fd, buffer, sizeof buffer)) > 0) reply.append(buffer, n);
+    }
+    ::close(fd);
+    io.stop();
+  });
+  io.run_for(5s);
+  client.join();
+  INFO(reply);
+  CHECK(reply.starts_with("{\"error\":\"bad request: "));
+  CHECK(reply.ends_with("\n"));
+  CHECK(nlohmann::json::parse(reply)["ok"] == false);
+}
+
 TEST_CASE("pid lock: one holder per state dir, released on destruction", "[pid_lock]") {
   TempDir dir;
   {

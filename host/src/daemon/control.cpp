@@ -1,5 +1,7 @@
 #include "daemon/control.h"
 
+#include "daemon/control_request.h"
+
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <sys/socket.h>
@@ -27,37 +29,50 @@ void serve(std::shared_ptr<stream_protocol::socket> socket, ControlServer::Async
         std::string line;
         std::getline(in, line);
         auto respond = [socket](nlohmann::json reply) {
-          auto text = std::make_shared<std::string>(reply.dump() + "\n");
+          auto text = std::make_shared<std::string>(reply_line(reply));
           boost::asio::async_write(
               *socket, boost::asio::buffer(*text),
               [socket, text](const boost::system::error_code&, std::size_t) {});
         };
-        nlohmann::json request;
-        try {
-          request = nlohmann::json::parse(line);
-        } catch (const std::exception& e) {
-          return respond({{"ok", false}, {"error", fmt::format("bad request: {}", e.what())}});
-        }
-        if (!request.is_object()) {
-          return respond({{"ok", false}, {"error", "bad request: not a JSON object"}});
-        }
         // Who asks, from the kernel; whatever the client wrote there is replaced.
+        nlohmann::json peer = nullptr;
         ucred cred{};
         socklen_t length = sizeof cred;
         if (::getsockopt(socket->native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &length) == 0) {
-          request["peer"] = {{"uid", cred.uid}, {"pid", cred.pid}};
-        } else {
-          request["peer"] = nullptr;
+          peer = {{"uid", cred.uid}, {"pid", cred.pid}};
         }
-        try {
-          handler(request, respond);
-        } catch (const std::exception& e) {
-          respond({{"ok", false}, {"error", fmt::format("bad request: {}", e.what())}});
-        }
+        answer_request(line, std::move(peer), handler, respond);
       });
 }
 
 }  // namespace
+
+std::string reply_line(const nlohmann::json& reply) {
+  // A reply may quote what the client sent (a parse error quotes the bytes
+  // it stopped at): bytes that are not UTF-8 become U+FFFD instead of
+  // making dump() throw out of the loop.
+  return reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+void answer_request(std::string_view line, nlohmann::json peer,
+                    const ControlServer::AsyncHandler& handler,
+                    const ControlServer::Respond& respond) {
+  nlohmann::json request;
+  try {
+    request = nlohmann::json::parse(line);
+  } catch (const std::exception& e) {
+    return respond({{"ok", false}, {"error", fmt::format("bad request: {}", e.what())}});
+  }
+  if (!request.is_object()) {
+    return respond({{"ok", false}, {"error", "bad request: not a JSON object"}});
+  }
+  request["peer"] = std::move(peer);
+  try {
+    handler(request, respond);
+  } catch (const std::exception& e) {
+    respond({{"ok", false}, {"error", fmt::format("bad request: {}", e.what())}});
+  }
+}
 
 std::filesystem::path control_socket_path(const std::filesystem::path& state_dir) {
   return state_dir / "jobhost.sock";

@@ -19,6 +19,7 @@
 #include "common/pidfd.h"
 #include "exec/child_runtime.h"
 #include "exec/executor.h"
+#include "exec/fork_plan.h"
 #include "exec/isolation.h"
 
 namespace jobhost::exec {
@@ -113,12 +114,6 @@ ssize_t receive_message(int sock, std::span<char> buffer, ReceivedFds& fds) {
 
 // --- the plan of a run, as it crosses the socket ----------------------------
 
-struct Plan {
-  RunRequest request;
-  std::vector<std::string> cgroup_procs;
-  Credentials credentials;
-};
-
 // The plan is a flat binary record: numbers in host byte order, strings as a
 // 32-bit length and the bytes, decoded by the server straight into the
 // request (a JSON document would allocate a node per field).
@@ -180,14 +175,22 @@ class Reader {
     }
     return true;
   }
+  // The count of a list whose entries take at least `entry_bytes` each:
+  // false when the bytes left cannot hold that many, so that a corrupt count
+  // never sizes a vector (4 billion groups would be 16 GiB).
+  bool count(uint32_t& n, std::size_t entry_bytes) {
+    return number(n) && n <= in_.size() / entry_bytes;
+  }
   bool done() const { return in_.empty(); }
 
  private:
   std::string_view in_;
 };
 
-std::string encode(const RunRequest& r, const std::vector<std::string>& procs, const Credentials& c,
-                   bool preload) {
+}  // namespace
+
+std::string encode_plan(const RunRequest& r, const std::vector<std::string>& procs,
+                        const Credentials& c, bool preload) {
   Writer w(kSpawn);
   w.number(static_cast<uint8_t>(preload));  // read by the server
   w.text(r.plugin_path.native());           // read by the server
@@ -215,9 +218,7 @@ std::string encode(const RunRequest& r, const std::vector<std::string>& procs, c
   return w.take();
 }
 
-// False on a malformed plan. `preload`: whether the server should keep the
-// plugin loaded.
-bool decode(std::string_view text, Plan& p, bool& preload) {
+bool decode_plan(std::string_view text, Plan& p, bool& preload) {
   Reader in(text);
   RunRequest& r = p.request;
   config::Limits& l = r.limits;
@@ -229,7 +230,7 @@ bool decode(std::string_view text, Plan& p, bool& preload) {
       !in.text(r.trace_id) || !in.number(r.attempt) || !in.number(scheduled) || !in.map(r.params) ||
       !in.map(r.secrets) || !in.number(l.memory_bytes) || !in.number(cpu) ||
       !in.number(l.open_files) || !in.number(l.processes) || !in.number(l.file_size) ||
-      !in.number(l.output_bytes) || !in.number(count)) {
+      !in.number(l.output_bytes) || !in.count(count, sizeof(uint32_t))) {
     return false;
   }
   r.scheduled_for = TimePoint(Duration(scheduled));
@@ -241,7 +242,7 @@ bool decode(std::string_view text, Plan& p, bool& preload) {
   }
   Credentials& c = p.credentials;
   uint8_t change = 0;
-  if (!in.number(c.uid) || !in.number(c.gid) || !in.number(count)) return false;
+  if (!in.number(c.uid) || !in.number(c.gid) || !in.count(count, sizeof(gid_t))) return false;
   c.groups.resize(count);
   for (gid_t& g : c.groups) {
     if (!in.number(g)) return false;
@@ -251,6 +252,8 @@ bool decode(std::string_view text, Plan& p, bool& preload) {
   preload = wanted != 0;
   return true;
 }
+
+namespace {
 
 // --- the server ---------------------------------------------------------------
 //
@@ -364,7 +367,7 @@ void serve_spawn(int sock, std::string_view text, const ReceivedFds& fds) {
   } wipe{plan, text};
   bool preload_it = false;
   try {
-    if (!decode(text, plan, preload_it)) return refuse(EINVAL, "malformed spawn request");
+    if (!decode_plan(text, plan, preload_it)) return refuse(EINVAL, "malformed spawn request");
     wipe.decoded = true;
   } catch (...) {
     return refuse(ENOMEM, "decoding the spawn request");
@@ -524,7 +527,7 @@ Result<ForkServer::Spawned> ForkServer::spawn(const RunRequest& request,
                                               const std::vector<std::string>& cgroup_procs,
                                               const Credentials& credentials, int control_fd,
                                               int output_fd, bool preload) {
-  const std::string text = encode(request, cgroup_procs, credentials, preload);
+  const std::string text = encode_plan(request, cgroup_procs, credentials, preload);
   int pidfd = -1;
   const int fds[] = {control_fd, output_fd};
   auto answer = call(text, fds, &pidfd);
