@@ -12,6 +12,7 @@ namespace jobhost::exec {
 
 struct RunRequest;
 struct Credentials;
+struct SandboxPlan;
 
 // Everything the child needs, prepared by the parent before fork so the child
 // only reads it.
@@ -25,6 +26,8 @@ struct ChildPlan {
   // The plugin's entry point when it is already loaded (preloaded by the fork
   // server); nullptr: the child dlopens request->plugin_path.
   jobhost_entry_fn entry = nullptr;
+  // sandbox: namespaces, mounts and the syscall filter (exec/sandbox.h); nullptr: none.
+  const SandboxPlan* sandbox = nullptr;
 };
 
 // Exit codes of the child when it cannot report a result itself.
