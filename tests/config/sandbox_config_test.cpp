@@ -170,3 +170,17 @@ TEST_CASE("every sandbox key changes the definition hash; defaults leave it as b
     hashes.push_back(h);
   }
 }
+
+TEST_CASE("read_write_paths without read_only is a warning") {
+  TempConfig file(std::string(kJob) + "read_write_paths = [\"/srv\"]\n");
+  auto config = load_config(file.file());
+  REQUIRE(config);
+  REQUIRE(config->warnings.size() == 1);
+  CHECK(config->warnings[0].where.line == 1);
+  CHECK_THAT(config->warnings[0].message,
+             Catch::Contains("read_write_paths has no effect without read_only = true"));
+  TempConfig quiet(std::string(kJob) + "read_only = true\nread_write_paths = [\"/srv\"]\n");
+  auto fine = load_config(quiet.file());
+  REQUIRE(fine);
+  CHECK(fine->warnings.empty());
+}

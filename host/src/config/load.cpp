@@ -1217,6 +1217,11 @@ class Loader {
       }
     }
     check_retry_delays(job, origins, section);
+    if (!job.sandbox.read_write_paths.empty() && !job.sandbox.read_only) {
+      warn(job.pos, fmt::format("[{}]: read_write_paths has no effect without read_only = true "
+                                "(everything the run's user may write is writable anyway)",
+                                section));
+    }
     if (!table.contains("plugin")) {
       error(job.pos, fmt::format("[{}] has no plugin: add plugin = \"NAME\", the name in the "
                                  "plugin's descriptor (see jobhost plugins)",
