@@ -180,11 +180,13 @@ TEST_CASE("private_tmp: the run's /tmp is its own, writable even under read_only
     RunRequest r = probe("tmp");
     r.user = "nobody";
     r.sandbox.private_tmp = true;
+    r.limits.memory_bytes = 96ull << 20;
     const RunReport tmp = run(std::move(r));
     REQUIRE(tmp.outcome == Outcome::succeeded);
     CHECK(tmp.metrics.at("uid") == nobody->pw_uid);
     CHECK(tmp.metrics.at("tmp_uid") == nobody->pw_uid);
     CHECK(tmp.metrics.at("tmp_mode") == 01777);
+    CHECK(tmp.metrics.at("tmp_size") == 96 << 20);  // bounded by the memory limit
   }
 }
 

@@ -41,7 +41,8 @@ inline constexpr int kChildExitOrphaned = 125;     // the parent died before we 
 void prepare_fork_server() noexcept;
 
 // Sets the child up (process group, death signal, SIGTERM handler, signal
-// mask, descriptors, cgroup, rlimits, privileges), loads the plugin, calls
+// mask, descriptors, cgroup, rlimits, sandbox namespaces and mounts,
+// privileges, then the syscall filter), loads the plugin, calls
 // init/run/shutdown, sends the result and _exits. Never returns. Expects
 // every signal blocked and every disposition default, and
 // prepare_fork_server() done, as a child of the fork server has them.

@@ -402,7 +402,8 @@ void serve_spawn(int sock, std::string_view text, const ReceivedFds& fds) {
     return refuse(ENOMEM, "decoding the spawn request");
   }
   try {
-    plan.sandbox = prepare_sandbox(plan.request.sandbox, plan.credentials);
+    plan.sandbox =
+        prepare_sandbox(plan.request.sandbox, plan.credentials, plan.request.limits.memory_bytes);
   } catch (...) {
     return refuse(ENOMEM, "preparing the run's sandbox");
   }

@@ -233,7 +233,8 @@ Result<std::vector<sock_filter>> build_default_filter() {
   return program;
 }
 
-SandboxPlan prepare_sandbox(const config::Sandbox& sandbox, const Credentials& credentials) {
+SandboxPlan prepare_sandbox(const config::Sandbox& sandbox, const Credentials& credentials,
+                            uint64_t tmp_size) {
   SandboxPlan plan;
   plan.new_network = sandbox.network == config::Network::none;
   plan.private_tmp = sandbox.private_tmp;
@@ -243,6 +244,8 @@ SandboxPlan prepare_sandbox(const config::Sandbox& sandbox, const Credentials& c
     const uid_t uid = credentials.change ? credentials.uid : ::getuid();
     const gid_t gid = credentials.change ? credentials.gid : ::getgid();
     plan.tmpfs_options = fmt::format("mode=1777,uid={},gid={}", uid, gid);
+    // Bounded even where no cgroup charges tmpfs pages to the run.
+    if (tmp_size > 0) plan.tmpfs_options += fmt::format(",size={}", tmp_size);
   }
   if (plan.read_only) {
     for (const std::string& path : sandbox.read_write_paths) {

@@ -35,7 +35,7 @@ struct SandboxPlan {
   bool new_mounts = false;             // unshare(CLONE_NEWNS), propagation to the host cut
   bool private_tmp = false;            // tmpfs on /tmp and /var/tmp
   bool read_only = false;              // every mount read-only, but `writable` and the private /tmp
-  std::string tmpfs_options;           // "mode=1777,uid=N,gid=N"
+  std::string tmpfs_options;           // "mode=1777,uid=N,gid=N[,size=N]"
   std::vector<WritablePath> writable;  // the state directory, then read_write_paths
   // The compiled filter (syscall_filter = "default"); empty: no filter.
   const std::vector<sock_filter>* filter = nullptr;
@@ -46,9 +46,11 @@ struct SandboxPlan {
 // Fork server, before fork: the plan for `sandbox` (its read_write_paths as
 // the server received them: the job's state directory first, if any) and
 // the run's credentials (the private /tmp belongs to the uid/gid the run
-// switches to, else to the server's). Never fails: a filter that cannot be
-// built is reported by the child.
-SandboxPlan prepare_sandbox(const config::Sandbox& sandbox, const Credentials& credentials);
+// switches to, else to the server's). A private /tmp holds at most
+// `tmp_size` bytes (the run's memory limit; 0: the kernel's default, half of
+// RAM). Never fails: a filter that cannot be built is reported by the child.
+SandboxPlan prepare_sandbox(const config::Sandbox& sandbox, const Credentials& credentials,
+                            uint64_t tmp_size);
 
 // The system calls syscall_filter = "default" denies (a blocked call kills
 // the run with SIGSYS), by name. clone with a CLONE_NEW* flag is denied too,

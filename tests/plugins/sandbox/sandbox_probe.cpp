@@ -5,7 +5,7 @@
 //   interfaces the network interfaces it sees: metric "interfaces", the
 //              names in the message
 //   write      creates <path> and writes to it
-//   tmp        /tmp's owner and mode: metrics "tmp_uid", "tmp_mode"
+//   tmp        /tmp's owner, mode and size: metrics "tmp_uid", "tmp_mode", "tmp_size"
 //   ptrace     ptrace(PTRACE_TRACEME); with the syscall filter it never returns
 //   bpf        bpf() with bad arguments; likewise
 //   clone_ns   unshare(CLONE_NEWUSER); likewise
@@ -17,6 +17,7 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -96,6 +97,8 @@ class SandboxProbe {
     ctx.metric("tmp_uid", st.st_uid);
     ctx.metric("tmp_mode", st.st_mode & 07777);
     ctx.metric("uid", getuid());
+    struct statvfs fs {};
+    if (statvfs("/tmp", &fs) == 0) ctx.metric("tmp_size", double(fs.f_blocks) * fs.f_frsize);
     return jobhost::Result::ok;
   }
 };
