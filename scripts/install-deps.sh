@@ -8,6 +8,7 @@ pkgs=(build-essential cmake pkg-config git
       libspdlog-dev libfmt-dev catch2 libcli11-dev nlohmann-json3-dev
       libhowardhinnant-date-dev libssl-dev openssl tzdata file
       prometheus  # promtool: the metrics and alerting-rules tests
+      libseccomp-dev  # syscall_filter (exec/sandbox.cpp)
       chromium chromium-driver python3-selenium  # the dashboard's browser test
       clang libclang-rt-14-dev)  # libFuzzer for scripts/fuzz.sh (docs/fuzzing.md)
 # openssl (the CLI): the webhook test makes its CA with it.

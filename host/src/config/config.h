@@ -48,6 +48,8 @@ enum class Concurrency { allow, forbid, replace };
 enum class Misfire { skip, run_once, run_all };
 enum class LogFormat { text, json };
 enum class Durability { normal, full };
+enum class Network { host, none };            // sandbox: the run's network (docs/isolation.md)
+enum class SyscallFilter { none, standard };  // sandbox: "none", "default" (docs/isolation.md)
 
 // The names used in the TOML file ("full", "run_once", ...).
 std::string_view to_string(Jitter value);
@@ -55,6 +57,8 @@ std::string_view to_string(Concurrency value);
 std::string_view to_string(Misfire value);
 std::string_view to_string(LogFormat value);
 std::string_view to_string(Durability value);
+std::string_view to_string(Network value);
+std::string_view to_string(SyscallFilter value);  // "none", "default"
 
 struct RetryPolicy {
   int max_attempts = 3;  // >= 1; 1 = no retry
@@ -73,6 +77,21 @@ struct Limits {
   uint64_t processes = 64;                       // RLIMIT_NPROC / pids.max
   uint64_t file_size = 1ull << 30;               // RLIMIT_FSIZE
   uint64_t output_bytes = 64ull << 10;           // tail of stdout+stderr kept; 0 = none
+};
+
+// Sandbox options of a job's runs (docs/isolation.md "Sandbox options"). Each
+// needs the host to run as root; a run whose sandbox cannot be set up fails.
+struct Sandbox {
+  Network network = Network::host;  // none: a network namespace with loopback only
+  bool private_tmp = false;         // a fresh tmpfs on /tmp and /var/tmp, the run's own
+  bool read_only = false;           // every mount read-only but the paths below
+  // Absolute paths kept writable under read_only (the state directory and a
+  // private /tmp are writable anyway). Must exist when a run starts.
+  std::vector<std::string> read_write_paths;
+  // standard ("default"): a deny list of system calls (exec/sandbox.h); a
+  // blocked call kills the run with SIGSYS.
+  SyscallFilter syscall_filter = SyscallFilter::standard;
+  bool operator==(const Sandbox&) const = default;
 };
 
 struct JobConfig {
@@ -101,6 +120,8 @@ struct JobConfig {
   std::map<std::string, std::string> params;  // TOML scalars as strings
   std::optional<std::string> user;            // drop to this user when root
   std::optional<std::string> group;
+  // Sandbox: network, private_tmp, read_only, read_write_paths, syscall_filter.
+  Sandbox sandbox;
   // Retention: the ledger keeps at most this many of the job's newest runs
   // (a few more for a moment); 0 = no count limit. Not part of the definition.
   int keep_last = 10000;

@@ -46,7 +46,7 @@ std::string compute_definition_hash(const JobConfig& job) {
       {"open_files", job.limits.open_files},     {"processes", job.limits.processes},
       {"file_size", job.limits.file_size},       {"output_bytes", job.limits.output_bytes},
   };
-  const json canonical = {
+  json canonical = {
       {"version", 1},
       {"plugin", job.plugin},
       {"schedule", schedule_json(job)},
@@ -65,6 +65,18 @@ std::string compute_definition_hash(const JobConfig& job) {
       {"user", job.user ? json(*job.user) : json(nullptr)},
       {"group", job.group ? json(*job.group) : json(nullptr)},
   };
+  // Sandbox keys join the hash only when not at their defaults, so adding
+  // them did not change the hash (and the ledger's definition) of other jobs.
+  const Sandbox& sb = job.sandbox;
+  if (sb != Sandbox{}) {
+    canonical["sandbox"] = {
+        {"network", to_string(sb.network)},
+        {"private_tmp", sb.private_tmp},
+        {"read_only", sb.read_only},
+        {"read_write_paths", sb.read_write_paths},
+        {"syscall_filter", to_string(sb.syscall_filter)},
+    };
+  }
   return sha256_hex(canonical.dump());
 }
 

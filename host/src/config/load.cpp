@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <grp.h>
+#include <linux/limits.h>
 #include <pwd.h>
 #include <sys/stat.h>
 
@@ -38,26 +39,21 @@ constexpr std::array<std::string_view, 7> kHostKeys = {
     "log_format", "durability", "keep_runs"};
 constexpr std::array<std::string_view, 4> kHttpKeys = {"listen", "allow_remote", "token_file",
                                                        "per_job_metrics"};
-constexpr std::array<std::string_view, 17> kSettingKeys = {
-    "timeout",       "stall_timeout",  "kill_grace",  "retry",
-    "limits",        "jitter",         "concurrency", "misfire",
-    "misfire_limit", "catchup_spread", "enabled",     "user",
-    "group",         "keep_last",      "alert_after", "expect_success_within",
-    "alert_to"};
+constexpr std::array<std::string_view, 22> kSettingKeys = {
+    "timeout", "stall_timeout", "kill_grace", "retry", "limits", "jitter", "concurrency", "misfire",
+    "misfire_limit", "catchup_spread", "enabled", "user", "group", "keep_last", "alert_after",
+    "expect_success_within", "alert_to",
+    // sandbox
+    "network", "private_tmp", "read_only", "read_write_paths", "syscall_filter"};
 constexpr std::array<std::string_view, 6> kJobOnlyKeys = {"plugin", "schedule", "every",
                                                           "at",     "timezone", "params"};
-constexpr std::array<std::string_view, 23> kJobKeys = {"plugin",        "schedule",
-                                                       "every",         "at",
-                                                       "timezone",      "params",
-                                                       "timeout",       "stall_timeout",
-                                                       "kill_grace",    "retry",
-                                                       "limits",        "jitter",
-                                                       "concurrency",   "misfire",
-                                                       "misfire_limit", "catchup_spread",
-                                                       "enabled",       "user",
-                                                       "group",         "keep_last",
-                                                       "alert_after",   "expect_success_within",
-                                                       "alert_to"};
+constexpr std::array<std::string_view, 28> kJobKeys = {
+    "plugin", "schedule", "every", "at", "timezone", "params", "timeout", "stall_timeout",
+    "kill_grace", "retry", "limits", "jitter", "concurrency", "misfire", "misfire_limit",
+    "catchup_spread", "enabled", "user", "group", "keep_last", "alert_after",
+    "expect_success_within", "alert_to",
+    // sandbox
+    "network", "private_tmp", "read_only", "read_write_paths", "syscall_filter"};
 constexpr std::array<std::string_view, 5> kRetryKeys = {"max_attempts", "initial_delay",
                                                         "max_delay", "multiplier", "jitter"};
 constexpr std::array<std::string_view, 6> kLimitKeys = {"memory",    "cpu_time",  "open_files",
@@ -65,6 +61,8 @@ constexpr std::array<std::string_view, 6> kLimitKeys = {"memory",    "cpu_time",
 constexpr std::array<std::string_view, 3> kScheduleKeys = {"schedule", "every", "at"};
 constexpr std::array<std::string_view, 9> kNotifierKeys = {
     "type", "command", "url", "ca_file", "timeout", "retries", "headers", "user", "group"};
+// Bind mounts a run's read_only sandbox makes at most.
+constexpr std::size_t kMaxReadWritePaths = 64;
 // How much of a ca_file is read to check that it holds a certificate.
 constexpr std::size_t kMaxCaFile = 1 << 20;
 // Headers the webhook client writes itself.
@@ -88,6 +86,10 @@ constexpr std::array<Named<LogFormat>, 2> kLogFormatNames = {
     {{"text", LogFormat::text}, {"json", LogFormat::json}}};
 constexpr std::array<Named<Durability>, 2> kDurabilityNames = {
     {{"normal", Durability::normal}, {"full", Durability::full}}};
+constexpr std::array<Named<Network>, 2> kNetworkNames = {
+    {{"host", Network::host}, {"none", Network::none}}};
+constexpr std::array<Named<SyscallFilter>, 2> kSyscallFilterNames = {
+    {{"default", SyscallFilter::standard}, {"none", SyscallFilter::none}}};
 constexpr std::array<Named<NotifierConfig::Type>, 2> kNotifierTypeNames = {
     {{"command", NotifierConfig::Type::command}, {"webhook", NotifierConfig::Type::webhook}}};
 
@@ -730,6 +732,16 @@ class Loader {
       if (auto s = read_name(v, w)) job.user = *s;
     } else if (key == "group") {
       if (auto s = read_name(v, w)) job.group = *s;
+    } else if (key == "network") {
+      if (auto e = read_enum(v, w, kNetworkNames)) job.sandbox.network = *e;
+    } else if (key == "private_tmp") {
+      if (auto b = read_bool(v, w)) job.sandbox.private_tmp = *b;
+    } else if (key == "read_only") {
+      if (auto b = read_bool(v, w)) job.sandbox.read_only = *b;
+    } else if (key == "read_write_paths") {
+      read_write_paths(v, w, job.sandbox);
+    } else if (key == "syscall_filter") {
+      if (auto e = read_enum(v, w, kSyscallFilterNames)) job.sandbox.syscall_filter = *e;
     } else if (key == "alert_after") {
       if (auto i = read_int(v, w, 0)) job.alert_after = static_cast<int>(*i);
     } else if (key == "expect_success_within") {
@@ -822,6 +834,53 @@ class Loader {
 
   // alert_to = ["ops", ...]: names of [alerts.NAME] sections ([alerts] is
   // read before [defaults] and the jobs, so unknown names are reported here).
+  // read_write_paths = ["/abs/path", ...]: absolute, normalised, no duplicates.
+  void read_write_paths(const toml::node& v, const std::string& w, Sandbox& sandbox) {
+    const toml::array* list = v.as_array();
+    if (list == nullptr) {
+      type_error(v, w, "a list of absolute paths like [\"/var/cache/reports\"]");
+      return;
+    }
+    std::vector<std::string> paths;
+    bool ok = true;
+    for (const toml::node& item : *list) {
+      auto path = read_name(item, w);
+      if (!path) {
+        ok = false;
+        continue;
+      }
+      const fs::path p(*path);
+      if (!p.is_absolute() || path->find('\0') != std::string::npos) {
+        error(at(item), fmt::format("{}: \"{}\" is not an absolute path; write it from / "
+                                    "(like \"/var/cache/reports\")",
+                                    w, *path));
+        ok = false;
+        continue;
+      }
+      std::string normal = p.lexically_normal().string();
+      if (normal.size() > 1 && normal.ends_with('/')) normal.pop_back();
+      if (normal == "/") {
+        error(at(item), fmt::format("{}: \"/\" would make the whole file system writable; "
+                                    "set read_only = false instead",
+                                    w));
+        ok = false;
+        continue;
+      }
+      if (normal.size() >= PATH_MAX) {
+        error(at(item), fmt::format("{}: the path is longer than {} bytes", w, PATH_MAX - 1));
+        ok = false;
+        continue;
+      }
+      if (std::find(paths.begin(), paths.end(), normal) == paths.end()) paths.push_back(normal);
+    }
+    if (paths.size() > kMaxReadWritePaths) {
+      error(at(v),
+            fmt::format("{}: at most {} paths (got {})", w, kMaxReadWritePaths, paths.size()));
+      ok = false;
+    }
+    if (ok) sandbox.read_write_paths = std::move(paths);
+  }
+
   void read_alert_to(const toml::node& v, const std::string& w, JobConfig& job) {
     const toml::array* list = v.as_array();
     if (list == nullptr) {
@@ -1158,6 +1217,11 @@ class Loader {
       }
     }
     check_retry_delays(job, origins, section);
+    if (!job.sandbox.read_write_paths.empty() && !job.sandbox.read_only) {
+      warn(job.pos, fmt::format("[{}]: read_write_paths has no effect without read_only = true "
+                                "(everything the run's user may write is writable anyway)",
+                                section));
+    }
     if (!table.contains("plugin")) {
       error(job.pos, fmt::format("[{}] has no plugin: add plugin = \"NAME\", the name in the "
                                  "plugin's descriptor (see jobhost plugins)",
@@ -1405,6 +1469,12 @@ std::string_view to_string(LogFormat value) {
 }
 std::string_view to_string(Durability value) {
   return name_of(kDurabilityNames, value);
+}
+std::string_view to_string(Network value) {
+  return name_of(kNetworkNames, value);
+}
+std::string_view to_string(SyscallFilter value) {
+  return name_of(kSyscallFilterNames, value);
 }
 std::string_view to_string(NotifierConfig::Type value) {
   return name_of(kNotifierTypeNames, value);

@@ -23,6 +23,7 @@
 #include "exec/control_record.h"
 #include "exec/executor.h"
 #include "exec/isolation.h"
+#include "exec/sandbox.h"
 
 namespace jobhost::exec {
 namespace {
@@ -282,6 +283,9 @@ void run_child(const ChildPlan& plan) noexcept {
   if (auto e = apply_rlimits_in_child(request.limits, memory_in_cgroup)) {
     fail_setup(e->err, e->what);
   }
+  if (plan.sandbox != nullptr) {
+    if (auto e = enter_sandbox_in_child(*plan.sandbox)) fail_setup(e->err, e->what);
+  }
   if (auto e = drop_privileges_in_child(*plan.credentials)) fail_setup(e->err, e->what);
   // Changing uid/gid clears the parent-death signal: set it again, and check
   // once more that the host did not die meanwhile.
@@ -293,6 +297,11 @@ void run_child(const ChildPlan& plan) noexcept {
   prctl(PR_SET_NAME, name);
 
   std::set_new_handler(on_out_of_memory);
+  // Last before the plugin: the syscall filter (sandbox).
+  if (plan.sandbox != nullptr) {
+    if (auto e = load_syscall_filter_in_child(*plan.sandbox, kControlFd))
+      fail_setup(e->err, e->what);
+  }
   const jobhost_plugin plugin = load_plugin(request.plugin_path.c_str(), plan.entry);
 
   // Any non-null address will do as the opaque handle; the API ignores it.

@@ -12,6 +12,7 @@ namespace jobhost::exec {
 
 struct RunRequest;
 struct Credentials;
+struct SandboxPlan;
 
 // Everything the child needs, prepared by the parent before fork so the child
 // only reads it.
@@ -25,6 +26,8 @@ struct ChildPlan {
   // The plugin's entry point when it is already loaded (preloaded by the fork
   // server); nullptr: the child dlopens request->plugin_path.
   jobhost_entry_fn entry = nullptr;
+  // sandbox: namespaces, mounts and the syscall filter (exec/sandbox.h); nullptr: none.
+  const SandboxPlan* sandbox = nullptr;
 };
 
 // Exit codes of the child when it cannot report a result itself.
@@ -38,7 +41,8 @@ inline constexpr int kChildExitOrphaned = 125;     // the parent died before we 
 void prepare_fork_server() noexcept;
 
 // Sets the child up (process group, death signal, SIGTERM handler, signal
-// mask, descriptors, cgroup, rlimits, privileges), loads the plugin, calls
+// mask, descriptors, cgroup, rlimits, sandbox namespaces and mounts,
+// privileges, then the syscall filter), loads the plugin, calls
 // init/run/shutdown, sends the result and _exits. Never returns. Expects
 // every signal blocked and every disposition default, and
 // prepare_fork_server() done, as a child of the fork server has them.

@@ -20,6 +20,7 @@ std::size_t min_payload(RecordType type) {
       return sizeof(double);
     case RecordType::result:
     case RecordType::setup_error:
+    case RecordType::blocked_syscall:
       return sizeof(int32_t);
     default:
       return 0;
@@ -28,7 +29,7 @@ std::size_t min_payload(RecordType type) {
 
 bool known_type(uint8_t t) {
   return t >= static_cast<uint8_t>(RecordType::log) &&
-         t <= static_cast<uint8_t>(RecordType::setup_error);
+         t <= static_cast<uint8_t>(RecordType::blocked_syscall);
 }
 
 }  // namespace

@@ -23,6 +23,8 @@ enum class RecordType : uint8_t {
   result = 5,       // payload = int32 code returned by run (or init)
   limit = 6,        // payload = which limit ("memory")
   setup_error = 7,  // payload = int32 errno, then what failed
+  // sandbox: a call the syscall filter blocked; payload = int32 number, uint32 audit arch
+  blocked_syscall = 8,
 };
 
 inline constexpr std::size_t kRecordHeaderSize = 8;

@@ -47,6 +47,8 @@ struct RunRequest {
   std::filesystem::path state_directory;
   // The job's `env = { KEY = "value" }`, added to the run's documented environment.
   std::map<std::string, std::string> env;
+  // sandbox: network, private_tmp, read_only (+ read_write_paths), syscall_filter.
+  config::Sandbox sandbox;
 };
 
 // How a run ended. Delivered once per started run.

@@ -20,6 +20,7 @@
 #include "exec/control_record.h"
 #include "exec/fork_server.h"
 #include "exec/run_output.h"
+#include "exec/sandbox.h"
 
 namespace jobhost::exec {
 namespace {
@@ -137,7 +138,8 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
   std::optional<double> last_progress;
   std::optional<std::string> setup_error;
   std::optional<std::string> child_limit;
-  std::optional<std::string> status_unknown;  // why the exit status could not be read
+  std::optional<std::string> status_unknown;   // why the exit status could not be read
+  std::optional<std::string> blocked_syscall;  // sandbox: the first call the filter blocked
 
   const ExecutorOptions& options() const { return owner->options_; }
 
@@ -353,6 +355,13 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
       case RecordType::setup_error:
         setup_error = r.code != 0 ? fmt::format("{}: {}", r.text, errno_text(r.code)) : r.text;
         break;
+      case RecordType::blocked_syscall:
+        if (!blocked_syscall) {
+          uint32_t arch = 0;
+          if (r.text.size() == sizeof arch) std::memcpy(&arch, r.text.data(), sizeof arch);
+          blocked_syscall = syscall_name(r.code, arch);
+        }
+        break;
     }
   }
 
@@ -444,6 +453,7 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
     f.message = message;
     f.setup_error = setup_error;
     f.child_limit = child_limit;
+    f.blocked_syscall = blocked_syscall;
     // Read only where classify() uses it: two file reads fewer per run.
     if (!returned_ok(f)) f.cgroup_limit = cgroup.limit_hit();
     f.cpu_seconds = cpu_seconds();

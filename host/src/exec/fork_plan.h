@@ -10,6 +10,7 @@
 
 #include "exec/executor.h"
 #include "exec/isolation.h"
+#include "exec/sandbox.h"
 
 namespace jobhost::exec {
 
@@ -18,6 +19,8 @@ struct Plan {
   RunRequest request;
   std::vector<std::string> cgroup_procs;
   Credentials credentials;
+  // sandbox: prepared from request.sandbox by the server before the fork.
+  SandboxPlan sandbox;
 };
 
 // The spawn request for `request`; `preload`: whether the server should keep

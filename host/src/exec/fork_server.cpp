@@ -21,6 +21,7 @@
 #include "exec/executor.h"
 #include "exec/fork_plan.h"
 #include "exec/isolation.h"
+#include "exec/sandbox.h"
 
 namespace jobhost::exec {
 namespace {
@@ -215,6 +216,17 @@ std::string encode_plan(const RunRequest& r, const std::vector<std::string>& pro
   w.number(static_cast<uint32_t>(c.groups.size()));
   for (gid_t g : c.groups) w.number(g);
   w.number(static_cast<uint8_t>(c.change));
+  // sandbox: the options; the writable paths are the state directory (if
+  // any) and read_write_paths.
+  const config::Sandbox& s = r.sandbox;
+  w.number(static_cast<uint8_t>(s.network));
+  w.number(static_cast<uint8_t>(s.private_tmp));
+  w.number(static_cast<uint8_t>(s.read_only));
+  w.number(static_cast<uint8_t>(s.syscall_filter));
+  const bool with_state = !r.state_directory.empty();
+  w.number(static_cast<uint32_t>(s.read_write_paths.size() + (with_state ? 1 : 0)));
+  if (with_state) w.text(r.state_directory.native());
+  for (const auto& path : s.read_write_paths) w.text(path);
   return w.take();
 }
 
@@ -247,8 +259,26 @@ bool decode_plan(std::string_view text, Plan& p, bool& preload) {
   for (gid_t& g : c.groups) {
     if (!in.number(g)) return false;
   }
-  if (!in.number(change) || !in.done()) return false;
+  if (!in.number(change)) return false;
   c.change = change != 0;
+  // sandbox
+  config::Sandbox& s = r.sandbox;
+  uint8_t network = 0, private_tmp = 0, read_only = 0, filter = 0;
+  if (!in.number(network) || !in.number(private_tmp) || !in.number(read_only) ||
+      !in.number(filter) || !in.count(count, sizeof(uint32_t)) || network > 1 || filter > 1) {
+    return false;
+  }
+  s.network = static_cast<config::Network>(network);
+  s.private_tmp = private_tmp != 0;
+  s.read_only = read_only != 0;
+  s.syscall_filter = static_cast<config::SyscallFilter>(filter);
+  s.read_write_paths.resize(count);
+  for (auto& path : s.read_write_paths) {
+    if (!in.text(path) || path.empty() || path[0] != '/' || path.find('\0') != std::string::npos) {
+      return false;
+    }
+  }
+  if (!in.done()) return false;
   preload = wanted != 0;
   return true;
 }
@@ -271,7 +301,7 @@ void reply(int sock, const void* data, std::size_t size, int fd = -1) {
 [[noreturn]] void become_run(const Plan& plan, const ReceivedFds& fds, pid_t server,
                              jobhost_entry_fn entry) noexcept {
   run_child(ChildPlan{&plan.request, fds.fd[0], fds.fd[1], server, &plan.cgroup_procs,
-                      &plan.credentials, entry});
+                      &plan.credentials, entry, &plan.sandbox});
 }
 
 // Reads /proc/self/<name> into `buf` (NUL-terminated); false if it cannot.
@@ -371,6 +401,12 @@ void serve_spawn(int sock, std::string_view text, const ReceivedFds& fds) {
     wipe.decoded = true;
   } catch (...) {
     return refuse(ENOMEM, "decoding the spawn request");
+  }
+  try {
+    plan.sandbox =
+        prepare_sandbox(plan.request.sandbox, plan.credentials, plan.request.limits.memory_bytes);
+  } catch (...) {
+    return refuse(ENOMEM, "preparing the run's sandbox");
   }
   jobhost_entry_fn entry = nullptr;
   if (const char* why = preload_it ? preload(plan.request.plugin_path.native(), entry) : nullptr) {

@@ -164,7 +164,10 @@ Classification classify(const ExitFacts& f) {
     std::string text =
         fmt::format("crashed with {} ({}){}", signal_name(*f.signal), signal_description(*f.signal),
                     f.core_dumped ? ", core dumped" : "");
-    if (*f.signal == SIGKILL || *f.signal == SIGTERM) {
+    if (*f.signal == SIGSYS && f.blocked_syscall) {
+      text = fmt::format("killed by SIGSYS: blocked system call {} (syscall_filter = \"default\")",
+                         *f.blocked_syscall);
+    } else if (*f.signal == SIGKILL || *f.signal == SIGTERM) {
       text =
           fmt::format("killed by {} from outside jobhost (an operator or the kernel's OOM killer)",
                       signal_name(*f.signal));

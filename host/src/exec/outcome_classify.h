@@ -45,6 +45,9 @@ struct ExitFacts {
   std::optional<std::string>
       cgroup_limit;                   // limit the run's cgroup recorded ("memory", "processes")
   std::optional<double> cpu_seconds;  // CPU time the leader used (user + system)
+  // sandbox: the system call the syscall filter blocked, as the run reported it
+  // ("ptrace"); named in the message when the run died of SIGSYS.
+  std::optional<std::string> blocked_syscall;
 
   // The run's settings, for the messages.
   Duration timeout{0};
@@ -71,7 +74,8 @@ struct Classification {
 //  4. a limit: reported by the child or the cgroup, SIGXCPU, SIGXFSZ, or SIGKILL
 //     once the CPU limit is used up: limit_exceeded naming the limit;
 //  5. a result record: RETRY (retryable) or FAIL (not) is failed;
-//  6. killed by a signal: crashed, naming the signal;
+//  6. killed by a signal: crashed, naming the signal (and, for SIGSYS, the
+//     system call the syscall filter blocked);
 //  7. exited without a result (any code, 0 too): failed.
 Classification classify(const ExitFacts& facts);
 
