@@ -46,7 +46,7 @@ std::string compute_definition_hash(const JobConfig& job) {
       {"open_files", job.limits.open_files},     {"processes", job.limits.processes},
       {"file_size", job.limits.file_size},       {"output_bytes", job.limits.output_bytes},
   };
-  const json canonical = {
+  json canonical = {
       {"version", 1},
       {"plugin", job.plugin},
       {"schedule", schedule_json(job)},
@@ -65,6 +65,17 @@ std::string compute_definition_hash(const JobConfig& job) {
       {"user", job.user ? json(*job.user) : json(nullptr)},
       {"group", job.group ? json(*job.group) : json(nullptr)},
   };
+  // Environment and secrets (issue 13): only when set, so that the hashes of
+  // jobs without them stay what they were. Secrets by name and source, never
+  // by value (a rotated value is not a new definition).
+  if (!job.env.empty()) canonical["env"] = job.env;
+  if (!job.secrets.empty()) {
+    json secrets = json::array();
+    for (const auto& s : job.secrets) {
+      secrets.push_back({{"name", s.name}, {"source", to_string(s.source)}, {"at", s.location}});
+    }
+    canonical["secrets"] = std::move(secrets);
+  }
   return sha256_hex(canonical.dump());
 }
 
