@@ -40,7 +40,11 @@ exec::RunRequest run_request(const config::JobConfig& job, const Build& build,
                           .stall_timeout = job.stall_timeout,
                           .kill_grace = job.kill_grace,
                           .user = job.user,
-                          .group = job.group};
+                          .group = job.group,
+                          .state_directory = {},
+                          .env = job.env,
+                          .time_zone = job.timezone,
+                          .secret_sources = job.secrets};
 }
 
 ledger::RunEnd run_end(const exec::RunReport& report, TimePoint finished_at, Duration duration) {

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "exec/control_record.h"
+#include "exec/environment.h"
 #include "exec/executor.h"
 #include "exec/isolation.h"
 
@@ -276,6 +277,7 @@ void run_child(const ChildPlan& plan) noexcept {
   const RunRequest& request = *plan.request;
   g_request = &request;
   if (auto e = apply_rlimits_in_child(request.limits)) fail_setup(e->err, e->what);
+  apply_environment_in_child(plan.envp);
   if (auto e = drop_privileges_in_child(*plan.credentials)) fail_setup(e->err, e->what);
   // Changing uid/gid clears the parent-death signal: set it again, and check
   // once more that the host did not die meanwhile.

@@ -25,6 +25,9 @@ struct ChildPlan {
   // The plugin's entry point when it is already loaded (preloaded by the fork
   // server); nullptr: the child dlopens request->plugin_path.
   jobhost_entry_fn entry = nullptr;
+  // Environment (issue 13): the run's NULL-terminated "NAME=value" array,
+  // built by the fork server (exec/environment.h); nullptr = empty.
+  char* const* envp = nullptr;
 };
 
 // Exit codes of the child when it cannot report a result itself.

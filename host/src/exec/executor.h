@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/error.h"
 #include "common/outcome.h"
@@ -47,6 +48,14 @@ struct RunRequest {
   std::filesystem::path state_directory;
   // The job's `env = { KEY = "value" }`, added to the run's documented environment.
   std::map<std::string, std::string> env;
+  // Environment and secrets (issue 13; exec/environment.h, exec/secrets.h):
+  // the job's time zone (IANA name) for TZ; empty: TZ unset.
+  std::string time_zone;
+  // The [secrets.NAME] the job may read: start() reads each from its source
+  // into `secrets` (a secret that cannot be read fails start(), naming it),
+  // and the values are redacted from the run's output tail, log lines and
+  // message as [secret:NAME].
+  std::vector<config::SecretConfig> secret_sources;
 };
 
 // How a run ended. Delivered once per started run.
