@@ -6,7 +6,7 @@
 //  - with param `secret` = NAME: reads secret(NAME), logs it with log(),
 //    prints it split over two writes 50 ms apart (a value split across reads
 //    of the output pipe), and returns it in its message; metric has_secret;
-//    with param `expect`: metric secret_matches = (the value == expect);
+//    metric secret_size; with param `expect`: metric secret_matches = (the value == expect);
 //  - with param `other` = NAME: metric other_visible = secret(NAME) != NULL.
 #include <fcntl.h>
 #include <unistd.h>
@@ -45,6 +45,7 @@ class EnvironDump {
     if (!name) return jobhost::Result::ok;
     const auto value = ctx.secret(*name);
     ctx.metric("has_secret", value.has_value() ? 1 : 0);
+    if (value) ctx.metric("secret_size", static_cast<double>(value->size()));
     if (const auto expect = ctx.param("expect")) ctx.metric("secret_matches", value == *expect);
     if (!value) {
       ctx.set_message("no secret " + *name);
