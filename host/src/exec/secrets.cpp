@@ -50,8 +50,10 @@ Result<void> read_fd(int fd, const struct stat& st, const std::string& what, std
     return fail(
         fmt::format("{} is over the {} KiB a secret may have", what, kMaxSecretBytes / 1024));
   }
-  // Shrink in place: the bytes past `got` are zeros.
-  out.resize(got);
+  // An exact-size copy; the 64 KiB buffer is wiped.
+  std::string exact(out.data(), got);
+  wipe(out);
+  out = std::move(exact);
   return {};
 }
 
