@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/context.h"
 #include "daemon/daemon.h"
+#include "exec/secrets.h"
 #include "ledger/sqlite_store.h"
 #include "reload/reload.h"
 #include "schedule/schedule.h"
@@ -109,6 +110,29 @@ int cmd_validate(const std::string& config_flag) {
     return kExitFailed;
   }
   for (const auto& warning : config->warnings) fmt::print(stderr, "{}\n", warning.to_string());
+  // Each secret is read as a run would, and its value wiped; a message never
+  // holds a value. env and credential sources live in the daemon's
+  // environment, which this shell may not share: only a warning for them.
+  bool secrets_ok = true;
+  for (const auto& secret : config->secrets) {
+    auto value = exec::read_secret(secret);
+    if (value) {
+      exec::wipe(*value);
+      continue;
+    }
+    if (secret.source == config::SecretConfig::Source::file) {
+      fmt::print(stderr, "{}\n",
+                 config::ConfigError{secret.pos, value.error().message}.to_string());
+      secrets_ok = false;
+    } else {
+      const config::ConfigError warning{
+          secret.pos,
+          value.error().message + " (checked in this shell's environment; the daemon's may differ)",
+          config::ConfigError::Kind::warning};
+      fmt::print(stderr, "{}\n", warning.to_string());
+    }
+  }
+  if (!secrets_ok) return kExitFailed;
   fmt::print("{}: valid ({} jobs; {} plugins accepted, {} rejected)\n", file.string(),
              config->jobs.size(), scan.accepted.size(), scan.rejected.size());
   return kExitOk;

@@ -93,6 +93,23 @@ struct Sandbox {
   SyscallFilter syscall_filter = SyscallFilter::standard;
   bool operator==(const Sandbox&) const = default;
 };
+// One [secrets.NAME]: where a secret's value is read from, at the start of
+// each run of a job that lists it (exec/secrets.h reads and checks it; the
+// loader only checks the form). Exactly one source.
+struct SecretConfig {
+  enum class Source {
+    file,        // `file = "path"`: a regular file of the host's user, mode 0600 or 0400
+    env,         // `env = "VAR"`: a variable of the daemon's environment
+    credential,  // `credential = "NAME"`: $CREDENTIALS_DIRECTORY/NAME (systemd)
+  };
+  std::string name;
+  SourcePos pos;  // where [secrets.NAME] starts
+  Source source = Source::file;
+  // file: absolute path (relative ones are resolved against the config
+  // file's directory); env: the variable's name; credential: its name.
+  std::string location;
+};
+std::string_view to_string(SecretConfig::Source value);
 
 struct JobConfig {
   std::string name;
@@ -122,6 +139,14 @@ struct JobConfig {
   std::optional<std::string> group;
   // Sandbox: network, private_tmp, read_only, read_write_paths, syscall_filter.
   Sandbox sandbox;
+  // Environment and secrets (issue 13; job-only keys, part of the definition):
+  // env = { KEY = "value" }, added to the run's documented environment
+  // (exec/environment.h); names are [A-Za-z_][A-Za-z0-9_]*, never JOBHOST_*.
+  std::map<std::string, std::string> env;
+  // secrets = ["db"]: the [secrets.NAME] its runs may read with secret(), in
+  // the order given, each with its source resolved. Names and sources are
+  // part of the definition, never the values.
+  std::vector<SecretConfig> secrets;
   // Retention: the ledger keeps at most this many of the job's newest runs
   // (a few more for a moment); 0 = no count limit. Not part of the definition.
   int keep_last = 10000;
@@ -206,6 +231,7 @@ struct Config {
   HttpConfig http;
   std::vector<JobConfig> jobs;         // in file order
   std::vector<NotifierConfig> alerts;  // [alerts.NAME], in file order
+  std::vector<SecretConfig> secrets;   // [secrets.NAME], in file order
   // What loaded but is likely not what was meant (kind warning, file order),
   // e.g. a cron step wider than its range. `validate` prints them, the daemon
   // logs them at start and on reload. A file that fails to load returns its

@@ -77,6 +77,17 @@ std::string compute_definition_hash(const JobConfig& job) {
         {"syscall_filter", to_string(sb.syscall_filter)},
     };
   }
+  // Environment and secrets (issue 13): only when set, so that the hashes of
+  // jobs without them stay what they were. Secrets by name and source, never
+  // by value (a rotated value is not a new definition).
+  if (!job.env.empty()) canonical["env"] = job.env;
+  if (!job.secrets.empty()) {
+    json secrets = json::array();
+    for (const auto& s : job.secrets) {
+      secrets.push_back({{"name", s.name}, {"source", to_string(s.source)}, {"at", s.location}});
+    }
+    canonical["secrets"] = std::move(secrets);
+  }
   return sha256_hex(canonical.dump());
 }
 

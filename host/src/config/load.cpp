@@ -33,7 +33,8 @@ namespace {
 namespace fs = std::filesystem;
 using KeyList = std::span<const std::string_view>;
 
-constexpr std::array<std::string_view, 5> kTopKeys = {"host", "http", "defaults", "jobs", "alerts"};
+constexpr std::array<std::string_view, 6> kTopKeys = {"host", "http",   "defaults",
+                                                      "jobs", "alerts", "secrets"};
 constexpr std::array<std::string_view, 7> kHostKeys = {
     "plugin_dir", "state_dir",  "max_concurrency", "timezone",
     "log_format", "durability", "keep_runs"};
@@ -45,15 +46,17 @@ constexpr std::array<std::string_view, 22> kSettingKeys = {
     "expect_success_within", "alert_to",
     // sandbox
     "network", "private_tmp", "read_only", "read_write_paths", "syscall_filter"};
-constexpr std::array<std::string_view, 6> kJobOnlyKeys = {"plugin", "schedule", "every",
-                                                          "at",     "timezone", "params"};
-constexpr std::array<std::string_view, 28> kJobKeys = {
+constexpr std::array<std::string_view, 8> kJobOnlyKeys = {
+    "plugin", "schedule", "every", "at", "timezone", "params", "env", "secrets"};
+constexpr std::array<std::string_view, 30> kJobKeys = {
     "plugin", "schedule", "every", "at", "timezone", "params", "timeout", "stall_timeout",
     "kill_grace", "retry", "limits", "jitter", "concurrency", "misfire", "misfire_limit",
     "catchup_spread", "enabled", "user", "group", "keep_last", "alert_after",
     "expect_success_within", "alert_to",
     // sandbox
-    "network", "private_tmp", "read_only", "read_write_paths", "syscall_filter"};
+    "network", "private_tmp", "read_only", "read_write_paths", "syscall_filter",
+    // environment and secrets
+    "env", "secrets"};
 constexpr std::array<std::string_view, 5> kRetryKeys = {"max_attempts", "initial_delay",
                                                         "max_delay", "multiplier", "jitter"};
 constexpr std::array<std::string_view, 6> kLimitKeys = {"memory",    "cpu_time",  "open_files",
@@ -63,6 +66,8 @@ constexpr std::array<std::string_view, 9> kNotifierKeys = {
     "type", "command", "url", "ca_file", "timeout", "retries", "headers", "user", "group"};
 // Bind mounts a run's read_only sandbox makes at most.
 constexpr std::size_t kMaxReadWritePaths = 64;
+// [secrets.NAME]: exactly one of these.
+constexpr std::array<std::string_view, 3> kSecretKeys = {"file", "env", "credential"};
 // How much of a ca_file is read to check that it holds a certificate.
 constexpr std::size_t kMaxCaFile = 1 << 20;
 // Headers the webhook client writes itself.
@@ -149,6 +154,7 @@ std::string_view home_of(std::string_view key) {
   if (contains(kRetryKeys, key)) return "retry = { ... }";
   if (contains(kLimitKeys, key)) return "limits = { ... }";
   if (contains(kNotifierKeys, key)) return "[alerts.NAME]";
+  if (contains(kSecretKeys, key)) return "[secrets.NAME]";
   return {};
 }
 
@@ -160,6 +166,26 @@ bool valid_job_name(std::string_view name) {
   if (!alnum(name.front())) return false;
   return std::all_of(name.begin(), name.end(),
                      [&](char c) { return alnum(c) || c == '_' || c == '-'; });
+}
+
+// An environment variable name a run may be given: [A-Za-z_][A-Za-z0-9_]*.
+bool valid_env_name(std::string_view name) {
+  if (name.empty() || name.size() > 128) return false;
+  const auto word = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+  };
+  if (!word(name.front())) return false;
+  return std::all_of(name.begin(), name.end(),
+                     [&](char c) { return word(c) || (c >= '0' && c <= '9'); });
+}
+
+// A systemd credential name: a file name in $CREDENTIALS_DIRECTORY.
+bool valid_credential_name(std::string_view name) {
+  if (name.empty() || name.size() > 255 || name.front() == '.') return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.' || c == '@' || c == ':';
+  });
 }
 
 fs::path resolve_path(const fs::path& base_dir, const std::string& text) {
@@ -313,6 +339,7 @@ class Loader {
     if (const toml::node* http = root.get("http")) read_http(*http, config.http);
 
     if (const toml::node* alerts = root.get("alerts")) read_alerts(*alerts, config.alerts);
+    if (const toml::node* secrets = root.get("secrets")) read_secrets(*secrets, config.secrets);
 
     JobConfig defaults;
     if (const toml::node* node = root.get("defaults")) read_defaults(*node, defaults);
@@ -1212,6 +1239,12 @@ class Loader {
         if (auto* t = read_table(v, w, "a table like { greeting = \"hi\" }")) {
           read_params(*t, job.params, section);
         }
+      } else if (k == "env") {
+        if (auto* t = read_table(v, w, "a table like { LOG_LEVEL = \"debug\" }")) {
+          read_env(*t, job.env, section);
+        }
+      } else if (k == "secrets") {
+        read_job_secrets(v, w, job);
       } else {
         unknown_key(key, section, kJobKeys);
       }
@@ -1357,6 +1390,146 @@ class Loader {
     job.schedule_text = fmt::format("{}", fmt::streamed(value));
   }
 
+  // env = { KEY = "value" }: strings only, names a shell would accept, and
+  // none of the JOBHOST_* names the host sets itself.
+  void read_env(const toml::table& table, std::map<std::string, std::string>& env,
+                const std::string& section) {
+    for (auto&& [key, v] : table) {
+      const std::string k(key.str());
+      const std::string w = what("env." + k, section);
+      if (!valid_env_name(k)) {
+        error(at(key), fmt::format("{}: invalid variable name: use letters, digits and '_', "
+                                   "not starting with a digit",
+                                   w));
+        continue;
+      }
+      if (k.starts_with("JOBHOST_")) {
+        error(at(key), fmt::format("{}: JOBHOST_* variables are set by the host and cannot be "
+                                   "overridden; choose another name",
+                                   w));
+        continue;
+      }
+      auto value = read_string(v, w);
+      if (!value) continue;
+      if (value->find('\0') != std::string::npos) {
+        error(at(v), fmt::format("{}: a value must not contain NUL", w));
+        continue;
+      }
+      env[k] = *value;
+    }
+  }
+
+  // secrets = ["db", ...]: names of [secrets.NAME] sections (read before the jobs).
+  void read_job_secrets(const toml::node& v, const std::string& w, JobConfig& job) {
+    const toml::array* list = v.as_array();
+    if (list == nullptr) {
+      type_error(v, w, "a list of secret names like [\"db\"]");
+      return;
+    }
+    std::vector<SecretConfig> secrets;
+    for (const toml::node& item : *list) {
+      auto name = read_name(item, w);
+      if (!name) continue;
+      auto found = std::find_if(secrets_.begin(), secrets_.end(),
+                                [&](const SecretConfig& s) { return s.name == *name; });
+      if (found == secrets_.end()) {
+        std::vector<std::string_view> known;
+        for (const auto& s : secrets_) known.push_back(s.name);
+        std::string message = fmt::format("{}: unknown secret \"{}\"", w, *name);
+        if (secret_names_.contains(*name)) {
+          message += " (its [secrets." + *name + "] section has errors)";
+        } else if (auto close = closest_match(*name, known)) {
+          message += fmt::format(" (did you mean \"{}\"?)", *close);
+        } else if (known.empty()) {
+          message += " (no [secrets.NAME] section is defined)";
+        } else {
+          message += fmt::format(" (known: {})", quoted_list(known));
+        }
+        error(at(item), std::move(message));
+        continue;
+      }
+      const bool listed = std::any_of(secrets.begin(), secrets.end(),
+                                      [&](const SecretConfig& s) { return s.name == *name; });
+      if (!listed) secrets.push_back(*found);
+    }
+    job.secrets = std::move(secrets);
+  }
+
+  // [secrets.NAME] = { file = "..." } or { env = "VAR" } or { credential = "NAME" }.
+  void read_secrets(const toml::node& node, std::vector<SecretConfig>& out) {
+    const toml::table* table = read_table(node, "secrets", "tables like [secrets.NAME]");
+    if (table == nullptr) return;
+    for (auto&& [key, v] : *table) {
+      const std::string name(key.str());
+      secret_names_.insert(name);
+      const std::string section = "secrets." + name;
+      if (!valid_job_name(name)) {
+        error(at(key), fmt::format("invalid secret name \"{}\": use letters, digits, '_' and "
+                                   "'-', starting with a letter or digit, at most 64 characters",
+                                   name));
+        continue;
+      }
+      const toml::table* t = v.as_table();
+      if (t == nullptr) {
+        type_error(v, fmt::format("[{}]", section), "a table like { file = \"/etc/jobhost/db\" }");
+        continue;
+      }
+      SecretConfig secret;
+      secret.name = name;
+      secret.pos = at(v);
+      int sources = 0;
+      bool ok = true;
+      for (auto&& [skey, sv] : *t) {
+        const std::string k(skey.str());
+        const std::string w = what(k, section);
+        if (!contains(kSecretKeys, k)) {
+          unknown_key(skey, section, kSecretKeys);
+          ok = false;
+          continue;
+        }
+        ++sources;
+        auto text = read_name(sv, w);
+        if (!text) {
+          ok = false;
+          continue;
+        }
+        if (k == "file") {
+          secret.source = SecretConfig::Source::file;
+          secret.location = resolve_path(config_dir_, *text).string();
+        } else if (k == "env") {
+          secret.source = SecretConfig::Source::env;
+          secret.location = *text;
+          if (!valid_env_name(*text)) {
+            error(at(sv), fmt::format("{}: \"{}\" is not a variable name (letters, digits and "
+                                      "'_', not starting with a digit)",
+                                      w, *text));
+            ok = false;
+          }
+        } else {
+          secret.source = SecretConfig::Source::credential;
+          secret.location = *text;
+          if (!valid_credential_name(*text)) {
+            error(at(sv), fmt::format("{}: \"{}\" is not a credential name (a file name in "
+                                      "$CREDENTIALS_DIRECTORY, no '/')",
+                                      w, *text));
+            ok = false;
+          }
+        }
+      }
+      if (sources != 1) {
+        error(secret.pos, fmt::format("[{}] needs exactly one source: file = \"PATH\", env = "
+                                      "\"VARIABLE\" or credential = \"NAME\" (it has {})",
+                                      section, sources));
+        ok = false;
+      }
+      if (ok) out.push_back(std::move(secret));
+    }
+    std::stable_sort(out.begin(), out.end(), [](const SecretConfig& a, const SecretConfig& b) {
+      return std::pair(a.pos.line, a.pos.column) < std::pair(b.pos.line, b.pos.column);
+    });
+    secrets_ = out;
+  }
+
   void read_params(const toml::table& table, std::map<std::string, std::string>& params,
                    const std::string& section) {
     for (auto&& [key, v] : table) {
@@ -1390,6 +1563,8 @@ class Loader {
   const PluginNamesFor* plugin_names_for_;
   std::optional<std::set<std::string>> plugin_names_;
   std::set<std::string> notifier_names_;  // every [alerts.NAME], valid or not
+  std::set<std::string> secret_names_;    // every [secrets.NAME], valid or not
+  std::vector<SecretConfig> secrets_;     // the valid ones
   std::vector<ConfigError> errors_;
   std::vector<ConfigError> warnings_;
 
@@ -1476,6 +1651,18 @@ std::string_view to_string(Network value) {
 std::string_view to_string(SyscallFilter value) {
   return name_of(kSyscallFilterNames, value);
 }
+std::string_view to_string(SecretConfig::Source value) {
+  switch (value) {
+    case SecretConfig::Source::file:
+      return "file";
+    case SecretConfig::Source::env:
+      return "env";
+    case SecretConfig::Source::credential:
+      return "credential";
+  }
+  return "file";
+}
+
 std::string_view to_string(NotifierConfig::Type value) {
   return name_of(kNotifierTypeNames, value);
 }

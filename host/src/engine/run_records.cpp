@@ -42,8 +42,10 @@ exec::RunRequest run_request(const config::JobConfig& job, const Build& build,
                           .user = job.user,
                           .group = job.group,
                           .state_directory = {},
-                          .env = {},
-                          .sandbox = job.sandbox};
+                          .env = job.env,
+                          .sandbox = job.sandbox,
+                          .time_zone = job.timezone,
+                          .secret_sources = job.secrets};
 }
 
 ledger::RunEnd run_end(const exec::RunReport& report, TimePoint finished_at, Duration duration) {

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "exec/control_record.h"
+#include "exec/environment.h"
 #include "exec/executor.h"
 #include "exec/isolation.h"
 #include "exec/sandbox.h"
@@ -286,6 +287,7 @@ void run_child(const ChildPlan& plan) noexcept {
   if (plan.sandbox != nullptr) {
     if (auto e = enter_sandbox_in_child(*plan.sandbox)) fail_setup(e->err, e->what);
   }
+  apply_environment_in_child(plan.envp);
   if (auto e = drop_privileges_in_child(*plan.credentials)) fail_setup(e->err, e->what);
   // Changing uid/gid clears the parent-death signal: set it again, and check
   // once more that the host did not die meanwhile.

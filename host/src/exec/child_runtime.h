@@ -28,6 +28,9 @@ struct ChildPlan {
   jobhost_entry_fn entry = nullptr;
   // sandbox: namespaces, mounts and the syscall filter (exec/sandbox.h); nullptr: none.
   const SandboxPlan* sandbox = nullptr;
+  // Environment (issue 13): the run's NULL-terminated "NAME=value" array,
+  // built by the fork server (exec/environment.h); nullptr = empty.
+  char* const* envp = nullptr;
 };
 
 // Exit codes of the child when it cannot report a result itself.

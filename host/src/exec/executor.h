@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/error.h"
 #include "common/outcome.h"
@@ -49,6 +50,14 @@ struct RunRequest {
   std::map<std::string, std::string> env;
   // sandbox: network, private_tmp, read_only (+ read_write_paths), syscall_filter.
   config::Sandbox sandbox;
+  // Environment and secrets (issue 13; exec/environment.h, exec/secrets.h):
+  // the job's time zone (IANA name) for TZ; empty: TZ unset.
+  std::string time_zone;
+  // The [secrets.NAME] the job may read: start() reads each from its source
+  // into `secrets` (a secret that cannot be read fails start(), naming it),
+  // and the values are redacted from the run's output tail, log lines and
+  // message as [secret:NAME].
+  std::vector<config::SecretConfig> secret_sources;
 };
 
 // How a run ended. Delivered once per started run.

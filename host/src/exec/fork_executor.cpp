@@ -21,6 +21,7 @@
 #include "exec/fork_server.h"
 #include "exec/run_output.h"
 #include "exec/sandbox.h"
+#include "exec/secrets.h"
 
 namespace jobhost::exec {
 namespace {
@@ -99,6 +100,10 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
         lines(options.max_log_line),
         output_limit(options.log_lines_per_second, options.log_burst),
         log_limit(options.log_lines_per_second, options.log_burst) {}
+  // The run's secret values leave the daemon's memory with it.
+  ~Run() {
+    for (auto& [name, value] : request.secrets) wipe(value);
+  }
 
   ForkExecutor* owner = nullptr;  // null once the executor is gone
   RunRequest request;
@@ -114,6 +119,7 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
   std::unique_ptr<char[]> output_buffer, control_buffer;
 
   RecordDecoder decoder;
+  SecretRedactor redactor;  // before anything of the run is kept or logged
   TailBuffer tail;
   LineSplitter lines;
   LineRateLimiter output_limit, log_limit;
@@ -245,6 +251,7 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
                   "output pipe still open after the run ended (a process left the run's "
                   "process group and keeps it); no longer reading it");
         boost::system::error_code ignored;
+        if (self->output_open) self->end_output();
         self->output.close(ignored);
         self->control.close(ignored);
         self->output_open = self->control_open = false;
@@ -261,9 +268,7 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
           if (self->finished || self->owner == nullptr || !self->output_open) return;
           if (n > 0) self->on_output({self->output_buffer.get(), n});
           if (ec) {
-            self->lines.finish([&](std::string_view line, std::size_t dropped) {
-              self->log_output_line(line, dropped);
-            });
+            self->end_output();
             self->output_open = false;
             self->maybe_finish();
             return;
@@ -273,9 +278,22 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
   }
 
   void on_output(std::string_view bytes) {
-    tail.append(bytes);
-    lines.feed(bytes,
+    const std::string redacted = redactor.feed(bytes);
+    tail.append(redacted);
+    lines.feed(redacted,
                [&](std::string_view line, std::size_t dropped) { log_output_line(line, dropped); });
+  }
+
+  // The output stream ended (or was given up): what the redactor held back,
+  // then the last unterminated line.
+  void end_output() {
+    const std::string rest = redactor.finish();
+    const auto sink = [&](std::string_view line, std::size_t dropped) {
+      log_output_line(line, dropped);
+    };
+    tail.append(rest);
+    lines.feed(rest, sink);
+    lines.finish(sink);
   }
 
   void log_output_line(std::string_view line, std::size_t dropped) {
@@ -316,6 +334,8 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
   }
 
   void handle(Record& r) {
+    // Every text a record carries is the plugin's: its secrets go first.
+    if (!r.text.empty()) redactor.redact(r.text);
     switch (r.type) {
       case RecordType::log: {
         const auto level = level_of(r.arg);
@@ -477,6 +497,7 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
     r.run_id = request.run_id;
     r.outcome = c.outcome;
     r.message = std::move(c.message);
+    redactor.redact(r.message);  // records were redacted; this covers a cut one
     r.retryable = c.retryable;
     r.exit_code = f.exit_code;
     r.signal = f.signal;
@@ -535,6 +556,25 @@ Result<int> ForkExecutor::start(RunRequest request, std::function<void(RunReport
     return fail(fmt::format("{}: the run id must be a plain name ([A-Za-z0-9._-])", what));
   }
   if (runs_.contains(request.run_id)) return fail(fmt::format("{}: already running", what));
+  // Read now, so that a rotated secret reaches the next run with no reload;
+  // a secret that cannot be read fails the start, naming it (never its value).
+  for (const config::SecretConfig& secret : request.secret_sources) {
+    auto value = read_secret(secret);
+    if (!value) {
+      for (auto& [name, v] : request.secrets) wipe(v);
+      return fail(fmt::format("{}: {}", what, value.error().message));
+    }
+    std::string& slot = request.secrets[secret.name];
+    wipe(slot);
+    slot = std::move(*value);
+  }
+  // Any later failure: the values go with `request`'s copy in the run, or here.
+  struct WipeOnFailure {
+    RunRequest& request;
+    ~WipeOnFailure() {
+      for (auto& [name, v] : request.secrets) wipe(v);
+    }
+  } wipe_left{request};
 
   auto credentials = resolve_credentials(request.user, request.group);
   if (!credentials) return fail(fmt::format("{}: {}", what, credentials.error().message));
@@ -556,6 +596,7 @@ Result<int> ForkExecutor::start(RunRequest request, std::function<void(RunReport
   auto run = std::make_shared<Run>(io_, options_, request.limits.output_bytes);
   run->owner = this;
   run->request = std::move(request);
+  run->redactor = SecretRedactor(run->request.secrets);
   run->on_done = std::move(on_done);
   run->cgroup = std::move(*cgroup);
   auto spawned = spawn(*run, *credentials, control[1], output[1]);

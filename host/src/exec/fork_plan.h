@@ -21,6 +21,10 @@ struct Plan {
   Credentials credentials;
   // sandbox: prepared from request.sandbox by the server before the fork.
   SandboxPlan sandbox;
+  // Environment (issue 13): the run's "NAME=value" entries, and the
+  // NULL-terminated array over them its child makes its environ.
+  std::vector<std::string> environment;
+  std::vector<char*> envp;
 };
 
 // The spawn request for `request`; `preload`: whether the server should keep

@@ -4,20 +4,25 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
+#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <span>
 #include <string_view>
 
 #include "common/pidfd.h"
 #include "exec/child_runtime.h"
+#include "exec/environment.h"
 #include "exec/executor.h"
 #include "exec/fork_plan.h"
 #include "exec/isolation.h"
@@ -227,6 +232,10 @@ std::string encode_plan(const RunRequest& r, const std::vector<std::string>& pro
   w.number(static_cast<uint32_t>(s.read_write_paths.size() + (with_state ? 1 : 0)));
   if (with_state) w.text(r.state_directory.native());
   for (const auto& path : s.read_write_paths) w.text(path);
+  // Environment (issue 13): the run's whole environment, computed here.
+  const std::vector<std::string> env = run_environment(r);
+  w.number(static_cast<uint32_t>(env.size()));
+  for (const auto& entry : env) w.text(entry);
   return w.take();
 }
 
@@ -278,6 +287,18 @@ bool decode_plan(std::string_view text, Plan& p, bool& preload) {
       return false;
     }
   }
+  // Environment (issue 13): "NAME=value" entries, none with a NUL.
+  if (!in.count(count, sizeof(uint32_t))) return false;
+  p.environment.resize(count);
+  for (auto& entry : p.environment) {
+    if (!in.text(entry) || entry.find('\0') != std::string::npos ||
+        entry.find('=') == std::string::npos) {
+      return false;
+    }
+  }
+  p.envp.reserve(count + 1);
+  for (auto& entry : p.environment) p.envp.push_back(entry.data());
+  p.envp.push_back(nullptr);
   if (!in.done()) return false;
   preload = wanted != 0;
   return true;
@@ -301,7 +322,7 @@ void reply(int sock, const void* data, std::size_t size, int fd = -1) {
 [[noreturn]] void become_run(const Plan& plan, const ReceivedFds& fds, pid_t server,
                              jobhost_entry_fn entry) noexcept {
   run_child(ChildPlan{&plan.request, fds.fd[0], fds.fd[1], server, &plan.cgroup_procs,
-                      &plan.credentials, entry, &plan.sandbox});
+                      &plan.credentials, entry, &plan.sandbox, plan.envp.data()});
 }
 
 // Reads /proc/self/<name> into `buf` (NUL-terminated); false if it cannot.
@@ -448,8 +469,8 @@ void serve_reap(int sock, std::string_view text) {
 }
 
 [[noreturn]] void serve(int sock, pid_t daemon) noexcept {
-  // Signals stay blocked (start() blocked them around fork); runs unblock
-  // theirs after setting them up.
+  // Signals stay blocked (start() spawned it so); runs unblock theirs after
+  // setting them up.
   ::setpgid(0, 0);
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != daemon) _exit(0);
@@ -483,28 +504,142 @@ void serve_reap(int sock, std::string_view text) {
 
 }  // namespace
 
+namespace {
+
+// The descriptor number of the socket in the exec'd server.
+constexpr int kServerSocketFd = 3;
+
+// Empty when `path` may be executed as the fork server: a regular,
+// executable file owned by root or by us, that nobody else may write to.
+std::string check_executable(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    return fmt::format("{}: {}", path.string(), std::strerror(errno));
+  if (!S_ISREG(st.st_mode) || (st.st_mode & S_IXUSR) == 0) {
+    return fmt::format("{}: not an executable file", path.string());
+  }
+  if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
+    return fmt::format("{}: owned by uid {}, neither root nor the host's user", path.string(),
+                       st.st_uid);
+  }
+  if ((st.st_mode & 022) != 0) {
+    return fmt::format("{}: writable by group or others (mode {:04o})", path.string(),
+                       st.st_mode & 07777);
+  }
+  return {};
+}
+
+// The environment the server is executed with: nothing of the daemon's. In a
+// sanitizer build, the sanitizers' options, so tests keep their settings.
+std::vector<std::string> server_environment() {
+  std::vector<std::string> env;
+#if defined(__SANITIZE_ADDRESS__)
+  for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"}) {
+    if (const char* value = std::getenv(name)) env.push_back(fmt::format("{}={}", name, value));
+  }
+#endif
+  return env;
+}
+
+}  // namespace
+
+Result<std::filesystem::path> fork_server_executable() {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> candidates;
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    candidates.push_back(self.parent_path() / kForkServerName);
+    candidates.push_back(
+        (self.parent_path() / ".." / "libexec" / "jobhost" / kForkServerName).lexically_normal());
+  }
+#ifdef JOBHOST_FORK_SERVER_INSTALLED
+  candidates.emplace_back(JOBHOST_FORK_SERVER_INSTALLED);
+#endif
+#ifdef JOBHOST_FORK_SERVER_BUILT
+  candidates.emplace_back(JOBHOST_FORK_SERVER_BUILT);
+#endif
+  std::string tried;
+  for (const fs::path& candidate : candidates) {
+    if (!fs::exists(candidate, ec)) {
+      tried += fmt::format("{}{} (missing)", tried.empty() ? "" : ", ", candidate.string());
+      continue;
+    }
+    const std::string why = check_executable(candidate);
+    if (why.empty()) return candidate;
+    tried += fmt::format("{}{}", tried.empty() ? "" : ", ", why);
+  }
+  return fail(
+      fmt::format("cannot find the fork server executable {} (install it next to the "
+                  "jobhost binary); tried: {}",
+                  kForkServerName, tried));
+}
+
 Result<std::unique_ptr<ForkServer>> ForkServer::start() {
+  auto executable = fork_server_executable();
+  if (!executable) return std::unexpected(executable.error());
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     return fail(fmt::format("cannot start the fork server: socketpair: {}", std::strerror(errno)));
   }
-  sigset_t all, previous;
-  sigfillset(&all);
-  sigprocmask(SIG_BLOCK, &all, &previous);
-  const pid_t daemon = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::close(sv[0]);
-    serve(sv[1], daemon);
+  // dup2 onto itself would leave close-on-exec set: move it off fd 3 first.
+  if (sv[1] == kServerSocketFd) {
+    const int moved = ::fcntl(sv[1], F_DUPFD_CLOEXEC, kServerSocketFd + 1);
+    ::close(sv[1]);
+    sv[1] = moved;
+    if (moved < 0) {
+      ::close(sv[0]);
+      return fail(fmt::format("cannot start the fork server: fcntl: {}", std::strerror(errno)));
+    }
   }
-  const int err = errno;
-  sigprocmask(SIG_SETMASK, &previous, nullptr);
+  const std::string path = executable->string();
+  const std::string fd_arg = std::to_string(kServerSocketFd);
+  const std::string pid_arg = std::to_string(::getpid());
+  std::vector<std::string> env = server_environment();
+  std::vector<char*> envp;
+  for (auto& entry : env) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  char* argv[] = {const_cast<char*>(kForkServerName), const_cast<char*>(fd_arg.c_str()),
+                  const_cast<char*>(pid_arg.c_str()), nullptr};
+
+  // posix_spawn (vfork and exec) rather than fork: the daemon's pages are
+  // never copied, and the server starts from a clean image: none of the
+  // daemon's memory (secrets it read, other runs' state) or environment.
+  // Its own process group, every signal blocked, every disposition default.
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, sv[1], kServerSocketFd);
+  posix_spawnattr_init(&attr);
+  sigset_t all;
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &all);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  pid_t pid = 0;
+  const int err = ::posix_spawn(&pid, path.c_str(), &actions, &attr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
   ::close(sv[1]);
-  if (pid < 0) {
+  if (err != 0) {
     ::close(sv[0]);
-    return fail(fmt::format("cannot start the fork server: fork: {}", std::strerror(err)));
+    return fail(fmt::format("cannot start the fork server: {}: {}", path, std::strerror(err)));
   }
   return std::unique_ptr<ForkServer>(new ForkServer(pid, sv[0]));
+}
+
+int fork_server_main(int argc, char** argv) noexcept {
+  if (argc != 3) {
+    std::fprintf(stderr, "%s: internal to jobhost (its fork server); not meant to be run by hand\n",
+                 argc > 0 ? argv[0] : kForkServerName);
+    return 2;
+  }
+  const int sock = std::atoi(argv[1]);
+  const pid_t daemon = static_cast<pid_t>(std::atol(argv[2]));
+  if (sock < 3 || daemon <= 0 || ::fcntl(sock, F_GETFD) < 0) return 2;
+  serve(sock, daemon);
 }
 
 ForkServer::~ForkServer() {
@@ -567,6 +702,7 @@ Result<ForkServer::Spawned> ForkServer::spawn(const RunRequest& request,
   int pidfd = -1;
   const int fds[] = {control_fd, output_fd};
   auto answer = call(text, fds, &pidfd);
+  explicit_bzero(text.data(), text.size());  // the run's secrets were in it
   if (!answer) return std::unexpected(answer.error());
   SpawnReply r;
   if (answer->size() != sizeof r) {

@@ -1,5 +1,7 @@
-// The fork server: a small process, forked from the daemon once, that forks
-// the runs' children on the daemon's behalf.
+// The fork server: a small process, started by the daemon from its own
+// executable (jobhost-forkserver, by posix_spawn: a clean image with an empty
+// environment, so no run inherits the daemon's memory, secrets or
+// environment), that forks the runs' children on the daemon's behalf.
 //
 // Why: after a fork, every page the forking process writes takes a
 // copy-on-write fault, and the daemon writes many (the ledger, the loop, each
@@ -30,6 +32,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <filesystem>
 #include <memory>
 #include <span>
 #include <string>
@@ -42,11 +45,25 @@ namespace jobhost::exec {
 struct RunRequest;
 struct Credentials;
 
+// The server's executable's file name.
+inline constexpr char kForkServerName[] = "jobhost-forkserver";
+
+// Where the server's executable is: the first of <dir of this program>/
+// jobhost-forkserver, <dir>/../libexec/jobhost/jobhost-forkserver, the
+// installed libexec path and the build tree's bin/ (both compiled in) that is
+// a regular executable file owned by root or the host's user and not
+// writable by group or others. Error: none is, each named with why.
+Result<std::filesystem::path> fork_server_executable();
+
+// main() of jobhost-forkserver: argv[1] is the socket's descriptor, argv[2]
+// the daemon's pid. Serves until the daemon closes the socket.
+int fork_server_main(int argc, char** argv) noexcept;
+
 class ForkServer {
  public:
-  // Forks the server from the calling process. Call it early, while the
-  // caller is small: the server's image (and so each run's fork) is a copy
-  // of the caller's at this moment.
+  // Starts the server: posix_spawn of fork_server_executable() with an empty
+  // environment (a sanitizer build passes its *SAN_OPTIONS), the socket as
+  // descriptor 3. Error: no executable found, or it could not be started.
   static Result<std::unique_ptr<ForkServer>> start();
 
   // Closes the socket (the server exits) and reaps the server.
