@@ -698,7 +698,7 @@ Result<ForkServer::Spawned> ForkServer::spawn(const RunRequest& request,
                                               const std::vector<std::string>& cgroup_procs,
                                               const Credentials& credentials, int control_fd,
                                               int output_fd, bool preload) {
-  const std::string text = encode_plan(request, cgroup_procs, credentials, preload);
+  std::string text = encode_plan(request, cgroup_procs, credentials, preload);
   int pidfd = -1;
   const int fds[] = {control_fd, output_fd};
   auto answer = call(text, fds, &pidfd);
