@@ -18,11 +18,21 @@ using namespace jobhost;
 
 namespace {
 
+// The private directory, removed when the process exits normally.
+std::filesystem::path temp_dir;
+
+void remove_temp_dir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(temp_dir, ignored);
+}
+
 std::filesystem::path config_file() {
   const char* tmp = std::getenv("TMPDIR");
   std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/jobhost-fuzz-config.XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) std::abort();
-  return std::filesystem::path(pattern) / "jobhost.toml";
+  temp_dir = pattern;
+  std::atexit(remove_temp_dir);
+  return temp_dir / "jobhost.toml";
 }
 
 }  // namespace

@@ -86,11 +86,21 @@ plugin = "noop"
 every = "1h"
 )";
 
+// The rig's directory, removed when the process exits normally.
+std::filesystem::path temp_dir;
+
+void remove_temp_dir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(temp_dir, ignored);
+}
+
 std::filesystem::path make_dir() {
   const char* tmp = std::getenv("TMPDIR");
   std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/jobhost-fuzz-http.XXXXXX";
   require(::mkdtemp(pattern.data()) != nullptr, "mkdtemp");
   const std::filesystem::path dir(pattern);
+  temp_dir = dir;
+  std::atexit(remove_temp_dir);
   std::filesystem::create_directories(dir / "plugins");
   std::filesystem::create_directories(dir / "var");
   std::ofstream(dir / "token") << "s3cret\n";
