@@ -46,7 +46,7 @@ std::string compute_definition_hash(const JobConfig& job) {
       {"open_files", job.limits.open_files},     {"processes", job.limits.processes},
       {"file_size", job.limits.file_size},       {"output_bytes", job.limits.output_bytes},
   };
-  const json canonical = {
+  json canonical = {
       {"version", 1},
       {"plugin", job.plugin},
       {"schedule", schedule_json(job)},
@@ -65,6 +65,8 @@ std::string compute_definition_hash(const JobConfig& job) {
       {"user", job.user ? json(*job.user) : json(nullptr)},
       {"group", job.group ? json(*job.group) : json(nullptr)},
   };
+  // Dynamic users: a job's runs change uid with it (and only then is the key there).
+  if (job.dynamic_uid) canonical["dynamic_uid"] = *job.dynamic_uid;
   return sha256_hex(canonical.dump());
 }
 

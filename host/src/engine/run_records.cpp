@@ -40,7 +40,10 @@ exec::RunRequest run_request(const config::JobConfig& job, const Build& build,
                           .stall_timeout = job.stall_timeout,
                           .kill_grace = job.kill_grace,
                           .user = job.user,
-                          .group = job.group};
+                          .group = job.group,
+                          .state_directory = job.state_directory,
+                          .env = {},
+                          .dynamic_uid = job.dynamic_uid};
 }
 
 ledger::RunEnd run_end(const exec::RunReport& report, TimePoint finished_at, Duration duration) {

@@ -23,6 +23,7 @@
 #include "exec/control_record.h"
 #include "exec/executor.h"
 #include "exec/isolation.h"
+#include "exec/run_user.h"
 
 namespace jobhost::exec {
 namespace {
@@ -276,6 +277,9 @@ void run_child(const ChildPlan& plan) noexcept {
   const RunRequest& request = *plan.request;
   g_request = &request;
   if (auto e = apply_rlimits_in_child(request.limits)) fail_setup(e->err, e->what);
+  if (auto e = enter_state_directory_in_child(request.state_directory.c_str())) {
+    fail_setup(e->err, e->what);
+  }
   if (auto e = drop_privileges_in_child(*plan.credentials)) fail_setup(e->err, e->what);
   // Changing uid/gid clears the parent-death signal: set it again, and check
   // once more that the host did not die meanwhile.

@@ -47,6 +47,10 @@ struct RunRequest {
   std::filesystem::path state_directory;
   // The job's `env = { KEY = "value" }`, added to the run's documented environment.
   std::map<std::string, std::string> env;
+  // --- dynamic users ---
+  // The job's dynamic uid (config::JobConfig::dynamic_uid): used when the
+  // host is root and `user` is unset (exec/run_user.h).
+  std::optional<uint32_t> dynamic_uid;
 };
 
 // How a run ended. Delivered once per started run.

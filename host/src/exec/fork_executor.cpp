@@ -20,6 +20,7 @@
 #include "exec/control_record.h"
 #include "exec/fork_server.h"
 #include "exec/run_output.h"
+#include "exec/run_user.h"
 
 namespace jobhost::exec {
 namespace {
@@ -526,8 +527,13 @@ Result<int> ForkExecutor::start(RunRequest request, std::function<void(RunReport
   }
   if (runs_.contains(request.run_id)) return fail(fmt::format("{}: already running", what));
 
-  auto credentials = resolve_credentials(request.user, request.group);
+  auto credentials = resolve_run_credentials(request);
   if (!credentials) return fail(fmt::format("{}: {}", what, credentials.error().message));
+  if (!request.state_directory.empty()) {
+    if (auto ready = prepare_state_directory(request.state_directory, *credentials); !ready) {
+      return fail(fmt::format("{}: {}", what, ready.error().message));
+    }
+  }
   auto cgroup = cgroups_->acquire(request.run_id, request.limits);
   if (!cgroup) return fail(fmt::format("{}: {}", what, cgroup.error().message));
 

@@ -212,6 +212,8 @@ std::string encode(const RunRequest& r, const std::vector<std::string>& procs, c
   w.number(static_cast<uint32_t>(c.groups.size()));
   for (gid_t g : c.groups) w.number(g);
   w.number(static_cast<uint8_t>(c.change));
+  // --- dynamic users: the job's state directory (the run's working directory)
+  w.text(r.state_directory.native());
   return w.take();
 }
 
@@ -246,8 +248,13 @@ bool decode(std::string_view text, Plan& p, bool& preload) {
   for (gid_t& g : c.groups) {
     if (!in.number(g)) return false;
   }
-  if (!in.number(change) || !in.done()) return false;
+  if (!in.number(change)) return false;
   c.change = change != 0;
+  // --- dynamic users
+  std::string state_directory;
+  if (!in.text(state_directory)) return false;
+  r.state_directory = std::move(state_directory);
+  if (!in.done()) return false;
   preload = wanted != 0;
   return true;
 }
