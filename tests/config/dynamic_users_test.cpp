@@ -1,7 +1,7 @@
 // Dynamic users: the [host] dynamic_users range, the uid each job gets, and
 // how load_config fills them in (config/dynamic_users.h).
-#include <catch2/catch.hpp>
 #include <fmt/core.h>
+#include <catch2/catch.hpp>
 
 #include <map>
 #include <set>
@@ -178,9 +178,10 @@ TEST_CASE("dynamic_users and control_group mistakes are reported at line:col",
   };
   for (const auto& c : cases) {
     INFO(c.host);
-    TempConfig file(fmt::format("[host]\n{}[jobs.a]\nplugin = \"p\"\nevery = \"1m\"\n"
-                                "[jobs.b]\nplugin = \"p\"\nevery = \"1m\"\n",
-                                c.host));
+    TempConfig file(
+        fmt::format("[host]\n{}[jobs.a]\nplugin = \"p\"\nevery = \"1m\"\n"
+                    "[jobs.b]\nplugin = \"p\"\nevery = \"1m\"\n",
+                    c.host));
     auto config = load_config(file.file());
     REQUIRE_FALSE(config);
     REQUIRE(config.error().size() == 1);
