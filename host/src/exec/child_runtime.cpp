@@ -276,7 +276,12 @@ void run_child(const ChildPlan& plan) noexcept {
   }
   const RunRequest& request = *plan.request;
   g_request = &request;
-  if (auto e = apply_rlimits_in_child(request.limits)) fail_setup(e->err, e->what);
+  // Where the run's cgroup counts its processes (pids.max), RLIMIT_NPROC is
+  // not the limit: it counts every process of the uid, i.e. all runs of a
+  // dynamic user's job at once, and would fail a fork before pids.max does.
+  config::Limits rlimits = request.limits;
+  if (!plan.cgroup_procs->empty()) rlimits.processes = 0;
+  if (auto e = apply_rlimits_in_child(rlimits)) fail_setup(e->err, e->what);
   if (auto e = enter_state_directory_in_child(request.state_directory.c_str())) {
     fail_setup(e->err, e->what);
   }

@@ -421,6 +421,9 @@ void serve_reap(int sock, std::string_view text) {
   ::setpgid(0, 0);
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != daemon) _exit(0);
+  // Not dumpable: a run of the host's own uid (host not root) cannot ptrace
+  // the server or read its memory; each run makes itself dumpable again.
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int sig = 1; sig < NSIG; ++sig) {

@@ -539,8 +539,8 @@ IsolationCaps detect_isolation(const DetectOptions& options) {
 
   caps.description =
       "no cgroups: runs are limited by rlimits and killed by process group only; "
-      "RLIMIT_NPROC does not bind root, so fork bombs are contained only for jobs that "
-      "run as a non-root user (cgroup v2: " +
+      "RLIMIT_NPROC does not bind root, so fork bombs are contained only for runs that "
+      "are not root (cgroup v2: " +
       v2_why_not + "; cgroup v1: " + v1.why_not + ")";
   return caps;
 }

@@ -1,5 +1,6 @@
 #include "exec/run_user.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <ftw.h>
@@ -7,8 +8,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
+
+#include "common/pidfd.h"
 
 namespace jobhost::exec {
 namespace {
@@ -107,6 +113,45 @@ Result<void> secure_state_dir(const std::filesystem::path& state_dir) {
     }
   }
   return {};
+}
+
+std::size_t kill_processes_of_uid(uid_t uid) noexcept {
+  std::size_t killed = 0;
+  for (int round = 0; round < 20; ++round) {
+    DIR* proc = ::opendir("/proc");
+    if (proc == nullptr) return killed;
+    std::size_t found = 0;
+    while (const dirent* entry = ::readdir(proc)) {
+      char* end = nullptr;
+      const long pid = std::strtol(entry->d_name, &end, 10);
+      if (pid <= 0 || *end != '\0') continue;
+      // The pidfd first: the uid read next is then that process's, not a
+      // later one's with the same pid.
+      const int pidfd = pidfd_open(static_cast<pid_t>(pid));
+      if (pidfd < 0) continue;
+      char path[64];
+      std::snprintf(path, sizeof path, "/proc/%ld/status", pid);
+      bool match = false;
+      if (FILE* status = std::fopen(path, "re")) {
+        char line[256];
+        unsigned real = 0, effective = 0;
+        while (std::fgets(line, sizeof line, status) != nullptr) {
+          if (std::strncmp(line, "State:\tZ", 8) == 0) break;  // a zombie: nothing to kill
+          if (std::sscanf(line, "Uid: %u %u", &real, &effective) == 2) {
+            match = real == uid || effective == uid;
+            break;
+          }
+        }
+        std::fclose(status);
+      }
+      if (match && pidfd_send_signal(pidfd, SIGKILL) == 0) ++found;
+      ::close(pidfd);
+    }
+    ::closedir(proc);
+    killed += found;
+    if (found == 0) break;
+  }
+  return killed;
 }
 
 std::optional<ChildSetupError> enter_state_directory_in_child(const char* dir) noexcept {

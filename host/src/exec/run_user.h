@@ -41,6 +41,13 @@ Result<void> prepare_state_directory(const std::filesystem::path& dir, const Cre
 // the first failure (the caller logs it as a warning).
 Result<void> secure_state_dir(const std::filesystem::path& state_dir);
 
+// Parent side: SIGKILLs every process whose real or effective uid is `uid`
+// (found in /proc, signalled through a pidfd), in rounds until none is left
+// (at most 20). For a dynamic user, whose uid only its job's runs have: in
+// isolation mode none, what left the run's process group (setsid) dies with
+// the run. Returns how many processes were signalled.
+std::size_t kill_processes_of_uid(uid_t uid) noexcept;
+
 // Child side, before dropping privileges: chdir(dir) when `dir` is not empty.
 std::optional<ChildSetupError> enter_state_directory_in_child(const char* dir) noexcept;
 
