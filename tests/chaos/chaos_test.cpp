@@ -380,7 +380,12 @@ TEST_CASE("chaos: kill -9 at random moments, restart, and the ledger keeps every
 
   TempDir dir;
   install_plugins(dir.path(), {"flaky.so"});
+  // Every job appends to it, each as its own dynamic user (when root).
   const fs::path pid_log = dir.path() / "pids.log";
+  std::ofstream(pid_log).close();
+  fs::permissions(pid_log, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                               fs::perms::group_write | fs::perms::others_read |
+                               fs::perms::others_write);
   const auto jobs = job_specs();
   // durability = "normal": a kill -9 loses nothing that was committed (the
   // WAL is in the OS page cache), which is all this test can do to the host;

@@ -47,7 +47,7 @@ TEST_CASE("each mistake is one error at its line:col with a message that helps")
       {"[hosts]\n", "1:2", "unknown key \"hosts\" at the top level (did you mean \"host\"?)"},
       {"[host]\nplugin_dirr = \"p\"\n", "2:1",
        "unknown key \"plugin_dirr\" in [host] (did you mean \"plugin_dir\"?)"},
-      {"[host]\ncolor = 1\n", "2:1", "(known keys: \"plugin_dir\", \"state_dir\""},
+      {"[host]\ncolor = 1\n", "2:1", "unknown key \"color\" in [host] (see docs/config.md"},
       {"[http]\nlisten_on = \"x\"\n", "2:1",
        "unknown key \"listen_on\" in [http] (did you mean \"listen\"?)"},
       {"[defaults]\ntimout = \"5m\"\n", "2:1",

@@ -166,7 +166,7 @@ TEST_CASE("misbehaving jobs end with the right outcome and the host survives", "
   TempDir dir;
   install_plugins(dir.path(), {"sleeper.so", "segv.so", "abort.so", "throws.so", "memhog.so",
                                "forkbomb.so", "flood.so", "ignores_term.so", "hello.so"});
-  fs::path grandchild_file = dir.path() / "grandchild.pid";
+  fs::path grandchild_file = run_writable_dir(dir.path()) / "grandchild.pid";
   auto config =
       write_config(dir.path(), misbehaving_jobs(grandchild_file), "max_concurrency = 8\n");
   Daemon daemon(config);
@@ -217,7 +217,7 @@ TEST_CASE("misbehaving jobs end with the right outcome and the host survives", "
       // Root ignores RLIMIT_NPROC: the timeout and the group kill contain it.
       CHECK((*forkbomb)["outcome"] == "timed_out");
     }
-    std::ifstream pids(dir.path() / "forkbomb.pids");
+    std::ifstream pids(dir.path() / "drop" / "forkbomb.pids");
     int forked = 0;
     for (pid_t pid; pids >> pid; ++forked) {
       CHECK(wait_for([&] { return !process_alive(pid); }, 5s));
@@ -314,7 +314,7 @@ TEST_CASE("after kill -9 and a restart the open run is interrupted and no child 
           "[daemon]") {
   TempDir dir;
   install_plugins(dir.path(), {"sleeper.so"});
-  fs::path grandchild_file = dir.path() / "grandchild.pid";
+  fs::path grandchild_file = run_writable_dir(dir.path()) / "grandchild.pid";
   auto config = write_config(dir.path(), R"(
 [jobs.long]
 plugin = "sleeper"

@@ -6,8 +6,10 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,6 +29,7 @@
 #include <vector>
 
 #include "support/skip.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 using namespace jobhost;
@@ -975,4 +978,85 @@ TEST_CASE("run_blocking", "[executor]") {
   RunRequest bad = request("noop");
   bad.run_id = "";
   CHECK_FALSE(run_blocking(bad, o));
+}
+
+namespace {
+
+// True while `pid` exists and is not a zombie.
+bool alive_not_zombie(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!std::getline(stat, text)) return false;
+  const auto paren = text.rfind(')');
+  return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] != 'Z';
+}
+
+// A dynamic uid that no account has (the test's own choice in the range).
+uid_t unknown_uid() {
+  for (uid_t id = 61999; id < 65500; ++id) {
+    if (::getpwuid(id) == nullptr && ::getgrgid(id) == nullptr) return id;
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("a dynamic user's run: its uid, no capability, its own state directory",
+          "[executor][needs-root]") {
+  if (::geteuid() != 0) JOBHOST_SKIP("dynamic users need root");
+  const uid_t uid = unknown_uid();
+  REQUIRE(uid != 0);
+  jobhost::testing::TempDir dir;
+  const auto state = dir.path() / "var" / "jobs" / "x";
+  // Mode none (no cgroup): what leaves the process group is killed by uid.
+  const IsolationCaps none;
+  const auto isolation = GENERATE(as<std::string>{}, "none", "this machine's");
+  INFO("isolation: " << isolation);
+  RunRequest req = request("hostile", {{"mode", "escape"}, {"job", "x"}});
+  req.dynamic_uid = uid;
+  req.state_directory = state;
+  const Finished f = run(req, isolation == "none" ? none : caps());
+  INFO(f.report.message);
+  REQUIRE(f.report.outcome == Outcome::succeeded);
+  const auto& m = f.report.metrics;
+  CHECK(m.at("uid") == uid);
+  CHECK(m.at("euid") == uid);
+  CHECK(m.at("gid") == uid);
+  CHECK(m.at("groups") == 1);
+  CHECK(m.at("cap_eff") == 0);
+  CHECK(m.at("cap_bnd") == 0);
+  CHECK(m.at("cwd_is_job") == 1);
+  struct stat st {};
+  REQUIRE(::stat(state.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0700);
+  CHECK(st.st_uid == uid);
+  CHECK(st.st_gid == uid);
+  REQUIRE(::stat(state.parent_path().c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0711);
+  const auto escapee = static_cast<pid_t>(m.at("escapee_pid"));
+  REQUIRE(escapee > 0);
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    gone = !alive_not_zombie(escapee);
+    if (!gone) std::this_thread::sleep_for(50ms);
+  }
+  if (!gone) ::kill(escapee, SIGKILL);
+  CHECK(gone);
+
+  // The uid moved (another dynamic uid): the directory and what is in it follow.
+  const uid_t moved = uid + 1;
+  {
+    std::ofstream(state / "kept") << "x";
+    REQUIRE(::chown((state / "kept").c_str(), uid, uid) == 0);
+  }
+  RunRequest again = request("hostile", {{"mode", "keep"}, {"job", "x"}});
+  again.dynamic_uid = moved;
+  again.state_directory = state;
+  const Finished g = run(again, none);
+  INFO(g.report.message);
+  REQUIRE(g.report.outcome == Outcome::succeeded);
+  CHECK(g.report.metrics.at("kept_found") == 1);
+  CHECK(g.report.metrics.at("kept_written") == 1);
+  REQUIRE(::stat((state / "kept").c_str(), &st) == 0);
+  CHECK(st.st_uid == moved);
 }

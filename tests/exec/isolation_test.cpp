@@ -342,7 +342,7 @@ TEST_CASE("detect_isolation without a usable tree is none and says why", "[isola
   IsolationCaps caps = detect_isolation(tmp.path());  // reads the real /proc/self/cgroup
   CHECK(caps.mode == CgroupMode::none);
   CHECK_THAT(caps.description, Catch::Contains("no cgroup v2 tree"));
-  CHECK_THAT(caps.description, Catch::Contains("non-root user"));
+  CHECK_THAT(caps.description, Catch::Contains("are not root"));
   DetectOptions bad;
   bad.cgroup_root = tmp.path();
   bad.parent_name = "../escape";

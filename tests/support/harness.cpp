@@ -195,6 +195,13 @@ bool Daemon::wait_ready(std::chrono::milliseconds timeout) const {
       timeout);
 }
 
+fs::path run_writable_dir(const fs::path& parent) {
+  const fs::path dir = parent / "drop";
+  fs::create_directories(dir);
+  fs::permissions(dir, fs::perms::all);
+  return dir;
+}
+
 bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {

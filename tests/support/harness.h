@@ -41,6 +41,11 @@ fs::path install_plugins(const fs::path& dir, const std::vector<std::string>& fi
 fs::path write_config(const fs::path& dir, const std::string& jobs_toml,
                       const std::string& host_extra = "");
 
+// parent/"drop", made with mode 0777: where plugins leave files for a test.
+// Jobs without a `user` run as dynamic users when the tests run as root, and
+// cannot write anywhere else in a test's directory.
+fs::path run_writable_dir(const fs::path& parent);
+
 // `jobhost run` in the background, its stderr in dir/daemon.log.
 class Daemon {
  public:

@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "exec/fork_executor.h"
 #include "exec/isolation.h"
+#include "exec/run_user.h"
 #include "ledger/ids.h"
 
 namespace jobhost::cli {
@@ -38,6 +39,10 @@ int run_recorded(const config::Config& config, ledger::Store& store, const confi
     fmt::print(stderr, "cannot record the run in the ledger: {}\n",
                claimed ? "slot already claimed" : claimed.error().message);
     return kExitFailed;
+  }
+  // As the daemon: the host's files out of the run's reach (exec/run_user.h).
+  if (auto secured = exec::secure_state_dir(config.host.state_dir); !secured) {
+    fmt::print(stderr, "warning: {}\n", secured.error().message);
   }
   const auto steady_start = std::chrono::steady_clock::now();
   const exec::ExecutorOptions options = executor_options(config);

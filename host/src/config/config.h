@@ -147,6 +147,13 @@ struct JobConfig {
   // the order given, each with its source resolved. Names and sources are
   // part of the definition, never the values.
   std::vector<SecretConfig> secrets;
+  // Dynamic users: the uid from [host] dynamic_users that runs of a job
+  // without `user` get when the host is root (filled by load_config; unset
+  // when the job names a user). Part of the definition: it is how the job runs.
+  std::optional<uint32_t> dynamic_uid;
+  // <state_dir>/jobs/<name>: the job's private state directory (filled by
+  // load_config). Not part of the definition.
+  std::filesystem::path state_directory;
   // Retention: the ledger keeps at most this many of the job's newest runs
   // (a few more for a moment); 0 = no count limit. Not part of the definition.
   int keep_last = 10000;
@@ -167,6 +174,13 @@ struct JobConfig {
   std::string definition_hash;
 };
 
+// An inclusive range of uids, as `[host] dynamic_users = "61184-65519"`.
+struct UidRange {
+  uint32_t first = 61184;
+  uint32_t last = 65519;
+  bool operator==(const UidRange&) const = default;
+};
+
 struct HostConfig {
   std::filesystem::path plugin_dir;  // absolute; default <config dir>/plugins
   std::filesystem::path state_dir;   // absolute; default <config dir>/var; ledger at jobhost.db
@@ -176,6 +190,12 @@ struct HostConfig {
   Durability durability = Durability::normal;
   // Retention: runs and events older than this are deleted; 0 = kept forever.
   Duration keep_runs = std::chrono::days(30);
+  // Dynamic users: the uids (gid = the same number) given to jobs without a
+  // `user` when the host is root (config/dynamic_users.h). systemd's range.
+  UidRange dynamic_users;
+  // Who may use the control socket besides root and the host's user: the
+  // members of this group (a name or a numeric gid, checked to exist).
+  std::optional<std::string> control_group;
 };
 
 struct HttpConfig {

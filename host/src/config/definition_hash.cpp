@@ -88,6 +88,8 @@ std::string compute_definition_hash(const JobConfig& job) {
     }
     canonical["secrets"] = std::move(secrets);
   }
+  // Dynamic users: a job's runs change uid with it (and only then is the key there).
+  if (job.dynamic_uid) canonical["dynamic_uid"] = *job.dynamic_uid;
   return sha256_hex(canonical.dump());
 }
 

@@ -3,6 +3,7 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -25,6 +26,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "config/dynamic_users.h"
 #include "config/suggest.h"
 
 namespace jobhost::config {
@@ -35,9 +37,9 @@ using KeyList = std::span<const std::string_view>;
 
 constexpr std::array<std::string_view, 6> kTopKeys = {"host", "http",   "defaults",
                                                       "jobs", "alerts", "secrets"};
-constexpr std::array<std::string_view, 7> kHostKeys = {
-    "plugin_dir", "state_dir",  "max_concurrency", "timezone",
-    "log_format", "durability", "keep_runs"};
+constexpr std::array<std::string_view, 9> kHostKeys = {
+    "plugin_dir", "state_dir", "max_concurrency", "timezone",     "log_format",
+    "durability", "keep_runs", "dynamic_users",   "control_group"};
 constexpr std::array<std::string_view, 4> kHttpKeys = {"listen", "allow_remote", "token_file",
                                                        "per_job_metrics"};
 constexpr std::array<std::string_view, 22> kSettingKeys = {
@@ -344,6 +346,7 @@ class Loader {
     JobConfig defaults;
     if (const toml::node* node = root.get("defaults")) read_defaults(*node, defaults);
     if (const toml::node* jobs = root.get("jobs")) read_jobs(*jobs, defaults, config);
+    assign_dynamic_users(config);
   }
 
   std::vector<ConfigError>& errors() { return errors_; }
@@ -622,6 +625,25 @@ class Loader {
         if (auto e = read_enum(v, w, kDurabilityNames)) host.durability = *e;
       } else if (k == "keep_runs") {
         if (auto d = read_duration(v, w)) host.keep_runs = *d;
+      } else if (k == "dynamic_users") {
+        if (auto s = read_name(v, w)) {
+          if (auto range = parse_uid_range(*s)) {
+            host.dynamic_users = *range;
+            dynamic_users_pos_ = at(v);
+          } else {
+            error(at(v), fmt::format("{}: {}", w, range.error().message));
+          }
+        }
+      } else if (k == "control_group") {
+        if (auto s = read_name(v, w)) {
+          if (account_exists(*s, false)) {
+            host.control_group = *s;
+          } else {
+            error(at(v), fmt::format("{}: unknown group \"{}\": no such group in the group "
+                                     "database (create it, or name another)",
+                                     w, *s));
+          }
+        }
       } else {
         unknown_key(key, "host", kHostKeys);
       }
@@ -756,7 +778,15 @@ class Loader {
     } else if (key == "enabled") {
       if (auto b = read_bool(v, w)) job.enabled = *b;
     } else if (key == "user") {
-      if (auto s = read_name(v, w)) job.user = *s;
+      if (auto s = read_name(v, w)) {
+        job.user = *s;
+        if (*s == "root" || *s == "0") {
+          warn(at(v), fmt::format("{}: runs as root, with every capability: a plugin can then "
+                                  "do anything on this machine; leave user out to run it as "
+                                  "a dynamic user (see docs/security.md)",
+                                  w));
+        }
+      }
     } else if (key == "group") {
       if (auto s = read_name(v, w)) job.group = *s;
     } else if (key == "network") {
@@ -1211,6 +1241,37 @@ class Loader {
     config.jobs = std::move(jobs);
   }
 
+  // Dynamic users: a uid for each job without a user, and every job's state
+  // directory (config/dynamic_users.h).
+  void assign_dynamic_users(Config& config) {
+    std::vector<std::string> names;
+    std::set<uint32_t> taken;
+    for (JobConfig& job : config.jobs) {
+      job.state_directory = config.host.state_dir / "jobs" / job.name;
+      if (!job.user) {
+        names.push_back(job.name);
+        continue;
+      }
+      uint32_t id = 0;
+      const auto& u = *job.user;
+      if (std::from_chars(u.data(), u.data() + u.size(), id).ptr == u.data() + u.size()) {
+        taken.insert(id);
+      }
+    }
+    if (names.empty()) return;
+    auto uids = allocate_dynamic_uids(config.host.dynamic_users, names, taken, account_id_known);
+    if (!uids) {
+      SourcePos where = dynamic_users_pos_.line > 0 ? dynamic_users_pos_ : SourcePos{file_, 0, 0};
+      error(where, uids.error().message);
+      return;
+    }
+    for (JobConfig& job : config.jobs) {
+      if (auto it = uids->find(job.name); !job.user && it != uids->end()) {
+        job.dynamic_uid = it->second;
+      }
+    }
+  }
+
   void read_job(const toml::table& table, JobConfig& job) {
     const std::string section = "jobs." + job.name;
     Origins origins;
@@ -1569,6 +1630,7 @@ class Loader {
   std::vector<ConfigError> warnings_;
 
   std::string host_timezone_ = "UTC";
+  SourcePos dynamic_users_pos_;  // where [host] dynamic_users is, if written
   SourcePos host_zone_pos_;
   bool host_zone_set_ = false;
   bool host_zone_failed_ = false;

@@ -62,6 +62,12 @@ std::expected<nlohmann::json, ControlError> control_request(const std::filesyste
   });
   io.run_for(timeout);
 
+  if (!connected && done && error == boost::asio::error::access_denied) {
+    return fail(Kind::failed,
+                fmt::format("permission denied on the control socket {}: only root, the user "
+                            "jobhost runs as and members of [host] control_group may use it",
+                            path.string()));
+  }
   if (!connected && done) {
     return fail(
         Kind::no_daemon,

@@ -1,9 +1,12 @@
 #include "daemon/daemon.h"
 
 #include <fmt/core.h>
+#include <grp.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <boost/asio/signal_set.hpp>
+#include <charconv>
 #include <csignal>
 
 #include "catalog/catalog.h"
@@ -14,6 +17,7 @@
 #include "engine/engine.h"
 #include "exec/fork_executor.h"
 #include "exec/isolation.h"
+#include "exec/run_user.h"
 #include "ledger/sqlite_store.h"
 #include "observe/alerts.h"
 #include "observe/api.h"
@@ -31,6 +35,45 @@ namespace {
 
 // How long a stopping daemon waits for alert notices still being delivered.
 constexpr Duration kAlertDrain = std::chrono::seconds(5);
+
+// [host] control_group as a gid (load_config checked that it exists).
+ControlAccess control_access(const config::Config& config) {
+  ControlAccess access;
+  if (!config.host.control_group) return access;
+  const std::string& name = *config.host.control_group;
+  access.group_name = name;
+  gid_t id = 0;
+  if (std::from_chars(name.data(), name.data() + name.size(), id).ptr ==
+      name.data() + name.size()) {
+    access.group = id;
+  } else if (const struct group* g = ::getgrnam(name.c_str())) {
+    access.group = g->gr_gid;
+  } else {
+    log::warn(
+        fmt::format("control_group \"{}\" is unknown: only root and uid {} may use the "
+                    "control socket",
+                    name, ::geteuid()));
+  }
+  return access;
+}
+
+// One line on who the runs are (docs/security.md "Users, state directories
+// and the host's files").
+void log_run_users(const config::Config& config) {
+  const auto& range = config.host.dynamic_users;
+  if (::geteuid() == 0) {
+    log::info(fmt::format(
+        "runs: jobs without a user run as dynamic users (uids {}-{}), with no capability; each "
+        "job's state directory is under {}",
+        range.first, range.last, (config.host.state_dir / "jobs").string()));
+    return;
+  }
+  log::warn(fmt::format(
+      "runs: the host is not root (uid {}): every run keeps its uid, so a plugin can signal the "
+      "daemon and write its state dir; run jobhost as root to give runs users of their own "
+      "(see docs/security.md)",
+      ::geteuid()));
+}
 
 }  // namespace
 
@@ -54,6 +97,14 @@ int run_daemon(const config::Config& config) {
   }
   log::info(fmt::format("jobhost {} starting: config {}, state dir {}", getpid(),
                         config.file.string(), config.host.state_dir.string()));
+  // Runs must not reach the host's files (docs/security.md), nor, when they
+  // share the host's uid, ptrace it or read its memory: not dumpable (the
+  // fork server inherits it).
+  if (auto secured = exec::secure_state_dir(config.host.state_dir); !secured) {
+    log::warn(secured.error().message);
+  }
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  log_run_users(config);
   for (const auto& warning : config.warnings) log::warn(warning.to_string());
 
   exec::DetectOptions detect;
@@ -198,7 +249,8 @@ int run_daemon(const config::Config& config) {
           return respond({{"ok", true}});
         }
         respond({{"ok", false}, {"error", fmt::format("unknown op \"{}\"", op)}});
-      });
+      },
+      control_access(config));
   if (!control) {
     log::error(control.error().message);
     return 1;

@@ -41,11 +41,12 @@ exec::RunRequest run_request(const config::JobConfig& job, const Build& build,
                           .kill_grace = job.kill_grace,
                           .user = job.user,
                           .group = job.group,
-                          .state_directory = {},
+                          .state_directory = job.state_directory,
                           .env = job.env,
                           .sandbox = job.sandbox,
                           .time_zone = job.timezone,
-                          .secret_sources = job.secrets};
+                          .secret_sources = job.secrets,
+                          .dynamic_uid = job.dynamic_uid};
 }
 
 ledger::RunEnd run_end(const exec::RunReport& report, TimePoint finished_at, Duration duration) {

@@ -24,6 +24,7 @@
 #include "exec/environment.h"
 #include "exec/executor.h"
 #include "exec/isolation.h"
+#include "exec/run_user.h"
 #include "exec/sandbox.h"
 
 namespace jobhost::exec {
@@ -279,13 +280,21 @@ void run_child(const ChildPlan& plan) noexcept {
   g_request = &request;
   // A run with cgroups has its memory limited there (memory.max or
   // memory.limit_in_bytes: every cgroup mode has the memory controller), so
-  // RLIMIT_AS is left off.
-  const bool memory_in_cgroup = !plan.cgroup_procs->empty();
-  if (auto e = apply_rlimits_in_child(request.limits, memory_in_cgroup)) {
-    fail_setup(e->err, e->what);
-  }
+  // RLIMIT_AS is left off; and its processes counted there (pids.max), so
+  // RLIMIT_NPROC is left off too: it counts every process of the uid, i.e.
+  // all runs of a dynamic user's job at once, and would fail a fork before
+  // pids.max does.
+  const bool in_cgroup = !plan.cgroup_procs->empty();
+  config::Limits rlimits = request.limits;
+  if (in_cgroup) rlimits.processes = 0;
+  if (auto e = apply_rlimits_in_child(rlimits, in_cgroup)) fail_setup(e->err, e->what);
   if (plan.sandbox != nullptr) {
     if (auto e = enter_sandbox_in_child(*plan.sandbox)) fail_setup(e->err, e->what);
+  }
+  // After the sandbox's mounts: a read_only sandbox bind-mounts the state
+  // directory writable onto itself, and the working directory must be that mount.
+  if (auto e = enter_state_directory_in_child(request.state_directory.c_str())) {
+    fail_setup(e->err, e->what);
   }
   apply_environment_in_child(plan.envp);
   if (auto e = drop_privileges_in_child(*plan.credentials)) fail_setup(e->err, e->what);

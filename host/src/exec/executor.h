@@ -58,6 +58,10 @@ struct RunRequest {
   // and the values are redacted from the run's output tail, log lines and
   // message as [secret:NAME].
   std::vector<config::SecretConfig> secret_sources;
+  // --- dynamic users ---
+  // The job's dynamic uid (config::JobConfig::dynamic_uid): used when the
+  // host is root and `user` is unset (exec/run_user.h).
+  std::optional<uint32_t> dynamic_uid;
 };
 
 // How a run ended. Delivered once per started run.

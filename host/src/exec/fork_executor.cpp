@@ -20,6 +20,7 @@
 #include "exec/control_record.h"
 #include "exec/fork_server.h"
 #include "exec/run_output.h"
+#include "exec/run_user.h"
 #include "exec/sandbox.h"
 #include "exec/secrets.h"
 
@@ -111,6 +112,9 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
   RunCgroup cgroup;
   std::shared_ptr<ForkServer> server;  // forked it; reaps it
   pid_t pid = 0;
+  // Mode none, a dynamic user: its uid's processes are killed when the
+  // leader exits (unless another run of the job still runs).
+  std::optional<uid_t> sweep_uid;
 
   asio::posix::stream_descriptor pidfd;    // readable when the leader exits
   asio::posix::stream_descriptor output;   // stdout+stderr of the group
@@ -215,6 +219,13 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
     // forked) goes with it, then the server reaps the leader.
     ::kill(-pid, SIGKILL);
     cgroup.kill_all();
+    if (sweep_uid && owner != nullptr && !owner->uid_in_use(*sweep_uid, this)) {
+      if (const auto n = kill_processes_of_uid(*sweep_uid); n > 0) {
+        log(LogStream::host, spdlog::level::warn,
+            fmt::format("killed {} process(es) of uid {} that left the run's process group", n,
+                        *sweep_uid));
+      }
+    }
     reap();
     mark_reaped();
   }
@@ -576,8 +587,13 @@ Result<int> ForkExecutor::start(RunRequest request, std::function<void(RunReport
     }
   } wipe_left{request};
 
-  auto credentials = resolve_credentials(request.user, request.group);
+  auto credentials = resolve_run_credentials(request);
   if (!credentials) return fail(fmt::format("{}: {}", what, credentials.error().message));
+  if (!request.state_directory.empty()) {
+    if (auto ready = prepare_state_directory(request.state_directory, *credentials); !ready) {
+      return fail(fmt::format("{}: {}", what, ready.error().message));
+    }
+  }
   auto cgroup = cgroups_->acquire(request.run_id, request.limits);
   if (!cgroup) return fail(fmt::format("{}: {}", what, cgroup.error().message));
 
@@ -599,6 +615,10 @@ Result<int> ForkExecutor::start(RunRequest request, std::function<void(RunReport
   run->redactor = SecretRedactor(run->request.secrets);
   run->on_done = std::move(on_done);
   run->cgroup = std::move(*cgroup);
+  if (options_.isolation.mode == CgroupMode::none && credentials->change && credentials->uid != 0 &&
+      !run->request.user && run->request.dynamic_uid) {
+    run->sweep_uid = credentials->uid;
+  }
   auto spawned = spawn(*run, *credentials, control[1], output[1]);
   ::close(control[1]);
   ::close(output[1]);
@@ -656,6 +676,13 @@ void ForkExecutor::stop(std::string_view run_id, StopReason reason) {
 
 void ForkExecutor::stop_all(StopReason reason) {
   for (auto& [id, run] : runs_) run->stop(reason);
+}
+
+bool ForkExecutor::uid_in_use(uid_t uid, const Run* except) const {
+  for (const auto& [id, run] : runs_) {
+    if (run.get() != except && !run->reaped && run->sweep_uid == uid) return true;
+  }
+  return false;
 }
 
 void ForkExecutor::finish(const std::shared_ptr<Run>& run) {

@@ -77,6 +77,8 @@ class ForkExecutor final : public Executor {
 
  private:
   void finish(const std::shared_ptr<Run>& run);
+  // True when a run other than `except`, not reaped yet, has `uid` to sweep.
+  bool uid_in_use(uid_t uid, const Run* except) const;
 
   boost::asio::io_context& io_;
   ExecutorOptions options_;

@@ -236,6 +236,8 @@ std::string encode_plan(const RunRequest& r, const std::vector<std::string>& pro
   const std::vector<std::string> env = run_environment(r);
   w.number(static_cast<uint32_t>(env.size()));
   for (const auto& entry : env) w.text(entry);
+  // --- dynamic users: the job's state directory (the run's working directory)
+  w.text(r.state_directory.native());
   return w.take();
 }
 
@@ -299,6 +301,10 @@ bool decode_plan(std::string_view text, Plan& p, bool& preload) {
   p.envp.reserve(count + 1);
   for (auto& entry : p.environment) p.envp.push_back(entry.data());
   p.envp.push_back(nullptr);
+  // --- dynamic users
+  std::string state_directory;
+  if (!in.text(state_directory)) return false;
+  r.state_directory = std::move(state_directory);
   if (!in.done()) return false;
   preload = wanted != 0;
   return true;
@@ -474,6 +480,9 @@ void serve_reap(int sock, std::string_view text) {
   ::setpgid(0, 0);
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != daemon) _exit(0);
+  // Not dumpable: a run of the host's own uid (host not root) cannot ptrace
+  // the server or read its memory; each run makes itself dumpable again.
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int sig = 1; sig < NSIG; ++sig) {

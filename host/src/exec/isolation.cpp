@@ -8,6 +8,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -538,8 +539,8 @@ IsolationCaps detect_isolation(const DetectOptions& options) {
 
   caps.description =
       "no cgroups: runs are limited by rlimits and killed by process group only; "
-      "RLIMIT_NPROC does not bind root, so fork bombs are contained only for jobs that "
-      "run as a non-root user (cgroup v2: " +
+      "RLIMIT_NPROC does not bind root, so fork bombs are contained only for runs that "
+      "are not root (cgroup v2: " +
       v2_why_not + "; cgroup v1: " + v1.why_not + ")";
   return caps;
 }
@@ -1020,21 +1021,88 @@ std::optional<ChildSetupError> apply_rlimits_in_child(const config::Limits& limi
   return std::nullopt;
 }
 
+namespace {
+
+// Raw capset/capget: libcap is not needed for "all zero", and these are plain
+// syscalls (safe after fork).
+struct CapHeader {
+  uint32_t version;
+  int pid;
+};
+struct CapData {
+  uint32_t effective;
+  uint32_t permitted;
+  uint32_t inheritable;
+};
+constexpr uint32_t kCapVersion3 = 0x20080522;
+
+// Drops every capability from the bounding set (up to the kernel's last one:
+// PR_CAPBSET_READ fails with EINVAL past it). Needs CAP_SETPCAP.
+std::optional<ChildSetupError> drop_bounding_set_in_child() noexcept {
+  for (int cap = 0; cap < 64; ++cap) {
+    const int has = ::prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+    if (has < 0) break;  // EINVAL: past /proc/sys/kernel/cap_last_cap
+    if (has == 1 && ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+      return ChildSetupError{errno, "prctl(PR_CAPBSET_DROP)"};
+    }
+  }
+  return std::nullopt;
+}
+
+// Empties the effective, permitted, inheritable and ambient sets and checks
+// that they are empty.
+std::optional<ChildSetupError> clear_capabilities_in_child() noexcept {
+  CapHeader header{kCapVersion3, 0};
+  CapData data[2] = {};
+  if (::syscall(SYS_capset, &header, data) != 0) return ChildSetupError{errno, "capset"};
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
+    return ChildSetupError{errno, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)"};
+  }
+  CapData now[2] = {};
+  header = {kCapVersion3, 0};
+  if (::syscall(SYS_capget, &header, now) != 0) return ChildSetupError{errno, "capget"};
+  for (const CapData& d : now) {
+    if (d.effective != 0 || d.permitted != 0 || d.inheritable != 0) {
+      return ChildSetupError{EPERM, "verify drop: capabilities left after capset"};
+    }
+  }
+  if (::prctl(PR_CAPBSET_READ, 0, 0, 0, 0) == 1) {
+    return ChildSetupError{EPERM, "verify drop: bounding set not empty"};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::optional<ChildSetupError> drop_privileges_in_child(const Credentials& creds) noexcept {
+  // Every capability goes for a run that is not root: the bounding set
+  // first (that needs CAP_SETPCAP, gone after setuid), then the rest.
+  const bool drop_caps = creds.change && creds.uid != 0;
   if (creds.change) {
     if (::setgroups(creds.groups.size(), creds.groups.data()) != 0) {
       return ChildSetupError{errno, "setgroups"};
     }
     if (::setgid(creds.gid) != 0) return ChildSetupError{errno, "setgid"};
+    if (drop_caps) {
+      if (auto e = drop_bounding_set_in_child()) return e;
+    }
     if (::setuid(creds.uid) != 0) return ChildSetupError{errno, "setuid"};
     if (::getuid() != creds.uid || ::geteuid() != creds.uid || ::getgid() != creds.gid ||
         ::getegid() != creds.gid) {
       return ChildSetupError{EPERM, "verify uid/gid after setuid"};
     }
+    if (drop_caps) {
+      if (auto e = clear_capabilities_in_child()) return e;
+    }
     if (creds.uid != 0 && ::setuid(0) == 0) {
       return ChildSetupError{EPERM, "verify drop: setuid(0) succeeded"};
     }
   }
+  // The daemon and the fork server are not dumpable (so a run of the
+  // host's own user cannot ptrace or read them), and setuid makes a process
+  // undumpable too, which hands its /proc/self files to root: give them back
+  // to the run. Only processes of the run's own uid gain access to it.
+  ::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     return ChildSetupError{errno, "prctl(PR_SET_NO_NEW_PRIVS)"};
   }

@@ -251,9 +251,12 @@ struct ChildSetupError {
 std::optional<ChildSetupError> apply_rlimits_in_child(const config::Limits& limits,
                                                       bool memory_in_cgroup = false) noexcept;
 
-// Child side: setgroups, setgid, setuid (in that order) when creds.change,
-// then PR_SET_NO_NEW_PRIVS always. Verifies the drop: the ids are the asked
-// ones and, for a non-root uid, setuid(0) fails afterwards.
+// Child side: setgroups, setgid, setuid (in that order) when creds.change;
+// for a non-root uid also every capability: the bounding set (before
+// setuid), then the effective, permitted, inheritable and ambient sets.
+// Then PR_SET_DUMPABLE (the run's /proc/self stays its own) and
+// PR_SET_NO_NEW_PRIVS always. Verifies the drop: the ids are the asked ones
+// and, for a non-root uid, no capability is left and setuid(0) fails.
 std::optional<ChildSetupError> drop_privileges_in_child(const Credentials& creds) noexcept;
 
 }  // namespace jobhost::exec
