@@ -57,29 +57,29 @@ void serve(std::shared_ptr<stream_protocol::socket> socket, ControlServer::Async
       *socket, *buffer, '\n',
       [socket, buffer, handler = std::move(handler), access](const boost::system::error_code& ec,
                                                              std::size_t) {
-    if (ec) return;
-    std::istream in(buffer.get());
-    std::string line;
-    std::getline(in, line);
-    auto respond = [socket](nlohmann::json reply) {
-      auto text = std::make_shared<std::string>(reply_line(reply));
-      boost::asio::async_write(*socket, boost::asio::buffer(*text),
-                               [socket, text](const boost::system::error_code&, std::size_t) {});
-    };
-    // Who asks, from the kernel; whatever the client wrote there is replaced.
-    nlohmann::json peer = nullptr;
-    ucred cred{};
-    socklen_t length = sizeof cred;
-    if (::getsockopt(socket->native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0) {
-      return respond({{"ok", false}, {"error", "refused: the caller's identity is unknown"}});
-    }
-    if (auto why = refusal(socket->native_handle(), cred, access); !why.empty()) {
-      return respond({{"ok", false}, {"error", why}});
-    }
-    peer = {{"uid", cred.uid}, {"pid", cred.pid}};
+        if (ec) return;
+        std::istream in(buffer.get());
+        std::string line;
+        std::getline(in, line);
+        auto respond = [socket](nlohmann::json reply) {
+          auto text = std::make_shared<std::string>(reply_line(reply));
+          boost::asio::async_write(
+              *socket, boost::asio::buffer(*text),
+              [socket, text](const boost::system::error_code&, std::size_t) {});
+        };
+        // Who asks, from the kernel; whatever the client wrote there is replaced.
+        nlohmann::json peer = nullptr;
+        ucred cred{};
+        socklen_t length = sizeof cred;
+        if (::getsockopt(socket->native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0) {
+          return respond({{"ok", false}, {"error", "refused: the caller's identity is unknown"}});
         }
+        if (auto why = refusal(socket->native_handle(), cred, access); !why.empty()) {
+          return respond({{"ok", false}, {"error", why}});
+        }
+        peer = {{"uid", cred.uid}, {"pid", cred.pid}};
         answer_request(line, std::move(peer), handler, respond);
-});
+      });
 }
 
 }  // namespace
