@@ -37,6 +37,9 @@ TEST_CASE("the sandbox keys of a job's TOML reach its runs", "[daemon][needs-roo
   const int port = ntohs(addr.sin_port);
   TempDir files;
   fs::create_directory(files / "rw");
+  // The jobs run as dynamic users: the writable path must be theirs to write
+  // (read_only adds a mount, not a permission).
+  fs::permissions(files / "rw", fs::perms::all);
 
   TestHost host({"sandbox_probe.so"},
                 fmt::format(R"(

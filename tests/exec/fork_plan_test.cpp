@@ -1,6 +1,7 @@
 // The fork server's plan encoding (exec/fork_plan.h): a plan decodes to what
 // was encoded; a cut, padded or lying plan is refused without allocating
 // for what it claims (fuzz/regressions/fork_plan/huge-list-count).
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <string>
@@ -67,10 +68,20 @@ TEST_CASE("fork plan: a cut or padded plan is refused") {
 }
 
 TEST_CASE("fork plan: a list count larger than the bytes left is refused before any allocation") {
-  // Where each count sits: the cgroup.procs count, then the groups count.
+  // Where each count sits (the cgroup.procs count, the groups count): the
+  // first byte where a plan with one entry differs from one with none.
   const std::string none = encode_plan(sample_request(), {}, {}, false).substr(1);
-  const std::size_t procs_count_at = none.size() - 1 - 4 - 4 - 4 - 4;  // change, groups, gid, uid
-  const std::size_t groups_count_at = none.size() - 1 - 4;
+  auto first_difference = [&](const std::string& other) {
+    return static_cast<std::size_t>(
+        std::mismatch(none.begin(), none.end(), other.begin(), other.end()).first - none.begin());
+  };
+  Credentials one_group;
+  one_group.groups = {1};
+  const std::size_t procs_count_at =
+      first_difference(encode_plan(sample_request(), {"p"}, {}, false).substr(1));
+  const std::size_t groups_count_at =
+      first_difference(encode_plan(sample_request(), {}, one_group, false).substr(1));
+  REQUIRE(procs_count_at < groups_count_at);
   for (std::size_t at : {procs_count_at, groups_count_at}) {
     for (uint32_t count : {1u, 1000u, 0xffffffffu}) {
       INFO("count " << count << " at byte " << at);
