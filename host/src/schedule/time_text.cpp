@@ -127,8 +127,15 @@ Result<TimePoint> parse_rfc3339(std::string_view text) {
   }
   if (pos != text.size()) return bad("unexpected text after the offset");
 
-  return TimePoint{date::sys_days{ymd}} + std::chrono::hours{hour} + std::chrono::minutes{minute} +
-         std::chrono::seconds{second} + fraction - offset;
+  const TimePoint instant = TimePoint{date::sys_days{ymd}} + std::chrono::hours{hour} +
+                            std::chrono::minutes{minute} + std::chrono::seconds{second} + fraction -
+                            offset;
+  // An offset may move the instant out of the years RFC 3339 can write
+  // ("9999-12-31T23:59:59-01:00" is in the year 10000 in UTC).
+  const int utc_year = int(date::year_month_day{date::floor<date::days>(instant)}.year());
+  if (utc_year < 0 || utc_year > 9999)
+    return bad("the instant is outside the years 0000-9999 in UTC");
+  return instant;
 }
 
 }  // namespace jobhost::schedule
