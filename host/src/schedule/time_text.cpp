@@ -130,11 +130,14 @@ Result<TimePoint> parse_rfc3339(std::string_view text) {
   const TimePoint instant = TimePoint{date::sys_days{ymd}} + std::chrono::hours{hour} +
                             std::chrono::minutes{minute} + std::chrono::seconds{second} + fraction -
                             offset;
-  // An offset may move the instant out of the years RFC 3339 can write
-  // ("9999-12-31T23:59:59-01:00" is in the year 10000 in UTC).
-  const int utc_year = int(date::year_month_day{date::floor<date::days>(instant)}.year());
-  if (utc_year < 0 || utc_year > 9999)
-    return bad("the instant is outside the years 0000-9999 in UTC");
+  // Every zone must be able to write the instant back in RFC 3339's years
+  // 0000-9999, whatever its offset (a local time in the year 10000 has no
+  // four-digit year): the first and last day in UTC are refused.
+  const auto day = date::floor<date::days>(instant);
+  if (day <= date::sys_days{date::year{0} / 1 / 1} ||
+      day >= date::sys_days{date::year{9999} / 12 / 31}) {
+    return bad("the instant must lie between 0000-01-02 and 9999-12-30 in UTC");
+  }
   return instant;
 }
 
