@@ -133,9 +133,9 @@ Result<TimePoint> parse_rfc3339(std::string_view text) {
   // Every zone must be able to write the instant back in RFC 3339's years
   // 0000-9999, whatever its offset (a local time in the year 10000 has no
   // four-digit year): the first and last day in UTC are refused.
-  const auto day = date::floor<date::days>(instant);
-  if (day <= date::sys_days{date::year{0} / 1 / 1} ||
-      day >= date::sys_days{date::year{9999} / 12 / 31}) {
+  const auto utc_day = date::floor<date::days>(instant);
+  if (utc_day <= date::sys_days{date::year{0} / 1 / 1} ||
+      utc_day >= date::sys_days{date::year{9999} / 12 / 31}) {
     return bad("the instant must lie between 0000-01-02 and 9999-12-30 in UTC");
   }
   return instant;
