@@ -66,7 +66,10 @@ run_one() {
   new=$(sed -n 's/^stat::new_units_added: *//p' "$log" | tail -1)
   if [ "$rc" -ne 0 ]; then
     echo "fuzz $t: FOUND A PROBLEM after ${execs:-?} runs (log: $log)"
-    grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|artifact_prefix|Test unit written)' "$log" | head -8 | sed 's/^/  /' || true
+    # The report, the target's own words (an abort says why on stderr), an
+    # uncaught exception, and the first frames of the stack.
+    grep -E '^(==[0-9]+== ?ERROR|SUMMARY|.*runtime error|artifact_prefix|Test unit written|fuzz [a-z_]+: |terminate called|  what\(\)|    #[0-9] )' \
+      "$log" | head -24 | sed 's/^/  /' || true
     echo "  what to do: fuzz/crashes/README.md"
     return 1
   fi

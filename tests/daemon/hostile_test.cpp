@@ -1,10 +1,13 @@
 // Hostile plugins (tests/plugins/runtime/hostile.cpp) against a real daemon
 // running as root, with jobs that name no user: they run as dynamic users,
 // and nothing they try harms the host or other jobs (docs/security.md).
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -44,6 +47,17 @@ std::map<std::string, double> run_job(const fs::path& config, const std::string&
   INFO(run->dump());
   REQUIRE((*run)["outcome"] == "succeeded");
   return (*run)["metrics"].get<std::map<std::string, double>>();
+}
+
+// Processes named `comm` (a run's process names itself "jh:<job>").
+int processes_named(const std::string& comm) {
+  int count = 0;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    std::ifstream in(entry.path() / "comm");
+    std::string name;
+    if (std::getline(in, name) && name == comm) ++count;
+  }
+  return count;
 }
 
 // Checks that the run was a dynamic user with nothing left of root.
@@ -142,5 +156,123 @@ TEST_CASE("hostile plugins as dynamic users cannot harm the host or other jobs",
   REQUIRE(long_run);
   CHECK((*long_run)["metrics"]["uid"].get<double>() != 0);
   CHECK(trigger(config, "victim").exit_code == 0);
+  host.stop();
+}
+
+// The host as a user that is not root (nobody), on a kernel that allows
+// unprivileged user namespaces: each run is in user, pid and mount
+// namespaces of its own (docs/security.md "Host not root"). It keeps the
+// host's uid, yet cannot signal the daemon or another process of that uid,
+// sees neither the ledger nor the socket nor other jobs' directories, and
+// its escapees die with it.
+TEST_CASE("hostile plugins of a host that is not root are held by namespaces",
+          "[daemon][security][needs-root]") {
+  if (::geteuid() != 0) JOBHOST_SKIP("the test switches the host to nobody: it needs root");
+  constexpr uid_t kNobody = 65534;
+  // A process of the host's user that no run may reach.
+  const pid_t bystander = ::fork();
+  if (bystander == 0) {
+    if (::setgid(kNobody) == 0 && ::setuid(kNobody) == 0) {
+      ::execl("/bin/sleep", "sleep", "120", static_cast<char*>(nullptr));
+    }
+    _exit(127);
+  }
+  REQUIRE(bystander > 0);
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } reap{bystander};
+
+  const std::string jobs =
+      job("long", "sleep", ", seconds = \"4\"") +
+      job("killer", "kill", ", bystander = \"" + std::to_string(bystander) + "\"") +
+      job("files", "files") + job("victim", "keep", ", text = \"mine\"") +
+      job("thief", "read", ", path = \"../victim/kept\"") + job("escape", "escape") +
+      // The run's init relays how the run's process ended, and forwards SIGTERM.
+      "[jobs.aborts]\nplugin = \"abort\"\nschedule = \"@manual\"\n"
+      "[jobs.stopped]\nplugin = \"cancel_aware\"\nschedule = \"@manual\"\ntimeout = \"1s\"\n"
+      "[jobs.stubborn]\nplugin = \"ignores_term\"\nschedule = \"@manual\"\ntimeout = \"1s\"\n"
+      "kill_grace = \"1s\"\n";
+  TestHost host({"hostile.so", "abort.so", "cancel_aware.so", "ignores_term.so"}, jobs, "",
+                kNobody);
+  const fs::path& config = host.config();
+  const std::string log = host.log();
+  if (log.find("runs keep the host's uid with no namespaces") != std::string::npos) {
+    JOBHOST_SKIP("this kernel refuses unprivileged user namespaces (see the daemon's log)");
+  }
+  INFO(log);
+  REQUIRE(log.find("each run in user, pid and mount namespaces of its own") != std::string::npos);
+
+  REQUIRE(trigger(config, "long").exit_code == 0);
+  REQUIRE(wait_for([&] { return history(config, "long").size() == 1; }, 10s));
+
+  std::map<std::string, std::map<std::string, double>> m;
+  for (const char* name : {"killer", "files", "victim", "thief", "escape"}) {
+    INFO(name);
+    m[name] = run_job(config, name);
+    auto& r = m[name];
+    CHECK(r["pid"] == 2);  // its namespace's init is 1
+    CHECK(r["uid"] == kNobody);
+    CHECK(r["euid"] == kNobody);
+    CHECK(r["cap_eff"] == 0);
+    CHECK(r["cap_bnd"] == 0);
+    CHECK(r["cwd_is_job"] == 1);
+  }
+
+  // (a) nothing outside its pid namespace can be named, let alone signalled.
+  auto& k = m["killer"];
+  CHECK(k["daemon_pid"] == 0);  // the pid file is hidden
+  CHECK(k["kill_bystander"] == ESRCH);
+  CHECK(k["kill_all"] == ESRCH);       // no process at all (as root host, EPERM ones count: 0)
+  CHECK(k["ptrace_parent"] == EPERM);  // init, not dumpable
+  CHECK(k["mem_parent"] == EACCES);
+  CHECK(process_alive(bystander));
+
+  // (b) the state directory is an empty read-only tmpfs but for the job's
+  // own directory and the shadow copies (read-only).
+  auto& f = m["files"];
+  CHECK(f["ledger_write"] == ENOENT);
+  CHECK(f["ledger_read"] == ENOENT);
+  CHECK(f["wal_write"] == ENOENT);
+  CHECK(f["state_dir_create"] == EROFS);
+  CHECK(f["jobs_create"] == EROFS);
+  CHECK(f["shadow_in_state_dir"] == 1);
+  CHECK(f["shadow_write"] != 0);
+  CHECK(f["socket_connect"] == ENOENT);
+  CHECK_FALSE(fs::exists(host.dir() / "var" / "evil"));
+
+  // (c) other jobs' directories are not there; its own is kept across runs.
+  auto& t = m["thief"];
+  CHECK(t["read_other"] == ENOENT);
+  CHECK(t["list_jobs"] == 0);
+  CHECK(t["jobs_listed"] == 1);  // itself
+  CHECK(m["victim"]["kept_found"] == 0);
+  CHECK(m["victim"]["kept_written"] == 1);
+  CHECK(run_job(config, "victim")["kept_found"] == 1);
+
+  // (d) the escapee died with its run's pid namespace.
+  CHECK(m["escape"]["escapee_pid"] > 2);
+  CHECK(wait_for([&] { return processes_named("jh:escape") == 0; }, 5s));
+
+  // (e) outcomes: the signal that ended the run's process, not its init's exit.
+  for (const char* name : {"aborts", "stopped", "stubborn"})
+    REQUIRE(trigger(config, name).exit_code == 0);
+  const auto aborted = wait_outcome(config, "aborts", "crashed");
+  REQUIRE(aborted);
+  CHECK((*aborted)["signal"] == "SIGABRT");
+  const auto stopped = wait_outcome(config, "stopped", "timed_out");
+  REQUIRE(stopped);
+  CHECK((*stopped)["signal"].is_null());  // it saw the cancel and returned
+  const auto stubborn = wait_outcome(config, "stubborn", "timed_out");
+  REQUIRE(stubborn);
+  CHECK((*stubborn)["signal"] == "SIGKILL");
+
+  CHECK(host.daemon().alive());
+  auto long_run = wait_outcome(config, "long", "succeeded", 20s);
+  REQUIRE(long_run);
+  CHECK((*long_run)["metrics"]["uid"].get<double>() == kNobody);
   host.stop();
 }

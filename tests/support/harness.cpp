@@ -1,6 +1,7 @@
 #include "support/harness.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -114,7 +115,7 @@ fs::path write_config(const fs::path& dir, const std::string& jobs_toml,
   return file;
 }
 
-Daemon::Daemon(const fs::path& config)
+Daemon::Daemon(const fs::path& config, std::optional<uid_t> as_user)
     : config_(config), log_(config.parent_path() / "daemon.log") {
   std::vector<std::string> args = {JOBHOST_BIN, "run", "--config", config.string()};
   pid_ = fork();
@@ -122,6 +123,9 @@ Daemon::Daemon(const fs::path& config)
     int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, 2);
     dup2(fd, 1);
+    if (as_user && (setgroups(0, nullptr) != 0 || setgid(*as_user) != 0 || setuid(*as_user) != 0)) {
+      _exit(126);
+    }
     auto argv = argv_of(args);
     execv(argv[0], argv.data());
     _exit(127);

@@ -46,10 +46,11 @@ fs::path write_config(const fs::path& dir, const std::string& jobs_toml,
 // cannot write anywhere else in a test's directory.
 fs::path run_writable_dir(const fs::path& parent);
 
-// `jobhost run` in the background, its stderr in dir/daemon.log.
+// `jobhost run` in the background, its stderr in dir/daemon.log; as user
+// `as_user` (uid and gid, no supplementary groups) when given (root only).
 class Daemon {
  public:
-  explicit Daemon(const fs::path& config);
+  explicit Daemon(const fs::path& config, std::optional<uid_t> as_user = std::nullopt);
   ~Daemon();  // SIGKILLs and reaps it if still running
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -76,11 +77,13 @@ class Daemon {
 // answers; stop() sends SIGTERM and REQUIREs exit code `expected`, printing
 // the daemon's log when it differs. start() after stop() restarts it on the
 // same state dir. The destructor stops a daemon still running (a failed
-// REQUIRE) without checking.
+// REQUIRE) without checking. With `as_user` (tests run as root), the
+// directory is that user's and the daemon runs as that user: a host that is
+// not root.
 class TestHost {
  public:
   TestHost(const std::vector<std::string>& plugins, const std::string& jobs_toml,
-           const std::string& host_extra = "");
+           const std::string& host_extra = "", std::optional<uid_t> as_user = std::nullopt);
   TestHost(const TestHost&) = delete;
   TestHost& operator=(const TestHost&) = delete;
 
@@ -95,6 +98,7 @@ class TestHost {
  private:
   TempDir dir_;
   fs::path config_;
+  std::optional<uid_t> as_user_;
   std::optional<Daemon> daemon_;
 };
 

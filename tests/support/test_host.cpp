@@ -1,6 +1,7 @@
 // TestHost, the daemon fixture (support/harness.h). Its own file: it uses
 // Catch's REQUIRE, and the benchmarks that link the harness have no Catch.
 #include <signal.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
@@ -9,9 +10,16 @@
 namespace jobhost::testing {
 
 TestHost::TestHost(const std::vector<std::string>& plugins, const std::string& jobs_toml,
-                   const std::string& host_extra) {
+                   const std::string& host_extra, std::optional<uid_t> as_user)
+    : as_user_(as_user) {
   install_plugins(dir_.path(), plugins);
   config_ = write_config(dir_.path(), jobs_toml, host_extra);
+  if (as_user_) {
+    REQUIRE(::lchown(dir_.path().c_str(), *as_user_, *as_user_) == 0);
+    for (const auto& entry : fs::recursive_directory_iterator(dir_.path())) {
+      REQUIRE(::lchown(entry.path().c_str(), *as_user_, *as_user_) == 0);
+    }
+  }
   start();
 }
 
@@ -22,7 +30,7 @@ std::string TestHost::log() const {
 void TestHost::start() {
   REQUIRE_FALSE((daemon_ && daemon_->alive()));
   daemon_.reset();
-  daemon_.emplace(config_);
+  daemon_.emplace(config_, as_user_);
   const bool ready = daemon_->wait_ready();
   INFO("daemon log:\n" << log());
   REQUIRE(ready);

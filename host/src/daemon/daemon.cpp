@@ -18,6 +18,7 @@
 #include "exec/fork_executor.h"
 #include "exec/isolation.h"
 #include "exec/run_user.h"
+#include "exec/sandbox.h"
 #include "ledger/sqlite_store.h"
 #include "observe/alerts.h"
 #include "observe/api.h"
@@ -59,7 +60,7 @@ ControlAccess control_access(const config::Config& config) {
 
 // One line on who the runs are (docs/security.md "Users, state directories
 // and the host's files").
-void log_run_users(const config::Config& config) {
+void log_run_users(const config::Config& config, const exec::IsolationCaps& caps) {
   const auto& range = config.host.dynamic_users;
   if (::geteuid() == 0) {
     log::info(fmt::format(
@@ -68,10 +69,17 @@ void log_run_users(const config::Config& config) {
         range.first, range.last, (config.host.state_dir / "jobs").string()));
     return;
   }
+  if (!caps.hidden_state_dir.empty()) {
+    log::info(fmt::format(
+        "runs: the host is not root (uid {}): every run keeps its uid, in user, pid and mount "
+        "namespaces of its own (see docs/security.md)",
+        ::geteuid()));
+    return;
+  }
   log::warn(fmt::format(
-      "runs: the host is not root (uid {}): every run keeps its uid, so a plugin can signal the "
-      "daemon and write its state dir; run jobhost as root to give runs users of their own "
-      "(see docs/security.md)",
+      "runs: the host is not root (uid {}) and cannot make user namespaces: every run keeps its "
+      "uid, so a plugin can signal the daemon and write its state dir; run jobhost as root to "
+      "give runs users of their own (see docs/security.md)",
       ::geteuid()));
 }
 
@@ -104,13 +112,14 @@ int run_daemon(const config::Config& config) {
     log::warn(secured.error().message);
   }
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  log_run_users(config);
   for (const auto& warning : config.warnings) log::warn(warning.to_string());
 
   exec::DetectOptions detect;
   detect.parent_name = exec::parent_cgroup_name(config.host.state_dir);
   exec::IsolationCaps caps = exec::detect_isolation(detect);
+  exec::use_run_namespaces(caps, config.host.state_dir);
   log::info("isolation: " + caps.description);
+  log_run_users(config, caps);
   auto stale = exec::cleanup_stale(caps);
   if (stale.removed > 0) {
     log::info(

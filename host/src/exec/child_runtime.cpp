@@ -8,6 +8,7 @@
 #include <stdio_ext.h>
 #include <sys/prctl.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,8 +31,10 @@
 namespace jobhost::exec {
 namespace {
 
-// Fixed descriptor numbers in the child: 0 /dev/null, 1+2 output, 3 control.
+// Fixed descriptor numbers in the child: 0 /dev/null, 1+2 output, 3 control,
+// 4 the status pipe of a namespace's init.
 constexpr int kControlFd = 3;
+constexpr int kStatusFd = 4;
 constexpr int64_t kHeartbeatEveryNs = 50'000'000;  // at most 20 heartbeat records a second
 
 volatile sig_atomic_t g_term_requested = 0;
@@ -213,10 +216,12 @@ int lift(int fd) {
   return lifted;
 }
 
-// 0 = /dev/null, 1 and 2 = the output pipe, 3 = control; everything else closed.
+// 0 = /dev/null, 1 and 2 = the output pipe, 3 = control, 4 = the status
+// pipe of a namespace's init (if any); everything else closed.
 void setup_descriptors(const ChildPlan& plan) {
   const int control = lift(plan.control_fd);
   const int output = lift(plan.output_fd);
+  const int status = plan.status_fd >= 0 ? lift(plan.status_fd) : -1;
   if (dup2(control, kControlFd) < 0) _exit(kChildExitSetupFailed);
   fcntl(kControlFd, F_SETFD, FD_CLOEXEC);  // programs the job execs do not inherit it
   const int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -225,7 +230,70 @@ void setup_descriptors(const ChildPlan& plan) {
   if (dup2(output, STDOUT_FILENO) < 0 || dup2(output, STDERR_FILENO) < 0) {
     fail_setup(errno, "dup2(stdout, stderr)");
   }
-  if (close_range(kControlFd + 1, ~0U, 0) != 0) fail_setup(errno, "close_range");
+  int first_closed = kControlFd + 1;
+  if (status >= 0) {
+    if (status != kStatusFd && dup2(status, kStatusFd) < 0) fail_setup(errno, "dup2(status)");
+    fcntl(kStatusFd, F_SETFD, FD_CLOEXEC);
+    first_closed = kStatusFd + 1;
+  }
+  if (close_range(first_closed, ~0U, 0) != 0) fail_setup(errno, "close_range");
+}
+
+// True when the process behind `pidfd` is known to have exited (without a
+// descriptor, PDEATHSIG alone has to do).
+bool exited(int pidfd) {
+  pollfd p{pidfd, POLLIN, 0};
+  return pidfd >= 0 && poll(&p, 1, 0) != 0;
+}
+
+pid_t g_run_pid = 0;  // in a namespace's init: the run's process
+
+void forward_signal(int sig) {
+  const int saved = errno;
+  kill(g_run_pid, sig);
+  errno = saved;
+}
+
+// Host not root: this process was cloned into namespaces of its own, where
+// it is init (pid 1). It sets them up and forks the run's process (pid 2),
+// which returns from here; it stays behind as init, which no signal of the
+// run's can kill: it forwards the stopping signals to the run, reaps
+// whatever is left to it, and when the run's process has ended writes its
+// wait status on kStatusFd for the fork server (init cannot die of most
+// signals itself) and exits, which kills the rest of the pid namespace.
+void become_namespace_init(const ChildPlan& plan) {
+  if (auto e = enter_namespaces_in_child(*plan.namespaces)) fail_setup(e->err, e->what);
+  const pid_t run = _Fork();  // signals are still blocked
+  if (run < 0) fail_setup(errno, "fork (the run's process in its pid namespace)");
+  if (run == 0) {
+    close(kStatusFd);
+    return;
+  }
+  g_run_pid = run;
+  struct sigaction forward {};
+  forward.sa_handler = forward_signal;
+  forward.sa_flags = SA_RESTART;
+  sigfillset(&forward.sa_mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) {
+    sigaction(sig, &forward, nullptr);
+  }
+  for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, kControlFd}) close(fd);
+  prctl(PR_SET_NAME, "jobhost-init");
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  int status = 0;
+  for (;;) {
+    int reaped = 0;
+    const pid_t pid = waitpid(-1, &reaped, 0);
+    if (pid == run) {
+      status = reaped;
+      break;
+    }
+    if (pid < 0 && errno != EINTR) _exit(kChildExitSetupFailed);  // cannot happen: run is ours
+  }
+  [[maybe_unused]] const ssize_t n = write(kStatusFd, &status, sizeof status);
+  _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
 
 // Copies the plugin's descriptor into a zeroed struct of ours (ABI rule 2)
@@ -270,9 +338,19 @@ void run_child(const ChildPlan& plan) noexcept {
   // Signals are blocked (by the parent, around fork) until they are reset.
   setpgid(0, 0);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != plan.parent_pid) _exit(kChildExitOrphaned);  // parent died before PDEATHSIG
+  // The parent died before PDEATHSIG? In a pid namespace, getppid() is 0.
+  if (plan.namespaces != nullptr ? exited(plan.server_pidfd) : getppid() != plan.parent_pid) {
+    _exit(kChildExitOrphaned);
+  }
   catch_sigterm();
   setup_descriptors(plan);
+  pid_t parent = plan.parent_pid;
+  if (plan.namespaces != nullptr) {
+    become_namespace_init(plan);  // returns in the run's process, a child of init
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    parent = 1;
+    if (getppid() != parent) _exit(kChildExitOrphaned);
+  }
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -305,7 +383,7 @@ void run_child(const ChildPlan& plan) noexcept {
   // Changing uid/gid clears the parent-death signal: set it again, and check
   // once more that the host did not die meanwhile.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != plan.parent_pid) _exit(kChildExitOrphaned);
+  if (getppid() != parent) _exit(kChildExitOrphaned);
 
   char name[16];
   std::snprintf(name, sizeof name, "jh:%s", request.job.c_str());

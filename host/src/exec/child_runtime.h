@@ -13,6 +13,7 @@ namespace jobhost::exec {
 struct RunRequest;
 struct Credentials;
 struct SandboxPlan;
+struct NamespacePlan;
 
 // Everything the child needs, prepared by the parent before fork so the child
 // only reads it.
@@ -31,6 +32,15 @@ struct ChildPlan {
   // Environment (issue 13): the run's NULL-terminated "NAME=value" array,
   // built by the fork server (exec/environment.h); nullptr = empty.
   char* const* envp = nullptr;
+  // Host not root: the namespaces the fork server cloned this process into
+  // (exec/sandbox.h); nullptr: a plain fork. This process then becomes the
+  // namespace's init: it sets the namespaces up, forks the run's process,
+  // forwards SIGTERM to it, and writes its wait status on `status_fd` for
+  // the server before exiting. `server_pidfd`: the server, which getppid()
+  // cannot name from inside a pid namespace.
+  const NamespacePlan* namespaces = nullptr;
+  int status_fd = -1;
+  int server_pidfd = -1;
 };
 
 // Exit codes of the child when it cannot report a result itself.

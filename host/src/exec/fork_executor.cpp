@@ -538,7 +538,8 @@ ForkExecutor::ForkExecutor(boost::asio::io_context& io, ExecutorOptions options)
       cgroups_(std::make_shared<CgroupPool>(options_.isolation)) {
   // Now, while the caller is small: runs are forks of the server's image.
   // A failure here is reported by start(), which tries again.
-  if (auto started = ForkServer::start()) forks_ = std::move(*started);
+  if (auto started = ForkServer::start(options_.isolation.hidden_state_dir))
+    forks_ = std::move(*started);
 }
 
 ForkExecutor::~ForkExecutor() {
@@ -647,7 +648,7 @@ Result<ForkServer::Spawned> ForkExecutor::spawn(Run& run, const Credentials& cre
   // or it died) is replaced, and that plugin is no longer preloaded.
   for (int attempt = 0;; ++attempt) {
     if (!forks_ || !forks_->alive() || forks_->retired()) {
-      auto started = ForkServer::start();
+      auto started = ForkServer::start(options_.isolation.hidden_state_dir);
       if (!started) return std::unexpected(started.error());
       if (forks_) ++server_restarts_;  // it died or retired
       forks_ = std::move(*started);    // an old one lives on while its runs do

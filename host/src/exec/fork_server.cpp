@@ -325,10 +325,42 @@ void reply(int sock, const void* data, std::size_t size, int fd = -1) {
   send_message(sock, data, size, fd >= 0 ? std::span<const int>(&fd, 1) : std::span<const int>());
 }
 
+// Host not root, where the kernel allows: the state directory the runs'
+// namespaces hide (fork_server_main's third argument); empty: plain forks.
+std::string g_hidden_state_dir;
+// Per run cloned into namespaces: the read end of the pipe on which its
+// first process (the namespace's init) writes the run's wait status.
+std::map<pid_t, int> g_status_pipes;
+// A descriptor of the server itself: the runs cloned into a pid namespace
+// (where getppid() is 0) poll it to tell whether the server is still alive.
+int g_server_pidfd = -1;
+
 [[noreturn]] void become_run(const Plan& plan, const ReceivedFds& fds, pid_t server,
-                             jobhost_entry_fn entry) noexcept {
+                             jobhost_entry_fn entry, const NamespacePlan* namespaces,
+                             int status_fd) noexcept {
   run_child(ChildPlan{&plan.request, fds.fd[0], fds.fd[1], server, &plan.cgroup_procs,
-                      &plan.credentials, entry, &plan.sandbox, plan.envp.data()});
+                      &plan.credentials, entry, &plan.sandbox, plan.envp.data(), namespaces,
+                      status_fd, g_server_pidfd});
+}
+
+// The wait status the namespace's init sent for `pid`, put in `info` as
+// waitid would for the run's own process; nothing when there is none (the
+// init was killed, or the run was not cloned into namespaces).
+void apply_relayed_status(pid_t pid, siginfo_t& info) {
+  const auto it = g_status_pipes.find(pid);
+  if (it == g_status_pipes.end()) return;
+  int status = 0;
+  const ssize_t n = ::read(it->second, &status, sizeof status);
+  ::close(it->second);
+  g_status_pipes.erase(it);
+  if (n != sizeof status) return;
+  if (WIFEXITED(status)) {
+    info.si_code = CLD_EXITED;
+    info.si_status = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    info.si_code = WCOREDUMP(status) ? CLD_DUMPED : CLD_KILLED;
+    info.si_status = WTERMSIG(status);
+  }
 }
 
 // Reads /proc/self/<name> into `buf` (NUL-terminated); false if it cannot.
@@ -441,12 +473,33 @@ void serve_spawn(int sock, std::string_view text, const ReceivedFds& fds) {
     return refuse(EDEADLK, why);
   }
   const pid_t server = ::getpid();
-  // The server has one thread, so _Fork will do: it skips the at-fork
-  // handlers (they are for the runs' own forks) and the malloc and stdio
-  // locking, each a write to pages that live runs share.
-  const pid_t pid = ::_Fork();
-  if (pid == 0) become_run(plan, fds, server, entry);
-  if (pid < 0) return refuse(errno, "fork");
+  pid_t pid = -1;
+  if (g_hidden_state_dir.empty()) {
+    // The server has one thread, so _Fork will do: it skips the at-fork
+    // handlers (they are for the runs' own forks) and the malloc and stdio
+    // locking, each a write to pages that live runs share.
+    pid = ::_Fork();
+    if (pid == 0) become_run(plan, fds, server, entry, nullptr, -1);
+    if (pid < 0) return refuse(errno, "fork");
+  } else {
+    NamespacePlan namespaces;
+    int status[2];
+    try {
+      namespaces = prepare_namespaces(g_hidden_state_dir, plan.request.state_directory.native());
+    } catch (...) {
+      return refuse(ENOMEM, "preparing the run's namespaces");
+    }
+    if (::pipe2(status, O_CLOEXEC) != 0) return refuse(errno, "pipe2");
+    pid = clone_run_namespaces();
+    if (pid == 0) become_run(plan, fds, server, entry, &namespaces, status[1]);
+    const int err = errno;
+    ::close(status[1]);
+    if (pid < 0) {
+      ::close(status[0]);
+      return refuse(err, "clone into new user, pid and mount namespaces");
+    }
+    g_status_pipes[pid] = status[0];
+  }
   ::setpgid(pid, pid);  // the child does it too; whoever is first, kill(-pid) works from here
   const int pidfd = pidfd_open(pid);
   if (pidfd < 0) {
@@ -454,6 +507,10 @@ void serve_spawn(int sock, std::string_view text, const ReceivedFds& fds) {
     ::kill(-pid, SIGKILL);
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
+    if (const auto it = g_status_pipes.find(pid); it != g_status_pipes.end()) {
+      ::close(it->second);
+      g_status_pipes.erase(it);
+    }
     return refuse(err, "pidfd_open (jobhost needs Linux 5.3 or later)");
   }
   out.pid = pid;
@@ -469,7 +526,11 @@ void serve_reap(int sock, std::string_view text) {
   } else {
     std::memcpy(&pid, text.data(), sizeof pid);
     // The raw system call also returns the child's rusage.
-    if (syscall(SYS_waitid, P_PID, pid, &out.info, WEXITED, &out.usage) != 0) out.err = errno;
+    if (syscall(SYS_waitid, P_PID, pid, &out.info, WEXITED, &out.usage) != 0) {
+      out.err = errno;
+    } else {
+      apply_relayed_status(pid, out.info);
+    }
   }
   reply(sock, &out, sizeof out);
 }
@@ -492,6 +553,7 @@ void serve_reap(int sock, std::string_view text) {
   if (sock > 3) ::close_range(3, sock - 1, 0);
   ::close_range(sock + 1, ~0U, 0);
   ::prctl(PR_SET_NAME, "jobhost-forks");
+  if (!g_hidden_state_dir.empty()) g_server_pidfd = pidfd_open(::getpid());
   prepare_fork_server();
   g_mapped_at_start = mapped_bytes();
 
@@ -584,7 +646,7 @@ Result<std::filesystem::path> fork_server_executable() {
                   kForkServerName, tried));
 }
 
-Result<std::unique_ptr<ForkServer>> ForkServer::start() {
+Result<std::unique_ptr<ForkServer>> ForkServer::start(const std::filesystem::path& hide) {
   auto executable = fork_server_executable();
   if (!executable) return std::unexpected(executable.error());
   int sv[2];
@@ -608,8 +670,10 @@ Result<std::unique_ptr<ForkServer>> ForkServer::start() {
   std::vector<char*> envp;
   for (auto& entry : env) envp.push_back(entry.data());
   envp.push_back(nullptr);
+  const std::string hide_arg = hide.string();
   char* argv[] = {const_cast<char*>(kForkServerName), const_cast<char*>(fd_arg.c_str()),
-                  const_cast<char*>(pid_arg.c_str()), nullptr};
+                  const_cast<char*>(pid_arg.c_str()),
+                  hide.empty() ? nullptr : const_cast<char*>(hide_arg.c_str()), nullptr};
 
   // posix_spawn (vfork and exec) rather than fork: the daemon's pages are
   // never copied, and the server starts from a clean image: none of the
@@ -640,7 +704,7 @@ Result<std::unique_ptr<ForkServer>> ForkServer::start() {
 }
 
 int fork_server_main(int argc, char** argv) noexcept {
-  if (argc != 3) {
+  if (argc != 3 && argc != 4) {
     std::fprintf(stderr, "%s: internal to jobhost (its fork server); not meant to be run by hand\n",
                  argc > 0 ? argv[0] : kForkServerName);
     return 2;
@@ -648,6 +712,14 @@ int fork_server_main(int argc, char** argv) noexcept {
   const int sock = std::atoi(argv[1]);
   const pid_t daemon = static_cast<pid_t>(std::atol(argv[2]));
   if (sock < 3 || daemon <= 0 || ::fcntl(sock, F_GETFD) < 0) return 2;
+  if (argc == 4) {
+    try {
+      g_hidden_state_dir = argv[3];
+    } catch (...) {
+      return 2;
+    }
+    if (g_hidden_state_dir.empty() || g_hidden_state_dir[0] != '/') return 2;
+  }
   serve(sock, daemon);
 }
 

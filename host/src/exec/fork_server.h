@@ -56,7 +56,8 @@ inline constexpr char kForkServerName[] = "jobhost-forkserver";
 Result<std::filesystem::path> fork_server_executable();
 
 // main() of jobhost-forkserver: argv[1] is the socket's descriptor, argv[2]
-// the daemon's pid. Serves until the daemon closes the socket.
+// the daemon's pid, argv[3] (optional) the state directory to hide (start()). Serves until the
+// daemon closes the socket.
 int fork_server_main(int argc, char** argv) noexcept;
 
 class ForkServer {
@@ -64,7 +65,11 @@ class ForkServer {
   // Starts the server: posix_spawn of fork_server_executable() with an empty
   // environment (a sanitizer build passes its *SAN_OPTIONS), the socket as
   // descriptor 3. Error: no executable found, or it could not be started.
-  static Result<std::unique_ptr<ForkServer>> start();
+  // With `hide` (the state directory; host not root and
+  // probe_run_namespaces() fine), every run is cloned into namespaces of its
+  // own that hide it (exec/sandbox.h NamespacePlan), and its first process
+  // is the namespace's init, which relays the run's wait status to reap().
+  static Result<std::unique_ptr<ForkServer>> start(const std::filesystem::path& hide = {});
 
   // Closes the socket (the server exits) and reaps the server.
   ~ForkServer();

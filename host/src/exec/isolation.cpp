@@ -1072,6 +1072,14 @@ std::optional<ChildSetupError> clear_capabilities_in_child() noexcept {
   return std::nullopt;
 }
 
+// True when the effective set is not empty.
+bool holds_capabilities() noexcept {
+  CapHeader header{kCapVersion3, 0};
+  CapData now[2] = {};
+  if (::syscall(SYS_capget, &header, now) != 0) return false;
+  return now[0].effective != 0 || now[1].effective != 0;
+}
+
 }  // namespace
 
 std::optional<ChildSetupError> drop_privileges_in_child(const Credentials& creds) noexcept {
@@ -1097,6 +1105,11 @@ std::optional<ChildSetupError> drop_privileges_in_child(const Credentials& creds
     if (creds.uid != 0 && ::setuid(0) == 0) {
       return ChildSetupError{EPERM, "verify drop: setuid(0) succeeded"};
     }
+  } else if (::geteuid() != 0 && holds_capabilities()) {
+    // A run cloned into a user namespace of its own (host not root) holds
+    // every capability there: none may reach the plugin.
+    if (auto e = drop_bounding_set_in_child()) return e;
+    if (auto e = clear_capabilities_in_child()) return e;
   }
   // The daemon and the fork server are not dumpable (so a run of the
   // host's own user cannot ptrace or read them), and setuid makes a process

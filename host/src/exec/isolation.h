@@ -46,6 +46,10 @@ struct IsolationCaps {
   std::filesystem::path memory_parent;  // v1 only
   std::filesystem::path pids_parent;    // v1 only
   bool v2_kill = false;                 // cgroup.kill exists under v2_parent
+  // Host not root, where the kernel allows unprivileged user namespaces:
+  // the state directory, which every run's namespaces hide from it
+  // (exec/sandbox.h, use_run_namespaces). Empty: runs are plain forks.
+  std::filesystem::path hidden_state_dir;
 };
 
 // Inputs of detection; the defaults describe the running process.
@@ -254,6 +258,8 @@ std::optional<ChildSetupError> apply_rlimits_in_child(const config::Limits& limi
 // Child side: setgroups, setgid, setuid (in that order) when creds.change;
 // for a non-root uid also every capability: the bounding set (before
 // setuid), then the effective, permitted, inheritable and ambient sets.
+// Without creds.change, a process that is not root but holds capabilities
+// (a run in a user namespace of its own) drops them all the same way.
 // Then PR_SET_DUMPABLE (the run's /proc/self stays its own) and
 // PR_SET_NO_NEW_PRIVS always. Verifies the drop: the ids are the asked ones
 // and, for a non-root uid, no capability is left and setuid(0) fails.

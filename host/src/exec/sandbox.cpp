@@ -13,10 +13,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -132,6 +134,26 @@ std::optional<ChildSetupError> set_up_mounts(const SandboxPlan& plan) {
     }
   }
   return std::nullopt;
+}
+
+// Writes `text` to `path` (a /proc/self map file) in one write.
+std::optional<ChildSetupError> write_proc_file(const char* path, const std::string& text,
+                                               const char* what) {
+  const int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return ChildSetupError{errno, what};
+  const ssize_t n = ::write(fd, text.data(), text.size());
+  const int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size())) return ChildSetupError{n < 0 ? err : EIO, what};
+  return std::nullopt;
+}
+
+// Binds the directory open as `fd` onto `target` (a directory made in the
+// tmpfs), through /proc/self/fd (the old /proc, still mounted).
+int bind_from_fd(int fd, const char* target) {
+  char source[32];
+  std::snprintf(source, sizeof source, "/proc/self/fd/%d", fd);
+  return ::mount(source, target, nullptr, MS_BIND | MS_REC, nullptr);
 }
 
 const std::vector<sock_filter>* g_filter = nullptr;  // built once per fork server
@@ -275,11 +297,13 @@ std::optional<ChildSetupError> enter_sandbox_in_child(const SandboxPlan& plan) n
   if (::unshare(flags) != 0) {
     const char* what =
         !plan.new_mounts
-            ? "unshare(CLONE_NEWNET) for network = \"none\" (the host must run as root)"
+            ? "unshare(CLONE_NEWNET) for network = \"none\" (the host must be root, or "
+              "allowed user namespaces)"
         : !plan.new_network
-            ? "unshare(CLONE_NEWNS) for private_tmp/read_only (the host must run as root)"
-            : "unshare(CLONE_NEWNET | CLONE_NEWNS) for the sandbox options (the host must run as "
-              "root)";
+            ? "unshare(CLONE_NEWNS) for private_tmp/read_only (the host must be root, or "
+              "allowed user namespaces)"
+            : "unshare(CLONE_NEWNET | CLONE_NEWNS) for the sandbox options (the host must be "
+              "root, or allowed user namespaces)";
     return ChildSetupError{errno, what};
   }
   if (plan.new_network) {
@@ -310,6 +334,126 @@ std::optional<ChildSetupError> load_syscall_filter_in_child(const SandboxPlan& p
     return ChildSetupError{errno, "loading the syscall filter (seccomp)"};
   }
   return std::nullopt;
+}
+
+NamespacePlan prepare_namespaces(const std::string& state_dir, const std::string& state_directory) {
+  NamespacePlan plan;
+  plan.uid_map = fmt::format("{0} {0} 1", ::getuid());
+  plan.gid_map = fmt::format("{0} {0} 1", ::getgid());
+  plan.hidden_dir = state_dir;
+  plan.plugins_dir = state_dir + "/plugins";
+  // The run's own directory is bound back only where it is expected to be.
+  const std::string jobs = state_dir + "/jobs";
+  if (state_directory.starts_with(jobs + "/") &&
+      state_directory.find('/', jobs.size() + 1) == std::string::npos) {
+    plan.jobs_dir = jobs;
+    plan.job_dir = state_directory;
+  }
+  return plan;
+}
+
+std::optional<ChildSetupError> enter_namespaces_in_child(const NamespacePlan& plan) noexcept {
+  // The map files of a process that is not dumpable belong to the host's
+  // root: writable by us only while dumpable. Nothing else is in the
+  // namespaces yet; the run's first process makes itself dumpable again.
+  ::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+  std::optional<ChildSetupError> e =
+      write_proc_file("/proc/self/setgroups", "deny", "writing /proc/self/setgroups");
+  if (!e) e = write_proc_file("/proc/self/uid_map", plan.uid_map, "writing /proc/self/uid_map");
+  if (!e) e = write_proc_file("/proc/self/gid_map", plan.gid_map, "writing /proc/self/gid_map");
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  if (e) return e;
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) {
+    return ChildSetupError{errno, "mount(\"/\", MS_REC | MS_SLAVE) in the run's mount namespace"};
+  }
+  // What is bound back is opened before the tmpfs hides it.
+  const char* hidden = plan.hidden_dir.c_str();
+  const int job =
+      plan.job_dir.empty() ? -1 : ::open(plan.job_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  const int plugins = ::open(plan.plugins_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  std::optional<ChildSetupError> failed;
+  if (::mount("tmpfs", hidden, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "mode=0711,size=64k,nr_inodes=64") != 0) {
+    failed = ChildSetupError{errno, "mounting a tmpfs on the state directory (to hide it)"};
+  } else if (job >= 0 && ((::mkdir(plan.jobs_dir.c_str(), 0711) != 0 && errno != EEXIST) ||
+                          ::mkdir(plan.job_dir.c_str(), 0700) != 0 ||
+                          bind_from_fd(job, plan.job_dir.c_str()) != 0)) {
+    failed = ChildSetupError{errno, "binding the job's state directory back"};
+  } else if (plugins >= 0 &&
+             (::mkdir(plan.plugins_dir.c_str(), 0755) != 0 ||
+              bind_from_fd(plugins, plan.plugins_dir.c_str()) != 0 ||
+              set_mount_attr(plan.plugins_dir.c_str(), AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0) != 0)) {
+    failed = ChildSetupError{errno, "binding the plugins' shadow copies back (read-only)"};
+  } else if (set_mount_attr(hidden, 0, MOUNT_ATTR_RDONLY, 0) != 0) {
+    failed = ChildSetupError{errno, "making the tmpfs on the state directory read-only"};
+  } else if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+    failed = ChildSetupError{errno, "mounting the /proc of the run's pid namespace"};
+  }
+  if (job >= 0) ::close(job);
+  if (plugins >= 0) ::close(plugins);
+  return failed;
+}
+
+Result<void> probe_run_namespaces(const std::filesystem::path& state_dir) {
+  if (::geteuid() == 0) return fail("the host is root (runs get dynamic users instead)");
+  // A throwaway child does what a run's init does, in namespaces of its own
+  // (what it mounts is gone with it), and writes the step that failed.
+  const NamespacePlan plan = prepare_namespaces(state_dir.string(), "");
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) return fail(fmt::format("pipe2: {}", std::strerror(errno)));
+  const pid_t pid = clone_run_namespaces();
+  if (pid == 0) {
+    const auto e = enter_namespaces_in_child(plan);
+    if (e) {
+      char text[200];
+      const int n = std::snprintf(text, sizeof text, "%s: %s", e->what, std::strerror(e->err));
+      [[maybe_unused]] const ssize_t w = ::write(report[1], text, static_cast<std::size_t>(n));
+    }
+    _exit(e ? 1 : 0);
+  }
+  const int clone_err = errno;
+  ::close(report[1]);
+  char text[200] = {};
+  if (pid > 0) {
+    [[maybe_unused]] const ssize_t n = ::read(report[0], text, sizeof text - 1);
+  }
+  ::close(report[0]);
+  if (pid < 0) {
+    return fail(fmt::format("an unprivileged user namespace cannot be made here: clone: {}",
+                            std::strerror(clone_err)));
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return fail(fmt::format("a run's namespaces cannot be set up here: {}",
+                            text[0] != '\0' ? text : "the probe was killed"));
+  }
+  return {};
+}
+
+void use_run_namespaces(IsolationCaps& caps, const std::filesystem::path& state_dir) {
+  if (::geteuid() == 0) return;  // dynamic users (docs/security.md)
+  if (auto probed = probe_run_namespaces(state_dir); !probed) {
+    caps.description += fmt::format(
+        "; runs keep the host's uid with no namespaces of their own, so they can signal the "
+        "host and write its state directory ({}; allow unprivileged user namespaces, or run "
+        "the host as root)",
+        probed.error().message);
+    return;
+  }
+  caps.hidden_state_dir = state_dir;
+  caps.description +=
+      "; each run in user, pid and mount namespaces of its own (the host is not root): it sees "
+      "only its own processes and, of the state directory, its own directory and the plugins";
+}
+
+pid_t clone_run_namespaces() noexcept {
+  // The raw system call forks like fork(2) (stack 0: the child continues on
+  // a copy of ours), into new user, pid, mount and IPC namespaces; glibc's
+  // clone() wants a function and a stack. Like _Fork, no at-fork handlers.
+  return static_cast<pid_t>(
+      ::syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | SIGCHLD,
+                nullptr, nullptr, nullptr, nullptr));
 }
 
 std::string syscall_name(int32_t number, uint32_t arch) {

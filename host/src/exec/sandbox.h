@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/error.h"
 #include "config/config.h"
 #include "exec/isolation.h"
 
@@ -51,6 +52,48 @@ struct SandboxPlan {
 // RAM). Never fails: a filter that cannot be built is reported by the child.
 SandboxPlan prepare_sandbox(const config::Sandbox& sandbox, const Credentials& credentials,
                             uint64_t tmp_size);
+
+// Host not root (docs/security.md "Host not root"): each run in a user
+// namespace of its own (the host's uid and gid mapped to themselves, so the
+// run keeps them), a pid namespace of its own (it sees and signals only its
+// own processes, and they all die with it) and a mount namespace in which the
+// state directory is an empty read-only tmpfs but for the run's own state
+// directory and the plugins' shadow copies (read-only), and /proc is that of
+// its pid namespace. Prepared by the fork server before the clone; read-only
+// after it. Strings are empty when unused.
+struct NamespacePlan {
+  std::string uid_map;      // "U U 1"
+  std::string gid_map;      // "G G 1"
+  std::string hidden_dir;   // <state_dir>: the tmpfs goes here
+  std::string jobs_dir;     // <state_dir>/jobs (made in the tmpfs)
+  std::string job_dir;      // <state_dir>/jobs/<job>: bound back (the run's state directory)
+  std::string plugins_dir;  // <state_dir>/plugins: bound back read-only
+};
+
+// Fork server, before the clone: the plan for a run with `state_directory`
+// (<state_dir>/jobs/<job>, or empty) under `state_dir`.
+NamespacePlan prepare_namespaces(const std::string& state_dir, const std::string& state_directory);
+
+// Child side, first, in the namespaces the fork server cloned it into (only
+// then): writes the uid and gid maps, makes the mounts private, hides the
+// state directory as the plan says, and mounts /proc. Async-signal-safe.
+std::optional<ChildSetupError> enter_namespaces_in_child(const NamespacePlan& plan) noexcept;
+
+// The clone of a run into those namespaces (the fork server's fork when the
+// host is not root): 0 in the child, its pid in the parent, -1 and errno.
+// The caller must be single-threaded (a user namespace demands it).
+pid_t clone_run_namespaces() noexcept;
+
+// At daemon start: when the host is not root and probe_run_namespaces()
+// passes, sets caps.hidden_state_dir to `state_dir` (every run then gets
+// namespaces of its own); says in caps.description which it is and why.
+void use_run_namespaces(IsolationCaps& caps, const std::filesystem::path& state_dir);
+
+// Fine when this process may clone a run into the namespaces above: it is
+// not root, and a throwaway child cloned with them could write its maps,
+// hide `state_dir` and mount a /proc (the kernel allows unprivileged user
+// namespaces). Error: why not (the step and its errno), for the log.
+Result<void> probe_run_namespaces(const std::filesystem::path& state_dir);
 
 // The system calls syscall_filter = "default" denies (a blocked call kills
 // the run with SIGSYS), by name. clone with a CLONE_NEW* flag is denied too,

@@ -3,16 +3,19 @@
 // succeeded (harm done). Paths are relative to the run's working directory,
 // its job's state directory <state_dir>/jobs/<job>. Param `mode`:
 //   kill      SIGKILL to its parent (the fork server) and to the daemon (pid
-//             from ../../jobhost.pid), PTRACE_ATTACH and /proc/<pid>/mem of both
+//             from ../../jobhost.pid), PTRACE_ATTACH and /proc/<pid>/mem of both;
+//             SIGKILL to every process it may signal (kill(-1)) and to param
+//             `bystander` (a pid of the host's user) if given
 //   files     open the ledger for writing and reading, create a file in
 //             state_dir, open its own shadow copy for writing,
 //             connect to the control socket
-//   read      read param `path` (another job's file), list ../ (the jobs)
+//   read      read param `path` (another job's file), list ../ (the jobs:
+//             list_jobs, and jobs_listed = how many it saw)
 //   keep      write param `text` to ./kept, report whether it was there
 //   escape    setsid + double fork: a grandchild in a session of its own
 //             lingers; its pid is reported as metric escapee_pid
 //   sleep     sleep param `seconds`
-// Every mode also reports uid, gid, euid, the effective and bounding
+// Every mode also reports pid (getpid()), uid, gid, euid, the effective and bounding
 // capability sets (cap_eff, cap_bnd; 0 = none), the supplementary groups
 // (groups) and whether the working directory is <state_dir>/jobs/<param job>
 // (cwd_is_job).
@@ -67,6 +70,7 @@ int daemon_pid() {
 }
 
 void report_identity(jobhost::Context& ctx) {
+  ctx.metric("pid", getpid());
   ctx.metric("uid", getuid());
   ctx.metric("euid", geteuid());
   ctx.metric("gid", getgid());
@@ -91,6 +95,10 @@ void attack_processes(jobhost::Context& ctx) {
   ctx.metric("mem_parent", try_open("/proc/" + std::to_string(parent) + "/mem", O_RDONLY));
   ctx.metric("mem_daemon",
              host > 0 ? try_open("/proc/" + std::to_string(host) + "/mem", O_RDONLY) : -1);
+  if (const auto bystander = ctx.param("bystander")) {
+    ctx.metric("kill_bystander", result_of(kill(std::stoi(*bystander), SIGKILL)));
+  }
+  ctx.metric("kill_all", result_of(kill(-1, SIGKILL)));
 }
 
 void attack_files(jobhost::Context& ctx) {
@@ -116,9 +124,14 @@ void attack_files(jobhost::Context& ctx) {
 
 void attack_neighbours(jobhost::Context& ctx) {
   ctx.metric("read_other", try_open(ctx.param("path").value_or(""), O_RDONLY));
-  ctx.metric("list_jobs", try_open("..", O_RDONLY | O_DIRECTORY) == 0
-                              ? (opendir("..") == nullptr ? errno : 0)
-                              : errno);
+  DIR* jobs = opendir("..");
+  ctx.metric("list_jobs", jobs == nullptr ? errno : 0);
+  int listed = 0;
+  while (const dirent* entry = jobs != nullptr ? readdir(jobs) : nullptr) {
+    if (std::strcmp(entry->d_name, ".") != 0 && std::strcmp(entry->d_name, "..") != 0) ++listed;
+  }
+  if (jobs != nullptr) closedir(jobs);
+  ctx.metric("jobs_listed", listed);
 }
 
 void keep(jobhost::Context& ctx) {
