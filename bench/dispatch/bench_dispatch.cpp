@@ -14,7 +14,7 @@
 // executor+ledger / bare (target >= 0.6). Prints figures only; never fails
 // on time.
 //
-// usage: bench_dispatch [--runs N] [--reps R] [--plugin PATH]
+// usage: bench_dispatch [--runs N] [--reps R] [--plugin PATH] [--filter default|none]
 //        bench_dispatch --only bare|exec|ledger|full|cgroup|pooled-cgroup [--runs N]
 //        (one loop alone, for perf or strace)
 #include <dlfcn.h>
@@ -32,6 +32,7 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "exec/fork_executor.h"
@@ -93,6 +94,9 @@ double bare_loop(const std::string& plugin, int runs) {
   return runs / std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+// The runs' syscall_filter (--filter): the default, or none to see its cost.
+config::SyscallFilter g_syscall_filter = config::SyscallFilter::standard;
+
 // N runs through the Executor, one after another, each recorded in `store`
 // when given. Exits on any run that does not succeed.
 double executor_loop(const std::string& plugin, int runs, const exec::IsolationCaps& isolation,
@@ -114,6 +118,7 @@ double executor_loop(const std::string& plugin, int runs, const exec::IsolationC
     r.plugin_path = plugin;
     r.timeout = std::chrono::seconds(30);
     r.kill_grace = std::chrono::seconds(1);
+    r.sandbox.syscall_filter = g_syscall_filter;
     const auto started_at = Clock::now();
     if (store != nullptr) {
       ledger::RunStart s;
@@ -233,8 +238,14 @@ int main(int argc, char** argv) {
       only = argv[i + 1];
     } else if (flag == "--plugin") {
       plugin = argv[i + 1];
+    } else if (flag == "--filter" && (std::string_view(argv[i + 1]) == "default" ||
+                                      std::string_view(argv[i + 1]) == "none")) {
+      g_syscall_filter = std::string_view(argv[i + 1]) == "none" ? config::SyscallFilter::none
+                                                                 : config::SyscallFilter::standard;
     } else {
-      fmt::print(stderr, "usage: bench_dispatch [--runs N] [--reps R] [--plugin PATH]\n");
+      fmt::print(stderr,
+                 "usage: bench_dispatch [--runs N] [--reps R] [--plugin PATH] "
+                 "[--filter default|none]\n");
       return 2;
     }
   }

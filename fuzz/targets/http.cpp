@@ -12,6 +12,7 @@
 // and half-closed: one that stays open for 5 s is reported as a hang.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -46,7 +48,7 @@ namespace {
 
 void require(bool ok, const char* what) {
   if (!ok) {
-    std::fprintf(stderr, "fuzz http: %s\n", what);
+    std::fprintf(stderr, "fuzz http: %s: %s\n", what, std::strerror(errno));
     std::abort();
   }
 }
@@ -161,14 +163,30 @@ struct Rig {
 
 }  // namespace
 
+// A connected non-blocking socket to `address`. connect() is not restarted
+// after a signal handler ran (libFuzzer's -timeout timer sends SIGALRM every
+// second), so it is made non-blocking and its completion polled for.
+int connect_to(const sockaddr_in& address) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  require(fd >= 0, "socket");
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+    require(errno == EINPROGRESS || errno == EINTR, "connect");
+    pollfd p{fd, POLLOUT, 0};
+    int ready;
+    do {
+      ready = ::poll(&p, 1, 5000);
+    } while (ready < 0 && errno == EINTR);
+    int err = 0;
+    socklen_t len = sizeof err;
+    require(ready == 1 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0,
+            "connect (completion)");
+  }
+  return fd;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   static Rig* rig = new Rig;
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 ||
-      ::connect(fd, reinterpret_cast<const sockaddr*>(&rig->address), sizeof rig->address) != 0) {
-    std::perror("fuzz http: connect");
-    std::abort();
-  }
+  const int fd = connect_to(rig->address);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   std::size_t sent = 0;
   bool half_closed = false;
@@ -178,14 +196,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     if (sent < size) {
       const ssize_t n = ::send(fd, data + sent, size - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
       if (n > 0) sent += static_cast<std::size_t>(n);
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) sent = size;  // reset by the server
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        sent = size;  // reset by the server
+      }
     }
     if (sent == size && !half_closed) {
       ::shutdown(fd, SHUT_WR);
       half_closed = true;
     }
     const ssize_t n = ::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) break;  // closed
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      break;  // closed
+    }
     if (n < 0) rig->io.run_one_for(std::chrono::milliseconds(10));
     if (std::chrono::steady_clock::now() > deadline) {
       std::fprintf(stderr, "fuzz http: the server kept the connection open\n");

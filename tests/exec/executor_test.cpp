@@ -1,7 +1,8 @@
 // The executor with real forks: the test plugins of tests/plugins/runtime run
 // through Executor on an io_context, with the isolation this machine offers
 // (detect_isolation with a parent cgroup of this test's own).
-#define CATCH_CONFIG_EXTERNAL_INTERFACES
+// CATCH_CONFIG_EXTERNAL_INTERFACES (the listener below) is defined for every
+// test (tests/CMakeLists.txt).
 #include "exec/fork_executor.h"
 
 #include <dirent.h>
