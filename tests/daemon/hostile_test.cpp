@@ -289,4 +289,13 @@ TEST_CASE("hostile plugins of a host that is not root are held by namespaces",
   REQUIRE(long_run);
   CHECK((*long_run)["metrics"]["uid"].get<double>() == kNobody);
   host.stop();
+
+  // `jobhost run-once` puts its run in the same namespaces.
+  const auto once = run_jobhost({"run-once", "--config", config.string(), "files"}, 60s, kNobody);
+  INFO(once.out << once.err);
+  REQUIRE(once.exit_code == 0);
+  const auto runs = finished(history(config, "files"), "files");
+  REQUIRE(runs.size() == 2);
+  CHECK(runs.front()["metrics"]["pid"] == 2);
+  CHECK(runs.front()["metrics"]["ledger_write"] == ENOENT);
 }

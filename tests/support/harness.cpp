@@ -38,7 +38,8 @@ std::vector<char*> argv_of(std::vector<std::string>& args) {
 
 }  // namespace
 
-CommandResult run_jobhost(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+CommandResult run_jobhost(const std::vector<std::string>& args, std::chrono::milliseconds timeout,
+                          std::optional<uid_t> as_user) {
   std::vector<std::string> full = {JOBHOST_BIN};
   full.insert(full.end(), args.begin(), args.end());
   int out_pipe[2], err_pipe[2];
@@ -49,6 +50,9 @@ CommandResult run_jobhost(const std::vector<std::string>& args, std::chrono::mil
   if (pid == 0) {
     dup2(out_pipe[1], 1);
     dup2(err_pipe[1], 2);
+    if (as_user && (setgroups(0, nullptr) != 0 || setgid(*as_user) != 0 || setuid(*as_user) != 0)) {
+      _exit(126);
+    }
     auto argv = argv_of(full);
     execv(argv[0], argv.data());
     _exit(127);

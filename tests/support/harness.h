@@ -26,9 +26,11 @@ struct CommandResult {
   std::string err;
 };
 
-// Runs build/bin/jobhost with `args`, waits at most `timeout`.
+// Runs build/bin/jobhost with `args`, waits at most `timeout`; as user
+// `as_user` (uid and gid, no supplementary groups) when given (root only).
 CommandResult run_jobhost(const std::vector<std::string>& args,
-                          std::chrono::milliseconds timeout = 60s);
+                          std::chrono::milliseconds timeout = 60s,
+                          std::optional<uid_t> as_user = std::nullopt);
 
 // Copies plugins (file names in build/plugins or build/test-plugins, e.g.
 // "hello.so", "sleeper.so") into dir/plugins with safe permissions.

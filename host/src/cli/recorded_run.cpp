@@ -9,6 +9,7 @@
 #include "exec/fork_executor.h"
 #include "exec/isolation.h"
 #include "exec/run_user.h"
+#include "exec/sandbox.h"
 #include "ledger/ids.h"
 
 namespace jobhost::cli {
@@ -22,6 +23,7 @@ exec::ExecutorOptions executor_options(const config::Config& config) {
   detect.parent_name =
       fmt::format("{}-once-{}", exec::parent_cgroup_name(config.host.state_dir), getpid());
   options.isolation = exec::detect_isolation(detect);
+  exec::use_run_namespaces(options.isolation, config.host.state_dir);  // host not root
   return options;
 }
 
