@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -47,6 +48,21 @@ std::map<std::string, double> run_job(const fs::path& config, const std::string&
   INFO(run->dump());
   REQUIRE((*run)["outcome"] == "succeeded");
   return (*run)["metrics"].get<std::map<std::string, double>>();
+}
+
+// Starts a run of "long" (in flight through all that follows), then runs
+// each attack job and returns its metrics, each checked by `check` first.
+std::map<std::string, std::map<std::string, double>> run_attacks(
+    const fs::path& config, const std::function<void(std::map<std::string, double>&)>& check) {
+  REQUIRE(trigger(config, "long").exit_code == 0);
+  REQUIRE(wait_for([&] { return history(config, "long").size() == 1; }, 10s));
+  std::map<std::string, std::map<std::string, double>> m;
+  for (const char* name : {"killer", "files", "victim", "thief", "escape"}) {
+    INFO(name);
+    m[name] = run_job(config, name);
+    check(m[name]);
+  }
+  return m;
 }
 
 // True when `uid` may execute `path` (every directory above it searchable).
@@ -98,16 +114,7 @@ TEST_CASE("hostile plugins as dynamic users cannot harm the host or other jobs",
   const fs::path state_dir = host.dir() / "var";
   const pid_t daemon = host.daemon().pid();
 
-  // A long run of another job is in flight through all of it.
-  REQUIRE(trigger(config, "long").exit_code == 0);
-  REQUIRE(wait_for([&] { return history(config, "long").size() == 1; }, 10s));
-
-  std::map<std::string, std::map<std::string, double>> m;
-  for (const char* name : {"killer", "files", "victim", "thief", "escape"}) {
-    INFO(name);
-    m[name] = run_job(config, name);
-    check_unprivileged(m[name]);
-  }
+  auto m = run_attacks(config, check_unprivileged);
 
   // Each job has a uid of its own.
   std::set<double> uids;
@@ -220,21 +227,14 @@ TEST_CASE("hostile plugins of a host that is not root are held by namespaces",
   INFO(log);
   REQUIRE(log.find("each run in user, pid and mount namespaces of its own") != std::string::npos);
 
-  REQUIRE(trigger(config, "long").exit_code == 0);
-  REQUIRE(wait_for([&] { return history(config, "long").size() == 1; }, 10s));
-
-  std::map<std::string, std::map<std::string, double>> m;
-  for (const char* name : {"killer", "files", "victim", "thief", "escape"}) {
-    INFO(name);
-    m[name] = run_job(config, name);
-    auto& r = m[name];
+  auto m = run_attacks(config, [&](std::map<std::string, double>& r) {
     CHECK(r["pid"] == 2);  // its namespace's init is 1
     CHECK(r["uid"] == kNobody);
     CHECK(r["euid"] == kNobody);
     CHECK(r["cap_eff"] == 0);
     CHECK(r["cap_bnd"] == 0);
     CHECK(r["cwd_is_job"] == 1);
-  }
+  });
 
   // (a) nothing outside its pid namespace can be named, let alone signalled.
   auto& k = m["killer"];
