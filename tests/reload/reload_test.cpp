@@ -237,6 +237,7 @@ params = { seconds = 2 }
     // Once the new build is in service, every later run uses it.
     auto t2 = wall_now();
     for (const auto& run : wait_runs_since(config, "tick", t2, 3)) {
+      INFO(run.dump());
       CHECK(run["plugin_version"] == "2.0.0");
       CHECK(run["plugin_sha256"] == sha_v2);
       CHECK(run["outcome"] == "succeeded");
