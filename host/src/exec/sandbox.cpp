@@ -415,8 +415,8 @@ Result<void> probe_run_namespaces(const std::filesystem::path& state_dir) {
     const auto e = enter_namespaces_in_child(plan);
     if (e) {
       char text[200];
-      const int n = std::snprintf(text, sizeof text, "%s: %s", e->what, std::strerror(e->err));
-      [[maybe_unused]] const ssize_t w = ::write(report[1], text, static_cast<std::size_t>(n));
+      std::snprintf(text, sizeof text, "%s: %s", e->what, std::strerror(e->err));
+      [[maybe_unused]] const ssize_t w = ::write(report[1], text, std::strlen(text));
     }
     _exit(e ? 1 : 0);
   }
