@@ -36,6 +36,18 @@ std::vector<char*> argv_of(std::vector<std::string>& args) {
   return argv;
 }
 
+// In a forked child: becomes `as_user` (uid and gid, no supplementary
+// groups) when given, then execs `args`. Exit 126: the switch failed; 127:
+// the exec did.
+[[noreturn]] void exec_as(std::vector<std::string>& args, std::optional<uid_t> as_user) {
+  if (as_user && (setgroups(0, nullptr) != 0 || setgid(*as_user) != 0 || setuid(*as_user) != 0)) {
+    _exit(126);
+  }
+  auto argv = argv_of(args);
+  execv(argv[0], argv.data());
+  _exit(127);
+}
+
 }  // namespace
 
 CommandResult run_jobhost(const std::vector<std::string>& args, std::chrono::milliseconds timeout,
@@ -50,12 +62,7 @@ CommandResult run_jobhost(const std::vector<std::string>& args, std::chrono::mil
   if (pid == 0) {
     dup2(out_pipe[1], 1);
     dup2(err_pipe[1], 2);
-    if (as_user && (setgroups(0, nullptr) != 0 || setgid(*as_user) != 0 || setuid(*as_user) != 0)) {
-      _exit(126);
-    }
-    auto argv = argv_of(full);
-    execv(argv[0], argv.data());
-    _exit(127);
+    exec_as(full, as_user);
   }
   close(out_pipe[1]);
   close(err_pipe[1]);
@@ -127,12 +134,7 @@ Daemon::Daemon(const fs::path& config, std::optional<uid_t> as_user)
     int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, 2);
     dup2(fd, 1);
-    if (as_user && (setgroups(0, nullptr) != 0 || setgid(*as_user) != 0 || setuid(*as_user) != 0)) {
-      _exit(126);
-    }
-    auto argv = argv_of(args);
-    execv(argv[0], argv.data());
-    _exit(127);
+    exec_as(args, as_user);
   }
 }
 
