@@ -343,16 +343,25 @@ int g_server_pidfd = -1;
                       status_fd, g_server_pidfd});
 }
 
+// Removes `pid`'s status pipe from g_status_pipes: its read end (the caller
+// closes it), or -1 when it has none.
+int take_status_pipe(pid_t pid) {
+  const auto it = g_status_pipes.find(pid);
+  if (it == g_status_pipes.end()) return -1;
+  const int fd = it->second;
+  g_status_pipes.erase(it);
+  return fd;
+}
+
 // The wait status the namespace's init sent for `pid`, put in `info` as
 // waitid would for the run's own process; nothing when there is none (the
 // init was killed, or the run was not cloned into namespaces).
 void apply_relayed_status(pid_t pid, siginfo_t& info) {
-  const auto it = g_status_pipes.find(pid);
-  if (it == g_status_pipes.end()) return;
+  const int fd = take_status_pipe(pid);
+  if (fd < 0) return;
   int status = 0;
-  const ssize_t n = ::read(it->second, &status, sizeof status);
-  ::close(it->second);
-  g_status_pipes.erase(it);
+  const ssize_t n = ::read(fd, &status, sizeof status);
+  ::close(fd);
   if (n != sizeof status) return;
   if (WIFEXITED(status)) {
     info.si_code = CLD_EXITED;
@@ -507,10 +516,7 @@ void serve_spawn(int sock, std::string_view text, const ReceivedFds& fds) {
     ::kill(-pid, SIGKILL);
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
-    if (const auto it = g_status_pipes.find(pid); it != g_status_pipes.end()) {
-      ::close(it->second);
-      g_status_pipes.erase(it);
-    }
+    if (const int fd = take_status_pipe(pid); fd >= 0) ::close(fd);
     return refuse(err, "pidfd_open (jobhost needs Linux 5.3 or later)");
   }
   out.pid = pid;
