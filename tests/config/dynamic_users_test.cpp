@@ -190,3 +190,40 @@ TEST_CASE("dynamic_users and control_group mistakes are reported at line:col",
     CHECK_THAT(e.message, Catch::Contains(c.says));
   }
 }
+
+TEST_CASE("account_sources_enumerable: one pass over the accounts only when it sees them all",
+          "[config][dynamic-users]") {
+  struct Case {
+    const char* nsswitch;
+    bool enumerable;
+  };
+  const Case cases[] = {
+      {"passwd: files systemd\ngroup: files systemd\n", true},            // Debian 12
+      {"passwd:compat\ngroup:compat\n", true},                            // no spaces
+      {"# comment\npasswd: files # ldap\ngroup:  files\n", true},         // comments
+      {"passwd: files [NOTFOUND=return] db\ngroup: files\n", true},       // actions
+      {"passwd: files ldap\ngroup: files\n", false},                      // ldap may not list
+      {"passwd: files\ngroup: sss files\n", false},                       // sss neither
+      {"passwd: files\n", false},                                         // no group line
+      {"group: files\n", false},                                          // no passwd line
+      {"passwd:\ngroup: files\n", false},                                 // no source
+      {"", false},                                                        // empty file
+      {"shadow: ldap\npasswd: files\ngroup: files\nhosts: dns\n", true},  // other databases
+  };
+  for (const auto& c : cases) {
+    INFO(c.nsswitch);
+    CHECK(jobhost::config::account_sources_enumerable(c.nsswitch) == c.enumerable);
+  }
+}
+
+TEST_CASE("account_ids_known agrees with account_id_known", "[config][dynamic-users]") {
+  const auto known = jobhost::config::account_ids_known();
+  // root, nobody and nogroup exist on every Debian system; ids in the
+  // dynamic range and beyond usually do not: whatever the answer, both
+  // ways of asking must give the same one.
+  for (uint32_t id : {0u, 1u, 65534u, 61184u, 65519u, 100000u, 4294967294u}) {
+    INFO(id);
+    CHECK(known(id) == jobhost::config::account_id_known(id));
+  }
+  CHECK(known(0));
+}

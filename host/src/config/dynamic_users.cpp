@@ -7,6 +7,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <unordered_set>
 #include <vector>
 
 namespace jobhost::config {
@@ -119,6 +123,55 @@ bool account_id_known(uint32_t id) {
     }
     return result != nullptr;
   }
+}
+
+bool account_sources_enumerable(std::string_view nsswitch) {
+  static constexpr std::string_view kEnumerable[] = {"files", "compat", "systemd", "db"};
+  bool passwd = false;
+  bool group = false;
+  std::istringstream lines{std::string(nsswitch)};
+  for (std::string line; std::getline(lines, line);) {
+    line = line.substr(0, line.find('#'));
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::istringstream words(line.substr(0, colon));
+    std::string database;
+    words >> database;
+    if (database != "passwd" && database != "group") continue;
+    std::istringstream sources(line.substr(colon + 1));
+    bool any = false;
+    int in_action = 0;  // inside "[NOTFOUND=return]" and the like
+    for (std::string word; sources >> word;) {
+      if (word.starts_with('[')) in_action = 1;
+      if (in_action != 0) {
+        if (word.ends_with(']')) in_action = 0;
+        continue;
+      }
+      if (std::find(std::begin(kEnumerable), std::end(kEnumerable), word) ==
+          std::end(kEnumerable)) {
+        return false;
+      }
+      any = true;
+    }
+    if (!any) return false;
+    (database == "passwd" ? passwd : group) = true;
+  }
+  return passwd && group;
+}
+
+IdKnown account_ids_known() {
+  std::ifstream file("/etc/nsswitch.conf");
+  std::ostringstream text;
+  text << file.rdbuf();
+  if (!file || !account_sources_enumerable(text.str())) return account_id_known;
+  auto ids = std::make_shared<std::unordered_set<uint32_t>>();
+  ::setpwent();
+  while (const passwd* pw = ::getpwent()) ids->insert(pw->pw_uid);
+  ::endpwent();
+  ::setgrent();
+  while (const struct group* gr = ::getgrent()) ids->insert(gr->gr_gid);
+  ::endgrent();
+  return [ids](uint32_t id) { return ids->contains(id); };
 }
 
 }  // namespace jobhost::config

@@ -38,4 +38,17 @@ Result<std::map<std::string, uint32_t>> allocate_dynamic_uids(const UidRange& ra
 // gid `id` (getpwuid_r / getgrgid_r).
 bool account_id_known(uint32_t id);
 
+// True when every source of the `passwd` and `group` databases in
+// `nsswitch` (the text of /etc/nsswitch.conf) lists all its entries when
+// enumerated: files, compat, systemd (its dynamic and userdb users), db.
+// False for any other source (ldap, sss, winbind... may list only some, or
+// none) and when either database has no line.
+bool account_sources_enumerable(std::string_view nsswitch);
+
+// The same question as account_id_known for many ids at once: one pass over
+// the account database (getpwent, getgrent) when /etc/nsswitch.conf says
+// that lists everything, else one lookup per id. For 100,000 jobs this is
+// the difference between milliseconds and seconds.
+IdKnown account_ids_known();
+
 }  // namespace jobhost::config

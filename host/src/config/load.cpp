@@ -1259,7 +1259,7 @@ class Loader {
       }
     }
     if (names.empty()) return;
-    auto uids = allocate_dynamic_uids(config.host.dynamic_users, names, taken, account_id_known);
+    auto uids = allocate_dynamic_uids(config.host.dynamic_users, names, taken, account_ids_known());
     if (!uids) {
       SourcePos where = dynamic_users_pos_.line > 0 ? dynamic_users_pos_ : SourcePos{file_, 0, 0};
       error(where, uids.error().message);

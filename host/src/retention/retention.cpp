@@ -45,8 +45,11 @@ void Pruner::set_policy(RetentionPolicy policy) {
   policy_ = std::move(policy);
   // Steps of jobs that lost their keep_last go; jobs that got one (or a
   // lower one) are pruned at the next batch.
-  std::erase_if(
-      steps_, [&](const Step& s) { return !s.job.empty() && !policy_.keep_last.contains(s.job); });
+  std::erase_if(steps_, [&](const Step& s) {
+    if (s.job.empty() || policy_.keep_last.contains(s.job)) return false;
+    queued_.erase(s.job);
+    return true;
+  });
   std::erase_if(since_prune_, [&](const auto& e) { return !policy_.keep_last.contains(e.first); });
   if (stopped_) return;
   for (const auto& [job, keep] : policy_.keep_last) queue(Step{job});
@@ -64,10 +67,7 @@ void Pruner::note_recorded(std::string_view job) {
 }
 
 void Pruner::queue(Step step) {
-  if (std::none_of(steps_.begin(), steps_.end(),
-                   [&](const Step& queued) { return queued.job == step.job; })) {
-    steps_.push_back(std::move(step));
-  }
+  if (queued_.insert(step.job).second) steps_.push_back(std::move(step));
 }
 
 void Pruner::arm(Duration delay) {
@@ -89,9 +89,17 @@ void Pruner::on_timer() {
     next_age_pass_ = now + kPruneAgeInterval;
   }
   const auto until_age_pass = std::chrono::duration_cast<Duration>(next_age_pass_ - now);
-  if (!steps_.empty() && !run_batch()) {
-    arm(until_age_pass);  // the ledger refused: keep the steps, try again then
-    return;
+  // Batches that found nothing to delete are cheap (one indexed read): go on
+  // with the next step for up to kPruneTurn, so that the first pass over
+  // 100,000 jobs takes seconds, not 100,000 timer turns.
+  const auto turn_ends = now + kPruneTurn;
+  while (!steps_.empty()) {
+    const auto deleted = run_batch();
+    if (!deleted) {
+      arm(until_age_pass);  // the ledger refused: keep the steps, try again then
+      return;
+    }
+    if (*deleted > 0 || std::chrono::steady_clock::now() >= turn_ends) break;
   }
   if (!steps_.empty()) {
     arm(kPruneBatchGap);
@@ -105,17 +113,19 @@ void Pruner::on_timer() {
   arm(until_age_pass);
 }
 
-bool Pruner::run_batch() {
+std::optional<int64_t> Pruner::run_batch() {
   const Step& step = steps_.front();
   const auto began = std::chrono::steady_clock::now();
   bool more = false;
+  int64_t deleted = 0;
   if (step.job.empty()) {
     step_before_ = clock_() - policy_.keep_runs;
     auto pruned = store_.prune(step_before_, kPruneBatchRows);
     if (!pruned) {
       log::warn("retention: " + pruned.error().message);
-      return false;
+      return std::nullopt;
     }
+    deleted = pruned->runs + pruned->events;
     deleted_.by_age += pruned->runs;
     step_runs_ += pruned->runs;
     deleted_.events += pruned->events;
@@ -124,8 +134,9 @@ bool Pruner::run_batch() {
     auto pruned = store_.prune_excess(step.job, policy_.keep_last.at(step.job), kPruneBatchRows);
     if (!pruned) {
       log::warn("retention: " + pruned.error().message, {step.job});
-      return false;
+      return std::nullopt;
     }
+    deleted = *pruned;
     deleted_.by_count += *pruned;
     step_runs_ += *pruned;
     more = *pruned == kPruneBatchRows;
@@ -139,10 +150,11 @@ bool Pruner::run_batch() {
     PrunedRuns done{step.job, step_before_};
     const bool any = step_runs_ > 0;
     step_runs_ = 0;
+    queued_.erase(step.job);
     steps_.pop_front();
     if (any && on_pruned_) on_pruned_(done);
   }
-  return true;
+  return deleted;
 }
 
 void Pruner::report(const Totals& totals, spdlog::level::level_enum level) const {

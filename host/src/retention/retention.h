@@ -12,6 +12,8 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -37,6 +39,8 @@ int prune_slack(int keep);
 inline constexpr int kPruneBatchRows = 500;
 // The loop is free for this long between two batches.
 inline constexpr Duration kPruneBatchGap = std::chrono::milliseconds(20);
+// Steps that delete nothing follow each other in one timer turn for this long.
+inline constexpr Duration kPruneTurn = std::chrono::milliseconds(5);
 // Pruning by age runs this often (and once shortly after start).
 inline constexpr Duration kPruneAgeInterval = std::chrono::minutes(1);
 inline constexpr Duration kPruneFirstPass = std::chrono::seconds(2);
@@ -84,8 +88,9 @@ class Pruner {
   void arm(Duration delay);
   void on_timer();
   void queue(Step step);
-  // One batch of the front step; false when the ledger refused it.
-  bool run_batch();
+  // One batch of the front step: the rows it deleted (runs and events), or
+  // nullopt when the ledger refused it.
+  std::optional<int64_t> run_batch();
   void report(const Totals& totals, spdlog::level::level_enum level) const;
 
   boost::asio::steady_timer timer_;
@@ -93,6 +98,7 @@ class Pruner {
   RetentionPolicy policy_;
   Clock clock_;
   std::deque<Step> steps_;
+  std::set<std::string, std::less<>> queued_;            // the jobs of steps_ ("" = by age)
   std::map<std::string, int, std::less<>> since_prune_;  // runs recorded since the job's last prune
   Totals deleted_;                                       // since the last info line
   OnPruned on_pruned_;
