@@ -64,6 +64,11 @@ class RefusingStore final : public ledger::Store {
     if (auto r = refuse()) return std::unexpected(*r);
     return real_.upsert_job(job, definition_hash, next_fire, now);
   }
+  Result<std::vector<ledger::JobMark>> job_marks() override { return real_.job_marks(); }
+  Result<void> upsert_jobs(const std::vector<ledger::JobMark>& jobs, TimePoint now) override {
+    if (auto r = refuse()) return std::unexpected(*r);
+    return real_.upsert_jobs(jobs, now);
+  }
   Result<void> add_event(const ledger::Event& event) override {
     if (auto r = refuse()) return std::unexpected(*r);
     return real_.add_event(event);

@@ -34,7 +34,7 @@ Result<bool> Backlog::claim(const ledger::RunStart& start) {
 
 void Backlog::write_next_fire(const std::string& job, const std::string& definition_hash,
                               std::optional<TimePoint> next_fire) {
-  if (!resting()) {
+  if (!holding_ && !resting()) {
     auto written = store_.upsert_job(job, definition_hash, next_fire, clock_());
     if (written) {
       next_unwritten_.erase(job);
@@ -111,8 +111,15 @@ void Backlog::flush() {
     if (!written) return note_refused(written.error());
     kept_.pop_front();
   }
-  for (auto& [job, next] : std::exchange(next_unwritten_, {})) {
-    write_next_fire(job, next.definition_hash, next.at);
+  if (!next_unwritten_.empty()) {
+    std::vector<ledger::JobMark> rows;
+    rows.reserve(next_unwritten_.size());
+    for (const auto& [job, next] : next_unwritten_) {
+      rows.push_back({job, next.definition_hash, std::nullopt, next.at});
+    }
+    auto written = store_.upsert_jobs(rows, clock_());
+    if (!written) return note_refused(written.error());
+    next_unwritten_.clear();
   }
   note_written();
 }

@@ -57,6 +57,9 @@ class Backlog {
   // writes (only status and an `at` job that never fired read it).
   void write_next_fire(const std::string& job, const std::string& definition_hash,
                        std::optional<TimePoint> next_fire);
+  // While held, next fires are only kept; the flush() after release writes
+  // them all in one transaction (the engine's start tells one per job).
+  void hold_next_fires(bool hold) { holding_ = hold; }
   // A heartbeat; not kept when refused (the next one supersedes it).
   void heartbeat(std::string_view run_id, std::optional<double> progress);
 
@@ -104,6 +107,7 @@ class Backlog {
   TimePoint resting_until_{};                                    // no write is tried before it
   std::optional<TimePoint> down_since_;                          // the first refusal of this outage
   std::size_t kept_in_outage_ = 0;
+  bool holding_ = false;  // hold_next_fires
 };
 
 }  // namespace jobhost::engine

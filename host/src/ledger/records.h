@@ -145,6 +145,15 @@ struct JobStats {
 };
 inline constexpr int kStatsWindow = 100;
 
+// A job's row as the engine reads it at start and writes it with each next
+// fire (Store::job_marks, Store::upsert_jobs).
+struct JobMark {
+  std::string job;
+  std::optional<std::string> definition_hash;  // always set when written
+  std::optional<TimePoint> last_fire;          // read only: what claims advanced
+  std::optional<TimePoint> next_fire;
+};
+
 // One entry of the audit trail. Kinds written by the ledger itself: started,
 // finished, skipped, retried, interrupted. Others (fired, reloaded,
 // rejected_plugin, config_rejected, ...) come from add_event().

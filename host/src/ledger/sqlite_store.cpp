@@ -246,6 +246,8 @@ constexpr const char* kWriteProbe =
     "INSERT INTO host_settings (name, value) VALUES ('write_probe', ?) "
     "ON CONFLICT (name) DO UPDATE SET value = excluded.value";
 constexpr const char* kLastFire = "SELECT last_fire FROM jobs WHERE name = ?";
+constexpr const char* kJobMarks =
+    "SELECT name, definition_hash, last_fire, next_fire FROM jobs ORDER BY name";
 constexpr const char* kInsertEvent =
     "INSERT INTO events (at, kind, job, run_id, detail) VALUES (?, ?, ?, ?, ?)";
 constexpr const char* kEventsAll =
@@ -700,6 +702,29 @@ class SqliteStore final : public Store {
                           std::optional<TimePoint> next_fire, TimePoint now) override {
     return guarded(fmt::format("cannot record job {}", job), [&]() -> Result<void> {
       Query(statement(kUpsertJob), job, definition_hash, next_fire, now).exec();
+      return {};
+    });
+  }
+
+  Result<std::vector<JobMark>> job_marks() override {
+    return guarded("cannot read the jobs", [&]() -> Result<std::vector<JobMark>> {
+      std::vector<JobMark> out;
+      Query q(statement(kJobMarks));
+      while (q.step()) {
+        out.push_back(JobMark{q.col(0).getString(), q.opt_text(1), q.opt_time(2), q.opt_time(3)});
+      }
+      return out;
+    });
+  }
+
+  Result<void> upsert_jobs(const std::vector<JobMark>& jobs, TimePoint now) override {
+    return guarded(fmt::format("cannot record {} job(s)", jobs.size()), [&]() -> Result<void> {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      for (const auto& j : jobs) {
+        Query(statement(kUpsertJob), j.job, j.definition_hash.value_or(""), j.next_fire, now)
+            .exec();
+      }
+      tx.commit();
       return {};
     });
   }

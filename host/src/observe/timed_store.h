@@ -51,6 +51,10 @@ class TimedStore final : public ledger::Store {
     return timed(LedgerOp::other,
                  [&] { return inner_.upsert_job(job, definition_hash, next_fire, now); });
   }
+  Result<std::vector<ledger::JobMark>> job_marks() override { return inner_.job_marks(); }
+  Result<void> upsert_jobs(const std::vector<ledger::JobMark>& jobs, TimePoint now) override {
+    return timed(LedgerOp::other, [&] { return inner_.upsert_jobs(jobs, now); });
+  }
   Result<void> add_event(const ledger::Event& event) override {
     return timed(LedgerOp::other, [&] { return inner_.add_event(event); });
   }
