@@ -1216,28 +1216,35 @@ class Loader {
   void read_jobs(const toml::node& node, const JobConfig& defaults, Config& config) {
     const toml::table* table = read_table(node, "jobs", "tables like [jobs.NAME]");
     if (table == nullptr) return;
+    // toml++ keeps a table's keys sorted by name: put the jobs in file order
+    // first (cheap pointers), then build each once, in place.
+    std::vector<std::pair<const toml::key*, const toml::node*>> in_file;
+    in_file.reserve(table->size());
+    for (auto&& [key, v] : *table) in_file.emplace_back(&key, &v);
+    std::stable_sort(in_file.begin(), in_file.end(), [&](const auto& a, const auto& b) {
+      const auto& pa = a.second->source().begin;
+      const auto& pb = b.second->source().begin;
+      return std::pair(pa.line, pa.column) < std::pair(pb.line, pb.column);
+    });
     std::vector<JobConfig> jobs;
-    for (auto&& [key, v] : *table) {
-      const std::string name(key.str());
+    jobs.reserve(in_file.size());
+    for (const auto& [key, v] : in_file) {
+      const std::string name(key->str());
       if (!valid_job_name(name)) {
-        error(at(key), fmt::format("invalid job name \"{}\": use letters, digits, '_' and '-', "
-                                   "starting with a letter or digit, at most 64 characters",
-                                   name));
+        error(at(*key), fmt::format("invalid job name \"{}\": use letters, digits, '_' and '-', "
+                                    "starting with a letter or digit, at most 64 characters",
+                                    name));
       }
-      const toml::table* job_table = v.as_table();
+      const toml::table* job_table = v->as_table();
       if (job_table == nullptr) {
-        type_error(v, fmt::format("[jobs.{}]", name), "a table of settings");
+        type_error(*v, fmt::format("[jobs.{}]", name), "a table of settings");
         continue;
       }
-      JobConfig job = defaults;
+      JobConfig& job = jobs.emplace_back(defaults);
       job.name = name;
-      job.pos = at(v);
+      job.pos = at(*v);
       read_job(*job_table, job);
-      jobs.push_back(std::move(job));
     }
-    std::stable_sort(jobs.begin(), jobs.end(), [](const JobConfig& a, const JobConfig& b) {
-      return std::pair(a.pos.line, a.pos.column) < std::pair(b.pos.line, b.pos.column);
-    });
     config.jobs = std::move(jobs);
   }
 

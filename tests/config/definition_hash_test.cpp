@@ -1,0 +1,161 @@
+// compute_definition_hash writes its canonical text by hand; the text must
+// stay byte for byte what it was when it was built as an nlohmann::json
+// object, or every ledger would see every job as redefined after an upgrade.
+// reference_hash below is that json-built version, kept as the oracle.
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "common/sha256.h"
+#include "config/config.h"
+#include "config/temp_config.h"
+
+namespace {
+
+using jobhost::config::JobConfig;
+using nlohmann::json;
+
+json reference_schedule(const JobConfig& job) {
+  struct Visitor {
+    const JobConfig& job;
+    json operator()(const jobhost::schedule::Cron& cron) const {
+      return {{"kind", "cron"}, {"expr", cron.expr.text()}, {"timezone", job.timezone}};
+    }
+    json operator()(const jobhost::schedule::Every& every) const {
+      return {{"kind", "every"}, {"period_ms", every.period.count()}};
+    }
+    json operator()(const jobhost::schedule::At& at) const {
+      return {{"kind", "at"}, {"instant_ms", at.instant.time_since_epoch().count()}};
+    }
+    json operator()(const jobhost::schedule::Manual&) const {
+      return {{"kind", "manual"}, {"on_reboot", job.on_reboot}};
+    }
+  };
+  return std::visit(Visitor{job}, job.schedule);
+}
+
+std::string reference_hash(const JobConfig& job) {
+  using jobhost::config::to_string;
+  const json retry = {
+      {"max_attempts", job.retry.max_attempts},
+      {"initial_delay_ms", job.retry.initial_delay.count()},
+      {"max_delay_ms", job.retry.max_delay.count()},
+      {"multiplier", job.retry.multiplier},
+      {"jitter", to_string(job.retry.jitter)},
+  };
+  const json limits = {
+      {"memory_bytes", job.limits.memory_bytes}, {"cpu_time_ms", job.limits.cpu_time.count()},
+      {"open_files", job.limits.open_files},     {"processes", job.limits.processes},
+      {"file_size", job.limits.file_size},       {"output_bytes", job.limits.output_bytes},
+  };
+  json canonical = {
+      {"version", 1},
+      {"plugin", job.plugin},
+      {"schedule", reference_schedule(job)},
+      {"timeout_ms", job.timeout.count()},
+      {"stall_timeout_ms", job.stall_timeout.count()},
+      {"kill_grace_ms", job.kill_grace.count()},
+      {"jitter_ms", job.jitter.count()},
+      {"concurrency", to_string(job.concurrency)},
+      {"misfire", to_string(job.misfire)},
+      {"misfire_limit", job.misfire_limit},
+      {"catchup_spread_ms", job.catchup_spread.count()},
+      {"enabled", job.enabled},
+      {"retry", retry},
+      {"limits", limits},
+      {"params", job.params},
+      {"user", job.user ? json(*job.user) : json(nullptr)},
+      {"group", job.group ? json(*job.group) : json(nullptr)},
+  };
+  const auto& sb = job.sandbox;
+  if (sb != jobhost::config::Sandbox{}) {
+    canonical["sandbox"] = {
+        {"network", to_string(sb.network)},
+        {"private_tmp", sb.private_tmp},
+        {"read_only", sb.read_only},
+        {"read_write_paths", sb.read_write_paths},
+        {"syscall_filter", to_string(sb.syscall_filter)},
+    };
+  }
+  if (!job.env.empty()) canonical["env"] = job.env;
+  if (!job.secrets.empty()) {
+    json secrets = json::array();
+    for (const auto& s : job.secrets) {
+      secrets.push_back({{"name", s.name}, {"source", to_string(s.source)}, {"at", s.location}});
+    }
+    canonical["secrets"] = std::move(secrets);
+  }
+  if (job.dynamic_uid) canonical["dynamic_uid"] = *job.dynamic_uid;
+  return jobhost::sha256_hex(canonical.dump());
+}
+
+}  // namespace
+
+TEST_CASE("compute_definition_hash: the same text as the json-built canonical form",
+          "[config][definition-hash]") {
+  jobhost::config::test::TempConfig file(R"(
+[secrets.token]
+env = "HOME"
+
+[jobs.cron]
+plugin = "p"
+schedule = "*/5 * * * * *"
+
+[jobs.every]
+plugin = "p"
+every = "90s"
+params = { greeting = "grüß \"dich\"\tok", n = 3, ratio = 0.25, on = true }
+env = { A = "1", B = "zwei\n" }
+
+[jobs.at]
+plugin = "p"
+at = 2030-01-01T00:00:00Z
+enabled = false
+
+[jobs.reboot]
+plugin = "p"
+schedule = "@reboot"
+
+[jobs.manual]
+plugin = "p"
+schedule = "@manual"
+
+[jobs.zoned]
+plugin = "p"
+schedule = "30 2 * * *"
+timezone = "Europe/Berlin"
+user = "nobody"
+group = "nogroup"
+concurrency = "replace"
+misfire = "run_all"
+misfire_limit = 7
+jitter = "3s"
+catchup_spread = "1m"
+timeout = "1h"
+stall_timeout = "10m"
+kill_grace = "1s"
+retry = { max_attempts = 5, initial_delay = "2s", max_delay = "1h", multiplier = 1.5, jitter = "equal" }
+limits = { memory = "1GiB", cpu_time = "1h", open_files = 1024, processes = 10, file_size = "0", output = "1MiB" }
+
+[jobs.sandboxed]
+plugin = "p"
+every = "1m"
+network = "none"
+private_tmp = true
+read_only = true
+read_write_paths = ["/srv/data", "/var/lib/x"]
+syscall_filter = "none"
+secrets = ["token"]
+)");
+  auto config = jobhost::config::load_config(file.file());
+  REQUIRE(config);
+  REQUIRE(config->jobs.size() == 7);
+  for (JobConfig job : config->jobs) {
+    INFO(job.name);
+    CHECK(jobhost::config::compute_definition_hash(job) == reference_hash(job));
+    // With a dynamic uid too (a root host gives jobs without a user one).
+    job.dynamic_uid = 61234;
+    CHECK(jobhost::config::compute_definition_hash(job) == reference_hash(job));
+  }
+}
