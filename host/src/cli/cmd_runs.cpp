@@ -35,7 +35,7 @@ std::string cell(std::string_view text, std::size_t width) {
 int cmd_run(const std::string& config_flag) {
   auto config = load_or_report(resolve_config_path(config_flag));
   if (!config) return kExitFailed;
-  return daemon::run_daemon(*config);
+  return daemon::run_daemon(std::move(*config));
 }
 
 int cmd_run_once(const std::string& config_flag, const std::string& job_name) {

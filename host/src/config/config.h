@@ -152,8 +152,9 @@ struct JobConfig {
   // when the job names a user). Part of the definition: it is how the job runs.
   std::optional<uint32_t> dynamic_uid;
   // <state_dir>/jobs/<name>: the job's private state directory (filled by
-  // load_config). Not part of the definition.
-  std::filesystem::path state_directory;
+  // load_config). Not part of the definition. A string, not a path: a
+  // std::filesystem::path keeps each of its components too (~900 bytes here).
+  std::string state_directory;
   // Retention: the ledger keeps at most this many of the job's newest runs
   // (a few more for a moment); 0 = no count limit. Not part of the definition.
   int keep_last = 10000;

@@ -1254,7 +1254,7 @@ class Loader {
     std::vector<std::string> names;
     std::set<uint32_t> taken;
     for (JobConfig& job : config.jobs) {
-      job.state_directory = config.host.state_dir / "jobs" / job.name;
+      job.state_directory = (config.host.state_dir / "jobs" / job.name).native();
       if (!job.user) {
         names.push_back(job.name);
         continue;

@@ -89,7 +89,7 @@ std::filesystem::path ledger_path(const config::Config& config) {
   return config.host.state_dir / "jobhost.db";
 }
 
-int run_daemon(const config::Config& config) {
+int run_daemon(config::Config config) {
   log::init(config.host.log_format == config::LogFormat::json ? log::Format::json
                                                               : log::Format::text);
   std::signal(SIGPIPE, SIG_IGN);
@@ -187,13 +187,13 @@ int run_daemon(const config::Config& config) {
   if (!seeded) {
     log::warn("the JSON API reads the ledger at each request: " + seeded.error().message);
   }
-  engine::Engine engine(io, config, plugins, timed_store, executor, *seed);
+  engine::Engine engine(io, std::move(config), plugins, timed_store, executor, *seed);
   engine_ptr = &engine;
   metrics.set_engine(&engine);
   engine.add_observer(metrics);
   engine.add_observer(alerter);
   engine.add_observer(job_book);
-  reload::Reloader reloader(io, config.file, catalog, plugins, engine, timed_store);
+  reload::Reloader reloader(io, engine.config().file, catalog, plugins, engine, timed_store);
   reloader.on_result(
       [&](std::string_view kind, std::string_view result) { metrics.note_reload(kind, result); });
 
@@ -217,7 +217,7 @@ int run_daemon(const config::Config& config) {
   };
 
   auto control = ControlServer::listen_async(
-      io, control_socket_path(config.host.state_dir),
+      io, control_socket_path(engine.config().host.state_dir),
       [&](const nlohmann::json& request, const ControlServer::Respond& respond) {
         std::string op = request.value("op", "");
         if (op == "reload") {
@@ -259,7 +259,7 @@ int run_daemon(const config::Config& config) {
         }
         respond({{"ok", false}, {"error", fmt::format("unknown op \"{}\"", op)}});
       },
-      control_access(config));
+      control_access(engine.config()));
   if (!control) {
     log::error(control.error().message);
     return 1;
@@ -286,8 +286,8 @@ int run_daemon(const config::Config& config) {
   api.add_routes(router);
   observe::add_dashboard_routes(router);
   std::unique_ptr<observe::HttpServer> http;
-  if (!config.http.listen.empty()) {
-    auto server = observe::HttpServer::listen(io, config.http.listen, router);
+  if (!engine.config().http.listen.empty()) {
+    auto server = observe::HttpServer::listen(io, engine.config().http.listen, router);
     if (!server) {
       log::error(server.error().message);
       return 1;
@@ -322,8 +322,8 @@ int run_daemon(const config::Config& config) {
   alerter.start();
   engine.start();
   reloader.start();
-  log::info(fmt::format("ready: {} job(s), max_concurrency {}", config.jobs.size(),
-                        config.host.max_concurrency));
+  log::info(fmt::format("ready: {} job(s), max_concurrency {}", engine.config().jobs.size(),
+                        engine.config().host.max_concurrency));
   io.run();
   // io.stop() may have left ready handlers, such as giving the last run's
   // cgroup back; the parent cgroups can only go after them and the idle ones.

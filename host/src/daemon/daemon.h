@@ -21,7 +21,7 @@ namespace jobhost::daemon {
 
 // Returns the process exit code: 0 after a clean shutdown, 1 when the daemon
 // could not start (the reason is logged).
-int run_daemon(const config::Config& config);
+int run_daemon(config::Config config);
 
 // The ledger's path for a config.
 std::filesystem::path ledger_path(const config::Config& config);

@@ -42,7 +42,7 @@ Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::Scan
     for (Observer* o : observers_) o->on_runs_pruned(pruned);
   });
   for (const auto& job : config_.jobs) {
-    jobs_.emplace(job.name, JobState{job, job.schedule, std::nullopt, {}, 0});
+    jobs_.emplace(job.name, JobState{&job, job.schedule, std::nullopt, {}, 0});
   }
 }
 
@@ -78,18 +78,18 @@ void Engine::start() {
       // Continue the grid the job was on; a new job is anchored now.
       every->anchor = last_fire ? *last_fire : std::chrono::floor<std::chrono::seconds>(t);
     }
-    if (!job.config.enabled) continue;
-    if (!plugins_.find(job.config.plugin)) {
+    if (!job.config->enabled) continue;
+    if (!plugins_.find(job.config->plugin)) {
       log::error(fmt::format("plugin \"{}\" is not available (missing or rejected: see `jobhost "
                              "plugins`); fires of this job are recorded as skipped",
-                             job.config.plugin),
+                             job.config->plugin),
                  {name});
     }
     if (!last_fire) {
       // Never fired: if the previous host had scheduled a fire of this very
       // definition that is now past (an `at` during the downtime), it was missed.
       if (mark && mark->next_fire && *mark->next_fire <= t &&
-          mark->definition_hash == job.config.definition_hash) {
+          mark->definition_hash == job.config->definition_hash) {
         handle_misfires(job, *mark->next_fire - Duration(1), t, "the host was not running");
       }
     } else {
@@ -98,7 +98,7 @@ void Engine::start() {
     // Never re-fire a slot: start after the last one the ledger has, even if
     // the clock now reads earlier.
     schedule_next(job, last_fire ? std::max(t, *last_fire) : t);
-    if (job.config.on_reboot) {
+    if (job.config->on_reboot) {
       admit(Fire{t, name, t, 1, {}, ledger::Trigger::reboot});
     }
   }
@@ -119,7 +119,7 @@ void Engine::start() {
 
 void Engine::handle_misfires(JobState& job, TimePoint last_fire, TimePoint t,
                              std::string_view why) {
-  const auto& cfg = job.config;
+  const auto& cfg = *job.config;
   auto plan = plan_misfires(job.spec, last_fire, t, cfg.misfire, cfg.misfire_limit,
                             CatchupSpread{cfg.catchup_spread, catchup_phase(cfg.name, seed_)});
   if (plan.total_missed == 0) return;
@@ -159,9 +159,10 @@ void Engine::handle_misfires(JobState& job, TimePoint last_fire, TimePoint t,
 void Engine::schedule_next(JobState& job, TimePoint after) {
   job.next_slot = schedule::next_fire_after(job.spec, after);
   if (!job.next_slot) return;
-  Duration delay = schedule::jitter_for(job.config.name, *job.next_slot, job.config.jitter, seed_);
+  Duration delay =
+      schedule::jitter_for(job.config->name, *job.next_slot, job.config->jitter, seed_);
   timeline_.insert(Fire{
-      *job.next_slot + delay, job.config.name, *job.next_slot, 1, {}, ledger::Trigger::schedule});
+      *job.next_slot + delay, job.config->name, *job.next_slot, 1, {}, ledger::Trigger::schedule});
   write_next_fire(job);
 }
 
@@ -214,7 +215,7 @@ void Engine::admit(Fire fire) {
     return;
   }
   if (fire.attempt == 1 && (!job.active.empty() || job.queued > 0)) {
-    switch (job.config.concurrency) {
+    switch (job.config->concurrency) {
       case config::Concurrency::forbid: {
         std::string reason =
             job.active.empty()
@@ -266,7 +267,7 @@ void Engine::pump() {
 
 void Engine::start_run(Fire fire) {
   JobState& job = jobs_.find(fire.job)->second;
-  const config::JobConfig& cfg = job.config;
+  const config::JobConfig& cfg = *job.config;
   const catalog::PluginInfo* plugin = plugins_.find(cfg.plugin);
   if (fire.trace_id.empty()) fire.trace_id = next_id();
   std::string run_id = next_id();
@@ -334,7 +335,7 @@ void Engine::on_run_done(const exec::RunReport& report) {
       std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - active.started));
   if (job_it != jobs_.end()) {
     job_it->second.active.erase(report.run_id);
-    const config::RetryPolicy& policy = job_it->second.config.retry;
+    const config::RetryPolicy& policy = job_it->second.config->retry;
     // A run the shutdown stopped is not retried; one that failed on its own
     // meanwhile keeps its retry, written to the ledger for the next start.
     const bool stopped_by_shutdown = shutting_down_ && report.outcome == Outcome::interrupted;
@@ -348,7 +349,7 @@ void Engine::on_run_done(const exec::RunReport& report) {
   if (end.retry_at) {
     summary +=
         fmt::format(" (attempt {} of {} at {})", run.attempt + 1,
-                    job_it->second.config.retry.max_attempts, ledger::format_utc(*end.retry_at));
+                    job_it->second.config->retry.max_attempts, ledger::format_utc(*end.retry_at));
   }
   if (report.outcome == Outcome::succeeded) {
     log::info(summary, fields);
@@ -393,7 +394,7 @@ void Engine::notify_idle_if_done() {
 }
 
 void Engine::record_skipped(const Fire& fire, const std::string& reason) {
-  const auto& cfg = jobs_.find(fire.job)->second.config;
+  const auto& cfg = *jobs_.find(fire.job)->second.config;
   log::info(fmt::format("skipped slot {}: {}", ledger::format_utc(fire.slot), reason), {fire.job});
   if (fire.attempt > 1) return;  // a retry that never ran leaves its slot's chain as it was
   ledger::SkipRecord skip{.run_id = next_id(),
@@ -451,7 +452,7 @@ Result<bool> Engine::pause(std::string_view name, std::string_view by) {
   if (!changed) return std::unexpected(changed.error());
   job.paused = true;
   log::info(fmt::format("paused by {}: fires are recorded as skipped until resumed", by),
-            {job.config.name});
+            {job.config->name});
   skip_queued(job, kPausedReason);
   return *changed;
 }
@@ -464,7 +465,7 @@ Result<bool> Engine::resume(std::string_view name, std::string_view by) {
   auto changed = store_.set_paused(name, false, by, now());
   if (!changed) return std::unexpected(changed.error());
   it->second.paused = false;
-  log::info(fmt::format("resumed by {}", by), {it->second.config.name});
+  log::info(fmt::format("resumed by {}", by), {it->second.config->name});
   return *changed;
 }
 
@@ -505,7 +506,7 @@ std::vector<TimePoint> Engine::upcoming_slots(std::string_view name, int count) 
 
 void Engine::skip_queued(JobState& job, const std::string& reason) {
   for (auto it = ready_.begin(); it != ready_.end();) {
-    if (it->job == job.config.name && it->attempt == 1) {
+    if (it->job == job.config->name && it->attempt == 1) {
       record_skipped(*it, reason);
       --job.queued;
       it = ready_.erase(it);
@@ -539,7 +540,7 @@ void Engine::shutdown(std::function<void()> on_idle) {
   if (active_.empty()) return notify_idle_if_done();
   log::info(fmt::format("shutting down: waiting for {} run(s) in flight", active_.size()));
   for (const auto& [run_id, run] : active_) {
-    auto grace = jobs_.find(run.start.job)->second.config.kill_grace;
+    auto grace = jobs_.find(run.start.job)->second.config->kill_grace;
     auto timer = std::make_shared<boost::asio::steady_timer>(io_, grace);
     timer->async_wait([this, id = run_id](const boost::system::error_code& ec) {
       if (!ec) executor_.stop(id, exec::StopReason::shutdown);

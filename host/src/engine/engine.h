@@ -143,7 +143,9 @@ class Engine {
 
  private:
   struct JobState {
-    config::JobConfig config;
+    // In config_.jobs (a reload's loaded jobs become config_.jobs by a move,
+    // which keeps their addresses), or in kept_config once removed.
+    const config::JobConfig* config;
     schedule::Spec spec;  // Every anchored
     std::optional<TimePoint> next_slot;
     std::set<std::string> active;  // run ids in flight
@@ -155,6 +157,7 @@ class Engine {
     std::vector<std::pair<Fire, std::string>> skips_waiting{};
     bool retired = false;  // removed by a reload: no fires, kept while runs finish
     bool paused = false;   // Store::set_paused; read at start and when added
+    std::unique_ptr<const config::JobConfig> kept_config{};  // see config
   };
   struct ActiveRun {
     ledger::RunStart start;  // as claimed
@@ -182,7 +185,7 @@ class Engine {
   void write_event(const std::string& job, std::string kind, std::optional<std::string> run_id,
                    std::string detail);
   void write_next_fire(const JobState& job) {
-    backlog_.write_next_fire(job.config.name, job.config.definition_hash, job.next_slot);
+    backlog_.write_next_fire(job.config->name, job.config->definition_hash, job.next_slot);
   }
   void notify_idle_if_done();
   // Checkpoints the ledger when kCheckpointEvery records were written since

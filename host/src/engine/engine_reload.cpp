@@ -34,7 +34,7 @@ config::JobDiff Engine::apply_config(config::Config loaded) {
     } else if (changed.contains(job.name)) {
       change_job(it->second, job, t);
     } else {
-      it->second.config = job;  // same settings; only its place in the file may differ
+      it->second.config = &job;  // same settings; only its place in the file may differ
     }
   }
   // Settings that need a restart keep their running values.
@@ -53,10 +53,11 @@ config::JobDiff Engine::apply_config(config::Config loaded) {
 
 void Engine::add_job(const config::JobConfig& cfg, TimePoint t) {
   auto [it, inserted] =
-      jobs_.try_emplace(cfg.name, JobState{cfg, cfg.schedule, std::nullopt, {}, 0});
+      jobs_.try_emplace(cfg.name, JobState{&cfg, cfg.schedule, std::nullopt, {}, 0});
   JobState& job = it->second;
   if (!inserted) {  // a job removed earlier, maybe with runs still in flight
-    job.config = cfg;
+    job.config = &cfg;
+    job.kept_config.reset();
     job.spec = cfg.schedule;
     job.retired = false;
   }
@@ -95,7 +96,7 @@ void Engine::change_job(JobState& job, const config::JobConfig& loaded, TimePoin
       every->anchor = last && *last ? **last : std::chrono::floor<std::chrono::seconds>(t);
     }
   }
-  job.config = loaded;
+  job.config = &loaded;
   job.spec = std::move(spec);
   job.next_slot.reset();
   drop_retries(job, loaded.retry.max_attempts,
@@ -111,7 +112,10 @@ void Engine::change_job(JobState& job, const config::JobConfig& loaded, TimePoin
 }
 
 void Engine::retire_job(JobState& job) {
-  const std::string name = job.config.name;
+  // Its config leaves config_ with this reload: keep a copy while runs finish.
+  job.kept_config = std::make_unique<const config::JobConfig>(*job.config);
+  job.config = job.kept_config.get();
+  const std::string name = job.config->name;
   job.retired = true;
   job.next_slot.reset();
   drop_retries(job, 1, "the job was removed from the config");
@@ -141,7 +145,7 @@ void Engine::retire_job(JobState& job) {
 }
 
 void Engine::drop_retries(JobState& job, int max_attempts, std::string_view why) {
-  const std::string& name = job.config.name;
+  const std::string& name = job.config->name;
   auto drop = [&](std::set<Fire>& fires) {
     for (auto it = fires.begin(); it != fires.end();) {
       if (it->job != name || it->attempt <= max_attempts) {
