@@ -109,3 +109,49 @@ TEST_CASE("Pruner tells what it pruned, once per step that deleted runs", "[rete
   }
   pruner.stop();
 }
+
+TEST_CASE("Pruner: no sweep over every job at start; a job's first record prunes it",
+          "[retention]") {
+  using namespace jobhost::ledger::testing;
+  TempDir dir;
+  auto store = open_store(dir.db());
+  for (const char* job : {"a", "b"}) {
+    for (int slot = 1; slot <= 30; ++slot) {
+      auto start = make_start(job, slot * 1000, slot * 1000);
+      REQUIRE(store->claim_and_start(start).value());
+      REQUIRE(store->finish_run(make_end(start, Outcome::succeeded)));
+    }
+  }
+  auto runs_of = [&](const char* job) { return store->history(job, 1000).value().size(); };
+  boost::asio::io_context io;
+  std::vector<PrunedRuns> told;
+  // keep_last 5 with a slack of 1: without the first-record rule, "a" would
+  // wait for a second record.
+  Pruner pruner(io, *store, RetentionPolicy{Duration(0), {{"a", 5}, {"b", 5}}},
+                [] { return at_ms(kBase + 60'000); });
+  pruner.on_pruned([&](const PrunedRuns& p) { told.push_back(p); });
+  pruner.start();
+  io.run_for(std::chrono::milliseconds(300));
+  CHECK(runs_of("a") == 30);  // nothing was swept at start
+  CHECK(runs_of("b") == 30);
+
+  pruner.note_recorded("a");  // the first record of "a" since start
+  io.restart();
+  io.run_for(std::chrono::milliseconds(300));
+  CHECK(runs_of("a") == 5);
+  CHECK(runs_of("b") == 30);  // "b" has not run since start
+  REQUIRE(told.size() == 1);
+  CHECK(told[0].job == "a");
+
+  SECTION("a reload prunes only jobs whose keep_last is new or lower") {
+    pruner.set_policy(RetentionPolicy{Duration(0), {{"a", 5}, {"b", 10}}});  // b raised
+    io.restart();
+    io.run_for(std::chrono::milliseconds(300));
+    CHECK(runs_of("b") == 30);  // 10 > 5: not lower, not pruned now
+    pruner.set_policy(RetentionPolicy{Duration(0), {{"a", 5}, {"b", 4}}});
+    io.restart();
+    io.run_for(std::chrono::milliseconds(300));
+    CHECK(runs_of("b") == 4);
+  }
+  pruner.stop();
+}

@@ -28,9 +28,12 @@ Pruner::Pruner(boost::asio::io_context& io, ledger::Store& store, RetentionPolic
 
 void Pruner::start() {
   stopped_ = false;
-  // The first pass also catches up on what was recorded while no daemon
-  // counted, and on a keep_last lowered since.
-  for (const auto& [job, keep] : policy_.keep_last) queue(Step{job});
+  // No sweep over every job (100,000 queries at each start): a job's first
+  // run or skip recorded after start queues its prune (note_recorded), which
+  // catches up on what was recorded while no daemon counted and on a
+  // keep_last lowered since. A job that never runs again keeps its excess
+  // until keep_runs ages it out.
+  since_prune_.clear();
   next_age_pass_ = std::chrono::steady_clock::now() + kPruneFirstPass;
   arm(kPruneFirstPass);
 }
@@ -42,9 +45,14 @@ void Pruner::stop() {
 }
 
 void Pruner::set_policy(RetentionPolicy policy) {
+  // Jobs that got a keep_last, or a lower one, are pruned at the next batch.
+  std::vector<std::string> lowered;
+  for (const auto& [job, keep] : policy.keep_last) {
+    auto before = policy_.keep_last.find(job);
+    if (before == policy_.keep_last.end() || keep < before->second) lowered.push_back(job);
+  }
   policy_ = std::move(policy);
-  // Steps of jobs that lost their keep_last go; jobs that got one (or a
-  // lower one) are pruned at the next batch.
+  // Steps of jobs that lost their keep_last go.
   std::erase_if(steps_, [&](const Step& s) {
     if (s.job.empty() || policy_.keep_last.contains(s.job)) return false;
     queued_.erase(s.job);
@@ -52,16 +60,17 @@ void Pruner::set_policy(RetentionPolicy policy) {
   });
   std::erase_if(since_prune_, [&](const auto& e) { return !policy_.keep_last.contains(e.first); });
   if (stopped_) return;
-  for (const auto& [job, keep] : policy_.keep_last) queue(Step{job});
+  for (auto& job : lowered) queue(Step{std::move(job)});
   if (idle_) arm(kPruneBatchGap);
 }
 
 void Pruner::note_recorded(std::string_view job) {
   auto it = policy_.keep_last.find(job);
   if (stopped_ || it == policy_.keep_last.end()) return;
-  int& count = since_prune_[it->first];
-  if (++count < prune_slack(it->second)) return;
-  count = 0;
+  // The job's first record since start always queues a prune (see start()).
+  auto [counted, first] = since_prune_.try_emplace(it->first, 0);
+  if (!first && ++counted->second < prune_slack(it->second)) return;
+  counted->second = 0;
   queue(Step{it->first});
   if (idle_) arm(kPruneBatchGap);
 }

@@ -62,14 +62,17 @@ class Pruner {
   // `io` and `store` must outlive the pruner; everything runs on io's thread.
   Pruner(boost::asio::io_context& io, ledger::Store& store, RetentionPolicy policy, Clock clock);
 
-  // Arms the first pass: by age, and every job with keep_last.
+  // Arms the first pass by age. Jobs with keep_last are pruned from their
+  // first run or skip recorded after this (no sweep over every job).
   void start();
   // No batch starts after this.
   void stop();
-  // A reloaded config's policy; queues a prune of every job with keep_last.
+  // A reloaded config's policy; queues a prune of each job whose keep_last
+  // is new or lower.
   void set_policy(RetentionPolicy policy);
-  // A run or skip of `job` was recorded; every prune_slack(keep_last) of them
-  // queues a prune of the job. A no-op for jobs without keep_last.
+  // A run or skip of `job` was recorded; the first since start, then every
+  // prune_slack(keep_last) of them, queues a prune of the job. A no-op for
+  // jobs without keep_last.
   void note_recorded(std::string_view job);
   void on_pruned(OnPruned callback) { on_pruned_ = std::move(callback); }
 
