@@ -566,3 +566,28 @@ every = "1s"
   REQUIRE(config.error().size() == 1);
   CHECK_THAT(config.error()[0].message, Catch::Contains("plugin_dir in [host]: expected a string"));
 }
+
+TEST_CASE("jobs on the same cron expression share its compiled fields", "[config]") {
+  TempConfig file(R"(
+[jobs.a]
+plugin = "p"
+schedule = "*/5 * * * * *"
+[jobs.b]
+plugin = "p"
+schedule = "*/5 * * * * *"
+timezone = "Europe/Berlin"
+[jobs.c]
+plugin = "p"
+schedule = "*/6 * * * * *"
+)");
+  auto config = load_config(file.file());
+  REQUIRE(config);
+  REQUIRE(config->jobs.size() == 3);
+  const auto& a = std::get<jobhost::schedule::Cron>(config->jobs[0].schedule);
+  const auto& b = std::get<jobhost::schedule::Cron>(config->jobs[1].schedule);
+  const auto& c = std::get<jobhost::schedule::Cron>(config->jobs[2].schedule);
+  CHECK(&a.expr.fields() == &b.expr.fields());
+  CHECK(a.zone != b.zone);  // the zone stays the job's own
+  CHECK(&a.expr.fields() != &c.expr.fields());
+  CHECK(c.expr.text() == "*/6 * * * * *");
+}
