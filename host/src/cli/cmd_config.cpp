@@ -6,6 +6,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <unordered_map>
 
 #include "cli/cli.h"
 #include "cli/commands.h"
@@ -230,11 +231,18 @@ PlannedFires fires_from_ledger(const config::Config& config, TimePoint now,
     out.note = lead + ", no ledger yet: next fires computed from the config at now" +
                " (jitter not included)";
   }
+  // Every job's last fire in one read (not a query per job).
+  std::unordered_map<std::string, TimePoint> last_fires;
+  if (store) {
+    if (auto marks = (*store)->job_marks()) {
+      for (auto& m : *marks) {
+        if (m.last_fire) last_fires.emplace(std::move(m.job), *m.last_fire);
+      }
+    }
+  }
   for (const auto& job : config.jobs) {
     std::optional<TimePoint> last;
-    if (store) {
-      if (auto l = (*store)->last_fire(job.name)) last = *l;
-    }
+    if (auto l = last_fires.find(job.name); l != last_fires.end()) last = l->second;
     auto spec = job.schedule;
     if (auto* every = std::get_if<schedule::Every>(&spec)) {
       every->anchor = last ? *last : std::chrono::floor<std::chrono::seconds>(now);
