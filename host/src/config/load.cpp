@@ -9,7 +9,9 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <mutex>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <unordered_map>
 #include <utility>
@@ -310,9 +312,9 @@ ConfigError unknown_plugin_error(SourcePos where, const std::string& section,
 
 class Loader {
  public:
-  Loader(std::string file_as_given, fs::path config_dir, std::string text,
+  Loader(std::string_view file_as_given, fs::path config_dir, std::string text,
          const PluginNamesFor* plugin_names_for)
-      : file_(std::move(file_as_given)),
+      : file_(intern_file_name(file_as_given)),
         config_dir_(std::move(config_dir)),
         text_(std::move(text)),
         plugin_names_for_(plugin_names_for) {}
@@ -321,7 +323,7 @@ class Loader {
   void load(Config& config) {
     toml::table root;
     try {
-      root = toml::parse(text_, std::string_view(file_));
+      root = toml::parse(text_, file_);
     } catch (const toml::parse_error& e) {
       syntax_error(e);
       return;
@@ -1631,7 +1633,7 @@ class Loader {
     }
   }
 
-  std::string file_;
+  std::string_view file_;  // intern_file_name
   fs::path config_dir_;
   std::string text_;
   const PluginNamesFor* plugin_names_for_;
@@ -1652,9 +1654,22 @@ class Loader {
   std::vector<std::string> zone_names_;
 };
 
+}  // namespace
+
+std::string_view intern_file_name(std::string_view name) {
+  static std::mutex mutex;
+  static std::set<std::string, std::less<>> names;
+  std::lock_guard lock(mutex);
+  auto it = names.find(name);
+  if (it == names.end()) it = names.emplace(name).first;
+  return *it;  // std::set never moves its elements
+}
+
+namespace {
+
 std::expected<Config, std::vector<ConfigError>> load(const fs::path& file,
                                                      const PluginNamesFor* plugin_names_for) {
-  const std::string shown = file.string();
+  const std::string_view shown = intern_file_name(file.string());
   const auto failure = [&](std::string message) {
     return std::unexpected(std::vector<ConfigError>{{SourcePos{shown, 0, 0}, std::move(message)}});
   };
