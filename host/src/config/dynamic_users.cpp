@@ -10,6 +10,7 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -71,8 +72,9 @@ Result<std::map<std::string, uint32_t>> allocate_dynamic_uids(const UidRange& ra
   jobs.erase(std::unique(jobs.begin(), jobs.end()), jobs.end());
   const uint64_t size = uint64_t{range.last} - range.first + 1;
   std::map<std::string, uint32_t> out;
-  std::set<uint32_t> given;
-  std::map<uint32_t, bool> known_cache;  // one account lookup per id
+  std::unordered_set<uint32_t> given;
+  given.reserve(jobs.size());
+  std::unordered_map<uint32_t, bool> known_cache;  // one account lookup per id
   const auto is_known = [&](uint32_t id) {
     auto [it, fresh] = known_cache.try_emplace(id, false);
     if (fresh) it->second = known(id);
@@ -85,7 +87,7 @@ Result<std::map<std::string, uint32_t>> allocate_dynamic_uids(const UidRange& ra
       const auto id = static_cast<uint32_t>(range.first + (start + i) % size);
       // 65535 is (uint16_t)-1, the invalid id of 16-bit interfaces.
       if (id == 65535 || taken.contains(id) || given.contains(id) || is_known(id)) continue;
-      out.emplace(job, id);
+      out.emplace_hint(out.end(), job, id);  // jobs are in name order
       given.insert(id);
       found = true;
     }
