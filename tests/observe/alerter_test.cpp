@@ -279,3 +279,72 @@ TEST_CASE("a delivery the daemon abandons when it stops is sent again at the nex
   CHECK(rig.lines()[0]["event"] == "alert");
   REQUIRE(rig.run_until([&] { return !rig.store->alert_states().value()[0].pending; }));
 }
+
+// Alert state is kept only for the jobs that have an alert setting (or
+// alert_to), or state in the ledger; every other job of the config shows the
+// state of a job with alerts off, as it always did, and costs nothing.
+TEST_CASE("state is kept only for jobs with an alert setting or alert state",
+          "[observe][alerter]") {
+  Rig rig;
+  // "old" had alert_after once: its state is in the ledger.
+  const ledger::AlertRecord left{"old",        "failing",      false,
+                                 std::nullopt, rig.clock - 2h, 0,
+                                 std::nullopt, false,          "job old succeeded again"};
+  REQUIRE(rig.store->save_alert_state(left, rig.clock - 2h, std::nullopt).has_value());
+  config::Config config;
+  config.jobs = {job("a", 2), job("s", 0, 1h), job("old", 0), job("to", 0)};
+  config.jobs.back().alert_to = std::vector<std::string>{"log"};
+  for (int i = 0; i < 1000; ++i) config.jobs.push_back(job("plain" + std::to_string(i), 0));
+  config.alerts = {rig.log_notifier()};
+  auto alerter = rig.alerter(config);
+  alerter->start();
+  CHECK(alerter->jobs_kept() == 4);  // a, s, to, and old (from the ledger)
+
+  const json off = {
+      {"notifiers", json::array({"log"})},
+      {"failing",
+       {{"enabled", false},
+        {"alert_after", 0},
+        {"firing", false},
+        {"since", nullptr},
+        {"notified_at", nullptr},
+        {"consecutive_failed_fires", 0},
+        {"pending", false}}},
+      {"silent",
+       {{"enabled", false},
+        {"expect_success_within", nullptr},
+        {"firing", false},
+        {"since", nullptr},
+        {"notified_at", nullptr},
+        {"window_start", nullptr},
+        {"deadline", nullptr},
+        {"pending", false}}},
+  };
+  CHECK(alerter->state("plain7") == off);
+  json old = off;
+  old["failing"]["notified_at"] = ledger::format_utc(rig.clock - 2h);
+  CHECK(alerter->state("old") == old);
+  CHECK(alerter->state("nope").is_null());
+  CHECK(alerter->state("to")["notifiers"] == json::array({"log"}));
+
+  // Fires of jobs with alerts off change nothing and keep nothing.
+  for (int i = 0; i < 3; ++i) rig.fire_end(*alerter, "plain7", Outcome::failed);
+  rig.fire_end(*alerter, "plain8", Outcome::succeeded);
+  rig.settle();
+  CHECK(rig.events("alert").empty());
+  CHECK(alerter->jobs_kept() == 4);
+  CHECK(alerter->state("plain7") == off);
+
+  // A reload that gives one alert_after keeps it from then on; one that
+  // removes a job with state drops it.
+  config.jobs[4].alert_after = 1;              // plain0
+  config.jobs.erase(config.jobs.begin() + 2);  // old
+  alerter->apply_config(config);
+  CHECK(alerter->jobs_kept() == 4);
+  CHECK(alerter->state("old").is_null());
+  rig.fire_end(*alerter, "plain0", Outcome::failed);
+  REQUIRE(rig.run_until([&] { return rig.lines().size() == 1; }));
+  CHECK(rig.lines()[0]["job"] == "plain0");
+  CHECK(rig.lines()[0]["run_id"] == "run-" + std::to_string(rig.runs));
+  CHECK(alerter->state("plain0")["failing"]["firing"].get<bool>());
+}

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/sha256.h"
 #include "engine/engine_rig.h"
 #include "ledger/sqlite_store.h"
 #include "observe/api.h"
@@ -33,7 +34,10 @@ void check_equal(ledger::Store& store, const observe::JobBook& book,
     REQUIRE(window);
     const observe::JobBook::Entry* e = book.find(job);
     REQUIRE(e != nullptr);
-    const ledger::JobStats& got = e->stats;
+    CHECK(book.name(*e) == job);
+    const ledger::JobStats got = book.stats(*e);
+    CHECK(got.job == job);
+    CHECK(got.definition_hash == want->definition_hash);
     CHECK(got.last_fire == want->last_fire);
     CHECK(got.consecutive_failures == want->consecutive_failures);
     CHECK(got.last_outcome == want->last_outcome);
@@ -44,15 +48,26 @@ void check_equal(ledger::Store& store, const observe::JobBook& book,
     CHECK(got.p50_duration == want->p50_duration);
     CHECK(got.p95_duration == want->p95_duration);
     CHECK(got.runs_in_flight == want->runs_in_flight);
+    // The accessors the API filters and sorts by.
+    CHECK(e->consecutive_failures() == want->consecutive_failures);
+    CHECK(e->runs_in_flight() == want->runs_in_flight);
+    CHECK(e->last_started() == want->last_started);
+    CHECK(e->last_fire() == want->last_fire);
+    CHECK(e->success_rate() == want->success_rate);
+    CHECK(e->window_runs() == want->window_runs);
     std::vector<ledger::WindowRun> runs;
     if (!window->empty()) runs = window->front().second;
-    REQUIRE(e->window.size() == runs.size());
+    // No window is kept for a job with no finished run in it.
+    CHECK((e->window() == nullptr) == runs.empty());
+    const auto kept =
+        e->window() ? e->window()->newest(runs.size() + 1) : std::vector<ledger::WindowRun>{};
+    REQUIRE(kept.size() == runs.size());
     for (std::size_t i = 0; i < runs.size(); ++i) {
       INFO("window run " << i);
-      CHECK(e->window[i].run_id == runs[i].run_id);
-      CHECK(e->window[i].started_at == runs[i].started_at);
-      CHECK(e->window[i].outcome == runs[i].outcome);
-      CHECK(e->window[i].duration == runs[i].duration);
+      CHECK(kept[i].run_id == runs[i].run_id);
+      CHECK(kept[i].started_at == runs[i].started_at);
+      CHECK(kept[i].outcome == runs[i].outcome);
+      CHECK(kept[i].duration == runs[i].duration);
     }
   }
 }
@@ -188,13 +203,80 @@ TEST_CASE("job book: fed the same runs, its figures equal the ledger's", "[obser
     REQUIRE(seeded.seed(**store, at_utc(8, 0, 0)));
     check_equal(**store, seeded, jobs);
     REQUIRE(seeded.find("none") != nullptr);
-    CHECK(seeded.find("none")->stats.window_runs == 0);
+    CHECK(seeded.find("none")->window_runs() == 0);
     // ... and goes on from there.
     feed.finish(open, Outcome::timed_out, 7ms);
     seeded.on_run_finished(open, feed.end_of(open, Outcome::timed_out, 7ms), exec::RunReport{});
     check_equal(**store, seeded, jobs);
     check_equal(**store, book, jobs);
   }
+}
+
+// Names come in any order and any bytes; definition hashes are kept as 32
+// bytes when they are what config::compute_definition_hash makes (64
+// lower-case hex digits) and as text otherwise: either way they come back
+// exactly, live and seeded.
+TEST_CASE("job book: any names, any definition hashes, kept exactly", "[observe][job_book]") {
+  TempDir dir;
+  auto store = ledger::open_sqlite_store(dir.path() / "jobhost.db", config::Durability::normal);
+  REQUIRE(store);
+  const TimePoint t0 = at_utc(8, 0, 0);
+  observe::JobBook book;
+  REQUIRE(book.seed(**store, t0));
+  struct Case {
+    std::string job;
+    std::optional<std::string> definition;
+  };
+  const Case cases[] = {
+      {"m", sha256_hex("m")},
+      {"b", std::string(64, 'f')},
+      {"a", std::string(64, 'F')},         // upper case: text
+      {"aa", sha256_hex("aa").substr(1)},  // 63 digits: text
+      {"c", ""},
+      {"backup-database-nightly-with-a-long-name", "def-c"},
+      {"\xc3\x9f-not-ascii", sha256_hex("x")},
+      {"none", std::nullopt},  // a run without one: none yet
+  };
+  Feed feed{**store, book};
+  int i = 0;
+  for (const auto& c : cases) {
+    ledger::RunStart s;
+    s.run_id = fmt::format("r{:06}", ++feed.n);
+    s.trace_id = "t" + s.run_id;
+    s.definition_hash = c.definition;
+    s.job = c.job;
+    s.scheduled_for = s.started_at = t0 + ++i * 1s;
+    s.host_pid = 1;
+    REQUIRE((*store)->claim_and_start(s).value());
+    book.on_run_started(s, 0ms);
+    feed.finish(s, Outcome::succeeded, 5ms);
+  }
+  auto check = [&](const observe::JobBook& b) {
+    CHECK(b.size() == std::size(cases));
+    for (const auto& c : cases) {
+      INFO("job " << c.job);
+      const auto* e = b.find(c.job);
+      REQUIRE(e != nullptr);
+      CHECK(b.name(*e) == c.job);
+      CHECK(b.definition_hash(*e) == c.definition);
+      CHECK(b.stats(*e).definition_hash == c.definition);
+    }
+    CHECK(b.find("") == nullptr);
+    CHECK(b.find("zz") == nullptr);
+    CHECK(b.find("aaa") == nullptr);
+    std::vector<std::string> names;
+    b.for_each(
+        [&](std::string_view name, const observe::JobBook::Entry&) { names.emplace_back(name); });
+    CHECK(std::is_sorted(names.begin(), names.end()));
+    CHECK(names.size() == std::size(cases));
+  };
+  check(book);
+  observe::JobBook seeded;
+  REQUIRE(seeded.seed(**store, t0));
+  check(seeded);
+  std::vector<std::string> jobs;
+  for (const auto& c : cases) jobs.push_back(c.job);
+  check_equal(**store, seeded, jobs);
 }
 
 // The book's last-hour figures equal Store::run_summary since
@@ -295,16 +377,16 @@ TEST_CASE("job book: after a prune its windows equal the ledger's", "[observe][j
     REQUIRE((*store)->prune_excess("a", 30, 1000).value() == 100);
     book.on_runs_pruned(retention::PrunedRuns{"a", {}});
     check_equal(**store, book, jobs);
-    CHECK(book.find("a")->stats.window_runs == 30);
-    CHECK(book.find("b")->stats.window_runs == ledger::kStatsWindow);
+    CHECK(book.find("a")->window_runs() == 30);
+    CHECK(book.find("b")->window_runs() == ledger::kStatsWindow);
   }
   SECTION("by age: every window reaching back before the cutoff") {
     const TimePoint before = t0 + 100min;
     REQUIRE((*store)->prune(before, 1000).value().runs == 200);
     book.on_runs_pruned(retention::PrunedRuns{"", before});
     check_equal(**store, book, jobs);
-    CHECK(book.find("a")->stats.window_runs == 30);
-    CHECK(book.find("young")->stats.window_runs == ledger::kStatsWindow);
+    CHECK(book.find("a")->window_runs() == 30);
+    CHECK(book.find("young")->window_runs() == ledger::kStatsWindow);
   }
   SECTION("through the Pruner's notice") {
     boost::asio::io_context io;
@@ -315,7 +397,7 @@ TEST_CASE("job book: after a prune its windows equal the ledger's", "[observe][j
     io.run_for(std::chrono::milliseconds(300));
     pruner.stop();
     check_equal(**store, book, jobs);
-    CHECK(book.find("b")->stats.window_runs == 7);
+    CHECK(book.find("b")->window_runs() == 7);
   }
 }
 
@@ -341,11 +423,11 @@ keep_last = 5
     for (const auto& id : rig.fake().running_ids()) rig.fake().finish(id, outcomes[n++ % 3]);
     rig.settle();
   }
-  REQUIRE(book.find("busy")->stats.window_runs > 5);
+  REQUIRE(book.find("busy")->window_runs() > 5);
   // The pruner's batches run on real timers (its first pass after 2 s).
   const auto give_up = std::chrono::steady_clock::now() + 10s;
   while (rig.store().window_runs({"busy"}).value().front().second.size() > 6 ||
-         book.find("busy")->stats.window_runs > 6) {
+         book.find("busy")->window_runs() > 6) {
     REQUIRE(std::chrono::steady_clock::now() < give_up);
     rig.settle();
     std::this_thread::sleep_for(10ms);

@@ -365,6 +365,67 @@ TEST_CASE("per-job series: on up to 1000 jobs, off above, unless per_job_metrics
   }
 }
 
+// Per-job state costs nothing while per-job series are off; a reload that
+// turns them on starts them from the ledger's gauges (the daemon's: the
+// JobBook's figures) and from zero counts; one that turns them off drops it.
+TEST_CASE("per-job state: kept only while per-job series are rendered", "[observe][metrics]") {
+  std::string toml;
+  for (int i = 0; i < 1001; ++i) {
+    toml += "[jobs.j" + std::to_string(i) + "]\nplugin = \"noop\"\nschedule = \"@manual\"\n";
+  }
+  Rig rig(toml, Rig::Runs::fake);
+  rig.start(at_utc(10, 0, 0));
+  const TimePoint last_run = at_utc(9, 0, 0);
+  int reads = 0;
+  Metrics m(fixed_clock());
+  m.set_job_gauges([&] {
+    ++reads;
+    return std::vector<Metrics::JobGauges>{{"j1", 3, last_run}, {"j2", 0, std::nullopt}};
+  });
+  m.set_engine(&rig.engine());
+  rig.engine().add_observer(m);
+  CHECK_FALSE(m.per_job_enabled());
+  CHECK(reads == 0);
+
+  auto run = start_of("j1");
+  m.on_run_started(run, 20ms);
+  m.on_run_finished(run, end_of(run, Outcome::failed), {});
+  m.on_skipped(skip_of("j3", "paused"));
+  m.set_paused("j4", true);
+  CHECK(m.jobs_kept() == 0);
+  std::string text = m.render();
+  CHECK(count_prefix(text, "jobhost_job_") == 0);
+  CHECK(has_line(text, "jobhost_runs_total{outcome=\"failed\"} 1"));
+  CHECK(has_line(text, "jobhost_runs_total{outcome=\"skipped\"} 1"));
+  CHECK(has_line(text, "jobhost_fire_lateness_seconds_count 1"));
+
+  // A reload down to 1,000 jobs: on, from the gauges, counts from zero.
+  config::Config fewer = rig.engine().config();
+  fewer.jobs.pop_back();
+  rig.engine().apply_config(fewer);
+  CHECK(m.per_job_enabled());
+  CHECK(reads == 1);
+  CHECK(m.jobs_kept() == 2);
+  text = m.render();
+  CHECK(has_line(text, "jobhost_job_consecutive_failures{job_name=\"j1\"} 3"));
+  CHECK(has_line(text, "jobhost_job_last_run_timestamp_seconds{job_name=\"j1\"} " +
+                           std::to_string(last_run.time_since_epoch().count() / 1000) + ".000"));
+  CHECK(has_line(text, "jobhost_job_runs_total{job_name=\"j1\",outcome=\"failed\"} 0"));
+  CHECK(has_line(text, "jobhost_runs_total{outcome=\"failed\"} 1"));
+  m.on_run_finished(run, end_of(run, Outcome::failed), {});
+  text = m.render();
+  CHECK(has_line(text, "jobhost_job_consecutive_failures{job_name=\"j1\"} 4"));
+  CHECK(has_line(text, "jobhost_job_runs_total{job_name=\"j1\",outcome=\"failed\"} 1"));
+  CHECK(has_line(text, "jobhost_runs_total{outcome=\"failed\"} 2"));
+
+  // Back above 1,000: dropped.
+  rig.engine().apply_config(rig.config());
+  CHECK_FALSE(m.per_job_enabled());
+  CHECK(m.jobs_kept() == 0);
+  CHECK(count_prefix(m.render(), "jobhost_job_") == 0);
+  CHECK(reads == 1);
+}
+
 TEST_CASE(
     "a scrape after engine runs of every outcome: promtool accepts it, counters equal "
     "the ledger's",
@@ -496,7 +557,8 @@ retry = { max_attempts = 1 }
   CHECK(has_line(text, "jobhost_job_retries_total{job_name=\"flaky\"} 1"));
   CHECK(has_line(text, "jobhost_job_plugin_metric{job_name=\"ok\",name=\"rows\"} 7"));
   CHECK(has_line(
-      text, "jobhost_job_plugin_metric{job_name=\"ok\",name=\"odd \\\"name\\\"\\n\xef\xbf\xbd\"} 1"));
+      text,
+      "jobhost_job_plugin_metric{job_name=\"ok\",name=\"odd \\\"name\\\"\\n\xef\xbf\xbd\"} 1"));
   CHECK(has_line(text, "jobhost_job_memory_peak_bytes{job_name=\"ok\"} 8388608"));
   if (auto problems = promtool_check(text)) {
     CHECK(*problems == "");

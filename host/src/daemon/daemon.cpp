@@ -163,21 +163,6 @@ int run_daemon(config::Config config) {
     log::error(seed.error().message);
     return 1;
   }
-  // Metrics watch the engine and time its ledger writes (TimedStore).
-  observe::Metrics metrics({.version = std::string(kVersion),
-                            .engine = nullptr,
-                            .fork_server_restarts = [&] { return executor.fork_server_restarts(); },
-                            .clock = {}});
-  observe::TimedStore timed_store(**store, metrics);
-  if (auto stats = (*store)->all_job_stats()) {
-    metrics.seed(*stats);
-  } else {
-    log::warn("metrics start without the ledger's job figures: " + stats.error().message);
-  }
-  // Told of every run's end and of every reload by the engine; declared
-  // before it, so that it outlives it. Its own ledger writes are not the
-  // engine's: it uses the store directly.
-  observe::Alerter alerter(io, **store, config);
   // The jobs' figures the JSON API answers from (observe/job_book.h): read
   // from the ledger once, before the engine starts, then kept by watching it
   // (declared before the engine: it must outlive it).
@@ -187,6 +172,37 @@ int run_daemon(config::Config config) {
   if (!seeded) {
     log::warn("the JSON API reads the ledger at each request: " + seeded.error().message);
   }
+  // Metrics watch the engine and time its ledger writes (TimedStore). Their
+  // per-job gauges start from the book's figures (or the ledger's) when
+  // per-job series are on.
+  auto job_gauges = [&]() {
+    std::vector<observe::Metrics::JobGauges> out;
+    auto add = [&](std::string_view job, int consecutive_failures,
+                   std::optional<TimePoint> last_run) {
+      if (consecutive_failures == 0 && !last_run) return;
+      out.push_back({std::string(job), consecutive_failures, last_run});
+    };
+    if (seeded) {
+      job_book.for_each([&](std::string_view job, const observe::JobBook::Entry& e) {
+        add(job, e.consecutive_failures(), e.last_started());
+      });
+    } else if (auto stats = (*store)->job_summaries()) {
+      for (const auto& s : *stats) add(s.job, s.consecutive_failures, s.last_started);
+    } else {
+      log::warn("per-job metrics start without the ledger's job figures: " + stats.error().message);
+    }
+    return out;
+  };
+  observe::Metrics metrics({.version = std::string(kVersion),
+                            .engine = nullptr,
+                            .fork_server_restarts = [&] { return executor.fork_server_restarts(); },
+                            .clock = {}});
+  metrics.set_job_gauges(job_gauges);
+  observe::TimedStore timed_store(**store, metrics);
+  // Told of every run's end and of every reload by the engine; declared
+  // before it, so that it outlives it. Its own ledger writes are not the
+  // engine's: it uses the store directly.
+  observe::Alerter alerter(io, **store, config);
   engine::Engine engine(io, std::move(config), plugins, timed_store, executor, *seed);
   engine_ptr = &engine;
   metrics.set_engine(&engine);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <boost/asio/post.hpp>
+#include <unordered_set>
 
 #include "common/log.h"
 #include "ledger/records.h"
@@ -38,12 +39,11 @@ Alerter::Alerter(boost::asio::io_context& io, ledger::Store& store, const config
       timer_(io),
       drain_timer_(io) {
   set_notifiers(config);
-  for (const auto& cfg : config.jobs) {
-    Job job;
-    job.settings = {cfg.alert_after, cfg.expect_success_within};
-    job.alert_to = cfg.alert_to;
-    jobs_.emplace(cfg.name, std::move(job));
-  }
+  set_jobs(config);
+}
+
+bool Alerter::has_alert_setting(const config::JobConfig& cfg) {
+  return cfg.alert_after > 0 || cfg.expect_success_within.count() > 0 || cfg.alert_to;
 }
 
 Alerter::~Alerter() {
@@ -75,6 +75,16 @@ void Alerter::start() {
   if (!rows) {
     log::error("alerts: cannot read their state; starting from none: " + rows.error().message);
   } else {
+    // A job of the config with state in the ledger and no setting now gets
+    // an entry too: its state is shown, and cleared below if firing.
+    std::unordered_set<std::string_view> configured;
+    for (const auto& row : *rows) {
+      if (jobs_.contains(row.job)) continue;
+      if (configured.empty()) {
+        for (const auto& cfg : config_->jobs) configured.insert(cfg.name);
+      }
+      if (configured.contains(row.job)) jobs_.try_emplace(row.job);
+    }
     for (const auto& row : *rows) {
       auto it = jobs_.find(row.job);
       if (it == jobs_.end()) continue;
@@ -155,9 +165,12 @@ void Alerter::set_notifiers(const config::Config& config) {
 }
 
 void Alerter::set_jobs(const config::Config& config) {
+  config_ = &config;
   std::map<std::string, Job, std::less<>> next;
   for (const auto& cfg : config.jobs) {
     auto old = jobs_.find(cfg.name);
+    // Only the jobs with a setting, or with state kept from when they had one.
+    if (old == jobs_.end() && !has_alert_setting(cfg)) continue;
     Job job = old != jobs_.end() ? std::move(old->second) : Job{};
     const AlertSettings before = job.settings;
     job.settings = {cfg.alert_after, cfg.expect_success_within};
@@ -446,9 +459,13 @@ void Alerter::check_drained() {
 }
 
 json Alerter::state(std::string_view name) const {
-  auto it = jobs_.find(name);
-  if (it == jobs_.end()) return nullptr;
-  const Job& job = it->second;
+  if (auto it = jobs_.find(name); it != jobs_.end()) return state_json(it->second);
+  // A job of the config with no alert setting: no state kept, nothing to show but that.
+  if (config_ && config_->find_job(name)) return state_json(Job{});
+  return nullptr;
+}
+
+json Alerter::state_json(const Job& job) const {
   const KindState& f = job.state.failing;
   const KindState& s = job.state.silent;
   json notifiers = json::array();

@@ -40,7 +40,13 @@ class Alerter final : public engine::Observer {
 
   // `store` must outlive the alerter. `config` gives the jobs' alert
   // settings and the notifiers (a notifier that cannot be made, e.g. an
-  // unloadable CA file, is logged and left out). `clock` defaults to the wall clock.
+  // unloadable CA file, is logged and left out); it must stay valid until
+  // the next apply_config (state() looks jobs up in it). `clock` defaults to
+  // the wall clock.
+  //
+  // State is kept only for the jobs with an alert setting (alert_after,
+  // expect_success_within or alert_to) and for those with alert state in the
+  // ledger: a job without either costs the alerter nothing.
   Alerter(boost::asio::io_context& io, ledger::Store& store, const config::Config& config,
           Clock clock = {});
   // Abandons deliveries still in flight (recorded as such) and kills their commands.
@@ -52,8 +58,9 @@ class Alerter final : public engine::Observer {
   // decided but did not deliver, checks every silence now (a host that was
   // down past a job's window alerts here), and arms the silence timer.
   void start();
-  // New settings and notifiers (a reload). Jobs keep their state; a kind
-  // turned off while firing is cleared (event alert_cleared, no notice).
+  // New settings and notifiers (a reload; `config` as for the constructor).
+  // Jobs keep their state; a kind turned off while firing is cleared (event
+  // alert_cleared, no notice).
   void apply_config(const config::Config& config);
   // Calls `done` once no delivery is queued or in flight, or after
   // `timeout`, when the rest are abandoned (and recorded so). For shutdown.
@@ -63,6 +70,8 @@ class Alerter final : public engine::Observer {
   // whether it is on, firing, since when, notified when, and its counters;
   // null for a job not in the config.
   nlohmann::json state(std::string_view job) const;
+  // The jobs whose alert state is kept (see the constructor).
+  std::size_t jobs_kept() const { return jobs_.size(); }
 
   // engine::Observer
   void on_run_finished(const ledger::RunStart& run, const ledger::RunEnd& end,
@@ -103,6 +112,8 @@ class Alerter final : public engine::Observer {
     auto operator<=>(const NoticeKey&) const = default;
   };
 
+  static bool has_alert_setting(const config::JobConfig& cfg);
+  nlohmann::json state_json(const Job& job) const;
   TimePoint now() const { return clock_(); }
   void on_fire_end(const std::string& job, Outcome outcome, const std::string& message,
                    const std::string& run_id);
@@ -126,7 +137,8 @@ class Alerter final : public engine::Observer {
   ledger::Store& store_;
   Clock clock_;
   std::string host_;
-  std::map<std::string, Job, std::less<>> jobs_;
+  const config::Config* config_ = nullptr;        // the latest given
+  std::map<std::string, Job, std::less<>> jobs_;  // jobs with alerts (has_alert_setting) or state
   std::map<std::string, NamedNotifier, std::less<>> notifiers_;
   std::vector<std::unique_ptr<Notifier>> retiring_;  // replaced, with deliveries in flight
   std::deque<Outgoing> queue_;

@@ -87,9 +87,8 @@ Percentiles percentiles_of(const std::vector<ledger::WindowRun>& runs) {
           ledger::percentile(d, 95)};
 }
 
-// The window's first kRecentRuns runs (a vector or the book's deque).
-template <class Runs>
-json recent_json(const Runs& runs) {
+// The window's first kRecentRuns runs.
+json recent_json(const std::vector<ledger::WindowRun>& runs) {
   json out = json::array();
   for (std::size_t i = 0; i < runs.size() && i < static_cast<std::size_t>(kRecentRuns); ++i) {
     out.push_back({{"run_id", runs[i].run_id},
@@ -302,11 +301,26 @@ void Api::list_jobs(const Request& request, const Respond& respond) {
 
   struct Row {
     const config::JobConfig* cfg;
-    const ledger::JobStats* stats;
-    const JobBook::Entry* entry;  // with a book
+    const ledger::JobStats* stats;  // without a book: the ledger's, if it has the job
+    const JobBook::Entry* entry;    // with a book: null for a job it has not seen
     bool paused;
     std::optional<TimePoint> next_fire{};
     std::optional<double> key{};  // the sort's
+  };
+  // Whether the row has figures: with a book always (a job it has not seen
+  // has no runs yet), else when the ledger has the job.
+  auto known = [&](const Row& r) { return book || r.stats; };
+  auto runs_in_flight = [](const Row& r) {
+    return r.entry ? r.entry->runs_in_flight() : r.stats ? r.stats->runs_in_flight : 0;
+  };
+  auto consecutive_failures = [](const Row& r) {
+    return r.entry ? r.entry->consecutive_failures() : r.stats ? r.stats->consecutive_failures : 0;
+  };
+  auto last_started = [](const Row& r) -> std::optional<TimePoint> {
+    return r.entry ? r.entry->last_started() : r.stats ? r.stats->last_started : std::nullopt;
+  };
+  auto success_rate = [](const Row& r) -> std::optional<double> {
+    return r.entry ? r.entry->success_rate() : r.stats ? r.stats->success_rate : std::nullopt;
   };
   // With a book, the next fire is the engine's (the slot it last wrote to
   // the ledger as next_fire), computed only for the rows that need it.
@@ -322,16 +336,14 @@ void Api::list_jobs(const Request& request, const Respond& respond) {
     Row row{&cfg, nullptr, nullptr, engine_.paused(cfg.name)};
     if (book) {
       row.entry = book->find(cfg.name);
-      row.stats = row.entry ? &row.entry->stats : &kNoRuns;
     } else if (auto it = by_name.find(cfg.name); it != by_name.end()) {
       row.stats = it->second;
     }
-    const ledger::JobStats* stats = row.stats;
     if (state == "enabled" && !cfg.enabled) continue;
     if (state == "disabled" && cfg.enabled) continue;
     if (state == "paused" && !row.paused) continue;
-    if (state == "running" && !(stats && stats->runs_in_flight > 0)) continue;
-    if (state == "failing" && !(stats && stats->consecutive_failures > 0)) continue;
+    if (state == "running" && !(runs_in_flight(row) > 0)) continue;
+    if (state == "failing" && !(consecutive_failures(row) > 0)) continue;
     rows.push_back(row);
   }
   if (sort == "next_fire") {
@@ -344,16 +356,17 @@ void Api::list_jobs(const Request& request, const Respond& respond) {
   const bool sort_by_name = sort == "name";
   const bool by_next_fire = sort == "next_fire", by_last_run = sort == "last_run";
   auto key = [&](const Row& r) -> std::optional<double> {
-    if (!r.stats) return std::nullopt;
+    if (!known(r)) return std::nullopt;
     if (by_next_fire) {
       if (!r.cfg->enabled || !r.next_fire) return std::nullopt;
       return static_cast<double>(r.next_fire->time_since_epoch().count());
     }
     if (by_last_run) {
-      if (!r.stats->last_started) return std::nullopt;
-      return static_cast<double>(r.stats->last_started->time_since_epoch().count());
+      const auto started = last_started(r);
+      if (!started) return std::nullopt;
+      return static_cast<double>(started->time_since_epoch().count());
     }
-    return r.stats->success_rate;
+    return success_rate(r);
   };
   if (!sort_by_name) {
     for (auto& r : rows) r.key = key(r);
@@ -386,16 +399,21 @@ void Api::list_jobs(const Request& request, const Respond& respond) {
   json jobs = json::array();
   for (std::size_t i = first; i < last; ++i) {
     const Row& r = rows[i];
-    json j =
-        job_json(*r.cfg, r.stats, sort == "next_fire" ? r.next_fire : next_fire_of(r), r.paused);
+    const auto next_fire = sort == "next_fire" ? r.next_fire : next_fire_of(r);
     if (book) {
-      if (r.entry && !r.entry->window.empty()) {
-        j["mean_duration_ms"] = opt_ms(r.entry->stats.mean_duration);
-        j["p50_duration_ms"] = opt_ms(r.entry->stats.p50_duration);
-        j["p95_duration_ms"] = opt_ms(r.entry->stats.p95_duration);
-        j["recent"] = recent_json(r.entry->window);
+      const ledger::JobStats stats = r.entry ? book->stats(*r.entry) : kNoRuns;
+      json j = job_json(*r.cfg, &stats, next_fire, r.paused);
+      if (const RunWindow* w = r.entry ? r.entry->window() : nullptr; w && !w->empty()) {
+        j["mean_duration_ms"] = opt_ms(stats.mean_duration);
+        j["p50_duration_ms"] = opt_ms(stats.p50_duration);
+        j["p95_duration_ms"] = opt_ms(stats.p95_duration);
+        j["recent"] = recent_json(w->newest(kRecentRuns));
       }
-    } else if (auto it = windows.find(r.cfg->name); it != windows.end()) {
+      jobs.push_back(std::move(j));
+      continue;
+    }
+    json j = job_json(*r.cfg, r.stats, next_fire, r.paused);
+    if (auto it = windows.find(r.cfg->name); it != windows.end()) {
       set_window(j, it->second);
     }
     jobs.push_back(std::move(j));
@@ -547,8 +565,7 @@ void Api::status(const Request& request, const Respond& respond) {
     const auto& cfg = configured[i];
     ledger::JobStats stats;
     if (book) {
-      const JobBook::Entry* e = book->find(cfg.name);
-      if (e) stats = e->stats;
+      if (const JobBook::Entry* e = book->find(cfg.name)) stats = book->stats(*e);
       stats.job = cfg.name;
       auto slots = engine_.upcoming_slots(cfg.name, 1);
       if (!slots.empty()) {

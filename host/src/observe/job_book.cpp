@@ -1,17 +1,12 @@
 #include "observe/job_book.h"
 
 #include <algorithm>
-#include <tuple>
+#include <utility>
 
 #include "common/log.h"
 
 namespace jobhost::observe {
 namespace {
-
-// The window's order: started_at, then run_id, descending.
-bool newer(const ledger::WindowRun& a, const ledger::WindowRun& b) {
-  return std::tie(a.started_at, a.run_id) > std::tie(b.started_at, b.run_id);
-}
 
 int64_t minute_of(TimePoint t) {
   return std::chrono::floor<std::chrono::minutes>(t.time_since_epoch()).count();
@@ -29,25 +24,39 @@ Result<void> JobBook::seed(ledger::Store& store, TimePoint now) {
   if (!minutes) return std::unexpected(minutes.error());
   auto summaries = store.job_summaries();
   if (!summaries) return std::unexpected(summaries.error());
-  std::map<std::string, Entry, std::less<>> jobs;
-  std::vector<std::string> names;
-  names.reserve(summaries->size());
-  for (auto& s : *summaries) {
-    names.push_back(s.job);
-    Entry e;
-    e.stats = std::move(s);
-    jobs.emplace(names.back(), std::move(e));
+  clear();
+  entries_.reserve(summaries->size());
+  by_name_.reserve(summaries->size());
+  digests_.reserve(summaries->size());
+  std::vector<std::string> with_runs;  // the jobs whose window is not empty
+  for (const auto& s : *summaries) {
+    Entry& e = add_entry(s.job, by_name_.size());
+    if (s.definition_hash) e.definition_ = intern_definition(*s.definition_hash);
+    e.has_last_fire_ = s.last_fire.has_value();
+    if (s.last_fire) e.last_fire_ms_ = s.last_fire->time_since_epoch().count();
+    e.has_last_started_ = s.last_started.has_value();
+    if (s.last_started) e.last_started_ms_ = s.last_started->time_since_epoch().count();
+    e.consecutive_failures_ = s.consecutive_failures;
+    e.runs_in_flight_ = s.runs_in_flight;
+    if (s.window_runs > 0) with_runs.push_back(s.job);
   }
-  auto windows = store.window_runs(names);
-  if (!windows) return std::unexpected(windows.error());
-  for (auto& [job, runs] : *windows) {
-    auto it = jobs.find(job);
-    if (it == jobs.end()) continue;
-    it->second.window.assign(std::make_move_iterator(runs.begin()),
-                             std::make_move_iterator(runs.end()));
-    refigure(it->second);
+  summaries->clear();
+  summaries->shrink_to_fit();
+  // job_summaries comes by name (ORDER BY name): sorting is only a safeguard.
+  auto less = [this](uint32_t a, uint32_t b) { return name(entries_[a]) < name(entries_[b]); };
+  if (!std::is_sorted(by_name_.begin(), by_name_.end(), less)) {
+    std::sort(by_name_.begin(), by_name_.end(), less);
   }
-  jobs_ = std::move(jobs);
+  if (!with_runs.empty()) {
+    auto windows = store.window_runs(with_runs);
+    if (!windows) {
+      clear();
+      return std::unexpected(windows.error());
+    }
+    for (const auto& [job, runs] : *windows) {
+      if (Entry* e = lookup(job)) set_window(*e, runs);
+    }
+  }
   minutes_ = {};
   for (const auto& m : *minutes) {
     Minute& slot = minutes_[static_cast<std::size_t>(m.minute) % kMinutes];
@@ -56,6 +65,14 @@ Result<void> JobBook::seed(ledger::Store& store, TimePoint now) {
   }
   store_ = &store;
   return {};
+}
+
+void JobBook::clear() {
+  std::vector<Entry>().swap(entries_);
+  std::vector<uint32_t>().swap(by_name_);
+  std::string().swap(names_);
+  std::vector<std::array<uint8_t, 32>>().swap(digests_);
+  std::vector<std::string>().swap(other_definitions_);
 }
 
 ledger::RunSummary JobBook::last_hour(TimePoint now) const {
@@ -96,49 +113,130 @@ void JobBook::reread(const std::vector<std::string>& jobs) {
     return;
   }
   std::vector<std::string> missing = jobs;
-  for (auto& [job, runs] : *windows) {
+  for (const auto& [job, runs] : *windows) {
     std::erase(missing, job);
-    auto it = jobs_.find(job);
-    if (it == jobs_.end()) continue;
-    it->second.window.assign(std::make_move_iterator(runs.begin()),
-                             std::make_move_iterator(runs.end()));
-    refigure(it->second);
+    if (Entry* found = lookup(job)) set_window(*found, runs);
   }
   // A job with no finished run left has no row in the answer.
   for (const auto& job : missing) {
-    auto it = jobs_.find(job);
-    if (it == jobs_.end()) continue;
-    it->second.window.clear();
-    refigure(it->second);
+    if (Entry* found = lookup(job)) found->window_.reset();
   }
 }
 
 void JobBook::on_runs_pruned(const retention::PrunedRuns& pruned) {
   std::vector<std::string> jobs;
   if (!pruned.job.empty()) {
-    if (jobs_.contains(pruned.job)) jobs.push_back(pruned.job);
+    if (find(pruned.job)) jobs.push_back(pruned.job);
   } else {
     // By age: only runs started before pruned.before went, so only windows
     // reaching back that far can have lost runs.
-    for (const auto& [job, e] : jobs_) {
-      if (!e.window.empty() && e.window.back().started_at < pruned.before) jobs.push_back(job);
-    }
+    for_each([&](std::string_view job, const Entry& e) {
+      if (e.window_ && e.window_->oldest_started() < pruned.before) jobs.emplace_back(job);
+    });
   }
   reread(jobs);
 }
 
-const JobBook::Entry* JobBook::find(std::string_view job) const {
-  auto it = jobs_.find(job);
-  return it == jobs_.end() ? nullptr : &it->second;
+std::optional<double> JobBook::Entry::success_rate() const {
+  if (!window_ || window_->empty()) return std::nullopt;
+  return static_cast<double>(window_->succeeded()) / static_cast<double>(window_->size());
 }
 
-JobBook::Entry& JobBook::entry(const std::string& job) {
-  auto it = jobs_.find(job);
-  if (it == jobs_.end()) {
-    it = jobs_.emplace(job, Entry{}).first;
-    it->second.stats.job = job;
+std::size_t JobBook::position(std::string_view job) const {
+  return static_cast<std::size_t>(
+      std::lower_bound(by_name_.begin(), by_name_.end(), job,
+                       [this](uint32_t i, std::string_view n) { return name(entries_[i]) < n; }) -
+      by_name_.begin());
+}
+
+const JobBook::Entry* JobBook::find(std::string_view job) const {
+  const std::size_t at = position(job);
+  if (at == by_name_.size()) return nullptr;
+  const Entry& e = entries_[by_name_[at]];
+  return name(e) == job ? &e : nullptr;
+}
+
+JobBook::Entry* JobBook::lookup(std::string_view job) {
+  return const_cast<Entry*>(std::as_const(*this).find(job));
+}
+
+JobBook::Entry& JobBook::add_entry(std::string_view job, std::size_t at) {
+  Entry e;
+  e.name_at_ = static_cast<uint32_t>(names_.size());
+  e.name_size_ = static_cast<uint32_t>(job.size());
+  names_.append(job);
+  entries_.push_back(std::move(e));
+  by_name_.insert(by_name_.begin() + static_cast<std::ptrdiff_t>(at),
+                  static_cast<uint32_t>(entries_.size() - 1));
+  return entries_.back();
+}
+
+JobBook::Entry& JobBook::entry(std::string_view job) {
+  const std::size_t at = position(job);
+  if (at < by_name_.size() && name(entries_[by_name_[at]]) == job) {
+    return entries_[by_name_[at]];
   }
-  return it->second;
+  return add_entry(job, at);
+}
+
+uint32_t JobBook::intern_definition(std::string_view hash) {
+  std::array<uint8_t, 32> digest{};
+  bool hex = hash.size() == 64;
+  for (std::size_t i = 0; hex && i < hash.size(); ++i) {
+    const char c = hash[i];
+    int v = -1;
+    if (c >= '0' && c <= '9') v = c - '0';
+    if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
+    if (v < 0) hex = false;
+    if (hex) digest[i / 2] = static_cast<uint8_t>(digest[i / 2] << 4 | v);
+  }
+  if (hex) {
+    digests_.push_back(digest);
+    return static_cast<uint32_t>(digests_.size());
+  }
+  other_definitions_.emplace_back(hash);
+  return kOtherDefinition | static_cast<uint32_t>(other_definitions_.size() - 1);
+}
+
+std::optional<std::string> JobBook::definition_hash(const Entry& e) const {
+  if (e.definition_ == 0) return std::nullopt;
+  if (e.definition_ & kOtherDefinition)
+    return other_definitions_[e.definition_ & ~kOtherDefinition];
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(64);
+  for (uint8_t b : digests_[e.definition_ - 1]) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
+ledger::JobStats JobBook::stats(const Entry& e) const {
+  ledger::JobStats s;
+  s.job = std::string(name(e));
+  s.definition_hash = definition_hash(e);
+  s.last_fire = e.last_fire();
+  s.consecutive_failures = e.consecutive_failures_;
+  s.last_started = e.last_started();
+  s.runs_in_flight = e.runs_in_flight_;
+  if (const RunWindow* w = e.window()) {
+    s.window_runs = static_cast<int>(w->size());
+    s.last_outcome = w->last_outcome();
+    s.success_rate = e.success_rate();
+    s.mean_duration = w->mean_duration();
+    s.p50_duration = w->p50_duration();
+    s.p95_duration = w->p95_duration();
+  }
+  return s;
+}
+
+void JobBook::set_window(Entry& e, const std::vector<ledger::WindowRun>& runs) {
+  if (runs.empty()) {
+    e.window_.reset();
+  } else {
+    e.window_ = std::make_unique<RunWindow>(runs);
+  }
 }
 
 void JobBook::claimed(Entry& e, const ledger::RunStart& run) {
@@ -146,71 +244,41 @@ void JobBook::claimed(Entry& e, const ledger::RunStart& run) {
   // fire claims its slot.
   if (run.attempt == 1 &&
       (run.trigger == ledger::Trigger::schedule || run.trigger == ledger::Trigger::catchup)) {
-    e.stats.last_fire = std::max(e.stats.last_fire.value_or(run.scheduled_for), run.scheduled_for);
+    const int64_t slot = run.scheduled_for.time_since_epoch().count();
+    e.last_fire_ms_ = e.has_last_fire_ ? std::max(e.last_fire_ms_, slot) : slot;
+    e.has_last_fire_ = true;
   }
-  e.stats.last_started = std::max(e.stats.last_started.value_or(run.started_at), run.started_at);
+  const int64_t started = run.started_at.time_since_epoch().count();
+  e.last_started_ms_ = e.has_last_started_ ? std::max(e.last_started_ms_, started) : started;
+  e.has_last_started_ = true;
   // The ledger's jobs row takes the definition of the claim that creates it.
-  if (!e.stats.definition_hash) e.stats.definition_hash = run.definition_hash;
+  if (e.definition_ == 0 && run.definition_hash) {
+    e.definition_ = intern_definition(*run.definition_hash);
+  }
 }
 
 void JobBook::ended(Entry& e, const ledger::RunStart& run, const ledger::RunEnd& end) {
   if (end.outcome == Outcome::succeeded) {
-    e.stats.consecutive_failures = 0;
+    e.consecutive_failures_ = 0;
   } else if (counts_as_failure(end.outcome)) {
-    ++e.stats.consecutive_failures;
+    ++e.consecutive_failures_;
   }
   if (end.outcome == Outcome::skipped) return;
   count_minute(run.started_at, end.outcome, end.duration);
-  ledger::WindowRun w{run.run_id, run.started_at, end.outcome, end.duration};
-  auto at = std::lower_bound(e.window.begin(), e.window.end(), w, newer);
-  if (at == e.window.end() && e.window.size() >= static_cast<std::size_t>(ledger::kStatsWindow)) {
-    return;  // older than the whole window
-  }
-  e.window.insert(at, std::move(w));
-  while (e.window.size() > static_cast<std::size_t>(ledger::kStatsWindow)) e.window.pop_back();
-  refigure(e);
-}
-
-void JobBook::refigure(Entry& e) {
-  auto& s = e.stats;
-  s.window_runs = static_cast<int>(e.window.size());
-  s.last_outcome.reset();
-  s.success_rate.reset();
-  s.mean_duration.reset();
-  s.p50_duration.reset();
-  s.p95_duration.reset();
-  if (e.window.empty()) return;
-  s.last_outcome = e.window.front().outcome;
-  int succeeded = 0;
-  int64_t total_ms = 0;
-  std::vector<Duration> durations;
-  durations.reserve(e.window.size());
-  for (const auto& r : e.window) {
-    if (r.outcome == Outcome::succeeded) ++succeeded;
-    if (r.duration) {
-      total_ms += r.duration->count();
-      durations.push_back(*r.duration);
-    }
-  }
-  s.success_rate = static_cast<double>(succeeded) / s.window_runs;
-  if (!durations.empty()) {
-    s.mean_duration = Duration(total_ms / static_cast<int64_t>(durations.size()));
-    std::sort(durations.begin(), durations.end());
-    s.p50_duration = ledger::percentile(durations, 50);
-    s.p95_duration = ledger::percentile(durations, 95);
-  }
+  if (!e.window_) e.window_ = std::make_unique<RunWindow>();
+  e.window_->add(ledger::WindowRun{run.run_id, run.started_at, end.outcome, end.duration});
 }
 
 void JobBook::on_run_started(const ledger::RunStart& run, Duration) {
   Entry& e = entry(run.job);
   claimed(e, run);
-  ++e.stats.runs_in_flight;
+  ++e.runs_in_flight_;
 }
 
 void JobBook::on_run_finished(const ledger::RunStart& run, const ledger::RunEnd& end,
                               const exec::RunReport&) {
   Entry& e = entry(run.job);
-  if (e.stats.runs_in_flight > 0) --e.stats.runs_in_flight;
+  if (e.runs_in_flight_ > 0) --e.runs_in_flight_;
   ended(e, run, end);
 }
 
@@ -222,10 +290,13 @@ void JobBook::on_run_unstarted(const ledger::RunStart& run, const ledger::RunEnd
 
 void JobBook::on_skipped(const ledger::SkipRecord& skip) {
   Entry& e = entry(skip.job);
-  if (!e.stats.definition_hash) e.stats.definition_hash = skip.definition_hash;
+  if (e.definition_ == 0 && skip.definition_hash) {
+    e.definition_ = intern_definition(*skip.definition_hash);
+  }
   if (skip.trigger == ledger::Trigger::schedule || skip.trigger == ledger::Trigger::catchup) {
-    e.stats.last_fire =
-        std::max(e.stats.last_fire.value_or(skip.scheduled_for), skip.scheduled_for);
+    const int64_t slot = skip.scheduled_for.time_since_epoch().count();
+    e.last_fire_ms_ = e.has_last_fire_ ? std::max(e.last_fire_ms_, slot) : slot;
+    e.has_last_fire_ = true;
   }
 }
 

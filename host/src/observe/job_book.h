@@ -8,6 +8,12 @@
 // The figures equal what the ledger's queries give for the same runs
 // (tests/observe/job_book_test.cpp). Loop thread only.
 //
+// Memory: one 48-byte Entry per job, its name once in an arena, its
+// definition hash as 32 bytes (docs/observability.md "Memory"); a job's
+// window (observe/run_window.h, 40 bytes a run) exists only once it has a
+// finished run. Entry pointers from find() stay valid until the book next
+// changes (a run, a skip, a prune).
+//
 // Retention: when the engine's pruner has deleted runs (on_runs_pruned), the
 // windows of the jobs it may have touched are read again from the ledger.
 //
@@ -21,9 +27,10 @@
 #pragma once
 
 #include <array>
-#include <deque>
+#include <cstdint>
 #include <limits>
-#include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +39,7 @@
 #include "engine/observer.h"
 #include "ledger/records.h"
 #include "ledger/store.h"
+#include "observe/run_window.h"
 
 namespace jobhost::observe {
 
@@ -42,20 +50,46 @@ TimePoint hour_window_start(TimePoint now);
 
 class JobBook final : public engine::Observer {
  public:
-  struct Entry {
-    // job, last_fire, consecutive_failures, last_outcome, last_started,
-    // window_runs, success_rate, mean/p50/p95_duration, runs_in_flight.
-    // next_fire and paused_* are as seeded (the engine has their current
-    // values); definition_hash as seeded or set by the first run or skip
-    // (the engine's upsert_job writes the config's with each next fire).
-    ledger::JobStats stats;
-    // The stats window: the last kStatsWindow finished, non-skipped runs,
-    // newest first (started_at, then run_id, descending).
-    std::deque<ledger::WindowRun> window;
+  // One job's figures that runs change: last fire, consecutive failures,
+  // last started, runs in flight, and its stats window (last outcome,
+  // window runs, success rate, mean, p50 and p95 come from it). The
+  // definition hash is as seeded, or set by the job's first run or skip
+  // (the engine's upsert_job writes the config's with each next fire).
+  class Entry {
+   public:
+    int consecutive_failures() const { return consecutive_failures_; }
+    int runs_in_flight() const { return runs_in_flight_; }
+    std::optional<TimePoint> last_fire() const { return time_of(has_last_fire_, last_fire_ms_); }
+    std::optional<TimePoint> last_started() const {
+      return time_of(has_last_started_, last_started_ms_);
+    }
+    int window_runs() const { return window_ ? static_cast<int>(window_->size()) : 0; }
+    std::optional<double> success_rate() const;
+    // The stats window (newest first), or null while the job has no finished run in it.
+    const RunWindow* window() const { return window_.get(); }
+
+   private:
+    friend class JobBook;
+    static std::optional<TimePoint> time_of(bool has, int64_t ms) {
+      return has ? std::optional(TimePoint(Duration(ms))) : std::nullopt;
+    }
+
+    uint32_t name_at_ = 0;  // in JobBook::names_
+    uint32_t name_size_ = 0;
+    int64_t last_fire_ms_ = 0;
+    int64_t last_started_ms_ = 0;
+    int32_t consecutive_failures_ = 0;
+    int32_t runs_in_flight_ = 0;
+    uint32_t definition_ = 0;  // JobBook::definition_hash
+    bool has_last_fire_ = false;
+    bool has_last_started_ = false;
+    std::unique_ptr<RunWindow> window_;
   };
 
-  // Replaces every entry with the ledger's figures (one job_summaries and one
-  // window_runs query). Call before the engine starts.
+  // Replaces every entry with the ledger's figures (one job_summaries query,
+  // and one window_runs query for the jobs that have finished runs). Call
+  // before the engine starts. On an error the book is left as it was, or
+  // empty.
   // Also reads the last-hour figures at `now` (one run_minutes query).
   Result<void> seed(ledger::Store& store, TimePoint now);
 
@@ -65,7 +99,17 @@ class JobBook final : public engine::Observer {
 
   // The job's entry, or null for a job the book has not seen.
   const Entry* find(std::string_view job) const;
-  std::size_t size() const { return jobs_.size(); }
+  std::size_t size() const { return entries_.size(); }
+  std::string_view name(const Entry& e) const { return {names_.data() + e.name_at_, e.name_size_}; }
+  std::optional<std::string> definition_hash(const Entry& e) const;
+  // The entry's figures as the ledger's JobStats has them (Store::job_stats);
+  // next_fire and paused_* are left unset: the engine has them.
+  ledger::JobStats stats(const Entry& e) const;
+  // Every entry, by name.
+  template <class F>
+  void for_each(F&& f) const {
+    for (uint32_t i : by_name_) f(name(entries_[i]), entries_[i]);
+  }
 
   void on_run_started(const ledger::RunStart& run, Duration lateness) override;
   void on_run_finished(const ledger::RunStart& run, const ledger::RunEnd& end,
@@ -78,11 +122,17 @@ class JobBook final : public engine::Observer {
   void set_store(ledger::Store* store) { store_ = store; }
 
  private:
-  Entry& entry(const std::string& job);
+  // The job's entry, made if needed; or null if there is none.
+  Entry& entry(std::string_view job);
+  Entry* lookup(std::string_view job);
+  // Where the job is or would go in by_name_.
+  std::size_t position(std::string_view job) const;
+  Entry& add_entry(std::string_view job, std::size_t position);
+  uint32_t intern_definition(std::string_view hash);
+  void clear();
   void claimed(Entry& e, const ledger::RunStart& run);
   void ended(Entry& e, const ledger::RunStart& run, const ledger::RunEnd& end);
-  // Recomputes the window's figures in e.stats.
-  static void refigure(Entry& e);
+  static void set_window(Entry& e, const std::vector<ledger::WindowRun>& runs);
 
   // Adds a finished run to the minute it started in (dropped when that
   // minute's slot already holds a newer minute: out of any window by then).
@@ -99,7 +149,15 @@ class JobBook final : public engine::Observer {
   };
   static constexpr std::size_t kMinutes = 62;  // 61 in the window, one spare
 
-  std::map<std::string, Entry, std::less<>> jobs_;
+  std::vector<Entry> entries_;     // in the order the book first saw them
+  std::vector<uint32_t> by_name_;  // indexes into entries_, by name
+  std::string names_;              // every entry's name, one after the other
+  // Definition hashes: Entry::definition_ is 0 (none), i + 1 for digests_[i]
+  // (a hash of 64 lower-case hex digits, as config::compute_definition_hash
+  // makes), or kOtherDefinition | i for other_definitions_[i] (any other text).
+  static constexpr uint32_t kOtherDefinition = 0x8000'0000u;
+  std::vector<std::array<uint8_t, 32>> digests_;
+  std::vector<std::string> other_definitions_;
   std::array<Minute, kMinutes> minutes_{};
   ledger::Store* store_ = nullptr;
 };

@@ -214,70 +214,91 @@ std::string escape_label_value(std::string_view value) {
   return out;
 }
 
-Metrics::Metrics(Options options) : options_(std::move(options)), started_(now()) {}
-
-Metrics::JobSeries& Metrics::job(std::string_view name) {
-  auto it = jobs_.find(name);
-  if (it == jobs_.end()) it = jobs_.emplace(std::string(name), JobSeries{}).first;
-  return it->second;
+Metrics::Metrics(Options options) : options_(std::move(options)), started_(now()) {
+  // Without an engine yet (the daemon sets it later), decided at the first use.
+  if (options_.engine) follow_per_job();
 }
 
-void Metrics::seed(const std::vector<ledger::JobStats>& stats) {
-  for (const auto& s : stats) {
-    JobSeries& series = job(s.job);
-    series.consecutive_failures = s.consecutive_failures;
-    if (s.last_started && !series.last_run) series.last_run = s.last_started;
+void Metrics::set_engine(const engine::Engine* engine) {
+  options_.engine = engine;
+  follow_per_job();
+}
+
+void Metrics::follow_per_job() {
+  const bool keep = !options_.engine || per_job_enabled();
+  if (keeping_ == keep) return;
+  keeping_ = keep;
+  jobs_.clear();
+  plugin_metric_series_ = 0;
+  if (!keep || !job_gauges_) return;
+  for (auto& g : job_gauges_()) {
+    JobSeries& series = jobs_[std::move(g.job)];
+    series.consecutive_failures = g.consecutive_failures;
+    series.last_run = g.last_run;
   }
+}
+
+Metrics::JobSeries* Metrics::job(std::string_view name) {
+  if (!keeping_) follow_per_job();
+  if (!*keeping_) return nullptr;
+  auto it = jobs_.find(name);
+  if (it == jobs_.end()) it = jobs_.emplace(std::string(name), JobSeries{}).first;
+  return &it->second;
+}
+
+void Metrics::on_config_applied(const config::Config&) {
+  follow_per_job();
 }
 
 void Metrics::on_run_started(const ledger::RunStart& run, Duration lateness) {
-  JobSeries& series = job(run.job);
-  series.last_run = run.started_at;
   const double late = std::max(0.0, seconds_of(lateness));
-  series.lateness.observe(late);
   lateness_.observe(late);
+  if (JobSeries* series = job(run.job)) {
+    series->last_run = run.started_at;
+    series->lateness.observe(late);
+  }
 }
 
-void Metrics::count_run(JobSeries& series, Outcome outcome, const ledger::RunEnd& end) {
+void Metrics::count_run(JobSeries* series, Outcome outcome, const ledger::RunEnd& end) {
   const auto i = static_cast<std::size_t>(outcome);
-  ++series.runs[i];
   ++runs_[i];
+  if (end.retry_at) ++retries_;
+  if (!series) return;
+  ++series->runs[i];
   if (outcome == Outcome::succeeded) {
-    series.consecutive_failures = 0;
-    series.last_success = end.finished_at;
+    series->consecutive_failures = 0;
+    series->last_success = end.finished_at;
   } else if (counts_as_failure(outcome)) {
-    ++series.consecutive_failures;
+    ++series->consecutive_failures;
   }
-  if (end.retry_at) {
-    ++series.retries;
-    ++retries_;
-  }
+  if (end.retry_at) ++series->retries;
 }
 
 void Metrics::on_run_finished(const ledger::RunStart& run, const ledger::RunEnd& end,
                               const exec::RunReport& /*report*/) {
-  JobSeries& series = job(run.job);
+  JobSeries* series = job(run.job);
   count_run(series, end.outcome, end);
   if (end.duration) {
     const double d = std::max(0.0, seconds_of(*end.duration));
-    series.duration.observe(d);
     duration_.observe(d);
+    if (series) series->duration.observe(d);
   }
   if (end.cpu_seconds && std::isfinite(*end.cpu_seconds) && *end.cpu_seconds >= 0) {
-    series.cpu_seconds += *end.cpu_seconds;
     cpu_seconds_ += *end.cpu_seconds;
+    if (series) series->cpu_seconds += *end.cpu_seconds;
   }
+  if (!series) return;
   if (end.max_rss_bytes) {
-    series.last_memory_peak = *end.max_rss_bytes;
-    series.max_memory_peak = std::max(series.max_memory_peak, *end.max_rss_bytes);
+    series->last_memory_peak = *end.max_rss_bytes;
+    series->max_memory_peak = std::max(series->max_memory_peak, *end.max_rss_bytes);
   }
   for (const auto& [name, value] : end.metrics) {
     if (!ledger::storable_metric(name, value)) continue;
-    if (auto it = series.plugin_metrics.find(name); it != series.plugin_metrics.end()) {
+    if (auto it = series->plugin_metrics.find(name); it != series->plugin_metrics.end()) {
       it->second = value;
-    } else if (series.plugin_metrics.size() < kMaxPluginMetricsPerJob &&
+    } else if (series->plugin_metrics.size() < kMaxPluginMetricsPerJob &&
                plugin_metric_series_ < kMaxPluginMetrics) {
-      series.plugin_metrics.emplace(name, value);
+      series->plugin_metrics.emplace(name, value);
       ++plugin_metric_series_;
     } else {
       ++plugin_metrics_dropped_;
@@ -290,13 +311,14 @@ void Metrics::on_run_unstarted(const ledger::RunStart& run, const ledger::RunEnd
 }
 
 void Metrics::on_skipped(const ledger::SkipRecord& skip) {
-  JobSeries& series = job(skip.job);
   const auto outcome = static_cast<std::size_t>(Outcome::skipped);
   const auto reason = static_cast<std::size_t>(classify_skip(skip.reason));
-  ++series.runs[outcome];
   ++runs_[outcome];
-  ++series.skips[reason];
   ++skips_[reason];
+  if (JobSeries* series = job(skip.job)) {
+    ++series->runs[outcome];
+    ++series->skips[reason];
+  }
 }
 
 void Metrics::note_reload(std::string_view kind, std::string_view result) {
@@ -310,7 +332,7 @@ void Metrics::note_reload(std::string_view kind, std::string_view result) {
 }
 
 void Metrics::set_paused(std::string_view name, bool paused) {
-  job(name).paused = paused;
+  if (JobSeries* series = job(name)) series->paused = paused;
 }
 
 void Metrics::observe_ledger_write(LedgerOp op, double seconds) {

@@ -7,7 +7,11 @@
 //
 // Cardinality: per-job series are rendered while the config has at most
 // config::kPerJobMetricsAuto jobs, or always / never when [http]
-// per_job_metrics is true / false; aggregate series always.
+// per_job_metrics is true / false; aggregate series always. Per-job state is
+// kept only while per-job series are rendered, and only for the jobs that
+// have had a run or skip since (or a gauge from the ledger): when they are
+// off, a job costs the metrics nothing; when a reload turns them on, they
+// start from the ledger's gauges (set_job_gauges) and from zero counts.
 #pragma once
 
 #include <array>
@@ -88,6 +92,14 @@ class Metrics final : public engine::Observer {
   static constexpr std::size_t kMaxPluginMetricsPerJob = 64;
   static constexpr std::size_t kMaxPluginMetrics = 10000;
 
+  // What a job's gauges that survive restarts start from: its consecutive
+  // failures and when its latest run started, from the ledger.
+  struct JobGauges {
+    std::string job;
+    int consecutive_failures = 0;
+    std::optional<TimePoint> last_run;
+  };
+
   struct Options {
     std::string version;  // jobhost_build_info{version}
     // Scrape-time sources; unset ones are not rendered.
@@ -96,14 +108,16 @@ class Metrics final : public engine::Observer {
     // Clock of the *_timestamp_seconds gauges; defaults to the wall clock.
     std::function<TimePoint()> clock;
   };
+  using GaugeSource = std::function<std::vector<JobGauges>()>;
   explicit Metrics(Options options);
   // The engine read at scrape time, when it is made after the Metrics (the
   // daemon: the engine writes through a TimedStore that needs the Metrics).
-  void set_engine(const engine::Engine* engine) { options_.engine = engine; }
-
-  // Seeds the gauges that survive restarts from the ledger (consecutive
-  // failures, last run) once at daemon start.
-  void seed(const std::vector<ledger::JobStats>& stats);
+  void set_engine(const engine::Engine* engine);
+  // Read when per-job series begin (at set_engine, or at the first run or
+  // skip without an engine, if they are on; at a reload that turns them on):
+  // the jobs with a gauge to start from. Unset: every job starts from nothing.
+  // Set it before set_engine.
+  void set_job_gauges(GaugeSource source) { job_gauges_ = std::move(source); }
 
   // engine::Observer
   void on_run_started(const ledger::RunStart& run, Duration lateness) override;
@@ -111,6 +125,7 @@ class Metrics final : public engine::Observer {
                        const exec::RunReport& report) override;
   void on_run_unstarted(const ledger::RunStart& run, const ledger::RunEnd& end) override;
   void on_skipped(const ledger::SkipRecord& skip) override;
+  void on_config_applied(const config::Config& config) override;
 
   // From the reloader (reload::Reloader::on_result): kind "plugin" or
   // "config", result "applied" or "rejected". An applied config is a new
@@ -124,6 +139,8 @@ class Metrics final : public engine::Observer {
 
   // Whether per-job series are rendered now (the cardinality rule).
   bool per_job_enabled() const;
+  // The jobs whose per-job state is kept now (0 while per-job series are off).
+  std::size_t jobs_kept() const { return jobs_.size(); }
   // The whole scrape, in the text exposition format.
   std::string render() const;
 
@@ -142,11 +159,18 @@ class Metrics final : public engine::Observer {
     bool paused = false;
     std::map<std::string, double, std::less<>> plugin_metrics;  // name -> last value
   };
-  JobSeries& job(std::string_view name);
-  void count_run(JobSeries& series, Outcome outcome, const ledger::RunEnd& end);
+  // The job's series, made if needed; null while per-job series are off.
+  JobSeries* job(std::string_view name);
+  // Starts or drops the per-job state when the cardinality rule changed.
+  void follow_per_job();
+  void count_run(JobSeries* series, Outcome outcome, const ledger::RunEnd& end);
   TimePoint now() const { return options_.clock ? options_.clock() : wall_now(); }
 
   Options options_;
+  // Whether per-job state is kept (nullopt: not decided yet). Without an
+  // engine it always is: render() decides by the jobs seen.
+  std::optional<bool> keeping_;
+  GaugeSource job_gauges_;
   std::map<std::string, JobSeries, std::less<>> jobs_;
   // Aggregates over every job (rendered whatever the cardinality rule).
   std::array<uint64_t, kOutcomeNames.size()> runs_{};
