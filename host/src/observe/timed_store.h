@@ -1,7 +1,8 @@
 // A ledger::Store that forwards every call to another store and times its
 // writes into Metrics (jobhost_ledger_write_seconds). The daemon hands it to
 // the engine and the reloader, so the engine's Backlog, which makes the
-// writes, stays unaware of metrics. Reads are forwarded untimed.
+// writes, stays unaware of metrics. Reads are forwarded untimed. Inside a
+// write group a write is timed without its commit, which is timed alone.
 #pragma once
 
 #include "ledger/store.h"
@@ -103,6 +104,12 @@ class TimedStore final : public ledger::Store {
     return inner_.run_events(run_id, limit);
   }
   Result<uint64_t> jitter_seed() override { return inner_.jitter_seed(); }
+  Result<void> begin_group() override {
+    return timed(LedgerOp::other, [&] { return inner_.begin_group(); });
+  }
+  Result<void> commit_group() override {
+    return timed(LedgerOp::commit, [&] { return inner_.commit_group(); });
+  }
   Result<void> checkpoint() override {
     return timed(LedgerOp::other, [&] { return inner_.checkpoint(); });
   }
