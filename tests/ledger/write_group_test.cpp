@@ -1,42 +1,18 @@
 // Write groups (Store::begin_group, commit_group): many writes, one commit.
 #include <SQLiteCpp/SQLiteCpp.h>
-#include <sys/resource.h>
 
 #include <catch2/catch.hpp>
-#include <csignal>
 
 #include "ledger/ledger_test_util.h"
+#include "support/ledger_faults.h"
 
 using namespace jobhost;
 using namespace jobhost::ledger;
 using namespace jobhost::ledger::testing;
 using Catch::Contains;
+using jobhost::testing::FileSizeLimit;
 
 namespace {
-
-// Every write of the process fails past `bytes` of a file while it lives
-// (RLIMIT_FSIZE; SIGXFSZ ignored, so write() returns EFBIG instead): a
-// commit, which is when SQLite writes the log, then fails as on a full disk.
-class FileSizeLimit {
- public:
-  explicit FileSizeLimit(rlim_t bytes) {
-    ::getrlimit(RLIMIT_FSIZE, &saved_);
-    previous_ = std::signal(SIGXFSZ, SIG_IGN);
-    rlimit limit = saved_;
-    limit.rlim_cur = bytes;
-    ok_ = ::setrlimit(RLIMIT_FSIZE, &limit) == 0;
-  }
-  ~FileSizeLimit() {
-    ::setrlimit(RLIMIT_FSIZE, &saved_);
-    std::signal(SIGXFSZ, previous_);
-  }
-  bool ok() const { return ok_; }
-
- private:
-  rlimit saved_{};
-  void (*previous_)(int) = nullptr;
-  bool ok_ = false;
-};
 
 int64_t count_rows(const std::filesystem::path& db, const char* table) {
   SQLite::Database raw(db, SQLite::OPEN_READONLY);
