@@ -300,6 +300,14 @@ constexpr const char* kPruneSlot =
     "DELETE FROM slots WHERE job = ?1 AND scheduled_for = ?2 "
     "AND NOT EXISTS (SELECT 1 FROM runs WHERE job = ?1 AND scheduled_for = ?2) "
     "AND NOT EXISTS (SELECT 1 FROM pending_retries WHERE job = ?1 AND scheduled_for = ?2)";
+// Transaction control, prepared once like the rest (sqlite3_exec would
+// prepare them again for every write).
+constexpr const char* kBegin = "BEGIN IMMEDIATE";
+constexpr const char* kCommit = "COMMIT";
+constexpr const char* kRollback = "ROLLBACK";
+constexpr const char* kSavepoint = "SAVEPOINT jobhost_write";
+constexpr const char* kRelease = "RELEASE jobhost_write";
+constexpr const char* kRollbackTo = "ROLLBACK TO jobhost_write";
 constexpr const char* kPruneOldEvents =
     "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY at LIMIT ?)";
 
@@ -894,7 +902,7 @@ class SqliteStore final : public Store {
                               explain_sqlite_error(SQLITE_READONLY, "")));
     }
     return guarded("cannot begin a group of writes", [&]() -> Result<void> {
-      db_.exec("BEGIN IMMEDIATE");
+      Query(statement(kBegin)).exec();
       group_.emplace();
       return {};
     });
@@ -907,13 +915,13 @@ class SqliteStore final : public Store {
     Result<void> committed = group.undone
                                  ? fail(fmt::format("{}: {}: {}", path_, what, *group.undone))
                                  : guarded(what, [&]() -> Result<void> {
-                                     db_.exec("COMMIT");
+                                     Query(statement(kCommit)).exec();
                                      return {};
                                    });
     // A failed COMMIT may leave the transaction open: none of it is kept.
     if (!committed && sqlite3_get_autocommit(db_.getHandle()) == 0) {
       try {
-        db_.exec("ROLLBACK");
+        Query(statement(kRollback)).exec();
       } catch (const SQLite::Exception&) {
         // Closing the connection rolls it back.
       }
@@ -972,27 +980,32 @@ class SqliteStore final : public Store {
   // its own, a savepoint inside an open group. Rolled back unless committed.
   class WriteScope {
    public:
-    explicit WriteScope(SqliteStore& store) : db_(store.db_), in_group_(store.group_.has_value()) {
-      db_.exec(in_group_ ? "SAVEPOINT jobhost_write" : "BEGIN IMMEDIATE");
+    explicit WriteScope(SqliteStore& store) : store_(store), in_group_(store.group_.has_value()) {
+      Query(store_.statement(in_group_ ? kSavepoint : kBegin)).exec();
     }
     WriteScope(const WriteScope&) = delete;
     WriteScope& operator=(const WriteScope&) = delete;
     ~WriteScope() {
       // Some errors (disk full, I/O) already undid the whole transaction.
-      if (done_ || sqlite3_get_autocommit(db_.getHandle()) != 0) return;
+      if (done_ || sqlite3_get_autocommit(store_.db_.getHandle()) != 0) return;
       try {
-        db_.exec(in_group_ ? "ROLLBACK TO jobhost_write; RELEASE jobhost_write" : "ROLLBACK");
+        if (in_group_) {
+          Query(store_.statement(kRollbackTo)).exec();
+          Query(store_.statement(kRelease)).exec();
+        } else {
+          Query(store_.statement(kRollback)).exec();
+        }
       } catch (const SQLite::Exception&) {
         // Nothing more to do here: the caller returns the first error.
       }
     }
     void commit() {
-      db_.exec(in_group_ ? "RELEASE jobhost_write" : "COMMIT");
+      Query(store_.statement(in_group_ ? kRelease : kCommit)).exec();
       done_ = true;
     }
 
    private:
-    SQLite::Database& db_;
+    SqliteStore& store_;
     bool in_group_;
     bool done_ = false;
   };
