@@ -11,13 +11,23 @@
 //  - bare loop: fork, the child dlopens the same plugin and calls run, then
 //    _exits, and the parent waitpids it.
 // Prints runs per second for each repetition, the medians and the ratio
-// executor+ledger / bare (target >= 0.6). Prints figures only; never fails
-// on time.
+// executor+ledger / bare (target >= 0.6). These loops write each record in
+// its own transaction (claim_and_start, finish_run).
+//
+// Then, as the daemon dispatches (issue 14: "2,000 no-op runs due at once,
+// 2 at a time"): N manual fires of one no-op job queued at once in the real
+// Engine (executor, cgroups, the SQLite ledger with the engine's write
+// groups), max_concurrency 1 and 2, against a bare loop (fork, dlopen, run,
+// _exit, waitpid) keeping 1 and 2 children in flight.
+// Prints figures only; never fails on time.
 //
 // usage: bench_dispatch [--runs N] [--reps R] [--plugin PATH] [--filter default|none]
-//        bench_dispatch --only bare|exec|ledger|full|cgroup|pooled-cgroup [--runs N]
+//                       [--durability normal|full]
+//        bench_dispatch --only bare|bare2|exec|ledger|full|engine|engine2|cgroup|pooled-cgroup
+//                       [--runs N]
 //        (one loop alone, for perf or strace)
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <jobhost/plugin.h>
 #include <sys/resource.h>
@@ -31,10 +41,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "catalog/catalog.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "engine/engine.h"
 #include "exec/fork_executor.h"
 #include "ledger/ids.h"
 #include "ledger/sqlite_store.h"
@@ -90,6 +105,40 @@ double bare_loop(const std::string& plugin, int runs) {
       fmt::print(stderr, "bare run failed: status {}\n", status);
       std::exit(1);
     }
+  }
+  return runs / std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// The bare loop with `in_flight` children at once: fork until that many
+// run, reap any one, fork the next.
+double bare_loop_in_flight(const std::string& plugin, int runs, int in_flight) {
+  jobhost_host_api api{};
+  api.struct_size = sizeof api;
+  const auto t0 = Clock::now();
+  int started = 0, running = 0;
+  while (started < runs || running > 0) {
+    while (started < runs && running < in_flight) {
+      const pid_t pid = fork();
+      if (pid < 0) {
+        std::perror("fork");
+        std::exit(1);
+      }
+      if (pid == 0) {
+        void* handle = dlopen(plugin.c_str(), RTLD_NOW | RTLD_LOCAL);
+        if (handle == nullptr) _exit(2);
+        auto entry = reinterpret_cast<jobhost_entry_fn>(dlsym(handle, JOBHOST_ENTRY_SYMBOL));
+        if (entry == nullptr) _exit(3);
+        _exit(entry()->run(&api, nullptr) == JOBHOST_OK ? 0 : 4);
+      }
+      ++started;
+      ++running;
+    }
+    int status = 0;
+    if (waitpid(-1, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      fmt::print(stderr, "bare run failed: status {}\n", status);
+      std::exit(1);
+    }
+    --running;
   }
   return runs / std::chrono::duration<double>(Clock::now() - t0).count();
 }
@@ -171,6 +220,134 @@ double executor_loop(const std::string& plugin, int runs, const exec::IsolationC
   return runs / seconds;
 }
 
+// The daemon's path: the plugin dir, config and catalog of one no-op job,
+// and the ledger, for engine_loop.
+struct EngineSetup {
+  config::Config config;
+  catalog::ScanResult plugins;
+  fs::path log;  // the engine's log lines
+};
+
+EngineSetup engine_setup(const fs::path& dir, const std::string& plugin) {
+  const fs::path plugins = dir / "plugins";
+  fs::create_directories(plugins);
+  fs::create_directories(dir / "var");
+  const auto mode = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                    fs::perms::others_read | fs::perms::others_exec;
+  fs::permissions(plugins, mode);
+  fs::copy_file(plugin, plugins / "noop.so", fs::copy_options::overwrite_existing);
+  fs::permissions(plugins / "noop.so", mode);
+  std::ofstream(dir / "jobhost.toml") << fmt::format(
+      "[host]\nplugin_dir = \"{}\"\nstate_dir = \"{}\"\n\n[http]\nlisten = \"\"\n\n"
+      "[jobs.noop]\nplugin = \"noop\"\nschedule = \"@manual\"\nconcurrency = "
+      "\"allow\"\ntimeout = \"30s\"\n",
+      plugins.string(), (dir / "var").string());
+  auto config = config::load_config(dir / "jobhost.toml");
+  if (!config) {
+    fmt::print(stderr, "config: {}\n", config.error().front().to_string());
+    std::exit(1);
+  }
+  config->jobs.front().sandbox.syscall_filter = g_syscall_filter;
+  catalog::Catalog catalog(plugins, dir / "var" / "plugins");
+  auto scanned = catalog.scan();
+  if (scanned.find("noop") == nullptr) {
+    fmt::print(stderr, "the catalog did not accept {}\n", plugin);
+    std::exit(1);
+  }
+  return EngineSetup{std::move(*config), std::move(scanned), dir / "engine.log"};
+}
+
+// The engine logs two lines a run (started, finished) on stderr, as the
+// daemon does: while it lives they go to a file, not the terminal.
+class StderrToFile {
+ public:
+  explicit StderrToFile(const fs::path& file) : saved_(::dup(2)) {
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      ::dup2(fd, 2);
+      ::close(fd);
+    }
+  }
+  ~StderrToFile() {
+    ::dup2(saved_, 2);
+    ::close(saved_);
+  }
+  StderrToFile(const StderrToFile&) = delete;
+  StderrToFile& operator=(const StderrToFile&) = delete;
+
+ private:
+  int saved_;
+};
+
+// Counts the runs the engine saw end, and stops the loop after the last.
+class RunCounter final : public engine::Observer {
+ public:
+  RunCounter(boost::asio::io_context& io, int runs) : io_(io), runs_(runs) {}
+  void on_run_finished(const ledger::RunStart&, const ledger::RunEnd& end,
+                       const exec::RunReport&) override {
+    if (end.outcome != Outcome::succeeded) {
+      failure = fmt::format("run ended {}: {}", to_string(end.outcome), end.message);
+      io_.stop();
+    } else if (++done == runs_) {
+      io_.stop();
+    }
+  }
+  void on_run_unstarted(const ledger::RunStart&, const ledger::RunEnd& end) override {
+    failure = end.message;
+    io_.stop();
+  }
+  int done = 0;
+  std::string failure;
+
+ private:
+  boost::asio::io_context& io_;
+  int runs_;
+};
+
+// N manual fires of the no-op job queued at once in a real Engine with
+// max_concurrency `in_flight`, on `store` and a ForkExecutor with `caps`:
+// from the first fire to the last run's end as the engine's observers see it.
+double engine_loop(EngineSetup& setup, int runs, int in_flight,
+                   const exec::IsolationCaps& isolation, ledger::Store& store) {
+  boost::asio::io_context io;
+  exec::ExecutorOptions options;
+  options.isolation = isolation;
+  options.log_sink = [](const exec::RunLogLine&) {};
+  exec::ForkExecutor executor(io, options);
+  config::Config config = setup.config;
+  config.host.max_concurrency = in_flight;
+  // Manual fires take `now` as their slot: one millisecond apart at least.
+  TimePoint last{};
+  auto clock = [&last] {
+    last = std::max(now(), last + Duration(1));
+    return last;
+  };
+  RunCounter counter(io, runs);
+  double seconds = 0;
+  {
+    StderrToFile log(setup.log);
+    engine::Engine engine(io, config, setup.plugins, store, executor, 1, clock);
+    engine.add_observer(counter);
+    engine.start();
+    const auto t0 = Clock::now();
+    for (int i = 0; i < runs; ++i) {
+      if (auto fired = engine.trigger("noop"); !fired) {
+        fmt::print(stderr, "trigger: {}\n", fired.error().message);
+        std::exit(1);
+      }
+    }
+    io.run();
+    seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    engine.shutdown([] {});
+    engine.remove_observer(counter);
+  }
+  if (!counter.failure.empty() || counter.done != runs) {
+    fmt::print(stderr, "engine loop failed after {} runs: {}\n", counter.done, counter.failure);
+    std::exit(1);
+  }
+  return runs / seconds;
+}
+
 // The ledger's share: claim_and_start + finish_run per run, no fork.
 double ledger_loop(ledger::Store& store, int runs, int64_t& slot) {
   const auto t0 = Clock::now();
@@ -228,6 +405,7 @@ int main(int argc, char** argv) {
   int reps = 5;
   std::string plugin = JOBHOST_TEST_PLUGIN_DIR "/noop.so";
   std::string only;  // profiling: run just this loop (bare, exec, ledger, full)
+  config::Durability durability = config::Durability::normal;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--runs") {
@@ -238,6 +416,10 @@ int main(int argc, char** argv) {
       only = argv[i + 1];
     } else if (flag == "--plugin") {
       plugin = argv[i + 1];
+    } else if (flag == "--durability" && (std::string_view(argv[i + 1]) == "normal" ||
+                                          std::string_view(argv[i + 1]) == "full")) {
+      durability = std::string_view(argv[i + 1]) == "full" ? config::Durability::full
+                                                           : config::Durability::normal;
     } else if (flag == "--filter" && (std::string_view(argv[i + 1]) == "default" ||
                                       std::string_view(argv[i + 1]) == "none")) {
       g_syscall_filter = std::string_view(argv[i + 1]) == "none" ? config::SyscallFilter::none
@@ -245,7 +427,7 @@ int main(int argc, char** argv) {
     } else {
       fmt::print(stderr,
                  "usage: bench_dispatch [--runs N] [--reps R] [--plugin PATH] "
-                 "[--filter default|none]\n");
+                 "[--filter default|none] [--durability normal|full]\n");
       return 2;
     }
   }
@@ -256,7 +438,7 @@ int main(int argc, char** argv) {
 
   const fs::path dir = fs::temp_directory_path() / fmt::format("bench_dispatch-{}", getpid());
   fs::create_directories(dir);
-  auto store = ledger::open_sqlite_store(dir / "jobhost.db", config::Durability::normal);
+  auto store = ledger::open_sqlite_store(dir / "jobhost.db", durability);
   if (!store) {
     fmt::print(stderr, "{}\n", store.error().message);
     return 1;
@@ -272,11 +454,17 @@ int main(int argc, char** argv) {
     fs::remove_all(temp_dir, ignored);
   });
   const exec::IsolationCaps no_cgroup;
+  log::init(log::Format::text);  // on stderr, as in the daemon
+  EngineSetup setup = engine_setup(dir / "engine", plugin);
   if (!only.empty()) {  // one loop alone, for perf/strace
     int64_t slot = 0;
     double rate = 0;
     if (only == "bare") {
       rate = bare_loop(plugin, runs);
+    } else if (only == "bare2") {
+      rate = bare_loop_in_flight(plugin, runs, 2);
+    } else if (only == "engine" || only == "engine2") {
+      rate = engine_loop(setup, runs, only == "engine" ? 1 : 2, caps, **store);
     } else if (only == "exec") {
       rate = executor_loop(plugin, runs, no_cgroup, nullptr, slot);
     } else if (only == "ledger") {
@@ -288,7 +476,9 @@ int main(int argc, char** argv) {
     } else if (only == "full") {
       rate = executor_loop(plugin, runs, caps, store->get(), slot);
     } else {
-      fmt::print(stderr, "--only takes bare, exec, ledger, full, cgroup or pooled-cgroup\n");
+      fmt::print(stderr,
+                 "--only takes bare, bare2, exec, ledger, full, engine, engine2, cgroup or "
+                 "pooled-cgroup\n");
       return 2;
     }
     fmt::print("{}: {:.0f} runs/s\n", only, rate);
@@ -298,7 +488,8 @@ int main(int argc, char** argv) {
 
   fmt::print("bench_dispatch: {} no-op runs x {} repetitions, plugin {}\n", runs, reps, plugin);
   fmt::print("isolation: {}\n", caps.description);
-  fmt::print("ledger: {} (WAL, synchronous=NORMAL)\n\n", (dir / "jobhost.db").string());
+  fmt::print("ledger: {} (WAL, synchronous={})\n\n", (dir / "jobhost.db").string(),
+             durability == config::Durability::full ? "FULL" : "NORMAL");
   fmt::print("runs/s per repetition ({} runs each):\n", runs);
   fmt::print("{:>4}  {:>10}  {:>14}  {:>14}  {:>22}\n", "rep", "bare", "executor only", "+ ledger",
              "+ ledger + cgroup (full)");
@@ -342,6 +533,35 @@ int main(int argc, char** argv) {
   }
   fmt::print("ratio to bare: executor only {:.2f}, + ledger {:.2f}, full {:.2f} (target >= 0.60)\n",
              e / b, l / b, f / b);
+
+  // As the daemon dispatches: N fires due at once, through the Engine.
+  fmt::print("\n{} manual fires queued at once in the Engine (executor, cgroup, ledger), runs/s:\n",
+             runs);
+  fmt::print("{:>4}  {:>10}  {:>14}  {:>10}  {:>14}\n", "rep", "bare 1", "engine 1", "bare 2",
+             "engine 2");
+  std::vector<double> bare1, engine1, bare2, engine2;
+  for (int rep = 1; rep <= reps; ++rep) {
+    bare1.push_back(bare_loop(plugin, runs));
+    engine1.push_back(engine_loop(setup, runs, 1, caps, **store));
+    bare2.push_back(bare_loop_in_flight(plugin, runs, 2));
+    engine2.push_back(engine_loop(setup, runs, 2, caps, **store));
+    fmt::print("{:>4}  {:>10.0f}  {:>14.0f}  {:>10.0f}  {:>14.0f}\n", rep, bare1.back(),
+               engine1.back(), bare2.back(), engine2.back());
+  }
+  const double b1 = median(bare1), e1 = median(engine1), b2 = median(bare2), e2 = median(engine2);
+  fmt::print("\nmedians (runs/s, ms per run):\n");
+  fmt::print("  bare loop, 1 in flight                            {:6.0f}  {:6.2f}\n", b1,
+             1000 / b1);
+  fmt::print("  engine, max_concurrency 1                         {:6.0f}  {:6.2f}\n", e1,
+             1000 / e1);
+  fmt::print("  bare loop, 2 in flight                            {:6.0f}  {:6.2f}\n", b2,
+             1000 / b2);
+  fmt::print("  engine, max_concurrency 2                         {:6.0f}  {:6.2f}\n", e2,
+             1000 / e2);
+  fmt::print(
+      "ratio to bare: engine 1 in flight {:.2f}, engine 2 in flight {:.2f} (issue 14: >= 0.50 "
+      "with 2)\n",
+      e1 / b1, e2 / b2);
 
   store->reset();
   return 0;

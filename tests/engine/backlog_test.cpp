@@ -1,5 +1,6 @@
-// The ledger-outage backlog alone: a real SQLite ledger behind a store that
-// refuses every write while the test says so, and a fake clock.
+// The backlog alone: a real SQLite ledger behind a store that refuses
+// writes (or the commit of a write group) while the test says so, and a
+// fake clock.
 #include "engine/backlog.h"
 
 #include <catch2/catch.hpp>
@@ -9,6 +10,7 @@
 
 #include "ledger/sqlite_store.h"
 #include "support/harness.h"
+#include "support/ledger_faults.h"
 
 using namespace jobhost;
 using namespace jobhost::testing;
@@ -17,13 +19,30 @@ using namespace std::chrono_literals;
 namespace {
 
 // Forwards to a real store; while `refusing`, every write fails without
-// touching it, as a locked or read-only ledger does. Counts tried writes.
+// touching it, as a locked or read-only ledger does; with `refuse_write` =
+// n, the n-th write tried (from 1) fails so. With `failing_commit`, the
+// real store's commit of a write group fails (a file size limit: as on a
+// full disk). Counts tried writes and groups.
 class RefusingStore final : public ledger::Store {
  public:
   explicit RefusingStore(ledger::Store& real) : real_(real) {}
 
   bool refusing = false;
+  int refuse_write = 0;
+  bool failing_commit = false;
   int writes_tried = 0;
+  int groups = 0;
+
+  Result<void> begin_group() override {
+    ++groups;
+    return real_.begin_group();
+  }
+  Result<void> commit_group() override {
+    if (!failing_commit) return real_.commit_group();
+    FileSizeLimit full(1);
+    REQUIRE(full.ok());
+    return real_.commit_group();
+  }
 
   Result<bool> claim_and_start(const ledger::RunStart& run) override {
     if (auto r = refuse()) return std::unexpected(*r);
@@ -65,10 +84,6 @@ class RefusingStore final : public ledger::Store {
     return real_.upsert_job(job, definition_hash, next_fire, now);
   }
   Result<std::vector<ledger::JobMark>> job_marks() override { return real_.job_marks(); }
-  Result<void> upsert_jobs(const std::vector<ledger::JobMark>& jobs, TimePoint now) override {
-    if (auto r = refuse()) return std::unexpected(*r);
-    return real_.upsert_jobs(jobs, now);
-  }
   Result<void> add_event(const ledger::Event& event) override {
     if (auto r = refuse()) return std::unexpected(*r);
     return real_.add_event(event);
@@ -140,7 +155,7 @@ class RefusingStore final : public ledger::Store {
  private:
   std::optional<Error> refuse() {
     ++writes_tried;
-    if (!refusing) return std::nullopt;
+    if (!refusing && writes_tried != refuse_write) return std::nullopt;
     return Error{"ledger test.db is locked (test)"};
   }
   ledger::Store& real_;
@@ -160,7 +175,30 @@ class BacklogRig {
         *store_, [this] { return now; },
         engine::Backlog::Hooks{
             .on_recorded = [this](std::string_view job) { recorded.emplace_back(job); },
-            .on_refused = [this] { ++refusals; }});
+            .on_refused = [this] { ++refusals; },
+            .on_queued = [this] { ++flushes_asked; }});
+  }
+
+  // Queues `w` and flushes, as the engine's end of a loop turn does.
+  void write(engine::PendingWrite w) {
+    backlog_->add(std::move(w));
+    backlog_->flush();
+  }
+  // One claim alone in a group.
+  Result<bool> claim(const ledger::RunStart& start) {
+    auto claimed = backlog_->flush(std::span(&start, 1));
+    REQUIRE(claimed.size() == 1);
+    return claimed.front();
+  }
+  // A first attempt of job "j" at slot kT0 + `second` s.
+  ledger::RunStart start(int second) {
+    ledger::RunStart s;
+    s.run_id = "run" + std::to_string(second);
+    s.job = "j";
+    s.scheduled_for = kT0 + std::chrono::seconds(second);
+    s.trace_id = "trace-run" + std::to_string(second);
+    s.started_at = now;
+    return s;
   }
 
   // A skip of job "j" at slot kT0 + `second` s, made now.
@@ -183,12 +221,14 @@ class BacklogRig {
     for (auto it = history->rbegin(); it != history->rend(); ++it) {
       out.push_back(it->scheduled_for);
     }
+    std::sort(out.begin(), out.end());
     return out;
   }
 
   TimePoint now = kT0;
   std::vector<std::string> recorded;
   int refusals = 0;
+  int flushes_asked = 0;
   RefusingStore& store() { return *store_; }
   engine::Backlog& backlog() { return *backlog_; }
   ledger::Store& real() { return *real_; }
@@ -206,21 +246,21 @@ TEST_CASE("records the ledger refuses are kept and written in order once it acce
           "[engine][backlog]") {
   BacklogRig rig;
   auto& backlog = rig.backlog();
-  backlog.write_or_keep(rig.skip(1));
+  rig.write(rig.skip(1));
   CHECK(rig.slots().size() == 1);
   CHECK(backlog.may_claim());
   CHECK_FALSE(backlog.refusing());
 
   rig.store().refusing = true;
-  backlog.write_or_keep(rig.skip(2));
+  rig.write(rig.skip(2));
   CHECK(rig.refusals == 1);
   CHECK(backlog.refusing());
   CHECK_FALSE(backlog.may_claim());
   // Resting: the next records are kept without a try.
   const int tried = rig.store().writes_tried;
   rig.now += 100ms;
-  backlog.write_or_keep(rig.skip(3));
-  backlog.write_or_keep(rig.skip(4));
+  rig.write(rig.skip(3));
+  rig.write(rig.skip(4));
   CHECK(rig.store().writes_tried == tried);
   auto json = backlog.json();
   CHECK(json["records"] == 3);
@@ -251,12 +291,12 @@ TEST_CASE("a record made while others are kept waits behind them", "[engine][bac
   BacklogRig rig;
   auto& backlog = rig.backlog();
   rig.store().refusing = true;
-  backlog.write_or_keep(rig.skip(5));
+  rig.write(rig.skip(5));
   // Accepting again, but the rest has not passed and one record is kept:
   // a newer record must not be written before it.
   rig.store().refusing = false;
   rig.now += engine::kLedgerRetry + 1ms;
-  backlog.write_or_keep(rig.skip(6));
+  backlog.add(rig.skip(6));
   CHECK(rig.slots().empty());
   backlog.flush();
   CHECK(rig.slots() == std::vector<TimePoint>{kT0 + 5s, kT0 + 6s});
@@ -272,7 +312,7 @@ TEST_CASE("a refused claim stops further claims until the ledger rested", "[engi
   start.scheduled_for = kT0;
   start.trace_id = "t1";
   start.started_at = kT0;
-  CHECK_FALSE(backlog.claim(start));
+  CHECK_FALSE(rig.claim(start));
   CHECK(rig.refusals == 1);
   CHECK_FALSE(backlog.may_claim());
   CHECK(backlog.wake_at(false) == std::nullopt);  // nothing kept: only a waiting claim wakes
@@ -280,7 +320,7 @@ TEST_CASE("a refused claim stops further claims until the ledger rested", "[engi
   rig.store().refusing = false;
   rig.now += engine::kLedgerRetry;
   CHECK(backlog.may_claim());
-  auto claimed = backlog.claim(start);
+  auto claimed = rig.claim(start);
   REQUIRE(claimed);
   CHECK(*claimed);
   CHECK_FALSE(backlog.refusing());
@@ -289,7 +329,7 @@ TEST_CASE("a refused claim stops further claims until the ledger rested", "[engi
 TEST_CASE("a clock set back does not stretch the rest", "[engine][backlog]") {
   BacklogRig rig;
   rig.store().refusing = true;
-  rig.backlog().write_or_keep(rig.skip(1));
+  rig.write(rig.skip(1));
   CHECK(rig.backlog().resting());
   rig.now = kT0 - 1h;
   CHECK_FALSE(rig.backlog().resting());
@@ -299,9 +339,11 @@ TEST_CASE("a refused next fire is written again, with its latest value", "[engin
   BacklogRig rig;
   auto& backlog = rig.backlog();
   rig.store().refusing = true;
-  backlog.write_next_fire("j", "hash1", kT0 + 10s);
+  backlog.set_next_fire("j", "hash1", kT0 + 10s);
+  backlog.flush();
   rig.now += engine::kLedgerRetry;
-  backlog.write_next_fire("j", "hash2", kT0 + 20s);  // tried again, refused again
+  backlog.set_next_fire("j", "hash2", kT0 + 20s);
+  backlog.flush();  // tried again, refused again
   CHECK(backlog.refusing());
   CHECK(backlog.wake_at(false).has_value());
   rig.store().refusing = false;
@@ -325,8 +367,8 @@ TEST_CASE("at shutdown the backlog tries once more, then gives up what is refuse
   BacklogRig rig;
   auto& backlog = rig.backlog();
   rig.store().refusing = true;
-  backlog.write_or_keep(rig.skip(1));
-  backlog.write_or_keep(rig.skip(2));
+  rig.write(rig.skip(1));
+  rig.write(rig.skip(2));
   rig.store().refusing = !c.accepts;
   // However recent the refusal, the last try is made.
   backlog.give_up();
@@ -337,13 +379,109 @@ TEST_CASE("at shutdown the backlog tries once more, then gives up what is refuse
 TEST_CASE("events and records the ledger already had do not count as recorded",
           "[engine][backlog]") {
   BacklogRig rig;
-  auto& backlog = rig.backlog();
-  backlog.write_or_keep(rig.skip(1));
-  backlog.write_or_keep(rig.skip(1));  // the same slot again: already claimed
+  rig.write(rig.skip(1));
+  rig.write(rig.skip(1));  // the same slot again: already claimed
   ledger::Event event;
   event.at = kT0;
   event.kind = "test";
   event.job = "j";
-  backlog.write_or_keep(engine::PendingWrite{"j", kT0, kT0, event});
+  rig.write(engine::PendingWrite{"j", kT0, kT0, event});
   CHECK(rig.recorded.size() == 1);
+}
+
+TEST_CASE("one flush writes the queued records, claims and next fires in one group",
+          "[engine][backlog][group]") {
+  BacklogRig rig;
+  auto& backlog = rig.backlog();
+  backlog.add(rig.skip(1));
+  backlog.add(rig.skip(2));
+  backlog.set_next_fire("j", "hash", kT0 + 60s);
+  CHECK(rig.flushes_asked == 1);  // once per flush, however many records
+  CHECK(rig.slots().empty());     // queued, not written yet
+  CHECK(backlog.pending());
+  CHECK(backlog.empty());  // queued records are not a backlog
+
+  const ledger::RunStart starts[] = {rig.start(3), rig.start(2), rig.start(4)};
+  auto claimed = backlog.flush(starts);
+  CHECK(rig.store().groups == 1);
+  REQUIRE(claimed.size() == 3);
+  CHECK(claimed[0].value() == true);
+  CHECK(claimed[1].value() == false);  // slot 2 was just recorded skipped
+  CHECK(claimed[2].value() == true);
+  CHECK(rig.slots() == std::vector<TimePoint>{kT0 + 1s, kT0 + 2s, kT0 + 3s, kT0 + 4s});
+  CHECK(rig.real().job_stats("j").value().next_fire == kT0 + 60s);
+  CHECK(rig.recorded == std::vector<std::string>(2, "j"));
+  CHECK_FALSE(backlog.pending());
+
+  backlog.add(rig.skip(5));
+  CHECK(rig.flushes_asked == 2);
+  backlog.flush();
+  CHECK(rig.store().groups == 2);
+  // Nothing to write: no group.
+  backlog.flush();
+  CHECK(rig.store().groups == 2);
+}
+
+TEST_CASE("a refused write in a group: the records before it commit, it and the rest are kept",
+          "[engine][backlog][group]") {
+  BacklogRig rig;
+  auto& backlog = rig.backlog();
+  backlog.add(rig.skip(1));
+  backlog.add(rig.skip(2));
+  backlog.add(rig.skip(3));
+  rig.store().refuse_write = rig.store().writes_tried + 2;  // the skip of slot 2
+  const ledger::RunStart start = rig.start(4);
+  auto claimed = backlog.flush(std::span(&start, 1));
+  REQUIRE(claimed.size() == 1);
+  CHECK_FALSE(claimed[0].has_value());  // not tried behind a refused record
+  CHECK(rig.slots() == std::vector<TimePoint>{kT0 + 1s});
+  CHECK(rig.refusals == 1);
+  CHECK(backlog.size() == 2);
+  CHECK_FALSE(backlog.may_claim());
+  CHECK(rig.recorded == std::vector<std::string>{"j"});
+
+  rig.now += engine::kLedgerRetry;
+  CHECK(rig.claim(start).value() == true);
+  CHECK(rig.slots() == std::vector<TimePoint>{kT0 + 1s, kT0 + 2s, kT0 + 3s, kT0 + 4s});
+  CHECK_FALSE(backlog.refusing());
+}
+
+TEST_CASE("a group whose commit fails: every record kept, every claim refused, nothing lost",
+          "[engine][backlog][group]") {
+  BacklogRig rig;
+  auto& backlog = rig.backlog();
+  rig.write(rig.skip(1));  // committed before
+  backlog.add(rig.skip(2));
+  ledger::Event event;
+  event.at = kT0;
+  event.kind = "test";
+  event.job = "j";
+  backlog.add(engine::PendingWrite{"j", kT0, kT0, event});
+  backlog.set_next_fire("j", "hash", kT0 + 60s);
+  rig.store().failing_commit = true;
+  const ledger::RunStart start = rig.start(3);
+  auto claimed = backlog.flush(std::span(&start, 1));
+  REQUIRE(claimed.size() == 1);
+  REQUIRE_FALSE(claimed[0].has_value());
+  CHECK_THAT(claimed[0].error().message, Catch::Contains("cannot commit a group of"));
+  // Nothing of the group is in the ledger, and nothing counted as recorded.
+  CHECK(rig.slots() == std::vector<TimePoint>{kT0 + 1s});
+  CHECK(rig.real().events("j", 100).value().size() == 1);  // skip 1's
+  CHECK(rig.real().job_stats("j").value().next_fire == std::nullopt);
+  CHECK(rig.recorded == std::vector<std::string>{"j"});
+  CHECK(rig.refusals == 1);
+  CHECK(backlog.refusing());
+  CHECK(backlog.size() == 2);
+  CHECK_FALSE(backlog.may_claim());
+
+  // Once the rest passed and the ledger accepts: all of it, in order.
+  rig.store().failing_commit = false;
+  rig.now += engine::kLedgerRetry;
+  CHECK(rig.claim(start).value() == true);
+  CHECK(rig.slots() == std::vector<TimePoint>{kT0 + 1s, kT0 + 2s, kT0 + 3s});
+  CHECK(rig.real().job_stats("j").value().next_fire == kT0 + 60s);
+  CHECK(rig.real().events("j", 100).value().size() == 4);  // 2 skipped, test, started
+  CHECK(rig.recorded == std::vector<std::string>(2, "j"));
+  CHECK_FALSE(backlog.refusing());
+  CHECK(backlog.empty());
 }

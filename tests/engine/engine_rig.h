@@ -69,6 +69,7 @@ class FakeExecutor final : public exec::Executor {
   Result<int> start(exec::RunRequest request,
                     std::function<void(exec::RunReport)> on_done) override {
     if (running_.contains(request.run_id)) return fail("run id already active");
+    if (on_start) on_start(request);
     started.push_back({request, clock_()});
     running_.emplace(request.run_id, Run{std::move(on_done), false});
     peak = std::max(peak, running_.size());
@@ -114,6 +115,9 @@ class FakeExecutor final : public exec::Executor {
   std::vector<Stopped> stopped;
   // Fills in more of each report (resources, metrics) before it is sent.
   std::function<void(exec::RunReport&)> decorate;
+  // Called with each request as the engine starts it (the run's process
+  // would be forked there).
+  std::function<void(const exec::RunRequest&)> on_start;
   std::size_t peak = 0;   // most runs active at once
   bool obey_stop = true;  // a stopped run ends (interrupted) at once
 
@@ -151,8 +155,8 @@ class Rig {
     catalog::Catalog catalog(config_.host.plugin_dir, config_.host.state_dir / "plugins");
     plugins_ = catalog.scan();
     REQUIRE(plugins_.find("noop") != nullptr);
-    auto store = ledger::open_sqlite_store(config_.host.state_dir / "jobhost.db",
-                                           config::Durability::normal);
+    auto store =
+        ledger::open_sqlite_store(config_.host.state_dir / "jobhost.db", config_.host.durability);
     REQUIRE(store);
     store_ = std::move(*store);
     if (runs == Runs::fake) {

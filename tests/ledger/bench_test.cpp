@@ -1,10 +1,12 @@
-// Prints how long recording one run takes (claim_and_start + finish_run).
+// Prints how long recording one run takes (claim_and_start + finish_run),
+// each its own transaction or, as the engine writes them, in write groups.
 // Hidden from the default run; `ledger_tests "[bench]"` runs it. Figures only,
 // no timed assertions.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <vector>
 
 #include "ledger/ledger_test_util.h"
@@ -16,19 +18,31 @@ using namespace jobhost::ledger::testing;
 namespace {
 
 // `checkpoint_every` > 0: call Store::checkpoint() after that many runs, as an
-// idle engine would; those calls are timed apart.
-void bench(config::Durability durability, const char* label, int runs, int checkpoint_every = 0) {
+// idle engine would; those calls are timed apart. `grouped`: as the engine
+// with one run in flight, the end of the previous run and the claim of the
+// next in one write group (one commit a run instead of two).
+void bench(config::Durability durability, const char* label, int runs, int checkpoint_every = 0,
+           bool grouped = false) {
   TempDir dir;
   auto store = open_store(dir.db(), durability);
   std::vector<double> micros, checkpoints;
   micros.reserve(runs);
+  std::optional<RunEnd> previous;
   for (int i = 0; i < runs; ++i) {
     auto start = make_start("job" + std::to_string(i % 20), i * 1000, i * 1000);
     auto end = make_end(start, i % 7 ? Outcome::succeeded : Outcome::failed);
     end.output_tail = std::string(512, 'o');
     auto t0 = std::chrono::steady_clock::now();
-    REQUIRE(store->claim_and_start(start).value());
-    REQUIRE(store->finish_run(end).value());
+    if (grouped) {
+      REQUIRE(store->begin_group());
+      if (previous) REQUIRE(store->finish_run(*previous).value());
+      REQUIRE(store->claim_and_start(start).value());
+      REQUIRE(store->commit_group());
+      previous = end;
+    } else {
+      REQUIRE(store->claim_and_start(start).value());
+      REQUIRE(store->finish_run(end).value());
+    }
     auto t1 = std::chrono::steady_clock::now();
     micros.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
     if (checkpoint_every > 0 && (i + 1) % checkpoint_every == 0) {
@@ -59,4 +73,7 @@ TEST_CASE("bench: recording a run", "[.][bench][ledger]") {
   bench(config::Durability::normal, "synchronous=NORMAL", 2000);
   bench(config::Durability::full, "synchronous=FULL", 2000);
   bench(config::Durability::normal, "NORMAL+checkpoint/20", 2000, 20);
+  bench(config::Durability::normal, "NORMAL, grouped", 2000, 0, true);
+  bench(config::Durability::full, "FULL, grouped", 2000, 0, true);
+  bench(config::Durability::normal, "NORMAL+ckpt/20, grouped", 2000, 20, true);
 }

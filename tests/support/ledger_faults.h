@@ -1,13 +1,16 @@
-// Ledger faults for integration tests: a write lock held by another process,
-// or the ledger's files made immutable (chattr +i) under a running daemon.
+// Ledger faults for tests: a write lock held by another process, the
+// ledger's files made immutable (chattr +i) under a running daemon, or this
+// process's file writes limited in size (a commit that fails).
 #pragma once
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <vector>
 
@@ -74,6 +77,33 @@ class LedgerReadOnly {
     return ok;
   }
   std::vector<std::filesystem::path> files_;
+};
+
+// While it lives, every write of this process past `bytes` of a file fails
+// (RLIMIT_FSIZE, with SIGXFSZ ignored so that write() returns EFBIG): a
+// SQLite commit, which is when the log is written, then fails as on a full
+// disk, and rolls back. ok() says whether the limit took.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    ::getrlimit(RLIMIT_FSIZE, &saved_);
+    previous_ = std::signal(SIGXFSZ, SIG_IGN);
+    rlimit limit = saved_;
+    limit.rlim_cur = bytes;
+    ok_ = ::setrlimit(RLIMIT_FSIZE, &limit) == 0;
+  }
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &saved_);
+    std::signal(SIGXFSZ, previous_);
+  }
+  FileSizeLimit(const FileSizeLimit&) = delete;
+  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  rlimit saved_{};
+  void (*previous_)(int) = nullptr;
+  bool ok_ = false;
 };
 
 }  // namespace jobhost::testing

@@ -9,49 +9,133 @@ namespace jobhost::engine {
 Backlog::Backlog(ledger::Store& store, Clock clock, Hooks hooks)
     : store_(store), clock_(std::move(clock)), hooks_(std::move(hooks)) {}
 
-void Backlog::write_or_keep(PendingWrite w) {
-  if (kept_.empty() && !resting()) {
-    auto written = write(w);
-    if (written) return note_written();
-    note_refused(written.error());
-  }
-  // One line per record (not per retry): what an operator needs to recover it.
-  log::warn("kept in memory until the ledger accepts it: " + describe(w),
-            {w.job, record_run_id(w)});
-  ++kept_in_outage_;
-  kept_.push_back(std::move(w));
+void Backlog::add(PendingWrite w) {
+  queued_.push_back(std::move(w));
+  note_queued();
 }
 
-Result<bool> Backlog::claim(const ledger::RunStart& start) {
-  auto claimed = store_.claim_and_start(start);
-  if (claimed) {
-    note_written();
-  } else {
-    note_refused(claimed.error());
-  }
-  return claimed;
-}
-
-void Backlog::write_next_fire(const std::string& job, const std::string& definition_hash,
-                              std::optional<TimePoint> next_fire) {
-  if (!holding_ && !resting()) {
-    auto written = store_.upsert_job(job, definition_hash, next_fire, clock_());
-    if (written) {
-      next_unwritten_.erase(job);
-      return note_written();
-    }
-    note_refused(written.error());
-  }
+void Backlog::set_next_fire(const std::string& job, const std::string& definition_hash,
+                            std::optional<TimePoint> next_fire) {
   next_unwritten_[job] = NextFire{definition_hash, next_fire};
+  note_queued();
 }
 
 void Backlog::heartbeat(std::string_view run_id, std::optional<double> progress) {
   if (resting()) return;
-  if (auto r = store_.heartbeat(run_id, clock_(), progress); !r) {
-    note_refused(r.error());
+  auto [it, added] = heartbeats_.try_emplace(std::string(run_id), Heartbeat{clock_(), progress});
+  if (!added) it->second = Heartbeat{clock_(), progress};
+  note_queued();
+}
+
+void Backlog::note_queued() {
+  if (flush_due_) return;
+  flush_due_ = true;
+  if (hooks_.on_queued) hooks_.on_queued();
+}
+
+std::vector<Result<bool>> Backlog::flush(std::span<const ledger::RunStart> claims) {
+  flush_due_ = false;
+  std::vector<Result<bool>> results;
+  results.reserve(claims.size());
+  const auto refuse_claims = [&](const Error& error) {
+    while (results.size() < claims.size()) results.emplace_back(std::unexpected(error));
+  };
+  if (!pending() && claims.empty()) return results;
+  if (resting()) {
+    refuse_claims(Error{"the ledger refused a write less than a second ago"});
+    keep_refused(std::nullopt);
+    return results;
+  }
+  if (auto begun = store_.begin_group(); !begun) {
+    refuse_claims(begun.error());
+    keep_refused(begun.error());
+    return results;
+  }
+  // In the group's order; stops at the first refusal.
+  std::optional<Error> refused;
+  std::size_t kept_written = 0, queued_written = 0;
+  std::vector<std::string_view> recorded;  // jobs of the run ends and skips written
+  const auto write_each = [&](const std::deque<PendingWrite>& records, std::size_t& written) {
+    for (const auto& w : records) {
+      if (refused) return;
+      auto r = write(w);
+      if (!r) {
+        refused = r.error();
+        return;
+      }
+      if (*r && !std::holds_alternative<ledger::Event>(w.record)) recorded.push_back(w.job);
+      ++written;
+    }
+  };
+  write_each(kept_, kept_written);
+  write_each(queued_, queued_written);
+  for (const auto& start : claims) {
+    if (refused) break;
+    results.push_back(store_.claim_and_start(start));
+    if (!results.back()) refused = results.back().error();
+  }
+  auto next_fires = std::exchange(next_unwritten_, {});
+  auto next_written = next_fires.begin();  // [begin, next_written) are written
+  while (!refused && next_written != next_fires.end()) {
+    const auto& [job, next] = *next_written;
+    if (auto written = store_.upsert_job(job, next.definition_hash, next.at, clock_()); !written) {
+      refused = written.error();
+      break;
+    }
+    ++next_written;
+  }
+  for (const auto& [run_id, beat] : std::exchange(heartbeats_, {})) {
+    if (refused) break;
+    if (auto r = store_.heartbeat(run_id, beat.at, beat.progress); !r) refused = r.error();
+  }
+
+  if (auto committed = store_.commit_group(); !committed) {
+    // Nothing of the group was written: the claims are refused, the records
+    // kept, the next fires written again later.
+    results.clear();
+    refuse_claims(committed.error());
+    next_unwritten_.merge(next_fires);
+    keep_refused(committed.error());
+    return results;
+  }
+  next_fires.erase(next_fires.begin(), next_written);
+  next_unwritten_.merge(next_fires);  // those not written
+  if (hooks_.on_recorded) {
+    for (std::string_view job : recorded) hooks_.on_recorded(job);
+  }
+  kept_.erase(kept_.begin(), kept_.begin() + static_cast<std::ptrdiff_t>(kept_written));
+  queued_.erase(queued_.begin(), queued_.begin() + static_cast<std::ptrdiff_t>(queued_written));
+  if (refused) {
+    refuse_claims(*refused);
+    keep_refused(*refused);
   } else {
     note_written();
   }
+  return results;
+}
+
+void Backlog::keep_refused(const std::optional<Error>& error) {
+  if (error) {
+    resting_until_ = clock_() + kLedgerRetry;
+    if (!down_since_) {
+      down_since_ = clock_();
+      kept_in_outage_ = 0;
+      log::error(error->message +
+                 "; until the ledger accepts writes again, no run starts (fires wait), finished "
+                 "runs and skipped slots are kept in memory and retried every second (`jobhost "
+                 "status` shows the backlog)");
+    }
+  }
+  heartbeats_.clear();
+  for (auto& w : queued_) {
+    // One line per record (not per retry): what an operator needs to recover it.
+    log::warn("kept in memory until the ledger accepts it: " + describe(w),
+              {w.job, record_run_id(w)});
+    ++kept_in_outage_;
+    kept_.push_back(std::move(w));
+  }
+  queued_.clear();
+  if (hooks_.on_refused) hooks_.on_refused();
 }
 
 bool Backlog::resting() const {
@@ -67,32 +151,14 @@ std::optional<TimePoint> Backlog::wake_at(bool claims_waiting) const {
 }
 
 Result<bool> Backlog::write(const PendingWrite& w) {
-  Result<bool> written = true;
-  if (const auto* end = std::get_if<ledger::RunEnd>(&w.record)) {
-    written = store_.finish_run(*end);
-  } else if (const auto* skip = std::get_if<ledger::SkipRecord>(&w.record)) {
-    written = store_.record_skipped(*skip);
-  } else if (auto added = store_.add_event(std::get<ledger::Event>(w.record)); !added) {
-    written = std::unexpected(added.error());
+  if (const auto* end = std::get_if<ledger::RunEnd>(&w.record)) return store_.finish_run(*end);
+  if (const auto* skip = std::get_if<ledger::SkipRecord>(&w.record)) {
+    return store_.record_skipped(*skip);
   }
-  if (written && *written && !std::holds_alternative<ledger::Event>(w.record) &&
-      hooks_.on_recorded) {
-    hooks_.on_recorded(w.job);
+  if (auto added = store_.add_event(std::get<ledger::Event>(w.record)); !added) {
+    return std::unexpected(added.error());
   }
-  return written;
-}
-
-void Backlog::note_refused(const Error& error) {
-  resting_until_ = clock_() + kLedgerRetry;
-  if (!down_since_) {
-    down_since_ = clock_();
-    kept_in_outage_ = 0;
-    log::error(error.message +
-               "; until the ledger accepts writes again, no run starts (fires wait), finished "
-               "runs and skipped slots are kept in memory and retried every second (`jobhost "
-               "status` shows the backlog)");
-  }
-  if (hooks_.on_refused) hooks_.on_refused();
+  return true;
 }
 
 void Backlog::note_written() {
@@ -102,26 +168,6 @@ void Backlog::note_written() {
                   "were written",
                   format_elapsed(clock_() - *down_since_), kept_in_outage_));
   down_since_.reset();
-}
-
-void Backlog::flush() {
-  if (resting()) return;
-  while (!kept_.empty()) {
-    auto written = write(kept_.front());
-    if (!written) return note_refused(written.error());
-    kept_.pop_front();
-  }
-  if (!next_unwritten_.empty()) {
-    std::vector<ledger::JobMark> rows;
-    rows.reserve(next_unwritten_.size());
-    for (const auto& [job, next] : next_unwritten_) {
-      rows.push_back({job, next.definition_hash, std::nullopt, next.at});
-    }
-    auto written = store_.upsert_jobs(rows, clock_());
-    if (!written) return note_refused(written.error());
-    next_unwritten_.clear();
-  }
-  note_written();
 }
 
 void Backlog::give_up() {

@@ -4,6 +4,8 @@
 #include <unistd.h>
 #include <unordered_map>
 
+#include <boost/asio/post.hpp>
+
 #include "common/log.h"
 #include "engine/misfire.h"
 #include "engine/retry.h"
@@ -36,7 +38,8 @@ Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::Scan
                                     pruner_.note_recorded(job);
                                     ++recorded_since_checkpoint_;
                                   },
-                              .on_refused = [this] { arm_timer(); }}),
+                              .on_refused = [this] { arm_timer(); },
+                              .on_queued = [this] { post_end_of_turn(); }}),
       pruner_(io, store, retention::retention_policy(config_), clock_) {
   pruner_.on_pruned([this](const retention::PrunedRuns& pruned) {
     for (Observer* o : observers_) o->on_runs_pruned(pruned);
@@ -44,6 +47,11 @@ Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::Scan
   for (const auto& job : config_.jobs) {
     jobs_.emplace(job.name, JobState{&job, job.schedule, std::nullopt, {}, 0});
   }
+}
+
+Engine::~Engine() {
+  // Records still queued are written (observers are not told: they may be gone).
+  backlog_.flush();
 }
 
 void Engine::start() {
@@ -69,7 +77,6 @@ void Engine::start() {
     mark_of.reserve(marks->size());
     for (const auto& m : *marks) mark_of.emplace(m.job, &m);
   }
-  backlog_.hold_next_fires(true);
   for (auto& [name, job] : jobs_) {
     const auto found = mark_of.find(name);
     const ledger::JobMark* mark = found == mark_of.end() ? nullptr : found->second;
@@ -102,8 +109,7 @@ void Engine::start() {
       admit(Fire{t, name, t, 1, {}, ledger::Trigger::reboot});
     }
   }
-  backlog_.hold_next_fires(false);
-  backlog_.flush();
+  backlog_.flush();  // every next fire in one write group
   if (auto retries = store_.pending_retries()) {
     for (const auto& r : *retries) {
       if (!jobs_.contains(r.job)) continue;
@@ -152,7 +158,7 @@ void Engine::handle_misfires(JobState& job, TimePoint last_fire, TimePoint t,
                         .run_id = std::nullopt,
                         .detail = fmt::format("{} older missed slot(s) not recorded one by one: {}",
                                               plan.unlisted(), summary)};
-    backlog_.write_or_keep(PendingWrite{cfg.name, t, t, std::move(event)});
+    backlog_.add(PendingWrite{cfg.name, t, t, std::move(event)});
   }
 }
 
@@ -168,7 +174,7 @@ void Engine::schedule_next(JobState& job, TimePoint after) {
 
 void Engine::on_timer() {
   if (shutting_down_) return;
-  backlog_.flush();
+  flush_writes();
   TimePoint t = now();
   while (!timeline_.empty() && timeline_.begin()->due <= t) {
     Fire fire = *timeline_.begin();
@@ -254,75 +260,107 @@ void Engine::admit(Fire fire) {
 }
 
 void Engine::pump() {
-  while (!shutting_down_ && !ready_.empty() && backlog_.may_claim() &&
-         active_.size() < static_cast<std::size_t>(config_.host.max_concurrency)) {
-    Fire fire = *ready_.begin();
-    ready_.erase(ready_.begin());
-    JobState& job = jobs_.find(fire.job)->second;
-    --job.queued;
-    start_run(std::move(fire));
-    if (job.queued == 0) record_waiting_skips(job);
+  for (;;) {
+    // The fires that may start now, claimed together in one write group
+    // (with every record made before them), then started.
+    std::vector<ledger::RunStart> claims;
+    std::vector<Launch> launches;
+    std::vector<JobState*> touched;
+    while (!shutting_down_ && !ready_.empty() && backlog_.may_claim() &&
+           active_.size() + claims.size() <
+               static_cast<std::size_t>(config_.host.max_concurrency)) {
+      Fire fire = *ready_.begin();
+      ready_.erase(ready_.begin());
+      JobState& job = jobs_.find(fire.job)->second;
+      --job.queued;
+      touched.push_back(&job);
+      prepare_claim(std::move(fire), claims, launches);
+    }
+    bool already_claimed = false;
+    if (!claims.empty()) {
+      auto claimed = flush_writes(claims);
+      for (std::size_t i = 0; i < claims.size(); ++i) {
+        already_claimed |= launch(std::move(launches[i]), std::move(claims[i]), claimed[i]);
+      }
+    }
+    // Skips that waited behind a fire of their job: after its claim.
+    for (JobState* job : touched) {
+      if (job->queued == 0) record_waiting_skips(*job);
+    }
+    if (!already_claimed) return;  // else a run slot went unused: fill it
   }
 }
 
-void Engine::start_run(Fire fire) {
-  JobState& job = jobs_.find(fire.job)->second;
-  const config::JobConfig& cfg = *job.config;
+void Engine::prepare_claim(Fire fire, std::vector<ledger::RunStart>& claims,
+                           std::vector<Launch>& launches) {
+  const config::JobConfig& cfg = *jobs_.find(fire.job)->second.config;
   const catalog::PluginInfo* plugin = plugins_.find(cfg.plugin);
-  if (fire.trace_id.empty()) fire.trace_id = next_id();
-  std::string run_id = next_id();
-  log::Fields fields{cfg.name, run_id, fire.trace_id, fire.attempt};
-
   if (!plugin && fire.attempt == 1) {
     record_skipped(fire, fmt::format("blocked: plugin \"{}\" is not available (missing or "
                                      "rejected: see `jobhost plugins`)",
                                      cfg.plugin));
     return;
   }
-  const std::optional<Build> build = plugin ? std::optional(build_of(*plugin)) : std::nullopt;
-  const ledger::RunStart start = run_start(cfg, build, fire, run_id, now());
-  auto claimed = backlog_.claim(start);
+  if (fire.trace_id.empty()) fire.trace_id = next_id();
+  std::optional<Build> build = plugin ? std::optional(build_of(*plugin)) : std::nullopt;
+  claims.push_back(run_start(cfg, build, fire, next_id(), now()));
+  launches.push_back(Launch{std::move(fire), std::move(build)});
+}
+
+bool Engine::launch(Launch launch, ledger::RunStart start, const Result<bool>& claimed) {
+  Fire& fire = launch.fire;
+  JobState& job = jobs_.find(fire.job)->second;
+  const config::JobConfig& cfg = *job.config;
+  log::Fields fields{cfg.name, start.run_id, fire.trace_id, fire.attempt};
   if (!claimed) {
     // Nothing was written: the fire waits in ready_, in its place, until
     // the ledger accepts its claim (a run never starts unrecorded).
     ++job.queued;
     ready_.insert(std::move(fire));
-    return;
+    return false;
   }
   if (!*claimed) {
     log::warn(fmt::format("slot {} attempt {} was already claimed; not running it again",
                           ledger::format_utc(fire.slot), fire.attempt),
               fields);
-    return;
+    return true;
   }
 
   auto finish_unstarted = [&](std::string message) {
     log::error(message, fields);
-    ledger::RunEnd end = unstarted_end(run_id, now(), std::move(message));
-    backlog_.write_or_keep(PendingWrite{cfg.name, fire.slot, end.finished_at, end});
-    for (Observer* o : observers_) o->on_run_unstarted(start, end);
+    ledger::RunEnd end = unstarted_end(start.run_id, now(), std::move(message));
+    backlog_.add(PendingWrite{cfg.name, fire.slot, end.finished_at, end});
+    acknowledge([this, start, end = std::move(end)] {
+      for (Observer* o : observers_) o->on_run_unstarted(start, end);
+    });
   };
-  if (!plugin) {
+  if (!launch.build) {
     finish_unstarted(fmt::format("plugin \"{}\" is no longer available", cfg.plugin));
-    return;
+    return false;
   }
-  auto pid = executor_.start(run_request(cfg, *build, start),
-                             [this](exec::RunReport report) { on_run_done(report); });
+  const Build& build = *launch.build;
+  auto pid = executor_.start(run_request(cfg, build, start),
+                             [this](exec::RunReport report) { on_run_done(std::move(report)); });
   if (!pid) {
     finish_unstarted("could not start the run: " + pid.error().message);
-    return;
+    return false;
   }
   log::info(
       fmt::format("started: slot {} attempt {} pid {} plugin {} {}", ledger::format_utc(fire.slot),
-                  fire.attempt, *pid, plugin->name, plugin->version),
+                  fire.attempt, *pid, build.plugin, build.version),
       fields);
-  job.active.insert(run_id);
-  active_.emplace(run_id, ActiveRun{start, std::chrono::steady_clock::now()});
+  job.active.insert(start.run_id);
   const Duration lateness = start.started_at - fire.due;
-  for (Observer* o : observers_) o->on_run_started(start, lateness);
+  std::string run_id = start.run_id;
+  const ActiveRun& active =
+      active_
+          .emplace(std::move(run_id), ActiveRun{std::move(start), std::chrono::steady_clock::now()})
+          .first->second;
+  for (Observer* o : observers_) o->on_run_started(active.start, lateness);
+  return false;
 }
 
-void Engine::on_run_done(const exec::RunReport& report) {
+void Engine::on_run_done(exec::RunReport report) {
   auto it = active_.find(report.run_id);
   if (it == active_.end()) return;
   ActiveRun active = std::move(it->second);
@@ -356,16 +394,44 @@ void Engine::on_run_done(const exec::RunReport& report) {
   } else {
     log::warn(summary, fields);
   }
-  backlog_.write_or_keep(PendingWrite{run.job, run.scheduled_for, end.finished_at, end});
+  backlog_.add(PendingWrite{run.job, run.scheduled_for, end.finished_at, end});
   if (end.retry_at && !shutting_down_) {
     timeline_.insert(Fire{*end.retry_at, run.job, run.scheduled_for, run.attempt + 1, run.trace_id,
                           ledger::Trigger::retry});
   }
-  for (Observer* o : observers_) o->on_run_finished(run, end, report);
+  acknowledge(
+      [this, run = std::move(active.start), end = std::move(end), report = std::move(report)] {
+        for (Observer* o : observers_) o->on_run_finished(run, end, report);
+      });
+  // The claims of the next runs commit this end with them; else the end of
+  // the loop turn does.
   pump();
   arm_timer();
-  checkpoint_if_idle();
   notify_idle_if_done();
+}
+
+void Engine::post_end_of_turn() {
+  if (end_of_turn_posted_) return;
+  end_of_turn_posted_ = true;
+  boost::asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
+    if (alive.expired()) return;
+    end_of_turn_posted_ = false;
+    flush_writes();
+    checkpoint_if_idle();
+  });
+}
+
+std::vector<Result<bool>> Engine::flush_writes(std::span<const ledger::RunStart> claims) {
+  auto claimed = backlog_.flush(claims);
+  // Observers learn of records once they are committed (or kept, when the
+  // ledger refuses them), never before.
+  auto acks = std::exchange(acks_, {});
+  for (auto& ack : acks) ack();
+  return claimed;
+}
+
+void Engine::acknowledge(std::function<void()> ack) {
+  if (!observers_.empty()) acks_.push_back(std::move(ack));
 }
 
 void Engine::checkpoint_if_idle() {
@@ -388,6 +454,7 @@ void Engine::notify_idle_if_done() {
   for (auto& timer : grace_timers_) timer->cancel();
   grace_timers_.clear();
   backlog_.give_up();
+  flush_writes();  // nothing left to write: tells the observers
   auto done = std::move(on_idle_);
   on_idle_ = nullptr;
   done();
@@ -406,8 +473,10 @@ void Engine::record_skipped(const Fire& fire, const std::string& reason) {
                           .at = now(),
                           .definition_hash = cfg.definition_hash,
                           .host_pid = getpid()};
-  backlog_.write_or_keep(PendingWrite{fire.job, fire.slot, skip.at, skip});
-  for (Observer* o : observers_) o->on_skipped(skip);
+  backlog_.add(PendingWrite{fire.job, fire.slot, skip.at, skip});
+  acknowledge([this, skip = std::move(skip)] {
+    for (Observer* o : observers_) o->on_skipped(skip);
+  });
 }
 
 void Engine::record_skipped_in_order(JobState& job, Fire fire, std::string reason) {
@@ -439,6 +508,7 @@ Result<TimePoint> Engine::trigger(std::string_view name, std::string_view by) {
   }
   admit(Fire{slot, std::string(name), slot, 1, {}, ledger::Trigger::manual});
   pump();
+  flush_writes();  // an operator's request returns with its records written
   return slot;
 }
 
@@ -454,6 +524,7 @@ Result<bool> Engine::pause(std::string_view name, std::string_view by) {
   log::info(fmt::format("paused by {}: fires are recorded as skipped until resumed", by),
             {job.config->name});
   skip_queued(job, kPausedReason);
+  flush_writes();
   return *changed;
 }
 
@@ -489,6 +560,7 @@ Result<void> Engine::cancel(std::string_view run_id, std::string_view by) {
         nlohmann::json{{"by", by}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   }
   executor_.stop(run_id, exec::StopReason::cancel);
+  flush_writes();
   return {};
 }
 
@@ -525,7 +597,7 @@ void Engine::write_event(const std::string& job, std::string kind,
                       .job = job,
                       .run_id = std::move(run_id),
                       .detail = std::move(detail)};
-  backlog_.write_or_keep(PendingWrite{job, t, t, std::move(event)});
+  backlog_.add(PendingWrite{job, t, t, std::move(event)});
 }
 
 void Engine::shutdown(std::function<void()> on_idle) {

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
 #include <variant>
 
@@ -53,6 +54,8 @@ class Engine {
   Engine(boost::asio::io_context& io, config::Config config, catalog::ScanResult plugins,
          ledger::Store& store, exec::Executor& executor, uint64_t seed, Clock clock = {},
          std::unique_ptr<Timer> timer = nullptr);
+  // Writes what is still queued for the ledger.
+  ~Engine();
 
   // Computes each job's next fire, reloads pending retries, fires @reboot
   // jobs, and arms the timer and retention (engine/retention.h).
@@ -173,9 +176,28 @@ class Engine {
   void on_timer();
   void arm_timer();
   void admit(Fire fire);
+  // A fire claimed in pump(), waiting for the commit of its claim.
+  struct Launch {
+    Fire fire;
+    std::optional<Build> build;  // nullopt: a retry whose plugin is gone
+  };
+  // Claims the ready fires that may start in one write group, then starts them.
   void pump();
-  void start_run(Fire fire);
-  void on_run_done(const exec::RunReport& report);
+  // Adds the claim of `fire` to `claims` and `launches`, or records it
+  // skipped when its plugin is missing.
+  void prepare_claim(Fire fire, std::vector<ledger::RunStart>& claims,
+                     std::vector<Launch>& launches);
+  // Starts a run once its claim is committed; puts the fire back in ready_
+  // when the claim was refused. True when the slot was already claimed.
+  bool launch(Launch launch, ledger::RunStart start, const Result<bool>& claimed);
+  void on_run_done(exec::RunReport report);
+  // Writes every queued record (and `claims`) in one group, then tells the
+  // observers of the records (acks_). Returns the claims' results.
+  std::vector<Result<bool>> flush_writes(std::span<const ledger::RunStart> claims = {});
+  // Calls `ack` (which tells observers of a record) after the next flush.
+  void acknowledge(std::function<void()> ack);
+  // The first write queued in a loop turn posts one flush for its end.
+  void post_end_of_turn();
   void record_skipped(const Fire& fire, const std::string& reason);
   // record_skipped now, or after the job's fires in ready_ are claimed.
   void record_skipped_in_order(JobState& job, Fire fire, std::string reason);
@@ -185,7 +207,7 @@ class Engine {
   void write_event(const std::string& job, std::string kind, std::optional<std::string> run_id,
                    std::string detail);
   void write_next_fire(const JobState& job) {
-    backlog_.write_next_fire(job.config->name, job.config->definition_hash, job.next_slot);
+    backlog_.set_next_fire(job.config->name, job.config->definition_hash, job.next_slot);
   }
   void notify_idle_if_done();
   // Checkpoints the ledger when kCheckpointEvery records were written since
@@ -222,6 +244,9 @@ class Engine {
   std::vector<Observer*> observers_;
   bool shutting_down_ = false;
   std::function<void()> on_idle_;
+  std::vector<std::function<void()>> acks_;  // observer calls waiting for their records' flush
+  bool end_of_turn_posted_ = false;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // posted handlers check it
   std::vector<std::shared_ptr<boost::asio::steady_timer>> grace_timers_;  // during shutdown
   retention::Pruner pruner_;  // after store_ and clock_, which it uses
 };

@@ -24,6 +24,9 @@ void Engine::replace_plugins(catalog::ScanResult plugins) {
 config::JobDiff Engine::apply_config(config::Config loaded) {
   config::JobDiff diff = config::diff_jobs(config_.jobs, loaded.jobs);
   if (shutting_down_) return diff;
+  // Ends still queued carry their pending retries: committed first, so that
+  // dropping a retry below finds its row.
+  flush_writes();
   const TimePoint t = now();
   for (const auto& name : diff.removed) retire_job(jobs_.find(name)->second);
   std::set<std::string> changed(diff.changed.begin(), diff.changed.end());
@@ -45,8 +48,10 @@ config::JobDiff Engine::apply_config(config::Config loaded) {
   loaded.http = config_.http;
   config_ = std::move(loaded);
   pruner_.set_policy(retention::retention_policy(config_));
+  flush_writes();  // observers hear of the skips above before the new config
   for (Observer* o : observers_) o->on_config_applied(config_);
   pump();
+  flush_writes();
   arm_timer();
   return diff;
 }

@@ -1,8 +1,9 @@
 // What the engine tells those who watch it (observe/: metrics, alerts, the
 // live dashboard): every run started, every run finished, every skipped fire,
 // and every fire given to the dispatch queue. Called on the loop's thread,
-// after the ledger write was made or kept in the backlog; an observer must
-// return quickly and never call back into the engine from inside a call.
+// after the ledger write was committed (its write group, engine/backlog.h)
+// or kept in the backlog; an observer must return quickly and never call
+// back into the engine from inside a call.
 #pragma once
 
 #include <string_view>

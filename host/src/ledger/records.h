@@ -145,12 +145,11 @@ struct JobStats {
 };
 inline constexpr int kStatsWindow = 100;
 
-// A job's row as the engine reads it at start and writes it with each next
-// fire (Store::job_marks, Store::upsert_jobs).
+// A job's row as the engine reads it at start (Store::job_marks).
 struct JobMark {
   std::string job;
-  std::optional<std::string> definition_hash;  // always set when written
-  std::optional<TimePoint> last_fire;          // read only: what claims advanced
+  std::optional<std::string> definition_hash;
+  std::optional<TimePoint> last_fire;  // what claims advanced
   std::optional<TimePoint> next_fire;
 };
 

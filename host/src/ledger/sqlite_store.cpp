@@ -302,6 +302,14 @@ constexpr const char* kPruneSlot =
     "DELETE FROM slots WHERE job = ?1 AND scheduled_for = ?2 "
     "AND NOT EXISTS (SELECT 1 FROM runs WHERE job = ?1 AND scheduled_for = ?2) "
     "AND NOT EXISTS (SELECT 1 FROM pending_retries WHERE job = ?1 AND scheduled_for = ?2)";
+// Transaction control, prepared once like the rest (sqlite3_exec would
+// prepare them again for every write).
+constexpr const char* kBegin = "BEGIN IMMEDIATE";
+constexpr const char* kCommit = "COMMIT";
+constexpr const char* kRollback = "ROLLBACK";
+constexpr const char* kSavepoint = "SAVEPOINT jobhost_write";
+constexpr const char* kRelease = "RELEASE jobhost_write";
+constexpr const char* kRollbackTo = "ROLLBACK TO jobhost_write";
 constexpr const char* kPruneOldEvents =
     "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY at LIMIT ?)";
 
@@ -320,8 +328,8 @@ class SqliteStore final : public Store {
     if (run.attempt < 1) {
       return fail(fmt::format("{}: {}: attempts count from 1", path_, what));
     }
-    return guarded(what, [&]() -> Result<bool> {
-      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    return write_guarded(what, [&]() -> Result<bool> {
+      WriteScope tx(*this);
       Query(statement(kEnsureJob), run.job, run.definition_hash, run.started_at).exec();
       if (run.attempt == 1) {
         if (!claim_slot(run.job, run.scheduled_for, run.trigger, run.trace_id, run.started_at)) {
@@ -360,8 +368,8 @@ class SqliteStore final : public Store {
 
   Result<bool> finish_run(const RunEnd& end) override {
     const auto what = fmt::format("cannot record the end of run {}", end.run_id);
-    return guarded(what, [&]() -> Result<bool> {
-      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    return write_guarded(what, [&]() -> Result<bool> {
+      WriteScope tx(*this);
       std::string job, trace_id;
       TimePoint scheduled_for;
       int attempt = 0;
@@ -419,8 +427,8 @@ class SqliteStore final : public Store {
     if (skip.run_id.empty() || skip.trace_id.empty() || skip.job.empty()) {
       return fail(fmt::format("{}: {}: run id, trace id and job must not be empty", path_, what));
     }
-    return guarded(what, [&]() -> Result<bool> {
-      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    return write_guarded(what, [&]() -> Result<bool> {
+      WriteScope tx(*this);
       Query(statement(kEnsureJob), skip.job, skip.definition_hash, skip.at).exec();
       if (!claim_slot(skip.job, skip.scheduled_for, skip.trigger, skip.trace_id, skip.at)) {
         return false;
@@ -447,29 +455,30 @@ class SqliteStore final : public Store {
 
   Result<bool> heartbeat(std::string_view run_id, TimePoint at,
                          std::optional<double> progress) override {
-    return guarded(fmt::format("cannot record a heartbeat of run {}", run_id),
-                   [&]() -> Result<bool> {
-                     return Query(statement(kHeartbeat), at, progress, run_id).exec() > 0;
-                   });
+    return write_guarded(fmt::format("cannot record a heartbeat of run {}", run_id),
+                         [&]() -> Result<bool> {
+                           return Query(statement(kHeartbeat), at, progress, run_id).exec() > 0;
+                         });
   }
 
   Result<std::vector<RunRecord>> close_orphaned_runs(TimePoint now,
                                                      std::string_view message) override {
-    return guarded("cannot close the runs left open by a previous host",
-                   [&]() -> Result<std::vector<RunRecord>> {
-                     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
-                     auto runs = read_runs(Query(statement(kOpenRuns)));
-                     if (runs.empty()) return runs;
-                     Query(statement(kInterruptOpenRuns), now, message).exec();
-                     for (auto& run : runs) {
-                       run.finished_at = now;
-                       run.outcome = Outcome::interrupted;
-                       run.message = std::string(message);
-                       insert_event(now, "interrupted", run.job, run.run_id, std::string(message));
-                     }
-                     tx.commit();
-                     return runs;
-                   });
+    return write_guarded("cannot close the runs left open by a previous host",
+                         [&]() -> Result<std::vector<RunRecord>> {
+                           WriteScope tx(*this);
+                           auto runs = read_runs(Query(statement(kOpenRuns)));
+                           if (runs.empty()) return runs;
+                           Query(statement(kInterruptOpenRuns), now, message).exec();
+                           for (auto& run : runs) {
+                             run.finished_at = now;
+                             run.outcome = Outcome::interrupted;
+                             run.message = std::string(message);
+                             insert_event(now, "interrupted", run.job, run.run_id,
+                                          std::string(message));
+                           }
+                           tx.commit();
+                           return runs;
+                         });
   }
 
   Result<std::vector<RunRecord>> history(std::optional<std::string_view> job, int limit) override {
@@ -502,8 +511,10 @@ class SqliteStore final : public Store {
 
   Result<std::vector<JobStats>> all_job_stats() override {
     return guarded("cannot read the status of the jobs", [&]() -> Result<std::vector<JobStats>> {
-      // One read transaction, so that all jobs are seen at the same instant.
-      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::DEFERRED);
+      // One read transaction, so that all jobs are seen at the same instant
+      // (inside a write group, the group's transaction is that one).
+      std::optional<SQLite::Transaction> tx;
+      if (!group_) tx.emplace(db_, SQLite::TransactionBehavior::DEFERRED);
       std::vector<std::string> names;
       {
         Query q(statement(kJobNames));
@@ -512,7 +523,7 @@ class SqliteStore final : public Store {
       std::vector<JobStats> all;
       all.reserve(names.size());
       for (const auto& name : names) all.push_back(read_stats(name));
-      tx.commit();
+      if (tx) tx->commit();
       return all;
     });
   }
@@ -637,26 +648,26 @@ class SqliteStore final : public Store {
 
   Result<bool> set_paused(std::string_view job, bool paused, std::string_view by,
                           TimePoint at) override {
-    return guarded(fmt::format("cannot {} job {}", paused ? "pause" : "resume", job),
-                   [&]() -> Result<bool> {
-                     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
-                     Query(statement(kEnsureJob), job, nullptr, at).exec();
-                     bool was_paused = false;
-                     {
-                       Query q(statement(kPausedAt), job);
-                       was_paused = q.step() && !q.col(0).isNull();
-                     }
-                     if (was_paused == paused) return false;
-                     Query(statement(kSetPaused), paused ? std::optional(at) : std::nullopt,
-                           paused ? std::optional(std::string(by)) : std::nullopt, at, job)
-                         .exec();
-                     Query(statement(kInsertEvent), at, paused ? "paused" : "resumed", job,
-                           std::optional<std::string>(),
-                           json{{"by", by}}.dump(-1, ' ', false, json::error_handler_t::replace))
-                         .exec();
-                     tx.commit();
-                     return true;
-                   });
+    return write_guarded(
+        fmt::format("cannot {} job {}", paused ? "pause" : "resume", job), [&]() -> Result<bool> {
+          WriteScope tx(*this);
+          Query(statement(kEnsureJob), job, nullptr, at).exec();
+          bool was_paused = false;
+          {
+            Query q(statement(kPausedAt), job);
+            was_paused = q.step() && !q.col(0).isNull();
+          }
+          if (was_paused == paused) return false;
+          Query(statement(kSetPaused), paused ? std::optional(at) : std::nullopt,
+                paused ? std::optional(std::string(by)) : std::nullopt, at, job)
+              .exec();
+          Query(statement(kInsertEvent), at, paused ? "paused" : "resumed", job,
+                std::optional<std::string>(),
+                json{{"by", by}}.dump(-1, ' ', false, json::error_handler_t::replace))
+              .exec();
+          tx.commit();
+          return true;
+        });
   }
 
   Result<std::vector<JobStats>> paused_jobs() override {
@@ -700,7 +711,7 @@ class SqliteStore final : public Store {
 
   Result<void> upsert_job(std::string_view job, std::string_view definition_hash,
                           std::optional<TimePoint> next_fire, TimePoint now) override {
-    return guarded(fmt::format("cannot record job {}", job), [&]() -> Result<void> {
+    return write_guarded(fmt::format("cannot record job {}", job), [&]() -> Result<void> {
       Query(statement(kUpsertJob), job, definition_hash, next_fire, now).exec();
       return {};
     });
@@ -717,24 +728,14 @@ class SqliteStore final : public Store {
     });
   }
 
-  Result<void> upsert_jobs(const std::vector<JobMark>& jobs, TimePoint now) override {
-    return guarded(fmt::format("cannot record {} job(s)", jobs.size()), [&]() -> Result<void> {
-      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
-      for (const auto& j : jobs) {
-        Query(statement(kUpsertJob), j.job, j.definition_hash.value_or(""), j.next_fire, now)
-            .exec();
-      }
-      tx.commit();
-      return {};
-    });
-  }
-
   Result<void> add_event(const Event& event) override {
-    return guarded(fmt::format("cannot record a {} event", event.kind), [&]() -> Result<void> {
-      Query(statement(kInsertEvent), event.at, event.kind, event.job, event.run_id, event.detail)
-          .exec();
-      return {};
-    });
+    return write_guarded(fmt::format("cannot record a {} event", event.kind),
+                         [&]() -> Result<void> {
+                           Query(statement(kInsertEvent), event.at, event.kind, event.job,
+                                 event.run_id, event.detail)
+                               .exec();
+                           return {};
+                         });
   }
 
   Result<std::vector<Event>> events(std::optional<std::string_view> job, int limit) override {
@@ -760,8 +761,8 @@ class SqliteStore final : public Store {
     if (retry.next_attempt < 2) {
       return fail(fmt::format("{}: {}: a retry is attempt 2 or later", path_, what));
     }
-    return guarded(what, [&]() -> Result<void> {
-      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    return write_guarded(what, [&]() -> Result<void> {
+      WriteScope tx(*this);
       if (!slot_trace(retry.job, retry.scheduled_for)) {
         return fail(fmt::format("{}: {}: the slot was never claimed", path_, what));
       }
@@ -785,17 +786,17 @@ class SqliteStore final : public Store {
   }
 
   Result<bool> remove_retry(std::string_view job, TimePoint scheduled_for) override {
-    return guarded(fmt::format("cannot remove the pending retry of job {}", job),
-                   [&]() -> Result<bool> {
-                     return Query(statement(kRemoveRetry), job, scheduled_for).exec() > 0;
-                   });
+    return write_guarded(fmt::format("cannot remove the pending retry of job {}", job),
+                         [&]() -> Result<bool> {
+                           return Query(statement(kRemoveRetry), job, scheduled_for).exec() > 0;
+                         });
   }
 
   Result<Pruned> prune(TimePoint before, int max_rows) override {
     if (max_rows <= 0)
       return fail(fmt::format("prune: max_rows must be positive, not {}", max_rows));
-    return guarded("cannot prune old runs", [&]() -> Result<Pruned> {
-      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    return write_guarded("cannot prune old runs", [&]() -> Result<Pruned> {
+      WriteScope tx(*this);
       Pruned pruned;
       pruned.runs = delete_runs(Query(statement(kPruneRuns), before, max_rows));
       pruned.events = Query(statement(kPruneOldEvents), before, max_rows).exec();
@@ -811,8 +812,8 @@ class SqliteStore final : public Store {
                       "positive ({})",
                       keep, max_rows));
     }
-    return guarded(fmt::format("cannot prune the runs of job {}", job), [&]() -> Result<int> {
-      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    return write_guarded(fmt::format("cannot prune the runs of job {}", job), [&]() -> Result<int> {
+      WriteScope tx(*this);
       int deleted = delete_runs(Query(statement(kPruneExcess), job, keep, max_rows));
       tx.commit();
       return deleted;
@@ -820,14 +821,14 @@ class SqliteStore final : public Store {
   }
 
   Result<uint64_t> jitter_seed() override {
-    return guarded("cannot read or create the jitter seed", [&]() -> Result<uint64_t> {
+    return write_guarded("cannot read or create the jitter seed", [&]() -> Result<uint64_t> {
       {
         Query q(statement(kJitterSeed));
         if (q.step()) return static_cast<uint64_t>(q.col(0).getInt64());
       }
       std::random_device entropy;
       const uint64_t seed = (static_cast<uint64_t>(entropy()) << 32) | entropy();
-      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      WriteScope tx(*this);
       // Another opener may have made it meanwhile: its seed wins.
       Query(statement(kInsertJitterSeed), static_cast<int64_t>(seed)).exec();
       uint64_t stored = 0;
@@ -864,21 +865,22 @@ class SqliteStore final : public Store {
 
   Result<void> save_alert_state(const AlertRecord& state, TimePoint now,
                                 const std::optional<Event>& event) override {
-    return guarded(fmt::format("cannot record the {} alert state of job {}", state.kind, state.job),
-                   [&]() -> Result<void> {
-                     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
-                     Query(statement(kSaveAlertState), state.job, state.kind, state.firing ? 1 : 0,
-                           state.since, state.notified_at, state.failed_fires, state.window_start,
-                           state.pending ? 1 : 0, state.message, now)
-                         .exec();
-                     if (event) {
-                       Query(statement(kInsertEvent), event->at, event->kind, event->job,
-                             event->run_id, event->detail)
-                           .exec();
-                     }
-                     tx.commit();
-                     return {};
-                   });
+    return write_guarded(
+        fmt::format("cannot record the {} alert state of job {}", state.kind, state.job),
+        [&]() -> Result<void> {
+          WriteScope tx(*this);
+          Query(statement(kSaveAlertState), state.job, state.kind, state.firing ? 1 : 0,
+                state.since, state.notified_at, state.failed_fires, state.window_start,
+                state.pending ? 1 : 0, state.message, now)
+              .exec();
+          if (event) {
+            Query(statement(kInsertEvent), event->at, event->kind, event->job, event->run_id,
+                  event->detail)
+                .exec();
+          }
+          tx.commit();
+          return {};
+        });
   }
 
   Result<SuccessBounds> success_bounds(std::string_view job) override {
@@ -898,12 +900,46 @@ class SqliteStore final : public Store {
   }
 
   Result<void> probe_writable(TimePoint now) override {
-    return guarded("cannot write to the ledger", [&]() -> Result<void> {
-      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    return write_guarded("cannot write to the ledger", [&]() -> Result<void> {
+      WriteScope tx(*this);
       Query(statement(kWriteProbe), now).exec();
       tx.commit();
       return {};
     });
+  }
+
+  Result<void> begin_group() override {
+    if (group_) return fail(fmt::format("{}: a group of writes is already open", path_));
+    if (sqlite3_db_readonly(db_.getHandle(), "main") == 1) {
+      return fail(fmt::format("{}: cannot begin a group of writes: {}", path_,
+                              explain_sqlite_error(SQLITE_READONLY, "")));
+    }
+    return guarded("cannot begin a group of writes", [&]() -> Result<void> {
+      Query(statement(kBegin)).exec();
+      group_.emplace();
+      return {};
+    });
+  }
+
+  Result<void> commit_group() override {
+    if (!group_) return {};
+    const Group group = std::exchange(group_, std::nullopt).value();
+    const auto what = fmt::format("cannot commit a group of {} write(s)", group.writes);
+    Result<void> committed = group.undone
+                                 ? fail(fmt::format("{}: {}: {}", path_, what, *group.undone))
+                                 : guarded(what, [&]() -> Result<void> {
+                                     Query(statement(kCommit)).exec();
+                                     return {};
+                                   });
+    // A failed COMMIT may leave the transaction open: none of it is kept.
+    if (!committed && sqlite3_get_autocommit(db_.getHandle()) == 0) {
+      try {
+        Query(statement(kRollback)).exec();
+      } catch (const SQLite::Exception&) {
+        // Closing the connection rolls it back.
+      }
+    }
+    return committed;
   }
 
   Result<void> checkpoint() override {
@@ -930,6 +966,62 @@ class SqliteStore final : public Store {
       return fail(fmt::format("{}: {}: {}", path_, what, e.what()));
     }
   }
+
+  // guarded() for a write operation. Inside a group, a write after one
+  // whose error undid the group's transaction fails without touching the
+  // file (it would otherwise run on its own, outside the group).
+  template <class F>
+  auto write_guarded(std::string_view what, F&& body) -> decltype(body()) {
+    if (group_ && !group_->undone && sqlite3_get_autocommit(db_.getHandle()) != 0) {
+      group_->undone = "an earlier error undid the group's transaction";
+    }
+    if (group_ && group_->undone) {
+      return fail(fmt::format("{}: {}: {}", path_, what, *group_->undone));
+    }
+    auto result = guarded(what, std::forward<F>(body));
+    if (group_) {
+      ++group_->writes;
+      if (!result && !group_->undone && sqlite3_get_autocommit(db_.getHandle()) != 0) {
+        group_->undone =
+            "an earlier write of the group failed and undid the group: " + result.error().message;
+      }
+    }
+    return result;
+  }
+
+  // The transaction of one write operation: BEGIN IMMEDIATE ... COMMIT on
+  // its own, a savepoint inside an open group. Rolled back unless committed.
+  class WriteScope {
+   public:
+    explicit WriteScope(SqliteStore& store) : store_(store), in_group_(store.group_.has_value()) {
+      Query(store_.statement(in_group_ ? kSavepoint : kBegin)).exec();
+    }
+    WriteScope(const WriteScope&) = delete;
+    WriteScope& operator=(const WriteScope&) = delete;
+    ~WriteScope() {
+      // Some errors (disk full, I/O) already undid the whole transaction.
+      if (done_ || sqlite3_get_autocommit(store_.db_.getHandle()) != 0) return;
+      try {
+        if (in_group_) {
+          Query(store_.statement(kRollbackTo)).exec();
+          Query(store_.statement(kRelease)).exec();
+        } else {
+          Query(store_.statement(kRollback)).exec();
+        }
+      } catch (const SQLite::Exception&) {
+        // Nothing more to do here: the caller returns the first error.
+      }
+    }
+    void commit() {
+      Query(store_.statement(in_group_ ? kRelease : kCommit)).exec();
+      done_ = true;
+    }
+
+   private:
+    SqliteStore& store_;
+    bool in_group_;
+    bool done_ = false;
+  };
 
   // The prepared statement for `sql` (one of the constants above), reused.
   SQLite::Statement& statement(const char* sql) {
@@ -1108,8 +1200,16 @@ class SqliteStore final : public Store {
     return s;
   }
 
+  // An open write group (begin_group): its transaction holds every write
+  // until commit_group.
+  struct Group {
+    int writes = 0;
+    std::optional<std::string> undone;  // why the transaction is gone, if it is
+  };
+
   std::string path_;
   SQLite::Database db_;
+  std::optional<Group> group_;
   // Declared after db_: statements are finalized before the connection closes.
   std::unordered_map<const char*, std::unique_ptr<SQLite::Statement>> statements_;
 };

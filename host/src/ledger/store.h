@@ -3,11 +3,12 @@
 // several hosts; the SQLite one is in sqlite_store.h. docs/ledger.md has the
 // schema and the guarantees.
 //
-// Every operation is one short transaction and returns an Error (naming the
-// database and what to do) when the ledger cannot be read or written: locked
-// by another process, disk full, read-only. A failed write changes nothing, so
-// the caller may keep the record and try again later. A Store is used from one
-// thread and never in a forked child.
+// Every operation is one short transaction (or one part of a write group,
+// see begin_group) and returns an Error (naming the database and what to do)
+// when the ledger cannot be read or written: locked by another process, disk
+// full, read-only. A failed write changes nothing, so the caller may keep the
+// record and try again later. A Store is used from one thread and never in a
+// forked child.
 #pragma once
 
 #include <cstdint>
@@ -123,9 +124,6 @@ class Store {
   // Every job row, by name, in one query: what the engine's start needs of
   // 100,000 jobs without a query each.
   virtual Result<std::vector<JobMark>> job_marks() = 0;
-  // upsert_job of each of `jobs` (definition hash and next fire; last_fire is
-  // ignored), all in one transaction: written together or not at all.
-  virtual Result<void> upsert_jobs(const std::vector<JobMark>& jobs, TimePoint now) = 0;
 
   // Appends to the audit trail (event.id is ignored).
   virtual Result<void> add_event(const Event& event) = 0;
@@ -188,6 +186,22 @@ class Store {
   // calling this when nothing is due keeps writes short. A no-op for stores
   // without such a log.
   virtual Result<void> checkpoint() = 0;
+
+  // Write groups: many writes, one commit. Between begin_group() and
+  // commit_group() every write operation above is part of one transaction:
+  // each still changes nothing when it fails and returns its Error (the
+  // others stay in the group), but none is durable, nor seen by another
+  // connection, before commit_group() commits them all at once (one sync of
+  // the log with durability full). Error from commit_group(): none of the
+  // group's writes was made. Error from begin_group(): the ledger refuses
+  // writes (locked, read-only); no group is open. A write whose error undid
+  // the whole transaction (disk full, I/O error) makes every later write of
+  // the group and its commit fail. A group is opened and committed within
+  // one synchronous sequence of calls: reads in between, on this store, see
+  // its writes. The default, for stores without groups: no-ops, each write
+  // is its own transaction.
+  virtual Result<void> begin_group() { return {}; }
+  virtual Result<void> commit_group() { return {}; }
 
   // Readiness: proves the ledger takes writes now with one tiny real write
   // transaction (the time `now` in one settings row), committed. Error: the

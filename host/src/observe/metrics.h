@@ -77,9 +77,11 @@ inline constexpr std::array<std::string_view, 8> kSkipReasonNames = {
 SkipReason classify_skip(std::string_view reason);
 
 // Ledger writes timed by observe::TimedStore, by operation.
-enum class LedgerOp { claim, finish, skip, heartbeat, other };
-inline constexpr std::array<std::string_view, 5> kLedgerOpNames = {"claim", "finish", "skip",
-                                                                   "heartbeat", "other"};
+// `commit`: the commit of a write group (Store::commit_group); the writes of
+// a group are timed without it.
+enum class LedgerOp { claim, finish, skip, heartbeat, commit, other };
+inline constexpr std::array<std::string_view, 6> kLedgerOpNames = {"claim",     "finish", "skip",
+                                                                   "heartbeat", "commit", "other"};
 
 // A label value as the text format wants it: invalid UTF-8 replaced by
 // U+FFFD, then backslash, double quote and newline escaped.
@@ -182,7 +184,7 @@ class Metrics final : public engine::Observer {
   std::array<Histogram, kLedgerOpNames.size()> ledger_writes_{
       Histogram{kLedgerWriteBuckets}, Histogram{kLedgerWriteBuckets},
       Histogram{kLedgerWriteBuckets}, Histogram{kLedgerWriteBuckets},
-      Histogram{kLedgerWriteBuckets}};
+      Histogram{kLedgerWriteBuckets}, Histogram{kLedgerWriteBuckets}};
   std::size_t plugin_metric_series_ = 0;
   uint64_t plugin_metrics_dropped_ = 0;
   // kind (plugin, config) x result (applied, rejected)

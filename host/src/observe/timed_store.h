@@ -1,7 +1,8 @@
 // A ledger::Store that forwards every call to another store and times its
 // writes into Metrics (jobhost_ledger_write_seconds). The daemon hands it to
 // the engine and the reloader, so the engine's Backlog, which makes the
-// writes, stays unaware of metrics. Reads are forwarded untimed.
+// writes, stays unaware of metrics. Reads are forwarded untimed. Inside a
+// write group a write is timed without its commit, which is timed alone.
 #pragma once
 
 #include "ledger/store.h"
@@ -52,9 +53,6 @@ class TimedStore final : public ledger::Store {
                  [&] { return inner_.upsert_job(job, definition_hash, next_fire, now); });
   }
   Result<std::vector<ledger::JobMark>> job_marks() override { return inner_.job_marks(); }
-  Result<void> upsert_jobs(const std::vector<ledger::JobMark>& jobs, TimePoint now) override {
-    return timed(LedgerOp::other, [&] { return inner_.upsert_jobs(jobs, now); });
-  }
   Result<void> add_event(const ledger::Event& event) override {
     return timed(LedgerOp::other, [&] { return inner_.add_event(event); });
   }
@@ -107,6 +105,12 @@ class TimedStore final : public ledger::Store {
     return inner_.run_events(run_id, limit);
   }
   Result<uint64_t> jitter_seed() override { return inner_.jitter_seed(); }
+  Result<void> begin_group() override {
+    return timed(LedgerOp::other, [&] { return inner_.begin_group(); });
+  }
+  Result<void> commit_group() override {
+    return timed(LedgerOp::commit, [&] { return inner_.commit_group(); });
+  }
   Result<void> checkpoint() override {
     return timed(LedgerOp::other, [&] { return inner_.checkpoint(); });
   }
