@@ -5,16 +5,19 @@
 // each made of two parts run one after the other (interleaved):
 //  - daemon: the real `jobhost run` on a fresh temporary state directory,
 //    N jobs of the bench plugin (bench/lateness/lateness_plugin.c) on
-//    `*/P * * * * *` (every --period P seconds, default 1; no jitter),
-//    max_concurrency = N, HTTP off, runs isolated as usual (cgroups, dynamic
-//    users when root, the syscall filter). Once the daemon is ready and
-//    --settle seconds have passed, a window of --seconds is measured: each
-//    run of a slot in it reports, at the entry of run(), CLOCK_REALTIME as a
+//    `*/P * * * * *` (every --period P seconds; no jitter), max_concurrency
+//    = N, HTTP off, runs isolated as usual (cgroups, dynamic users when root,
+//    the syscall filter). P is by default 1 s up to 250 jobs and one more
+//    second per 250 jobs above (rounded up to a divisor of 60), so that an
+//    instant's runs are done before the next one: the daemon starts about
+//    1,000 runs a second today. Once the daemon is ready and --settle
+//    seconds have passed, --instants instants are measured: each
+//    run of a slot in them reports, at the entry of run(), CLOCK_REALTIME as a
 //    metric, which the daemon records in the ledger. Lateness = that time -
 //    the slot. After the window's runs are done the daemon gets SIGTERM and
 //    the ledger is read with its own API: slots with no run are missed,
 //    skipped runs are counted by reason;
-//  - probe (the physical limit here): as many instants as the window had,
+//  - probe (the physical limit here): as many instants,
 //    each with N processes forked ahead, each having loaded the same plugin
 //    (dlopen), parked reading a pipe; the parent sleeps until the instant
 //    (CLOCK_REALTIME, absolute) and closes the pipe, which wakes them all;
@@ -26,12 +29,13 @@
 // repetition) that fails only if the bench itself does not work: a run
 // without its figure, a run that did not succeed, a probe process lost.
 //
-// usage: bench_lateness [--jobs 20,200,1000] [--reps 5] [--seconds 10]
-//                       [--period 1] [--settle 2] [--quick]
+// usage: bench_lateness [--jobs 20,200,1000] [--reps 5] [--instants 10]
+//                       [--period SECONDS] [--settle 2] [--quick]
 // (BENCH_KEEP=1 keeps the temporary directories, with each daemon's log)
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -62,8 +66,8 @@ constexpr const char* kMetric = "entered_unix_us";
 struct Options {
   std::vector<int> jobs{20, 200, 1000};
   int reps = 5;
-  int seconds = 10;
-  int period = 1;
+  int instants = 10;
+  int period = 0;  // 0: period_for(jobs)
   int settle = 2;
   bool quick = false;
 };
@@ -90,6 +94,33 @@ struct DaemonRep {
   int exit_code = 0;
 };
 
+// The default period: 1 s up to 250 jobs, one more second per 250 jobs
+// above, rounded up to a divisor of 60 (so that `*/P` is evenly spaced).
+int period_for(int jobs) {
+  const int at_least = (jobs + 249) / 250;
+  for (const int p : {1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30}) {
+    if (p >= at_least) return p;
+  }
+  return 60;
+}
+
+// Skip reasons name the run still going; counted without it.
+std::string reason_kind(const std::string& message) {
+  std::string kind;
+  std::size_t at = 0;
+  while (at < message.size()) {
+    auto end = message.find(' ', at);
+    if (end == std::string::npos) end = message.size();
+    const std::string word = message.substr(at, end - at);
+    const bool run_id = word.size() == 26 && std::all_of(word.begin(), word.end(), [](char c) {
+                          return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
+                        });
+    kind += (kind.empty() ? "" : " ") + (run_id ? std::string("<run>") : word);
+    at = end + 1;
+  }
+  return kind;
+}
+
 // N jobs of the bench plugin, every `period` seconds.
 std::string config_text(int jobs, int period) {
   std::string text = fmt::format(
@@ -106,11 +137,11 @@ std::string config_text(int jobs, int period) {
   return text;
 }
 
-DaemonRep daemon_rep(const Options& o, int jobs) {
+DaemonRep daemon_rep(const Options& o, int jobs, int period) {
   DaemonRep rep;
   TempDir dir("bench-lateness");
   install_plugin(BENCH_LATENESS_PLUGIN, dir.path() / "plugins");
-  std::ofstream(dir.path() / "jobhost.toml") << config_text(jobs, o.period);
+  std::ofstream(dir.path() / "jobhost.toml") << config_text(jobs, period);
 
   const auto launched = WallClock::now();
   Daemon daemon(JOBHOST_BIN, dir.path() / "jobhost.toml", dir.path() / "daemon.log");
@@ -121,10 +152,10 @@ DaemonRep daemon_rep(const Options& o, int jobs) {
   }
   rep.ready_s = std::chrono::duration<double>(*ready - launched).count();
 
-  const int64_t period_ms = o.period * 1000;
+  const int64_t period_ms = period * 1000;
   const int64_t settle_end = unix_ms(*ready) + o.settle * 1000;
   const int64_t from = (settle_end + period_ms - 1) / period_ms * period_ms;
-  rep.slots = std::max(1, o.seconds / o.period);
+  rep.slots = o.instants;
   const int64_t to = from + rep.slots * period_ms;
   rep.expected = static_cast<int64_t>(jobs) * rep.slots;
   sleep_until(WallClock::time_point(std::chrono::milliseconds(to)));
@@ -154,7 +185,7 @@ DaemonRep daemon_rep(const Options& o, int jobs) {
     if (slot < from || slot >= to || run.attempt != 1) continue;
     recorded.emplace(run.job, slot);
     if (run.outcome == Outcome::skipped) {
-      ++rep.skipped[run.message];
+      ++rep.skipped[reason_kind(run.message)];
       continue;
     }
     ++rep.ran;
@@ -217,7 +248,7 @@ std::vector<int> parse_list(const std::string& text) {
 
 [[noreturn]] void usage() {
   fmt::print(stderr,
-             "usage: bench_lateness [--jobs 20,200,1000] [--reps R] [--seconds S] [--period P] "
+             "usage: bench_lateness [--jobs 20,200,1000] [--reps R] [--instants K] [--period S] "
              "[--settle S] [--quick]\n");
   std::exit(2);
 }
@@ -232,7 +263,7 @@ int run_bench(int argc, char** argv) {
       o.quick = true;
       o.jobs = {5};
       o.reps = 1;
-      o.seconds = 2;
+      o.instants = 2;
       o.settle = 1;
       continue;
     }
@@ -242,8 +273,8 @@ int run_bench(int argc, char** argv) {
       o.jobs = parse_list(value);
     } else if (flag == "--reps") {
       o.reps = std::atoi(value.c_str());
-    } else if (flag == "--seconds") {
-      o.seconds = std::atoi(value.c_str());
+    } else if (flag == "--instants") {
+      o.instants = std::atoi(value.c_str());
     } else if (flag == "--period") {
       o.period = std::atoi(value.c_str());
     } else if (flag == "--settle") {
@@ -252,26 +283,26 @@ int run_bench(int argc, char** argv) {
       usage();
     }
   }
-  if (o.jobs.empty() || o.reps < 1 || o.seconds < 1 || o.period < 1 || 60 % o.period != 0 ||
-      o.settle < 0) {
+  if (o.jobs.empty() || o.reps < 1 || o.instants < 1 || o.period < 0 ||
+      (o.period > 0 && 60 % o.period != 0) || o.settle < 0) {
     usage();
   }
 
   fmt::print(
-      "bench_lateness: jobs {}, {} repetition(s) each, window {} s, every {} s, settle {} s; "
-      "load {}\n",
-      fmt::join(o.jobs, ","), o.reps, o.seconds, o.period, o.settle, load_average());
+      "bench_lateness: jobs {}, {} repetition(s) each of {} instants, settle {} s; load {}\n",
+      fmt::join(o.jobs, ","), o.reps, o.instants, o.settle, load_average());
   fmt::print("lateness = run() entered (CLOCK_REALTIME) - slot, in ms; p50 / p99 / max\n");
   bool broken = false;
   for (const int jobs : o.jobs) {
-    fmt::print("\n== {} jobs on one instant ==\n", jobs);
+    const int period = o.period > 0 ? o.period : period_for(jobs);
+    fmt::print("\n== {} jobs on one instant, every {} s ==\n", jobs, period);
     fmt::print("{:>3}  {:>26}  {:>12}  {:>7}  {:>26}  {}\n", "rep", "daemon p50/p99/max",
                "ledger start", "ready", "probe p50/p99/max", "missed / skipped");
     std::vector<double> d50, d99, dmax, p50, p99, pmax, s50, all_daemon, all_probe;
     int64_t missed = 0, skipped = 0, expected = 0;
     std::map<std::string, int> reasons, others;
     for (int r = 1; r <= o.reps; ++r) {
-      const DaemonRep d = daemon_rep(o, jobs);
+      const DaemonRep d = daemon_rep(o, jobs, period);
       const ProbeRep p = probe_rep(jobs, d.slots);
       const Figures df = figures_of(d.lateness_ms), pf = figures_of(p.lateness_ms);
       d50.push_back(df.p50);
