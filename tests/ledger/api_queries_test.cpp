@@ -98,6 +98,28 @@ TEST_CASE("query_runs uses the started_at indexes, never a sort", "[ledger][api]
   }
 }
 
+TEST_CASE("running_runs reads the runs in flight through runs_open, not every run",
+          "[ledger][api]") {
+  TempDir dir;
+  {
+    auto store = open_store(dir.db());
+    add(*store, "a", 1000, Outcome::succeeded);
+    REQUIRE(store->claim_and_start(make_start("b", 3000, 3000)).value());
+    REQUIRE(store->claim_and_start(make_start("a", 2000, 2000)).value());
+    auto running = store->running_runs().value();
+    REQUIRE(running.size() == 2);
+    CHECK(running[0].job == "a");  // oldest first
+    CHECK(running[1].job == "b");
+  }
+  SQLite::Database db(dir.db().string(), SQLite::OPEN_READONLY);
+  SQLite::Statement plan(db, "EXPLAIN QUERY PLAN " + open_runs_sql());
+  std::string details;
+  while (plan.executeStep()) details += plan.getColumn(3).getString() + "\n";
+  INFO(details);
+  CHECK(details.find("USING INDEX runs_open") != std::string::npos);
+  CHECK(details.find("runs_by_started") == std::string::npos);
+}
+
 TEST_CASE("job_summaries: every job's figures in one query, equal to job_stats", "[ledger][api]") {
   TempDir dir;
   auto store = open_store(dir.db());

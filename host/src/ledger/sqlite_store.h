@@ -35,4 +35,8 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::filesystem::path& pa
 // job, outcome, trigger, since, until, after, limit): for EXPLAIN QUERY PLAN.
 std::string runs_query_sql(const RunQuery& query);
 
+// The SQL of Store::running_runs (and of the read in close_orphaned_runs): for
+// EXPLAIN QUERY PLAN.
+std::string open_runs_sql();
+
 }  // namespace jobhost::ledger
