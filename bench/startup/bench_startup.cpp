@@ -2,7 +2,7 @@
 // much memory it holds then, and how much CPU it uses while nothing is due.
 //
 // For each N (default 10,000 and 100,000; --jobs 10000,100000,1000000):
-//  - writes a config of N cron jobs on the noop test plugin, each on its own
+//  - writes a config of N cron jobs on the bench_noop plugin, each on its own
 //    second of the day at 03:xx:yy UTC (so none is due while measured unless
 //    the bench runs then: it says so), with [host] dynamic_users wide enough;
 //  - times `jobhost validate` and `jobhost list` on it;
@@ -15,10 +15,8 @@
 //
 // usage: bench_startup [--jobs N[,N...]] [--reps R] [--idle SECONDS]
 //                      [--jobhost PATH] [--plugin PATH] [--keep DIR]
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,8 +34,9 @@
 #include <thread>
 #include <vector>
 
-extern char** environ;
+#include "support/daemon_bench.h"
 
+using namespace jobhost;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
@@ -55,16 +54,9 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-// Writes dir/jobs.toml with n jobs and dir/plugins/noop.so.
+// Writes dir/jobs.toml with n jobs and dir/plugins/ with the bench_noop plugin.
 fs::path write_config(const fs::path& dir, long n, const std::string& plugin) {
-  fs::create_directories(dir / "plugins");
-  fs::copy_file(plugin, dir / "plugins" / "noop.so", fs::copy_options::overwrite_existing);
+  bench::install_plugin(plugin, dir / "plugins");
   const fs::path file = dir / "jobs.toml";
   std::ofstream out(file);
   out << "[host]\nplugin_dir = \"plugins\"\nstate_dir = \"state\"\nmax_concurrency = 2\n"
@@ -73,50 +65,10 @@ fs::path write_config(const fs::path& dir, long n, const std::string& plugin) {
       << "[http]\nlisten = \"\"\n";
   for (long i = 0; i < n; ++i) {
     // Second i % 60, minute (i / 60) % 60, 03:xx UTC: one job per second of the hour.
-    out << fmt::format("[jobs.job{}]\nplugin = \"noop\"\nschedule = \"{} {} 3 * * *\"\n", i, i % 60,
-                       (i / 60) % 60);
+    out << fmt::format("[jobs.job{}]\nplugin = \"bench_noop\"\nschedule = \"{} {} 3 * * *\"\n", i,
+                       i % 60, (i / 60) % 60);
   }
   return file;
-}
-
-pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t pid = -1;
-  if (posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ) != 0) {
-    std::perror("posix_spawn");
-    std::exit(2);
-  }
-  posix_spawn_file_actions_destroy(&actions);
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-// Seconds a command takes to run to its end (its output to log).
-double timed_command(const std::vector<std::string>& args, const fs::path& log) {
-  const auto t0 = Clock::now();
-  const int rc = wait_exit(spawn(args, log));
-  const double took = seconds_since(t0);
-  if (rc != 0) fmt::print("  ({} exited {}: see {})\n", args[1], rc, log.string());
-  return took;
-}
-
-bool log_has(const fs::path& log, std::string_view text) {
-  std::ifstream in(log);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str().find(text) != std::string::npos;
 }
 
 long status_kib(pid_t pid, std::string_view field) {
@@ -148,33 +100,34 @@ struct Start {
   double idle_cpu_s = -1;
 };
 
+// Seconds a CLI command takes to run to its end (its output discarded).
+double timed_command(const std::vector<std::string>& argv) {
+  const auto t0 = Clock::now();
+  bench::run_capture(argv);
+  return seconds_since(t0);
+}
+
 // Starts the daemon on config, waits for ready (at most 10 min), measures,
 // then idles `idle` seconds if asked, and stops it.
 Start start_daemon(const Options& o, const fs::path& config, const fs::path& log, int idle) {
   Start s;
   const auto t0 = Clock::now();
-  const pid_t pid = spawn({o.jobhost, "run", "--config", config.string()}, log);
-  while (!log_has(log, "ready:")) {
-    if (waitpid(pid, nullptr, WNOHANG) == pid || seconds_since(t0) > 600) {
-      fmt::print("  the daemon did not get ready: see {}\n", log.string());
-      kill(pid, SIGKILL);
-      return s;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  bench::Daemon daemon(o.jobhost, config, log);
+  if (!daemon.wait_ready(std::chrono::minutes(10))) {
+    fmt::print("  the daemon did not get ready: see {}\n", log.string());
+    return s;
   }
   s.ready_s = seconds_since(t0);
-  s.rss_kib = status_kib(pid, "VmRSS:");
-  s.hwm_kib = status_kib(pid, "VmHWM:");
+  s.rss_kib = status_kib(daemon.pid(), "VmRSS:");
+  s.hwm_kib = status_kib(daemon.pid(), "VmHWM:");
   if (idle > 0) {
-    // The first seconds after ready belong to start-up work (retention's
-    // first pass over every job): wait them out, then measure.
+    // The first seconds after ready belong to start-up work: wait them out.
     std::this_thread::sleep_for(std::chrono::seconds(5));
-    const double before = cpu_seconds(pid);
+    const double before = cpu_seconds(daemon.pid());
     std::this_thread::sleep_for(std::chrono::seconds(idle));
-    s.idle_cpu_s = cpu_seconds(pid) - before;
+    s.idle_cpu_s = cpu_seconds(daemon.pid()) - before;
   }
-  kill(pid, SIGTERM);
-  wait_exit(pid);
+  daemon.stop(std::chrono::seconds(60));
   return s;
 }
 
@@ -218,7 +171,8 @@ int main(int argc, char** argv) {
   }
   char tmpl[] = "/tmp/bench-startup-XXXXXX";
   const fs::path root = keep.empty() ? fs::path(mkdtemp(tmpl)) : fs::path(keep);
-  fmt::print("bench_startup: {} ({} reps, idle {} s)\n", o.jobhost, o.reps, o.idle_seconds);
+  fmt::print("bench_startup: {} ({} reps, idle {} s; load {})\n", o.jobhost, o.reps, o.idle_seconds,
+             bench::load_average());
   fmt::print("{:>9} | {:>8} {:>8} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>10}\n", "jobs",
              "validate", "list", "new: s", "RSS MiB", "peak MiB", "full: s", "RSS MiB", "peak MiB",
              "idle CPU s");
@@ -230,11 +184,11 @@ int main(int argc, char** argv) {
     double idle = -1;
     for (int rep = 0; rep < o.reps; ++rep) {
       // Interleaved: each repetition runs every measurement once.
-      validate.push_back(timed_command({o.jobhost, "validate", "--config", config.string()}, log));
+      validate.push_back(timed_command({o.jobhost, "validate", "--config", config.string()}));
       fs::remove_all(dir / "state");
       fs::create_directories(dir / "state");
       Start fresh = start_daemon(o, config, log, 0);
-      list.push_back(timed_command({o.jobhost, "list", "--config", config.string()}, log));
+      list.push_back(timed_command({o.jobhost, "list", "--config", config.string()}));
       const bool last = rep + 1 == o.reps;
       Start full = start_daemon(o, config, log, last ? o.idle_seconds : 0);
       fresh_s.push_back(fresh.ready_s);
@@ -254,9 +208,10 @@ int main(int argc, char** argv) {
     fmt::print(
         "{:>9} | {:>8.2f} {:>8.2f} | {:>9.2f} {:>9.0f} {:>9.0f} | {:>9.2f} {:>9.0f} {:>9.0f} | "
         "{:>10.3f}  (medians; idle over {} s)\n",
-        fmt::format("{} med", n), median(validate), median(list), median(fresh_s),
-        median(fresh_rss), median(fresh_hwm), median(full_s), median(full_rss), median(full_hwm),
-        idle, o.idle_seconds);
+        fmt::format("{} med", n), bench::median(validate), bench::median(list),
+        bench::median(fresh_s), bench::median(fresh_rss), bench::median(fresh_hwm),
+        bench::median(full_s), bench::median(full_rss), bench::median(full_hwm), idle,
+        o.idle_seconds);
     std::fflush(stdout);
   }
   if (keep.empty()) fs::remove_all(root);

@@ -68,6 +68,10 @@ void install_plugin(const fs::path& plugin, const fs::path& plugin_dir) {
 Daemon::Daemon(const fs::path& jobhost_bin, const fs::path& config, fs::path log)
     : log_(std::move(log)) {
   const std::string bin = jobhost_bin.string(), conf = config.string();
+  // Emptied here, not only in the child: wait_ready() must never see the
+  // "ready" of an earlier daemon that wrote the same log.
+  std::error_code absent;  // a log not written yet: nothing to empty
+  fs::resize_file(log_, 0, absent);
   pid_ = ::fork();
   if (pid_ < 0) {
     throw std::runtime_error(fmt::format("fork: {}", std::strerror(errno)));
