@@ -11,6 +11,7 @@
 
 #include "common/sha256.h"
 #include "engine/engine_rig.h"
+#include "ledger/ids.h"
 #include "ledger/sqlite_store.h"
 #include "observe/api.h"
 #include "retention/retention.h"
@@ -277,6 +278,78 @@ TEST_CASE("job book: any names, any definition hashes, kept exactly", "[observe]
   std::vector<std::string> jobs;
   for (const auto& c : cases) jobs.push_back(c.job);
   check_equal(**store, seeded, jobs);
+}
+
+// What the book costs a job: 48 bytes, its name, 32 bytes of definition
+// hash; and a window only once it has finished runs, 40 bytes a run in an
+// array that grows by doubling up to the window's 100 runs.
+TEST_CASE("job book: its memory per job, with and without runs", "[observe][job_book]") {
+  CHECK(sizeof(observe::JobBook::Entry) == 48);
+  const TimePoint t0 = at_utc(8, 0, 0);
+  // The window's array: 4, then doubled, up to 100.
+  auto capacity = [](int runs) {
+    const std::size_t want = std::min(runs, ledger::kStatsWindow);
+    std::size_t c = 0;
+    while (c < want)
+      c = std::min<std::size_t>(ledger::kStatsWindow, std::max<std::size_t>(4, c * 2));
+    return c;
+  };
+
+  SECTION("seeded from a ledger of jobs without runs: under 100 bytes a job") {
+    TempDir dir;
+    auto store = ledger::open_sqlite_store(dir.path() / "jobhost.db", config::Durability::normal);
+    REQUIRE(store);
+    for (int i = 0; i < 2000; ++i) {
+      const std::string job = fmt::format("job{:04}", i);
+      REQUIRE((*store)->upsert_job(job, sha256_hex(job), t0 + 1h, t0));
+    }
+    observe::JobBook book;
+    REQUIRE(book.seed(**store, t0));
+    REQUIRE(book.size() == 2000);
+    CHECK(book.find("job0042")->window() == nullptr);
+    // 48 + 4 (index) + 32 (hash) + 7 (name)
+    CHECK(book.memory_bytes() == 2000 * (48 + 4 + 32 + 7));
+  }
+  SECTION("fed runs live") {
+    struct Case {
+      int jobs;
+      int runs;  // finished runs a job
+    };
+    const Case cases[] = {{3000, 0}, {1000, 1}, {500, 5}, {200, 40}, {50, 130}};
+    for (const auto& c : cases) {
+      INFO(c.jobs << " jobs of " << c.runs << " runs");
+      observe::JobBook book;
+      int n = 0;
+      for (int j = 0; j < c.jobs; ++j) {
+        const std::string job = fmt::format("job{:04}", j);
+        ledger::SkipRecord skip;
+        skip.job = job;
+        skip.definition_hash = sha256_hex(job);
+        skip.scheduled_for = t0;
+        book.on_skipped(skip);
+        for (int r = 0; r < c.runs; ++r) {
+          ledger::RunStart s;
+          s.run_id = ledger::new_id(t0 + ++n * 1ms);
+          s.job = job;
+          s.started_at = s.scheduled_for = t0 + r * 1min;
+          book.on_run_started(s, 0ms);
+          ledger::RunEnd e;
+          e.outcome = r % 3 ? Outcome::succeeded : Outcome::failed;
+          e.duration = Duration(r);
+          book.on_run_finished(s, e, exec::RunReport{});
+        }
+      }
+      REQUIRE(book.size() == static_cast<std::size_t>(c.jobs));
+      const std::size_t window = c.runs == 0 ? 0
+                                             : sizeof(observe::RunWindow) +
+                                                   capacity(c.runs) * observe::RunWindow::kRunBytes;
+      // The entries' arrays grow by doubling: up to twice the bytes they use.
+      const std::size_t per_job = 2 * (48 + 4 + 32 + 7) + window;
+      CHECK(book.memory_bytes() <= static_cast<std::size_t>(c.jobs) * per_job);
+      CHECK(book.memory_bytes() >= static_cast<std::size_t>(c.jobs) * ((48 + 4 + 32 + 7) + window));
+      CHECK((book.find("job0000")->window() == nullptr) == (c.runs == 0));
+    }
+  }
 }
 
 // The book's last-hour figures equal Store::run_summary since

@@ -28,6 +28,9 @@ Result<void> JobBook::seed(ledger::Store& store, TimePoint now) {
   entries_.reserve(summaries->size());
   by_name_.reserve(summaries->size());
   digests_.reserve(summaries->size());
+  std::size_t name_bytes = 0;
+  for (const auto& s : *summaries) name_bytes += s.job.size();
+  names_.reserve(name_bytes);
   std::vector<std::string> with_runs;  // the jobs whose window is not empty
   for (const auto& s : *summaries) {
     Entry& e = add_entry(s.job, by_name_.size());
@@ -210,6 +213,19 @@ std::optional<std::string> JobBook::definition_hash(const Entry& e) const {
     out += kHex[b & 15];
   }
   return out;
+}
+
+std::size_t JobBook::memory_bytes() const {
+  std::size_t bytes = entries_.capacity() * sizeof(Entry) + by_name_.capacity() * sizeof(uint32_t) +
+                      names_.capacity() + digests_.capacity() * sizeof(digests_[0]) +
+                      other_definitions_.capacity() * sizeof(std::string);
+  for (const auto& d : other_definitions_) {
+    if (d.capacity() > std::string().capacity()) bytes += d.capacity() + 1;
+  }
+  for (const Entry& e : entries_) {
+    if (e.window_) bytes += e.window_->memory_bytes();
+  }
+  return bytes;
 }
 
 ledger::JobStats JobBook::stats(const Entry& e) const {

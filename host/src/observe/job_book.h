@@ -105,6 +105,10 @@ class JobBook final : public engine::Observer {
   // The entry's figures as the ledger's JobStats has them (Store::job_stats);
   // next_fire and paused_* are left unset: the engine has them.
   ledger::JobStats stats(const Entry& e) const;
+  // The bytes the book holds for its jobs: entries, names, definition
+  // hashes and windows (capacities; the allocator's own overhead and the
+  // last-hour minutes not counted).
+  std::size_t memory_bytes() const;
   // Every entry, by name.
   template <class F>
   void for_each(F&& f) const {

@@ -158,6 +158,17 @@ std::optional<Duration> RunWindow::p95_duration() const {
   return has_durations_ ? std::optional(Duration(p95_ms_)) : std::nullopt;
 }
 
+std::size_t RunWindow::memory_bytes() const {
+  std::size_t bytes = sizeof(RunWindow) + runs_.capacity() * sizeof(Run);
+  if (wide_) {
+    bytes += sizeof(*wide_) + wide_->capacity() * sizeof(std::string);
+    for (const auto& id : *wide_) {
+      if (id.capacity() > std::string().capacity()) bytes += id.capacity() + 1;
+    }
+  }
+  return bytes;
+}
+
 void RunWindow::refigure() {
   succeeded_ = 0;
   int64_t total_ms = 0;

@@ -62,6 +62,9 @@ class RunWindow {
   // Whether every id is also kept as a string (some id is neither a
   // canonical ULID nor at most 16 bytes).
   bool wide() const { return wide_ != nullptr; }
+  // The bytes this window holds: itself and what it allocated (capacities;
+  // the allocator's own overhead not counted).
+  std::size_t memory_bytes() const;
 
   static constexpr std::size_t kInlineId = 16;
 
