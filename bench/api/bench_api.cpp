@@ -113,8 +113,11 @@ int main(int argc, char** argv) {
   fs::create_directories(dir / "var");
   {
     std::ofstream toml(dir / "jobhost.toml");
-    toml << fmt::format("[host]\nplugin_dir = \"{}\"\nstate_dir = \"{}\"\n\n",
-                        (dir / "plugins").string(), (dir / "var").string());
+    // dynamic_users: as root, each job without `user` needs a uid of its own
+    // (the default range has 4,336).
+    toml << fmt::format(
+        "[host]\nplugin_dir = \"{}\"\nstate_dir = \"{}\"\ndynamic_users = \"100000-{}\"\n\n",
+        (dir / "plugins").string(), (dir / "var").string(), 100000 + 2 * jobs + 1000);
     for (int j = 0; j < jobs; ++j) {
       toml << fmt::format("[jobs.job-{:05}]\nplugin = \"noop\"\nschedule = \"*/5 * * * *\"\n\n", j);
     }
