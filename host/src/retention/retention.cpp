@@ -99,8 +99,8 @@ void Pruner::on_timer() {
   }
   const auto until_age_pass = std::chrono::duration_cast<Duration>(next_age_pass_ - now);
   // Batches that found nothing to delete are cheap (one indexed read): go on
-  // with the next step for up to kPruneTurn, so that the first pass over
-  // 100,000 jobs takes seconds, not 100,000 timer turns.
+  // with the next step for up to kPruneTurn, so that a reload lowering
+  // keep_last for 100,000 jobs takes seconds, not 100,000 timer turns.
   const auto turn_ends = now + kPruneTurn;
   while (!steps_.empty()) {
     const auto deleted = run_batch();
