@@ -198,6 +198,8 @@ every = "30s"
   CHECK(config.host.log_format == LogFormat::text);
   CHECK(config.host.durability == Durability::normal);
   CHECK(config.host.keep_runs == std::chrono::days(30));
+  CHECK(config.host.park_lead == std::chrono::seconds(2));
+  CHECK(config.host.max_parked == 256);
   CHECK(config.http.listen == "127.0.0.1:9187");
 
   const JobConfig built_in;

@@ -1,4 +1,5 @@
 // Integration tests: the real `jobhost run` daemon on a temp directory.
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -350,6 +351,81 @@ params = { seconds = 60, grandchild = 1, grandchild_ignores_term = 1, grandchild
   CHECK(runs[0]["outcome"] == "interrupted");
   // The grandchild (same cgroup / process group, not our child) is gone too.
   CHECK(wait_for([&] { return !process_alive(grandchild); }, 5s));
+  restarted.signal(SIGTERM);
+  CHECK(restarted.wait_exit(20s) == 0);
+}
+
+TEST_CASE("a host killed while a run is parked: the run never began, its slot is a missed fire",
+          "[daemon][parking]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  // Every 10 s, forked ahead 9 s before: most of the time a run is parked.
+  auto config = write_config(dir.path(), R"(
+[jobs.tick]
+plugin = "hello"
+schedule = "*/10 * * * * *"
+misfire = "skip"
+)",
+                             "park_lead = \"9s\"\n");
+  const fs::path db = dir.path() / "var" / "jobhost.db";
+  // The parked run's id and slot, read as the ledger has them.
+  struct Parked {
+    std::string run_id;
+    int64_t slot_ms = 0;
+  };
+  auto parked = [&]() -> std::optional<Parked> {
+    SQLite::Database ledger(db.string(), SQLite::OPEN_READONLY);
+    SQLite::Statement q(ledger,
+                        "SELECT p.run_id, r.scheduled_for FROM parked_runs p "
+                        "JOIN runs r USING (run_id)");
+    if (!q.executeStep()) return std::nullopt;
+    return Parked{q.getColumn(0).getString(), q.getColumn(1).getInt64()};
+  };
+  auto now_ms = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  std::optional<Parked> killed;
+  std::vector<pid_t> old_children;
+  {
+    Daemon daemon(config);
+    REQUIRE(daemon.wait_ready());
+    // Kill it while a run is parked with at least 2 s to go before its instant.
+    REQUIRE(wait_for(
+        [&] {
+          auto p = parked();
+          if (!p || p->slot_ms - now_ms() < 2000) return false;
+          for (pid_t server : children_of(daemon.pid())) {
+            old_children.push_back(server);
+            for (pid_t run : children_of(server)) old_children.push_back(run);
+          }
+          daemon.signal(SIGKILL);
+          killed = p;
+          return true;
+        },
+        30s));
+    daemon.wait_exit(10s);
+  }
+  REQUIRE(old_children.size() >= 2);  // the fork server and the parked run
+  for (pid_t child : old_children) CHECK(wait_for([&] { return !process_alive(child); }, 5s));
+  // Its instant passes with no host.
+  REQUIRE(wait_for([&] { return now_ms() > killed->slot_ms + 500; }, 15s));
+
+  Daemon restarted(config);
+  REQUIRE(restarted.wait_ready());
+  auto store = open_ledger(config);
+  const jobhost::TimePoint slot{std::chrono::milliseconds(killed->slot_ms)};
+  auto rows = store->slot_runs("tick", slot).value();
+  REQUIRE(rows.size() == 1);  // one record of the slot: the miss
+  CHECK(rows[0].run_id != killed->run_id);
+  CHECK(rows[0].outcome == jobhost::Outcome::skipped);
+  CHECK_THAT(rows[0].message, Catch::Contains("missed"));
+  CHECK(store->get_run(killed->run_id).value() == std::nullopt);
+  auto events = store->events("tick", 100).value();
+  CHECK(std::any_of(events.begin(), events.end(), [&](const auto& e) {
+    return e.kind == "unclaimed" && e.detail.find(killed->run_id) != std::string::npos;
+  }));
   restarted.signal(SIGTERM);
   CHECK(restarted.wait_exit(20s) == 0);
 }

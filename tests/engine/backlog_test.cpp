@@ -52,6 +52,14 @@ class RefusingStore final : public ledger::Store {
     if (auto r = refuse()) return std::unexpected(*r);
     return real_.finish_run(end);
   }
+  Result<void> release_parked(std::span<const std::string> run_ids) override {
+    if (auto r = refuse()) return std::unexpected(*r);
+    return real_.release_parked(run_ids);
+  }
+  Result<bool> unclaim_parked(const ledger::Unclaim& unclaim) override {
+    if (auto r = refuse()) return std::unexpected(*r);
+    return real_.unclaim_parked(unclaim);
+  }
   Result<bool> record_skipped(const ledger::SkipRecord& skip) override {
     if (auto r = refuse()) return std::unexpected(*r);
     return real_.record_skipped(skip);

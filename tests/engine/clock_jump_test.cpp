@@ -11,6 +11,10 @@ using namespace jobhost;
 using namespace jobhost::testing;
 using namespace std::chrono_literals;
 
+// The job is not called "tick" as in the daemon tests: run as root in
+// isolation mode none, a dynamic user's processes are swept by uid when its
+// run ends, and the same name gives the same uid in another daemon of a test
+// running meanwhile (whose runs, parked ahead, would be swept too).
 namespace {
 
 // Slots of `runs` (sorted), each once: false if a slot appears twice.
@@ -38,23 +42,23 @@ int count(const std::vector<ledger::RunRecord>& runs, Outcome outcome, ledger::T
 
 TEST_CASE("a backward clock jump never re-fires a recorded slot", "[engine][clock]") {
   Rig rig(R"(
-[jobs.tick]
+[jobs.jumper]
 plugin = "noop"
 schedule = "* * * * * *"
 )");
   rig.start(at_utc(10, 0, 0, 500));
   rig.run_until(at_utc(10, 0, 5, 500));  // slots 10:00:01 .. 10:00:05
-  REQUIRE(rig.runs("tick").size() == 5);
+  REQUIRE(rig.runs("jumper").size() == 5);
 
   // An hour back: the hour up to the last recorded slot must pass quietly.
   rig.set_clock(at_utc(9, 0, 5, 500));
   rig.run_until(at_utc(9, 1, 0), 10s);
   rig.run_until(at_utc(10, 0, 5, 500), 10min);
-  CHECK(rig.runs("tick").size() == 5);
+  CHECK(rig.runs("jumper").size() == 5);
 
   // Once the clock passes the last fire, fires resume with the next slot.
   rig.run_until(at_utc(10, 0, 8, 500));
-  auto runs = rig.runs("tick");
+  auto runs = rig.runs("jumper");
   REQUIRE(runs.size() == 8);
   CHECK(slots_unique(runs));
   CHECK(every_step_present(runs, 1s));
@@ -73,13 +77,13 @@ TEST_CASE("the engine checkpoints the ledger every 20 records, only when idle", 
   auto c = GENERATE(Case{500, 2}, Case{900, 0});
   CAPTURE(c.offset_ms);
   Rig rig(R"(
-[jobs.tick]
+[jobs.jumper]
 plugin = "noop"
 schedule = "* * * * * *"
 )");
   rig.start(at_utc(10, 0, 0, c.offset_ms));
   rig.run_until(at_utc(10, 0, 45, c.offset_ms));
-  REQUIRE(rig.runs("tick").size() == 45);
+  REQUIRE(rig.runs("jumper").size() == 45);
   CHECK(rig.snapshot()["ledger_checkpoints"] == c.checkpoints);
 }
 
@@ -92,7 +96,7 @@ TEST_CASE("a forward clock jump is a misfire handled by the job's policy", "[eng
   auto c = GENERATE(Case{"skip", 0}, Case{"run_once", 1}, Case{"run_all", 4});
   CAPTURE(c.policy);
   Rig rig(R"(
-[jobs.tick]
+[jobs.jumper]
 plugin = "noop"
 schedule = "*/10 * * * * *"
 misfire = ")" +
@@ -102,13 +106,13 @@ catchup_spread = "4s"
 )");
   rig.start(at_utc(10, 0, 0, 500));
   rig.run_until(at_utc(10, 0, 30, 500));  // slots 10:00:10, :20, :30
-  REQUIRE(rig.runs("tick").size() == 3);
+  REQUIRE(rig.runs("jumper").size() == 3);
 
   // The clock jumps an hour ahead (or the host slept): slots 10:00:40 to
   // 11:00:30 were missed, 11:00:40 is the next one on time.
   rig.set_clock(at_utc(11, 0, 35));
   rig.run_until(at_utc(11, 0, 50, 500));
-  auto runs = rig.runs("tick");
+  auto runs = rig.runs("jumper");
   CHECK(slots_unique(runs));
   CHECK(every_step_present(runs, 10s));
   CHECK(runs.front().scheduled_for == at_utc(10, 0, 10));
@@ -133,7 +137,7 @@ catchup_spread = "4s"
 
 TEST_CASE("a small forward drift fires the late slots normally", "[engine][clock]") {
   Rig rig(R"(
-[jobs.tick]
+[jobs.jumper]
 plugin = "noop"
 schedule = "*/10 * * * * *"
 concurrency = "allow"
@@ -144,7 +148,7 @@ misfire = "skip"
   // 25 s ahead, under the 30 s tolerance: 10:00:20 and 10:00:30 are late, not missed.
   rig.set_clock(at_utc(10, 0, 35, 500));
   rig.run_until(at_utc(10, 0, 40, 500));
-  auto runs = rig.runs("tick");
+  auto runs = rig.runs("jumper");
   REQUIRE(runs.size() == 4);
   CHECK(slots_unique(runs));
   CHECK(every_step_present(runs, 10s));

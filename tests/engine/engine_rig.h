@@ -75,6 +75,49 @@ class FakeExecutor final : public exec::Executor {
     peak = std::max(peak, running_.size());
     return next_pid_++;
   }
+  // A parked run is kept aside until released (then it is `started`, at
+  // the fake clock's time) or discarded.
+  Result<int> park(exec::RunRequest request,
+                   std::function<void(exec::RunReport)> on_done) override {
+    if (running_.contains(request.run_id) || parked_.contains(request.run_id)) {
+      return fail("run id already active");
+    }
+    if (refuse_park) return fail("refused by the test");
+    request.parked = true;
+    parked.push_back(request.run_id);
+    const int pid = next_pid_++;
+    std::string run_id = request.run_id;
+    parked_.emplace(std::move(run_id), Parked{std::move(request), std::move(on_done)});
+    return pid;
+  }
+  void release(std::string_view run_id) override {
+    auto it = parked_.find(std::string(run_id));
+    if (it == parked_.end()) return;
+    Parked p = std::move(it->second);
+    parked_.erase(it);
+    p.request.parked = false;
+    if (on_start) on_start(p.request);
+    started.push_back({p.request, clock_()});
+    running_.emplace(p.request.run_id, Run{std::move(p.on_done), false});
+    peak = std::max(peak, running_.size());
+  }
+  void discard(std::string_view run_id) override {
+    if (parked_.erase(std::string(run_id)) > 0) discarded.emplace_back(run_id);
+  }
+  // Ends a parked run's process before its release (its setup failed).
+  void die_parked(const std::string& run_id, Outcome outcome = Outcome::failed) {
+    auto it = parked_.find(run_id);
+    REQUIRE(it != parked_.end());
+    running_.emplace(run_id, Run{std::move(it->second.on_done), false});
+    parked_.erase(it);
+    finish(run_id, outcome);
+  }
+  std::vector<std::string> parked_ids() const {
+    std::vector<std::string> ids;
+    for (const auto& [id, p] : parked_) ids.push_back(id);
+    return ids;
+  }
+
   void stop(std::string_view run_id, exec::StopReason reason) override {
     auto it = running_.find(std::string(run_id));
     if (it == running_.end() || it->second.stopping) return;
@@ -90,7 +133,7 @@ class FakeExecutor final : public exec::Executor {
     for (const auto& [id, run] : running_) ids.push_back(id);
     for (const auto& id : ids) stop(id, reason);
   }
-  std::size_t active() const override { return running_.size(); }
+  std::size_t active() const override { return running_.size() + parked_.size(); }
 
   // Ends the run: its report reaches the engine from the io_context.
   void finish(const std::string& run_id, Outcome outcome = Outcome::succeeded) {
@@ -118,10 +161,18 @@ class FakeExecutor final : public exec::Executor {
   // Called with each request as the engine starts it (the run's process
   // would be forked there).
   std::function<void(const exec::RunRequest&)> on_start;
-  std::size_t peak = 0;   // most runs active at once
-  bool obey_stop = true;  // a stopped run ends (interrupted) at once
+  std::size_t peak = 0;                // most runs active at once
+  bool obey_stop = true;               // a stopped run ends (interrupted) at once
+  std::vector<std::string> parked;     // run ids, in the order parked
+  std::vector<std::string> discarded;  // run ids, in the order discarded
+  bool refuse_park = false;            // park() fails (a fork that failed)
 
  private:
+  struct Parked {
+    exec::RunRequest request;
+    std::function<void(exec::RunReport)> on_done;
+  };
+  std::map<std::string, Parked> parked_;
   struct Run {
     std::function<void(exec::RunReport)> on_done;
     bool stopping;
@@ -148,7 +199,12 @@ class Rig {
                const std::string& host_extra = "")
       : runs_(runs) {
     install_plugins(dir_.path(), {"noop.so"});
-    auto loaded = config::load_config(write_config(dir_.path(), job_toml, host_extra));
+    // Parking is off unless the test sets park_lead: the other tests count
+    // claims and timer wakes as they are without it (parking_test has it on).
+    const std::string host = host_extra.find("park_lead") == std::string::npos
+                                 ? host_extra + "\npark_lead = \"0s\"\n"
+                                 : host_extra;
+    auto loaded = config::load_config(write_config(dir_.path(), job_toml, host));
     REQUIRE(loaded);
     config_ = *loaded;
     fs::create_directories(config_.host.state_dir);
@@ -180,6 +236,11 @@ class Rig {
     engine_->start();
     settle();
   }
+
+  // The engine goes without a shutdown, as with a host killed: nothing more
+  // is written (the next start() must call close_orphaned_runs first, as
+  // the daemon does).
+  void crash() { engine_.reset(); }
 
   // Moves the clock forward in steps of `step` up to `t`, waking the engine
   // whenever its timer is due, as the real clock would.

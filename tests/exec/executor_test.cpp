@@ -683,6 +683,63 @@ TEST_CASE("stop() for replace and shutdown; stop_all", "[executor]") {
   CHECK(reports.at(idc).signal_name == "SIGKILL");  // grace 0: killed at once
 }
 
+TEST_CASE("park: set up ahead, no plugin code until release; discard runs none of it",
+          "[executor][parking]") {
+  std::vector<Captured> lines;
+  boost::asio::io_context io;
+  ForkExecutor ex(io, options_with(lines));
+  std::map<std::string, RunReport> reports;
+  auto on_done = [&](RunReport r) { reports.emplace(r.run_id, std::move(r)); };
+  // kept: released after 500 ms; its timeout (300 ms) counts from then.
+  RunRequest kept = request("sleeper", {{"seconds", "0.1"}});
+  kept.timeout = 300ms;
+  RunRequest dropped = request("hello", {{"greeting", "never"}});
+  dropped.plugin_path = std::string(JOBHOST_PLUGIN_DIR) + "/hello.so";
+  const std::string id_kept = kept.run_id, id_dropped = dropped.run_id;
+  auto pid_kept = ex.park(kept, on_done);
+  auto pid_dropped = ex.park(dropped, on_done);
+  REQUIRE(pid_kept);
+  REQUIRE(pid_dropped);
+  CHECK(ex.active() == 2);
+  TimePoint released_at{};
+  boost::asio::steady_timer later(io, 500ms);
+  later.async_wait([&](const boost::system::error_code&) {
+    // Parked: alive, blocked, nothing of the plugin seen.
+    CHECK(process_state(*pid_kept) == "S");
+    CHECK(process_state(*pid_dropped) == "S");
+    CHECK(lines.empty());
+    ex.discard(id_dropped);
+    ex.discard("no-such-run");
+    released_at = wall_now();
+    ex.release(id_kept);
+    ex.release(id_kept);  // no-op: no longer parked
+  });
+  io.run_for(30s);
+  REQUIRE(reports.size() == 1);
+  const RunReport& r = reports.at(id_kept);
+  INFO(r.message);
+  CHECK(r.outcome == Outcome::succeeded);
+  CHECK(r.started >= released_at);
+  CHECK(ex.active() == 0);
+  CHECK(eventually_dead(*pid_dropped));
+  for (const auto& l : lines) CHECK(l.run_id != id_dropped);
+}
+
+TEST_CASE("park: a parked run whose setup fails is reported before any release",
+          "[executor][parking]") {
+  std::vector<Captured> lines;
+  boost::asio::io_context io;
+  ForkExecutor ex(io, options_with(lines));
+  std::optional<RunReport> report;
+  RunRequest req = request("hello");
+  req.plugin_path = "/nonexistent/plugin.so";
+  REQUIRE(ex.park(req, [&](RunReport r) { report = std::move(r); }));
+  io.run_for(30s);
+  REQUIRE(report);
+  CHECK(report->outcome == Outcome::failed);
+  CHECK(ex.active() == 0);
+}
+
 TEST_CASE("start() errors start nothing and never call on_done", "[executor]") {
   std::vector<Captured> lines;
   boost::asio::io_context io;

@@ -888,3 +888,72 @@ TEST_CASE("a read-only ledger without a seed says so", "[ledger][store][jitter]"
   REQUIRE_FALSE(seed.has_value());
   CHECK_THAT(seed.error().message, Contains("jitter seed"));
 }
+
+TEST_CASE("parked claims: hidden until released, undone at will or after a crash",
+          "[ledger][store][parking]") {
+  TempDir dir;
+  // Job a fired at kBase; its next slot, kBase + 1 s, is claimed parked.
+  auto first = make_start("a", 0, 0);
+  auto parked = make_start("a", 1000, 1000);
+  parked.parked = true;
+  auto released = make_start("b", 1000, 1000);
+  released.parked = true;
+  {
+    auto store = open_store(dir.db());
+    REQUIRE(store->claim_and_start(first).value());
+    REQUIRE(store->finish_run(make_end(first, Outcome::succeeded)).value());
+    REQUIRE(store->claim_and_start(parked).value());
+    REQUIRE(store->claim_and_start(released).value());
+    // Claimed: the slot is taken, the job's last fire moved...
+    CHECK(store->last_fire("a").value() == at_ms(kBase + 1000));
+    CHECK_FALSE(store->claim_and_start(make_start("a", 1000, 1000)).value());
+    // ...but no read of runs shows a parked run.
+    CHECK(store->history("a", 10).value().size() == 1);
+    CHECK(store->get_run(parked.run_id).value() == std::nullopt);
+    CHECK(store->running_runs().value().empty());
+    CHECK(store->slot_runs("a", at_ms(kBase + 1000)).value().empty());
+    RunQuery query;
+    query.limit = 10;
+    CHECK(store->query_runs(query).value().size() == 1);
+    // Released: a run in flight like any other.
+    const std::vector<std::string> ids{released.run_id};
+    REQUIRE(store->release_parked(ids));
+    CHECK(store->running_runs().value().size() == 1);
+    CHECK(store->unclaim_parked(Unclaim{released.run_id, "too late", at_ms(kBase)}).value() ==
+          false);
+    // The host dies here, a still parked, b in flight.
+  }
+  auto store = open_store(dir.db());
+  auto closed = store->close_orphaned_runs(at_ms(kBase + 60000), "interrupted");
+  REQUIRE(closed);
+  REQUIRE(closed->size() == 1);  // b; a never began: its claim is undone
+  CHECK((*closed)[0].run_id == released.run_id);
+  CHECK(store->last_fire("a").value() == at_ms(kBase));
+  CHECK(store->job_stats("a").value().next_fire == at_ms(kBase + 1000));
+  CHECK(store->claim_and_start(make_start("a", 1000, 61000)).value());  // free again
+  auto events = store->events("a", 10).value();
+  REQUIRE_FALSE(events.empty());
+  auto unclaimed = std::find_if(events.begin(), events.end(),
+                                [](const Event& e) { return e.kind == "unclaimed"; });
+  REQUIRE(unclaimed != events.end());
+  CHECK_FALSE(unclaimed->run_id);
+  CHECK_THAT(unclaimed->detail, Contains(parked.run_id) && Contains("before the run's instant"));
+  for (const auto& e : events) CHECK(e.run_id != std::optional<std::string>(parked.run_id));
+
+  // unclaim_parked while the host runs: the same undoing; a parked run that
+  // ended on its own keeps its record.
+  auto next = make_start("a", 2000, 2000);
+  next.parked = true;
+  REQUIRE(store->claim_and_start(next).value());
+  CHECK(store->unclaim_parked(Unclaim{next.run_id, "paused", at_ms(kBase + 62000)}).value());
+  CHECK(store->last_fire("a").value() == at_ms(kBase + 1000));
+  CHECK(store->unclaim_parked(Unclaim{next.run_id, "again", at_ms(kBase + 62000)}).value() ==
+        false);
+  auto died = make_start("a", 3000, 3000);
+  died.parked = true;
+  REQUIRE(store->claim_and_start(died).value());
+  REQUIRE(store->finish_run(make_end(died, Outcome::failed)).value());
+  CHECK(store->get_run(died.run_id).value()->outcome == Outcome::failed);
+  CHECK(store->unclaim_parked(Unclaim{died.run_id, "late", at_ms(kBase + 63000)}).value() == false);
+  CHECK(store->last_fire("a").value() == at_ms(kBase + 3000));
+}

@@ -202,7 +202,15 @@ struct HostConfig {
   // Who may use the control socket besides root and the host's user: the
   // members of this group (a name or a numeric gid, checked to exist).
   std::optional<std::string> control_group;
+  // Parking (docs/running.md): scheduled fires due within park_lead are
+  // claimed, and their processes forked and set up, ahead of their instant,
+  // then released at it. 0 = off. At most kMaxParkLead.
+  Duration park_lead = std::chrono::seconds(2);
+  // Most runs parked at once (each is a process with its plugin loaded);
+  // never more than max_concurrency either.
+  int max_parked = 256;
 };
+inline constexpr Duration kMaxParkLead = std::chrono::seconds(60);
 
 struct HttpConfig {
   std::string listen = "127.0.0.1:9187";  // "HOST:PORT" ("[::1]:PORT" for IPv6); "" = off

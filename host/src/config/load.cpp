@@ -40,9 +40,9 @@ using KeyList = std::span<const std::string_view>;
 
 constexpr std::array<std::string_view, 6> kTopKeys = {"host", "http",   "defaults",
                                                       "jobs", "alerts", "secrets"};
-constexpr std::array<std::string_view, 9> kHostKeys = {
-    "plugin_dir", "state_dir", "max_concurrency", "timezone",     "log_format",
-    "durability", "keep_runs", "dynamic_users",   "control_group"};
+constexpr std::array<std::string_view, 11> kHostKeys = {
+    "plugin_dir", "state_dir",     "max_concurrency", "timezone",  "log_format", "durability",
+    "keep_runs",  "dynamic_users", "control_group",   "park_lead", "max_parked"};
 constexpr std::array<std::string_view, 4> kHttpKeys = {"listen", "allow_remote", "token_file",
                                                        "per_job_metrics"};
 constexpr std::array<std::string_view, 22> kSettingKeys = {
@@ -628,6 +628,18 @@ class Loader {
         if (auto e = read_enum(v, w, kDurabilityNames)) host.durability = *e;
       } else if (k == "keep_runs") {
         if (auto d = read_duration(v, w)) host.keep_runs = *d;
+      } else if (k == "park_lead") {
+        if (auto d = read_duration(v, w)) {
+          if (*d > kMaxParkLead) {
+            error(at(v), fmt::format("{}: at most {} (a longer lead holds claims and processes "
+                                     "longer for nothing), got {}",
+                                     w, format_duration(kMaxParkLead), format_duration(*d)));
+          } else {
+            host.park_lead = *d;
+          }
+        }
+      } else if (k == "max_parked") {
+        if (auto i = read_int(v, w, 1)) host.max_parked = static_cast<int>(*i);
       } else if (k == "dynamic_users") {
         if (auto s = read_name(v, w)) {
           if (auto range = parse_uid_range(*s)) {

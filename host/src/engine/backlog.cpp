@@ -63,7 +63,9 @@ std::vector<Result<bool>> Backlog::flush(std::span<const ledger::RunStart> claim
         refused = r.error();
         return;
       }
-      if (*r && !std::holds_alternative<ledger::Event>(w.record)) recorded.push_back(w.job);
+      const bool is_record = std::holds_alternative<ledger::RunEnd>(w.record) ||
+                             std::holds_alternative<ledger::SkipRecord>(w.record);
+      if (*r && is_record) recorded.push_back(w.job);
       ++written;
     }
   };
@@ -155,6 +157,9 @@ Result<bool> Backlog::write(const PendingWrite& w) {
   if (const auto* skip = std::get_if<ledger::SkipRecord>(&w.record)) {
     return store_.record_skipped(*skip);
   }
+  if (const auto* unclaim = std::get_if<ledger::Unclaim>(&w.record)) {
+    return store_.unclaim_parked(*unclaim);
+  }
   if (auto added = store_.add_event(std::get<ledger::Event>(w.record)); !added) {
     return std::unexpected(added.error());
   }
@@ -213,6 +218,10 @@ std::string Backlog::describe(const PendingWrite& w) {
                        ledger::format_utc(skip->scheduled_for), skip->run_id,
                        to_string(skip->trigger), ledger::format_utc(skip->at), skip->reason);
   }
+  if (const auto* unclaim = std::get_if<ledger::Unclaim>(&w.record)) {
+    return fmt::format("undoing the claim of parked run {} (slot {}) at {}: {}", unclaim->run_id,
+                       ledger::format_utc(w.slot), ledger::format_utc(unclaim->at), unclaim->why);
+  }
   const auto& event = std::get<ledger::Event>(w.record);
   return fmt::format("{} event at {}: {}", event.kind, ledger::format_utc(event.at), event.detail);
 }
@@ -220,6 +229,7 @@ std::string Backlog::describe(const PendingWrite& w) {
 std::string_view Backlog::record_run_id(const PendingWrite& w) {
   if (const auto* end = std::get_if<ledger::RunEnd>(&w.record)) return end->run_id;
   if (const auto* skip = std::get_if<ledger::SkipRecord>(&w.record)) return skip->run_id;
+  if (const auto* unclaim = std::get_if<ledger::Unclaim>(&w.record)) return unclaim->run_id;
   return {};
 }
 

@@ -41,7 +41,7 @@ struct PendingWrite {
   std::string job;
   TimePoint slot;        // for the log, should it be lost
   TimePoint kept_since;  // when it was made
-  std::variant<ledger::RunEnd, ledger::SkipRecord, ledger::Event> record;
+  std::variant<ledger::RunEnd, ledger::SkipRecord, ledger::Event, ledger::Unclaim> record;
 };
 
 class Backlog {

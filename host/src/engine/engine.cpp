@@ -174,6 +174,8 @@ void Engine::schedule_next(JobState& job, TimePoint after) {
 
 void Engine::on_timer() {
   if (shutting_down_) return;
+  // First: runs forked ahead whose instant came (engine_park.cpp).
+  release_due(now());
   flush_writes();
   TimePoint t = now();
   while (!timeline_.empty() && timeline_.begin()->due <= t) {
@@ -195,12 +197,15 @@ void Engine::on_timer() {
     admit(std::move(fire));
   }
   pump();
+  park_ahead();
   arm_timer();
 }
 
 void Engine::arm_timer() {
   if (shutting_down_) return;
   TimePoint at = timeline_.empty() ? TimePoint::max() : timeline_.begin()->due;
+  for (const auto& [run_id, parked] : parked_) at = std::min(at, parked.fire.due);
+  if (auto park = next_park_at()) at = std::min(at, *park);
   // While the ledger refuses writes, kept records and waiting claims are
   // retried once it has rested.
   if (auto retry = backlog_.wake_at(!ready_.empty())) at = std::min(at, *retry);
@@ -232,17 +237,7 @@ void Engine::admit(Fire fire) {
         return;
       }
       case config::Concurrency::replace:
-        for (auto it = ready_.begin(); it != ready_.end();) {
-          if (it->job == fire.job) {
-            record_skipped(*it, "replaced by a newer fire before it started");
-            --job.queued;
-            it = ready_.erase(it);
-          } else {
-            ++it;
-          }
-        }
-        record_waiting_skips(job);
-        for (const auto& run_id : job.active) executor_.stop(run_id, exec::StopReason::replace);
+        replace_older(job);
         break;
       case config::Concurrency::allow:
         break;
@@ -257,6 +252,20 @@ void Engine::admit(Fire fire) {
   }
   ++job.queued;
   ready_.insert(std::move(fire));
+}
+
+void Engine::replace_older(JobState& job) {
+  for (auto it = ready_.begin(); it != ready_.end();) {
+    if (it->job == job.config->name) {
+      record_skipped(*it, "replaced by a newer fire before it started");
+      --job.queued;
+      it = ready_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  record_waiting_skips(job);
+  for (const auto& run_id : job.active) executor_.stop(run_id, exec::StopReason::replace);
 }
 
 void Engine::pump() {
@@ -361,6 +370,13 @@ bool Engine::launch(Launch launch, ledger::RunStart start, const Result<bool>& c
 }
 
 void Engine::on_run_done(exec::RunReport report) {
+  if (auto parked = parked_.find(report.run_id); parked != parked_.end()) {
+    // Its process ended before its instant (its setup failed, or it was
+    // killed): a run that started and ended now, recorded as such.
+    ParkedRun run = std::move(parked->second);
+    parked_.erase(parked);
+    activate(std::move(run), Duration::zero());
+  }
   auto it = active_.find(report.run_id);
   if (it == active_.end()) return;
   ActiveRun active = std::move(it->second);
@@ -406,6 +422,7 @@ void Engine::on_run_done(exec::RunReport report) {
   // The claims of the next runs commit this end with them; else the end of
   // the loop turn does.
   pump();
+  park_ahead();
   arm_timer();
   notify_idle_if_done();
 }
@@ -523,6 +540,7 @@ Result<bool> Engine::pause(std::string_view name, std::string_view by) {
   job.paused = true;
   log::info(fmt::format("paused by {}: fires are recorded as skipped until resumed", by),
             {job.config->name});
+  unpark_job(job, "the job was paused");
   skip_queued(job, kPausedReason);
   flush_writes();
   return *changed;
@@ -605,6 +623,13 @@ void Engine::shutdown(std::function<void()> on_idle) {
   shutting_down_ = true;
   timer_->cancel();
   pruner_.stop();
+  // Runs forked ahead never began: their claims are undone, and the next
+  // start handles their slots like any missed fire.
+  std::vector<std::string> parked;
+  for (const auto& [run_id, run] : parked_) parked.push_back(run_id);
+  for (const auto& run_id : parked) {
+    unpark(run_id, "the host shut down before the run's instant", false);
+  }
   for (const auto& fire : ready_) record_skipped(fire, "the host shut down before it started");
   ready_.clear();
   for (auto& [name, job] : jobs_) record_waiting_skips(job);
@@ -637,6 +662,7 @@ void Engine::stop_now() {
 nlohmann::json Engine::snapshot() const {
   nlohmann::json out = {{"running", nlohmann::json::array()},
                         {"queued", ready_.size()},
+                        {"parked", parked_.size()},
                         {"ledger_backlog", backlog_.json()},
                         {"ledger_checkpoints", checkpoints_}};
   for (const auto& [run_id, run] : active_) {

@@ -161,6 +161,13 @@ class Engine {
     bool retired = false;  // removed by a reload: no fires, kept while runs finish
     bool paused = false;   // Store::set_paused; read at start and when added
     std::unique_ptr<const config::JobConfig> kept_config{};  // see config
+    int parked = 0;                                          // its runs in parked_ (at most one)
+  };
+  // A run claimed and forked ahead of its instant, waiting for it
+  // (docs/running.md, "Parking").
+  struct ParkedRun {
+    Fire fire;
+    ledger::RunStart start;  // as claimed: started_at is the fire's due, parked
   };
   struct ActiveRun {
     ledger::RunStart start;  // as claimed
@@ -191,6 +198,33 @@ class Engine {
   // when the claim was refused. True when the slot was already claimed.
   bool launch(Launch launch, ledger::RunStart start, const Result<bool>& claimed);
   void on_run_done(exec::RunReport report);
+
+  // Parking. Claims (one write group) and parks the fires due within
+  // park_lead that may be parked, while fewer than min(max_parked,
+  // max_concurrency) runs are parked or in flight.
+  void park_ahead();
+  bool parkable(const Fire& fire, const JobState& job) const;
+  // At a parked run's instant: releases it (its mark removed in one
+  // transaction for all released together, then its process started), or,
+  // when its job's concurrency policy or max_concurrency says otherwise,
+  // unparks it and hands its fire to admit(), which decides as for any fire.
+  void release_due(TimePoint t);
+  // The parked run is now a run in flight: released, or ended while parked.
+  void activate(ParkedRun parked, Duration lateness);
+  // Kills a parked run and queues the undoing of its claim; with `restore`,
+  // its fire goes back to the timeline as its job's next one (the fire
+  // scheduled after it leaves), as if it had never been parked.
+  void unpark(const std::string& run_id, const std::string& why, bool restore);
+  // unpark(restore) of every parked run of `job` (pause, reload).
+  void unpark_job(const JobState& job, const std::string& why);
+  void restore_fire(JobState& job, Fire fire);
+  // concurrency = replace: the job's queued fires are skipped and its runs
+  // in flight stopped, for a newer fire.
+  void replace_older(JobState& job);
+  // When the first fire beyond park_lead comes within it; nullopt: never,
+  // parking is off, or the bound is reached.
+  std::optional<TimePoint> next_park_at() const;
+  std::size_t park_bound() const;
   // Writes every queued record (and `claims`) in one group, then tells the
   // observers of the records (acks_). Returns the claims' results.
   std::vector<Result<bool>> flush_writes(std::span<const ledger::RunStart> claims = {});
@@ -236,6 +270,9 @@ class Engine {
   std::set<Fire> timeline_;  // fires not yet due
   std::set<Fire> ready_;     // due, waiting for a run slot
   std::map<std::string, ActiveRun, std::less<>> active_;
+  std::map<std::string, ParkedRun, std::less<>> parked_;  // by run id
+  // A release the ledger refused: retried then (kLedgerRetry later).
+  std::optional<TimePoint> release_retry_at_;
   // Every ledger write after a claim goes through it; slots are claimed only
   // when backlog_.may_claim(), fires wait in ready_ meanwhile.
   Backlog backlog_;

@@ -19,11 +19,38 @@ std::string blocked_reason(const std::string& plugin) {
 
 void Engine::replace_plugins(catalog::ScanResult plugins) {
   plugins_ = std::move(plugins);
+  // A run forked ahead with the old build goes: its fire is parked again
+  // with the new one, or starts at its instant.
+  std::vector<std::pair<std::string, std::string>> stale;  // run id, why
+  for (const auto& [run_id, parked] : parked_) {
+    const auto* plugin = plugins_.find(jobs_.find(parked.fire.job)->second.config->plugin);
+    if (plugin == nullptr) {
+      stale.emplace_back(run_id, "its plugin is no longer available");
+    } else if (plugin->sha256 != parked.start.plugin_sha256) {
+      stale.emplace_back(run_id, fmt::format("a new build of its plugin ({} {}) was loaded",
+                                             plugin->version, plugin->sha256.substr(0, 12)));
+    }
+  }
+  if (stale.empty()) return;
+  for (const auto& [run_id, why] : stale) unpark(run_id, why, true);
+  flush_writes();
+  park_ahead();
+  arm_timer();
 }
 
 config::JobDiff Engine::apply_config(config::Config loaded) {
   config::JobDiff diff = config::diff_jobs(config_.jobs, loaded.jobs);
   if (shutting_down_) return diff;
+  // Runs forked ahead for jobs that change or go are discarded, their
+  // claims undone (committed below, before last fires are read).
+  for (const auto& name : diff.removed) {
+    unpark_job(jobs_.find(name)->second, "the job was removed from the config");
+  }
+  for (const auto& name : diff.changed) {
+    if (auto it = jobs_.find(name); it != jobs_.end()) {
+      unpark_job(it->second, "a reload changed the job's definition");
+    }
+  }
   // Ends still queued carry their pending retries: committed first, so that
   // dropping a retry below finds its row.
   flush_writes();
@@ -51,6 +78,7 @@ config::JobDiff Engine::apply_config(config::Config loaded) {
   flush_writes();  // observers hear of the skips above before the new config
   for (Observer* o : observers_) o->on_config_applied(config_);
   pump();
+  park_ahead();
   flush_writes();
   arm_timer();
   return diff;
@@ -190,6 +218,8 @@ nlohmann::json Engine::next_builds() const {
 
 nlohmann::json Engine::next_fires() const {
   std::map<std::string_view, const Fire*> first;  // timeline_ is ordered by due
+  // A job's parked fire comes before any of its fires in the timeline.
+  for (const auto& [run_id, parked] : parked_) first.try_emplace(parked.fire.job, &parked.fire);
   for (const auto& fire : timeline_) first.try_emplace(fire.job, &fire);
   nlohmann::json out = nlohmann::json::array();
   for (const auto& cfg : config_.jobs) {
@@ -210,6 +240,7 @@ Engine::Figures Engine::figures() const {
   out.queued = ready_.size();
   out.ledger_backlog = backlog_.size();
   std::map<std::string_view, TimePoint> first;  // timeline_ is ordered by due
+  for (const auto& [run_id, parked] : parked_) first.try_emplace(parked.fire.job, parked.fire.due);
   for (const auto& fire : timeline_) {
     first.try_emplace(fire.job, fire.due);
     if (fire.trigger == ledger::Trigger::retry) ++out.pending_retries;

@@ -184,6 +184,19 @@ const jobhost_host_api kHostApi = {sizeof(jobhost_host_api),
 
 // --- process setup -----------------------------------------------------------
 
+// A parked run: blocks until the host's release byte. Anything else (the
+// discard's SIGTERM or SIGKILL, another byte, the host gone) ends the
+// process before any of the plugin's code ran.
+void wait_for_release() {
+  char byte = 0;
+  for (;;) {
+    const ssize_t n = read(kControlFd, &byte, 1);
+    if (n == 1 && byte == kReleaseByte) return;
+    if (n < 0 && errno == EINTR && g_term_requested == 0) continue;
+    _exit(kChildExitNotReleased);
+  }
+}
+
 void on_sigterm(int) {
   g_term_requested = 1;
 }
@@ -396,6 +409,9 @@ void run_child(const ChildPlan& plan) noexcept {
       fail_setup(e->err, e->what);
   }
   const jobhost_plugin plugin = load_plugin(request.plugin_path.c_str(), plan.entry);
+  // Forked ahead of its instant: everything is in place; the plugin's own
+  // code starts when the host releases the run.
+  if (request.parked) wait_for_release();
 
   // Any non-null address will do as the opaque handle; the API ignores it.
   auto* run = reinterpret_cast<jobhost_run*>(const_cast<RunRequest*>(&request));

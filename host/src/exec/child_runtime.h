@@ -46,6 +46,11 @@ struct ChildPlan {
 // Exit codes of the child when it cannot report a result itself.
 inline constexpr int kChildExitSetupFailed = 126;  // a setup_error record was sent
 inline constexpr int kChildExitOrphaned = 125;     // the parent died before we started
+inline constexpr int kChildExitNotReleased = 124;  // parked, then discarded or orphaned
+
+// The byte on the control socket that starts a parked run (any other byte,
+// or the socket's end, ends it without running the plugin).
+inline constexpr char kReleaseByte = 'r';
 
 // Once in the fork server, before its first fork: registers the at-fork
 // handler the runs' own forks need and drops the stdio bytes the server

@@ -62,6 +62,9 @@ struct RunRequest {
   // The job's dynamic uid (config::JobConfig::dynamic_uid): used when the
   // host is root and `user` is unset (exec/run_user.h).
   std::optional<uint32_t> dynamic_uid;
+  // Set by Executor::park: the run's process waits for release() before
+  // the plugin's init.
+  bool parked = false;
 };
 
 // How a run ended. Delivered once per started run.
@@ -139,6 +142,21 @@ class Executor {
   // or group, cgroup not creatable, pipe/fork/pidfd failure.
   virtual Result<int> start(RunRequest request, std::function<void(RunReport)> on_done) = 0;
 
+  // Parks a run ahead of its instant: as start(), but its process, once set
+  // up (cgroup, limits, identity, sandbox, environment, plugin loaded),
+  // waits before the plugin's init until release(). Its timeout and stall
+  // timeout count from the release. `on_done` as for start(): once the
+  // run ended, after its release, or before it if the process died parked
+  // (a setup failure, a kill); never for a discarded run.
+  virtual Result<int> park(RunRequest request, std::function<void(RunReport)> on_done) = 0;
+  // Starts a parked run (a byte on its control socket): the plugin's code
+  // begins. No-op for a run that is not parked.
+  virtual void release(std::string_view run_id) = 0;
+  // Ends a parked run without running any of the plugin's code: its
+  // process is killed and reaped, its cgroup given back; on_done is never
+  // called. No-op for a run that is not parked.
+  virtual void discard(std::string_view run_id) = 0;
+
   // Asks the run to stop for `reason`: cancelled() turns true in the run,
   // SIGTERM, then SIGKILL after its kill_grace. No-op for an unknown or
   // already finished run, or one already stopping (the first reason stays).
@@ -146,7 +164,7 @@ class Executor {
   // stop() for every active run.
   virtual void stop_all(StopReason reason) = 0;
 
-  // Runs started and not yet reported.
+  // Runs started or parked and not yet reported.
   virtual std::size_t active() const = 0;
 };
 

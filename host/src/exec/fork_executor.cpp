@@ -129,6 +129,8 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
   LineRateLimiter output_limit, log_limit;
 
   std::optional<StopReason> stop_reason;
+  bool parked = false;     // waiting for release() (executor.h park)
+  bool discarded = false;  // discard(): on_done is never called
   bool killed_after_grace = false;
   bool reaped = false;
   bool output_open = true;
@@ -175,11 +177,17 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
     }
   }
 
-  void begin() {
-    last_heartbeat = SteadyClock::now();
+  // Watches the process: its exit, its output and its control records.
+  void watch() {
     wait_for_exit();
     read_output();
     read_control();
+  }
+
+  // The run's clock starts: its start time, timeout and stall timeout.
+  void begin() {
+    started = wall_now();
+    last_heartbeat = SteadyClock::now();
     if (request.timeout.count() > 0) {
       timeout_timer.expires_after(request.timeout);
       timeout_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
@@ -562,6 +570,36 @@ ForkExecutor::~ForkExecutor() {
 }
 
 Result<int> ForkExecutor::start(RunRequest request, std::function<void(RunReport)> on_done) {
+  request.parked = false;
+  return launch(std::move(request), std::move(on_done));
+}
+
+Result<int> ForkExecutor::park(RunRequest request, std::function<void(RunReport)> on_done) {
+  request.parked = true;
+  return launch(std::move(request), std::move(on_done));
+}
+
+void ForkExecutor::release(std::string_view run_id) {
+  const auto it = runs_.find(run_id);
+  if (it == runs_.end() || !it->second->parked) return;
+  Run& run = *it->second;
+  run.parked = false;
+  // If the process died meanwhile, the send fails and its exit is reported
+  // as for any run (wait_for_exit already watches it).
+  ::send(run.control.native_handle(), &kReleaseByte, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+  run.begin();
+}
+
+void ForkExecutor::discard(std::string_view run_id) {
+  const auto it = runs_.find(run_id);
+  if (it == runs_.end() || !it->second->parked) return;
+  Run& run = *it->second;
+  run.discarded = true;
+  run.on_done = nullptr;
+  run.kill_group();  // reaped and given back as it exits, as any run
+}
+
+Result<int> ForkExecutor::launch(RunRequest request, std::function<void(RunReport)> on_done) {
   const std::string what =
       fmt::format("cannot start run {} of job {}", request.run_id, request.job);
   if (!plain_name(request.run_id)) {
@@ -632,12 +670,14 @@ Result<int> ForkExecutor::start(RunRequest request, std::function<void(RunReport
   const pid_t pid = spawned->pid;
   const int pidfd = spawned->pidfd;
   run->pid = pid;
-  run->started = wall_now();
+  run->started = wall_now();  // a parked run's: its release
   run->pidfd.assign(pidfd);
   run->output.assign(output[0]);
   run->control.assign(control[0]);
   runs_.emplace(run->request.run_id, run);
-  run->begin();
+  run->watch();
+  run->parked = run->request.parked;
+  if (!run->parked) run->begin();
   return pid;
 }
 

@@ -56,6 +56,12 @@ class ForkExecutor final : public Executor {
   // creatable, pipe/fork/pidfd failure.
   Result<int> start(RunRequest request, std::function<void(RunReport)> on_done) override;
 
+  // start(), with the run's process parked before the plugin's init until
+  // release() (executor.h).
+  Result<int> park(RunRequest request, std::function<void(RunReport)> on_done) override;
+  void release(std::string_view run_id) override;
+  void discard(std::string_view run_id) override;
+
   // Asks the run to stop for `reason` (see the top of this file). No-op for an
   // unknown or already finished run, or one already stopping (the first
   // reason stays).
@@ -63,7 +69,7 @@ class ForkExecutor final : public Executor {
   // stop() for every active run.
   void stop_all(StopReason reason) override;
 
-  // Runs started and not yet reported.
+  // Runs started or parked and not yet reported.
   std::size_t active() const override { return runs_.size(); }
 
   // Run cgroups made so far; ended runs' cgroups are reused (CgroupPool).
@@ -76,6 +82,8 @@ class ForkExecutor final : public Executor {
   struct Run;  // internal state of one run
 
  private:
+  // start() and park(): request.parked says which.
+  Result<int> launch(RunRequest request, std::function<void(RunReport)> on_done);
   void finish(const std::shared_ptr<Run>& run);
   // True when a run other than `except`, not reaped yet, has `uid` to sweep.
   bool uid_in_use(uid_t uid, const Run* except) const;

@@ -238,6 +238,7 @@ std::string encode_plan(const RunRequest& r, const std::vector<std::string>& pro
   for (const auto& entry : env) w.text(entry);
   // --- dynamic users: the job's state directory (the run's working directory)
   w.text(r.state_directory.native());
+  w.number(static_cast<uint8_t>(r.parked));
   return w.take();
 }
 
@@ -305,6 +306,9 @@ bool decode_plan(std::string_view text, Plan& p, bool& preload) {
   std::string state_directory;
   if (!in.text(state_directory)) return false;
   r.state_directory = std::move(state_directory);
+  uint8_t parked = 0;
+  if (!in.number(parked) || parked > 1) return false;
+  r.parked = parked != 0;
   if (!in.done()) return false;
   preload = wanted != 0;
   return true;

@@ -47,6 +47,9 @@ struct RunStart {
   std::optional<std::string> definition_hash;
   std::optional<std::string> replay_of;  // run id this run replays
   int64_t host_pid = 0;                  // the daemon's pid (getpid())
+  // Claimed ahead of its instant, its process parked (engine parking): the
+  // claim also marks the run as not begun, until Store::release_parked.
+  bool parked = false;
 };
 
 // How a run ended.
@@ -90,6 +93,13 @@ struct SkipRecord {
   TimePoint at;        // when it was decided
   std::optional<std::string> definition_hash;
   int64_t host_pid = 0;
+};
+
+// The claim of a parked run that never began, to undo (Store::unclaim_parked).
+struct Unclaim {
+  std::string run_id;
+  std::string why;  // for the `unclaimed` event: "the job was paused", ...
+  TimePoint at;
 };
 
 // One row of `runs`, every column.

@@ -129,10 +129,25 @@ CREATE TABLE alert_state (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
-constexpr std::array<Migration, 3> kMigrations = {{
+// Parking (engine: runs claimed and forked ahead of their instant,
+// docs/running.md): a row per claimed run whose process waits for its
+// instant, with its job's last fire before the claim. Deleted when the run
+// is released (or ends); a row still here at the next start is a run that
+// never began: its claim is undone (Store::close_orphaned_runs), so that
+// its slot is handled like a missed fire.
+constexpr const char* kVersionParked = R"sql(
+CREATE TABLE parked_runs (
+  run_id          TEXT PRIMARY KEY NOT NULL,
+  job             TEXT NOT NULL,
+  prior_last_fire INTEGER
+) STRICT, WITHOUT ROWID;
+)sql";
+
+constexpr std::array<Migration, 4> kMigrations = {{
     {1, kVersion1},
     {2, kVersion2},
     {3, kVersion3},
+    {4, kVersionParked},
 }};
 
 }  // namespace

@@ -151,6 +151,21 @@ constexpr const char* kConsumeRetry =
 constexpr const char* kInsertRun =
     "INSERT INTO runs (" JOBHOST_RUN_COLUMNS
     ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+constexpr const char* kParkRun =
+    "INSERT INTO parked_runs (run_id, job, prior_last_fire) "
+    "VALUES (?1, ?2, (SELECT last_fire FROM jobs WHERE name = ?2))";
+constexpr const char* kReleaseParked = "DELETE FROM parked_runs WHERE run_id = ?";
+constexpr const char* kTakeParked =
+    "DELETE FROM parked_runs WHERE run_id = ? RETURNING job, prior_last_fire";
+constexpr const char* kParkedIds = "SELECT run_id FROM parked_runs ORDER BY run_id";
+constexpr const char* kDeleteUnfinishedRun =
+    "DELETE FROM runs WHERE run_id = ? AND finished_at IS NULL "
+    "RETURNING run_id, job, scheduled_for";
+// The job's last fire goes back to before the claim, and its next fire (the
+// one a never-fired job's misfires are found from) to the unclaimed slot.
+constexpr const char* kRestoreLastFire =
+    "UPDATE jobs SET last_fire = ?1, next_fire = min(coalesce(next_fire, ?4), ?4), "
+    "updated_at = ?2 WHERE name = ?3 AND last_fire = ?4";
 constexpr const char* kRunForFinish =
     "SELECT job, scheduled_for, attempt, trace_id, finished_at FROM runs WHERE run_id = ?";
 constexpr const char* kFinishRun =
@@ -169,22 +184,28 @@ constexpr const char* kJobDefinition = "SELECT definition_hash FROM jobs WHERE n
 constexpr const char* kHeartbeat =
     "UPDATE runs SET last_heartbeat = ?, progress = coalesce(?, progress) "
     "WHERE run_id = ? AND finished_at IS NULL";
+// Runs parked ahead of their instant (parked_runs) are not runs yet: reads
+// of runs leave them out until they are released (or end, or are undone).
+#define JOBHOST_NOT_PARKED(run_id) " " run_id " NOT IN (SELECT run_id FROM parked_runs) "
+
 // Through the partial index runs_open, which holds only the runs in flight:
 // left to itself the planner walks runs_by_started to save the sort, which
 // reads every run of the ledger (seconds at 10 million runs, for `status`
 // and at each daemon start).
 constexpr const char* kOpenRuns = "SELECT " JOBHOST_RUN_COLUMNS
                                   " FROM runs INDEXED BY runs_open WHERE finished_at IS NULL "
-                                  "ORDER BY started_at, run_id";
+                                  "AND" JOBHOST_NOT_PARKED("run_id") "ORDER BY started_at, run_id";
 constexpr const char* kInterruptOpenRuns =
     "UPDATE runs SET finished_at = ?, outcome = 'interrupted', message = ? "
     "WHERE finished_at IS NULL";
 constexpr const char* kHistoryAll =
-    "SELECT " JOBHOST_RUN_COLUMNS " FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?";
-constexpr const char* kHistoryJob = "SELECT " JOBHOST_RUN_COLUMNS
-                                    " FROM runs WHERE job = ? "
-                                    "ORDER BY started_at DESC, run_id DESC LIMIT ?";
-constexpr const char* kGetRun = "SELECT " JOBHOST_RUN_COLUMNS " FROM runs WHERE run_id = ?";
+    "SELECT " JOBHOST_RUN_COLUMNS
+    " FROM runs WHERE" JOBHOST_NOT_PARKED("run_id") "ORDER BY started_at DESC, run_id DESC LIMIT ?";
+constexpr const char* kHistoryJob =
+    "SELECT " JOBHOST_RUN_COLUMNS " FROM runs WHERE job = ? AND" JOBHOST_NOT_PARKED(
+        "run_id") "ORDER BY started_at DESC, run_id DESC LIMIT ?";
+constexpr const char* kGetRun =
+    "SELECT " JOBHOST_RUN_COLUMNS " FROM runs WHERE run_id = ?1 AND" JOBHOST_NOT_PARKED("?1");
 constexpr const char* kJobRow =
     "SELECT definition_hash, last_fire, next_fire, consecutive_failures, paused_at, paused_by "
     "FROM jobs WHERE name = ?";
@@ -203,9 +224,10 @@ constexpr const char* kJobSummaries =
     JOBHOST_WINDOW_OF("j.name") " LIMIT ?1) w), "
     "(SELECT r.outcome " JOBHOST_WINDOW_OF("j.name") " LIMIT 1), "
     "(SELECT r.started_at FROM runs r WHERE r.job = j.name AND "
-    "(r.outcome IS NULL OR r.outcome <> 'skipped') ORDER BY r.started_at DESC, r.run_id DESC "
-    "LIMIT 1), "
-    "(SELECT count(*) FROM runs r WHERE r.job = j.name AND r.finished_at IS NULL) "
+    "(r.outcome IS NULL OR r.outcome <> 'skipped') AND" JOBHOST_NOT_PARKED("r.run_id")
+    "ORDER BY r.started_at DESC, r.run_id DESC LIMIT 1), "
+    "(SELECT count(*) FROM runs r WHERE r.job = j.name AND r.finished_at IS NULL AND"
+    JOBHOST_NOT_PARKED("r.run_id") ") "
     "FROM jobs j ORDER BY j.name";
 // ?1: a JSON array of job names.
 constexpr const char* kWindowRuns =
@@ -221,9 +243,10 @@ constexpr const char* kRunMinutes =
     "SELECT started_at / 60000, outcome, count(*), sum(duration_ms), count(duration_ms) FROM runs "
     "WHERE started_at >= ? AND finished_at IS NOT NULL AND outcome <> 'skipped' "
     "GROUP BY 1, 2 ORDER BY 1";
-constexpr const char* kSlotRuns = "SELECT " JOBHOST_RUN_COLUMNS
-                                  " FROM runs WHERE job = ? AND scheduled_for = ? "
-                                  "ORDER BY attempt";
+constexpr const char* kSlotRuns =
+    "SELECT " JOBHOST_RUN_COLUMNS
+    " FROM runs WHERE job = ? AND scheduled_for = ? AND" JOBHOST_NOT_PARKED(
+        "run_id") "ORDER BY attempt";
 constexpr const char* kPausedAt = "SELECT paused_at FROM jobs WHERE name = ?";
 constexpr const char* kSetPaused =
     "UPDATE jobs SET paused_at = ?, paused_by = ?, updated_at = ? WHERE name = ?";
@@ -239,8 +262,10 @@ constexpr const char* kSelectStatsWindow =
     "ORDER BY started_at DESC, run_id DESC LIMIT ?";
 constexpr const char* kLastStarted =
     "SELECT started_at FROM runs WHERE job = ? AND (outcome IS NULL OR outcome <> 'skipped') "
-    "ORDER BY started_at DESC, run_id DESC LIMIT 1";
-constexpr const char* kInFlight = "SELECT count(*) FROM runs WHERE job = ? AND finished_at IS NULL";
+    "AND" JOBHOST_NOT_PARKED("run_id") "ORDER BY started_at DESC, run_id DESC LIMIT 1";
+constexpr const char* kInFlight =
+    "SELECT count(*) FROM runs WHERE job = ? AND finished_at IS NULL "
+    "AND" JOBHOST_NOT_PARKED("run_id");
 constexpr const char* kJobNames = "SELECT name FROM jobs ORDER BY name";
 constexpr const char* kJitterSeed = "SELECT value FROM host_settings WHERE name = 'jitter_seed'";
 constexpr const char* kInsertJitterSeed =
@@ -335,6 +360,9 @@ class SqliteStore final : public Store {
     return write_guarded(what, [&]() -> Result<bool> {
       WriteScope tx(*this);
       Query(statement(kEnsureJob), run.job, run.definition_hash, run.started_at).exec();
+      // Before claim_slot moves the job's last fire: the mark keeps the old
+      // one. A claim that fails rolls it back with the rest.
+      if (run.parked) Query(statement(kParkRun), run.run_id, run.job).exec();
       if (run.attempt == 1) {
         if (!claim_slot(run.job, run.scheduled_for, run.trigger, run.trace_id, run.started_at)) {
           return false;
@@ -398,6 +426,8 @@ class SqliteStore final : public Store {
       Query(statement(kFinishRun), end.finished_at, to_string(end.outcome), end.exit_code,
             end.signal, end.duration, end.message, Blob{end.output_tail}, cpu, rss, end.run_id)
           .exec();
+      // A parked run that ended before its release (its process died).
+      Query(statement(kReleaseParked), end.run_id).exec();
       std::size_t stored = 0;
       for (const auto& [name, value] : end.metrics) {
         if (stored == kMaxRunMetrics) break;
@@ -465,24 +495,55 @@ class SqliteStore final : public Store {
                          });
   }
 
+  Result<void> release_parked(std::span<const std::string> run_ids) override {
+    return write_guarded(
+        fmt::format("cannot record the release of {} parked run(s)", run_ids.size()),
+        [&]() -> Result<void> {
+          WriteScope tx(*this);
+          for (const auto& id : run_ids) Query(statement(kReleaseParked), id).exec();
+          tx.commit();
+          return {};
+        });
+  }
+
+  Result<bool> unclaim_parked(const Unclaim& unclaim) override {
+    return write_guarded(fmt::format("cannot undo the claim of parked run {}", unclaim.run_id),
+                         [&]() -> Result<bool> {
+                           WriteScope tx(*this);
+                           if (!undo_parked_claim(unclaim)) return false;
+                           tx.commit();
+                           return true;
+                         });
+  }
+
   Result<std::vector<RunRecord>> close_orphaned_runs(TimePoint now,
                                                      std::string_view message) override {
-    return write_guarded("cannot close the runs left open by a previous host",
-                         [&]() -> Result<std::vector<RunRecord>> {
-                           WriteScope tx(*this);
-                           auto runs = read_runs(Query(statement(kOpenRuns)));
-                           if (runs.empty()) return runs;
-                           Query(statement(kInterruptOpenRuns), now, message).exec();
-                           for (auto& run : runs) {
-                             run.finished_at = now;
-                             run.outcome = Outcome::interrupted;
-                             run.message = std::string(message);
-                             insert_event(now, "interrupted", run.job, run.run_id,
-                                          std::string(message));
-                           }
-                           tx.commit();
-                           return runs;
-                         });
+    return write_guarded(
+        "cannot close the runs left open by a previous host",
+        [&]() -> Result<std::vector<RunRecord>> {
+          WriteScope tx(*this);
+          std::vector<std::string> parked;
+          for (Query q(statement(kParkedIds)); q.step();) {
+            parked.push_back(q.col(0).getString());
+          }
+          for (const auto& id : parked) {
+            undo_parked_claim(Unclaim{id, "the host stopped before the run's instant", now});
+          }
+          auto runs = read_runs(Query(statement(kOpenRuns)));
+          if (runs.empty()) {
+            tx.commit();
+            return runs;
+          }
+          Query(statement(kInterruptOpenRuns), now, message).exec();
+          for (auto& run : runs) {
+            run.finished_at = now;
+            run.outcome = Outcome::interrupted;
+            run.message = std::string(message);
+            insert_event(now, "interrupted", run.job, run.run_id, std::string(message));
+          }
+          tx.commit();
+          return runs;
+        });
   }
 
   Result<std::vector<RunRecord>> history(std::optional<std::string_view> job, int limit) override {
@@ -1069,6 +1130,36 @@ class SqliteStore final : public Store {
     return static_cast<int>(gone.size());
   }
 
+  // Store::unclaim_parked inside the caller's transaction. False (nothing
+  // changed) if the run is not parked.
+  bool undo_parked_claim(const Unclaim& unclaim) {
+    std::string job;
+    std::optional<TimePoint> prior;
+    {
+      Query q(statement(kTakeParked), unclaim.run_id);
+      if (!q.step()) return false;
+      job = q.col(0).getString();
+      prior = q.opt_time(1);
+    }
+    // The run row and its events, unless it ended meanwhile (then only the
+    // mark goes: finish_run removes it too).
+    std::optional<TimePoint> slot;
+    {
+      Query deleting(statement(kDeleteUnfinishedRun), unclaim.run_id);
+      if (deleting.step()) slot = from_ms(deleting.col(2).getInt64());
+    }
+    if (!slot) return true;
+    Query(statement(kPruneRunEvents), unclaim.run_id).exec();
+    Query(statement(kPruneSlot), job, *slot).exec();
+    Query(statement(kRestoreLastFire), prior, unclaim.at, job, *slot).exec();
+    const json detail{
+        {"run_id", unclaim.run_id}, {"scheduled_for", format_utc(*slot)}, {"why", unclaim.why}};
+    Query(statement(kInsertEvent), unclaim.at, "unclaimed", job, std::optional<std::string>(),
+          detail.dump())
+        .exec();
+    return true;
+  }
+
   std::optional<std::string> slot_trace(const std::string& job, TimePoint scheduled_for) {
     Query q(statement(kSlotTrace), job, scheduled_for);
     if (!q.step()) return std::nullopt;
@@ -1252,7 +1343,7 @@ std::string open_runs_sql() {
 }
 
 std::string runs_query_sql(const RunQuery& query) {
-  std::string sql = "SELECT " JOBHOST_RUN_COLUMNS " FROM runs WHERE 1";
+  std::string sql = "SELECT " JOBHOST_RUN_COLUMNS " FROM runs WHERE" JOBHOST_NOT_PARKED("run_id");
   if (query.job) sql += " AND job = ?";
   if (query.running_only) {
     sql += " AND finished_at IS NULL";

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -37,6 +38,19 @@ class Store {
   // of a slot that was never claimed or with another trace id.
   virtual Result<bool> claim_and_start(const RunStart& run) = 0;
 
+  // Parking (docs/running.md): a RunStart with `parked` is claimed by
+  // claim_and_start as usual and also marked as not begun. release_parked
+  // removes the marks of runs that begin now, in one transaction (their
+  // processes may start only once it is committed); unknown ids are
+  // ignored.
+  virtual Result<void> release_parked(std::span<const std::string> run_ids) = 0;
+  // Undoes the claim of a parked run that never began: its run row, events
+  // and slot go, and its job's last fire is set back to what it was before
+  // the claim, so that the slot is fired again when due, or handled like a
+  // missed fire once past. An `unclaimed` event (no run id) says why. False,
+  // writing nothing, if the run is not parked (released, finished, unknown).
+  virtual Result<bool> unclaim_parked(const Unclaim& unclaim) = 0;
+
   // Completes a started run: outcome, finish time, exit code or signal,
   // duration, message, output tail; updates the job's consecutive failures
   // (0 after succeeded; +1 after failed, timed_out, stalled, crashed,
@@ -60,7 +74,9 @@ class Store {
 
   // Closes every run that has no finish (left open by a host that died) as
   // `interrupted` with `message`, finished_at = now and an unknown duration,
-  // with an `interrupted` event each; returns the closed runs. Called once at
+  // with an `interrupted` event each; returns the closed runs. Runs still
+  // parked (the host died before their instant: they never began) are
+  // unclaimed instead (unclaim_parked), and not returned. Called once at
   // daemon start, under the state_dir lock.
   virtual Result<std::vector<RunRecord>> close_orphaned_runs(TimePoint now,
                                                              std::string_view message) = 0;

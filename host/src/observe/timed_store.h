@@ -21,6 +21,12 @@ class TimedStore final : public ledger::Store {
   Result<bool> finish_run(const ledger::RunEnd& end) override {
     return timed(LedgerOp::finish, [&] { return inner_.finish_run(end); });
   }
+  Result<void> release_parked(std::span<const std::string> run_ids) override {
+    return timed(LedgerOp::claim, [&] { return inner_.release_parked(run_ids); });
+  }
+  Result<bool> unclaim_parked(const ledger::Unclaim& unclaim) override {
+    return timed(LedgerOp::other, [&] { return inner_.unclaim_parked(unclaim); });
+  }
   Result<bool> record_skipped(const ledger::SkipRecord& skip) override {
     return timed(LedgerOp::skip, [&] { return inner_.record_skipped(skip); });
   }
