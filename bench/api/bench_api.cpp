@@ -44,10 +44,10 @@ class NullExecutor final : public exec::Executor {
   Result<int> start(exec::RunRequest, std::function<void(exec::RunReport)>) override {
     return fail("bench: no runs");
   }
-  Result<int> park(exec::RunRequest, std::function<void(exec::RunReport)>) override {
+  Result<int> park(exec::RunRequest, std::function<void(exec::RunReport)>, TimePoint) override {
     return fail("no runs here");
   }
-  void release(std::string_view) override {}
+  void release(std::span<const std::string>) override {}
   void discard(std::string_view) override {}
   void stop(std::string_view, exec::StopReason) override {}
   void stop_all(exec::StopReason) override {}

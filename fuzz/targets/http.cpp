@@ -59,10 +59,10 @@ class NoRuns final : public exec::Executor {
   Result<int> start(exec::RunRequest, std::function<void(exec::RunReport)>) override {
     return fail("the fuzz target starts no runs");
   }
-  Result<int> park(exec::RunRequest, std::function<void(exec::RunReport)>) override {
+  Result<int> park(exec::RunRequest, std::function<void(exec::RunReport)>, TimePoint) override {
     return fail("the fuzz target starts no runs");
   }
-  void release(std::string_view) override {}
+  void release(std::span<const std::string>) override {}
   void discard(std::string_view) override {}
   void stop(std::string_view, exec::StopReason) override {}
   void stop_all(exec::StopReason) override {}

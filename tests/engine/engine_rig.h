@@ -77,29 +77,32 @@ class FakeExecutor final : public exec::Executor {
   }
   // A parked run is kept aside until released (then it is `started`, at
   // the fake clock's time) or discarded.
-  Result<int> park(exec::RunRequest request,
-                   std::function<void(exec::RunReport)> on_done) override {
+  Result<int> park(exec::RunRequest request, std::function<void(exec::RunReport)> on_done,
+                   TimePoint instant) override {
     if (running_.contains(request.run_id) || parked_.contains(request.run_id)) {
       return fail("run id already active");
     }
     if (refuse_park) return fail("refused by the test");
     request.parked = true;
+    CHECK(instant > clock_());  // ahead of its instant
     parked.push_back(request.run_id);
     const int pid = next_pid_++;
     std::string run_id = request.run_id;
     parked_.emplace(std::move(run_id), Parked{std::move(request), std::move(on_done)});
     return pid;
   }
-  void release(std::string_view run_id) override {
-    auto it = parked_.find(std::string(run_id));
-    if (it == parked_.end()) return;
-    Parked p = std::move(it->second);
-    parked_.erase(it);
-    p.request.parked = false;
-    if (on_start) on_start(p.request);
-    started.push_back({p.request, clock_()});
-    running_.emplace(p.request.run_id, Run{std::move(p.on_done), false});
-    peak = std::max(peak, running_.size());
+  void release(std::span<const std::string> run_ids) override {
+    for (const auto& run_id : run_ids) {
+      auto it = parked_.find(run_id);
+      if (it == parked_.end()) continue;
+      Parked p = std::move(it->second);
+      parked_.erase(it);
+      p.request.parked = false;
+      if (on_start) on_start(p.request);
+      started.push_back({p.request, clock_()});
+      running_.emplace(p.request.run_id, Run{std::move(p.on_done), false});
+      peak = std::max(peak, running_.size());
+    }
   }
   void discard(std::string_view run_id) override {
     if (parked_.erase(std::string(run_id)) > 0) discarded.emplace_back(run_id);

@@ -228,9 +228,9 @@ concurrency = "forbid"
           Rig::Runs::fake, kParking);
   auto& fake = rig.fake();
   rig.start(at_utc(10, 0, 0, 500));
-  rig.run_until(at_utc(10, 0, 1), 250ms);
+  rig.run_until(at_utc(10, 0, 1, 250), 250ms);
   REQUIRE(fake.started.size() == 1);  // 10:00:01 runs on; :02 is parked
-  REQUIRE(fake.parked.size() == 2);
+  REQUIRE(fake.parked.size() == 2);   // (kParkPause after the release)
   rig.run_until(at_utc(10, 0, 2), 250ms);
   CHECK(fake.started.size() == 1);
   CHECK(fake.discarded == std::vector<std::string>{fake.parked[1]});
@@ -364,9 +364,10 @@ TEST_CASE("a parked process that dies before its instant is recorded as its run"
   REQUIRE(rows.size() == 1);
   CHECK(rows[0].outcome == Outcome::failed);
   // The next slot is parked and runs on time.
-  rig.run_until(at_utc(10, 0, 2), 250ms);
+  rig.run_until(at_utc(10, 0, 2, 250), 250ms);
   REQUIRE(fake.started.size() == 1);
   CHECK(fake.started[0].request.scheduled_for == at_utc(10, 0, 2));
+  CHECK(fake.started[0].at == at_utc(10, 0, 2));
   // And a crash now leaves nothing parked to undo from before.
   rig.crash();
   auto closed = rig.store().close_orphaned_runs(at_utc(10, 0, 3), "interrupted");

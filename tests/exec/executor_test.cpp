@@ -696,8 +696,10 @@ TEST_CASE("park: set up ahead, no plugin code until release; discard runs none o
   RunRequest dropped = request("hello", {{"greeting", "never"}});
   dropped.plugin_path = std::string(JOBHOST_PLUGIN_DIR) + "/hello.so";
   const std::string id_kept = kept.run_id, id_dropped = dropped.run_id;
-  auto pid_kept = ex.park(kept, on_done);
-  auto pid_dropped = ex.park(dropped, on_done);
+  // Two runs behind one gate (the same instant).
+  const TimePoint instant = wall_now() + 1s;
+  auto pid_kept = ex.park(kept, on_done, instant);
+  auto pid_dropped = ex.park(dropped, on_done, instant);
   REQUIRE(pid_kept);
   REQUIRE(pid_dropped);
   CHECK(ex.active() == 2);
@@ -711,8 +713,9 @@ TEST_CASE("park: set up ahead, no plugin code until release; discard runs none o
     ex.discard(id_dropped);
     ex.discard("no-such-run");
     released_at = wall_now();
-    ex.release(id_kept);
-    ex.release(id_kept);  // no-op: no longer parked
+    const std::vector<std::string> ids{id_kept};
+    ex.release(ids);
+    ex.release(ids);  // no-op: no longer parked
   });
   io.run_for(30s);
   REQUIRE(reports.size() == 1);
@@ -725,6 +728,44 @@ TEST_CASE("park: set up ahead, no plugin code until release; discard runs none o
   for (const auto& l : lines) CHECK(l.run_id != id_dropped);
 }
 
+TEST_CASE("park: runs behind one gate wake together; a partial release still starts each",
+          "[executor][parking]") {
+  std::vector<Captured> lines;
+  boost::asio::io_context io;
+  ForkExecutor ex(io, options_with(lines));
+  std::map<std::string, RunReport> reports;
+  auto on_done = [&](RunReport r) { reports.emplace(r.run_id, std::move(r)); };
+  const TimePoint first = wall_now() + 1s, second = first + 1s;
+  std::vector<std::string> gate1, gate2;
+  for (int i = 0; i < 4; ++i) {
+    RunRequest r = request("sleeper", {{"seconds", "0"}});
+    gate1.push_back(r.run_id);
+    REQUIRE(ex.park(r, on_done, first));
+  }
+  for (int i = 0; i < 3; ++i) {
+    RunRequest r = request("sleeper", {{"seconds", "0"}});
+    gate2.push_back(r.run_id);
+    REQUIRE(ex.park(r, on_done, second));
+  }
+  boost::asio::steady_timer later(io, 300ms);
+  later.async_wait([&](const boost::system::error_code&) {
+    CHECK(reports.empty());
+    ex.release(gate1);  // the whole gate: it opens
+    // Two of three: their gate stays shut for the third; each gets its byte.
+    ex.release(std::span<const std::string>(gate2.data(), 2));
+  });
+  io.run_for(3s);  // the third parked run keeps io busy until then
+  CHECK(reports.size() == 6);
+  for (const auto& [id, r] : reports) CHECK(r.outcome == Outcome::succeeded);
+  CHECK_FALSE(reports.contains(gate2[2]));
+  CHECK(ex.active() == 1);  // still parked
+  ex.discard(gate2[2]);
+  io.restart();
+  io.run_for(5s);
+  CHECK(ex.active() == 0);
+  CHECK(reports.size() == 6);
+}
+
 TEST_CASE("park: a parked run whose setup fails is reported before any release",
           "[executor][parking]") {
   std::vector<Captured> lines;
@@ -733,7 +774,8 @@ TEST_CASE("park: a parked run whose setup fails is reported before any release",
   std::optional<RunReport> report;
   RunRequest req = request("hello");
   req.plugin_path = "/nonexistent/plugin.so";
-  REQUIRE(ex.park(req, [&](RunReport r) { report = std::move(r); }));
+  REQUIRE(ex.park(
+      req, [&](RunReport r) { report = std::move(r); }, wall_now()));
   io.run_for(30s);
   REQUIRE(report);
   CHECK(report->outcome == Outcome::failed);

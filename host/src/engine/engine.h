@@ -32,6 +32,9 @@ namespace jobhost::engine {
 
 // Most fires that may wait for a free run slot; more are recorded as skipped.
 inline constexpr std::size_t kMaxReady = 10000;
+// After runs are released, no run is parked (forked) for this long: the
+// released runs have the CPU to themselves while they start.
+inline constexpr Duration kParkPause = std::chrono::milliseconds(50);
 // A scheduled fire found this late (the loop slept through a suspend or a
 // forward clock jump) is a misfire, handled by the job's misfire policy.
 inline constexpr Duration kLateTolerance = std::chrono::seconds(30);
@@ -271,8 +274,7 @@ class Engine {
   std::set<Fire> ready_;     // due, waiting for a run slot
   std::map<std::string, ActiveRun, std::less<>> active_;
   std::map<std::string, ParkedRun, std::less<>> parked_;  // by run id
-  // A release the ledger refused: retried then (kLedgerRetry later).
-  std::optional<TimePoint> release_retry_at_;
+  TimePoint park_resume_at_{};                            // the last release + kParkPause
   // Every ledger write after a claim goes through it; slots are claimed only
   // when backlog_.may_claim(), fires wait in ready_ meanwhile.
   Backlog backlog_;

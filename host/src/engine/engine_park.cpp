@@ -53,6 +53,7 @@ void Engine::park_ahead() {
   const std::size_t bound = park_bound();
   if (bound == 0 || shutting_down_ || !backlog_.may_claim()) return;
   const TimePoint t = now();
+  if (t < park_resume_at_) return;
   const TimePoint horizon = t + config_.host.park_lead;
   const auto max_runs = static_cast<std::size_t>(config_.host.max_concurrency);
   const auto room = [&](std::size_t more) {
@@ -102,8 +103,9 @@ void Engine::park_ahead() {
                 fields);
       continue;
     }
-    auto pid = executor_.park(run_request(*job.config, builds[i], claims[i]),
-                              [this](exec::RunReport report) { on_run_done(std::move(report)); });
+    auto pid = executor_.park(
+        run_request(*job.config, builds[i], claims[i]),
+        [this](exec::RunReport report) { on_run_done(std::move(report)); }, fire.due);
     if (!pid) {
       log::warn(fmt::format("could not fork the run ahead ({}); it starts at its instant",
                             pid.error().message),
@@ -169,8 +171,9 @@ void Engine::release_due(TimePoint t) {
       releasing.clear();
     }
   }
-  for (const std::string& run_id : releasing) executor_.release(run_id);
+  executor_.release(releasing);
   const TimePoint released_at = now();
+  if (!releasing.empty()) park_resume_at_ = released_at + kParkPause;
   for (const std::string& run_id : releasing) {
     auto it = parked_.find(run_id);
     ParkedRun parked = std::move(it->second);
@@ -264,11 +267,16 @@ std::optional<TimePoint> Engine::next_park_at() const {
     return std::nullopt;
   }
   const Duration lead = config_.host.park_lead;
+  const TimePoint t = now();
+  // Fires within the lead wait for the pause after a release to end.
+  if (t < park_resume_at_ && !timeline_.empty() && timeline_.begin()->due <= t + lead) {
+    return park_resume_at_;
+  }
   // The first fire beyond the lead (those within it were parked, or may not be).
   const auto it =
-      timeline_.lower_bound(Fire{now() + lead + Duration(1), {}, TimePoint::min(), 0, {}, {}});
+      timeline_.lower_bound(Fire{t + lead + Duration(1), {}, TimePoint::min(), 0, {}, {}});
   if (it == timeline_.end()) return std::nullopt;
-  return it->due - lead;
+  return std::max(it->due - lead, park_resume_at_);
 }
 
 }  // namespace jobhost::engine

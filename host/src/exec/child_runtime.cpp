@@ -32,9 +32,10 @@ namespace jobhost::exec {
 namespace {
 
 // Fixed descriptor numbers in the child: 0 /dev/null, 1+2 output, 3 control,
-// 4 the status pipe of a namespace's init.
+// 4 the status pipe of a namespace's init, 5 a parked run's gate.
 constexpr int kControlFd = 3;
 constexpr int kStatusFd = 4;
+constexpr int kGateFd = 5;
 constexpr int64_t kHeartbeatEveryNs = 50'000'000;  // at most 20 heartbeat records a second
 
 volatile sig_atomic_t g_term_requested = 0;
@@ -184,17 +185,22 @@ const jobhost_host_api kHostApi = {sizeof(jobhost_host_api),
 
 // --- process setup -----------------------------------------------------------
 
-// A parked run: blocks until the host's release byte. Anything else (the
-// discard's SIGTERM or SIGKILL, another byte, the host gone) ends the
-// process before any of the plugin's code ran.
-void wait_for_release() {
-  char byte = 0;
+// A parked run: blocks until its gate closes (every run parked for the
+// instant wakes at once) or the host's release byte comes. Anything else (a
+// signal, another byte, the host gone) ends the process before any of the
+// plugin's code ran.
+void wait_for_release(bool gated) {
+  pollfd fds[2] = {{kControlFd, POLLIN, 0}, {kGateFd, POLLIN, 0}};
   for (;;) {
-    const ssize_t n = read(kControlFd, &byte, 1);
-    if (n == 1 && byte == kReleaseByte) return;
+    const int n = poll(fds, gated ? 2 : 1, -1);
     if (n < 0 && errno == EINTR && g_term_requested == 0) continue;
+    if (n <= 0) _exit(kChildExitNotReleased);
+    if (gated && fds[1].revents != 0) break;
+    char byte = 0;
+    if (read(kControlFd, &byte, 1) == 1 && byte == kReleaseByte) break;
     _exit(kChildExitNotReleased);
   }
+  if (gated) close(kGateFd);
 }
 
 void on_sigterm(int) {
@@ -235,6 +241,7 @@ void setup_descriptors(const ChildPlan& plan) {
   const int control = lift(plan.control_fd);
   const int output = lift(plan.output_fd);
   const int status = plan.status_fd >= 0 ? lift(plan.status_fd) : -1;
+  const int gate = plan.gate_fd >= 0 ? lift(plan.gate_fd) : -1;
   if (dup2(control, kControlFd) < 0) _exit(kChildExitSetupFailed);
   fcntl(kControlFd, F_SETFD, FD_CLOEXEC);  // programs the job execs do not inherit it
   const int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -248,6 +255,12 @@ void setup_descriptors(const ChildPlan& plan) {
     if (status != kStatusFd && dup2(status, kStatusFd) < 0) fail_setup(errno, "dup2(status)");
     fcntl(kStatusFd, F_SETFD, FD_CLOEXEC);
     first_closed = kStatusFd + 1;
+  }
+  if (gate >= 0) {
+    if (status < 0) close(kStatusFd);
+    if (gate != kGateFd && dup2(gate, kGateFd) < 0) fail_setup(errno, "dup2(gate)");
+    fcntl(kGateFd, F_SETFD, FD_CLOEXEC);
+    first_closed = kGateFd + 1;
   }
   if (close_range(first_closed, ~0U, 0) != 0) fail_setup(errno, "close_range");
 }
@@ -411,7 +424,7 @@ void run_child(const ChildPlan& plan) noexcept {
   const jobhost_plugin plugin = load_plugin(request.plugin_path.c_str(), plan.entry);
   // Forked ahead of its instant: everything is in place; the plugin's own
   // code starts when the host releases the run.
-  if (request.parked) wait_for_release();
+  if (request.parked) wait_for_release(plan.gate_fd >= 0);
 
   // Any non-null address will do as the opaque handle; the API ignores it.
   auto* run = reinterpret_cast<jobhost_run*>(const_cast<RunRequest*>(&request));

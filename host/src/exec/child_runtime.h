@@ -41,6 +41,10 @@ struct ChildPlan {
   const NamespacePlan* namespaces = nullptr;
   int status_fd = -1;
   int server_pidfd = -1;
+  // A parked run's gate (the read end of a pipe shared by the runs parked
+  // for one instant): its write end closing releases them all at once.
+  // -1: released by kReleaseByte on the control socket only.
+  int gate_fd = -1;
 };
 
 // Exit codes of the child when it cannot report a result itself.

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -148,10 +149,15 @@ class Executor {
   // timeout count from the release. `on_done` as for start(): once the
   // run ended, after its release, or before it if the process died parked
   // (a setup failure, a kill); never for a discarded run.
-  virtual Result<int> park(RunRequest request, std::function<void(RunReport)> on_done) = 0;
-  // Starts a parked run (a byte on its control socket): the plugin's code
-  // begins. No-op for a run that is not parked.
-  virtual void release(std::string_view run_id) = 0;
+  // Runs parked for the same `instant` share a gate: when every one of them
+  // is released or gone, one syscall wakes them all together.
+  virtual Result<int> park(RunRequest request, std::function<void(RunReport)> on_done,
+                           TimePoint instant) = 0;
+  // Starts parked runs: the plugin's code begins. Ids of runs not parked
+  // are ignored. Release every run due at an instant in one call (discard
+  // the others first): their gate then opens at once; a run whose gate
+  // still holds others is released by a byte of its own.
+  virtual void release(std::span<const std::string> run_ids) = 0;
   // Ends a parked run without running any of the plugin's code: its
   // process is killed and reaped, its cgroup given back; on_done is never
   // called. No-op for a run that is not parked.

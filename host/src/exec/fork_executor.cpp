@@ -129,8 +129,9 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
   LineRateLimiter output_limit, log_limit;
 
   std::optional<StopReason> stop_reason;
-  bool parked = false;     // waiting for release() (executor.h park)
-  bool discarded = false;  // discard(): on_done is never called
+  bool parked = false;            // waiting for release() (executor.h park)
+  bool discarded = false;         // discard(): on_done is never called
+  std::optional<TimePoint> gate;  // parked behind gates_[*gate]
   bool killed_after_grace = false;
   bool reaped = false;
   bool output_open = true;
@@ -567,27 +568,81 @@ ForkExecutor::~ForkExecutor() {
     run->grace_timer.cancel();
     run->drain_timer.cancel();
   }
+  // Every run is dead and reaped: closing a gate wakes nobody.
+  for (auto& [at, gate] : gates_) {
+    ::close(gate.write_fd);
+    ::close(gate.read_fd);
+  }
 }
 
 Result<int> ForkExecutor::start(RunRequest request, std::function<void(RunReport)> on_done) {
   request.parked = false;
-  return launch(std::move(request), std::move(on_done));
+  return launch(std::move(request), std::move(on_done), nullptr);
 }
 
-Result<int> ForkExecutor::park(RunRequest request, std::function<void(RunReport)> on_done) {
+Result<int> ForkExecutor::park(RunRequest request, std::function<void(RunReport)> on_done,
+                               TimePoint instant) {
   request.parked = true;
-  return launch(std::move(request), std::move(on_done));
+  Gate* gate = nullptr;
+  auto [it, made] = gates_.try_emplace(instant);
+  if (made) {
+    int pipe[2];
+    if (::pipe2(pipe, O_CLOEXEC) == 0) {
+      it->second.read_fd = pipe[0];
+      it->second.write_fd = pipe[1];
+    }
+  }
+  if (it->second.write_fd >= 0) gate = &it->second;  // else: released by its byte
+  std::string run_id = request.run_id;
+  auto pid = launch(std::move(request), std::move(on_done), gate);
+  if (pid && gate != nullptr) {
+    gate->waiting.insert(run_id);
+    runs_.find(run_id)->second->gate = instant;
+  } else if (it->second.waiting.empty()) {
+    if (it->second.read_fd >= 0) ::close(it->second.read_fd);
+    if (it->second.write_fd >= 0) ::close(it->second.write_fd);
+    gates_.erase(it);
+  }
+  return pid;
 }
 
-void ForkExecutor::release(std::string_view run_id) {
-  const auto it = runs_.find(run_id);
-  if (it == runs_.end() || !it->second->parked) return;
-  Run& run = *it->second;
-  run.parked = false;
-  // If the process died meanwhile, the send fails and its exit is reported
-  // as for any run (wait_for_exit already watches it).
-  ::send(run.control.native_handle(), &kReleaseByte, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-  run.begin();
+void ForkExecutor::release(std::span<const std::string> run_ids) {
+  std::vector<Run*> released;
+  for (const auto& run_id : run_ids) {
+    const auto it = runs_.find(run_id);
+    if (it == runs_.end() || !it->second->parked) continue;
+    it->second->parked = false;
+    released.push_back(it->second.get());
+  }
+  // A gate that nobody waits behind any more opens: one syscall wakes all
+  // its runs, as a probe forked ahead would. A run whose gate still holds
+  // others (or that has none) gets a byte of its own. If a process died
+  // meanwhile, its exit is reported as for any run.
+  std::map<TimePoint, std::vector<Run*>> by_gate;
+  for (Run* run : released) {
+    if (run->gate) {
+      by_gate[*run->gate].push_back(run);
+    } else {
+      ::send(run->control.native_handle(), &kReleaseByte, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+  }
+  for (auto& [at, runs] : by_gate) {
+    Gate& gate = gates_.at(at);
+    for (Run* run : runs) {
+      gate.waiting.erase(run->request.run_id);
+      run->gate.reset();
+    }
+    if (gate.waiting.empty()) {
+      ::close(gate.write_fd);
+      ::close(gate.read_fd);
+      gates_.erase(at);
+      continue;
+    }
+    for (Run* run : runs) {
+      ::send(run->control.native_handle(), &kReleaseByte, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+  }
+  for (Run* run : released) run->begin();
 }
 
 void ForkExecutor::discard(std::string_view run_id) {
@@ -595,11 +650,27 @@ void ForkExecutor::discard(std::string_view run_id) {
   if (it == runs_.end() || !it->second->parked) return;
   Run& run = *it->second;
   run.discarded = true;
+  run.parked = false;
   run.on_done = nullptr;
+  // SIGKILL is pending before its gate can open: it never runs the plugin.
   run.kill_group();  // reaped and given back as it exits, as any run
+  leave_gate(run);
 }
 
-Result<int> ForkExecutor::launch(RunRequest request, std::function<void(RunReport)> on_done) {
+void ForkExecutor::leave_gate(Run& run) {
+  if (!run.gate) return;
+  const auto it = gates_.find(*run.gate);
+  run.gate.reset();
+  if (it == gates_.end()) return;
+  it->second.waiting.erase(run.request.run_id);
+  if (!it->second.waiting.empty()) return;
+  ::close(it->second.write_fd);  // wakes whoever waits behind it
+  ::close(it->second.read_fd);
+  gates_.erase(it);
+}
+
+Result<int> ForkExecutor::launch(RunRequest request, std::function<void(RunReport)> on_done,
+                                 Gate* gate) {
   const std::string what =
       fmt::format("cannot start run {} of job {}", request.run_id, request.job);
   if (!plain_name(request.run_id)) {
@@ -658,7 +729,8 @@ Result<int> ForkExecutor::launch(RunRequest request, std::function<void(RunRepor
       !run->request.user && run->request.dynamic_uid) {
     run->sweep_uid = credentials->uid;
   }
-  auto spawned = spawn(*run, *credentials, control[1], output[1]);
+  auto spawned =
+      spawn(*run, *credentials, control[1], output[1], gate != nullptr ? gate->read_fd : -1);
   ::close(control[1]);
   ::close(output[1]);
   if (!spawned) {
@@ -682,7 +754,7 @@ Result<int> ForkExecutor::launch(RunRequest request, std::function<void(RunRepor
 }
 
 Result<ForkServer::Spawned> ForkExecutor::spawn(Run& run, const Credentials& credentials,
-                                                int control_fd, int output_fd) {
+                                                int control_fd, int output_fd, int gate_fd) {
   const std::string& plugin = run.request.plugin_path.native();
   // Twice at most: a server that a plugin's loading broke (a thread started,
   // or it died) is replaced, and that plugin is no longer preloaded.
@@ -695,7 +767,7 @@ Result<ForkServer::Spawned> ForkExecutor::spawn(Run& run, const Credentials& cre
     }
     const bool preload = !no_preload_.contains(plugin);
     auto spawned = forks_->spawn(run.request, run.cgroup.procs_files(), credentials, control_fd,
-                                 output_fd, preload);
+                                 output_fd, preload, gate_fd);
     if (spawned) {
       run.server = forks_;
       return spawned;
@@ -727,6 +799,7 @@ bool ForkExecutor::uid_in_use(uid_t uid, const Run* except) const {
 }
 
 void ForkExecutor::finish(const std::shared_ptr<Run>& run) {
+  leave_gate(*run);  // ended while parked
   RunReport report = run->report();
   boost::system::error_code ignored;
   run->output.close(ignored);

@@ -58,8 +58,9 @@ class ForkExecutor final : public Executor {
 
   // start(), with the run's process parked before the plugin's init until
   // release() (executor.h).
-  Result<int> park(RunRequest request, std::function<void(RunReport)> on_done) override;
-  void release(std::string_view run_id) override;
+  Result<int> park(RunRequest request, std::function<void(RunReport)> on_done,
+                   TimePoint instant) override;
+  void release(std::span<const std::string> run_ids) override;
   void discard(std::string_view run_id) override;
 
   // Asks the run to stop for `reason` (see the top of this file). No-op for an
@@ -82,8 +83,19 @@ class ForkExecutor final : public Executor {
   struct Run;  // internal state of one run
 
  private:
-  // start() and park(): request.parked says which.
-  Result<int> launch(RunRequest request, std::function<void(RunReport)> on_done);
+  // The runs parked for one instant: the read end of a pipe each of their
+  // processes polls, the write end whose closing releases them all.
+  struct Gate {
+    int read_fd = -1;
+    int write_fd = -1;
+    std::set<std::string, std::less<>> waiting;  // run ids parked behind it
+  };
+  // start() and park(): request.parked says which; `gate` for a parked run
+  // (nullptr: released by its control socket's byte).
+  Result<int> launch(RunRequest request, std::function<void(RunReport)> on_done, Gate* gate);
+  // The run no longer waits behind its gate (released, discarded, ended):
+  // the gate opens (its pipe closes) once nobody waits behind it.
+  void leave_gate(Run& run);
   void finish(const std::shared_ptr<Run>& run);
   // True when a run other than `except`, not reaped yet, has `uid` to sweep.
   bool uid_in_use(uid_t uid, const Run* except) const;
@@ -92,7 +104,7 @@ class ForkExecutor final : public Executor {
   ExecutorOptions options_;
   // Forks run's child through the current fork server (see fork_server.h).
   Result<ForkServer::Spawned> spawn(Run& run, const Credentials& credentials, int control_fd,
-                                    int output_fd);
+                                    int output_fd, int gate_fd);
 
   // Shared with the handlers that give an ended run's cgroup back.
   std::shared_ptr<CgroupPool> cgroups_;
@@ -100,6 +112,7 @@ class ForkExecutor final : public Executor {
   std::uint64_t server_restarts_ = 0;
   std::set<std::string, std::less<>> no_preload_;  // plugins whose loading broke a server
   std::map<std::string, std::shared_ptr<Run>, std::less<>> runs_;
+  std::map<TimePoint, Gate> gates_;
 };
 
 // Runs one request to completion on a private io_context, blocking the

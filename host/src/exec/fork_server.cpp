@@ -344,7 +344,7 @@ int g_server_pidfd = -1;
                              int status_fd) noexcept {
   run_child(ChildPlan{&plan.request, fds.fd[0], fds.fd[1], server, &plan.cgroup_procs,
                       &plan.credentials, entry, &plan.sandbox, plan.envp.data(), namespaces,
-                      status_fd, g_server_pidfd});
+                      status_fd, g_server_pidfd, fds.count > 2 ? fds.fd[2] : -1});
 }
 
 // Removes `pid`'s status pipe from g_status_pipes: its read end (the caller
@@ -453,7 +453,10 @@ void serve_spawn(int sock, std::string_view text, const ReceivedFds& fds) {
     std::snprintf(out.what, sizeof out.what, "%s", what);
     reply(sock, &out, sizeof out);
   };
-  if (fds.count != 2) return refuse(EINVAL, "spawn request without its two descriptors");
+  // The control socket and output pipe; a parked run may add its gate.
+  if (fds.count != 2 && fds.count != 3) {
+    return refuse(EINVAL, "spawn request without its two descriptors");
+  }
   Plan plan;
   // A run's secrets must not reach the runs forked after it: wiped from the
   // request and the decoded plan once this run is forked (or refused).
@@ -469,7 +472,9 @@ void serve_spawn(int sock, std::string_view text, const ReceivedFds& fds) {
   } wipe{plan, text};
   bool preload_it = false;
   try {
-    if (!decode_plan(text, plan, preload_it)) return refuse(EINVAL, "malformed spawn request");
+    if (!decode_plan(text, plan, preload_it) || (fds.count == 3 && !plan.request.parked)) {
+      return refuse(EINVAL, "malformed spawn request");
+    }
     wipe.decoded = true;
   } catch (...) {
     return refuse(ENOMEM, "decoding the spawn request");
@@ -788,11 +793,11 @@ Result<std::vector<char>> ForkServer::call(const std::string& request, std::span
 Result<ForkServer::Spawned> ForkServer::spawn(const RunRequest& request,
                                               const std::vector<std::string>& cgroup_procs,
                                               const Credentials& credentials, int control_fd,
-                                              int output_fd, bool preload) {
+                                              int output_fd, bool preload, int gate_fd) {
   std::string text = encode_plan(request, cgroup_procs, credentials, preload);
   int pidfd = -1;
-  const int fds[] = {control_fd, output_fd};
-  auto answer = call(text, fds, &pidfd);
+  const int fds[] = {control_fd, output_fd, gate_fd};
+  auto answer = call(text, std::span<const int>(fds, gate_fd >= 0 ? 3 : 2), &pidfd);
   explicit_bzero(text.data(), text.size());  // the run's secrets were in it
   if (!answer) return std::unexpected(answer.error());
   SpawnReply r;

@@ -88,9 +88,11 @@ class ForkServer {
   // under 64 MiB), so children skip that work; if that left the server with
   // a thread or over the 64 MiB, nothing is forked, the error says so and
   // retired() turns true.
+  // A parked request may pass `gate_fd`, the read end of the pipe whose
+  // closing releases it (child_runtime.h ChildPlan::gate_fd).
   Result<Spawned> spawn(const RunRequest& request, const std::vector<std::string>& cgroup_procs,
-                        const Credentials& credentials, int control_fd, int output_fd,
-                        bool preload);
+                        const Credentials& credentials, int control_fd, int output_fd, bool preload,
+                        int gate_fd = -1);
 
   struct Reaped {
     siginfo_t info{};
