@@ -129,10 +129,23 @@ CREATE TABLE alert_state (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
-constexpr std::array<Migration, 3> kMigrations = {{
+// Version 4: runs_by_job_started also holds each run's outcome and duration,
+// so that a job's stats window (its last 100 finished, not skipped runs:
+// `status`, the JSON API) is read from the index alone, a few pages per job,
+// instead of one table row per run, scattered over the file (a ledger of 10
+// million runs: 100,000 row reads for `status` of 1,000 jobs). Rebuilt from
+// the runs once, at the first open by this version (about 30 s for 10
+// million runs, bench/ledger_scale).
+constexpr const char* kVersion4 = R"sql(
+DROP INDEX runs_by_job_started;
+CREATE INDEX runs_by_job_started ON runs (job, started_at, run_id, outcome, duration_ms);
+)sql";
+
+constexpr std::array<Migration, 4> kMigrations = {{
     {1, kVersion1},
     {2, kVersion2},
     {3, kVersion3},
+    {4, kVersion4},
 }};
 
 }  // namespace
