@@ -176,6 +176,38 @@ TEST_CASE("a version 3 ledger is migrated to 4: same runs, same figures", "[ledg
   CHECK(store->history("old", 10).value().size() == 3);
 }
 
+TEST_CASE("job_stats_of: each job's figures in the order asked, equal to job_stats",
+          "[ledger][api]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  add(*store, "a", 1000, Outcome::succeeded, 10);
+  add(*store, "a", 2000, Outcome::failed, 30);
+  add(*store, "b", 1000, Outcome::succeeded, 5);
+  REQUIRE(store->record_skipped(make_skip("b", 2000, "missed")).value());
+  const auto stats = store->job_stats_of({"b", "never", "a"}).value();
+  REQUIRE(stats.size() == 3);
+  for (const auto& s : stats) {
+    INFO(s.job);
+    const auto one = store->job_stats(s.job).value();
+    CHECK(s.window_runs == one.window_runs);
+    CHECK(s.last_outcome == one.last_outcome);
+    CHECK(s.success_rate == one.success_rate);
+    CHECK(s.mean_duration == one.mean_duration);
+    CHECK(s.p95_duration == one.p95_duration);
+    CHECK(s.last_started == one.last_started);
+    CHECK(s.last_fire == one.last_fire);
+  }
+  CHECK(stats[0].job == "b");
+  CHECK(stats[0].window_runs == 1);
+  CHECK(stats[1].job == "never");
+  CHECK(stats[1].window_runs == 0);
+  CHECK_FALSE(stats[1].last_outcome);
+  CHECK(stats[2].job == "a");
+  CHECK(stats[2].last_outcome == Outcome::failed);
+  CHECK(stats[2].mean_duration == Duration(20));
+  CHECK(store->job_stats_of({}).value().empty());
+}
+
 TEST_CASE("job_summaries: every job's figures in one query, equal to job_stats", "[ledger][api]") {
   TempDir dir;
   auto store = open_store(dir.db());

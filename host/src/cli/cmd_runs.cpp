@@ -211,17 +211,20 @@ int cmd_status(const std::string& config_flag, bool as_json) {
     fmt::print(stderr, "{}\n", running.error().message);
     return kExitFailed;
   }
+  std::vector<std::string> names;
+  names.reserve(config->jobs.size());
+  for (const auto& job : config->jobs) names.push_back(job.name);
+  auto stats = store->job_stats_of(names);
+  if (!stats) {
+    fmt::print(stderr, "{}\n", stats.error().message);
+    return kExitFailed;
+  }
   json jobs = json::array();
-  for (const auto& job : config->jobs) {
-    auto stats = store->job_stats(job.name);
-    if (!stats) {
-      fmt::print(stderr, "{}\n", stats.error().message);
-      return kExitFailed;
-    }
-    json entry = *stats;
-    entry["enabled"] = job.enabled;
-    entry["plugin"] = job.plugin;
-    jobs.push_back(entry);
+  for (std::size_t i = 0; i < config->jobs.size(); ++i) {
+    json entry = (*stats)[i];
+    entry["enabled"] = config->jobs[i].enabled;
+    entry["plugin"] = config->jobs[i].plugin;
+    jobs.push_back(std::move(entry));
   }
   // The build each job's next run will load and the ledger backlog: only
   // the daemon knows them.

@@ -541,6 +541,19 @@ class SqliteStore final : public Store {
     });
   }
 
+  Result<std::vector<JobStats>> job_stats_of(const std::vector<std::string>& jobs) override {
+    return guarded("cannot read the status of the jobs", [&]() -> Result<std::vector<JobStats>> {
+      // One read transaction: every job as of the same instant, and one
+      // snapshot instead of one per statement.
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::DEFERRED);
+      std::vector<JobStats> out;
+      out.reserve(jobs.size());
+      for (const auto& job : jobs) out.push_back(read_stats(job));
+      tx.commit();
+      return out;
+    });
+  }
+
   Result<std::vector<JobStats>> job_summaries() override {
     return guarded("cannot read the status of the jobs", [&]() -> Result<std::vector<JobStats>> {
       std::vector<JobStats> out;
