@@ -8,7 +8,8 @@
 //    last 100 runs) is full after the first 10,000 runs, and K x J bounds
 //    the ledger well before the end;
 //  - every --every seconds (default 5) a sample of: runs completed and fires
-//    skipped (jobhost_runs_total on /metrics), the daemon's VmRSS and open
+//    skipped (jobhost_runs_total on /metrics), the daemon's VmRSS (and of it
+//    RssAnon, the heap, and RssFile, mapped code and libraries), VmHWM, open
 //    descriptors (/proc/PID/fd: the fewest of 10 looks over 0.3 s, i.e.
 //    between bursts, and the most), the same of its fork server
 //    (jobhost-forkserver, its child), the ledger's files (jobhost.db and
@@ -226,7 +227,8 @@ struct Sample {
   double t = 0;
   long runs = 0, skipped = 0;
   long rss_kib = 0, hwm_kib = 0;
-  int fds = 0, most_fds = 0;  // the fewest and the most of 10 looks
+  long anon_kib = 0, file_kib = 0;  // RssAnon (heap, stacks) and RssFile (mapped files)
+  int fds = 0, most_fds = 0;        // the fewest and the most of 10 looks
   long fs_rss_kib = 0;
   int fs_fds = 0;
   long db_bytes = 0, wal_bytes = 0;
@@ -303,6 +305,8 @@ int main(int argc, char** argv) {
     s.skipped = counts.skipped;
     s.rss_kib = status_kib(daemon, "VmRSS:");
     s.hwm_kib = status_kib(daemon, "VmHWM:");
+    s.anon_kib = status_kib(daemon, "RssAnon:");
+    s.file_kib = status_kib(daemon, "RssFile:");
     s.fds = fd_count(daemon);
     s.most_fds = s.fds;
     for (int i = 0; i < 9; ++i) {
@@ -320,17 +324,19 @@ int main(int argc, char** argv) {
     return s;
   };
   fmt::print(
-      "{:>6} {:>8} {:>6} {:>7} | {:>7} {:>8} {:>9} | {:>6} {:>3} | {:>6} {:>6} {:>7} {:>7}\n",
-      "t s", "runs", "runs/s", "skipped", "RSS MiB", "peak MiB", "fds", "FS MiB", "fds", "db MiB",
-      "wal MiB", "rows", "job max");
+      "{:>6} {:>8} {:>6} {:>7} | {:>7} {:>6} {:>6} {:>8} {:>9} | {:>6} {:>3} | {:>6} {:>6} {:>7} "
+      "{:>7}\n",
+      "t s", "runs", "runs/s", "skipped", "RSS MiB", "anon", "file", "peak MiB", "fds", "FS MiB",
+      "fds", "db MiB", "wal MiB", "rows", "job max");
   auto print = [](const Sample& s, const Sample* before) {
     const double rate =
         before && s.t > before->t ? double(s.runs - before->runs) / (s.t - before->t) : 0;
     fmt::print(
-        "{:>6.0f} {:>8} {:>6.0f} {:>7} | {:>7.2f} {:>8.2f} {:>9} | {:>6.2f} {:>3} | {:>6.1f} "
-        "{:>6.1f} {:>7} {:>7}\n",
-        s.t, s.runs, rate, s.skipped, mib(s.rss_kib), mib(s.hwm_kib),
-        fmt::format("{}-{}", s.fds, s.most_fds), mib(s.fs_rss_kib), s.fs_fds,
+        "{:>6.0f} {:>8} {:>6.0f} {:>7} | {:>7.2f} {:>6.2f} {:>6.2f} {:>8.2f} {:>9} | {:>6.2f} "
+        "{:>3} "
+        "| {:>6.1f} {:>6.1f} {:>7} {:>7}\n",
+        s.t, s.runs, rate, s.skipped, mib(s.rss_kib), mib(s.anon_kib), mib(s.file_kib),
+        mib(s.hwm_kib), fmt::format("{}-{}", s.fds, s.most_fds), mib(s.fs_rss_kib), s.fs_fds,
         s.db_bytes / 1048576.0, s.wal_bytes / 1048576.0, s.rows.runs, s.rows.most_per_job);
     std::fflush(stdout);
   };
@@ -378,6 +384,13 @@ int main(int argc, char** argv) {
                                    [&](const Sample& s) { return s.runs >= last.runs / 2; });
     fmt::print("daemon RSS over the second half: {:.2f} MiB at {} runs, {:+.2f} MiB to the end\n",
                mib(half->rss_kib), half->runs, mib(last.rss_kib - half->rss_kib));
+    // RssAnon is the heap (a leak shows there); RssFile grows as code and
+    // libraries not run before are paged in.
+    fmt::print(
+        "of which after the first 10,000 runs: anonymous {:+.2f} MiB ({:.2f} -> {:.2f}), "
+        "mapped files {:+.2f} MiB ({:.2f} -> {:.2f})\n",
+        mib(last.anon_kib - at10k->anon_kib), mib(at10k->anon_kib), mib(last.anon_kib),
+        mib(last.file_kib - at10k->file_kib), mib(at10k->file_kib), mib(last.file_kib));
     fmt::print("fork server RSS: {:.2f} MiB at {} runs, {:.2f} MiB at the end ({:+.2f} MiB)\n",
                mib(at10k->fs_rss_kib), at10k->runs, mib(last.fs_rss_kib),
                mib(last.fs_rss_kib - at10k->fs_rss_kib));
