@@ -134,7 +134,7 @@ CREATE TABLE alert_state (
 // `status`, the JSON API) is read from the index alone, a few pages per job,
 // instead of one table row per run, scattered over the file (a ledger of 10
 // million runs: 100,000 row reads for `status` of 1,000 jobs). Rebuilt from
-// the runs once, at the first open by this version (about 30 s for 10
+// the runs once, at the first open by this version (about 20 s for 10
 // million runs, bench/ledger_scale).
 constexpr const char* kVersion4 = R"sql(
 DROP INDEX runs_by_job_started;
