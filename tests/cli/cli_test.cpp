@@ -237,6 +237,65 @@ TEST_CASE("commands that need the daemon exit 3 when none runs", "[cli]") {
   CHECK(r.err.find("jobhost run") != std::string::npos);
 }
 
+TEST_CASE("history and the daemon's commands read only the host section, not the jobs", "[cli]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  const std::string good = "[jobs.a]\nplugin = \"hello\"\nschedule = \"@manual\"\n";
+  auto config = write_config(dir.path(), good);
+  REQUIRE(run_jobhost({"run-once", "--config", config.string(), "a"}).exit_code == 0);
+  // Now job b is invalid (a cron minute of 61, an unknown time zone), and
+  // so is the whole config for the commands that run jobs.
+  write_config(dir.path(), good +
+                               "[jobs.b]\nplugin = \"hello\"\nschedule = \"61 * * * *\"\n"
+                               "timezone = \"Nowhere/City\"\n");
+  REQUIRE(run_jobhost({"validate", "--config", config.string()}).exit_code == 1);
+  CHECK(run_jobhost({"status", "--config", config.string()}).exit_code == 1);
+
+  auto all = run_jobhost({"history", "--config", config.string(), "--json"});
+  INFO(all.err);
+  REQUIRE(all.exit_code == 0);
+  CHECK(all.err.empty());
+  CHECK(json::parse(all.out).size() == 1);
+  auto of_a = run_jobhost({"history", "--config", config.string(), "a"});
+  CHECK(of_a.exit_code == 0);
+  CHECK(lines_of(of_a.out).size() == 2);  // the header and the run
+  // No daemon: exit 3 from each, not 1 for the config.
+  const std::vector<std::vector<std::string>> commands = {{"trigger", "a"}, {"trigger", "b"},
+                                                          {"pause", "b"},   {"resume", "a"},
+                                                          {"cancel", "x"},  {"reload"}};
+  for (const auto& args : commands) {
+    std::vector<std::string> full = {args[0], "--config", config.string()};
+    full.insert(full.end(), args.begin() + 1, args.end());
+    auto r = run_jobhost(full);
+    INFO(args[0] << " " << r.err);
+    CHECK(r.exit_code == 3);
+  }
+  // A job that is not in the config at all is still refused.
+  auto unknown = run_jobhost({"pause", "--config", config.string(), "c"});
+  CHECK(unknown.exit_code == 1);
+  CHECK_THAT(unknown.err, Catch::Contains("no job named \"c\" in "));
+
+  SECTION("a mistake in [host] stops them, at file:line:col") {
+    write_config(dir.path(), good, "max_concurency = 2\n");
+    for (const char* cmd : {"history", "cancel"}) {
+      std::vector<std::string> args = {cmd, "--config", config.string()};
+      if (std::string(cmd) == "cancel") args.push_back("x");
+      auto r = run_jobhost(args);
+      INFO(cmd);
+      CHECK(r.exit_code == 1);
+      CHECK_THAT(r.err, Catch::StartsWith(config.string() + ":4:1: unknown key \"max_concurency\" "
+                                                            "in [host]"));
+    }
+  }
+  SECTION("so does invalid TOML anywhere in the file") {
+    write_config(dir.path(), good + "[jobs.b]\nplugin = \"hello\n");
+    auto r = run_jobhost({"history", "--config", config.string()});
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.err, Catch::StartsWith(config.string() + ":"));
+    CHECK_THAT(r.err, Catch::Contains("invalid TOML"));
+  }
+}
+
 TEST_CASE("a daemon that takes a request but does not answer in time: exit 4, not 3", "[cli]") {
   TestHost host({"hello.so"}, "[jobs.a]\nplugin = \"hello\"\nevery = \"1m\"\n");
   const fs::path& config = host.config();

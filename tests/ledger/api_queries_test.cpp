@@ -2,11 +2,13 @@
 // index use), one-query job summaries, window runs, percentiles, pause
 // state, events after an id.
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <fmt/format.h>
 
 #include <catch2/catch.hpp>
 #include <set>
 
 #include "ledger/ledger_test_util.h"
+#include "ledger/schema.h"
 
 using namespace jobhost;
 using namespace jobhost::ledger;
@@ -20,6 +22,11 @@ RunRecord add(Store& store, const std::string& job, int64_t slot_ms, Outcome out
   REQUIRE(store.claim_and_start(start).value());
   REQUIRE(store.finish_run(make_end(start, outcome, duration_ms)).value());
   return store.get_run(start.run_id).value().value();
+}
+
+int64_t count_rows(const std::filesystem::path& db, const std::string& sql) {
+  SQLite::Database d(db.string(), SQLite::OPEN_READONLY);
+  return d.execAndGet(sql).getInt64();
 }
 
 }  // namespace
@@ -118,6 +125,87 @@ TEST_CASE("running_runs reads the runs in flight through runs_open, not every ru
   INFO(details);
   CHECK(details.find("USING INDEX runs_open") != std::string::npos);
   CHECK(details.find("runs_by_started") == std::string::npos);
+}
+
+TEST_CASE("a job's stats window is read from runs_by_job_started alone", "[ledger][api]") {
+  TempDir dir;
+  { auto store = open_store(dir.db()); }
+  SQLite::Database db(dir.db().string(), SQLite::OPEN_READONLY);
+  SQLite::Statement plan(db, "EXPLAIN QUERY PLAN " + stats_window_sql());
+  std::string details;
+  while (plan.executeStep()) details += plan.getColumn(3).getString() + "\n";
+  INFO(details);
+  CHECK(details.find("COVERING INDEX runs_by_job_started") != std::string::npos);
+  CHECK(details.find("TEMP B-TREE") == std::string::npos);
+}
+
+TEST_CASE("a version 3 ledger is migrated to 4: same runs, same figures", "[ledger][api]") {
+  TempDir dir;
+  {
+    SQLite::Database db(dir.db(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    for (const auto& m : migrations()) {
+      if (m.version > 3) break;
+      db.exec(m.sql);
+    }
+    db.exec("PRAGMA user_version = 3");
+    db.exec("PRAGMA application_id = " + std::to_string(kApplicationId));
+    db.exec("INSERT INTO jobs (name, updated_at) VALUES ('old', 0)");
+    const char* runs[][3] = {
+        {"r1", "succeeded", "10"}, {"r2", "failed", "30"}, {"r3", "skipped", "0"}};
+    int64_t t = 1000;
+    for (const auto& [id, outcome, ms] : runs) {
+      db.exec(fmt::format("INSERT INTO slots VALUES ('old', {0}, 'schedule', 't{0}', {0})", t));
+      db.exec(fmt::format(
+          "INSERT INTO runs (run_id, job, scheduled_for, attempt, trace_id, trigger, started_at, "
+          "finished_at, outcome, duration_ms, host_pid) VALUES ('{0}', 'old', {2}, 1, 't{2}', "
+          "'schedule', {2}, {2} + {3}, '{1}', {3}, 1)",
+          id, outcome, t, ms));
+      t += 1000;
+    }
+  }
+  auto store = open_store(dir.db());
+  CHECK(count_rows(dir.db(), "PRAGMA user_version") == current_schema_version());
+  CHECK(count_rows(dir.db(),
+                   "SELECT count(*) FROM pragma_index_info('runs_by_job_started') "
+                   "WHERE name IN ('outcome', 'duration_ms')") == 2);
+  auto stats = store->job_stats("old").value();
+  CHECK(stats.window_runs == 2);
+  CHECK(stats.last_outcome == Outcome::failed);
+  CHECK(stats.success_rate == 0.5);
+  CHECK(stats.mean_duration == Duration(20));
+  CHECK(store->history("old", 10).value().size() == 3);
+}
+
+TEST_CASE("job_stats_of: each job's figures in the order asked, equal to job_stats",
+          "[ledger][api]") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  add(*store, "a", 1000, Outcome::succeeded, 10);
+  add(*store, "a", 2000, Outcome::failed, 30);
+  add(*store, "b", 1000, Outcome::succeeded, 5);
+  REQUIRE(store->record_skipped(make_skip("b", 2000, "missed")).value());
+  const auto stats = store->job_stats_of({"b", "never", "a"}).value();
+  REQUIRE(stats.size() == 3);
+  for (const auto& s : stats) {
+    INFO(s.job);
+    const auto one = store->job_stats(s.job).value();
+    CHECK(s.window_runs == one.window_runs);
+    CHECK(s.last_outcome == one.last_outcome);
+    CHECK(s.success_rate == one.success_rate);
+    CHECK(s.mean_duration == one.mean_duration);
+    CHECK(s.p95_duration == one.p95_duration);
+    CHECK(s.last_started == one.last_started);
+    CHECK(s.last_fire == one.last_fire);
+  }
+  CHECK(stats[0].job == "b");
+  CHECK(stats[0].window_runs == 1);
+  CHECK(stats[1].job == "never");
+  CHECK(stats[1].window_runs == 0);
+  CHECK_FALSE(stats[1].last_outcome);
+  CHECK(stats[2].job == "a");
+  CHECK(stats[2].last_outcome == Outcome::failed);
+  CHECK(stats[2].mean_duration == Duration(20));
+  CHECK(store->job_stats_of({}).value().empty());
 }
 
 TEST_CASE("job_summaries: every job's figures in one query, equal to job_stats", "[ledger][api]") {

@@ -97,7 +97,7 @@ int cmd_replay(const std::string& config_flag, const std::string& run_id, bool c
                ledger_file.string());
     return kExitFailed;
   }
-  auto store = open_ledger_or_report(*config, ledger::Access::read_write);
+  auto store = open_ledger_or_report(config->host, ledger::Access::read_write);
   if (!store) return kExitFailed;
   auto run = replayable_run(*store, run_id, ledger_file);
   if (!run) {

@@ -22,6 +22,13 @@ std::optional<config::Config> load_or_report(const std::filesystem::path& file) 
   return std::nullopt;
 }
 
+std::optional<config::HostSection> load_host_or_report(const std::filesystem::path& file) {
+  auto loaded = config::load_host_section(file);
+  if (loaded) return std::move(*loaded);
+  for (const auto& error : loaded.error()) fmt::print(stderr, "{}\n", error.to_string());
+  return std::nullopt;
+}
+
 catalog::ScanResult scan_plugins(const config::Config& config) {
   catalog::Catalog catalog(config.host.plugin_dir, shadow_dir(config));
   return catalog.scan();
@@ -31,10 +38,9 @@ std::filesystem::path shadow_dir(const config::Config& config) {
   return config.host.state_dir / "plugins";
 }
 
-std::unique_ptr<ledger::Store> open_ledger_or_report(const config::Config& config,
+std::unique_ptr<ledger::Store> open_ledger_or_report(const config::HostConfig& host,
                                                      ledger::Access access) {
-  auto store =
-      ledger::open_sqlite_store(daemon::ledger_path(config), config.host.durability, access);
+  auto store = ledger::open_sqlite_store(daemon::ledger_path(host), host.durability, access);
   if (!store) {
     fmt::print(stderr, "{}\n", store.error().message);
     return nullptr;

@@ -19,14 +19,19 @@ std::filesystem::path resolve_config_path(const std::string& flag);
 // Loads the config; on failure prints every error to stderr, one per line.
 std::optional<config::Config> load_or_report(const std::filesystem::path& file);
 
+// Reads only [host] and the job names (config::load_host_section), for the
+// commands that need no more than the state directory; on failure prints
+// every error to stderr, one per line.
+std::optional<config::HostSection> load_host_or_report(const std::filesystem::path& file);
+
 // Scans the config's plugin_dir (probing new files in a child).
 catalog::ScanResult scan_plugins(const config::Config& config);
 
 // Where the shadow copies of plugins are: <state_dir>/plugins.
 std::filesystem::path shadow_dir(const config::Config& config);
 
-// Opens the config's ledger; on failure prints the error to stderr.
-std::unique_ptr<ledger::Store> open_ledger_or_report(const config::Config& config,
+// Opens the ledger in host.state_dir; on failure prints the error to stderr.
+std::unique_ptr<ledger::Store> open_ledger_or_report(const config::HostConfig& host,
                                                      ledger::Access access);
 
 // Prints a failed control request to stderr; the exit code it maps to (3, 4 or 1).

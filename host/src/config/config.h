@@ -295,6 +295,26 @@ using PluginNamesFor = std::function<std::optional<std::set<std::string>>(const 
 std::expected<Config, std::vector<ConfigError>> load_config(const std::filesystem::path& file,
                                                             const PluginNamesFor& plugin_names_for);
 
+// What a command that only needs the state directory reads of the config
+// (history, trigger, pause, resume, cancel, reload): [host], checked as
+// load_config checks it but for its time zone, which is not resolved, and
+// the names of the jobs. Nothing else in the file is checked: the jobs,
+// their zones, definition hashes and uids would cost such a command most of
+// its time (docs/cli.md says what a mistake elsewhere does to it).
+struct HostSection {
+  std::filesystem::path file;          // absolute, lexically normal path of the TOML file
+  HostConfig host;                     // host.timezone as written, not checked
+  std::vector<std::string> job_names;  // of each [jobs.NAME] table, sorted
+
+  bool has_job(std::string_view name) const;
+};
+
+// Reads [host] and the job names of `file`. Fails on what it reads: the file,
+// TOML syntax (the whole file is parsed) and [host], every error with
+// file:line:col. Never throws.
+std::expected<HostSection, std::vector<ConfigError>> load_host_section(
+    const std::filesystem::path& file);
+
 // Errors for jobs naming a plugin that is not in `plugin_names`, pointing at
 // each job's `plugin =` value, with a "did you mean" when one is close.
 std::vector<ConfigError> check_plugins(const Config& config,

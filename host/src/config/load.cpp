@@ -352,6 +352,26 @@ class Loader {
     assign_dynamic_users(config);
   }
 
+  // Only [host] (its zone not resolved) and the job names: load_host_section.
+  void load_host_section(HostSection& out) {
+    toml::table root;
+    try {
+      root = toml::parse(text_, file_);
+    } catch (const toml::parse_error& e) {
+      syntax_error(e);
+      return;
+    }
+    if (const toml::node* host = root.get("host")) read_host(*host, out.host);
+    if (out.host.plugin_dir.empty()) out.host.plugin_dir = config_dir_ / "plugins";
+    if (out.host.state_dir.empty()) out.host.state_dir = config_dir_ / "var";
+    // toml++ keeps a table's keys sorted: so are the names.
+    if (const toml::table* jobs = root["jobs"].as_table()) {
+      for (auto&& [key, node] : *jobs) {
+        if (node.is_table()) out.job_names.emplace_back(key.str());
+      }
+    }
+  }
+
   std::vector<ConfigError>& errors() { return errors_; }
   std::vector<ConfigError>& warnings() { return warnings_; }
 
@@ -1679,9 +1699,14 @@ std::string_view intern_file_name(std::string_view name) {
 
 namespace {
 
-std::expected<Config, std::vector<ConfigError>> load(const fs::path& file,
-                                                     const PluginNamesFor* plugin_names_for) {
-  const std::string_view shown = intern_file_name(file.string());
+// The config file's absolute, lexically normal path and its text.
+struct ConfigText {
+  fs::path absolute;
+  std::string text;
+};
+
+std::expected<ConfigText, std::vector<ConfigError>> read_config_text(const fs::path& file,
+                                                                     std::string_view shown) {
   const auto failure = [&](std::string message) {
     return std::unexpected(std::vector<ConfigError>{{SourcePos{shown, 0, 0}, std::move(message)}});
   };
@@ -1703,29 +1728,39 @@ std::expected<Config, std::vector<ConfigError>> load(const fs::path& file,
   text << in.rdbuf();
   if (in.bad())
     return failure(fmt::format("cannot read the config file: {}", std::strerror(errno)));
+  return ConfigText{std::move(absolute), std::move(text).str()};
+}
+
+void sort_in_file_order(std::vector<ConfigError>& list) {
+  std::stable_sort(list.begin(), list.end(), [](const ConfigError& a, const ConfigError& b) {
+    return std::pair(a.where.line, a.where.column) < std::pair(b.where.line, b.where.column);
+  });
+}
+
+std::expected<Config, std::vector<ConfigError>> load(const fs::path& file,
+                                                     const PluginNamesFor* plugin_names_for) {
+  const std::string_view shown = intern_file_name(file.string());
+  auto read = read_config_text(file, shown);
+  if (!read) return std::unexpected(std::move(read.error()));
+  const fs::path& absolute = read->absolute;
 
   Config config;
   config.file = absolute;
-  Loader loader(shown, absolute.parent_path(), text.str(), plugin_names_for);
+  Loader loader(shown, absolute.parent_path(), std::move(read->text), plugin_names_for);
   try {
     loader.load(config);
   } catch (const std::exception& e) {
     // Only a bug or an exhausted machine gets here; still a value, not a crash.
     loader.errors().push_back({SourcePos{shown, 0, 0}, fmt::format("cannot load: {}", e.what())});
   }
-  const auto in_file_order = [](std::vector<ConfigError>& list) {
-    std::stable_sort(list.begin(), list.end(), [](const ConfigError& a, const ConfigError& b) {
-      return std::pair(a.where.line, a.where.column) < std::pair(b.where.line, b.where.column);
-    });
-  };
   auto& errors = loader.errors();
   auto& warnings = loader.warnings();
   if (!errors.empty()) {
     errors.insert(errors.end(), warnings.begin(), warnings.end());
-    in_file_order(errors);
+    sort_in_file_order(errors);
     return std::unexpected(std::move(errors));
   }
-  in_file_order(warnings);
+  sort_in_file_order(warnings);
   config.warnings = std::move(warnings);
   for (JobConfig& job : config.jobs) job.definition_hash = compute_definition_hash(job);
   return config;
@@ -1837,6 +1872,31 @@ const JobConfig* Config::find_job(std::string_view name) const {
     if (job.name == name) return &job;
   }
   return nullptr;
+}
+
+bool HostSection::has_job(std::string_view name) const {
+  return std::binary_search(job_names.begin(), job_names.end(), name);
+}
+
+std::expected<HostSection, std::vector<ConfigError>> load_host_section(
+    const std::filesystem::path& file) {
+  const std::string_view shown = intern_file_name(file.string());
+  auto read = read_config_text(file, shown);
+  if (!read) return std::unexpected(std::move(read.error()));
+  HostSection section;
+  section.file = read->absolute;
+  Loader loader(shown, read->absolute.parent_path(), std::move(read->text), nullptr);
+  try {
+    loader.load_host_section(section);
+  } catch (const std::exception& e) {
+    loader.errors().push_back({SourcePos{shown, 0, 0}, fmt::format("cannot load: {}", e.what())});
+  }
+  auto& errors = loader.errors();
+  if (!errors.empty()) {
+    sort_in_file_order(errors);
+    return std::unexpected(std::move(errors));
+  }
+  return section;
 }
 
 std::expected<Config, std::vector<ConfigError>> load_config(const std::filesystem::path& file) {

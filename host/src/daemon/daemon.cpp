@@ -86,7 +86,11 @@ void log_run_users(const config::Config& config, const exec::IsolationCaps& caps
 }  // namespace
 
 std::filesystem::path ledger_path(const config::Config& config) {
-  return config.host.state_dir / "jobhost.db";
+  return ledger_path(config.host);
+}
+
+std::filesystem::path ledger_path(const config::HostConfig& host) {
+  return host.state_dir / "jobhost.db";
 }
 
 int run_daemon(config::Config config) {

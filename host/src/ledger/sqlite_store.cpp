@@ -113,6 +113,12 @@ class Query {
     auto v = opt_int(i);
     return v ? std::optional<TimePoint>(from_ms(*v)) : std::nullopt;
   }
+  // The text of column i (empty if NULL), valid until the next step: no
+  // string made.
+  std::string_view text_view(int i) {
+    auto c = s_.getColumn(i);
+    return std::string_view(c.getText(), static_cast<std::size_t>(c.getBytes()));
+  }
   std::optional<std::string> opt_text(int i) {
     auto c = s_.getColumn(i);
     return c.isNull() ? std::nullopt : std::optional<std::string>(c.getString());
@@ -209,14 +215,19 @@ constexpr const char* kGetRun =
 constexpr const char* kJobRow =
     "SELECT definition_hash, last_fire, next_fire, consecutive_failures, paused_at, paused_by "
     "FROM jobs WHERE name = ?";
+// A job's stats window: its finished, not skipped runs, newest first. A
+// finished run is one with an outcome (a CHECK ties finished_at to it), so
+// the condition is on outcome alone and the window is read from
+// runs_by_job_started, which holds outcome and duration_ms (schema version
+// 4), without a table row per run.
+#define JOBHOST_WINDOW_OF(job)     \
+  "FROM runs r WHERE r.job = " job \
+  " AND r.outcome <> 'skipped' "   \
+  "ORDER BY r.started_at DESC, r.run_id DESC"
 // Every job's figures in one statement (job_summaries): per job, index
 // searches on runs_by_job_started and runs_open only (a window function over
 // all runs sorts them: 3x slower at 10,000 jobs, bench/api). The window's
 // count and successes come packed as "count successes".
-#define JOBHOST_WINDOW_OF(job)                                 \
-  "FROM runs r WHERE r.job = " job                             \
-  " AND r.finished_at IS NOT NULL AND r.outcome <> 'skipped' " \
-  "ORDER BY r.started_at DESC, r.run_id DESC"
 constexpr const char* kJobSummaries =
     "SELECT j.name, j.definition_hash, j.last_fire, j.next_fire, j.consecutive_failures, "
     "j.paused_at, j.paused_by, "
@@ -257,9 +268,7 @@ constexpr const char* kEventsAfter =
 constexpr const char* kRunEvents =
     "SELECT id, at, kind, job, run_id, detail FROM events WHERE run_id = ? ORDER BY id LIMIT ?";
 constexpr const char* kSelectStatsWindow =
-    "SELECT outcome, duration_ms FROM runs "
-    "WHERE job = ? AND finished_at IS NOT NULL AND outcome <> 'skipped' "
-    "ORDER BY started_at DESC, run_id DESC LIMIT ?";
+    "SELECT r.outcome, r.duration_ms " JOBHOST_WINDOW_OF("?1") " LIMIT ?2";
 constexpr const char* kLastStarted =
     "SELECT started_at FROM runs WHERE job = ? AND (outcome IS NULL OR outcome <> 'skipped') "
     "AND" JOBHOST_NOT_PARKED("run_id") "ORDER BY started_at DESC, run_id DESC LIMIT 1";
@@ -590,6 +599,19 @@ class SqliteStore final : public Store {
       for (const auto& name : names) all.push_back(read_stats(name));
       if (tx) tx->commit();
       return all;
+    });
+  }
+
+  Result<std::vector<JobStats>> job_stats_of(const std::vector<std::string>& jobs) override {
+    return guarded("cannot read the status of the jobs", [&]() -> Result<std::vector<JobStats>> {
+      // One read transaction: every job as of the same instant, and one
+      // snapshot instead of one per statement.
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::DEFERRED);
+      std::vector<JobStats> out;
+      out.reserve(jobs.size());
+      for (const auto& job : jobs) out.push_back(read_stats(job));
+      tx.commit();
+      return out;
     });
   }
 
@@ -1266,8 +1288,11 @@ class SqliteStore final : public Store {
       int succeeded = 0;
       int64_t total_ms = 0;
       std::vector<Duration> durations;
+      durations.reserve(kStatsWindow);
+      // Up to kStatsWindow rows a job, for every job of `status`: the
+      // outcome is read without making a string.
       while (q.step()) {
-        auto outcome = outcome_from_string(q.col(0).getString());
+        auto outcome = outcome_from_string(q.text_view(0));
         if (s.window_runs == 0) s.last_outcome = outcome;
         ++s.window_runs;
         if (outcome == Outcome::succeeded) ++succeeded;
@@ -1340,6 +1365,10 @@ Result<void> migrate(SQLite::Database& db, const std::string& path) {
 
 std::string open_runs_sql() {
   return kOpenRuns;
+}
+
+std::string stats_window_sql() {
+  return kSelectStatsWindow;
 }
 
 std::string runs_query_sql(const RunQuery& query) {

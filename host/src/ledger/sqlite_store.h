@@ -39,4 +39,8 @@ std::string runs_query_sql(const RunQuery& query);
 // EXPLAIN QUERY PLAN.
 std::string open_runs_sql();
 
+// The SQL that reads a job's stats window in Store::job_stats (parameters:
+// job, limit): for EXPLAIN QUERY PLAN.
+std::string stats_window_sql();
+
 }  // namespace jobhost::ledger

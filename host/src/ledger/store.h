@@ -94,6 +94,19 @@ class Store {
   virtual Result<JobStats> job_stats(std::string_view job) = 0;
   // Status figures of every job the ledger knows, by name.
   virtual Result<std::vector<JobStats>> all_job_stats() = 0;
+  // Status figures of each of `jobs`, in that order (a job never seen has
+  // empty figures), as of one instant where the store can: `status` of
+  // thousands of jobs. By default, job_stats of each.
+  virtual Result<std::vector<JobStats>> job_stats_of(const std::vector<std::string>& jobs) {
+    std::vector<JobStats> out;
+    out.reserve(jobs.size());
+    for (const auto& job : jobs) {
+      auto stats = job_stats(job);
+      if (!stats) return std::unexpected(stats.error());
+      out.push_back(std::move(*stats));
+    }
+    return out;
+  }
 
   // Figures of every job the ledger knows, by name, from one aggregate
   // query (for lists of thousands of jobs): as all_job_stats() but without
