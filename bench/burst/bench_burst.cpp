@@ -24,7 +24,8 @@
 // (50 runs, one repetition) that fails only if the bench itself does not
 // work: a run missing or not succeeded, a probe process that failed.
 //
-// usage: bench_burst [--runs 2000] [--reps 5] [--concurrency 2] [--quick]
+// usage: bench_burst [--runs 2000] [--reps 5] [--concurrency 2]
+//                    [--host 'KEY = VALUE']... [--quick]
 // (BENCH_KEEP=1 keeps the temporary directories, with each daemon's log)
 #include <fmt/format.h>
 #include <time.h>
@@ -60,6 +61,7 @@ struct Options {
   int reps = 5;
   int concurrency = 2;
   bool quick = false;
+  std::vector<std::string> host;  // --host: more lines for [host]
 };
 
 struct DaemonRep {
@@ -78,11 +80,13 @@ std::string config_text(const Options& o, int64_t due_ms) {
   ::gmtime_r(&seconds, &utc);
   char due[32];
   std::strftime(due, sizeof due, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  std::string extra;
+  for (const auto& line : o.host) extra += line + "\n";
   std::string text = fmt::format(
       "[host]\nplugin_dir = \"plugins\"\nstate_dir = \"var\"\nmax_concurrency = {}\n"
       // one uid per job when the host is root: the default range is too small
-      "dynamic_users = \"100000-2000000\"\n\n[http]\nlisten = \"\"\n\n",
-      o.concurrency);
+      "dynamic_users = \"100000-2000000\"\n{}\n[http]\nlisten = \"\"\n\n",
+      o.concurrency, extra);
   for (int j = 0; j < o.runs; ++j) {
     text += fmt::format("[jobs.burst-{:05}]\nplugin = \"bench_noop\"\nat = \"{}\"\n\n", j, due);
   }
@@ -183,7 +187,9 @@ std::string by_reason(const std::map<std::string, int>& counts) {
 }
 
 [[noreturn]] void usage() {
-  fmt::print(stderr, "usage: bench_burst [--runs N] [--reps R] [--concurrency C] [--quick]\n");
+  fmt::print(stderr,
+             "usage: bench_burst [--runs N] [--reps R] [--concurrency C] [--host 'KEY = VALUE']... "
+             "[--quick]\n");
   std::exit(2);
 }
 
@@ -200,11 +206,14 @@ int run_bench(int argc, char** argv) {
       continue;
     }
     if (i + 1 >= argc) usage();
-    const int value = std::atoi(argv[++i]);
+    const std::string text = argv[++i];
+    const int value = std::atoi(text.c_str());
     if (flag == "--runs") {
       o.runs = value;
     } else if (flag == "--reps") {
       o.reps = value;
+    } else if (flag == "--host") {
+      o.host.push_back(text);
     } else if (flag == "--concurrency") {
       o.concurrency = value;
     } else {

@@ -30,7 +30,8 @@
 // without its figure, a run that did not succeed, a probe process lost.
 //
 // usage: bench_lateness [--jobs 20,200,1000] [--reps 5] [--instants 10]
-//                       [--period SECONDS] [--settle 2] [--quick]
+//                       [--period SECONDS] [--settle 2] [--host 'KEY = VALUE']...
+//                       [--quick]
 // (BENCH_KEEP=1 keeps the temporary directories, with each daemon's log)
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -70,6 +71,7 @@ struct Options {
   int period = 0;  // 0: period_for(jobs)
   int settle = 2;
   bool quick = false;
+  std::vector<std::string> host;  // --host: more lines for [host]
 };
 
 struct Figures {
@@ -121,14 +123,24 @@ std::string reason_kind(const std::string& message) {
   return kind;
 }
 
-// N jobs of the bench plugin, every `period` seconds.
-std::string config_text(int jobs, int period) {
+// N jobs of the bench plugin, every `period` seconds. Every run of an
+// instant may be parked (max_parked = N), as every probe process is forked
+// ahead, unless a --host line sets max_parked (a key given twice is a TOML
+// error); --host lines are added to [host] as given.
+std::string config_text(const Options& o, int jobs, int period) {
+  bool max_parked_given = false;
+  std::string extra;
+  for (const auto& line : o.host) {
+    max_parked_given |= line.find("max_parked") != std::string::npos;
+    extra += line + "\n";
+  }
+  if (!max_parked_given) extra += fmt::format("max_parked = {}\n", jobs);
   std::string text = fmt::format(
       "[host]\nplugin_dir = \"plugins\"\nstate_dir = \"var\"\nmax_concurrency = {}\n"
       // one uid per job when the host is root: the default range is too small
       // for many jobs
-      "dynamic_users = \"100000-2000000\"\n\n[http]\nlisten = \"\"\n\n",
-      jobs);
+      "dynamic_users = \"100000-2000000\"\n{}\n[http]\nlisten = \"\"\n\n",
+      jobs, extra);
   const std::string schedule = period == 1 ? "* * * * * *" : fmt::format("*/{} * * * * *", period);
   for (int j = 0; j < jobs; ++j) {
     text += fmt::format("[jobs.late-{:04}]\nplugin = \"bench_lateness\"\nschedule = \"{}\"\n\n", j,
@@ -141,7 +153,7 @@ DaemonRep daemon_rep(const Options& o, int jobs, int period) {
   DaemonRep rep;
   TempDir dir("bench-lateness");
   install_plugin(BENCH_LATENESS_PLUGIN, dir.path() / "plugins");
-  std::ofstream(dir.path() / "jobhost.toml") << config_text(jobs, period);
+  std::ofstream(dir.path() / "jobhost.toml") << config_text(o, jobs, period);
 
   const auto launched = WallClock::now();
   Daemon daemon(JOBHOST_BIN, dir.path() / "jobhost.toml", dir.path() / "daemon.log");
@@ -249,7 +261,7 @@ std::vector<int> parse_list(const std::string& text) {
 [[noreturn]] void usage() {
   fmt::print(stderr,
              "usage: bench_lateness [--jobs 20,200,1000] [--reps R] [--instants K] [--period S] "
-             "[--settle S] [--quick]\n");
+             "[--settle S] [--host 'KEY = VALUE']... [--quick]\n");
   std::exit(2);
 }
 
@@ -279,6 +291,8 @@ int run_bench(int argc, char** argv) {
       o.period = std::atoi(value.c_str());
     } else if (flag == "--settle") {
       o.settle = std::atoi(value.c_str());
+    } else if (flag == "--host") {
+      o.host.push_back(value);
     } else {
       usage();
     }
@@ -289,8 +303,10 @@ int run_bench(int argc, char** argv) {
   }
 
   fmt::print(
-      "bench_lateness: jobs {}, {} repetition(s) each of {} instants, settle {} s; load {}\n",
-      fmt::join(o.jobs, ","), o.reps, o.instants, o.settle, load_average());
+      "bench_lateness: jobs {}, {} repetition(s) each of {} instants, settle {} s{}; load {}\n",
+      fmt::join(o.jobs, ","), o.reps, o.instants, o.settle,
+      o.host.empty() ? std::string() : fmt::format(", [host] {}", fmt::join(o.host, "; ")),
+      load_average());
   fmt::print("lateness = run() entered (CLOCK_REALTIME) - slot, in ms; p50 / p99 / max\n");
   bool broken = false;
   for (const int jobs : o.jobs) {
