@@ -358,13 +358,18 @@ params = { seconds = 60, grandchild = 1, grandchild_ignores_term = 1, grandchild
 TEST_CASE("a host killed while a run is parked: the run never began, its slot is a missed fire",
           "[daemon][parking]") {
   TempDir dir;
-  install_plugins(dir.path(), {"hello.so"});
+  install_plugins(dir.path(), {"sleeper.so"});
   // Every 10 s, forked ahead 9 s before: most of the time a run is parked.
-  auto config = write_config(dir.path(), R"(
+  // Each run that gets to the plugin's code writes `marker`.
+  const fs::path marker = dir.path() / "ran";
+  auto config = write_config(dir.path(),
+                             R"(
 [jobs.tick]
-plugin = "hello"
+plugin = "sleeper"
 schedule = "*/10 * * * * *"
 misfire = "skip"
+params = { seconds = 0, grandchild = 1, grandchild_pid_file = ")" +
+                                 marker.string() + R"(" }
 )",
                              "park_lead = \"9s\"\n");
   const fs::path db = dir.path() / "var" / "jobhost.db";
@@ -400,6 +405,7 @@ misfire = "skip"
             old_children.push_back(server);
             for (pid_t run : children_of(server)) old_children.push_back(run);
           }
+          fs::remove(marker);  // earlier runs wrote it
           daemon.signal(SIGKILL);
           killed = p;
           return true;
@@ -407,6 +413,9 @@ misfire = "skip"
         30s));
     daemon.wait_exit(10s);
   }
+  // The daemon's death closed the parked run's gate: that released nothing.
+  std::this_thread::sleep_for(1s);
+  CHECK_FALSE(fs::exists(marker));
   REQUIRE(old_children.size() >= 2);  // the fork server and the parked run
   for (pid_t child : old_children) CHECK(wait_for([&] { return !process_alive(child); }, 5s));
   // Its instant passes with no host.

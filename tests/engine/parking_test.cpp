@@ -389,3 +389,79 @@ TEST_CASE("a fork that fails ahead leaves the fire to start at its instant", "[e
   CHECK(fake.started[0].request.scheduled_for == at_utc(10, 0, 1));
   CHECK(slot_rows(rig, "tick", at_utc(10, 0, 1)).size() == 1);
 }
+
+TEST_CASE("a clock set back, or park_lead lowered, unparks; the slot still runs once",
+          "[engine][parking]") {
+  Rig rig(kTick, Rig::Runs::fake, kParking);
+  auto& fake = rig.fake();
+  rig.start(at_utc(10, 0, 0, 500));
+  REQUIRE(fake.parked.size() == 1);
+  rig.set_clock(at_utc(9, 0, 0, 500));  // an hour back
+  CHECK(fake.discarded == fake.parked);
+  CHECK(rig.store().last_fire("tick").value() == std::nullopt);  // claim undone
+  // The engine keeps its timeline (the hour passes quietly): 10:00:01 is
+  // next, parked again when it comes within park_lead, and runs once.
+  rig.run_until(at_utc(9, 0, 3), 250ms);
+  CHECK(fake.started.empty());
+  CHECK(fake.parked.size() == 1);
+  rig.set_clock(at_utc(10, 0, 0, 500));
+  REQUIRE(fake.parked.size() == 2);
+  rig.run_until(at_utc(10, 0, 1), 250ms);
+  REQUIRE(fake.started.size() == 1);
+  CHECK(fake.started[0].request.scheduled_for == at_utc(10, 0, 1));
+  CHECK(fake.started[0].request.run_id == fake.parked[1]);
+
+  // park_lead lowered to 0 by a reload: the next wake unparks what is parked.
+  rig.run_until(at_utc(10, 0, 1, 250), 250ms);
+  REQUIRE(fake.parked.size() == 3);  // 10:00:02
+  config::Config loaded = rig.engine().config();
+  loaded.host.park_lead = Duration::zero();
+  rig.engine().apply_config(loaded);
+  rig.set_clock(rig.now());  // a wake
+  CHECK(fake.discarded.size() == 2);
+  rig.run_until(at_utc(10, 0, 4), 250ms);
+  CHECK(fake.parked.size() == 3);   // nothing parked since
+  CHECK(fake.started.size() == 4);  // 10:00:01 .. :04, each once
+  for (const auto& id : fake.running_ids()) fake.finish(id);
+  rig.settle();
+  auto runs = rig.runs("tick");
+  REQUIRE(runs.size() == 4);
+  for (int i = 0; i < 4; ++i) CHECK(runs[i].scheduled_for == at_utc(10, 0, i + 1));
+}
+
+TEST_CASE("a jitter longer than the period: parking loses no slot, crash included",
+          "[engine][parking]") {
+  Rig rig(R"(
+[jobs.tick]
+plugin = "noop"
+schedule = "* * * * * *"
+concurrency = "allow"
+jitter = "5s"
+misfire = "run_all"
+misfire_limit = 100
+catchup_spread = "0s"
+)",
+          Rig::Runs::fake, kParking);
+  auto& fake = rig.fake();
+  auto step_until = [&](TimePoint end) {
+    for (TimePoint t = rig.now() + 250ms; t <= end; t += 250ms) {
+      rig.run_until(t, 250ms);
+      for (const auto& id : fake.running_ids()) fake.finish(id);
+      rig.settle();
+    }
+  };
+  rig.start(at_utc(10, 0, 0, 500));
+  step_until(at_utc(10, 0, 30));
+  rig.crash();  // whatever is parked now never began
+  REQUIRE(rig.store().close_orphaned_runs(at_utc(10, 0, 40), "interrupted"));
+  rig.start(at_utc(10, 0, 40));
+  step_until(at_utc(10, 1, 0));
+  // Every slot from the first to the last has exactly one record.
+  auto runs = rig.runs("tick");
+  REQUIRE(runs.size() > 40);
+  for (std::size_t i = 1; i < runs.size(); ++i) {
+    INFO(ledger::format_utc(runs[i].scheduled_for));
+    CHECK(runs[i].scheduled_for - runs[i - 1].scheduled_for == 1s);
+  }
+  for (const auto& run : runs) CHECK(run.outcome == Outcome::succeeded);
+}

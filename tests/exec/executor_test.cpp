@@ -766,20 +766,25 @@ TEST_CASE("park: runs behind one gate wake together; a partial release still sta
   CHECK(reports.size() == 6);
 }
 
-TEST_CASE("park: a parked run whose setup fails is reported before any release",
+TEST_CASE("park: a parked run killed from outside is reported before any release",
           "[executor][parking]") {
   std::vector<Captured> lines;
   boost::asio::io_context io;
   ForkExecutor ex(io, options_with(lines));
   std::optional<RunReport> report;
   RunRequest req = request("hello");
-  req.plugin_path = "/nonexistent/plugin.so";
-  REQUIRE(ex.park(
-      req, [&](RunReport r) { report = std::move(r); }, wall_now()));
+  req.plugin_path = std::string(JOBHOST_PLUGIN_DIR) + "/hello.so";
+  auto pid = ex.park(
+      req, [&](RunReport r) { report = std::move(r); }, wall_now() + 10s);
+  REQUIRE(pid);
+  boost::asio::steady_timer later(io, 300ms);
+  later.async_wait([&](const boost::system::error_code&) { ::kill(*pid, SIGKILL); });
   io.run_for(30s);
   REQUIRE(report);
-  CHECK(report->outcome == Outcome::failed);
+  CHECK(report->outcome == Outcome::crashed);
+  CHECK(report->signal_name == "SIGKILL");
   CHECK(ex.active() == 0);
+  for (const auto& l : lines) CHECK(l.stream != LogStream::plugin);  // hello never ran
 }
 
 TEST_CASE("start() errors start nothing and never call on_done", "[executor]") {

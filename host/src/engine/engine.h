@@ -165,6 +165,10 @@ class Engine {
     bool paused = false;   // Store::set_paused; read at start and when added
     std::unique_ptr<const config::JobConfig> kept_config{};  // see config
     int parked = 0;                                          // its runs in parked_ (at most one)
+    // The slot of its last run unparked with its fire restored: until the
+    // undoing of its claim is committed, the ledger's last fire may still
+    // be that slot, which must not hide it (change_job).
+    std::optional<TimePoint> unparked_slot{};
   };
   // A run claimed and forked ahead of its instant, waiting for it
   // (docs/running.md, "Parking").
@@ -207,6 +211,9 @@ class Engine {
   // max_concurrency) runs are parked or in flight.
   void park_ahead();
   bool parkable(const Fire& fire, const JobState& job) const;
+  // The job's next slot after `fire` is due before it (a jitter longer than
+  // the period): parking `fire` would schedule its successor first.
+  bool successor_due_first(const JobState& job, const Fire& fire) const;
   // At a parked run's instant: releases it (its mark removed in one
   // transaction for all released together, then its process started), or,
   // when its job's concurrency policy or max_concurrency says otherwise,

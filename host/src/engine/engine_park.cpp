@@ -49,10 +49,18 @@ bool Engine::parkable(const Fire& fire, const JobState& job) const {
   return plugins_.find(job.config->plugin) != nullptr;
 }
 
+bool Engine::successor_due_first(const JobState& job, const Fire& fire) const {
+  const auto next = schedule::next_fire_after(job.spec, fire.slot);
+  if (!next) return false;
+  return *next + schedule::jitter_for(job.config->name, *next, job.config->jitter, seed_) <
+         fire.due;
+}
+
 void Engine::park_ahead() {
   const std::size_t bound = park_bound();
   if (bound == 0 || shutting_down_ || !backlog_.may_claim()) return;
   const TimePoint t = now();
+  if (park_resume_at_ - t > kParkPause) park_resume_at_ = {};  // the clock was set back
   if (t < park_resume_at_) return;
   const TimePoint horizon = t + config_.host.park_lead;
   const auto max_runs = static_cast<std::size_t>(config_.host.max_concurrency);
@@ -70,9 +78,13 @@ void Engine::park_ahead() {
       ++it;
       continue;
     }
+    JobState& job = job_it->second;
+    if (it->trigger == ledger::Trigger::schedule && successor_due_first(job, *it)) {
+      ++it;  // a jitter longer than the period: it goes as without parking
+      continue;
+    }
     Fire fire = *it;
     it = timeline_.erase(it);
-    JobState& job = job_it->second;
     ++job.parked;
     // Its successor joins the timeline now (after `it`, or before: either
     // way not parkable while this one is parked).
@@ -124,8 +136,11 @@ void Engine::park_ahead() {
 
 void Engine::release_due(TimePoint t) {
   std::vector<ParkedRun*> due;
-  std::vector<std::string> jumped;
+  std::vector<std::string> jumped, set_back;
   for (auto& [run_id, parked] : parked_) {
+    // Further ahead than park_lead: the clock was set back (or park_lead
+    // lowered by a reload): no process and claim held that long.
+    if (parked.fire.due - t > config_.host.park_lead) set_back.push_back(run_id);
     if (parked.fire.due > t) continue;
     // Suspended, or the clock jumped: back to the timeline, where on_timer
     // hands the slots to the job's misfire policy.
@@ -137,6 +152,9 @@ void Engine::release_due(TimePoint t) {
   }
   for (const auto& run_id : jumped) {
     unpark(run_id, "the clock jumped or the host was suspended before its instant", true);
+  }
+  for (const auto& run_id : set_back) {
+    unpark(run_id, "the clock was set back, or park_lead lowered, before its instant", true);
   }
   if (due.empty()) return;
   std::sort(due.begin(), due.end(),
@@ -171,6 +189,16 @@ void Engine::release_due(TimePoint t) {
       releasing.clear();
     }
   }
+  // The others go first (executor.h: discard, then release), so that the
+  // gate opens for the released ones alone; their fires are decided as any
+  // fire due now, below (skipped, or queued for a run slot and claimed
+  // again then).
+  std::vector<Fire> back;
+  for (const auto& [run_id, why] : handed_back) {
+    back.push_back(parked_.find(run_id)->second.fire);
+    back.back().trace_id.clear();
+    unpark(run_id, why, false);
+  }
   executor_.release(releasing);
   const TimePoint released_at = now();
   if (!releasing.empty()) park_resume_at_ = released_at + kParkPause;
@@ -186,14 +214,7 @@ void Engine::release_due(TimePoint t) {
     const Duration lateness = released_at - parked.fire.due;
     activate(std::move(parked), lateness);
   }
-  // The others are decided as any fire due now (skipped, or queued for a
-  // run slot and claimed again then).
-  for (const auto& [run_id, why] : handed_back) {
-    Fire fire = parked_.find(run_id)->second.fire;
-    fire.trace_id.clear();
-    unpark(run_id, why, false);
-    admit(std::move(fire));
-  }
+  for (Fire& fire : back) admit(std::move(fire));
 }
 
 void Engine::activate(ParkedRun parked, Duration lateness) {
@@ -228,6 +249,7 @@ void Engine::unpark(const std::string& run_id, const std::string& why, bool rest
             {parked.fire.job, run_id, parked.start.trace_id, 1});
   backlog_.add(PendingWrite{parked.fire.job, parked.fire.slot, t, ledger::Unclaim{run_id, why, t}});
   if (restore) {
+    job.unparked_slot = parked.fire.slot;
     parked.fire.trace_id.clear();
     restore_fire(job, std::move(parked.fire));
   }

@@ -139,8 +139,14 @@ void Engine::change_job(JobState& job, const config::JobConfig& loaded, TimePoin
   // A slot already due but held back by jitter still fires if the new
   // schedule has it.
   TimePoint after = pending && *pending <= t ? *pending - Duration(1) : t;
-  // Never before a slot the ledger already has (the clock may have gone back).
-  if (auto last = store_.last_fire(loaded.name); last && *last) after = std::max(after, **last);
+  // Never before a slot the ledger already has (the clock may have gone back),
+  // unless it is the claim of a parked run undone just now, which the ledger
+  // may not have committed yet (it refuses writes): that slot is still to fire.
+  if (auto last = store_.last_fire(loaded.name); last && *last) {
+    const bool undone = job.unparked_slot && *job.unparked_slot == **last;
+    after = std::max(after, undone ? **last - Duration(1) : **last);
+  }
+  job.unparked_slot.reset();
   schedule_next(job, after);
 }
 

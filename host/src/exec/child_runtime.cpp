@@ -185,20 +185,33 @@ const jobhost_host_api kHostApi = {sizeof(jobhost_host_api),
 
 // --- process setup -----------------------------------------------------------
 
-// A parked run: blocks until its gate closes (every run parked for the
-// instant wakes at once) or the host's release byte comes. Anything else (a
-// signal, another byte, the host gone) ends the process before any of the
-// plugin's code ran.
+// A parked run: blocks until its gate has data (the host writes one byte,
+// which no run reads, so that every run parked for the instant wakes at
+// once) or the host's release byte comes on the control socket. Anything
+// else ends the process before any of the plugin's code ran: a signal,
+// another byte, the host gone (its end of the control socket, or the gate's
+// write end, closed by its death: a hang-up without data is no release).
 void wait_for_release(bool gated) {
   pollfd fds[2] = {{kControlFd, POLLIN, 0}, {kGateFd, POLLIN, 0}};
   for (;;) {
     const int n = poll(fds, gated ? 2 : 1, -1);
     if (n < 0 && errno == EINTR && g_term_requested == 0) continue;
     if (n <= 0) _exit(kChildExitNotReleased);
-    if (gated && fds[1].revents != 0) break;
     char byte = 0;
-    if (read(kControlFd, &byte, 1) == 1 && byte == kReleaseByte) break;
-    _exit(kChildExitNotReleased);
+    if (fds[0].revents != 0) {
+      // A byte of its own: the release (its gate holds others), or a stop.
+      if (read(kControlFd, &byte, 1) == 1 && byte == kReleaseByte) break;
+      _exit(kChildExitNotReleased);
+    }
+    if (gated && (fds[1].revents & POLLIN) != 0) {
+      // A release byte of its own may be on its way too: not a cancel.
+      pollfd control{kControlFd, POLLIN, 0};
+      if (poll(&control, 1, 0) > 0 && (read(kControlFd, &byte, 1) != 1 || byte != kReleaseByte)) {
+        _exit(kChildExitNotReleased);
+      }
+      break;
+    }
+    if (gated && fds[1].revents != 0) _exit(kChildExitNotReleased);  // hang-up: host gone
   }
   if (gated) close(kGateFd);
 }
@@ -421,10 +434,11 @@ void run_child(const ChildPlan& plan) noexcept {
     if (auto e = load_syscall_filter_in_child(*plan.sandbox, kControlFd))
       fail_setup(e->err, e->what);
   }
-  const jobhost_plugin plugin = load_plugin(request.plugin_path.c_str(), plan.entry);
   // Forked ahead of its instant: everything is in place; the plugin's own
-  // code starts when the host releases the run.
+  // code (its entry point, and its constructors when it is not preloaded by
+  // the fork server) runs once the host releases the run.
   if (request.parked) wait_for_release(plan.gate_fd >= 0);
+  const jobhost_plugin plugin = load_plugin(request.plugin_path.c_str(), plan.entry);
 
   // Any non-null address will do as the opaque handle; the API ignores it.
   auto* run = reinterpret_cast<jobhost_run*>(const_cast<RunRequest*>(&request));

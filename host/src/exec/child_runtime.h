@@ -42,8 +42,9 @@ struct ChildPlan {
   int status_fd = -1;
   int server_pidfd = -1;
   // A parked run's gate (the read end of a pipe shared by the runs parked
-  // for one instant): its write end closing releases them all at once.
-  // -1: released by kReleaseByte on the control socket only.
+  // for one instant): a byte written to it releases them all at once (its
+  // write end closing without one, as at the daemon's death, releases
+  // nobody). -1: released by kReleaseByte on the control socket only.
   int gate_fd = -1;
 };
 

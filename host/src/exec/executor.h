@@ -144,8 +144,9 @@ class Executor {
   virtual Result<int> start(RunRequest request, std::function<void(RunReport)> on_done) = 0;
 
   // Parks a run ahead of its instant: as start(), but its process, once set
-  // up (cgroup, limits, identity, sandbox, environment, plugin loaded),
-  // waits before the plugin's init until release(). Its timeout and stall
+  // up (cgroup, limits, identity, sandbox, environment), waits before any of
+  // the plugin's code (entry point, init; constructors unless the fork
+  // server preloaded it) until release(). Its timeout and stall
   // timeout count from the release. `on_done` as for start(): once the
   // run ended, after its release, or before it if the process died parked
   // (a setup failure, a kill); never for a discarded run.

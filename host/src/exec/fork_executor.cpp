@@ -568,7 +568,7 @@ ForkExecutor::~ForkExecutor() {
     run->grace_timer.cancel();
     run->drain_timer.cancel();
   }
-  // Every run is dead and reaped: closing a gate wakes nobody.
+  // Every run is dead and reaped (and a hang-up releases nobody anyway).
   for (auto& [at, gate] : gates_) {
     ::close(gate.write_fd);
     ::close(gate.read_fd);
@@ -633,6 +633,10 @@ void ForkExecutor::release(std::span<const std::string> run_ids) {
       run->gate.reset();
     }
     if (gate.waiting.empty()) {
+      // Data, not the hang-up alone: a gate closed by the daemon's death
+      // releases nobody.
+      const char byte = kReleaseByte;
+      (void)!::write(gate.write_fd, &byte, 1);
       ::close(gate.write_fd);
       ::close(gate.read_fd);
       gates_.erase(at);
@@ -664,7 +668,8 @@ void ForkExecutor::leave_gate(Run& run) {
   if (it == gates_.end()) return;
   it->second.waiting.erase(run.request.run_id);
   if (!it->second.waiting.empty()) return;
-  ::close(it->second.write_fd);  // wakes whoever waits behind it
+  // Nobody left behind it (discarded or ended): closing releases nobody.
+  ::close(it->second.write_fd);
   ::close(it->second.read_fd);
   gates_.erase(it);
 }

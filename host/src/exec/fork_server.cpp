@@ -61,13 +61,21 @@ struct ReceivedFds {
   }
 };
 
-// One message with up to two descriptors attached.
+// Most descriptors one message carries (a parked run's spawn: control,
+// output and gate); receive_message keeps up to 4.
+constexpr std::size_t kMaxSentFds = 3;
+
+// One message with up to kMaxSentFds descriptors attached.
 ssize_t send_message(int sock, const void* data, std::size_t size, std::span<const int> fds) {
+  if (fds.size() > kMaxSentFds) {
+    errno = EINVAL;
+    return -1;
+  }
   iovec iov{const_cast<void*>(data), size};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))];
+  alignas(cmsghdr) char control[CMSG_SPACE(kMaxSentFds * sizeof(int))];
   if (!fds.empty()) {
     msg.msg_control = control;
     msg.msg_controllen = CMSG_SPACE(fds.size() * sizeof(int));
