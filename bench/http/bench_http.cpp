@@ -35,9 +35,13 @@
 
 #include "ledger/sqlite_store.h"
 
+#include "support/daemon_bench.h"
+
 using namespace jobhost;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+
+using jobhost::bench::connect_to;
 
 namespace {
 
@@ -50,20 +54,6 @@ std::string read_file(const fs::path& path) {
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
-}
-
-int connect_to(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
 }
 
 bool send_all(int fd, std::string_view bytes) {

@@ -54,6 +54,9 @@ using namespace jobhost;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+using jobhost::bench::connect_to;
+using jobhost::bench::status_kib;
+
 namespace {
 
 struct Options {
@@ -91,14 +94,6 @@ fs::path write_config(const fs::path& dir, const Options& o) {
     out << fmt::format("[jobs.job{}]\nplugin = \"bench_noop\"\nevery = \"{}ms\"\n", i, o.period_ms);
   }
   return file;
-}
-
-long status_kib(pid_t pid, std::string_view field) {
-  std::ifstream in(fmt::format("/proc/{}/status", pid));
-  for (std::string line; std::getline(in, line);) {
-    if (line.starts_with(field)) return std::atol(line.c_str() + field.size() + 1);
-  }
-  return -1;
 }
 
 int fd_count(pid_t pid) {
@@ -141,20 +136,6 @@ pid_t fork_server_of(pid_t daemon) {
     if (ppid == daemon && comm.starts_with("jobhost-forks")) return std::stoi(name);
   }
   return -1;
-}
-
-int connect_to(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
 }
 
 struct Counts {

@@ -40,6 +40,8 @@ using namespace jobhost;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+using jobhost::bench::status_kib;
+
 namespace {
 
 struct Options {
@@ -69,14 +71,6 @@ fs::path write_config(const fs::path& dir, long n, const std::string& plugin) {
                        i % 60, (i / 60) % 60);
   }
   return file;
-}
-
-long status_kib(pid_t pid, std::string_view field) {
-  std::ifstream in(fmt::format("/proc/{}/status", pid));
-  for (std::string line; std::getline(in, line);) {
-    if (line.starts_with(field)) return std::atol(line.c_str() + field.size() + 1);
-  }
-  return -1;
 }
 
 // utime + stime of pid, in seconds.

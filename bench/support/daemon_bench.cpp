@@ -1,11 +1,14 @@
 #include "daemon_bench.h"
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -244,6 +247,28 @@ std::string isolation_line(const std::string& log) {
   if (at == std::string::npos) return "";
   const auto end = log.find('\n', at);
   return log.substr(at + 12, end == std::string::npos ? std::string::npos : end - at - 12);
+}
+
+long status_kib(pid_t pid, std::string_view field) {
+  std::ifstream in(fmt::format("/proc/{}/status", pid));
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with(field)) return std::atol(line.c_str() + field.size() + 1);
+  }
+  return -1;
+}
+
+int connect_to(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 }  // namespace jobhost::bench

@@ -92,6 +92,13 @@ int64_t unix_us_now();  // CLOCK_REALTIME in microseconds
 double percentile(std::vector<double> values, double q);
 double median(std::vector<double> values);
 
+// A figure of /proc/PID/status in KiB (`field` with its colon, "VmRSS:"),
+// or -1 when the process is gone or has no such line.
+long status_kib(pid_t pid, std::string_view field);
+
+// A TCP connection to 127.0.0.1:PORT, or -1.
+int connect_to(int port);
+
 // The load averages, as /proc/loadavg has them ("0.64 0.66 0.88").
 std::string load_average();
 
