@@ -248,7 +248,7 @@ EngineSetup engine_setup(const fs::path& dir, const std::string& plugin) {
     fmt::print(stderr, "config: {}\n", config.error().front().to_string());
     std::exit(1);
   }
-  config->jobs.front().sandbox.syscall_filter = g_syscall_filter;
+  jobhost::config::own_settings(config->jobs.front()).sandbox.syscall_filter = g_syscall_filter;
   catalog::Catalog catalog(plugins, dir / "var" / "plugins");
   auto scanned = catalog.scan();
   if (scanned.find("noop") == nullptr) {

@@ -67,22 +67,22 @@ alert_to = ["hook"]
   CHECK(hook.headers.size() == 2);
 
   const auto* a = config->find_job("a");
-  CHECK(a->alert_after == 3);
-  CHECK(a->expect_success_within == 26h);
-  CHECK_FALSE(a->alert_to.has_value());
+  CHECK(a->settings->alert_after == 3);
+  CHECK(a->settings->expect_success_within == 26h);
+  CHECK_FALSE(a->settings->alert_to.has_value());
   const auto* b = config->find_job("b");
-  CHECK(b->alert_after == 0);
-  CHECK(b->expect_success_within == 26h);
-  CHECK(b->alert_to == std::vector<std::string>{"hook"});
+  CHECK(b->settings->alert_after == 0);
+  CHECK(b->settings->expect_success_within == 26h);
+  CHECK(b->settings->alert_to == std::vector<std::string>{"hook"});
 }
 
 TEST_CASE("alert settings are not part of the definition hash", "[config][alerts]") {
   config::JobConfig job;
-  job.plugin = "hello";
+  jobhost::config::own_settings(job).plugin = "hello";
   const std::string before = config::compute_definition_hash(job);
-  job.alert_after = 5;
-  job.expect_success_within = 1h;
-  job.alert_to = std::vector<std::string>{"ops"};
+  jobhost::config::own_settings(job).alert_after = 5;
+  jobhost::config::own_settings(job).expect_success_within = 1h;
+  jobhost::config::own_settings(job).alert_to = std::vector<std::string>{"ops"};
   CHECK(config::compute_definition_hash(job) == before);
 }
 

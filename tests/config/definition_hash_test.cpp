@@ -20,7 +20,7 @@ json reference_schedule(const JobConfig& job) {
   struct Visitor {
     const JobConfig& job;
     json operator()(const jobhost::schedule::Cron& cron) const {
-      return {{"kind", "cron"}, {"expr", cron.expr.text()}, {"timezone", job.timezone}};
+      return {{"kind", "cron"}, {"expr", cron.expr.text()}, {"timezone", job.settings->timezone}};
     }
     json operator()(const jobhost::schedule::Every& every) const {
       return {{"kind", "every"}, {"period_ms", every.period.count()}};
@@ -38,37 +38,40 @@ json reference_schedule(const JobConfig& job) {
 std::string reference_hash(const JobConfig& job) {
   using jobhost::config::to_string;
   const json retry = {
-      {"max_attempts", job.retry.max_attempts},
-      {"initial_delay_ms", job.retry.initial_delay.count()},
-      {"max_delay_ms", job.retry.max_delay.count()},
-      {"multiplier", job.retry.multiplier},
-      {"jitter", to_string(job.retry.jitter)},
+      {"max_attempts", job.settings->retry.max_attempts},
+      {"initial_delay_ms", job.settings->retry.initial_delay.count()},
+      {"max_delay_ms", job.settings->retry.max_delay.count()},
+      {"multiplier", job.settings->retry.multiplier},
+      {"jitter", to_string(job.settings->retry.jitter)},
   };
   const json limits = {
-      {"memory_bytes", job.limits.memory_bytes}, {"cpu_time_ms", job.limits.cpu_time.count()},
-      {"open_files", job.limits.open_files},     {"processes", job.limits.processes},
-      {"file_size", job.limits.file_size},       {"output_bytes", job.limits.output_bytes},
+      {"memory_bytes", job.settings->limits.memory_bytes},
+      {"cpu_time_ms", job.settings->limits.cpu_time.count()},
+      {"open_files", job.settings->limits.open_files},
+      {"processes", job.settings->limits.processes},
+      {"file_size", job.settings->limits.file_size},
+      {"output_bytes", job.settings->limits.output_bytes},
   };
   json canonical = {
       {"version", 1},
-      {"plugin", job.plugin},
+      {"plugin", job.settings->plugin},
       {"schedule", reference_schedule(job)},
-      {"timeout_ms", job.timeout.count()},
-      {"stall_timeout_ms", job.stall_timeout.count()},
-      {"kill_grace_ms", job.kill_grace.count()},
-      {"jitter_ms", job.jitter.count()},
-      {"concurrency", to_string(job.concurrency)},
-      {"misfire", to_string(job.misfire)},
-      {"misfire_limit", job.misfire_limit},
-      {"catchup_spread_ms", job.catchup_spread.count()},
-      {"enabled", job.enabled},
+      {"timeout_ms", job.settings->timeout.count()},
+      {"stall_timeout_ms", job.settings->stall_timeout.count()},
+      {"kill_grace_ms", job.settings->kill_grace.count()},
+      {"jitter_ms", job.settings->jitter.count()},
+      {"concurrency", to_string(job.settings->concurrency)},
+      {"misfire", to_string(job.settings->misfire)},
+      {"misfire_limit", job.settings->misfire_limit},
+      {"catchup_spread_ms", job.settings->catchup_spread.count()},
+      {"enabled", job.settings->enabled},
       {"retry", retry},
       {"limits", limits},
-      {"params", job.params},
-      {"user", job.user ? json(*job.user) : json(nullptr)},
-      {"group", job.group ? json(*job.group) : json(nullptr)},
+      {"params", job.settings->params},
+      {"user", job.settings->user ? json(*job.settings->user) : json(nullptr)},
+      {"group", job.settings->group ? json(*job.settings->group) : json(nullptr)},
   };
-  const auto& sb = job.sandbox;
+  const auto& sb = job.settings->sandbox;
   if (sb != jobhost::config::Sandbox{}) {
     canonical["sandbox"] = {
         {"network", to_string(sb.network)},
@@ -78,10 +81,10 @@ std::string reference_hash(const JobConfig& job) {
         {"syscall_filter", to_string(sb.syscall_filter)},
     };
   }
-  if (!job.env.empty()) canonical["env"] = job.env;
-  if (!job.secrets.empty()) {
+  if (!job.settings->env.empty()) canonical["env"] = job.settings->env;
+  if (!job.settings->secrets.empty()) {
     json secrets = json::array();
-    for (const auto& s : job.secrets) {
+    for (const auto& s : job.settings->secrets) {
       secrets.push_back({{"name", s.name}, {"source", to_string(s.source)}, {"at", s.location}});
     }
     canonical["secrets"] = std::move(secrets);

@@ -82,44 +82,44 @@ TEST_CASE("valid.toml: host, http and paths") {
 TEST_CASE("valid.toml: a job inherits every setting of [defaults]") {
   const Config config = load_ok(kData / "valid.toml");
   const JobConfig& j = job(config, "cron_default_zone");
-  CHECK(j.plugin == "hello");
+  CHECK(j.settings->plugin == "hello");
   CHECK(j.plugin_pos.line == 29);
   CHECK(j.plugin_pos.column == 10);
   CHECK(j.pos.line == 28);
   CHECK(j.pos.column == 1);
-  CHECK(j.timeout == 10min);
-  CHECK(j.stall_timeout == 1min);
-  CHECK(j.kill_grace == 2s);
-  CHECK(j.jitter == 3s);
-  CHECK(j.concurrency == Concurrency::allow);
-  CHECK(j.misfire == Misfire::run_all);
-  CHECK(j.misfire_limit == 5);
-  CHECK(j.catchup_spread == 20s);
-  CHECK(j.enabled);
-  CHECK(j.user == "nobody");
-  CHECK_FALSE(j.group.has_value());
-  CHECK(j.retry.max_attempts == 5);
-  CHECK(j.retry.initial_delay == 2s);
-  CHECK(j.retry.max_delay == 1h);
-  CHECK(j.retry.multiplier == 3.0);
-  CHECK(j.retry.jitter == Jitter::equal);
-  CHECK(j.limits.memory_bytes == 1ull << 30);
-  CHECK(j.limits.cpu_time == 1h);
-  CHECK(j.limits.open_files == 128);
-  CHECK(j.limits.processes == 32);
-  CHECK(j.limits.file_size == 1048576);
-  CHECK(j.limits.output_bytes == 1ull << 20);
-  CHECK(j.params == std::map<std::string, std::string>{{"greeting", "hi"},
-                                                       {"count", "3"},
-                                                       {"ratio", "0.5"},
-                                                       {"loud", "true"},
-                                                       {"day", "2026-03-29"}});
+  CHECK(j.settings->timeout == 10min);
+  CHECK(j.settings->stall_timeout == 1min);
+  CHECK(j.settings->kill_grace == 2s);
+  CHECK(j.settings->jitter == 3s);
+  CHECK(j.settings->concurrency == Concurrency::allow);
+  CHECK(j.settings->misfire == Misfire::run_all);
+  CHECK(j.settings->misfire_limit == 5);
+  CHECK(j.settings->catchup_spread == 20s);
+  CHECK(j.settings->enabled);
+  CHECK(j.settings->user == "nobody");
+  CHECK_FALSE(j.settings->group.has_value());
+  CHECK(j.settings->retry.max_attempts == 5);
+  CHECK(j.settings->retry.initial_delay == 2s);
+  CHECK(j.settings->retry.max_delay == 1h);
+  CHECK(j.settings->retry.multiplier == 3.0);
+  CHECK(j.settings->retry.jitter == Jitter::equal);
+  CHECK(j.settings->limits.memory_bytes == 1ull << 30);
+  CHECK(j.settings->limits.cpu_time == 1h);
+  CHECK(j.settings->limits.open_files == 128);
+  CHECK(j.settings->limits.processes == 32);
+  CHECK(j.settings->limits.file_size == 1048576);
+  CHECK(j.settings->limits.output_bytes == 1ull << 20);
+  CHECK(j.settings->params == std::map<std::string, std::string>{{"greeting", "hi"},
+                                                                 {"count", "3"},
+                                                                 {"ratio", "0.5"},
+                                                                 {"loud", "true"},
+                                                                 {"day", "2026-03-29"}});
   const auto* cron = std::get_if<schedule::Cron>(&j.schedule);
   REQUIRE(cron != nullptr);
   CHECK(cron->expr.text() == "*/10 * * * * *");
   REQUIRE(cron->zone != nullptr);
   CHECK(cron->zone->name() == "Europe/Berlin");
-  CHECK(j.timezone == "Europe/Berlin");
+  CHECK(j.settings->timezone == "Europe/Berlin");
   CHECK(j.schedule_text == "*/10 * * * * *");
   CHECK_FALSE(j.on_reboot);
 }
@@ -127,27 +127,27 @@ TEST_CASE("valid.toml: a job inherits every setting of [defaults]") {
 TEST_CASE("valid.toml: a job overrides settings, retry and limits key by key") {
   const Config config = load_ok(kData / "valid.toml");
   const JobConfig& j = job(config, "cron_own_zone");
-  CHECK(j.timeout == 30s);
-  CHECK(j.kill_grace == 2s);  // inherited
-  CHECK(j.retry.max_attempts == 1);
-  CHECK(j.retry.initial_delay == 2s);  // inherited from [defaults] retry
-  CHECK(j.retry.jitter == Jitter::equal);
-  CHECK(j.limits.memory_bytes == 0);
-  CHECK(j.limits.cpu_time == 1h);  // inherited from [defaults] limits
-  CHECK(j.limits.open_files == 128);
-  CHECK(j.user == "nobody");
-  CHECK(j.group == "nogroup");
-  CHECK(j.timezone == "America/New_York");
+  CHECK(j.settings->timeout == 30s);
+  CHECK(j.settings->kill_grace == 2s);  // inherited
+  CHECK(j.settings->retry.max_attempts == 1);
+  CHECK(j.settings->retry.initial_delay == 2s);  // inherited from [defaults] retry
+  CHECK(j.settings->retry.jitter == Jitter::equal);
+  CHECK(j.settings->limits.memory_bytes == 0);
+  CHECK(j.settings->limits.cpu_time == 1h);  // inherited from [defaults] limits
+  CHECK(j.settings->limits.open_files == 128);
+  CHECK(j.settings->user == "nobody");
+  CHECK(j.settings->group == "nogroup");
+  CHECK(j.settings->timezone == "America/New_York");
   const auto* cron = std::get_if<schedule::Cron>(&j.schedule);
   REQUIRE(cron != nullptr);
   CHECK(cron->zone->name() == "America/New_York");
 
   const JobConfig& dotted = job(config, "dotted");
-  CHECK(dotted.retry.max_delay == 10s);
-  CHECK(dotted.retry.initial_delay == 2s);
-  CHECK(dotted.retry.max_attempts == 5);
-  CHECK(dotted.limits.output_bytes == 4096);
-  CHECK(dotted.limits.memory_bytes == 1ull << 30);
+  CHECK(dotted.settings->retry.max_delay == 10s);
+  CHECK(dotted.settings->retry.initial_delay == 2s);
+  CHECK(dotted.settings->retry.max_attempts == 5);
+  CHECK(dotted.settings->limits.output_bytes == 4096);
+  CHECK(dotted.settings->limits.memory_bytes == 1ull << 30);
 }
 
 TEST_CASE("valid.toml: every, at, @reboot and @manual") {
@@ -159,8 +159,8 @@ TEST_CASE("valid.toml: every, at, @reboot and @manual") {
   CHECK(e->period == 90min);
   CHECK(e->anchor == TimePoint{});
   CHECK(every.schedule_text == "every 1h30m");
-  CHECK_FALSE(every.enabled);
-  CHECK(every.concurrency == Concurrency::replace);
+  CHECK_FALSE(every.settings->enabled);
+  CHECK(every.settings->concurrency == Concurrency::replace);
 
   const JobConfig& at_string = job(config, "at_string");
   const auto* a = std::get_if<schedule::At>(&at_string.schedule);
@@ -182,7 +182,7 @@ TEST_CASE("valid.toml: every, at, @reboot and @manual") {
   CHECK(std::holds_alternative<schedule::Manual>(manual.schedule));
   CHECK_FALSE(manual.on_reboot);
   CHECK(manual.schedule_text == "@manual");
-  CHECK(manual.misfire == Misfire::skip);
+  CHECK(manual.settings->misfire == Misfire::skip);
 }
 
 TEST_CASE("an almost empty config gets the documented defaults") {
@@ -204,22 +204,22 @@ every = "30s"
 
   const JobConfig built_in;
   const JobConfig& j = job(config, "a");
-  CHECK(j.timeout == built_in.timeout);
-  CHECK(j.timeout == 5min);
-  CHECK(j.stall_timeout == 0s);
-  CHECK(j.kill_grace == 5s);
-  CHECK(j.concurrency == Concurrency::forbid);
-  CHECK(j.misfire == Misfire::run_once);
-  CHECK(j.misfire_limit == 10);
-  CHECK(j.catchup_spread == 10s);
-  CHECK(j.retry.max_attempts == 3);
-  CHECK(j.retry.jitter == Jitter::full);
-  CHECK(j.limits.memory_bytes == 512ull << 20);
-  CHECK(j.limits.output_bytes == 64ull << 10);
-  CHECK(j.timezone == "UTC");
-  CHECK(j.params.empty());
-  CHECK_FALSE(j.user.has_value());
-  CHECK(j.keep_last == 10000);
+  CHECK(j.settings->timeout == built_in.settings->timeout);
+  CHECK(j.settings->timeout == 5min);
+  CHECK(j.settings->stall_timeout == 0s);
+  CHECK(j.settings->kill_grace == 5s);
+  CHECK(j.settings->concurrency == Concurrency::forbid);
+  CHECK(j.settings->misfire == Misfire::run_once);
+  CHECK(j.settings->misfire_limit == 10);
+  CHECK(j.settings->catchup_spread == 10s);
+  CHECK(j.settings->retry.max_attempts == 3);
+  CHECK(j.settings->retry.jitter == Jitter::full);
+  CHECK(j.settings->limits.memory_bytes == 512ull << 20);
+  CHECK(j.settings->limits.output_bytes == 64ull << 10);
+  CHECK(j.settings->timezone == "UTC");
+  CHECK(j.settings->params.empty());
+  CHECK_FALSE(j.settings->user.has_value());
+  CHECK(j.settings->keep_last == 10000);
 }
 
 TEST_CASE("retention: keep_runs in [host], keep_last in [defaults] and each job") {
@@ -245,8 +245,8 @@ TEST_CASE("retention: keep_runs in [host], keep_last in [defaults] and each job"
     TempConfig file(c.toml);
     const Config config = load_ok(file.file());
     CHECK(config.host.keep_runs == c.keep_runs);
-    CHECK(job(config, "a").keep_last == c.keep_last_a);
-    CHECK(job(config, "b").keep_last == c.keep_last_b);
+    CHECK(job(config, "a").settings->keep_last == c.keep_last_a);
+    CHECK(job(config, "b").settings->keep_last == c.keep_last_b);
   }
 }
 
@@ -307,7 +307,7 @@ TEST_CASE("the example config/jobhost.toml is valid and names only the shipped p
   CHECK(config->http.listen == "127.0.0.1:9187");
   REQUIRE(config->find_job("hello") != nullptr);
   REQUIRE(config->find_job("hello_c") != nullptr);
-  CHECK(config->find_job("hello")->params.at("greeting").size() > 0);
+  CHECK(config->find_job("hello")->settings->params.at("greeting").size() > 0);
   CHECK(std::holds_alternative<schedule::Every>(config->find_job("hello_c")->schedule));
 }
 

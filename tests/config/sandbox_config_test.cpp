@@ -30,7 +30,7 @@ Sandbox sandbox_of(const std::string& toml) {
     FAIL(all);
   }
   REQUIRE(config->jobs.size() == 1);
-  return config->jobs[0].sandbox;
+  return config->jobs[0].settings->sandbox;
 }
 
 template <class F>
@@ -140,11 +140,11 @@ TEST_CASE("a wrong sandbox value is an error at its line:col naming the allowed 
 TEST_CASE("every sandbox key changes the definition hash; defaults leave it as before") {
   jobhost::config::JobConfig base;
   base.name = "a";
-  base.plugin = "hello";
+  jobhost::config::own_settings(base).plugin = "hello";
   const std::string plain = compute_definition_hash(base);
   // The hash of a job without sandbox keys did not change when they were added.
   jobhost::config::JobConfig same = base;
-  same.sandbox = Sandbox{};
+  jobhost::config::own_settings(same).sandbox = Sandbox{};
   CHECK(compute_definition_hash(same) == plain);
 
   std::vector<Sandbox> variants = {
@@ -164,7 +164,7 @@ TEST_CASE("every sandbox key changes the definition hash; defaults leave it as b
   std::vector<std::string> hashes{plain};
   for (const auto& v : variants) {
     jobhost::config::JobConfig job = base;
-    job.sandbox = v;
+    jobhost::config::own_settings(job).sandbox = v;
     const std::string h = compute_definition_hash(job);
     for (const auto& other : hashes) CHECK(h != other);
     hashes.push_back(h);

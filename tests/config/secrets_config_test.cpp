@@ -48,11 +48,11 @@ TEST_CASE("env, [secrets.NAME] and secrets load into the job") {
   CHECK(config->secrets[2].source == SecretConfig::Source::credential);
   CHECK(config->secrets[2].location == "tls.key");
   const auto& job = config->jobs.at(0);
-  CHECK(job.env.at("LOG_LEVEL") == "debug");
-  CHECK(job.env.at("PATH") == "/opt/bin:/usr/bin");
-  REQUIRE(job.secrets.size() == 2);  // in the order given, once each
-  CHECK(job.secrets[0].name == "tls");
-  CHECK(job.secrets[1].name == "db");
+  CHECK(job.settings->env.at("LOG_LEVEL") == "debug");
+  CHECK(job.settings->env.at("PATH") == "/opt/bin:/usr/bin");
+  REQUIRE(job.settings->secrets.size() == 2);  // in the order given, once each
+  CHECK(job.settings->secrets[0].name == "tls");
+  CHECK(job.settings->secrets[1].name == "db");
 }
 
 TEST_CASE("mistakes in env and secrets are errors at their line:col") {

@@ -194,7 +194,7 @@ retry = { max_attempts = 3, initial_delay = "1m", jitter = "none" }
   // Only the run's end: its write waits for the end of the loop turn.
   REQUIRE(rig.io().poll_one() == 1);
   config::Config loaded = rig.engine().config();
-  loaded.jobs.front().retry.max_attempts = 1;
+  jobhost::config::own_settings(loaded.jobs.front()).retry.max_attempts = 1;
   loaded.jobs.front().definition_hash = "changed";
   auto diff = rig.engine().apply_config(loaded);
   REQUIRE(diff.changed == std::vector<std::string>{"flaky"});

@@ -159,7 +159,7 @@ TEST_CASE("a reload that changes the job while parked: the fire runs the new def
   REQUIRE(fake.parked.size() == 1);
   config::Config loaded = rig.engine().config();
   loaded.jobs.front().definition_hash = "changed";
-  loaded.jobs.front().params["new"] = "yes";
+  jobhost::config::own_settings(loaded.jobs.front()).params["new"] = "yes";
   auto diff = rig.engine().apply_config(loaded);
   REQUIRE(diff.changed == std::vector<std::string>{"tick"});
   rig.settle();

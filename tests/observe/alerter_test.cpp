@@ -105,9 +105,9 @@ struct Rig {
 config::JobConfig job(const std::string& name, int alert_after, Duration silent = Duration(0)) {
   config::JobConfig j;
   j.name = name;
-  j.plugin = "hello";
-  j.alert_after = alert_after;
-  j.expect_success_within = silent;
+  jobhost::config::own_settings(j).plugin = "hello";
+  jobhost::config::own_settings(j).alert_after = alert_after;
+  jobhost::config::own_settings(j).expect_success_within = silent;
   return j;
 }
 
@@ -146,7 +146,7 @@ TEST_CASE("retries are not fires; alert_to = [] keeps the state and tells no one
   Rig rig;
   config::Config config;
   config.jobs = {job("b", 2)};
-  config.jobs[0].alert_to = std::vector<std::string>{};
+  jobhost::config::own_settings(config.jobs[0]).alert_to = std::vector<std::string>{};
   config.alerts = {rig.log_notifier()};
   auto alerter = rig.alerter(config);
   alerter->start();
@@ -185,7 +185,7 @@ TEST_CASE("a reload that turns a firing kind off clears it without a notice",
   CHECK(state["silent"]["deadline"] == ledger::format_utc(rig.clock + 1h));
   CHECK(state["notifiers"] == json::array({"log"}));
 
-  config.jobs[0].alert_after = 0;
+  jobhost::config::own_settings(config.jobs[0]).alert_after = 0;
   alerter->on_config_applied(config);
   CHECK_FALSE(alerter->state("c")["failing"]["firing"].get<bool>());
   CHECK(rig.events("alert_cleared").size() == 1);
@@ -293,7 +293,7 @@ TEST_CASE("state is kept only for jobs with an alert setting or alert state",
   REQUIRE(rig.store->save_alert_state(left, rig.clock - 2h, std::nullopt).has_value());
   config::Config config;
   config.jobs = {job("a", 2), job("s", 0, 1h), job("old", 0), job("to", 0)};
-  config.jobs.back().alert_to = std::vector<std::string>{"log"};
+  jobhost::config::own_settings(config.jobs.back()).alert_to = std::vector<std::string>{"log"};
   for (int i = 0; i < 1000; ++i) config.jobs.push_back(job("plain" + std::to_string(i), 0));
   config.alerts = {rig.log_notifier()};
   auto alerter = rig.alerter(config);
@@ -337,8 +337,8 @@ TEST_CASE("state is kept only for jobs with an alert setting or alert state",
 
   // A reload that gives one alert_after keeps it from then on; one that
   // removes a job with state drops it.
-  config.jobs[4].alert_after = 1;              // plain0
-  config.jobs.erase(config.jobs.begin() + 2);  // old
+  jobhost::config::own_settings(config.jobs[4]).alert_after = 1;  // plain0
+  config.jobs.erase(config.jobs.begin() + 2);                     // old
   alerter->apply_config(config);
   CHECK(alerter->jobs_kept() == 4);
   CHECK(alerter->state("old").is_null());

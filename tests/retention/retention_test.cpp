@@ -27,7 +27,7 @@ TEST_CASE("retention_policy takes keep_runs and the jobs with a count limit", "[
   for (auto [name, keep] : {std::pair{"a", 5}, std::pair{"b", 0}, std::pair{"c", 10000}}) {
     config::JobConfig job;
     job.name = name;
-    job.keep_last = keep;
+    jobhost::config::own_settings(job).keep_last = keep;
     config.jobs.push_back(job);
   }
   auto policy = retention_policy(config);

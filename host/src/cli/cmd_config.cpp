@@ -25,7 +25,7 @@ using nlohmann::json;
 // The zone a job's times are shown in: its cron zone, else the host's.
 const date::time_zone* display_zone(const config::Config& config, const config::JobConfig& job) {
   if (const auto* cron = std::get_if<schedule::Cron>(&job.schedule)) return cron->zone;
-  if (auto zone = schedule::find_zone(job.timezone)) return *zone;
+  if (auto zone = schedule::find_zone(job.settings->timezone)) return *zone;
   if (auto zone = schedule::find_zone(config.host.timezone)) return *zone;
   return *schedule::find_zone("UTC");
 }
@@ -248,10 +248,10 @@ PlannedFires fires_from_ledger(const config::Config& config, TimePoint now,
       every->anchor = last ? *last : std::chrono::floor<std::chrono::seconds>(now);
     }
     std::optional<PlannedFires::Next> next;
-    if (job.enabled) {
+    if (job.settings->enabled) {
       if (auto slot = schedule::next_fire_after(spec, last ? std::max(now, *last) : now)) {
         Duration delay =
-            seed ? schedule::jitter_for(job.name, *slot, job.jitter, *seed) : Duration(0);
+            seed ? schedule::jitter_for(job.name, *slot, job.settings->jitter, *seed) : Duration(0);
         next = PlannedFires::Next{*slot + delay, *slot};
       }
     }
@@ -271,7 +271,8 @@ int cmd_list(const std::string& config_flag, bool as_json) {
   for (const auto& job : config->jobs) {
     auto spec = anchored(job.schedule, now);
     std::optional<PlannedFires::Next> next;
-    if (auto it = planned->next.find(job.name); it != planned->next.end() && job.enabled) {
+    if (auto it = planned->next.find(job.name);
+        it != planned->next.end() && job.settings->enabled) {
       next = it->second;
     }
     const auto* zone = display_zone(*config, job);
@@ -280,19 +281,19 @@ int cmd_list(const std::string& config_flag, bool as_json) {
     if (as_json) {
       out.push_back(
           {{"job", job.name},
-           {"plugin", job.plugin},
+           {"plugin", job.settings->plugin},
            {"schedule", job.schedule_text},
            {"description", words},
-           {"timezone", job.timezone},
-           {"enabled", job.enabled},
+           {"timezone", job.settings->timezone},
+           {"enabled", job.settings->enabled},
            {"next_fire", next ? json(next_text) : json(nullptr)},
            {"next_slot", next ? json(schedule::format_rfc3339(next->slot, zone)) : json(nullptr)},
            {"source", planned->source}});
     } else {
-      fmt::print("{:<20} {:<12} {:<44} {}\n", job.name, job.plugin, words,
-                 !job.enabled ? "disabled"
-                 : next       ? next_text
-                              : "never");
+      fmt::print("{:<20} {:<12} {:<44} {}\n", job.name, job.settings->plugin, words,
+                 !job.settings->enabled ? "disabled"
+                 : next                 ? next_text
+                                        : "never");
     }
   }
   if (as_json) {

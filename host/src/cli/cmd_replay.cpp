@@ -66,10 +66,10 @@ Result<Build> recorded_build(const config::Config& config, const ledger::RunReco
 // The build plugin_dir has now for `job`.
 Result<Build> current_build(const config::Config& config, const config::JobConfig& job) {
   auto scan = scan_plugins(config);
-  const auto* plugin = scan.find(job.plugin);
+  const auto* plugin = scan.find(job.settings->plugin);
   if (!plugin) {
     return fail(fmt::format("job \"{}\": plugin \"{}\" is not available (see `jobhost plugins`)",
-                            job.name, job.plugin));
+                            job.name, job.settings->plugin));
   }
   return build_of(*plugin);
 }

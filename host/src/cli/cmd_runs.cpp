@@ -47,10 +47,10 @@ int cmd_run_once(const std::string& config_flag, const std::string& job_name) {
   }
   log::init(log::Format::text);
   auto scan = scan_plugins(*config);
-  const auto* plugin = scan.find(job->plugin);
+  const auto* plugin = scan.find(job->settings->plugin);
   if (!plugin) {
     fmt::print(stderr, "job \"{}\": plugin \"{}\" is not available (see `jobhost plugins`)\n",
-               job->name, job->plugin);
+               job->name, job->settings->plugin);
     return kExitFailed;
   }
   auto store = open_ledger_or_report(config->host, ledger::Access::read_write);
@@ -217,8 +217,8 @@ int cmd_status(const std::string& config_flag, bool as_json) {
   json jobs = json::array();
   for (std::size_t i = 0; i < config->jobs.size(); ++i) {
     json entry = (*stats)[i];
-    entry["enabled"] = config->jobs[i].enabled;
-    entry["plugin"] = config->jobs[i].plugin;
+    entry["enabled"] = config->jobs[i].settings->enabled;
+    entry["plugin"] = config->jobs[i].settings->plugin;
     jobs.push_back(std::move(entry));
   }
   // The build each job's next run will load and the ledger backlog: only

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -27,6 +28,7 @@ struct SourcePos {
   std::string_view file;
   int line = 0;
   int column = 0;
+  bool operator==(const SourcePos&) const = default;
 };
 
 // The same text, kept until the process ends: one copy per distinct name.
@@ -71,6 +73,7 @@ struct RetryPolicy {
   Duration max_delay = std::chrono::minutes(5);  // >= initial_delay
   double multiplier = 2.0;                       // >= 1
   Jitter jitter = Jitter::full;
+  bool operator==(const RetryPolicy&) const = default;
 };
 
 // Resource limits of each run. For every field but output_bytes, 0 = no limit
@@ -82,6 +85,7 @@ struct Limits {
   uint64_t processes = 64;                       // RLIMIT_NPROC / pids.max
   uint64_t file_size = 1ull << 30;               // RLIMIT_FSIZE
   uint64_t output_bytes = 64ull << 10;           // tail of stdout+stderr kept; 0 = none
+  bool operator==(const Limits&) const = default;
 };
 
 // Sandbox options of a job's runs (docs/isolation.md "Sandbox options"). Each
@@ -113,20 +117,17 @@ struct SecretConfig {
   // file: absolute path (relative ones are resolved against the config
   // file's directory); env: the variable's name; credential: its name.
   std::string location;
+  bool operator==(const SecretConfig&) const = default;
 };
 std::string_view to_string(SecretConfig::Source value);
 
-struct JobConfig {
-  std::string name;
-  SourcePos pos;  // where [jobs.<name>] starts
-
+// What a job's runs are given and how they are handled: every setting that
+// [defaults] or a [jobs.NAME] table sets, plus the plugin and the resolved
+// zone. Jobs with the same settings share one block (JobConfig::settings), so
+// 100,000 jobs written with [defaults] cost one block, not 100,000.
+struct JobSettings {
   std::string plugin;
-  SourcePos plugin_pos;  // where `plugin = ...` is, for "unknown plugin" errors
-
-  schedule::Spec schedule;    // Cron (zone resolved), Every (anchor at epoch), At or Manual
-  std::string schedule_text;  // as written: the cron text, "every 90s", the `at` instant
-  bool on_reboot = false;     // schedule = "@reboot" (schedule is then Manual)
-  std::string timezone;       // resolved: the job's, else [host] timezone
+  std::string timezone;  // resolved: the job's, else [host] timezone
 
   Duration timeout = std::chrono::minutes(5);  // > 0
   Duration stall_timeout{0};                   // 0 = off
@@ -152,14 +153,6 @@ struct JobConfig {
   // the order given, each with its source resolved. Names and sources are
   // part of the definition, never the values.
   std::vector<SecretConfig> secrets;
-  // Dynamic users: the uid from [host] dynamic_users that runs of a job
-  // without `user` get when the host is root (filled by load_config; unset
-  // when the job names a user). Part of the definition: it is how the job runs.
-  std::optional<uint32_t> dynamic_uid;
-  // <state_dir>/jobs/<name>: the job's private state directory (filled by
-  // load_config). Not part of the definition. A string, not a path: a
-  // std::filesystem::path keeps each of its components too (~900 bytes here).
-  std::string state_directory;
   // Retention: the ledger keeps at most this many of the job's newest runs
   // (a few more for a moment); 0 = no count limit. Not part of the definition.
   int keep_last = 10000;
@@ -174,11 +167,39 @@ struct JobConfig {
   // The [alerts.NAME] notifiers told; nullopt = every notifier, [] = none
   // (the alert state is still kept and recorded in the ledger).
   std::optional<std::vector<std::string>> alert_to;
-  SourcePos alert_to_pos;  // where `alert_to = ...` is, for "unknown notifier" errors
 
+  bool operator==(const JobSettings&) const = default;
+};
+
+struct JobConfig {
+  std::string name;
+  SourcePos pos;         // where [jobs.<name>] starts
+  SourcePos plugin_pos;  // where `plugin = ...` is, for "unknown plugin" errors
+
+  schedule::Spec schedule;    // Cron (zone resolved), Every (anchor at epoch), At or Manual
+  std::string schedule_text;  // as written: the cron text, "every 90s", the `at` instant
+  bool on_reboot = false;     // schedule = "@reboot" (schedule is then Manual)
+
+  // Shared with every job of the same settings; never null. To change one
+  // job's settings, give it a new block (tests do; the loader builds each
+  // job's and then shares it).
+  std::shared_ptr<const JobSettings> settings = std::make_shared<const JobSettings>();
+
+  // Dynamic users: the uid from [host] dynamic_users that runs of a job
+  // without `user` get when the host is root (filled by load_config; unset
+  // when the job names a user). Part of the definition: it is how the job runs.
+  std::optional<uint32_t> dynamic_uid;
+  // <state_dir>/jobs/<name>: the job's private state directory (filled by
+  // load_config). Not part of the definition. A string, not a path: a
+  // std::filesystem::path keeps each of its components too (~900 bytes here).
+  std::string state_directory;
   // compute_definition_hash(*this), filled by load_config.
   std::string definition_hash;
 };
+
+// The settings of `job` alone, to change: they are copied first, so the jobs
+// that shared its block keep theirs.
+JobSettings& own_settings(JobConfig& job);
 
 // An inclusive range of uids, as `[host] dynamic_users = "61184-65519"`.
 struct UidRange {

@@ -77,7 +77,7 @@ void write_schedule(Canonical& c, const JobConfig& job) {
         using S = std::decay_t<decltype(s)>;
         if constexpr (std::is_same_v<S, schedule::Cron>) {
           c.key("expr").text(s.expr.text()).key("kind").text("cron");
-          c.key("timezone").text(job.timezone);
+          c.key("timezone").text(job.settings->timezone);
         } else if constexpr (std::is_same_v<S, schedule::Every>) {
           c.key("kind").text("every").key("period_ms").number(s.period.count());
         } else if constexpr (std::is_same_v<S, schedule::At>) {
@@ -96,19 +96,19 @@ void write_schedule(Canonical& c, const JobConfig& job) {
 std::string compute_definition_hash(const JobConfig& job) {
   Canonical c;
   c.open();
-  c.key("catchup_spread_ms").number(job.catchup_spread.count());
-  c.key("concurrency").text(to_string(job.concurrency));
+  c.key("catchup_spread_ms").number(job.settings->catchup_spread.count());
+  c.key("concurrency").text(to_string(job.settings->concurrency));
   // Dynamic users: a job's runs change uid with it (and only then is the key there).
   if (job.dynamic_uid) c.key("dynamic_uid").unsigned_number(*job.dynamic_uid);
-  c.key("enabled").boolean(job.enabled);
+  c.key("enabled").boolean(job.settings->enabled);
   // Environment and secrets (issue 13): only when set, so that the hashes of
   // jobs without them stay what they were.
-  if (!job.env.empty()) c.key("env").json(job.env);
+  if (!job.settings->env.empty()) c.key("env").json(job.settings->env);
   c.key("group");
-  job.group ? c.text(*job.group) : c.null();
-  c.key("jitter_ms").number(job.jitter.count());
-  c.key("kill_grace_ms").number(job.kill_grace.count());
-  const Limits& l = job.limits;
+  job.settings->group ? c.text(*job.settings->group) : c.null();
+  c.key("jitter_ms").number(job.settings->jitter.count());
+  c.key("kill_grace_ms").number(job.settings->kill_grace.count());
+  const Limits& l = job.settings->limits;
   c.key("limits").open();
   c.key("cpu_time_ms").number(l.cpu_time.count()).key("file_size").unsigned_number(l.file_size);
   c.key("memory_bytes").unsigned_number(l.memory_bytes);
@@ -116,11 +116,11 @@ std::string compute_definition_hash(const JobConfig& job) {
   c.key("output_bytes").unsigned_number(l.output_bytes);
   c.key("processes").unsigned_number(l.processes);
   c.close();
-  c.key("misfire").text(to_string(job.misfire));
-  c.key("misfire_limit").number(job.misfire_limit);
-  c.key("params").json(job.params);
-  c.key("plugin").text(job.plugin);
-  const RetryPolicy& r = job.retry;
+  c.key("misfire").text(to_string(job.settings->misfire));
+  c.key("misfire_limit").number(job.settings->misfire_limit);
+  c.key("params").json(job.settings->params);
+  c.key("plugin").text(job.settings->plugin);
+  const RetryPolicy& r = job.settings->retry;
   c.key("retry").open();
   c.key("initial_delay_ms").number(r.initial_delay.count());
   c.key("jitter").text(to_string(r.jitter));
@@ -130,7 +130,7 @@ std::string compute_definition_hash(const JobConfig& job) {
   c.close();
   // Sandbox keys join the hash only when not at their defaults, so adding
   // them did not change the hash (and the ledger's definition) of other jobs.
-  if (const Sandbox& sb = job.sandbox; sb != Sandbox{}) {
+  if (const Sandbox& sb = job.settings->sandbox; sb != Sandbox{}) {
     c.key("sandbox").open();
     c.key("network").text(to_string(sb.network));
     c.key("private_tmp").boolean(sb.private_tmp);
@@ -143,17 +143,17 @@ std::string compute_definition_hash(const JobConfig& job) {
   write_schedule(c, job);
   // Secrets by name and source, never by value (a rotated value is not a new
   // definition).
-  if (!job.secrets.empty()) {
+  if (!job.settings->secrets.empty()) {
     nlohmann::json secrets = nlohmann::json::array();
-    for (const auto& s : job.secrets) {
+    for (const auto& s : job.settings->secrets) {
       secrets.push_back({{"name", s.name}, {"source", to_string(s.source)}, {"at", s.location}});
     }
     c.key("secrets").json(secrets);
   }
-  c.key("stall_timeout_ms").number(job.stall_timeout.count());
-  c.key("timeout_ms").number(job.timeout.count());
+  c.key("stall_timeout_ms").number(job.settings->stall_timeout.count());
+  c.key("timeout_ms").number(job.settings->timeout.count());
   c.key("user");
-  job.user ? c.text(*job.user) : c.null();
+  job.settings->user ? c.text(*job.settings->user) : c.null();
   c.key("version").number(1);
   c.close();
   return sha256_hex(c.take());

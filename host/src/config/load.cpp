@@ -346,7 +346,7 @@ class Loader {
     if (const toml::node* alerts = root.get("alerts")) read_alerts(*alerts, config.alerts);
     if (const toml::node* secrets = root.get("secrets")) read_secrets(*secrets, config.secrets);
 
-    JobConfig defaults;
+    JobSettings defaults;
     if (const toml::node* node = root.get("defaults")) read_defaults(*node, defaults);
     if (const toml::node* jobs = root.get("jobs")) read_jobs(*jobs, defaults, config);
     assign_dynamic_users(config);
@@ -767,7 +767,7 @@ class Loader {
     }
   }
 
-  void read_defaults(const toml::node& node, JobConfig& defaults) {
+  void read_defaults(const toml::node& node, JobSettings& defaults) {
     const toml::table* table = read_table(node, "[defaults]", "a table");
     if (table == nullptr) return;
     Origins origins;
@@ -789,8 +789,8 @@ class Loader {
   }
 
   // Applies a key that [defaults] and [jobs.NAME] share; false if `key` is not one.
-  bool apply_setting(JobConfig& job, Origins& origins, const std::string& key, const toml::node& v,
-                     const std::string& section) {
+  bool apply_setting(JobSettings& job, Origins& origins, const std::string& key,
+                     const toml::node& v, const std::string& section) {
     const std::string w = what(key, section);
     if (key == "timeout") {
       if (auto d = read_duration(v, w, Zero::refused)) job.timeout = *d;
@@ -890,7 +890,7 @@ class Loader {
   // max_delay below initial_delay is a mistake; reported where one of the two
   // was written in `own` (the table being read), so an inherited pair is
   // reported once, in [defaults].
-  void check_retry_delays(const JobConfig& job, const Origins& own, const std::string& section) {
+  void check_retry_delays(const JobSettings& job, const Origins& own, const std::string& section) {
     if (job.retry.max_delay >= job.retry.initial_delay) return;
     auto it = own.find("retry.max_delay");
     if (it == own.end()) it = own.find("retry.initial_delay");
@@ -973,7 +973,7 @@ class Loader {
     if (ok) sandbox.read_write_paths = std::move(paths);
   }
 
-  void read_alert_to(const toml::node& v, const std::string& w, JobConfig& job) {
+  void read_alert_to(const toml::node& v, const std::string& w, JobSettings& job) {
     const toml::array* list = v.as_array();
     if (list == nullptr) {
       type_error(v, w, "a list of notifier names like [\"ops\"]");
@@ -1005,7 +1005,6 @@ class Loader {
     }
     if (!ok) return;
     job.alert_to = std::move(names);
-    job.alert_to_pos = at(v);
   }
 
   void read_alerts(const toml::node& node, std::vector<NotifierConfig>& out) {
@@ -1248,7 +1247,7 @@ class Loader {
     }
   }
 
-  void read_jobs(const toml::node& node, const JobConfig& defaults, Config& config) {
+  void read_jobs(const toml::node& node, const JobSettings& defaults, Config& config) {
     const toml::table* table = read_table(node, "jobs", "tables like [jobs.NAME]");
     if (table == nullptr) return;
     // toml++ keeps a table's keys sorted by name: put the jobs in file order
@@ -1275,10 +1274,12 @@ class Loader {
         type_error(*v, fmt::format("[jobs.{}]", name), "a table of settings");
         continue;
       }
-      JobConfig& job = jobs.emplace_back(defaults);
+      JobConfig& job = jobs.emplace_back();
       job.name = name;
       job.pos = at(*v);
-      read_job(*job_table, job);
+      JobSettings settings = defaults;
+      read_job(*job_table, job, settings);
+      job.settings = share(std::move(settings));
     }
     config.jobs = std::move(jobs);
   }
@@ -1290,12 +1291,12 @@ class Loader {
     std::set<uint32_t> taken;
     for (JobConfig& job : config.jobs) {
       job.state_directory = (config.host.state_dir / "jobs" / job.name).native();
-      if (!job.user) {
+      if (!job.settings->user) {
         names.push_back(job.name);
         continue;
       }
       uint32_t id = 0;
-      const auto& u = *job.user;
+      const auto& u = *job.settings->user;
       if (std::from_chars(u.data(), u.data() + u.size(), id).ptr == u.data() + u.size()) {
         taken.insert(id);
       }
@@ -1308,13 +1309,13 @@ class Loader {
       return;
     }
     for (JobConfig& job : config.jobs) {
-      if (auto it = uids->find(job.name); !job.user && it != uids->end()) {
+      if (auto it = uids->find(job.name); !job.settings->user && it != uids->end()) {
         job.dynamic_uid = it->second;
       }
     }
   }
 
-  void read_job(const toml::table& table, JobConfig& job) {
+  void read_job(const toml::table& table, JobConfig& job, JobSettings& settings) {
     const std::string section = "jobs." + job.name;
     Origins origins;
     std::vector<std::pair<const toml::key*, const toml::node*>> schedules;
@@ -1323,14 +1324,14 @@ class Loader {
     for (auto&& [key, v] : table) {
       const std::string k(key.str());
       const std::string w = what(k, section);
-      if (apply_setting(job, origins, k, v, section)) continue;
+      if (apply_setting(settings, origins, k, v, section)) continue;
       if (k == "plugin") {
         if (auto s = read_name(v, w)) {
-          job.plugin = *s;
+          settings.plugin = *s;
           job.plugin_pos = at(v);
-          if (plugin_names_ && !plugin_names_->contains(job.plugin)) {
+          if (plugin_names_ && !plugin_names_->contains(settings.plugin)) {
             errors_.push_back(
-                unknown_plugin_error(job.plugin_pos, section, job.plugin, *plugin_names_));
+                unknown_plugin_error(job.plugin_pos, section, settings.plugin, *plugin_names_));
           }
         }
       } else if (contains(kScheduleKeys, k)) {
@@ -1340,20 +1341,20 @@ class Loader {
         zone_name = read_name(v, w);
       } else if (k == "params") {
         if (auto* t = read_table(v, w, "a table like { greeting = \"hi\" }")) {
-          read_params(*t, job.params, section);
+          read_params(*t, settings.params, section);
         }
       } else if (k == "env") {
         if (auto* t = read_table(v, w, "a table like { LOG_LEVEL = \"debug\" }")) {
-          read_env(*t, job.env, section);
+          read_env(*t, settings.env, section);
         }
       } else if (k == "secrets") {
-        read_job_secrets(v, w, job);
+        read_job_secrets(v, w, settings);
       } else {
         unknown_key(key, section, kJobKeys);
       }
     }
-    check_retry_delays(job, origins, section);
-    if (!job.sandbox.read_write_paths.empty() && !job.sandbox.read_only) {
+    check_retry_delays(settings, origins, section);
+    if (!settings.sandbox.read_write_paths.empty() && !settings.sandbox.read_only) {
       warn(job.pos, fmt::format("[{}]: read_write_paths has no effect without read_only = true "
                                 "(everything the run's user may write is writable anyway)",
                                 section));
@@ -1372,7 +1373,7 @@ class Loader {
         auto found = schedule::find_zone(*zone_name);
         if (found) {
           zone = *found;
-          job.timezone = *zone_name;
+          settings.timezone = *zone_name;
         } else {
           error(at(*zone_node), zone_message(what("timezone", section), *zone_name));
           zone_failed = true;
@@ -1383,7 +1384,7 @@ class Loader {
     } else {
       zone = host_zone_;
       zone_failed = host_zone_failed_;
-      job.timezone = host_timezone_;
+      settings.timezone = host_timezone_;
     }
 
     std::sort(schedules.begin(), schedules.end(), [](const auto& a, const auto& b) {
@@ -1528,7 +1529,7 @@ class Loader {
   }
 
   // secrets = ["db", ...]: names of [secrets.NAME] sections (read before the jobs).
-  void read_job_secrets(const toml::node& v, const std::string& w, JobConfig& job) {
+  void read_job_secrets(const toml::node& v, const std::string& w, JobSettings& job) {
     const toml::array* list = v.as_array();
     if (list == nullptr) {
       type_error(v, w, "a list of secret names like [\"db\"]");
@@ -1665,6 +1666,31 @@ class Loader {
     }
   }
 
+  // The block of `settings` shared by every job with the same (by value).
+  std::shared_ptr<const JobSettings> share(JobSettings settings) {
+    std::size_t h = 0;
+    const auto mix = [&h](std::string_view text) {
+      h = h * 1000003 ^ std::hash<std::string_view>{}(text);
+    };
+    mix(settings.plugin);
+    mix(settings.timezone);
+    mix(settings.user.value_or(""));
+    for (const auto* map : {&settings.params, &settings.env}) {
+      for (const auto& [key, value] : *map) {
+        mix(key);
+        mix(value);
+      }
+    }
+    for (const SecretConfig& secret : settings.secrets) mix(secret.name);
+    for (const std::string& path : settings.sandbox.read_write_paths) mix(path);
+    h = h * 1000003 ^ static_cast<std::size_t>(settings.timeout.count());
+    auto& blocks = shared_settings_[h];
+    for (const auto& block : blocks) {
+      if (*block == settings) return block;
+    }
+    return blocks.emplace_back(std::make_shared<const JobSettings>(std::move(settings)));
+  }
+
   std::string_view file_;  // intern_file_name
   fs::path config_dir_;
   std::string text_;
@@ -1676,6 +1702,9 @@ class Loader {
   std::vector<ConfigError> errors_;
   std::vector<ConfigError> warnings_;
   std::unordered_map<std::string, schedule::CronExpr> parsed_cron_;  // by text
+  // share(): the distinct settings blocks made, by a hash of what most often
+  // differs between them.
+  std::unordered_map<std::size_t, std::vector<std::shared_ptr<const JobSettings>>> shared_settings_;
 
   std::string host_timezone_ = "UTC";
   SourcePos dynamic_users_pos_;  // where [host] dynamic_users is, if written
@@ -1867,6 +1896,12 @@ std::string ConfigError::to_string() const {
   return fmt::format("{}:{}:{}: {}", where.file, where.line, where.column, text);
 }
 
+JobSettings& own_settings(JobConfig& job) {
+  auto copy = std::make_shared<JobSettings>(*job.settings);
+  job.settings = copy;
+  return *copy;
+}
+
 const JobConfig* Config::find_job(std::string_view name) const {
   for (const JobConfig& job : jobs) {
     if (job.name == name) return &job;
@@ -1918,9 +1953,9 @@ std::vector<ConfigError> check_plugins(const Config& config,
                                        const std::set<std::string>& plugin_names) {
   std::vector<ConfigError> errors;
   for (const JobConfig& job : config.jobs) {
-    if (plugin_names.contains(job.plugin)) continue;
-    errors.push_back(
-        unknown_plugin_error(job.plugin_pos, "jobs." + job.name, job.plugin, plugin_names));
+    if (plugin_names.contains(job.settings->plugin)) continue;
+    errors.push_back(unknown_plugin_error(job.plugin_pos, "jobs." + job.name, job.settings->plugin,
+                                          plugin_names));
   }
   return errors;
 }

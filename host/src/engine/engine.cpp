@@ -85,11 +85,11 @@ void Engine::start() {
       // Continue the grid the job was on; a new job is anchored now.
       every->anchor = last_fire ? *last_fire : std::chrono::floor<std::chrono::seconds>(t);
     }
-    if (!job.config->enabled) continue;
-    if (!plugins_.find(job.config->plugin)) {
+    if (!job.config->settings->enabled) continue;
+    if (!plugins_.find(job.config->settings->plugin)) {
       log::error(fmt::format("plugin \"{}\" is not available (missing or rejected: see `jobhost "
                              "plugins`); fires of this job are recorded as skipped",
-                             job.config->plugin),
+                             job.config->settings->plugin),
                  {name});
     }
     if (!last_fire) {
@@ -126,8 +126,9 @@ void Engine::start() {
 void Engine::handle_misfires(JobState& job, TimePoint last_fire, TimePoint t,
                              std::string_view why) {
   const auto& cfg = *job.config;
-  auto plan = plan_misfires(job.spec, last_fire, t, cfg.misfire, cfg.misfire_limit,
-                            CatchupSpread{cfg.catchup_spread, catchup_phase(cfg.name, seed_)});
+  auto plan =
+      plan_misfires(job.spec, last_fire, t, cfg.settings->misfire, cfg.settings->misfire_limit,
+                    CatchupSpread{cfg.settings->catchup_spread, catchup_phase(cfg.name, seed_)});
   if (plan.total_missed == 0) return;
   // Catch-ups start before the job's next on-time slot, so slots are claimed
   // in order: a crash can never leave the ledger's last fire past a planned
@@ -142,14 +143,15 @@ void Engine::handle_misfires(JobState& job, TimePoint last_fire, TimePoint t,
       timeline_.insert(std::move(fire));
       ++runs;
     } else {
-      record_skipped(fire, fmt::format("missed: {} (misfire = {})", why, to_string(cfg.misfire)));
+      record_skipped(
+          fire, fmt::format("missed: {} (misfire = {})", why, to_string(cfg.settings->misfire)));
     }
   }
   std::string summary =
       fmt::format("{}{} missed fire(s) since {} ({}): {} to run over the next {}, the rest skipped",
                   plan.truncated ? "at least " : "", plan.total_missed,
                   ledger::format_utc(plan.first_missed.value_or(last_fire)), why, runs,
-                  config::format_duration(cfg.catchup_spread));
+                  config::format_duration(cfg.settings->catchup_spread));
   log::warn(summary, {cfg.name});
   if (plan.unlisted() > 0) {
     ledger::Event event{.at = t,
@@ -166,7 +168,7 @@ void Engine::schedule_next(JobState& job, TimePoint after) {
   job.next_slot = schedule::next_fire_after(job.spec, after);
   if (!job.next_slot) return;
   Duration delay =
-      schedule::jitter_for(job.config->name, *job.next_slot, job.config->jitter, seed_);
+      schedule::jitter_for(job.config->name, *job.next_slot, job.config->settings->jitter, seed_);
   timeline_.insert(Fire{
       *job.next_slot + delay, job.config->name, *job.next_slot, 1, {}, ledger::Trigger::schedule});
   write_next_fire(job);
@@ -226,7 +228,7 @@ void Engine::admit(Fire fire) {
     return;
   }
   if (fire.attempt == 1 && (!job.active.empty() || job.queued > 0)) {
-    switch (job.config->concurrency) {
+    switch (job.config->settings->concurrency) {
       case config::Concurrency::forbid: {
         std::string reason =
             job.active.empty()
@@ -303,11 +305,11 @@ void Engine::pump() {
 void Engine::prepare_claim(Fire fire, std::vector<ledger::RunStart>& claims,
                            std::vector<Launch>& launches) {
   const config::JobConfig& cfg = *jobs_.find(fire.job)->second.config;
-  const catalog::PluginInfo* plugin = plugins_.find(cfg.plugin);
+  const catalog::PluginInfo* plugin = plugins_.find(cfg.settings->plugin);
   if (!plugin && fire.attempt == 1) {
     record_skipped(fire, fmt::format("blocked: plugin \"{}\" is not available (missing or "
                                      "rejected: see `jobhost plugins`)",
-                                     cfg.plugin));
+                                     cfg.settings->plugin));
     return;
   }
   if (fire.trace_id.empty()) fire.trace_id = next_id();
@@ -344,7 +346,7 @@ bool Engine::launch(Launch launch, ledger::RunStart start, const Result<bool>& c
     });
   };
   if (!launch.build) {
-    finish_unstarted(fmt::format("plugin \"{}\" is no longer available", cfg.plugin));
+    finish_unstarted(fmt::format("plugin \"{}\" is no longer available", cfg.settings->plugin));
     return false;
   }
   const Build& build = *launch.build;
@@ -389,7 +391,7 @@ void Engine::on_run_done(exec::RunReport report) {
       std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - active.started));
   if (job_it != jobs_.end()) {
     job_it->second.active.erase(report.run_id);
-    const config::RetryPolicy& policy = job_it->second.config->retry;
+    const config::RetryPolicy& policy = job_it->second.config->settings->retry;
     // A run the shutdown stopped is not retried; one that failed on its own
     // meanwhile keeps its retry, written to the ledger for the next start.
     const bool stopped_by_shutdown = shutting_down_ && report.outcome == Outcome::interrupted;
@@ -401,9 +403,9 @@ void Engine::on_run_done(exec::RunReport report) {
   std::string summary = fmt::format("finished: {} in {}: {}", to_string(report.outcome),
                                     format_elapsed(*end.duration), report.message);
   if (end.retry_at) {
-    summary +=
-        fmt::format(" (attempt {} of {} at {})", run.attempt + 1,
-                    job_it->second.config->retry.max_attempts, ledger::format_utc(*end.retry_at));
+    summary += fmt::format(" (attempt {} of {} at {})", run.attempt + 1,
+                           job_it->second.config->settings->retry.max_attempts,
+                           ledger::format_utc(*end.retry_at));
   }
   if (report.outcome == Outcome::succeeded) {
     log::info(summary, fields);
@@ -637,7 +639,7 @@ void Engine::shutdown(std::function<void()> on_idle) {
   if (active_.empty()) return notify_idle_if_done();
   log::info(fmt::format("shutting down: waiting for {} run(s) in flight", active_.size()));
   for (const auto& [run_id, run] : active_) {
-    auto grace = jobs_.find(run.start.job)->second.config->kill_grace;
+    auto grace = jobs_.find(run.start.job)->second.config->settings->kill_grace;
     auto timer = std::make_shared<boost::asio::steady_timer>(io_, grace);
     timer->async_wait([this, id = run_id](const boost::system::error_code& ec) {
       if (!ec) executor_.stop(id, exec::StopReason::shutdown);

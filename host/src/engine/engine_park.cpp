@@ -46,13 +46,14 @@ bool Engine::parkable(const Fire& fire, const JobState& job) const {
   if (job.retired || job.paused || job.parked > 0 || job.queued > 0 || !job.skips_waiting.empty()) {
     return false;
   }
-  return plugins_.find(job.config->plugin) != nullptr;
+  return plugins_.find(job.config->settings->plugin) != nullptr;
 }
 
 bool Engine::successor_due_first(const JobState& job, const Fire& fire) const {
   const auto next = schedule::next_fire_after(job.spec, fire.slot);
   if (!next) return false;
-  return *next + schedule::jitter_for(job.config->name, *next, job.config->jitter, seed_) <
+  return *next +
+             schedule::jitter_for(job.config->name, *next, job.config->settings->jitter, seed_) <
          fire.due;
 }
 
@@ -90,7 +91,7 @@ void Engine::park_ahead() {
     // way not parkable while this one is parked).
     if (fire.trigger == ledger::Trigger::schedule) schedule_next(job, fire.slot);
     fire.trace_id = next_id();
-    builds.push_back(build_of(*plugins_.find(job.config->plugin)));
+    builds.push_back(build_of(*plugins_.find(job.config->settings->plugin)));
     ledger::RunStart start = run_start(*job.config, builds.back(), fire, next_id(), fire.due);
     start.parked = true;
     claims.push_back(std::move(start));
@@ -165,7 +166,7 @@ void Engine::release_due(TimePoint t) {
   for (const ParkedRun* parked : due) {
     const JobState& job = jobs_.find(parked->fire.job)->second;
     const bool busy = !job.active.empty() || job.queued > 0;
-    if (busy && job.config->concurrency == config::Concurrency::forbid) {
+    if (busy && job.config->settings->concurrency == config::Concurrency::forbid) {
       handed_back.emplace_back(parked->start.run_id,
                                "an earlier run of the job was still in flight at its instant "
                                "(concurrency = forbid)");
@@ -207,7 +208,7 @@ void Engine::release_due(TimePoint t) {
     ParkedRun parked = std::move(it->second);
     parked_.erase(it);
     JobState& job = jobs_.find(parked.fire.job)->second;
-    if (job.config->concurrency == config::Concurrency::replace &&
+    if (job.config->settings->concurrency == config::Concurrency::replace &&
         (!job.active.empty() || job.queued > 0)) {
       replace_older(job);
     }
@@ -269,7 +270,7 @@ void Engine::restore_fire(JobState& job, Fire fire) {
   // schedule_next makes it once this one is due, as without parking.
   if (fire.trigger == ledger::Trigger::schedule && job.next_slot && *job.next_slot > fire.slot) {
     const Duration delay =
-        schedule::jitter_for(job.config->name, *job.next_slot, job.config->jitter, seed_);
+        schedule::jitter_for(job.config->name, *job.next_slot, job.config->settings->jitter, seed_);
     timeline_.erase(Fire{*job.next_slot + delay,
                          job.config->name,
                          *job.next_slot,

@@ -23,7 +23,8 @@ void Engine::replace_plugins(catalog::ScanResult plugins) {
   // with the new one, or starts at its instant.
   std::vector<std::pair<std::string, std::string>> stale;  // run id, why
   for (const auto& [run_id, parked] : parked_) {
-    const auto* plugin = plugins_.find(jobs_.find(parked.fire.job)->second.config->plugin);
+    const auto* plugin =
+        plugins_.find(jobs_.find(parked.fire.job)->second.config->settings->plugin);
     if (plugin == nullptr) {
       stale.emplace_back(run_id, "its plugin is no longer available");
     } else if (plugin->sha256 != parked.start.plugin_sha256) {
@@ -101,8 +102,9 @@ void Engine::add_job(const config::JobConfig& cfg, TimePoint t) {
   if (auto* every = std::get_if<schedule::Every>(&job.spec)) {
     every->anchor = last_fire ? *last_fire : std::chrono::floor<std::chrono::seconds>(t);
   }
-  if (!cfg.enabled) return;
-  if (!plugins_.find(cfg.plugin)) log::error(blocked_reason(cfg.plugin), {cfg.name});
+  if (!cfg.settings->enabled) return;
+  if (!plugins_.find(cfg.settings->plugin))
+    log::error(blocked_reason(cfg.settings->plugin), {cfg.name});
   // No catch-up for a job that was not in the config: it starts from now,
   // and never before a slot the ledger already has (a job added back).
   schedule_next(job, last_fire ? std::max(t, *last_fire) : t);
@@ -132,10 +134,11 @@ void Engine::change_job(JobState& job, const config::JobConfig& loaded, TimePoin
   job.config = &loaded;
   job.spec = std::move(spec);
   job.next_slot.reset();
-  drop_retries(job, loaded.retry.max_attempts,
-               fmt::format("retry.max_attempts is now {}", loaded.retry.max_attempts));
-  if (!loaded.enabled) return write_next_fire(job);
-  if (!plugins_.find(loaded.plugin)) log::error(blocked_reason(loaded.plugin), {loaded.name});
+  drop_retries(job, loaded.settings->retry.max_attempts,
+               fmt::format("retry.max_attempts is now {}", loaded.settings->retry.max_attempts));
+  if (!loaded.settings->enabled) return write_next_fire(job);
+  if (!plugins_.find(loaded.settings->plugin))
+    log::error(blocked_reason(loaded.settings->plugin), {loaded.name});
   // A slot already due but held back by jitter still fires if the new
   // schedule has it.
   TimePoint after = pending && *pending <= t ? *pending - Duration(1) : t;
@@ -207,15 +210,16 @@ void Engine::drop_retries(JobState& job, int max_attempts, std::string_view why)
 nlohmann::json Engine::next_builds() const {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& cfg : config_.jobs) {
-    nlohmann::json entry = {{"job", cfg.name}, {"plugin", cfg.plugin}, {"enabled", cfg.enabled}};
-    if (const auto* p = plugins_.find(cfg.plugin)) {
+    nlohmann::json entry = {
+        {"job", cfg.name}, {"plugin", cfg.settings->plugin}, {"enabled", cfg.settings->enabled}};
+    if (const auto* p = plugins_.find(cfg.settings->plugin)) {
       entry["next_build"] = {
           {"version", p->version}, {"sha256", p->sha256}, {"path", p->shadow_path.string()}};
     } else {
       entry["next_build"] = nullptr;
       entry["blocked"] =
           fmt::format("plugin \"{}\" is not available (missing or rejected: see `jobhost plugins`)",
-                      cfg.plugin);
+                      cfg.settings->plugin);
     }
     out.push_back(std::move(entry));
   }

@@ -43,7 +43,8 @@ Alerter::Alerter(boost::asio::io_context& io, ledger::Store& store, const config
 }
 
 bool Alerter::has_alert_setting(const config::JobConfig& cfg) {
-  return cfg.alert_after > 0 || cfg.expect_success_within.count() > 0 || cfg.alert_to;
+  return cfg.settings->alert_after > 0 || cfg.settings->expect_success_within.count() > 0 ||
+         cfg.settings->alert_to;
 }
 
 Alerter::~Alerter() {
@@ -173,10 +174,10 @@ void Alerter::set_jobs(const config::Config& config) {
     if (old == jobs_.end() && !has_alert_setting(cfg)) continue;
     Job job = old != jobs_.end() ? std::move(old->second) : Job{};
     const AlertSettings before = job.settings;
-    job.settings = {cfg.alert_after, cfg.expect_success_within};
-    job.alert_to = cfg.alert_to;
+    job.settings = {cfg.settings->alert_after, cfg.settings->expect_success_within};
+    job.alert_to = cfg.settings->alert_to;
     if (started_) {
-      if (before.alert_after > 0 && cfg.alert_after == 0) {
+      if (before.alert_after > 0 && cfg.settings->alert_after == 0) {
         if (job.state.failing.firing) {
           record(cfg.name, "alert_cleared",
                  {{"kind", "failing"}, {"reason", "alert_after was turned off"}});
@@ -185,7 +186,8 @@ void Alerter::set_jobs(const config::Config& config) {
         job.failing_pending = false;
         save(cfg.name, job, AlertKind::failing);
       }
-      if (before.expect_success_within.count() > 0 && cfg.expect_success_within.count() == 0) {
+      if (before.expect_success_within.count() > 0 &&
+          cfg.settings->expect_success_within.count() == 0) {
         if (job.state.silent.firing) {
           record(cfg.name, "alert_cleared",
                  {{"kind", "silent"}, {"reason", "expect_success_within was turned off"}});

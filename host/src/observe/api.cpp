@@ -105,8 +105,8 @@ json job_json(const config::JobConfig& cfg, const ledger::JobStats* stats,
               std::optional<TimePoint> next_fire, bool paused) {
   json j = {
       {"name", text(cfg.name)},
-      {"plugin", text(cfg.plugin)},
-      {"enabled", cfg.enabled},
+      {"plugin", text(cfg.settings->plugin)},
+      {"enabled", cfg.settings->enabled},
       {"paused", paused},
       {"schedule", text(cfg.schedule_text)},
       {"schedule_description",
@@ -124,7 +124,7 @@ json job_json(const config::JobConfig& cfg, const ledger::JobStats* stats,
       {"recent", json::array()},
   };
   if (stats) {
-    j["next_fire"] = cfg.enabled ? opt_time(next_fire) : json(nullptr);
+    j["next_fire"] = cfg.settings->enabled ? opt_time(next_fire) : json(nullptr);
     j["last_run"] = opt_time(stats->last_started);
     if (stats->last_outcome) j["last_outcome"] = to_string(*stats->last_outcome);
     if (stats->success_rate) j["success_rate"] = *stats->success_rate;
@@ -339,8 +339,8 @@ void Api::list_jobs(const Request& request, const Respond& respond) {
     } else if (auto it = by_name.find(cfg.name); it != by_name.end()) {
       row.stats = it->second;
     }
-    if (state == "enabled" && !cfg.enabled) continue;
-    if (state == "disabled" && cfg.enabled) continue;
+    if (state == "enabled" && !cfg.settings->enabled) continue;
+    if (state == "disabled" && cfg.settings->enabled) continue;
     if (state == "paused" && !row.paused) continue;
     if (state == "running" && !(runs_in_flight(row) > 0)) continue;
     if (state == "failing" && !(consecutive_failures(row) > 0)) continue;
@@ -358,7 +358,7 @@ void Api::list_jobs(const Request& request, const Respond& respond) {
   auto key = [&](const Row& r) -> std::optional<double> {
     if (!known(r)) return std::nullopt;
     if (by_next_fire) {
-      if (!r.cfg->enabled || !r.next_fire) return std::nullopt;
+      if (!r.cfg->settings->enabled || !r.next_fire) return std::nullopt;
       return static_cast<double>(r.next_fire->time_since_epoch().count());
     }
     if (by_last_run) {
@@ -436,7 +436,7 @@ void Api::get_job(const Request& request, const Respond& respond) {
   j["mean_duration_ms"] = opt_ms(stats->mean_duration);
   j["p50_duration_ms"] = opt_ms(stats->p50_duration);
   j["p95_duration_ms"] = opt_ms(stats->p95_duration);
-  j["timezone"] = text(cfg->timezone);
+  j["timezone"] = text(cfg->settings->timezone);
   j["definition_hash"] = text(cfg->definition_hash);
   j["last_fire"] = opt_time(stats->last_fire);
   j["paused_at"] = opt_time(stats->paused_at);
@@ -586,8 +586,8 @@ void Api::status(const Request& request, const Respond& respond) {
       stats = std::move(*read);
     }
     json entry = stats;
-    entry["enabled"] = cfg.enabled;
-    entry["plugin"] = cfg.plugin;
+    entry["enabled"] = cfg.settings->enabled;
+    entry["plugin"] = cfg.settings->plugin;
     if (i < builds.size()) {
       entry["next_build"] = builds[i].value("next_build", json(nullptr));
       if (builds[i].contains("blocked")) entry["blocked"] = builds[i]["blocked"];

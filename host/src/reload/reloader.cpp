@@ -210,7 +210,7 @@ void Reloader::apply_plugins() {
       if (!change.after) {
         std::vector<std::string> blocked;
         for (const auto& job : engine_.config().jobs) {
-          if (job.plugin == change.name) blocked.push_back(job.name);
+          if (job.settings->plugin == change.name) blocked.push_back(job.name);
         }
         if (!blocked.empty()) {
           text += fmt::format("; blocked until it comes back: {}", list_text(blocked));

@@ -13,7 +13,7 @@ RetentionPolicy retention_policy(const config::Config& config) {
   RetentionPolicy policy;
   policy.keep_runs = config.host.keep_runs;
   for (const auto& job : config.jobs) {
-    if (job.keep_last > 0) policy.keep_last.emplace(job.name, job.keep_last);
+    if (job.settings->keep_last > 0) policy.keep_last.emplace(job.name, job.settings->keep_last);
   }
   return policy;
 }
