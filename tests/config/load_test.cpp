@@ -185,6 +185,63 @@ TEST_CASE("valid.toml: every, at, @reboot and @manual") {
   CHECK(manual.settings->misfire == Misfire::skip);
 }
 
+TEST_CASE("jobs with equal settings share one block; a different setting gets its own") {
+  TempConfig file(R"([defaults]
+timeout = "1m"
+[jobs.a]
+plugin = "hello"
+every = "30s"
+[jobs.b]
+plugin = "hello"
+schedule = "0 3 * * *"
+[jobs.c]
+plugin = "hello"
+every = "30s"
+timeout = "1m"
+[jobs.d]
+plugin = "hello"
+every = "30s"
+timeout = "2m"
+[jobs.e]
+plugin = "hello"
+every = "30s"
+params = { n = 1 }
+[jobs.f]
+plugin = "hello"
+every = "30s"
+params = { n = 2 }
+[jobs.g]
+plugin = "other"
+every = "30s"
+[jobs.h]
+plugin = "hello"
+every = "30s"
+timezone = "Europe/Paris"
+[jobs.i]
+plugin = "hello"
+every = "30s"
+keep_last = 5
+)");
+  Config config = load_ok(file.file());
+  const auto block = [&](std::string_view name) { return job(config, name).settings.get(); };
+  // The same settings, whatever the schedule, and written again or inherited.
+  CHECK(block("b") == block("a"));
+  CHECK(block("c") == block("a"));
+  const std::set<const jobhost::config::JobSettings*> distinct = {
+      block("a"), block("d"), block("e"), block("f"), block("g"), block("h"), block("i")};
+  CHECK(distinct.size() == 7);
+  CHECK(block("d")->timeout == 2min);
+  CHECK(block("f")->params.at("n") == "2");
+  CHECK(block("h")->timezone == "Europe/Paris");
+
+  // own_settings copies: the jobs that shared the block keep theirs.
+  JobConfig& a = config.jobs.front();
+  jobhost::config::own_settings(a).timeout = 3min;
+  CHECK(a.settings->timeout == 3min);
+  CHECK(block("b")->timeout == 1min);
+  CHECK(block("c")->timeout == 1min);
+}
+
 TEST_CASE("an almost empty config gets the documented defaults") {
   TempConfig file(R"([jobs.a]
 plugin = "hello"
