@@ -43,6 +43,7 @@ concurrency = "allow"
   CHECK(fake.started.size() == 2);
   CHECK(fake.active() == 2);
   CHECK(rig.snapshot()["queued"] == 3);
+  CHECK(fake.started[0].request.state_directory == rig.config().host.state_dir / "jobs" / "tick");
 
   // One ends: the oldest waiting fire takes its place, never a third at once.
   fake.finish(fake.started[0].request.run_id);

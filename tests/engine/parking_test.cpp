@@ -170,6 +170,7 @@ TEST_CASE("a reload that changes the job while parked: the fire runs the new def
   REQUIRE(fake.started.size() == 1);
   CHECK(fake.started[0].request.run_id == fake.parked[1]);
   CHECK(fake.started[0].request.params.at("new") == "yes");
+  CHECK(fake.started[0].request.state_directory == rig.config().host.state_dir / "jobs" / "tick");
   auto rows = slot_rows(rig, "tick", at_utc(10, 0, 1));
   REQUIRE(rows.size() == 1);
   CHECK(rows[0].definition_hash == "changed");

@@ -48,7 +48,7 @@ int run_recorded(const config::Config& config, ledger::Store& store, const confi
   }
   const auto steady_start = std::chrono::steady_clock::now();
   const exec::ExecutorOptions options = executor_options(config);
-  exec::RunRequest request = engine::run_request(job, build, start);
+  exec::RunRequest request = engine::run_request(job, config.host.state_dir, build, start);
   // What the plugin's scheduled_for() and attempt() return (a replay's are
   // those of the run it replays).
   request.scheduled_for = run.plugin_scheduled_for.value_or(slot);

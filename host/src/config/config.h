@@ -189,10 +189,6 @@ struct JobConfig {
   // without `user` get when the host is root (filled by load_config; unset
   // when the job names a user). Part of the definition: it is how the job runs.
   std::optional<uint32_t> dynamic_uid;
-  // <state_dir>/jobs/<name>: the job's private state directory (filled by
-  // load_config). Not part of the definition. A string, not a path: a
-  // std::filesystem::path keeps each of its components too (~900 bytes here).
-  std::string state_directory;
   // compute_definition_hash(*this), filled by load_config.
   std::string definition_hash;
 };

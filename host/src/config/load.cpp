@@ -1284,13 +1284,11 @@ class Loader {
     config.jobs = std::move(jobs);
   }
 
-  // Dynamic users: a uid for each job without a user, and every job's state
-  // directory (config/dynamic_users.h).
+  // Dynamic users: a uid for each job without a user (config/dynamic_users.h).
   void assign_dynamic_users(Config& config) {
     std::vector<std::string> names;
     std::set<uint32_t> taken;
     for (JobConfig& job : config.jobs) {
-      job.state_directory = (config.host.state_dir / "jobs" / job.name).native();
       if (!job.settings->user) {
         names.push_back(job.name);
         continue;

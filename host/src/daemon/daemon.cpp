@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 #include <grp.h>
+#include <malloc.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -342,6 +343,9 @@ int run_daemon(config::Config config) {
   alerter.start();
   engine.start();
   reloader.start();
+  // The config's parse tree and the start's batches are freed by now; give
+  // the whole pages among them back (at 100,000 jobs, about 8 MiB).
+  ::malloc_trim(0);
   log::info(fmt::format("ready: {} job(s), max_concurrency {}", engine.config().jobs.size(),
                         engine.config().host.max_concurrency));
   io.run();

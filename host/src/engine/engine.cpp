@@ -350,7 +350,7 @@ bool Engine::launch(Launch launch, ledger::RunStart start, const Result<bool>& c
     return false;
   }
   const Build& build = *launch.build;
-  auto pid = executor_.start(run_request(cfg, build, start),
+  auto pid = executor_.start(run_request(cfg, config_.host.state_dir, build, start),
                              [this](exec::RunReport report) { on_run_done(std::move(report)); });
   if (!pid) {
     finish_unstarted("could not start the run: " + pid.error().message);

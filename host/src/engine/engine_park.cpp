@@ -117,7 +117,7 @@ void Engine::park_ahead() {
       continue;
     }
     auto pid = executor_.park(
-        run_request(*job.config, builds[i], claims[i]),
+        run_request(*job.config, config_.host.state_dir, builds[i], claims[i]),
         [this](exec::RunReport report) { on_run_done(std::move(report)); }, fire.due);
     if (!pid) {
       log::warn(fmt::format("could not fork the run ahead ({}); it starts at its instant",

@@ -25,8 +25,8 @@ ledger::RunStart run_start(const config::JobConfig& job, const std::optional<Bui
                           .host_pid = getpid()};
 }
 
-exec::RunRequest run_request(const config::JobConfig& job, const Build& build,
-                             const ledger::RunStart& start) {
+exec::RunRequest run_request(const config::JobConfig& job, const std::filesystem::path& state_dir,
+                             const Build& build, const ledger::RunStart& start) {
   return exec::RunRequest{.job = job.name,
                           .run_id = start.run_id,
                           .trace_id = start.trace_id,
@@ -41,7 +41,7 @@ exec::RunRequest run_request(const config::JobConfig& job, const Build& build,
                           .kill_grace = job.settings->kill_grace,
                           .user = job.settings->user,
                           .group = job.settings->group,
-                          .state_directory = job.state_directory,
+                          .state_directory = state_dir / "jobs" / job.name,
                           .env = job.settings->env,
                           .sandbox = job.settings->sandbox,
                           .time_zone = job.settings->timezone,

@@ -51,10 +51,11 @@ ledger::RunStart run_start(const config::JobConfig& job, const std::optional<Bui
                            const Fire& fire, std::string run_id, TimePoint started_at);
 
 // What the executor is given to run the claimed `start` of `job` on `build`:
-// the job's params, limits, timeouts and user. The plugin sees the claim's
-// slot and attempt (a replay overrides them with the replayed run's).
-exec::RunRequest run_request(const config::JobConfig& job, const Build& build,
-                             const ledger::RunStart& start);
+// the job's params, limits, timeouts and user, and its state directory,
+// <state_dir>/jobs/<name>. The plugin sees the claim's slot and attempt (a
+// replay overrides them with the replayed run's).
+exec::RunRequest run_request(const config::JobConfig& job, const std::filesystem::path& state_dir,
+                             const Build& build, const ledger::RunStart& start);
 
 // The end of a run as the ledger records it, from the executor's report.
 ledger::RunEnd run_end(const exec::RunReport& report, TimePoint finished_at, Duration duration);
