@@ -364,6 +364,9 @@ TEST_CASE("a parked process that dies before its instant is recorded as its run"
   auto rows = slot_rows(rig, "tick", at_utc(10, 0, 1));
   REQUIRE(rows.size() == 1);
   CHECK(rows[0].outcome == Outcome::failed);
+  // It started when it died, not at the instant it was claimed for.
+  CHECK(rows[0].started_at == at_utc(10, 0, 0, 500));
+  CHECK(rows[0].finished_at == at_utc(10, 0, 0, 500));
   // The next slot is parked and runs on time.
   rig.run_until(at_utc(10, 0, 2, 250), 250ms);
   REQUIRE(fake.started.size() == 1);

@@ -954,8 +954,15 @@ TEST_CASE("parked claims: hidden until released, undone at will or after a crash
   auto died = make_start("a", 3000, 3000);
   died.parked = true;
   REQUIRE(store->claim_and_start(died).value());
-  REQUIRE(store->finish_run(make_end(died, Outcome::failed)).value());
-  CHECK(store->get_run(died.run_id).value()->outcome == Outcome::failed);
+  // It ended half a second before its instant: it started then too.
+  auto died_end = make_end(died, Outcome::failed);
+  died_end.finished_at = at_ms(kBase + 2500);
+  REQUIRE(store->finish_run(died_end).value());
+  auto died_run = store->get_run(died.run_id).value();
+  REQUIRE(died_run);
+  CHECK(died_run->outcome == Outcome::failed);
+  CHECK(died_run->started_at == at_ms(kBase + 2500));
+  CHECK(died_run->finished_at == at_ms(kBase + 2500));
   CHECK(store->unclaim_parked(Unclaim{died.run_id, "late", at_ms(kBase + 63000)}).value() == false);
   CHECK(store->last_fire("a").value() == at_ms(kBase + 3000));
 }

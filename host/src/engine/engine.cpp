@@ -374,9 +374,11 @@ bool Engine::launch(Launch launch, ledger::RunStart start, const Result<bool>& c
 void Engine::on_run_done(exec::RunReport report) {
   if (auto parked = parked_.find(report.run_id); parked != parked_.end()) {
     // Its process ended before its instant (its setup failed, or it was
-    // killed): a run that started and ended now, recorded as such.
+    // killed): a run that started and ended now, recorded as such (the
+    // ledger moves its started_at back to now too).
     ParkedRun run = std::move(parked->second);
     parked_.erase(parked);
+    run.start.started_at = std::min(run.start.started_at, now());
     activate(std::move(run), Duration::zero());
   }
   auto it = active_.find(report.run_id);

@@ -174,8 +174,12 @@ constexpr const char* kRestoreLastFire =
     "updated_at = ?2 WHERE name = ?3 AND last_fire = ?4";
 constexpr const char* kRunForFinish =
     "SELECT job, scheduled_for, attempt, trace_id, finished_at FROM runs WHERE run_id = ?";
+// A run still parked ended before its instant (its process died while it
+// waited): it started when it ended, not at the instant it was claimed for.
 constexpr const char* kFinishRun =
-    "UPDATE runs SET finished_at = ?, outcome = ?, exit_code = ?, signal = ?, duration_ms = ?, "
+    "UPDATE runs SET started_at = CASE WHEN run_id IN (SELECT run_id FROM parked_runs) "
+    "THEN MIN(started_at, ?1) ELSE started_at END, "
+    "finished_at = ?1, outcome = ?, exit_code = ?, signal = ?, duration_ms = ?, "
     "message = ?, output_tail = ?, cpu_seconds = ?, max_rss_bytes = ? WHERE run_id = ?";
 constexpr const char* kInsertMetric =
     "INSERT INTO run_metrics (run_id, name, value) VALUES (?, ?, ?) "
