@@ -322,19 +322,12 @@ class Loader {
   // Parses the text into `config`; every problem lands in errors().
   void load(Config& config) {
     toml::table root;
-    try {
-      root = toml::parse(text_, file_);
-    } catch (const toml::parse_error& e) {
-      syntax_error(e);
-      return;
-    }
+    if (!parse_root(root)) return;
     for (auto&& [key, node] : root) {
       if (!contains(kTopKeys, key.str())) unknown_key(key, "", kTopKeys);
     }
     const std::size_t errors_before_host = errors_.size();
-    if (const toml::node* host = root.get("host")) read_host(*host, config.host);
-    if (config.host.plugin_dir.empty()) config.host.plugin_dir = config_dir_ / "plugins";
-    if (config.host.state_dir.empty()) config.host.state_dir = config_dir_ / "var";
+    read_host_section(root, config.host);
     // A [host] with mistakes may name the wrong plugin_dir: no plugin check then.
     if (plugin_names_for_ != nullptr && *plugin_names_for_ &&
         errors_.size() == errors_before_host) {
@@ -355,15 +348,8 @@ class Loader {
   // Only [host] (its zone not resolved) and the job names: load_host_section.
   void load_host_section(HostSection& out) {
     toml::table root;
-    try {
-      root = toml::parse(text_, file_);
-    } catch (const toml::parse_error& e) {
-      syntax_error(e);
-      return;
-    }
-    if (const toml::node* host = root.get("host")) read_host(*host, out.host);
-    if (out.host.plugin_dir.empty()) out.host.plugin_dir = config_dir_ / "plugins";
-    if (out.host.state_dir.empty()) out.host.state_dir = config_dir_ / "var";
+    if (!parse_root(root)) return;
+    read_host_section(root, out.host);
     // toml++ keeps a table's keys sorted: so are the names.
     if (const toml::table* jobs = root["jobs"].as_table()) {
       for (auto&& [key, node] : *jobs) {
@@ -376,6 +362,24 @@ class Loader {
   std::vector<ConfigError>& warnings() { return warnings_; }
 
  private:
+  // The text as a TOML table; false (with the syntax error) if it is not one.
+  bool parse_root(toml::table& root) {
+    try {
+      root = toml::parse(text_, file_);
+      return true;
+    } catch (const toml::parse_error& e) {
+      syntax_error(e);
+      return false;
+    }
+  }
+
+  // [host], with the paths it leaves out defaulted next to the config file.
+  void read_host_section(const toml::table& root, HostConfig& host) {
+    if (const toml::node* node = root.get("host")) read_host(*node, host);
+    if (host.plugin_dir.empty()) host.plugin_dir = config_dir_ / "plugins";
+    if (host.state_dir.empty()) host.state_dir = config_dir_ / "var";
+  }
+
   // Where each setting of a job (or of [defaults]) was written, by dotted key.
   using Origins = std::map<std::string, SourcePos>;
 
