@@ -347,6 +347,9 @@ std::vector<ConfigError> check_plugins(const Config& config,
 // not make a reload treat the job as changed or mark its runs as another
 // definition).
 std::string compute_definition_hash(const JobConfig& job);
+// The same, into each job's definition_hash: the part of the text that comes
+// from the settings is written once per shared block (load_config calls it).
+void compute_definition_hashes(std::vector<JobConfig>& jobs);
 
 // How a job table changes, by job name (definition hashes compared), each
 // list sorted. The engine applies it; reload reports it.

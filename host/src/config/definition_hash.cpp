@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <type_traits>
+#include <unordered_map>
 
 #include "common/sha256.h"
 #include "config/config.h"
@@ -23,6 +24,10 @@ namespace {
 // json-built text as the reference.
 class Canonical {
  public:
+  Canonical() = default;
+  // Goes on after `written`, a part that has keys: the next key takes a comma.
+  explicit Canonical(std::string written) : out_(std::move(written)), first_(false) {}
+
   Canonical& open() {
     out_ += '{';
     first_ = true;
@@ -58,14 +63,20 @@ class Canonical {
     return json(nlohmann::json(std::string(v)));
   }
   Canonical& null() { return raw("null"); }
-  std::string take() { return std::move(out_); }
-
- private:
+  // Text written as is (a value, or parts written by another Canonical).
   Canonical& raw(std::string_view v) {
     out_ += v;
     first_ = false;
     return *this;
   }
+  // What was written so far; the next key still takes a comma.
+  std::string take() {
+    std::string out = std::move(out_);
+    out_.clear();
+    return out;
+  }
+
+ private:
   std::string out_;
   bool first_ = true;
 };
@@ -93,22 +104,34 @@ void write_schedule(Canonical& c, const JobConfig& job) {
 
 }  // namespace
 
-std::string compute_definition_hash(const JobConfig& job) {
+namespace {
+
+// The canonical text's parts that come from the settings alone: before the
+// job's dynamic_uid, between it and the job's schedule, and after that. Jobs
+// sharing a settings block share them (compute_definition_hashes).
+struct SettingsParts {
+  std::string head;
+  std::string middle;
+  std::string tail;
+};
+
+SettingsParts settings_parts(const JobSettings& s) {
+  SettingsParts parts;
   Canonical c;
   c.open();
-  c.key("catchup_spread_ms").number(job.settings->catchup_spread.count());
-  c.key("concurrency").text(to_string(job.settings->concurrency));
+  c.key("catchup_spread_ms").number(s.catchup_spread.count());
+  c.key("concurrency").text(to_string(s.concurrency));
+  parts.head = c.take();
   // Dynamic users: a job's runs change uid with it (and only then is the key there).
-  if (job.dynamic_uid) c.key("dynamic_uid").unsigned_number(*job.dynamic_uid);
-  c.key("enabled").boolean(job.settings->enabled);
+  c.key("enabled").boolean(s.enabled);
   // Environment and secrets (issue 13): only when set, so that the hashes of
   // jobs without them stay what they were.
-  if (!job.settings->env.empty()) c.key("env").json(job.settings->env);
+  if (!s.env.empty()) c.key("env").json(s.env);
   c.key("group");
-  job.settings->group ? c.text(*job.settings->group) : c.null();
-  c.key("jitter_ms").number(job.settings->jitter.count());
-  c.key("kill_grace_ms").number(job.settings->kill_grace.count());
-  const Limits& l = job.settings->limits;
+  s.group ? c.text(*s.group) : c.null();
+  c.key("jitter_ms").number(s.jitter.count());
+  c.key("kill_grace_ms").number(s.kill_grace.count());
+  const Limits& l = s.limits;
   c.key("limits").open();
   c.key("cpu_time_ms").number(l.cpu_time.count()).key("file_size").unsigned_number(l.file_size);
   c.key("memory_bytes").unsigned_number(l.memory_bytes);
@@ -116,11 +139,11 @@ std::string compute_definition_hash(const JobConfig& job) {
   c.key("output_bytes").unsigned_number(l.output_bytes);
   c.key("processes").unsigned_number(l.processes);
   c.close();
-  c.key("misfire").text(to_string(job.settings->misfire));
-  c.key("misfire_limit").number(job.settings->misfire_limit);
-  c.key("params").json(job.settings->params);
-  c.key("plugin").text(job.settings->plugin);
-  const RetryPolicy& r = job.settings->retry;
+  c.key("misfire").text(to_string(s.misfire));
+  c.key("misfire_limit").number(s.misfire_limit);
+  c.key("params").json(s.params);
+  c.key("plugin").text(s.plugin);
+  const RetryPolicy& r = s.retry;
   c.key("retry").open();
   c.key("initial_delay_ms").number(r.initial_delay.count());
   c.key("jitter").text(to_string(r.jitter));
@@ -130,7 +153,7 @@ std::string compute_definition_hash(const JobConfig& job) {
   c.close();
   // Sandbox keys join the hash only when not at their defaults, so adding
   // them did not change the hash (and the ledger's definition) of other jobs.
-  if (const Sandbox& sb = job.settings->sandbox; sb != Sandbox{}) {
+  if (const Sandbox& sb = s.sandbox; sb != Sandbox{}) {
     c.key("sandbox").open();
     c.key("network").text(to_string(sb.network));
     c.key("private_tmp").boolean(sb.private_tmp);
@@ -139,24 +162,51 @@ std::string compute_definition_hash(const JobConfig& job) {
     c.key("syscall_filter").text(to_string(sb.syscall_filter));
     c.close();
   }
-  c.key("schedule");
-  write_schedule(c, job);
+  parts.middle = c.take();
   // Secrets by name and source, never by value (a rotated value is not a new
   // definition).
-  if (!job.settings->secrets.empty()) {
+  if (!s.secrets.empty()) {
     nlohmann::json secrets = nlohmann::json::array();
-    for (const auto& s : job.settings->secrets) {
-      secrets.push_back({{"name", s.name}, {"source", to_string(s.source)}, {"at", s.location}});
+    for (const auto& secret : s.secrets) {
+      secrets.push_back(
+          {{"name", secret.name}, {"source", to_string(secret.source)}, {"at", secret.location}});
     }
     c.key("secrets").json(secrets);
   }
-  c.key("stall_timeout_ms").number(job.settings->stall_timeout.count());
-  c.key("timeout_ms").number(job.settings->timeout.count());
+  c.key("stall_timeout_ms").number(s.stall_timeout.count());
+  c.key("timeout_ms").number(s.timeout.count());
   c.key("user");
-  job.settings->user ? c.text(*job.settings->user) : c.null();
+  s.user ? c.text(*s.user) : c.null();
   c.key("version").number(1);
   c.close();
+  parts.tail = c.take();
+  return parts;
+}
+
+std::string definition_hash(const JobConfig& job, const SettingsParts& parts) {
+  Canonical c(parts.head);
+  if (job.dynamic_uid) c.key("dynamic_uid").unsigned_number(*job.dynamic_uid);
+  c.raw(parts.middle);
+  c.key("schedule");
+  write_schedule(c, job);
+  c.raw(parts.tail);
   return sha256_hex(c.take());
+}
+
+}  // namespace
+
+std::string compute_definition_hash(const JobConfig& job) {
+  return definition_hash(job, settings_parts(*job.settings));
+}
+
+void compute_definition_hashes(std::vector<JobConfig>& jobs) {
+  std::unordered_map<const JobSettings*, SettingsParts> parts;
+  for (JobConfig& job : jobs) {
+    auto it = parts.find(job.settings.get());
+    if (it == parts.end())
+      it = parts.emplace(job.settings.get(), settings_parts(*job.settings)).first;
+    job.definition_hash = definition_hash(job, it->second);
+  }
 }
 
 JobDiff diff_jobs(const std::vector<JobConfig>& before, const std::vector<JobConfig>& after) {
