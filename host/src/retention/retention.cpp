@@ -12,9 +12,13 @@ namespace jobhost::retention {
 RetentionPolicy retention_policy(const config::Config& config) {
   RetentionPolicy policy;
   policy.keep_runs = config.host.keep_runs;
+  // Built as a vector and sorted once: inserting in file order would move
+  // the vector's tail at each job.
+  decltype(policy.keep_last)::sequence_type limits;
   for (const auto& job : config.jobs) {
-    if (job.settings->keep_last > 0) policy.keep_last.emplace(job.name, job.settings->keep_last);
+    if (job.settings->keep_last > 0) limits.emplace_back(job.name, job.settings->keep_last);
   }
+  policy.keep_last.adopt_sequence(std::move(limits));
   return policy;
 }
 

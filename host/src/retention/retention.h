@@ -8,6 +8,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/container/flat_map.hpp>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -23,8 +24,10 @@
 namespace jobhost::retention {
 
 struct RetentionPolicy {
-  Duration keep_runs{0};                              // 0 = no age limit
-  std::map<std::string, int, std::less<>> keep_last;  // only jobs with a count limit (> 0)
+  Duration keep_runs{0};  // 0 = no age limit
+  // Only jobs with a count limit (> 0). A sorted vector: 100,000 jobs cost it
+  // 4 MB, against 9 MB as a std::map.
+  boost::container::flat_map<std::string, int, std::less<>> keep_last;
 };
 
 // The policy of a config: [host] keep_runs and each job's keep_last.
