@@ -31,7 +31,10 @@
 //
 // usage: bench_lateness [--jobs 20,200,1000] [--reps 5] [--instants 10]
 //                       [--period SECONDS] [--settle 2] [--host 'KEY = VALUE']...
-//                       [--quick]
+//                       [--hold MS] [--quick]
+// --hold MS (below 500): the daemon's runs stay MS ms after entering run()
+// (the plugin's param hold_ms), so that no run ends, and no end is recorded,
+// while the instant's other runs start; the probe's processes exit at once.
 // (BENCH_KEEP=1 keeps the temporary directories, with each daemon's log)
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -70,6 +73,7 @@ struct Options {
   int instants = 10;
   int period = 0;  // 0: period_for(jobs)
   int settle = 2;
+  int hold_ms = 0;  // --hold: the daemon's runs last this long after run() is entered
   bool quick = false;
   std::vector<std::string> host;  // --host: more lines for [host]
 };
@@ -142,9 +146,11 @@ std::string config_text(const Options& o, int jobs, int period) {
       "dynamic_users = \"100000-2000000\"\n{}\n[http]\nlisten = \"\"\n\n",
       jobs, extra);
   const std::string schedule = period == 1 ? "* * * * * *" : fmt::format("*/{} * * * * *", period);
+  const std::string hold =
+      o.hold_ms > 0 ? fmt::format("params = {{ hold_ms = {} }}\n", o.hold_ms) : std::string();
   for (int j = 0; j < jobs; ++j) {
-    text += fmt::format("[jobs.late-{:04}]\nplugin = \"bench_lateness\"\nschedule = \"{}\"\n\n", j,
-                        schedule);
+    text += fmt::format("[jobs.late-{:04}]\nplugin = \"bench_lateness\"\nschedule = \"{}\"\n{}\n", j,
+                        schedule, hold);
   }
   return text;
 }
@@ -261,7 +267,7 @@ std::vector<int> parse_list(const std::string& text) {
 [[noreturn]] void usage() {
   fmt::print(stderr,
              "usage: bench_lateness [--jobs 20,200,1000] [--reps R] [--instants K] [--period S] "
-             "[--settle S] [--host 'KEY = VALUE']... [--quick]\n");
+             "[--settle S] [--host 'KEY = VALUE']... [--hold MS] [--quick]\n");
   std::exit(2);
 }
 
@@ -293,12 +299,15 @@ int run_bench(int argc, char** argv) {
       o.settle = std::atoi(value.c_str());
     } else if (flag == "--host") {
       o.host.push_back(value);
+    } else if (flag == "--hold") {
+      o.hold_ms = std::atoi(value.c_str());
     } else {
       usage();
     }
   }
   if (o.jobs.empty() || o.reps < 1 || o.instants < 1 || o.period < 0 ||
-      (o.period > 0 && 60 % o.period != 0) || o.settle < 0) {
+      (o.period > 0 && 60 % o.period != 0) || o.settle < 0 || o.hold_ms < 0 ||
+      o.hold_ms >= 500) {
     usage();
   }
 

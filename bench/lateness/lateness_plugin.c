@@ -3,14 +3,23 @@
  * epoch; a double holds them exactly until the year 2255), which the daemon
  * records with the run in the ledger (run_metrics). The bench subtracts the
  * run's slot (scheduled_for) from it: the fire's lateness. Its probe calls
- * the same run() through a host table of its own. Nothing else is done. */
+ * the same run() through a host table of its own. With the param hold_ms
+ * (bench_lateness --hold) it then sleeps that many milliseconds (at most
+ * 10 s); nothing else is done. */
 #include <jobhost/plugin.h>
+#include <stdlib.h>
 #include <time.h>
 
 static int32_t lateness_run(const jobhost_host_api* host, jobhost_run* run) {
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
   host->metric(run, "entered_unix_us", (double)now.tv_sec * 1e6 + (double)(now.tv_nsec / 1000));
+  const char* hold = host->param(run, "hold_ms");
+  const long ms = hold != NULL ? strtol(hold, NULL, 10) : 0;
+  if (ms > 0 && ms <= 10000) {
+    const struct timespec pause = {ms / 1000, (ms % 1000) * 1000000};
+    nanosleep(&pause, NULL);
+  }
   return JOBHOST_OK;
 }
 
