@@ -233,8 +233,7 @@ void Engine::admit(Fire fire) {
         std::string reason =
             job.active.empty()
                 ? "the previous fire is still waiting to start (concurrency = forbid)"
-                : fmt::format("run {} is still running (concurrency = forbid)",
-                              *job.active.begin());
+                : fmt::format("run {} is still running (concurrency = forbid)", job.active.front());
         record_skipped_in_order(job, std::move(fire), std::move(reason));
         return;
       }
@@ -360,7 +359,7 @@ bool Engine::launch(Launch launch, ledger::RunStart start, const Result<bool>& c
       fmt::format("started: slot {} attempt {} pid {} plugin {} {}", ledger::format_utc(fire.slot),
                   fire.attempt, *pid, build.plugin, build.version),
       fields);
-  job.active.insert(start.run_id);
+  job.active.push_back(start.run_id);
   const Duration lateness = start.started_at - fire.due;
   std::string run_id = start.run_id;
   const ActiveRun& active =
@@ -392,7 +391,7 @@ void Engine::on_run_done(exec::RunReport report) {
       report, now(),
       std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - active.started));
   if (job_it != jobs_.end()) {
-    job_it->second.active.erase(report.run_id);
+    std::erase(job_it->second.active, report.run_id);
     const config::RetryPolicy& policy = job_it->second.config->settings->retry;
     // A run the shutdown stopped is not retried; one that failed on its own
     // meanwhile keeps its retry, written to the ledger for the next start.

@@ -154,8 +154,10 @@ class Engine {
     const config::JobConfig* config;
     schedule::Spec spec;  // Every anchored
     std::optional<TimePoint> next_slot;
-    std::set<std::string> active;  // run ids in flight
-    int queued = 0;                // fires in ready_
+    // Run ids in flight, oldest first (a vector: 100,000 jobs each with a
+    // std::set would cost 2.4 MB more, and a job has few runs at once).
+    std::vector<std::string> active;
+    int queued = 0;  // fires in ready_
     // Skips of fires that came while an older fire of the job was in ready_,
     // recorded once no fire of the job is left there: slots must be claimed
     // in order, or a crash could leave an older slot unclaimed behind a newer
@@ -163,8 +165,8 @@ class Engine {
     std::vector<std::pair<Fire, std::string>> skips_waiting{};
     bool retired = false;  // removed by a reload: no fires, kept while runs finish
     bool paused = false;   // Store::set_paused; read at start and when added
+    int parked = 0;        // its runs in parked_ (at most one)
     std::unique_ptr<const config::JobConfig> kept_config{};  // see config
-    int parked = 0;                                          // its runs in parked_ (at most one)
     // The slot of its last run unparked with its fire restored: until the
     // undoing of its claim is committed, the ledger's last fire may still
     // be that slot, which must not hide it (change_job).

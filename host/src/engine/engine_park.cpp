@@ -226,7 +226,7 @@ void Engine::activate(ParkedRun parked, Duration lateness) {
                         ledger::format_utc(start.scheduled_for), start.attempt,
                         start.plugin.value_or("?"), start.plugin_version.value_or("?")),
             {start.job, start.run_id, start.trace_id, start.attempt});
-  job.active.insert(start.run_id);
+  job.active.push_back(start.run_id);
   std::string run_id = start.run_id;
   const ActiveRun& active =
       active_
