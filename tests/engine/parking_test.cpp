@@ -6,6 +6,7 @@
 // max_concurrency decided at release, the bound on parked runs, a shutdown,
 // and a parked process that dies.
 #include <catch2/catch.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -454,8 +455,29 @@ catchup_spread = "0s"
       rig.settle();
     }
   };
+  // A fire is never parked while its successor is due first: no run that
+  // was parked is released after a run of a later slot of the job started
+  // (the successor would be claimed while the older slot waits, and a crash
+  // then would leave that older claim to undo behind a newer one).
+  auto no_parked_run_overtaken = [&] {
+    const std::set<std::string> parked(fake.parked.begin(), fake.parked.end());
+    int checked = 0;
+    for (const auto& run : fake.started) {
+      if (!parked.contains(run.request.run_id)) continue;
+      ++checked;
+      for (const auto& other : fake.started) {
+        if (other.at < run.at) {
+          INFO("parked " << ledger::format_utc(run.request.scheduled_for) << " released after "
+                         << ledger::format_utc(other.request.scheduled_for));
+          CHECK(other.request.scheduled_for < run.request.scheduled_for);
+        }
+      }
+    }
+    return checked;
+  };
   rig.start(at_utc(10, 0, 0, 500));
   step_until(at_utc(10, 0, 30));
+  CHECK(no_parked_run_overtaken() > 0);
   rig.crash();  // whatever is parked now never began
   REQUIRE(rig.store().close_orphaned_runs(at_utc(10, 0, 40), "interrupted"));
   rig.start(at_utc(10, 0, 40));
@@ -468,4 +490,5 @@ catchup_spread = "0s"
     CHECK(runs[i].scheduled_for - runs[i - 1].scheduled_for == 1s);
   }
   for (const auto& run : runs) CHECK(run.outcome == Outcome::succeeded);
+  CHECK(no_parked_run_overtaken() > 0);
 }
