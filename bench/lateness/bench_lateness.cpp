@@ -149,8 +149,8 @@ std::string config_text(const Options& o, int jobs, int period) {
   const std::string hold =
       o.hold_ms > 0 ? fmt::format("params = {{ hold_ms = {} }}\n", o.hold_ms) : std::string();
   for (int j = 0; j < jobs; ++j) {
-    text += fmt::format("[jobs.late-{:04}]\nplugin = \"bench_lateness\"\nschedule = \"{}\"\n{}\n", j,
-                        schedule, hold);
+    text += fmt::format("[jobs.late-{:04}]\nplugin = \"bench_lateness\"\nschedule = \"{}\"\n{}\n",
+                        j, schedule, hold);
   }
   return text;
 }
@@ -306,8 +306,7 @@ int run_bench(int argc, char** argv) {
     }
   }
   if (o.jobs.empty() || o.reps < 1 || o.instants < 1 || o.period < 0 ||
-      (o.period > 0 && 60 % o.period != 0) || o.settle < 0 || o.hold_ms < 0 ||
-      o.hold_ms >= 500) {
+      (o.period > 0 && 60 % o.period != 0) || o.settle < 0 || o.hold_ms < 0 || o.hold_ms >= 500) {
     usage();
   }
 
