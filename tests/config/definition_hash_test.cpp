@@ -156,6 +156,9 @@ secrets = ["token"]
   REQUIRE(config->jobs.size() == 7);
   for (JobConfig job : config->jobs) {
     INFO(job.name);
+    // As load_config wrote it (compute_definition_hashes: the settings' part
+    // written once for cron, reboot and manual, which share their block).
+    CHECK(job.definition_hash == reference_hash(job));
     CHECK(jobhost::config::compute_definition_hash(job) == reference_hash(job));
     // With a dynamic uid too (a root host gives jobs without a user one).
     job.dynamic_uid = 61234;

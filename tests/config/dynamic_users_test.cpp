@@ -133,8 +133,7 @@ TEST_CASE("allocate_dynamic_uids: stable, unique, skips known and taken ids",
   }
 }
 
-TEST_CASE("load_config gives jobs without a user a dynamic uid and a state directory",
-          "[config][dynamic-users]") {
+TEST_CASE("load_config gives jobs without a user a dynamic uid", "[config][dynamic-users]") {
   TempConfig file(
       "[host]\ndynamic_users = \"70000-70009\"\n"
       "[jobs.a]\nplugin = \"p\"\nevery = \"1m\"\n"

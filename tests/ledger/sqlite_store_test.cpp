@@ -963,6 +963,14 @@ TEST_CASE("parked claims: hidden until released, undone at will or after a crash
   CHECK(died_run->outcome == Outcome::failed);
   CHECK(died_run->started_at == at_ms(kBase + 2500));
   CHECK(died_run->finished_at == at_ms(kBase + 2500));
+  int died_started_events = 0;
+  const auto died_events = store->run_events(died.run_id, 10).value();
+  for (const auto& e : died_events) {
+    if (e.kind != "started") continue;
+    ++died_started_events;
+    CHECK(e.at == at_ms(kBase + 2500));
+  }
+  CHECK(died_started_events == 1);
   CHECK(store->unclaim_parked(Unclaim{died.run_id, "late", at_ms(kBase + 63000)}).value() == false);
   CHECK(store->last_fire("a").value() == at_ms(kBase + 3000));
 }

@@ -161,6 +161,10 @@ constexpr const char* kParkRun =
     "INSERT INTO parked_runs (run_id, job, prior_last_fire) "
     "VALUES (?1, ?2, (SELECT last_fire FROM jobs WHERE name = ?2))";
 constexpr const char* kReleaseParked = "DELETE FROM parked_runs WHERE run_id = ?";
+// The "started" event of a parked run that ended before its instant moves
+// back with its started_at (kFinishRun).
+constexpr const char* kParkedStartedEvent =
+    "UPDATE events SET at = MIN(at, ?1) WHERE run_id = ?2 AND kind = 'started'";
 constexpr const char* kTakeParked =
     "DELETE FROM parked_runs WHERE run_id = ? RETURNING job, prior_last_fire";
 constexpr const char* kParkedIds = "SELECT run_id FROM parked_runs ORDER BY run_id";
@@ -440,7 +444,9 @@ class SqliteStore final : public Store {
             end.signal, end.duration, end.message, Blob{end.output_tail}, cpu, rss, end.run_id)
           .exec();
       // A parked run that ended before its release (its process died).
-      Query(statement(kReleaseParked), end.run_id).exec();
+      if (Query(statement(kReleaseParked), end.run_id).exec() > 0) {
+        Query(statement(kParkedStartedEvent), end.finished_at, end.run_id).exec();
+      }
       std::size_t stored = 0;
       for (const auto& [name, value] : end.metrics) {
         if (stored == kMaxRunMetrics) break;
