@@ -14,6 +14,7 @@
 #include <iterator>
 
 #include "common/sha256.h"
+#include "ledger/ids.h"
 #include "ledger/sqlite_store.h"
 #include "schedule/schedule.h"
 #include "support/harness.h"
@@ -507,16 +508,39 @@ schedule = "@manual"
     std::ofstream(shadows / name) << "old";
     fs::last_write_time(shadows / name, fs::file_time_type::clock::now() - age);
   };
-  const std::string unused_old(64, 'a'), unused_young(64, 'b');
+  const std::string unused_old(64, 'a'), unused_young(64, 'b'), last_run_old(64, 'c');
   make(unused_old + ".so", std::chrono::hours(3));
   make(unused_young + ".so", std::chrono::hours(0));
+  make(last_run_old + ".so", std::chrono::hours(3));
   make(".incoming-Crash1", std::chrono::hours(3));
   make("README", std::chrono::hours(3));
+  {
+    // The last run of "hello" loaded the build last_run_old: its copy stays.
+    auto store = open_ledger(config, jobhost::ledger::Access::read_write);
+    const auto at = std::chrono::time_point_cast<jobhost::Duration>(
+        std::chrono::system_clock::now() - std::chrono::hours(2));
+    jobhost::ledger::RunStart run;
+    run.run_id = jobhost::ledger::new_id(at);
+    run.trace_id = jobhost::ledger::new_id(at);
+    run.job = "hello";
+    run.scheduled_for = at;
+    run.trigger = jobhost::ledger::Trigger::manual;
+    run.started_at = at;
+    run.plugin = "hello";
+    run.plugin_sha256 = last_run_old;
+    REQUIRE(store->claim_and_start(run).value());
+    jobhost::ledger::RunEnd end;
+    end.run_id = run.run_id;
+    end.finished_at = at + std::chrono::seconds(1);
+    end.duration = std::chrono::seconds(1);
+    REQUIRE(store->finish_run(end).value());
+  }
   Daemon daemon(config);
   REQUIRE(daemon.wait_ready());
   REQUIRE(wait_for([&] { return !fs::exists(shadows / (unused_old + ".so")); }, 10s));
   CHECK_FALSE(fs::exists(shadows / ".incoming-Crash1"));
   CHECK(fs::exists(shadows / (unused_young + ".so")));
+  CHECK(fs::exists(shadows / (last_run_old + ".so")));
   CHECK(fs::exists(shadows / "README"));
   CHECK(fs::exists(shadows / (sha_of(shipped_plugin("hello.so")) + ".so")));  // in service
   CHECK_THAT(daemon.log(), Catch::Contains("removed 2 unused shadow copies"));
