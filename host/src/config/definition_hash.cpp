@@ -121,8 +121,7 @@ SettingsParts settings_parts(const JobSettings& s) {
   c.open();
   c.key("catchup_spread_ms").number(s.catchup_spread.count());
   c.key("concurrency").text(to_string(s.concurrency));
-  parts.head = c.take();
-  // Dynamic users: a job's runs change uid with it (and only then is the key there).
+  parts.head = c.take();  // the job's dynamic_uid goes here
   c.key("enabled").boolean(s.enabled);
   // Environment and secrets (issue 13): only when set, so that the hashes of
   // jobs without them stay what they were.
@@ -185,6 +184,7 @@ SettingsParts settings_parts(const JobSettings& s) {
 
 std::string definition_hash(const JobConfig& job, const SettingsParts& parts) {
   Canonical c(parts.head);
+  // Dynamic users: a job's runs change uid with it (and only then is the key there).
   if (job.dynamic_uid) c.key("dynamic_uid").unsigned_number(*job.dynamic_uid);
   c.raw(parts.middle);
   c.key("schedule");
