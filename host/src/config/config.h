@@ -171,6 +171,10 @@ struct JobSettings {
   bool operator==(const JobSettings&) const = default;
 };
 
+// One block of the built-in defaults for the whole process: a JobConfig made
+// without settings points at it (no allocation per job).
+const std::shared_ptr<const JobSettings>& builtin_job_settings();
+
 struct JobConfig {
   std::string name;
   SourcePos pos;         // where [jobs.<name>] starts
@@ -180,10 +184,10 @@ struct JobConfig {
   std::string schedule_text;  // as written: the cron text, "every 90s", the `at` instant
   bool on_reboot = false;     // schedule = "@reboot" (schedule is then Manual)
 
-  // Shared with every job of the same settings; never null. To change one
-  // job's settings, give it a new block (tests do; the loader builds each
-  // job's and then shares it).
-  std::shared_ptr<const JobSettings> settings = std::make_shared<const JobSettings>();
+  // Shared with every job of the same settings; never null (the built-in
+  // defaults' block until set). To change one job's settings, give it a new
+  // block (own_settings; the loader builds each job's and then shares it).
+  std::shared_ptr<const JobSettings> settings = builtin_job_settings();
 
   // Dynamic users: the uid from [host] dynamic_users that runs of a job
   // without `user` get when the host is root (filled by load_config; unset

@@ -1907,6 +1907,11 @@ std::string ConfigError::to_string() const {
   return fmt::format("{}:{}:{}: {}", where.file, where.line, where.column, text);
 }
 
+const std::shared_ptr<const JobSettings>& builtin_job_settings() {
+  static const auto block = std::make_shared<const JobSettings>();
+  return block;
+}
+
 JobSettings& own_settings(JobConfig& job) {
   auto copy = std::make_shared<JobSettings>(*job.settings);
   job.settings = copy;
