@@ -25,7 +25,8 @@ std::string all_errors(const std::vector<ConfigError>& errors) {
 
 TEST_CASE("load_host_section reads [host] and the job names, as load_config does", "[config]") {
   TempConfig config(
-      "[host]\nstate_dir = \"state\"\ndurability = \"full\"\n"
+      "[host]\nstate_dir = \"state\"\ndurability = \"full\"\nid = \"worker-1\"\n"
+      "[store]\nurl = \"postgresql://jobhost@db.example/jobhost\"\n"
       "[jobs.b]\nplugin = \"p\"\nevery = \"1m\"\n"
       "[jobs.a]\nplugin = \"p\"\nschedule = \"0 * * * *\"\n");
   auto section = load_host_section(config.file());
@@ -37,6 +38,9 @@ TEST_CASE("load_host_section reads [host] and the job names, as load_config does
   CHECK(section->host.state_dir == config.dir() / "state");
   CHECK(section->host.plugin_dir == config.dir() / "plugins");
   CHECK(section->host.durability == Durability::full);
+  CHECK(section->host.id == "worker-1");
+  CHECK(section->host.store_url == "postgresql://jobhost@db.example/jobhost");
+  CHECK(section->host.store_url == full->host.store_url);
   CHECK(section->job_names == std::vector<std::string>{"a", "b"});  // sorted
   CHECK(section->has_job("a"));
   CHECK_FALSE(section->has_job("c"));

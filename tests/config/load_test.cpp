@@ -257,6 +257,8 @@ every = "30s"
   CHECK(config.host.keep_runs == std::chrono::days(30));
   CHECK(config.host.park_lead == std::chrono::seconds(2));
   CHECK(config.host.max_parked == 256);
+  CHECK_FALSE(config.host.id.empty());   // the hostname
+  CHECK(config.host.store_url.empty());  // SQLite
   CHECK(config.http.listen == "127.0.0.1:9187");
 
   const JobConfig built_in;

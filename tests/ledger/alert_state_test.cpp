@@ -8,10 +8,9 @@ using namespace jobhost::ledger;
 using namespace jobhost::ledger::testing;
 
 TEST_CASE("alert state survives a reopen, and its event lands with it", "[ledger][alerts]") {
-  TempDir dir;
-  const auto file = dir.path() / "jobhost.db";
+  JOBHOST_TEST_LEDGER(ledger);
   {
-    auto store = open_store(file);
+    auto store = ledger.open();
     CHECK(store->alert_states().value().empty());
     AlertRecord failing{"backup",
                         "failing",
@@ -31,7 +30,7 @@ TEST_CASE("alert state survives a reopen, and its event lands with it", "[ledger
     failing.pending = false;
     REQUIRE(store->save_alert_state(failing, at_ms(kBase + 7), std::nullopt).has_value());
   }
-  auto store = open_store(file);
+  auto store = ledger.open();
   auto states = store->alert_states().value();
   REQUIRE(states.size() == 2);
   CHECK(states[0].job == "backup");
@@ -53,8 +52,8 @@ TEST_CASE("alert state survives a reopen, and its event lands with it", "[ledger
 }
 
 TEST_CASE("success_bounds: the newest success and the oldest run", "[ledger][alerts]") {
-  TempDir dir;
-  auto store = open_store(dir.path() / "jobhost.db");
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   auto none = store->success_bounds("a").value();
   CHECK_FALSE(none.last_success.has_value());
   CHECK_FALSE(none.first_run.has_value());

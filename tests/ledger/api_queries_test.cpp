@@ -44,8 +44,8 @@ TEST_CASE("percentile is the nearest rank", "[ledger][api]") {
 }
 
 TEST_CASE("query_runs filters, orders newest first and pages after a cursor", "[ledger][api]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   add(*store, "a", 1000, Outcome::succeeded);
   add(*store, "a", 2000, Outcome::failed, 10, Trigger::manual);
   add(*store, "b", 3000, Outcome::failed);
@@ -75,7 +75,7 @@ TEST_CASE("query_runs filters, orders newest first and pages after a cursor", "[
   CHECK_FALSE(store->query_runs({.limit = 0}));
 }
 
-TEST_CASE("query_runs uses the started_at indexes, never a sort", "[ledger][api]") {
+TEST_CASE("query_runs uses the started_at indexes, never a sort", "[ledger][api][sqlite]") {
   TempDir dir;
   { auto store = open_store(dir.db()); }
   SQLite::Database db(dir.db().string(), SQLite::OPEN_READONLY);
@@ -106,7 +106,7 @@ TEST_CASE("query_runs uses the started_at indexes, never a sort", "[ledger][api]
 }
 
 TEST_CASE("running_runs reads the runs in flight through runs_open, not every run",
-          "[ledger][api]") {
+          "[ledger][api][sqlite]") {
   TempDir dir;
   {
     auto store = open_store(dir.db());
@@ -127,7 +127,7 @@ TEST_CASE("running_runs reads the runs in flight through runs_open, not every ru
   CHECK(details.find("runs_by_started") == std::string::npos);
 }
 
-TEST_CASE("a job's stats window is read from runs_by_job_started alone", "[ledger][api]") {
+TEST_CASE("a job's stats window is read from runs_by_job_started alone", "[ledger][api][sqlite]") {
   TempDir dir;
   { auto store = open_store(dir.db()); }
   SQLite::Database db(dir.db().string(), SQLite::OPEN_READONLY);
@@ -139,7 +139,7 @@ TEST_CASE("a job's stats window is read from runs_by_job_started alone", "[ledge
   CHECK(details.find("TEMP B-TREE") == std::string::npos);
 }
 
-TEST_CASE("a version 3 ledger is migrated to 4: same runs, same figures", "[ledger][api]") {
+TEST_CASE("a version 3 ledger is migrated to 4: same runs, same figures", "[ledger][api][sqlite]") {
   TempDir dir;
   {
     SQLite::Database db(dir.db(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
@@ -178,8 +178,8 @@ TEST_CASE("a version 3 ledger is migrated to 4: same runs, same figures", "[ledg
 
 TEST_CASE("job_stats_of: each job's figures in the order asked, equal to job_stats",
           "[ledger][api]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   add(*store, "a", 1000, Outcome::succeeded, 10);
   add(*store, "a", 2000, Outcome::failed, 30);
   add(*store, "b", 1000, Outcome::succeeded, 5);
@@ -209,8 +209,8 @@ TEST_CASE("job_stats_of: each job's figures in the order asked, equal to job_sta
 }
 
 TEST_CASE("job_summaries: every job's figures in one query, equal to job_stats", "[ledger][api]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   for (int i = 0; i < kStatsWindow + 5; ++i) {
     add(*store, "many", i * 1000, i % 4 == 0 ? Outcome::failed : Outcome::succeeded, 10 + i);
   }
@@ -254,13 +254,13 @@ TEST_CASE("job_summaries: every job's figures in one query, equal to job_stats",
 
 TEST_CASE("set_paused records who paused a job, survives a reopen, writes events",
           "[ledger][api]") {
-  TempDir dir;
+  JOBHOST_TEST_LEDGER(ledger);
   {
-    auto store = open_store(dir.db());
+    auto store = ledger.open();
     CHECK(store->set_paused("nightly", true, "uid 1000", at_ms(kBase)).value());
     CHECK_FALSE(store->set_paused("nightly", true, "uid 0", at_ms(kBase + 1)).value());
   }
-  auto store = open_store(dir.db());
+  auto store = ledger.open();
   auto paused = store->paused_jobs().value();
   REQUIRE(paused.size() == 1);
   CHECK(paused[0].job == "nightly");
@@ -279,8 +279,8 @@ TEST_CASE("set_paused records who paused a job, survives a reopen, writes events
 }
 
 TEST_CASE("events_after: ascending from an id, bounded; run_events", "[ledger][api]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   auto run = add(*store, "a", 1000, Outcome::succeeded);
   add(*store, "a", 2000, Outcome::succeeded);
   auto all = store->events_after(0, 100).value();

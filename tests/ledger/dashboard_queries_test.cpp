@@ -19,8 +19,8 @@ void record(Store& store, const std::string& job, int64_t t, Outcome outcome, in
 }  // namespace
 
 TEST_CASE("run_summary: finished, not skipped runs since an instant", "[ledger][dashboard]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   struct Row {
     int64_t t;
     Outcome outcome;

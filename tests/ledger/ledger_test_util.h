@@ -11,10 +11,12 @@
 #include "ledger/ids.h"
 #include "ledger/sqlite_store.h"
 #include "support/temp_dir.h"
+#include "support/test_ledger.h"
 
 namespace jobhost::ledger::testing {
 
 using jobhost::testing::TempDir;
+using jobhost::testing::TestLedger;
 
 inline TimePoint at_ms(int64_t ms) {
   return TimePoint(Duration(ms));

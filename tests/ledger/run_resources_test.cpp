@@ -32,8 +32,8 @@ int64_t count_rows(const std::filesystem::path& db, const std::string& sql) {
 
 TEST_CASE("a run's resources and metrics are stored, read back and serialized",
           "[ledger][store][resources]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   auto start = make_start("hello", 0);
   REQUIRE(store->claim_and_start(start).value());
   auto end = make_end(start, Outcome::succeeded);
@@ -58,8 +58,8 @@ TEST_CASE("a run's resources and metrics are stored, read back and serialized",
 
 TEST_CASE("runs without resources: nulls and an empty metrics object",
           "[ledger][store][resources]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   REQUIRE(store->record_skipped(make_skip("hello", 0, "concurrency")).value());
   auto start = make_start("hello", 1000, 1000);
   REQUIRE(store->claim_and_start(start).value());
@@ -74,8 +74,8 @@ TEST_CASE("runs without resources: nulls and an empty metrics object",
 
 TEST_CASE("hostile metrics: bounded names and count, no NaN or infinity, JSON stays UTF-8",
           "[ledger][store][resources]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   auto start = make_start("hello", 0);
   REQUIRE(store->claim_and_start(start).value());
   auto end = make_end(start, Outcome::failed);
@@ -111,7 +111,7 @@ TEST_CASE("hostile metrics: bounded names and count, no NaN or infinity, JSON st
   CHECK(text.find("\"bad\xef\xbf\xbd\xef\xbf\xbd\"") != std::string::npos);
 }
 
-TEST_CASE("retention deletes a run's metrics with the run", "[ledger][store][resources]") {
+TEST_CASE("retention deletes a run's metrics with the run", "[ledger][store][resources][sqlite]") {
   TempDir dir;
   auto store = open_store(dir.db());
   for (int i = 0; i < 3; ++i) {
@@ -131,7 +131,7 @@ TEST_CASE("retention deletes a run's metrics with the run", "[ledger][store][res
 }
 
 TEST_CASE("a version 2 ledger is migrated to 3; its runs have no resources",
-          "[ledger][store][resources]") {
+          "[ledger][store][resources][sqlite]") {
   TempDir dir;
   {
     SQLite::Database db(dir.db(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);

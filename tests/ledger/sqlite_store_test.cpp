@@ -73,7 +73,7 @@ class ReadOnlyFile {
 
 }  // namespace
 
-TEST_CASE("opening an empty file applies every migration", "[ledger][store]") {
+TEST_CASE("opening an empty file applies every migration", "[ledger][store][sqlite]") {
   TempDir dir;
   { auto store = open_store(dir.db()); }
   CHECK(raw_pragma(dir.db(), "user_version") == current_schema_version());
@@ -93,7 +93,7 @@ TEST_CASE("migrations are numbered 1, 2, ... without gaps", "[ledger][store]") {
   CHECK(current_schema_version() == expected - 1);
 }
 
-TEST_CASE("reopening keeps the data and migrates nothing twice", "[ledger][store]") {
+TEST_CASE("reopening keeps the data and migrates nothing twice", "[ledger][store][sqlite]") {
   TempDir dir;
   auto start = make_start("hello", 0);
   {
@@ -110,7 +110,7 @@ TEST_CASE("reopening keeps the data and migrates nothing twice", "[ledger][store
   CHECK(raw_pragma(dir.db(), "user_version") == current_schema_version());
 }
 
-TEST_CASE("a ledger from a newer jobhost is refused", "[ledger][store]") {
+TEST_CASE("a ledger from a newer jobhost is refused", "[ledger][store][sqlite]") {
   TempDir dir;
   { auto store = open_store(dir.db()); }
   {
@@ -125,7 +125,8 @@ TEST_CASE("a ledger from a newer jobhost is refused", "[ledger][store]") {
   CHECK(raw_pragma(dir.db(), "user_version") == current_schema_version() + 1);
 }
 
-TEST_CASE("files that are not a jobhost ledger are refused with a reason", "[ledger][store]") {
+TEST_CASE("files that are not a jobhost ledger are refused with a reason",
+          "[ledger][store][sqlite]") {
   TempDir dir;
   SECTION("another application's database") {
     {
@@ -160,8 +161,8 @@ TEST_CASE("files that are not a jobhost ledger are refused with a reason", "[led
 }
 
 TEST_CASE("a fire slot is claimed exactly once", "[ledger][store]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   auto first = make_start("hello", 0);
   REQUIRE(store->claim_and_start(first).value() == true);
 
@@ -174,7 +175,7 @@ TEST_CASE("a fire slot is claimed exactly once", "[ledger][store]") {
   }
   SECTION("also after closing and reopening") {
     store.reset();
-    store = open_store(dir.db());
+    store = ledger.open();
     CHECK(store->claim_and_start(make_start("hello", 0, 5)).value() == false);
   }
   SECTION("other slots and other jobs are free") {
@@ -194,8 +195,8 @@ TEST_CASE("a fire slot is claimed exactly once", "[ledger][store]") {
 }
 
 TEST_CASE("retries are attempts of a claimed slot", "[ledger][store]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   auto first = make_start("flaky", 0);
   REQUIRE(store->claim_and_start(first).value());
   auto end = make_end(first, Outcome::failed);
@@ -249,11 +250,11 @@ TEST_CASE("retries are attempts of a claimed slot", "[ledger][store]") {
 }
 
 TEST_CASE("pending retries survive a reopen and can be removed", "[ledger][store]") {
-  TempDir dir;
+  JOBHOST_TEST_LEDGER(ledger);
   auto a = make_start("a", 0);
   auto b = make_start("b", 0);
   {
-    auto store = open_store(dir.db());
+    auto store = ledger.open();
     REQUIRE(store->claim_and_start(a).value());
     REQUIRE(store->claim_and_start(b).value());
     REQUIRE(store->schedule_retry({"a", a.scheduled_for, 2, at_ms(kBase + 9000), a.trace_id},
@@ -264,7 +265,7 @@ TEST_CASE("pending retries survive a reopen and can be removed", "[ledger][store
     REQUIRE_FALSE(never.has_value());
     CHECK_THAT(never.error().message, Contains("never claimed"));
   }
-  auto store = open_store(dir.db());
+  auto store = ledger.open();
   auto pending = store->pending_retries().value();
   REQUIRE(pending.size() == 2);
   CHECK(pending[0].job == "b");  // soonest first
@@ -275,8 +276,8 @@ TEST_CASE("pending retries survive a reopen and can be removed", "[ledger][store
 }
 
 TEST_CASE("finish_run is idempotent", "[ledger][store]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   auto start = make_start("hello", 0);
   REQUIRE(store->claim_and_start(start).value());
   auto end = make_end(start, Outcome::crashed, 1234);
@@ -305,8 +306,8 @@ TEST_CASE("finish_run is idempotent", "[ledger][store]") {
 
 TEST_CASE("consecutive failures count failed-type outcomes and reset on success",
           "[ledger][store]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   struct Step {
     Outcome outcome;
     int expected;
@@ -332,8 +333,8 @@ TEST_CASE("consecutive failures count failed-type outcomes and reset on success"
 }
 
 TEST_CASE("record_skipped writes a finished skipped run and moves last_fire", "[ledger][store]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   CHECK_FALSE(store->last_fire("job").value().has_value());
   auto skip = make_skip("job", 5000, "missed");
   REQUIRE(store->record_skipped(skip).value());
@@ -359,8 +360,8 @@ TEST_CASE("record_skipped writes a finished skipped run and moves last_fire", "[
 }
 
 TEST_CASE("heartbeats update running runs only", "[ledger][store]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   auto start = make_start("slow", 0);
   REQUIRE(store->claim_and_start(start).value());
   CHECK(store->heartbeat(start.run_id, at_ms(kBase + 100), 0.25).value());
@@ -374,19 +375,19 @@ TEST_CASE("heartbeats update running runs only", "[ledger][store]") {
 }
 
 TEST_CASE("runs left open by a dead host are closed as interrupted", "[ledger][store]") {
-  TempDir dir;
+  JOBHOST_TEST_LEDGER(ledger);
   auto a = make_start("a", 0, 0);
   auto b = make_start("b", 0, 10);
   auto done = make_start("c", 0, 20);
   {
-    auto store = open_store(dir.db());
+    auto store = ledger.open();
     REQUIRE(store->claim_and_start(a).value());
     REQUIRE(store->claim_and_start(b).value());
     REQUIRE(store->claim_and_start(done).value());
     REQUIRE(store->finish_run(make_end(done, Outcome::succeeded)).value());
     // The host dies here: no finish for a and b.
   }
-  auto store = open_store(dir.db());
+  auto store = ledger.open();
   CHECK(store->running_runs().value().size() == 2);
   auto now = at_ms(kBase + 60000);
   auto closed = store->close_orphaned_runs(now, "the host stopped while the run was in flight");
@@ -410,9 +411,62 @@ TEST_CASE("runs left open by a dead host are closed as interrupted", "[ledger][s
   CHECK(store->finish_run(make_end(a, Outcome::succeeded)).value() == false);
 }
 
+TEST_CASE("each run records the host that claimed it", "[ledger][store][cluster]") {
+  JOBHOST_TEST_LEDGER(ledger);
+  auto one = ledger.open(config::Durability::normal, Access::read_write, "host-1");
+  auto run = make_start("a", 0);
+  REQUIRE(one->claim_and_start(run).value());
+  auto skip = make_skip("a", 1000, "missed");
+  REQUIRE(one->record_skipped(skip).value());
+  CHECK(one->get_run(run.run_id).value()->host == "host-1");
+  CHECK(one->get_run(skip.run_id).value()->host == "host-1");
+  CHECK(nlohmann::json(*one->get_run(run.run_id).value())["host"] == "host-1");
+  // A store opened without a host id records none.
+  auto anonymous = ledger.open();
+  auto other = make_start("b", 0);
+  REQUIRE(anonymous->claim_and_start(other).value());
+  CHECK_FALSE(anonymous->get_run(other.run_id).value()->host.has_value());
+}
+
+TEST_CASE("a starting host closes its own open runs; on PostgreSQL only those",
+          "[ledger][store][cluster]") {
+  JOBHOST_TEST_LEDGER(ledger);
+  auto one = ledger.open(config::Durability::normal, Access::read_write, "host-1");
+  auto two = ledger.open(config::Durability::normal, Access::read_write, "host-2");
+  auto mine = make_start("a", 0, 0);
+  auto mine_parked = make_start("a", 60000, 10);
+  mine_parked.parked = true;
+  auto theirs = make_start("b", 0, 20);
+  auto theirs_parked = make_start("b", 60000, 30);
+  theirs_parked.parked = true;
+  REQUIRE(one->claim_and_start(mine).value());
+  REQUIRE(one->claim_and_start(mine_parked).value());
+  REQUIRE(two->claim_and_start(theirs).value());
+  REQUIRE(two->claim_and_start(theirs_parked).value());
+  auto closed = one->close_orphaned_runs(at_ms(kBase + 1000), "host-1 restarted").value();
+  // host-1's parked claim is undone either way.
+  CHECK_FALSE(one->get_run(mine_parked.run_id).value().has_value());
+  CHECK(one->slot_runs("a", mine_parked.scheduled_for).value().empty());
+  if (ledger.postgresql()) {
+    // Several hosts share the ledger: host-2's runs are its own business.
+    REQUIRE(closed.size() == 1);
+    CHECK(closed[0].run_id == mine.run_id);
+    CHECK(two->get_run(theirs.run_id).value()->running());
+    CHECK(two->slot_runs("b", theirs_parked.scheduled_for).value().size() == 0);  // still parked
+    REQUIRE(two->release_parked(std::vector<std::string>{theirs_parked.run_id}).has_value());
+    CHECK(two->get_run(theirs_parked.run_id).value()->running());
+  } else {
+    // One host per SQLite file (the state_dir lock): every open run is its.
+    REQUIRE(closed.size() == 2);
+    CHECK(closed[1].run_id == theirs.run_id);
+    CHECK_FALSE(two->get_run(theirs_parked.run_id).value().has_value());
+  }
+  CHECK(one->get_run(mine.run_id).value()->outcome == Outcome::interrupted);
+}
+
 TEST_CASE("job stats: success rate and mean duration over the last 100 runs", "[ledger][store]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   int64_t t = 0;
   auto run = [&](Outcome outcome, int64_t duration_ms) {
     auto start = make_start("job", t, t);
@@ -455,8 +509,8 @@ TEST_CASE("job stats: success rate and mean duration over the last 100 runs", "[
 }
 
 TEST_CASE("all_job_stats and upsert_job", "[ledger][store]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   REQUIRE(store->upsert_job("b", "hash-b", at_ms(kBase + 60000), at_ms(kBase)));
   REQUIRE(store->upsert_job("a", "hash-a", std::nullopt, at_ms(kBase)));
   REQUIRE(store->upsert_job("a", "hash-a2", at_ms(kBase + 5000), at_ms(kBase + 1)));
@@ -474,8 +528,8 @@ TEST_CASE("all_job_stats and upsert_job", "[ledger][store]") {
 }
 
 TEST_CASE("job_marks: every job row in one read", "[ledger][store]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   REQUIRE(store->upsert_job("b", "hash-b", std::nullopt, at_ms(kBase)));
   REQUIRE(store->upsert_job("a", "hash-a", at_ms(kBase + 5000), at_ms(kBase)));
   auto start = make_start("c", 0);
@@ -494,8 +548,8 @@ TEST_CASE("job_marks: every job row in one read", "[ledger][store]") {
 }
 
 TEST_CASE("history is newest first and limited", "[ledger][store]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   std::vector<std::string> ids;
   for (int i = 0; i < 10; ++i) {
     auto start = make_start(i % 2 ? "odd" : "even", i * 1000, i * 1000);
@@ -529,8 +583,8 @@ TEST_CASE("history is newest first and limited", "[ledger][store]") {
 }
 
 TEST_CASE("events: the audit trail, newest first", "[ledger][store]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   REQUIRE(store->add_event(
       {0, at_ms(kBase), "reloaded", std::nullopt, std::nullopt, R"({"plugins":3})"}));
   REQUIRE(store->add_event(
@@ -552,7 +606,7 @@ TEST_CASE("events: the audit trail, newest first", "[ledger][store]") {
   CHECK(store->events(std::nullopt, 1).value().size() == 1);
 }
 
-TEST_CASE("a read-only ledger gives an Error, not an exception", "[ledger][store]") {
+TEST_CASE("a read-only ledger gives an Error, not an exception", "[ledger][store][sqlite]") {
   TempDir dir;
   auto start = make_start("hello", 0);
   {
@@ -575,7 +629,7 @@ TEST_CASE("a read-only ledger gives an Error, not an exception", "[ledger][store
 }
 
 TEST_CASE("a ledger file that cannot be written gives an Error, not an exception",
-          "[ledger][store][needs-chattr]") {
+          "[ledger][store][needs-chattr][sqlite]") {
   TempDir dir;
   {
     auto store = open_store(dir.db());
@@ -592,7 +646,7 @@ TEST_CASE("a ledger file that cannot be written gives an Error, not an exception
 }
 
 TEST_CASE("a ledger locked by another process gives an Error and loses nothing",
-          "[ledger][store]") {
+          "[ledger][store][sqlite]") {
   TempDir dir;
   auto store = open_store(dir.db());
   auto start = make_start("hello", 0);
@@ -612,9 +666,9 @@ TEST_CASE("a ledger locked by another process gives an Error and loses nothing",
 }
 
 TEST_CASE("two stores on one file see each other (WAL)", "[ledger][store]") {
-  TempDir dir;
-  auto a = open_store(dir.db());
-  auto b = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto a = ledger.open();
+  auto b = ledger.open();
   auto start = make_start("hello", 0);
   REQUIRE(a->claim_and_start(start).value() == true);
   CHECK(b->claim_and_start(make_start("hello", 0, 1)).value() == false);
@@ -625,7 +679,8 @@ TEST_CASE("two stores on one file see each other (WAL)", "[ledger][store]") {
   CHECK(a->job_stats("hello").value().consecutive_failures == 0);
 }
 
-TEST_CASE("prune deletes old finished runs in batches and keeps the rest", "[ledger][store]") {
+TEST_CASE("prune deletes old finished runs in batches and keeps the rest",
+          "[ledger][store][sqlite]") {
   TempDir dir;
   auto store = open_store(dir.db());
   std::vector<RunStart> old;
@@ -695,8 +750,8 @@ std::vector<std::string> run_ids(Store& store, const std::string& job) {
 
 TEST_CASE("prune by age keeps open runs, pending retries and each job's newest slot",
           "[ledger][store]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   // Job a: six old slots; the retry of slot 2 is pending.
   std::vector<RunStart> a;
   for (int i = 0; i < 6; ++i) {
@@ -756,8 +811,8 @@ TEST_CASE("prune_excess keeps a job's newest runs", "[ledger][store]") {
   };
   for (const auto& c : cases) {
     INFO("runs " << c.runs << ", keep " << c.keep << ", batch " << c.batch);
-    TempDir dir;
-    auto store = open_store(dir.db());
+    JOBHOST_TEST_LEDGER(ledger);
+    auto store = ledger.open();
     std::vector<std::string> ids;
     for (int i = 0; i < c.runs; ++i) ids.push_back(record_run(*store, "x", i * 1000).run_id);
     auto other = record_run(*store, "y", 0);
@@ -775,7 +830,7 @@ TEST_CASE("prune_excess keeps a job's newest runs", "[ledger][store]") {
 TEST_CASE(
     "prune_excess counts open and skipped runs but deletes neither open runs nor slots "
     "with a pending retry",
-    "[ledger][store]") {
+    "[ledger][store][sqlite]") {
   TempDir dir;
   auto store = open_store(dir.db());
   auto open_old = make_start("x", 0, 0);  // the oldest, still running
@@ -810,8 +865,8 @@ TEST_CASE(
 }
 
 TEST_CASE("history records convert to the history --json shape", "[ledger][store]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   auto start = make_start("hello", 0);
   REQUIRE(store->claim_and_start(start).value());
   auto end = make_end(start, Outcome::succeeded, 42);
@@ -831,9 +886,10 @@ TEST_CASE("history records convert to the history --json shape", "[ledger][store
   CHECK(j[0]["finished_at"] == "2026-11-29T08:00:00.042Z");
 }
 
-TEST_CASE("checkpoint moves the write-ahead log into the database file", "[ledger][store]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+TEST_CASE("checkpoint moves the write-ahead log into the database file",
+          "[ledger][store][sqlite]") {
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   // Fewer runs than fill the log to SQLite's automatic checkpoint (1,000
   // pages, some 45 runs), which would move them first.
   for (int i = 0; i < 20; ++i) {
@@ -841,17 +897,17 @@ TEST_CASE("checkpoint moves the write-ahead log into the database file", "[ledge
     REQUIRE(store->claim_and_start(start).value());
     REQUIRE(store->finish_run(make_end(start, Outcome::succeeded)).value());
   }
-  auto before = std::filesystem::file_size(dir.db());
+  auto before = std::filesystem::file_size(ledger.dir().db());
   REQUIRE(store->checkpoint().has_value());
-  CHECK(std::filesystem::file_size(dir.db()) > before);
+  CHECK(std::filesystem::file_size(ledger.dir().db()) > before);
   CHECK(store->history(std::nullopt, 100).value().size() == 20);
 }
 
 TEST_CASE("the jitter seed is made once and survives a reopen", "[ledger][store][jitter]") {
-  TempDir dir;
+  JOBHOST_TEST_LEDGER(ledger);
   uint64_t first = 0;
   {
-    auto store = open_store(dir.db());
+    auto store = ledger.open();
     auto seed = store->jitter_seed();
     REQUIRE(seed.has_value());
     first = *seed;
@@ -860,14 +916,14 @@ TEST_CASE("the jitter seed is made once and survives a reopen", "[ledger][store]
     CHECK(*again == first);
   }
   {
-    auto store = open_store(dir.db());
+    auto store = ledger.open();
     auto seed = store->jitter_seed();
     REQUIRE(seed.has_value());
     CHECK(*seed == first);
   }
   {
     // A reader sees the seed the daemon made.
-    auto reader = open_sqlite_store(dir.db(), config::Durability::normal, Access::read_only);
+    auto reader = ledger.try_open(config::Durability::normal, Access::read_only);
     REQUIRE(reader.has_value());
     auto seed = (*reader)->jitter_seed();
     REQUIRE(seed.has_value());
@@ -882,9 +938,9 @@ TEST_CASE("the jitter seed is made once and survives a reopen", "[ledger][store]
 }
 
 TEST_CASE("a read-only ledger without a seed says so", "[ledger][store][jitter]") {
-  TempDir dir;
-  { auto store = open_store(dir.db()); }
-  auto reader = open_sqlite_store(dir.db(), config::Durability::normal, Access::read_only);
+  JOBHOST_TEST_LEDGER(ledger);
+  { auto store = ledger.open(); }
+  auto reader = ledger.try_open(config::Durability::normal, Access::read_only);
   REQUIRE(reader.has_value());
   auto seed = (*reader)->jitter_seed();
   REQUIRE_FALSE(seed.has_value());
@@ -893,7 +949,7 @@ TEST_CASE("a read-only ledger without a seed says so", "[ledger][store][jitter]"
 
 TEST_CASE("parked claims: hidden until released, undone at will or after a crash",
           "[ledger][store][parking]") {
-  TempDir dir;
+  JOBHOST_TEST_LEDGER(ledger);
   // Job a fired at kBase; its next slot, kBase + 1 s, is claimed parked.
   auto first = make_start("a", 0, 0);
   auto parked = make_start("a", 1000, 1000);
@@ -901,7 +957,7 @@ TEST_CASE("parked claims: hidden until released, undone at will or after a crash
   auto released = make_start("b", 1000, 1000);
   released.parked = true;
   {
-    auto store = open_store(dir.db());
+    auto store = ledger.open();
     REQUIRE(store->claim_and_start(first).value());
     REQUIRE(store->finish_run(make_end(first, Outcome::succeeded)).value());
     REQUIRE(store->claim_and_start(parked).value());
@@ -925,7 +981,7 @@ TEST_CASE("parked claims: hidden until released, undone at will or after a crash
           false);
     // The host dies here, a still parked, b in flight.
   }
-  auto store = open_store(dir.db());
+  auto store = ledger.open();
   auto closed = store->close_orphaned_runs(at_ms(kBase + 60000), "interrupted");
   REQUIRE(closed);
   REQUIRE(closed->size() == 1);  // b; a never began: its claim is undone

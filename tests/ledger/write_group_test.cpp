@@ -23,9 +23,9 @@ int64_t count_rows(const std::filesystem::path& db, const char* table) {
 
 TEST_CASE("a group's writes are committed together, and seen by others only then",
           "[ledger][group]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
-  auto other = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
+  auto other = ledger.open();
   auto a = make_start("hello", 0);
   auto b = make_start("hello", 1000, 1000);
 
@@ -55,7 +55,7 @@ TEST_CASE("a group's writes are committed together, and seen by others only then
 }
 
 TEST_CASE("a failed write in a group changes nothing and the others still commit",
-          "[ledger][group]") {
+          "[ledger][group][sqlite]") {
   TempDir dir;
   auto store = open_store(dir.db());
   auto a = make_start("hello", 1000);
@@ -90,8 +90,8 @@ TEST_CASE("a failed write in a group changes nothing and the others still commit
 }
 
 TEST_CASE("inside a group a slot is still claimed once", "[ledger][group]") {
-  TempDir dir;
-  auto store = open_store(dir.db());
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
   auto before = make_start("hello", 0);
   REQUIRE(store->claim_and_start(before).value() == true);
   REQUIRE(store->finish_run(make_end(before, Outcome::failed)).value() == true);
@@ -122,7 +122,7 @@ TEST_CASE("inside a group a slot is still claimed once", "[ledger][group]") {
   CHECK(store->slot_runs("hello", at_ms(kBase + 1000)).value().size() == 1);
 }
 
-TEST_CASE("a group whose commit fails writes nothing and says why", "[ledger][group]") {
+TEST_CASE("a group whose commit fails writes nothing and says why", "[ledger][group][sqlite]") {
   TempDir dir;
   auto store = open_store(dir.db());
   REQUIRE(store->claim_and_start(make_start("hello", 0)).value() == true);
@@ -155,7 +155,7 @@ TEST_CASE("a group whose commit fails writes nothing and says why", "[ledger][gr
 }
 
 TEST_CASE("a group is opened once, closed once, and never on a read-only ledger",
-          "[ledger][group]") {
+          "[ledger][group][sqlite]") {
   TempDir dir;
   auto store = open_store(dir.db());
   CHECK(store->commit_group());  // no group: nothing to do
@@ -175,13 +175,13 @@ TEST_CASE("a group is opened once, closed once, and never on a read-only ledger"
 }
 
 TEST_CASE("a group never committed is rolled back when the store closes", "[ledger][group]") {
-  TempDir dir;
+  JOBHOST_TEST_LEDGER(ledger);
   {
-    auto store = open_store(dir.db());
+    auto store = ledger.open();
     REQUIRE(store->begin_group());
     REQUIRE(store->claim_and_start(make_start("hello", 0)).value() == true);
   }
-  auto store = open_store(dir.db());
+  auto store = ledger.open();
   CHECK(store->history("hello", 10).value().empty());
   CHECK(store->claim_and_start(make_start("hello", 0)).value() == true);
 }

@@ -13,7 +13,7 @@
 #include "cli/context.h"
 #include "daemon/daemon.h"
 #include "exec/secrets.h"
-#include "ledger/sqlite_store.h"
+#include "ledger/open_store.h"
 #include "reload/reload.h"
 #include "schedule/schedule.h"
 
@@ -216,8 +216,7 @@ PlannedFires fires_from_ledger(const config::Config& config, TimePoint now,
   const std::string lead =
       why.empty() ? "daemon not running" : "daemon not answering (" + why + ")";
   PlannedFires out;
-  auto store = ledger::open_sqlite_store(daemon::ledger_path(config), config.host.durability,
-                                         ledger::Access::read_only);
+  auto store = ledger::open_store(config.host, ledger::Access::read_only);
   std::optional<uint64_t> seed;
   if (store) {
     if (auto s = (*store)->jitter_seed()) seed = *s;

@@ -18,13 +18,11 @@ constexpr std::string_view kUseCurrent =
     "pass --current to replay it with the build plugin_dir has now";
 
 // The run `run_id`, or why it cannot be replayed.
-Result<ledger::RunRecord> replayable_run(ledger::Store& store, const std::string& run_id,
-                                         const std::filesystem::path& ledger_file) {
+Result<ledger::RunRecord> replayable_run(ledger::Store& store, const std::string& run_id) {
   auto run = store.get_run(run_id);
   if (!run) return std::unexpected(run.error());
   if (!*run) {
-    return fail(
-        fmt::format("no run \"{}\" in {} (see `jobhost history`)", run_id, ledger_file.string()));
+    return fail(fmt::format("no run \"{}\" in the ledger (see `jobhost history`)", run_id));
   }
   if ((*run)->running()) {
     return fail(fmt::format("run {} has not finished yet: replay it once it has", run_id));
@@ -91,15 +89,15 @@ void note_definition_change(const ledger::RunRecord& run, const config::JobConfi
 int cmd_replay(const std::string& config_flag, const std::string& run_id, bool current) {
   auto config = load_or_report(resolve_config_path(config_flag));
   if (!config) return kExitFailed;
-  const auto ledger_file = daemon::ledger_path(*config);
-  if (!std::filesystem::exists(ledger_file)) {
+  const auto ledger_file = ledger::sqlite_path(config->host);
+  if (config->host.store_url.empty() && !std::filesystem::exists(ledger_file)) {
     fmt::print(stderr, "no run \"{}\": there is no ledger at {} yet\n", run_id,
                ledger_file.string());
     return kExitFailed;
   }
   auto store = open_ledger_or_report(config->host, ledger::Access::read_write);
   if (!store) return kExitFailed;
-  auto run = replayable_run(*store, run_id, ledger_file);
+  auto run = replayable_run(*store, run_id);
   if (!run) {
     fmt::print(stderr, "{}\n", run.error().message);
     return kExitFailed;

@@ -40,7 +40,7 @@ std::filesystem::path shadow_dir(const config::Config& config) {
 
 std::unique_ptr<ledger::Store> open_ledger_or_report(const config::HostConfig& host,
                                                      ledger::Access access) {
-  auto store = ledger::open_sqlite_store(daemon::ledger_path(host), host.durability, access);
+  auto store = ledger::open_store(host, access);
   if (!store) {
     fmt::print(stderr, "{}\n", store.error().message);
     return nullptr;

@@ -9,7 +9,7 @@
 #include "catalog/catalog.h"
 #include "config/config.h"
 #include "daemon/daemon.h"
-#include "ledger/sqlite_store.h"
+#include "ledger/open_store.h"
 
 namespace jobhost::cli {
 

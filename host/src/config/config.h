@@ -211,8 +211,15 @@ struct UidRange {
 struct HostConfig {
   std::filesystem::path plugin_dir;  // absolute; default <config dir>/plugins
   std::filesystem::path state_dir;   // absolute; default <config dir>/var; ledger at jobhost.db
-  int max_concurrency = 4;           // >= 1
-  std::string timezone = "UTC";      // a valid IANA name
+  // This host's name in the ledger (each run records it) and among the hosts
+  // that share a PostgreSQL ledger: letters, digits, '.', '-', '_', at most
+  // 64; default the machine's hostname.
+  std::string id;
+  // [store] url: the PostgreSQL ledger several hosts may share
+  // (docs/cluster.md); empty = the SQLite ledger in state_dir.
+  std::string store_url;
+  int max_concurrency = 4;       // >= 1
+  std::string timezone = "UTC";  // a valid IANA name
   LogFormat log_format = LogFormat::text;
   Durability durability = Durability::normal;
   // Retention: runs and events older than this are deleted; 0 = kept forever.

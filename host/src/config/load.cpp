@@ -35,14 +35,38 @@
 namespace jobhost::config {
 namespace {
 
+// Why `id` is not a host id, or empty.
+std::string check_host_id(std::string_view id) {
+  constexpr std::size_t kMaxHostId = 64;
+  if (id.empty() || id.size() > kMaxHostId) {
+    return fmt::format("1 to {} characters, got {}", kMaxHostId, id.size());
+  }
+  for (char c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') {
+      return fmt::format("letters, digits, '.', '-' and '_' only, got \"{}\"", id);
+    }
+  }
+  return {};
+}
+
+// The machine's hostname, or "localhost" when it is not a valid id.
+std::string default_host_id() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0 || !check_host_id(name).empty()) {
+    return "localhost";
+  }
+  return name;
+}
+
 namespace fs = std::filesystem;
 using KeyList = std::span<const std::string_view>;
 
-constexpr std::array<std::string_view, 6> kTopKeys = {"host", "http",   "defaults",
+constexpr std::array<std::string_view, 7> kTopKeys = {"host", "store",  "http",   "defaults",
                                                       "jobs", "alerts", "secrets"};
-constexpr std::array<std::string_view, 11> kHostKeys = {
-    "plugin_dir", "state_dir",     "max_concurrency", "timezone",  "log_format", "durability",
-    "keep_runs",  "dynamic_users", "control_group",   "park_lead", "max_parked"};
+constexpr std::array<std::string_view, 1> kStoreKeys = {"url"};
+constexpr std::array<std::string_view, 12> kHostKeys = {
+    "id",         "plugin_dir", "state_dir",     "max_concurrency", "timezone",  "log_format",
+    "durability", "keep_runs",  "dynamic_users", "control_group",   "park_lead", "max_parked"};
 constexpr std::array<std::string_view, 4> kHttpKeys = {"listen", "allow_remote", "token_file",
                                                        "per_job_metrics"};
 constexpr std::array<std::string_view, 22> kSettingKeys = {
@@ -376,8 +400,10 @@ class Loader {
   // [host], with the paths it leaves out defaulted next to the config file.
   void read_host_section(const toml::table& root, HostConfig& host) {
     if (const toml::node* node = root.get("host")) read_host(*node, host);
+    if (const toml::node* node = root.get("store")) read_store(*node, host);
     if (host.plugin_dir.empty()) host.plugin_dir = config_dir_ / "plugins";
     if (host.state_dir.empty()) host.state_dir = config_dir_ / "var";
+    if (host.id.empty()) host.id = default_host_id();
   }
 
   // Where each setting of a job (or of [defaults]) was written, by dotted key.
@@ -641,7 +667,15 @@ class Loader {
     for (auto&& [key, v] : *table) {
       const std::string k(key.str());
       const std::string w = what(k, "host");
-      if (k == "plugin_dir" || k == "state_dir") {
+      if (k == "id") {
+        if (auto s = read_name(v, w)) {
+          if (auto bad = check_host_id(*s); !bad.empty()) {
+            error(at(v), fmt::format("{}: {}", w, bad));
+          } else {
+            host.id = *s;
+          }
+        }
+      } else if (k == "plugin_dir" || k == "state_dir") {
         if (auto s = read_path(v, w)) {
           (k == "plugin_dir" ? host.plugin_dir : host.state_dir) = resolve_path(config_dir_, *s);
         }
@@ -695,6 +729,31 @@ class Loader {
       } else {
         unknown_key(key, "host", kHostKeys);
       }
+    }
+  }
+
+  // [store]: where the ledger is. url: a PostgreSQL connection URI; left
+  // out, the SQLite file in state_dir.
+  void read_store(const toml::node& node, HostConfig& host) {
+    const toml::table* table = read_table(node, "[store]", "a table");
+    if (table == nullptr) return;
+    for (auto&& [key, v] : *table) {
+      const std::string k(key.str());
+      const std::string w = what(k, "store");
+      if (k != "url") {
+        unknown_key(key, "store", kStoreKeys);
+        continue;
+      }
+      auto s = read_name(v, w);
+      if (!s) continue;
+      if (!s->starts_with("postgresql://") && !s->starts_with("postgres://")) {
+        error(at(v), fmt::format("{}: a PostgreSQL connection URI, as "
+                                 "\"postgresql://USER@HOST:PORT/DATABASE\" (leave [store] out "
+                                 "for the SQLite ledger in state_dir), got \"{}\"",
+                                 w, *s));
+        continue;
+      }
+      host.store_url = *s;
     }
   }
 

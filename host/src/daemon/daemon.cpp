@@ -20,7 +20,7 @@
 #include "exec/isolation.h"
 #include "exec/run_user.h"
 #include "exec/sandbox.h"
-#include "ledger/sqlite_store.h"
+#include "ledger/open_store.h"
 #include "observe/alerts.h"
 #include "observe/api.h"
 #include "observe/dashboard.h"
@@ -86,14 +86,6 @@ void log_run_users(const config::Config& config, const exec::IsolationCaps& caps
 
 }  // namespace
 
-std::filesystem::path ledger_path(const config::Config& config) {
-  return ledger_path(config.host);
-}
-
-std::filesystem::path ledger_path(const config::HostConfig& host) {
-  return host.state_dir / "jobhost.db";
-}
-
 int run_daemon(config::Config config) {
   log::init(config.host.log_format == config::LogFormat::json ? log::Format::json
                                                               : log::Format::text);
@@ -103,7 +95,7 @@ int run_daemon(config::Config config) {
     log::error(lock.error().message);
     return 1;
   }
-  auto store = ledger::open_sqlite_store(ledger_path(config), config.host.durability);
+  auto store = ledger::open_store(config.host);
   if (!store) {
     log::error(store.error().message);
     return 1;

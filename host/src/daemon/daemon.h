@@ -23,10 +23,6 @@ namespace jobhost::daemon {
 // could not start (the reason is logged).
 int run_daemon(config::Config config);
 
-// The ledger's path for a config: <state_dir>/jobhost.db.
-std::filesystem::path ledger_path(const config::Config& config);
-std::filesystem::path ledger_path(const config::HostConfig& host);
-
 // The pid of the daemon holding state_dir's lock, or 0 when none does.
 int running_daemon_pid(const std::filesystem::path& state_dir);
 

@@ -330,7 +330,10 @@ bool Engine::launch(Launch launch, ledger::RunStart start, const Result<bool>& c
     return false;
   }
   if (!*claimed) {
-    log::warn(fmt::format("slot {} attempt {} was already claimed; not running it again",
+    // By another host sharing the ledger (docs/cluster.md), or before a
+    // restart: routine, not a warning.
+    log::info(fmt::format("slot {} attempt {} was already claimed (by another host, or before a "
+                          "restart); not running it here",
                           ledger::format_utc(fire.slot), fire.attempt),
               fields);
     return true;

@@ -111,7 +111,8 @@ void Engine::park_ahead() {
     }
     if (!*claimed[i]) {
       --job.parked;
-      log::warn(fmt::format("slot {} was already claimed; not running it again",
+      log::info(fmt::format("slot {} was already claimed (by another host, or before a restart); "
+                            "not running it here",
                             ledger::format_utc(fire.slot)),
                 fields);
       continue;

@@ -90,6 +90,7 @@ void to_json(json& out, const RunRecord& run) {
       {"last_heartbeat", opt_time(run.last_heartbeat)},
       {"progress", or_null(run.progress, [](double p) { return p; })},
       {"replay_of", opt_text(run.replay_of)},
+      {"host", opt_text(run.host)},
       {"host_pid", run.host_pid},
       {"cpu_seconds", or_null(run.cpu_seconds, [](double s) { return s; })},
       {"max_rss_bytes", or_null(run.max_rss_bytes, [](uint64_t b) { return b; })},

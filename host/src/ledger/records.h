@@ -129,6 +129,9 @@ struct RunRecord {
   std::optional<double> cpu_seconds;      // unknown for runs before schema 3, skips, unstarted
   std::optional<uint64_t> max_rss_bytes;  // likewise
   std::map<std::string, double> metrics;  // the run's plugin metrics, by name
+  // The host that claimed it ([host] id); unknown for runs before SQLite
+  // schema 6.
+  std::optional<std::string> host;
 
   bool running() const { return !finished_at.has_value(); }
 };

@@ -1,4 +1,5 @@
-// Internal: the SQLite schema as an ordered list of forward-only migrations.
+// Internal: the schemas (SQLite, PostgreSQL) as ordered lists of
+// forward-only migrations.
 #pragma once
 
 #include <span>
@@ -17,6 +18,10 @@ std::span<const Migration> migrations();
 
 // The schema version this build writes (the last migration's version).
 int current_schema_version();
+
+// The PostgreSQL schema's migrations (their own numbers) and version.
+std::span<const Migration> pg_migrations();
+int current_pg_schema_version();
 
 // PRAGMA application_id of a jobhost ledger ("JBHL").
 inline constexpr int kApplicationId = 0x4A42484C;

@@ -12,11 +12,6 @@
 
 namespace jobhost::ledger {
 
-enum class Access {
-  read_write,  // the daemon and run-once: creates and migrates the file
-  read_only,   // readers (history, status): never writes, needs a current schema
-};
-
 // How long a write waits for another connection's lock before failing
 // ("locked by another process"): short, so the event loop never blocks long.
 inline constexpr std::chrono::milliseconds kBusyTimeout{250};
@@ -27,9 +22,11 @@ inline constexpr std::chrono::milliseconds kBusyTimeout{250};
 // Errors name the file and what to do: cannot open or create, locked, disk
 // full, read-only, not a jobhost ledger, or made by a newer jobhost (schema
 // version higher than this build knows).
+// `host` ([host] id) is recorded with each run claimed (empty: unknown).
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::filesystem::path& path,
                                                  config::Durability durability,
-                                                 Access access = Access::read_write);
+                                                 Access access = Access::read_write,
+                                                 const std::string& host = "");
 
 // The SQL Store::query_runs runs for `query` (its parameters in the order
 // job, outcome, trigger, since, until, after, limit): for EXPLAIN QUERY PLAN.

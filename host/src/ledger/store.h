@@ -1,6 +1,6 @@
 // The ledger: the durable record of every fire slot, run, retry and event.
-// An interface in domain terms so that a PostgreSQL store can later serve
-// several hosts; the SQLite one is in sqlite_store.h. docs/ledger.md has the
+// An interface in domain terms, served by SQLite (sqlite_store.h: one host)
+// and PostgreSQL (pg_store.h: one or several hosts). docs/ledger.md has the
 // schema and the guarantees.
 //
 // Every operation is one short transaction (or one part of a write group,
@@ -24,6 +24,12 @@
 #include "ledger/records.h"
 
 namespace jobhost::ledger {
+
+// How a store is opened.
+enum class Access {
+  read_write,  // the daemon and run-once: creates and migrates the schema
+  read_only,   // readers (history, status): never writes, needs a current schema
+};
 
 class Store {
  public:

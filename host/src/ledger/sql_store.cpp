@@ -1,8 +1,6 @@
-#include "ledger/sqlite_store.h"
+#include "ledger/sql_store.h"
 
-#include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,8 +12,8 @@
 #include <unordered_map>
 #include <utility>
 
-#include "ledger/schema.h"
-#include "ledger/sqlite_error.h"
+#include "ledger/connection.h"
+#include "ledger/sqlite_store.h"
 
 namespace jobhost::ledger {
 namespace {
@@ -35,46 +33,43 @@ bool advances_last_fire(Trigger t) {
   return t == Trigger::schedule || t == Trigger::catchup;
 }
 
-// Thrown for rows this build cannot read; becomes an Error in guarded().
-struct BadRow : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 // ---- binding ---------------------------------------------------------------
 
-void bind_one(SQLite::Statement& s, int i, std::nullptr_t) {
-  s.bind(i);
+using sql::BadRow;
+
+void bind_one(sql::Statement& s, int i, std::nullptr_t) {
+  s.bind_null(i);
 }
-void bind_one(SQLite::Statement& s, int i, int v) {
-  s.bind(i, v);
+void bind_one(sql::Statement& s, int i, int v) {
+  s.bind_int(i, v);
 }
-void bind_one(SQLite::Statement& s, int i, int64_t v) {
-  s.bind(i, v);
+void bind_one(sql::Statement& s, int i, int64_t v) {
+  s.bind_int(i, v);
 }
-void bind_one(SQLite::Statement& s, int i, double v) {
-  s.bind(i, v);
+void bind_one(sql::Statement& s, int i, double v) {
+  s.bind_real(i, v);
 }
-void bind_one(SQLite::Statement& s, int i, const std::string& v) {
-  s.bind(i, v);
+void bind_one(sql::Statement& s, int i, std::string_view v) {
+  s.bind_text(i, v);
 }
-void bind_one(SQLite::Statement& s, int i, std::string_view v) {
-  s.bind(i, std::string(v));
+void bind_one(sql::Statement& s, int i, const std::string& v) {
+  s.bind_text(i, v);
 }
-void bind_one(SQLite::Statement& s, int i, const char* v) {
-  s.bind(i, v);
+void bind_one(sql::Statement& s, int i, const char* v) {
+  s.bind_text(i, v);
 }
-void bind_one(SQLite::Statement& s, int i, TimePoint v) {
-  s.bind(i, to_ms(v));
+void bind_one(sql::Statement& s, int i, TimePoint v) {
+  s.bind_int(i, to_ms(v));
 }
-void bind_one(SQLite::Statement& s, int i, Duration v) {
-  s.bind(i, static_cast<int64_t>(v.count()));
+void bind_one(sql::Statement& s, int i, Duration v) {
+  s.bind_int(i, static_cast<int64_t>(v.count()));
 }
 template <class T>
-void bind_one(SQLite::Statement& s, int i, const std::optional<T>& v) {
+void bind_one(sql::Statement& s, int i, const std::optional<T>& v) {
   if (v) {
     bind_one(s, i, *v);
   } else {
-    s.bind(i);
+    s.bind_null(i);
   }
 }
 
@@ -82,32 +77,45 @@ void bind_one(SQLite::Statement& s, int i, const std::optional<T>& v) {
 struct Blob {
   std::string_view bytes;
 };
-void bind_one(SQLite::Statement& s, int i, Blob v) {
-  // A null pointer would bind NULL, not an empty blob.
-  static constexpr char kEmpty = 0;
-  s.bind(i, v.bytes.empty() ? &kEmpty : v.bytes.data(), static_cast<int>(v.bytes.size()));
+void bind_one(sql::Statement& s, int i, Blob v) {
+  s.bind_blob(i, v.bytes);
 }
 
-// A cached statement in use: binds in order, resets when the scope ends so
-// that no statement keeps a read transaction open.
+// One column of the current row.
+class Column {
+ public:
+  Column(sql::Statement& s, int i) : s_(s), i_(i) {}
+  bool is_null() { return s_.is_null(i_); }
+  int64_t as_int64() { return s_.int_at(i_); }
+  int as_int() { return static_cast<int>(s_.int_at(i_)); }
+  double as_double() { return s_.real_at(i_); }
+  std::string as_string() { return std::string(s_.text_at(i_)); }
+
+ private:
+  sql::Statement& s_;
+  int i_;
+};
+
+// A statement in use: binds in order, resets when the scope ends so that no
+// statement keeps a read transaction open.
 class Query {
  public:
   template <class... Args>
-  explicit Query(SQLite::Statement& statement, const Args&... args) : s_(statement) {
+  explicit Query(sql::Statement& statement, const Args&... args) : s_(statement) {
+    s_.reset();
     int i = 0;
     (bind_one(s_, ++i, args), ...);
   }
   Query(const Query&) = delete;
   Query& operator=(const Query&) = delete;
-  ~Query() { s_.tryReset(); }
+  ~Query() { s_.reset(); }
 
-  bool step() { return s_.executeStep(); }
+  bool step() { return s_.step(); }
   int exec() { return s_.exec(); }
-  SQLite::Column col(int i) { return s_.getColumn(i); }
+  Column col(int i) { return Column(s_, i); }
 
   std::optional<int64_t> opt_int(int i) {
-    auto c = s_.getColumn(i);
-    return c.isNull() ? std::nullopt : std::optional<int64_t>(c.getInt64());
+    return s_.is_null(i) ? std::nullopt : std::optional<int64_t>(s_.int_at(i));
   }
   std::optional<TimePoint> opt_time(int i) {
     auto v = opt_int(i);
@@ -115,17 +123,13 @@ class Query {
   }
   // The text of column i (empty if NULL), valid until the next step: no
   // string made.
-  std::string_view text_view(int i) {
-    auto c = s_.getColumn(i);
-    return std::string_view(c.getText(), static_cast<std::size_t>(c.getBytes()));
-  }
+  std::string_view text_view(int i) { return s_.text_at(i); }
   std::optional<std::string> opt_text(int i) {
-    auto c = s_.getColumn(i);
-    return c.isNull() ? std::nullopt : std::optional<std::string>(c.getString());
+    return s_.is_null(i) ? std::nullopt : std::optional<std::string>(s_.text_at(i));
   }
 
  private:
-  SQLite::Statement& s_;
+  sql::Statement& s_;
 };
 
 // ---- SQL -------------------------------------------------------------------
@@ -134,7 +138,7 @@ class Query {
   "run_id, job, scheduled_for, attempt, trace_id, trigger, started_at, finished_at, outcome, " \
   "exit_code, signal, duration_ms, plugin, plugin_version, plugin_sha256, definition_hash, "   \
   "message, output_tail, last_heartbeat, progress, replay_of, host_pid, cpu_seconds, "         \
-  "max_rss_bytes"
+  "max_rss_bytes, host"
 
 constexpr const char* kEnsureJob =
     "INSERT INTO jobs (name, definition_hash, updated_at) VALUES (?, ?, ?) "
@@ -144,7 +148,8 @@ constexpr const char* kUpsertJob =
     "ON CONFLICT (name) DO UPDATE SET definition_hash = excluded.definition_hash, "
     "next_fire = excluded.next_fire, updated_at = excluded.updated_at";
 constexpr const char* kAdvanceLastFire =
-    "UPDATE jobs SET last_fire = max(coalesce(last_fire, ?1), ?1), updated_at = ?2 "
+    "UPDATE jobs SET last_fire = CASE WHEN last_fire > ?1 THEN last_fire ELSE ?1 END, "
+    "updated_at = ?2 "
     "WHERE name = ?3";
 constexpr const char* kClaimSlot =
     "INSERT INTO slots (job, scheduled_for, trigger, trace_id, claimed_at) "
@@ -156,7 +161,8 @@ constexpr const char* kConsumeRetry =
     "DELETE FROM pending_retries WHERE job = ? AND scheduled_for = ? AND next_attempt <= ?";
 constexpr const char* kInsertRun =
     "INSERT INTO runs (" JOBHOST_RUN_COLUMNS
-    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (job, scheduled_for, attempt) DO NOTHING";
 constexpr const char* kParkRun =
     "INSERT INTO parked_runs (run_id, job, prior_last_fire) "
     "VALUES (?1, ?2, (SELECT last_fire FROM jobs WHERE name = ?2))";
@@ -164,7 +170,8 @@ constexpr const char* kReleaseParked = "DELETE FROM parked_runs WHERE run_id = ?
 // The "started" event of a parked run that ended before its instant moves
 // back with its started_at (kFinishRun).
 constexpr const char* kParkedStartedEvent =
-    "UPDATE events SET at = MIN(at, ?1) WHERE run_id = ?2 AND kind = 'started'";
+    "UPDATE events SET at = CASE WHEN at < ?1 THEN at ELSE ?1 END "
+    "WHERE run_id = ?2 AND kind = 'started'";
 constexpr const char* kTakeParked =
     "DELETE FROM parked_runs WHERE run_id = ? RETURNING job, prior_last_fire";
 constexpr const char* kParkedIds = "SELECT run_id FROM parked_runs ORDER BY run_id";
@@ -174,7 +181,8 @@ constexpr const char* kDeleteUnfinishedRun =
 // The job's last fire goes back to before the claim, and its next fire (the
 // one a never-fired job's misfires are found from) to the unclaimed slot.
 constexpr const char* kRestoreLastFire =
-    "UPDATE jobs SET last_fire = ?1, next_fire = min(coalesce(next_fire, ?4), ?4), "
+    "UPDATE jobs SET last_fire = ?1, "
+    "next_fire = CASE WHEN next_fire < ?4 THEN next_fire ELSE ?4 END, "
     "updated_at = ?2 WHERE name = ?3 AND last_fire = ?4";
 constexpr const char* kRunForFinish =
     "SELECT job, scheduled_for, attempt, trace_id, finished_at FROM runs WHERE run_id = ?";
@@ -182,7 +190,7 @@ constexpr const char* kRunForFinish =
 // waited): it started when it ended, not at the instant it was claimed for.
 constexpr const char* kFinishRun =
     "UPDATE runs SET started_at = CASE WHEN run_id IN (SELECT run_id FROM parked_runs) "
-    "THEN MIN(started_at, ?1) ELSE started_at END, "
+    "AND started_at > ?1 THEN ?1 ELSE started_at END, "
     "finished_at = ?1, outcome = ?, exit_code = ?, signal = ?, duration_ms = ?, "
     "message = ?, output_tail = ?, cpu_seconds = ?, max_rss_bytes = ? WHERE run_id = ?";
 constexpr const char* kInsertMetric =
@@ -206,9 +214,25 @@ constexpr const char* kHeartbeat =
 // left to itself the planner walks runs_by_started to save the sort, which
 // reads every run of the ledger (seconds at 10 million runs, for `status`
 // and at each daemon start).
-constexpr const char* kOpenRuns = "SELECT " JOBHOST_RUN_COLUMNS
-                                  " FROM runs INDEXED BY runs_open WHERE finished_at IS NULL "
-                                  "AND" JOBHOST_NOT_PARKED("run_id") "ORDER BY started_at, run_id";
+#define JOBHOST_OPEN_RUNS(indexed_by)                    \
+  "SELECT " JOBHOST_RUN_COLUMNS " FROM runs " indexed_by \
+  " WHERE finished_at IS NULL "                          \
+  "AND" JOBHOST_NOT_PARKED("run_id") "ORDER BY started_at, run_id"
+constexpr const char* kOpenRuns = JOBHOST_OPEN_RUNS("INDEXED BY runs_open");
+// PostgreSQL plans it from the partial index by itself.
+constexpr const char* kOpenRunsPg = JOBHOST_OPEN_RUNS("");
+// PostgreSQL: several hosts share the ledger, and a host that starts closes
+// only the runs it left open itself (?1: its id).
+constexpr const char* kHostParkedIdsPg =
+    "SELECT p.run_id FROM parked_runs p JOIN runs r ON r.run_id = p.run_id "
+    "WHERE r.host IS NOT DISTINCT FROM ?1 ORDER BY p.run_id";
+constexpr const char* kHostOpenRunsPg =
+    "SELECT " JOBHOST_RUN_COLUMNS
+    " FROM runs WHERE finished_at IS NULL AND host IS NOT DISTINCT "
+    "FROM ?1 AND" JOBHOST_NOT_PARKED("run_id") "ORDER BY started_at, run_id";
+constexpr const char* kInterruptHostOpenRunsPg =
+    "UPDATE runs SET finished_at = ?, outcome = 'interrupted', message = ? "
+    "WHERE finished_at IS NULL AND host IS NOT DISTINCT FROM ?";
 constexpr const char* kInterruptOpenRuns =
     "UPDATE runs SET finished_at = ?, outcome = 'interrupted', message = ? "
     "WHERE finished_at IS NULL";
@@ -239,7 +263,8 @@ constexpr const char* kJobRow =
 constexpr const char* kJobSummaries =
     "SELECT j.name, j.definition_hash, j.last_fire, j.next_fire, j.consecutive_failures, "
     "j.paused_at, j.paused_by, "
-    "(SELECT count(*) || ' ' || total(w.outcome = 'succeeded') FROM (SELECT r.outcome "
+    "(SELECT count(*) || ' ' || coalesce(sum(CASE WHEN w.outcome = 'succeeded' THEN 1 ELSE 0 END), 0) "
+    "FROM (SELECT r.outcome "
     JOBHOST_WINDOW_OF("j.name") " LIMIT ?1) w), "
     "(SELECT r.outcome " JOBHOST_WINDOW_OF("j.name") " LIMIT 1), "
     "(SELECT r.started_at FROM runs r WHERE r.job = j.name AND "
@@ -251,6 +276,11 @@ constexpr const char* kJobSummaries =
 // ?1: a JSON array of job names.
 constexpr const char* kWindowRuns =
     "SELECT j.value, r.run_id, r.started_at, r.outcome, r.duration_ms FROM json_each(?1) j "
+    "JOIN runs r ON r.run_id IN (SELECT r.run_id " JOBHOST_WINDOW_OF("j.value") " LIMIT ?2) "
+    "ORDER BY j.key, r.started_at DESC, r.run_id DESC";
+constexpr const char* kWindowRunsPg =
+    "SELECT j.value, r.run_id, r.started_at, r.outcome, r.duration_ms "
+    "FROM json_array_elements_text(?1::json) WITH ORDINALITY AS j (value, key) "
     "JOIN runs r ON r.run_id IN (SELECT r.run_id " JOBHOST_WINDOW_OF("j.value") " LIMIT ?2) "
     "ORDER BY j.key, r.started_at DESC, r.run_id DESC";
 // Dashboard: the header's last-hour tiles.
@@ -340,7 +370,7 @@ constexpr const char* kPruneRuns =
 constexpr const char* kPruneExcess =
     "DELETE FROM runs WHERE run_id IN (SELECT r.run_id FROM "
     "(SELECT run_id, job, scheduled_for, started_at, finished_at FROM runs WHERE job = ?1 "
-    "ORDER BY started_at DESC, run_id DESC LIMIT -1 OFFSET ?2) r "
+    "ORDER BY started_at DESC, run_id DESC LIMIT 9223372036854775807 OFFSET ?2) r "
     "WHERE r.finished_at IS NOT NULL AND " JOBHOST_NOT_NEWEST_SLOT
     " ORDER BY r.started_at LIMIT ?3) RETURNING run_id, job, scheduled_for";
 constexpr const char* kPruneRunEvents = "DELETE FROM events WHERE run_id = ?";
@@ -348,22 +378,17 @@ constexpr const char* kPruneSlot =
     "DELETE FROM slots WHERE job = ?1 AND scheduled_for = ?2 "
     "AND NOT EXISTS (SELECT 1 FROM runs WHERE job = ?1 AND scheduled_for = ?2) "
     "AND NOT EXISTS (SELECT 1 FROM pending_retries WHERE job = ?1 AND scheduled_for = ?2)";
-// Transaction control, prepared once like the rest (sqlite3_exec would
-// prepare them again for every write).
-constexpr const char* kBegin = "BEGIN IMMEDIATE";
-constexpr const char* kCommit = "COMMIT";
-constexpr const char* kRollback = "ROLLBACK";
-constexpr const char* kSavepoint = "SAVEPOINT jobhost_write";
-constexpr const char* kRelease = "RELEASE jobhost_write";
-constexpr const char* kRollbackTo = "ROLLBACK TO jobhost_write";
 constexpr const char* kPruneOldEvents =
     "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY at LIMIT ?)";
 
 // ---- the store -------------------------------------------------------------
 
-class SqliteStore final : public Store {
+class SqlStore final : public Store {
  public:
-  SqliteStore(std::string path, SQLite::Database db) : path_(std::move(path)), db_(std::move(db)) {}
+  SqlStore(std::string name, std::unique_ptr<sql::Connection> db, std::string host)
+      : path_(std::move(name)), db_(std::move(db)) {
+    if (!host.empty()) host_ = std::move(host);
+  }
 
   Result<bool> claim_and_start(const RunStart& run) override {
     const auto what = fmt::format("cannot record the start of run {} (job {}, attempt {})",
@@ -398,12 +423,16 @@ class SqliteStore final : public Store {
         if (exists.step()) return false;
         Query(statement(kConsumeRetry), run.job, run.scheduled_for, run.attempt).exec();
       }
-      Query(statement(kInsertRun), run.run_id, run.job, run.scheduled_for, run.attempt,
-            run.trace_id, to_string(run.trigger), run.started_at, nullptr, nullptr, nullptr,
-            nullptr, nullptr, run.plugin, run.plugin_version, run.plugin_sha256,
-            run.definition_hash, "", Blob{}, nullptr, nullptr, run.replay_of, run.host_pid, nullptr,
-            nullptr)
-          .exec();
+      // Another host may have inserted the attempt since the check above
+      // (a PostgreSQL store): the unique key decides, and nothing is kept.
+      if (Query(statement(kInsertRun), run.run_id, run.job, run.scheduled_for, run.attempt,
+                run.trace_id, to_string(run.trigger), run.started_at, nullptr, nullptr, nullptr,
+                nullptr, nullptr, run.plugin, run.plugin_version, run.plugin_sha256,
+                run.definition_hash, "", Blob{}, nullptr, nullptr, run.replay_of, run.host_pid,
+                nullptr, nullptr, host_)
+              .exec() == 0) {
+        return false;
+      }
       insert_event(run.started_at, "started", run.job, run.run_id,
                    json{{"trigger", to_string(run.trigger)},
                         {"attempt", run.attempt},
@@ -425,11 +454,11 @@ class SqliteStore final : public Store {
       {
         Query q(statement(kRunForFinish), end.run_id);
         if (!q.step()) return fail(fmt::format("{}: {}: no such run", path_, what));
-        if (!q.col(4).isNull()) return false;  // already finished: idempotent
-        job = q.col(0).getString();
-        scheduled_for = from_ms(q.col(1).getInt64());
-        attempt = q.col(2).getInt();
-        trace_id = q.col(3).getString();
+        if (!q.col(4).is_null()) return false;  // already finished: idempotent
+        job = q.col(0).as_string();
+        scheduled_for = from_ms(q.col(1).as_int64());
+        attempt = q.col(2).as_int();
+        trace_id = q.col(3).as_string();
       }
       const bool cpu_known =
           end.cpu_seconds && std::isfinite(*end.cpu_seconds) && *end.cpu_seconds >= 0;
@@ -494,7 +523,7 @@ class SqliteStore final : public Store {
       Query(statement(kInsertRun), skip.run_id, skip.job, skip.scheduled_for, 1, skip.trace_id,
             to_string(skip.trigger), skip.at, skip.at, to_string(Outcome::skipped), nullptr,
             nullptr, Duration{0}, nullptr, nullptr, nullptr, definition, skip.reason, Blob{},
-            nullptr, nullptr, nullptr, skip.host_pid, nullptr, nullptr)
+            nullptr, nullptr, nullptr, skip.host_pid, nullptr, nullptr, host_)
           .exec();
       insert_event(skip.at, "skipped", skip.job, skip.run_id,
                    json{{"trigger", to_string(skip.trigger)},
@@ -541,19 +570,29 @@ class SqliteStore final : public Store {
         "cannot close the runs left open by a previous host",
         [&]() -> Result<std::vector<RunRecord>> {
           WriteScope tx(*this);
+          // SQLite: one host per file (the state_dir lock), every open run
+          // is its. PostgreSQL: only this host's.
+          const bool shared = db_->dialect() == sql::Dialect::postgresql;
           std::vector<std::string> parked;
-          for (Query q(statement(kParkedIds)); q.step();) {
-            parked.push_back(q.col(0).getString());
+          for (Query q = shared ? Query(statement(kHostParkedIdsPg), host_)
+                                : Query(statement(kParkedIds));
+               q.step();) {
+            parked.push_back(q.col(0).as_string());
           }
           for (const auto& id : parked) {
             undo_parked_claim(Unclaim{id, "the host stopped before the run's instant", now});
           }
-          auto runs = read_runs(Query(statement(kOpenRuns)));
+          auto runs = shared ? read_runs(Query(statement(kHostOpenRunsPg), host_))
+                             : read_runs(Query(statement(kOpenRuns)));
           if (runs.empty()) {
             tx.commit();
             return runs;
           }
-          Query(statement(kInterruptOpenRuns), now, message).exec();
+          if (shared) {
+            Query(statement(kInterruptHostOpenRunsPg), now, message, host_).exec();
+          } else {
+            Query(statement(kInterruptOpenRuns), now, message).exec();
+          }
           for (auto& run : runs) {
             run.finished_at = now;
             run.outcome = Outcome::interrupted;
@@ -584,7 +623,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<RunRecord>> running_runs() override {
     return guarded("cannot read the running runs", [&]() -> Result<std::vector<RunRecord>> {
-      return read_runs(Query(statement(kOpenRuns)));
+      return read_runs(Query(statement(kOpenRuns, kOpenRunsPg)));
     });
   }
 
@@ -597,12 +636,12 @@ class SqliteStore final : public Store {
     return guarded("cannot read the status of the jobs", [&]() -> Result<std::vector<JobStats>> {
       // One read transaction, so that all jobs are seen at the same instant
       // (inside a write group, the group's transaction is that one).
-      std::optional<SQLite::Transaction> tx;
-      if (!group_) tx.emplace(db_, SQLite::TransactionBehavior::DEFERRED);
+      std::optional<ReadScope> tx;
+      if (!group_) tx.emplace(*db_);
       std::vector<std::string> names;
       {
         Query q(statement(kJobNames));
-        while (q.step()) names.push_back(q.col(0).getString());
+        while (q.step()) names.push_back(q.col(0).as_string());
       }
       std::vector<JobStats> all;
       all.reserve(names.size());
@@ -616,11 +655,12 @@ class SqliteStore final : public Store {
     return guarded("cannot read the status of the jobs", [&]() -> Result<std::vector<JobStats>> {
       // One read transaction: every job as of the same instant, and one
       // snapshot instead of one per statement.
-      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::DEFERRED);
+      std::optional<ReadScope> tx;
+      if (!group_) tx.emplace(*db_);
       std::vector<JobStats> out;
       out.reserve(jobs.size());
       for (const auto& job : jobs) out.push_back(read_stats(job));
-      tx.commit();
+      if (tx) tx->commit();
       return out;
     });
   }
@@ -631,14 +671,14 @@ class SqliteStore final : public Store {
       Query q(statement(kJobSummaries), kStatsWindow);
       while (q.step()) {
         JobStats s;
-        s.job = q.col(0).getString();
+        s.job = q.col(0).as_string();
         s.definition_hash = q.opt_text(1);
         s.last_fire = q.opt_time(2);
         s.next_fire = q.opt_time(3);
-        s.consecutive_failures = q.col(4).getInt();
+        s.consecutive_failures = q.col(4).as_int();
         s.paused_at = q.opt_time(5);
         s.paused_by = q.opt_text(6);
-        const std::string window = q.col(7).getString();  // "count successes"
+        const std::string window = q.col(7).as_string();  // "count successes"
         int succeeded = 0;
         if (std::sscanf(window.c_str(), "%d %d", &s.window_runs, &succeeded) != 2) {
           throw BadRow(fmt::format("job {}: unreadable window figures \"{}\"", s.job, window));
@@ -646,7 +686,7 @@ class SqliteStore final : public Store {
         if (s.window_runs > 0) s.success_rate = static_cast<double>(succeeded) / s.window_runs;
         if (auto outcome = q.opt_text(8)) s.last_outcome = outcome_from_string(*outcome);
         s.last_started = q.opt_time(9);
-        s.runs_in_flight = q.col(10).getInt();
+        s.runs_in_flight = q.col(10).as_int();
         out.push_back(std::move(s));
       }
       return out;
@@ -658,15 +698,15 @@ class SqliteStore final : public Store {
     using Out = std::vector<std::pair<std::string, std::vector<WindowRun>>>;
     return guarded("cannot read the recent runs", [&]() -> Result<Out> {
       Out out;
-      Query q(statement(kWindowRuns),
+      Query q(statement(kWindowRuns, kWindowRunsPg),
               json(jobs).dump(-1, ' ', false, json::error_handler_t::replace), kStatsWindow);
       while (q.step()) {
-        auto job = q.col(0).getString();
+        auto job = q.col(0).as_string();
         if (out.empty() || out.back().first != job) out.emplace_back(job, std::vector<WindowRun>{});
         WindowRun run;
-        run.run_id = q.col(1).getString();
-        run.started_at = from_ms(q.col(2).getInt64());
-        auto outcome = outcome_from_string(q.col(3).getString());
+        run.run_id = q.col(1).as_string();
+        run.started_at = from_ms(q.col(2).as_int64());
+        auto outcome = outcome_from_string(q.col(3).as_string());
         if (!outcome) throw BadRow(fmt::format("run {} has an unknown outcome", run.run_id));
         run.outcome = *outcome;
         if (auto ms = q.opt_int(4)) run.duration = Duration(*ms);
@@ -682,12 +722,12 @@ class SqliteStore final : public Store {
       int64_t total_ms = 0, with_duration = 0;
       Query q(statement(kRunSummary), since);
       while (q.step()) {
-        const auto outcome = outcome_from_string(q.col(0).getString());
-        const int count = q.col(1).getInt();
+        const auto outcome = outcome_from_string(q.col(0).as_string());
+        const int count = q.col(1).as_int();
         out.runs += count;
         if (outcome && counts_as_failure(*outcome)) out.failed += count;
         total_ms += q.opt_int(2).value_or(0);
-        with_duration += q.col(3).getInt64();
+        with_duration += q.col(3).as_int64();
       }
       if (with_duration > 0) out.mean_duration = Duration(total_ms / with_duration);
       return out;
@@ -699,15 +739,15 @@ class SqliteStore final : public Store {
       std::vector<RunMinute> out;
       Query q(statement(kRunMinutes), since);
       while (q.step()) {
-        const int64_t minute = q.col(0).getInt64();
+        const int64_t minute = q.col(0).as_int64();
         if (out.empty() || out.back().minute != minute) out.push_back(RunMinute{minute});
         RunMinute& m = out.back();
-        const auto outcome = outcome_from_string(q.col(1).getString());
-        const int count = q.col(2).getInt();
+        const auto outcome = outcome_from_string(q.col(1).as_string());
+        const int count = q.col(2).as_int();
         m.runs += count;
         if (outcome && counts_as_failure(*outcome)) m.failed += count;
         m.duration_ms += q.opt_int(3).value_or(0);
-        m.with_duration += q.col(4).getInt();
+        m.with_duration += q.col(4).as_int();
       }
       return out;
     });
@@ -718,7 +758,8 @@ class SqliteStore final : public Store {
       return fail(fmt::format("query_runs: limit must be positive, not {}", query.limit));
     }
     return guarded("cannot read the runs", [&]() -> Result<std::vector<RunRecord>> {
-      SQLite::Statement statement(db_, runs_query_sql(query));
+      auto made = db_->prepare(runs_query_sql(query));
+      sql::Statement& statement = *made;
       int i = 0;
       if (query.job) bind_one(statement, ++i, *query.job);
       if (!query.running_only && query.outcome) {
@@ -752,7 +793,7 @@ class SqliteStore final : public Store {
           bool was_paused = false;
           {
             Query q(statement(kPausedAt), job);
-            was_paused = q.step() && !q.col(0).isNull();
+            was_paused = q.step() && !q.col(0).is_null();
           }
           if (was_paused == paused) return false;
           Query(statement(kSetPaused), paused ? std::optional(at) : std::nullopt,
@@ -773,7 +814,7 @@ class SqliteStore final : public Store {
       Query q(statement(kPausedJobs));
       while (q.step()) {
         JobStats s;
-        s.job = q.col(0).getString();
+        s.job = q.col(0).as_string();
         s.paused_at = q.opt_time(1);
         s.paused_by = q.opt_text(2);
         out.push_back(std::move(s));
@@ -819,7 +860,7 @@ class SqliteStore final : public Store {
       std::vector<JobMark> out;
       Query q(statement(kJobMarks));
       while (q.step()) {
-        out.push_back(JobMark{q.col(0).getString(), q.opt_text(1), q.opt_time(2), q.opt_time(3)});
+        out.push_back(JobMark{q.col(0).as_string(), q.opt_text(1), q.opt_time(2), q.opt_time(3)});
       }
       return out;
     });
@@ -841,9 +882,9 @@ class SqliteStore final : public Store {
       auto read = [](Query q) {
         std::vector<Event> out;
         while (q.step()) {
-          out.push_back(Event{q.col(0).getInt64(), from_ms(q.col(1).getInt64()),
-                              q.col(2).getString(), q.opt_text(3), q.opt_text(4),
-                              q.col(5).getString()});
+          out.push_back(Event{q.col(0).as_int64(), from_ms(q.col(1).as_int64()),
+                              q.col(2).as_string(), q.opt_text(3), q.opt_text(4),
+                              q.col(5).as_string()});
         }
         return out;
       };
@@ -874,9 +915,9 @@ class SqliteStore final : public Store {
       std::vector<PendingRetry> out;
       Query q(statement(kPendingRetries));
       while (q.step()) {
-        out.push_back(PendingRetry{q.col(0).getString(), from_ms(q.col(1).getInt64()),
-                                   q.col(2).getInt(), from_ms(q.col(3).getInt64()),
-                                   q.col(4).getString()});
+        out.push_back(PendingRetry{q.col(0).as_string(), from_ms(q.col(1).as_int64()),
+                                   q.col(2).as_int(), from_ms(q.col(3).as_int64()),
+                                   q.col(4).as_string()});
       }
       return out;
     });
@@ -921,7 +962,7 @@ class SqliteStore final : public Store {
     return write_guarded("cannot read or create the jitter seed", [&]() -> Result<uint64_t> {
       {
         Query q(statement(kJitterSeed));
-        if (q.step()) return static_cast<uint64_t>(q.col(0).getInt64());
+        if (q.step()) return static_cast<uint64_t>(q.col(0).as_int64());
       }
       std::random_device entropy;
       const uint64_t seed = (static_cast<uint64_t>(entropy()) << 32) | entropy();
@@ -932,7 +973,7 @@ class SqliteStore final : public Store {
       {
         Query q(statement(kJitterSeed));
         if (!q.step()) return fail(fmt::format("{}: the jitter seed was not stored", path_));
-        stored = static_cast<uint64_t>(q.col(0).getInt64());
+        stored = static_cast<uint64_t>(q.col(0).as_int64());
       }
       tx.commit();
       return stored;
@@ -945,15 +986,15 @@ class SqliteStore final : public Store {
       Query q(statement(kAlertStates));
       while (q.step()) {
         AlertRecord r;
-        r.job = q.col(0).getString();
-        r.kind = q.col(1).getString();
-        r.firing = q.col(2).getInt() != 0;
+        r.job = q.col(0).as_string();
+        r.kind = q.col(1).as_string();
+        r.firing = q.col(2).as_int() != 0;
         r.since = q.opt_time(3);
         r.notified_at = q.opt_time(4);
-        r.failed_fires = q.col(5).getInt();
+        r.failed_fires = q.col(5).as_int();
         r.window_start = q.opt_time(6);
-        r.pending = q.col(7).getInt() != 0;
-        r.message = q.col(8).getString();
+        r.pending = q.col(7).as_int() != 0;
+        r.message = q.col(8).as_string();
         out.push_back(std::move(r));
       }
       return out;
@@ -1007,12 +1048,12 @@ class SqliteStore final : public Store {
 
   Result<void> begin_group() override {
     if (group_) return fail(fmt::format("{}: a group of writes is already open", path_));
-    if (sqlite3_db_readonly(db_.getHandle(), "main") == 1) {
-      return fail(fmt::format("{}: cannot begin a group of writes: {}", path_,
-                              explain_sqlite_error(SQLITE_READONLY, "")));
-    }
     return guarded("cannot begin a group of writes", [&]() -> Result<void> {
-      Query(statement(kBegin)).exec();
+      if (db_->read_only()) {
+        return fail(
+            fmt::format("{}: cannot begin a group of writes: the ledger is read-only", path_));
+      }
+      db_->begin_write();
       group_.emplace();
       return {};
     });
@@ -1025,14 +1066,14 @@ class SqliteStore final : public Store {
     Result<void> committed = group.undone
                                  ? fail(fmt::format("{}: {}: {}", path_, what, *group.undone))
                                  : guarded(what, [&]() -> Result<void> {
-                                     Query(statement(kCommit)).exec();
+                                     db_->commit();
                                      return {};
                                    });
     // A failed COMMIT may leave the transaction open: none of it is kept.
-    if (!committed && sqlite3_get_autocommit(db_.getHandle()) == 0) {
+    if (!committed && db_->in_transaction()) {
       try {
-        Query(statement(kRollback)).exec();
-      } catch (const SQLite::Exception&) {
+        db_->rollback();
+      } catch (const std::exception&) {
         // Closing the connection rolls it back.
       }
     }
@@ -1041,8 +1082,7 @@ class SqliteStore final : public Store {
 
   Result<void> checkpoint() override {
     return guarded("cannot checkpoint the write-ahead log", [&]() -> Result<void> {
-      db_.check(sqlite3_wal_checkpoint_v2(db_.getHandle(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
-                                          nullptr, nullptr));
+      db_->checkpoint();
       return {};
     });
   }
@@ -1053,14 +1093,8 @@ class SqliteStore final : public Store {
   auto guarded(std::string_view what, F&& body) -> decltype(body()) {
     try {
       return body();
-    } catch (const SQLite::Exception& e) {
-      std::string explanation = explain_sqlite_error(e.getExtendedErrorCode(), e.getErrorStr());
-      if ((e.getErrorCode() & 0xff) == SQLITE_BUSY) {
-        explanation += fmt::format(" (waited {} ms)", kBusyTimeout.count());
-      }
-      return fail(fmt::format("{}: {}: {}", path_, what, explanation));
     } catch (const std::exception& e) {
-      return fail(fmt::format("{}: {}: {}", path_, what, e.what()));
+      return fail(fmt::format("{}: {}: {}", path_, what, db_->explain(e)));
     }
   }
 
@@ -1069,7 +1103,7 @@ class SqliteStore final : public Store {
   // file (it would otherwise run on its own, outside the group).
   template <class F>
   auto write_guarded(std::string_view what, F&& body) -> decltype(body()) {
-    if (group_ && !group_->undone && sqlite3_get_autocommit(db_.getHandle()) != 0) {
+    if (group_ && !group_->undone && !db_->in_transaction()) {
       group_->undone = "an earlier error undid the group's transaction";
     }
     if (group_ && group_->undone) {
@@ -1078,7 +1112,7 @@ class SqliteStore final : public Store {
     auto result = guarded(what, std::forward<F>(body));
     if (group_) {
       ++group_->writes;
-      if (!result && !group_->undone && sqlite3_get_autocommit(db_.getHandle()) != 0) {
+      if (!result && !group_->undone && !db_->in_transaction()) {
         group_->undone =
             "an earlier write of the group failed and undid the group: " + result.error().message;
       }
@@ -1090,41 +1124,74 @@ class SqliteStore final : public Store {
   // its own, a savepoint inside an open group. Rolled back unless committed.
   class WriteScope {
    public:
-    explicit WriteScope(SqliteStore& store) : store_(store), in_group_(store.group_.has_value()) {
-      Query(store_.statement(in_group_ ? kSavepoint : kBegin)).exec();
+    explicit WriteScope(SqlStore& store) : db_(*store.db_), in_group_(store.group_.has_value()) {
+      if (in_group_) {
+        db_.savepoint();
+      } else {
+        db_.begin_write();
+      }
     }
     WriteScope(const WriteScope&) = delete;
     WriteScope& operator=(const WriteScope&) = delete;
     ~WriteScope() {
       // Some errors (disk full, I/O) already undid the whole transaction.
-      if (done_ || sqlite3_get_autocommit(store_.db_.getHandle()) != 0) return;
+      if (done_ || !db_.in_transaction()) return;
       try {
         if (in_group_) {
-          Query(store_.statement(kRollbackTo)).exec();
-          Query(store_.statement(kRelease)).exec();
+          db_.rollback_to();
+          db_.release();
         } else {
-          Query(store_.statement(kRollback)).exec();
+          db_.rollback();
         }
-      } catch (const SQLite::Exception&) {
+      } catch (const std::exception&) {
         // Nothing more to do here: the caller returns the first error.
       }
     }
     void commit() {
-      Query(store_.statement(in_group_ ? kRelease : kCommit)).exec();
+      if (in_group_) {
+        db_.release();
+      } else {
+        db_.commit();
+      }
       done_ = true;
     }
 
    private:
-    SqliteStore& store_;
+    sql::Connection& db_;
     bool in_group_;
     bool done_ = false;
   };
 
+  // A read transaction: every statement in it sees one instant. Ended
+  // (rolled back: it wrote nothing) unless committed.
+  class ReadScope {
+   public:
+    explicit ReadScope(sql::Connection& db) : db_(db) { db_.begin_read(); }
+    ReadScope(const ReadScope&) = delete;
+    ReadScope& operator=(const ReadScope&) = delete;
+    ~ReadScope() {
+      if (done_ || !db_.in_transaction()) return;
+      try {
+        db_.rollback();
+      } catch (const std::exception&) {
+        // The caller returns the first error.
+      }
+    }
+    void commit() {
+      db_.commit();
+      done_ = true;
+    }
+
+   private:
+    sql::Connection& db_;
+    bool done_ = false;
+  };
+
   // The prepared statement for `sql` (one of the constants above), reused.
-  SQLite::Statement& statement(const char* sql) {
-    auto& slot = statements_[sql];
-    if (!slot) slot = std::make_unique<SQLite::Statement>(db_, sql);
-    return *slot;
+  sql::Statement& statement(const char* sql) { return db_->statement(sql); }
+  // The statement of this store's dialect.
+  sql::Statement& statement(const char* sqlite, const char* postgresql) {
+    return db_->statement(db_->dialect() == sql::Dialect::postgresql ? postgresql : sqlite);
   }
 
   // The exactly-once guard, inside the caller's transaction: claims slot
@@ -1153,7 +1220,7 @@ class SqliteStore final : public Store {
     std::vector<Gone> gone;
     while (deleting.step()) {
       gone.push_back(
-          {deleting.col(0).getString(), deleting.col(1).getString(), deleting.col(2).getInt64()});
+          {deleting.col(0).as_string(), deleting.col(1).as_string(), deleting.col(2).as_int64()});
     }
     for (const auto& g : gone) {
       Query(statement(kPruneRunEvents), g.run_id).exec();
@@ -1170,7 +1237,7 @@ class SqliteStore final : public Store {
     {
       Query q(statement(kTakeParked), unclaim.run_id);
       if (!q.step()) return false;
-      job = q.col(0).getString();
+      job = q.col(0).as_string();
       prior = q.opt_time(1);
     }
     // The run row and its events, unless it ended meanwhile (then only the
@@ -1178,7 +1245,7 @@ class SqliteStore final : public Store {
     std::optional<TimePoint> slot;
     {
       Query deleting(statement(kDeleteUnfinishedRun), unclaim.run_id);
-      if (deleting.step()) slot = from_ms(deleting.col(2).getInt64());
+      if (deleting.step()) slot = from_ms(deleting.col(2).as_int64());
     }
     if (!slot) return true;
     Query(statement(kPruneRunEvents), unclaim.run_id).exec();
@@ -1195,7 +1262,7 @@ class SqliteStore final : public Store {
   std::optional<std::string> slot_trace(const std::string& job, TimePoint scheduled_for) {
     Query q(statement(kSlotTrace), job, scheduled_for);
     if (!q.step()) return std::nullopt;
-    return q.col(0).getString();
+    return q.col(0).as_string();
   }
 
   void insert_event(TimePoint at, std::string_view kind, std::string_view job,
@@ -1219,19 +1286,19 @@ class SqliteStore final : public Store {
 
   RunRecord read_run(Query& q) {
     RunRecord r;
-    r.run_id = q.col(0).getString();
-    r.job = q.col(1).getString();
-    r.scheduled_for = from_ms(q.col(2).getInt64());
-    r.attempt = q.col(3).getInt();
-    r.trace_id = q.col(4).getString();
-    auto trigger = q.col(5).getString();
+    r.run_id = q.col(0).as_string();
+    r.job = q.col(1).as_string();
+    r.scheduled_for = from_ms(q.col(2).as_int64());
+    r.attempt = q.col(3).as_int();
+    r.trace_id = q.col(4).as_string();
+    auto trigger = q.col(5).as_string();
     auto parsed_trigger = trigger_from_string(trigger);
     if (!parsed_trigger) {
       throw BadRow(fmt::format("run {} has unknown trigger \"{}\" (written by a newer jobhost?)",
                                r.run_id, trigger));
     }
     r.trigger = *parsed_trigger;
-    r.started_at = from_ms(q.col(6).getInt64());
+    r.started_at = from_ms(q.col(6).as_int64());
     r.finished_at = q.opt_time(7);
     if (auto outcome = q.opt_text(8)) {
       r.outcome = outcome_from_string(*outcome);
@@ -1247,22 +1314,23 @@ class SqliteStore final : public Store {
     r.plugin_version = q.opt_text(13);
     r.plugin_sha256 = q.opt_text(14);
     r.definition_hash = q.opt_text(15);
-    r.message = q.col(16).getString();
-    r.output_tail = q.col(17).getString();
+    r.message = q.col(16).as_string();
+    r.output_tail = q.col(17).as_string();
     r.last_heartbeat = q.opt_time(18);
-    if (!q.col(19).isNull()) r.progress = q.col(19).getDouble();
+    if (!q.col(19).is_null()) r.progress = q.col(19).as_double();
     r.replay_of = q.opt_text(20);
-    r.host_pid = q.col(21).getInt64();
-    if (!q.col(22).isNull()) r.cpu_seconds = q.col(22).getDouble();
+    r.host_pid = q.col(21).as_int64();
+    if (!q.col(22).is_null()) r.cpu_seconds = q.col(22).as_double();
     if (auto bytes = q.opt_int(23); bytes && *bytes >= 0) r.max_rss_bytes = *bytes;
+    r.host = q.opt_text(24);
     return r;
   }
 
   static std::vector<Event> read_events(Query&& q) {
     std::vector<Event> out;
     while (q.step()) {
-      out.push_back(Event{q.col(0).getInt64(), from_ms(q.col(1).getInt64()), q.col(2).getString(),
-                          q.opt_text(3), q.opt_text(4), q.col(5).getString()});
+      out.push_back(Event{q.col(0).as_int64(), from_ms(q.col(1).as_int64()), q.col(2).as_string(),
+                          q.opt_text(3), q.opt_text(4), q.col(5).as_string()});
     }
     return out;
   }
@@ -1274,7 +1342,7 @@ class SqliteStore final : public Store {
     while (q.step()) out.push_back(read_run(q));
     for (auto& run : out) {
       Query m(statement(kRunMetrics), run.run_id);
-      while (m.step()) run.metrics[m.col(0).getString()] = m.col(1).getDouble();
+      while (m.step()) run.metrics[m.col(0).as_string()] = m.col(1).as_double();
     }
     return out;
   }
@@ -1288,7 +1356,7 @@ class SqliteStore final : public Store {
         s.definition_hash = q.opt_text(0);
         s.last_fire = q.opt_time(1);
         s.next_fire = q.opt_time(2);
-        s.consecutive_failures = q.col(3).getInt();
+        s.consecutive_failures = q.col(3).as_int();
         s.paused_at = q.opt_time(4);
         s.paused_by = q.opt_text(5);
       }
@@ -1321,11 +1389,11 @@ class SqliteStore final : public Store {
     }
     {
       Query q(statement(kLastStarted), job);
-      if (q.step()) s.last_started = from_ms(q.col(0).getInt64());
+      if (q.step()) s.last_started = from_ms(q.col(0).as_int64());
     }
     {
       Query q(statement(kInFlight), job);
-      if (q.step()) s.runs_in_flight = q.col(0).getInt();
+      if (q.step()) s.runs_in_flight = q.col(0).as_int();
     }
     return s;
   }
@@ -1337,39 +1405,11 @@ class SqliteStore final : public Store {
     std::optional<std::string> undone;  // why the transaction is gone, if it is
   };
 
-  std::string path_;
-  SQLite::Database db_;
+  std::string path_;  // the file, or the server and database, for messages
+  std::unique_ptr<sql::Connection> db_;
+  std::optional<std::string> host_;  // recorded with each run it claims
   std::optional<Group> group_;
-  // Declared after db_: statements are finalized before the connection closes.
-  std::unordered_map<const char*, std::unique_ptr<SQLite::Statement>> statements_;
 };
-
-// ---- opening and migrations ------------------------------------------------
-
-int pragma_int(SQLite::Database& db, const char* pragma) {
-  return db.execAndGet(fmt::format("PRAGMA {}", pragma)).getInt();
-}
-
-// Applies the migrations newer than the file's user_version, all in one
-// IMMEDIATE transaction (a concurrent opener waits, then sees them done).
-Result<void> migrate(SQLite::Database& db, const std::string& path) {
-  SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);
-  int version = pragma_int(db, "user_version");
-  if (version == 0 && db.execAndGet("SELECT count(*) FROM sqlite_schema").getInt() > 0) {
-    return fail(
-        fmt::format("{}: not a jobhost ledger (the file holds another application's tables): point "
-                    "state_dir at another directory",
-                    path));
-  }
-  for (const auto& m : migrations()) {
-    if (m.version <= version) continue;
-    db.exec(m.sql);
-    db.exec(fmt::format("PRAGMA user_version = {}", m.version));
-  }
-  db.exec(fmt::format("PRAGMA application_id = {}", kApplicationId));
-  tx.commit();
-  return {};
-}
 
 }  // namespace
 
@@ -1397,69 +1437,9 @@ std::string runs_query_sql(const RunQuery& query) {
   return sql;
 }
 
-Result<std::unique_ptr<Store>> open_sqlite_store(const std::filesystem::path& path,
-                                                 config::Durability durability, Access access) {
-  const std::string name = path.string();
-  const bool writable = access == Access::read_write;
-  try {
-    if (!writable && !std::filesystem::exists(path)) {
-      return fail(
-          fmt::format("{}: no ledger here yet: check state_dir, or start the daemon once", name));
-    }
-    SQLite::Database db(
-        path, writable ? SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE : SQLite::OPEN_READONLY,
-        static_cast<int>(kBusyTimeout.count()));
-    // SQLite silently falls back to read-only when the file is not writable.
-    if (writable && sqlite3_db_readonly(db.getHandle(), "main") == 1) {
-      return fail(fmt::format("{}: cannot open the ledger for writing: {}", name,
-                              explain_sqlite_error(SQLITE_READONLY, "")));
-    }
-    const int application_id = pragma_int(db, "application_id");
-    if (application_id != 0 && application_id != kApplicationId) {
-      return fail(fmt::format(
-          "{}: not a jobhost ledger (application_id {:#x}): point state_dir at another directory",
-          name, static_cast<unsigned>(application_id)));
-    }
-    const int known = current_schema_version();
-    int version = pragma_int(db, "user_version");
-    if (version > known) {
-      return fail(fmt::format(
-          "{}: the ledger has schema version {}, but this jobhost knows only up to {}: it was "
-          "written by a newer jobhost; run that version, or point state_dir elsewhere",
-          name, version, known));
-    }
-    db.exec("PRAGMA foreign_keys = ON");
-    if (!writable) {
-      if (version < known) {
-        return fail(fmt::format(
-            "{}: the ledger has schema version {}, older than this jobhost's {}: start the daemon "
-            "(jobhost run) once to upgrade it",
-            name, version, known));
-      }
-      return std::unique_ptr<Store>(new SqliteStore(name, std::move(db)));
-    }
-    const auto mode = db.execAndGet("PRAGMA journal_mode = WAL").getString();
-    if (mode != "wal") {
-      return fail(fmt::format(
-          "{}: cannot switch the ledger to WAL mode (got \"{}\"): put state_dir on a local file "
-          "system",
-          name, mode));
-    }
-    db.exec(durability == config::Durability::full ? "PRAGMA synchronous = FULL"
-                                                   : "PRAGMA synchronous = NORMAL");
-    if (version < known) {
-      if (auto migrated = migrate(db, name); !migrated) return std::unexpected(migrated.error());
-    }
-    return std::unique_ptr<Store>(new SqliteStore(name, std::move(db)));
-  } catch (const SQLite::Exception& e) {
-    std::string explanation = explain_sqlite_error(e.getExtendedErrorCode(), e.getErrorStr());
-    if ((e.getErrorCode() & 0xff) == SQLITE_BUSY) {
-      explanation += fmt::format(" (waited {} ms)", kBusyTimeout.count());
-    }
-    return fail(fmt::format("{}: cannot open the ledger: {}", name, explanation));
-  } catch (const std::exception& e) {
-    return fail(fmt::format("{}: cannot open the ledger: {}", name, e.what()));
-  }
+std::unique_ptr<Store> make_sql_store(std::string name, std::unique_ptr<sql::Connection> db,
+                                      std::string host) {
+  return std::make_unique<SqlStore>(std::move(name), std::move(db), std::move(host));
 }
 
 }  // namespace jobhost::ledger
