@@ -73,6 +73,18 @@ class RefusingStore final : public ledger::Store {
                                                              std::string_view message) override {
     return real_.close_orphaned_runs(now, message);
   }
+  Result<ledger::Lease> renew_lease(const ledger::HostRecord& me) override {
+    return real_.renew_lease(me);
+  }
+  Result<void> end_lease(std::string_view id, std::string_view incarnation,
+                         TimePoint now) override {
+    return real_.end_lease(id, incarnation, now);
+  }
+  Result<std::vector<ledger::HostRecord>> hosts() override { return real_.hosts(); }
+  Result<ledger::Takeover> take_over_expired(std::string_view by, TimePoint now,
+                                             std::string_view message) override {
+    return real_.take_over_expired(by, now, message);
+  }
   Result<std::vector<ledger::RunRecord>> history(std::optional<std::string_view> job,
                                                  int limit) override {
     return real_.history(job, limit);

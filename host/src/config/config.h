@@ -218,6 +218,11 @@ struct HostConfig {
   // [store] url: the PostgreSQL ledger several hosts may share
   // (docs/cluster.md); empty = the SQLite ledger in state_dir.
   std::string store_url;
+  // [store] heartbeat and lease (PostgreSQL only): each host renews its lease
+  // every heartbeat; a host whose lease has run out for `lease` is taken over.
+  // lease >= 2 x heartbeat.
+  Duration heartbeat = std::chrono::seconds(2);
+  Duration lease = std::chrono::seconds(8);
   int max_concurrency = 4;       // >= 1
   std::string timezone = "UTC";  // a valid IANA name
   LogFormat log_format = LogFormat::text;

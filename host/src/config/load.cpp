@@ -63,7 +63,7 @@ using KeyList = std::span<const std::string_view>;
 
 constexpr std::array<std::string_view, 7> kTopKeys = {"host", "store",  "http",   "defaults",
                                                       "jobs", "alerts", "secrets"};
-constexpr std::array<std::string_view, 1> kStoreKeys = {"url"};
+constexpr std::array<std::string_view, 3> kStoreKeys = {"url", "heartbeat", "lease"};
 constexpr std::array<std::string_view, 12> kHostKeys = {
     "id",         "plugin_dir", "state_dir",     "max_concurrency", "timezone",  "log_format",
     "durability", "keep_runs",  "dynamic_users", "control_group",   "park_lead", "max_parked"};
@@ -737,9 +737,21 @@ class Loader {
   void read_store(const toml::node& node, HostConfig& host) {
     const toml::table* table = read_table(node, "[store]", "a table");
     if (table == nullptr) return;
+    std::optional<SourcePos> lease_pos;
     for (auto&& [key, v] : *table) {
       const std::string k(key.str());
       const std::string w = what(k, "store");
+      if (k == "heartbeat" || k == "lease") {
+        if (auto d = read_duration(v, w)) {
+          if (*d <= Duration(0)) {
+            error(at(v), fmt::format("{}: must be longer than 0", w));
+          } else {
+            (k == "heartbeat" ? host.heartbeat : host.lease) = *d;
+            if (k == "lease") lease_pos = at(v);
+          }
+        }
+        continue;
+      }
       if (k != "url") {
         unknown_key(key, "store", kStoreKeys);
         continue;
@@ -754,6 +766,12 @@ class Loader {
         continue;
       }
       host.store_url = *s;
+    }
+    if (host.lease < 2 * host.heartbeat) {
+      error(lease_pos.value_or(at(node)),
+            fmt::format("lease in [store]: at least twice the heartbeat ({}), got {}: a lease "
+                        "that one late heartbeat loses would fence a healthy host",
+                        format_duration(2 * host.heartbeat), format_duration(host.lease)));
     }
   }
 

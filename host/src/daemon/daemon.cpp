@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "daemon/control.h"
+#include "daemon/membership.h"
 #include "daemon/pid_lock.h"
 #include "engine/engine.h"
 #include "exec/fork_executor.h"
@@ -147,6 +148,15 @@ int run_daemon(config::Config config) {
   }
 
   boost::asio::io_context io;
+  // Several hosts on one PostgreSQL ledger: this host's lease (docs/cluster.md).
+  std::optional<Membership> membership;
+  if (!config.host.store_url.empty()) {
+    membership.emplace(io, **store, config.host);
+    if (auto joined = membership->join(); !joined) {
+      log::error(joined.error().message);
+      return 1;
+    }
+  }
   exec::ExecutorOptions exec_options;
   exec_options.isolation = caps;
   engine::Engine* engine_ptr = nullptr;  // set below; the executor calls back only from io.run()
@@ -249,6 +259,7 @@ int run_daemon(config::Config config) {
         if (op == "status") {
           auto snapshot = engine.snapshot();
           snapshot["ok"] = true;
+          snapshot["cluster"] = membership ? membership->json() : nlohmann::json(nullptr);
           snapshot["jobs"] = engine.next_builds();
           return respond(snapshot);
         }
@@ -334,6 +345,7 @@ int run_daemon(config::Config config) {
 
   alerter.start();
   engine.start();
+  if (membership) membership->start(engine);
   reloader.start();
   // The config's parse tree and the start's batches are freed by now; give
   // the whole pages among them back (at 100,000 jobs, about 8 MiB).
@@ -341,6 +353,7 @@ int run_daemon(config::Config config) {
   log::info(fmt::format("ready: {} job(s), max_concurrency {}", engine.config().jobs.size(),
                         engine.config().host.max_concurrency));
   io.run();
+  if (membership) membership->leave();
   // io.stop() may have left ready handlers, such as giving the last run's
   // cgroup back; the parent cgroups can only go after them and the idle ones.
   io.restart();

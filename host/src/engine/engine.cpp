@@ -110,15 +110,7 @@ void Engine::start() {
     }
   }
   backlog_.flush();  // every next fire in one write group
-  if (auto retries = store_.pending_retries()) {
-    for (const auto& r : *retries) {
-      if (!jobs_.contains(r.job)) continue;
-      timeline_.insert(Fire{r.due_at, r.job, r.scheduled_for, r.next_attempt, r.trace_id,
-                            ledger::Trigger::retry});
-    }
-  } else {
-    log::error("cannot read pending retries from the ledger: " + retries.error().message);
-  }
+  load_pending_retries();
   pruner_.start();
   on_timer();
 }
@@ -276,7 +268,7 @@ void Engine::pump() {
     std::vector<ledger::RunStart> claims;
     std::vector<Launch> launches;
     std::vector<JobState*> touched;
-    while (!shutting_down_ && !ready_.empty() && backlog_.may_claim() &&
+    while (!shutting_down_ && !fenced_ && !ready_.empty() && backlog_.may_claim() &&
            active_.size() + claims.size() <
                static_cast<std::size_t>(config_.host.max_concurrency)) {
       Fire fire = *ready_.begin();
@@ -398,7 +390,9 @@ void Engine::on_run_done(exec::RunReport report) {
     const config::RetryPolicy& policy = job_it->second.config->settings->retry;
     // A run the shutdown stopped is not retried; one that failed on its own
     // meanwhile keeps its retry, written to the ledger for the next start.
-    const bool stopped_by_shutdown = shutting_down_ && report.outcome == Outcome::interrupted;
+    // Nor one stopped by fencing: the host that takes it over retries it.
+    const bool stopped_by_shutdown =
+        (shutting_down_ || fenced_) && report.outcome == Outcome::interrupted;
     if (report.retryable && run.attempt < policy.max_attempts && !stopped_by_shutdown &&
         !active.cancelled && !job_it->second.retired) {
       end.retry_at = now() + retry_delay(policy, run.attempt, rng_);

@@ -99,6 +99,21 @@ class Engine {
   // such run in flight.
   Result<void> cancel(std::string_view run_id, std::string_view by);
 
+  // Several hosts on one ledger (engine_cluster.cpp, docs/cluster.md).
+  // Fencing, while this host's lease is lost or cannot be renewed: no fire
+  // is claimed (they wait), runs in flight are stopped (interrupted, not
+  // retried here: the host that takes them over retries them) and parked
+  // runs undone. `why` is logged once. unfence() lets claims go on.
+  void fence(std::string_view why);
+  void unfence();
+  bool fenced() const { return fenced_; }
+  // Another host's runs, taken over by this one (Store::take_over_expired):
+  // each interrupted run whose job retries gets its next attempt (per the
+  // job's retry policy, claimed once across hosts), each freed slot is fired
+  // now, and the ledger's pending retries (some were the other host's) join
+  // the timeline.
+  void adopt(const ledger::Takeover& takeover);
+
   // Records a run's heartbeat in the ledger, at most once a second per run
   // (the executor already calls at most every 50 ms).
   void note_heartbeat(std::string_view run_id, std::optional<double> progress);
@@ -291,6 +306,9 @@ class Engine {
   std::uint64_t checkpoints_ = 0;  // done by checkpoint_if_idle (status: ledger_checkpoints)
   std::vector<Observer*> observers_;
   bool shutting_down_ = false;
+  bool fenced_ = false;  // fence(): no claims
+  // The ledger's pending retries join the timeline (start, adopt).
+  void load_pending_retries();
   std::function<void()> on_idle_;
   std::vector<std::function<void()>> acks_;  // observer calls waiting for their records' flush
   bool end_of_turn_posted_ = false;

@@ -202,6 +202,34 @@ struct AlertRecord {
   std::string message;                    // the last notice's message
 };
 
+// A host sharing the ledger, as its row in `hosts` (docs/cluster.md).
+struct HostRecord {
+  std::string id;           // [host] id
+  std::string incarnation;  // one per daemon start
+  int64_t pid = 0;
+  std::string version;  // jobhost's
+  TimePoint started_at;
+  TimePoint heartbeat_at;  // its last renewal, by its clock
+  TimePoint lease_until;   // after this, another host takes its runs over
+  std::optional<TimePoint> taken_over_at;
+  std::optional<std::string> taken_over_by;
+};
+
+// What Store::take_over_expired did.
+struct Takeover {
+  std::vector<RunRecord> closed;  // open runs closed as interrupted, oldest first
+  // Slots whose parked claims were undone (their processes never began):
+  // free again, each (job, scheduled_for), for the taker to fire.
+  std::vector<std::pair<std::string, TimePoint>> freed;
+};
+
+// What Store::renew_lease found.
+enum class Lease {
+  renewed,  // the lease is this incarnation's until lease_until
+  lost,     // another host took this incarnation's runs over, or a newer
+            // incarnation holds the id: its runs are not its own any more
+};
+
 // What one retention batch deleted (Store::prune, Store::prune_excess).
 struct Pruned {
   int runs = 0;

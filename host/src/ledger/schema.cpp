@@ -156,9 +156,26 @@ CREATE TABLE parked_runs (
 )sql";
 
 // Version 6, several hosts (docs/cluster.md): each run records the host
-// that claimed it ([host] id). NULL for the runs before.
+// that claimed it ([host] id), NULL for the runs before.
 constexpr const char* kVersion6 = R"sql(
 ALTER TABLE runs ADD COLUMN host TEXT;
+CREATE INDEX runs_open_by_host ON runs (host) WHERE finished_at IS NULL;
+
+-- The hosts sharing the ledger and their leases (docs/cluster.md): each
+-- daemon start is an incarnation, renewing heartbeat_at and lease_until
+-- while it lives. Once lease_until has passed, another host closes the
+-- host's open runs and sets taken_over_at and taken_over_by.
+CREATE TABLE hosts (
+  id            TEXT PRIMARY KEY NOT NULL,
+  incarnation   TEXT NOT NULL,
+  pid           INTEGER NOT NULL,
+  version       TEXT NOT NULL,
+  started_at    INTEGER NOT NULL,
+  heartbeat_at  INTEGER NOT NULL,
+  lease_until   INTEGER NOT NULL,
+  taken_over_at INTEGER,
+  taken_over_by TEXT
+) STRICT, WITHOUT ROWID;
 )sql";
 
 constexpr std::array<Migration, 6> kMigrations = {{
@@ -284,6 +301,22 @@ CREATE TABLE parked_runs (
   run_id          TEXT PRIMARY KEY NOT NULL,
   job             TEXT NOT NULL,
   prior_last_fire BIGINT
+);
+
+-- The hosts sharing the ledger and their leases (docs/cluster.md): each
+-- daemon start is an incarnation, renewing heartbeat_at and lease_until
+-- while it lives. Once lease_until has passed, another host closes the
+-- host's open runs and sets taken_over_at and taken_over_by.
+CREATE TABLE hosts (
+  id            TEXT PRIMARY KEY NOT NULL,
+  incarnation   TEXT NOT NULL,
+  pid           BIGINT NOT NULL,
+  version       TEXT NOT NULL,
+  started_at    BIGINT NOT NULL,
+  heartbeat_at  BIGINT NOT NULL,
+  lease_until   BIGINT NOT NULL,
+  taken_over_at BIGINT,
+  taken_over_by TEXT
 );
 )sql";
 

@@ -221,18 +221,50 @@ constexpr const char* kHeartbeat =
 constexpr const char* kOpenRuns = JOBHOST_OPEN_RUNS("INDEXED BY runs_open");
 // PostgreSQL plans it from the partial index by itself.
 constexpr const char* kOpenRunsPg = JOBHOST_OPEN_RUNS("");
-// PostgreSQL: several hosts share the ledger, and a host that starts closes
-// only the runs it left open itself (?1: its id).
-constexpr const char* kHostParkedIdsPg =
+// Several hosts share a PostgreSQL ledger: the runs one host left open
+// (?1: its id), closed by itself at its start or by the host that takes it
+// over.
+constexpr const char* kHostParkedIds =
     "SELECT p.run_id FROM parked_runs p JOIN runs r ON r.run_id = p.run_id "
     "WHERE r.host IS NOT DISTINCT FROM ?1 ORDER BY p.run_id";
-constexpr const char* kHostOpenRunsPg =
+constexpr const char* kHostOpenRuns =
     "SELECT " JOBHOST_RUN_COLUMNS
     " FROM runs WHERE finished_at IS NULL AND host IS NOT DISTINCT "
     "FROM ?1 AND" JOBHOST_NOT_PARKED("run_id") "ORDER BY started_at, run_id";
-constexpr const char* kInterruptHostOpenRunsPg =
+constexpr const char* kInterruptHostOpenRuns =
     "UPDATE runs SET finished_at = ?, outcome = 'interrupted', message = ? "
     "WHERE finished_at IS NULL AND host IS NOT DISTINCT FROM ?";
+// Leases (Store::renew_lease and the rest).
+#define JOBHOST_HOST_COLUMNS                                                              \
+  "id, incarnation, pid, version, started_at, heartbeat_at, lease_until, taken_over_at, " \
+  "taken_over_by"
+constexpr const char* kHostRow =
+    "SELECT incarnation, started_at, taken_over_at FROM hosts WHERE id = ?";
+constexpr const char* kHostRowPg =
+    "SELECT incarnation, started_at, taken_over_at FROM hosts WHERE id = ? FOR UPDATE";
+constexpr const char* kRegisterHost =
+    "INSERT INTO hosts (id, incarnation, pid, version, started_at, heartbeat_at, lease_until) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+    "incarnation = excluded.incarnation, pid = excluded.pid, version = excluded.version, "
+    "started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, "
+    "lease_until = excluded.lease_until, taken_over_at = NULL, taken_over_by = NULL";
+constexpr const char* kRenewHost =
+    "UPDATE hosts SET heartbeat_at = ?, lease_until = ? WHERE id = ? AND incarnation = ?";
+constexpr const char* kEndLease =
+    "UPDATE hosts SET lease_until = ?1, taken_over_at = ?1, taken_over_by = id "
+    "WHERE id = ?2 AND incarnation = ?3 AND taken_over_at IS NULL";
+constexpr const char* kHosts = "SELECT " JOBHOST_HOST_COLUMNS " FROM hosts ORDER BY id";
+// PostgreSQL locks the rows, skipping those another host holds: that host is
+// taking them over.
+constexpr const char* kExpiredHosts =
+    "SELECT id FROM hosts WHERE lease_until < ?1 AND taken_over_at IS NULL AND id <> ?2 "
+    "ORDER BY id";
+constexpr const char* kExpiredHostsPg =
+    "SELECT id FROM hosts WHERE lease_until < ?1 AND taken_over_at IS NULL AND id <> ?2 "
+    "ORDER BY id FOR UPDATE SKIP LOCKED";
+constexpr const char* kMarkTakenOver =
+    "UPDATE hosts SET taken_over_at = ?1, taken_over_by = ?2 WHERE id = ?3 "
+    "AND taken_over_at IS NULL";
 constexpr const char* kInterruptOpenRuns =
     "UPDATE runs SET finished_at = ?, outcome = 'interrupted', message = ? "
     "WHERE finished_at IS NULL";
@@ -566,41 +598,94 @@ class SqlStore final : public Store {
 
   Result<std::vector<RunRecord>> close_orphaned_runs(TimePoint now,
                                                      std::string_view message) override {
+    return write_guarded("cannot close the runs left open by a previous host",
+                         [&]() -> Result<std::vector<RunRecord>> {
+                           WriteScope tx(*this);
+                           // SQLite: one host per file (the state_dir lock), every open run
+                           // is its. PostgreSQL: only this host's.
+                           auto runs = close_open_runs(db_->dialect() == sql::Dialect::postgresql,
+                                                       host_, now, message);
+                           tx.commit();
+                           return runs;
+                         });
+  }
+
+  Result<Lease> renew_lease(const HostRecord& me) override {
     return write_guarded(
-        "cannot close the runs left open by a previous host",
-        [&]() -> Result<std::vector<RunRecord>> {
+        fmt::format("cannot renew the lease of host {}", me.id), [&]() -> Result<Lease> {
           WriteScope tx(*this);
-          // SQLite: one host per file (the state_dir lock), every open run
-          // is its. PostgreSQL: only this host's.
-          const bool shared = db_->dialect() == sql::Dialect::postgresql;
-          std::vector<std::string> parked;
-          for (Query q = shared ? Query(statement(kHostParkedIdsPg), host_)
-                                : Query(statement(kParkedIds));
-               q.step();) {
-            parked.push_back(q.col(0).as_string());
+          bool known = false;
+          {
+            Query q(statement(kHostRow, kHostRowPg), me.id);
+            if (q.step()) {
+              known = q.text_view(0) == me.incarnation;
+              if (known && !q.col(2).is_null()) return Lease::lost;  // taken over
+              // Another incarnation of the id: the newer one wins.
+              if (!known && from_ms(q.col(1).as_int64()) > me.started_at) return Lease::lost;
+            }
           }
-          for (const auto& id : parked) {
-            undo_parked_claim(Unclaim{id, "the host stopped before the run's instant", now});
-          }
-          auto runs = shared ? read_runs(Query(statement(kHostOpenRunsPg), host_))
-                             : read_runs(Query(statement(kOpenRuns)));
-          if (runs.empty()) {
-            tx.commit();
-            return runs;
-          }
-          if (shared) {
-            Query(statement(kInterruptHostOpenRunsPg), now, message, host_).exec();
+          if (known) {
+            Query(statement(kRenewHost), me.heartbeat_at, me.lease_until, me.id, me.incarnation)
+                .exec();
           } else {
-            Query(statement(kInterruptOpenRuns), now, message).exec();
-          }
-          for (auto& run : runs) {
-            run.finished_at = now;
-            run.outcome = Outcome::interrupted;
-            run.message = std::string(message);
-            insert_event(now, "interrupted", run.job, run.run_id, std::string(message));
+            Query(statement(kRegisterHost), me.id, me.incarnation, me.pid, me.version,
+                  me.started_at, me.heartbeat_at, me.lease_until)
+                .exec();
           }
           tx.commit();
-          return runs;
+          return Lease::renewed;
+        });
+  }
+
+  Result<void> end_lease(std::string_view id, std::string_view incarnation,
+                         TimePoint now) override {
+    return write_guarded(fmt::format("cannot end the lease of host {}", id), [&]() -> Result<void> {
+      Query(statement(kEndLease), now, id, incarnation).exec();
+      return {};
+    });
+  }
+
+  Result<std::vector<HostRecord>> hosts() override {
+    return guarded("cannot read the hosts", [&]() -> Result<std::vector<HostRecord>> {
+      std::vector<HostRecord> out;
+      for (Query q(statement(kHosts)); q.step();) {
+        HostRecord h;
+        h.id = q.col(0).as_string();
+        h.incarnation = q.col(1).as_string();
+        h.pid = q.col(2).as_int64();
+        h.version = q.col(3).as_string();
+        h.started_at = from_ms(q.col(4).as_int64());
+        h.heartbeat_at = from_ms(q.col(5).as_int64());
+        h.lease_until = from_ms(q.col(6).as_int64());
+        h.taken_over_at = q.opt_time(7);
+        h.taken_over_by = q.opt_text(8);
+        out.push_back(std::move(h));
+      }
+      return out;
+    });
+  }
+
+  Result<Takeover> take_over_expired(std::string_view by, TimePoint now,
+                                     std::string_view message) override {
+    return write_guarded(
+        "cannot take over the runs of hosts whose lease ran out", [&]() -> Result<Takeover> {
+          WriteScope tx(*this);
+          std::vector<std::string> expired;
+          for (Query q(statement(kExpiredHosts, kExpiredHostsPg), now, by); q.step();) {
+            expired.push_back(q.col(0).as_string());
+          }
+          Takeover out;
+          for (const auto& id : expired) {
+            auto runs = close_open_runs(true, id, now, message, &out.freed);
+            Query(statement(kMarkTakenOver), now, by, id).exec();
+            out.closed.insert(out.closed.end(), std::make_move_iterator(runs.begin()),
+                              std::make_move_iterator(runs.end()));
+          }
+          tx.commit();
+          std::stable_sort(out.closed.begin(), out.closed.end(), [](const auto& x, const auto& y) {
+            return std::tie(x.started_at, x.run_id) < std::tie(y.started_at, y.run_id);
+          });
+          return out;
         });
   }
 
@@ -1209,6 +1294,38 @@ class SqlStore final : public Store {
     return true;
   }
 
+  // Inside the caller's transaction: undoes the parked claims and closes the
+  // open runs (interrupted, `message`, an `interrupted` event each) of host
+  // `host`, or of every host unless `of_host`. The runs closed, oldest first.
+  // The slots of the parked claims undone go to `freed`, if given.
+  std::vector<RunRecord> close_open_runs(
+      bool of_host, const std::optional<std::string>& host, TimePoint now, std::string_view message,
+      std::vector<std::pair<std::string, TimePoint>>* freed = nullptr) {
+    std::vector<std::string> parked;
+    for (Query q = of_host ? Query(statement(kHostParkedIds), host) : Query(statement(kParkedIds));
+         q.step();) {
+      parked.push_back(q.col(0).as_string());
+    }
+    for (const auto& id : parked) {
+      undo_parked_claim(Unclaim{id, "the host stopped before the run's instant", now}, freed);
+    }
+    auto runs = of_host ? read_runs(Query(statement(kHostOpenRuns), host))
+                        : read_runs(Query(statement(kOpenRuns, kOpenRunsPg)));
+    if (runs.empty()) return runs;
+    if (of_host) {
+      Query(statement(kInterruptHostOpenRuns), now, message, host).exec();
+    } else {
+      Query(statement(kInterruptOpenRuns), now, message).exec();
+    }
+    for (auto& run : runs) {
+      run.finished_at = now;
+      run.outcome = Outcome::interrupted;
+      run.message = std::string(message);
+      insert_event(now, "interrupted", run.job, run.run_id, std::string(message));
+    }
+    return runs;
+  }
+
   // Steps `deleting` (a DELETE ... RETURNING run_id, job, scheduled_for of
   // runs), then deletes those runs' events and the slots they leave empty.
   // Inside the caller's transaction; returns how many runs went.
@@ -1231,7 +1348,8 @@ class SqlStore final : public Store {
 
   // Store::unclaim_parked inside the caller's transaction. False (nothing
   // changed) if the run is not parked.
-  bool undo_parked_claim(const Unclaim& unclaim) {
+  bool undo_parked_claim(const Unclaim& unclaim,
+                         std::vector<std::pair<std::string, TimePoint>>* freed = nullptr) {
     std::string job;
     std::optional<TimePoint> prior;
     {
@@ -1251,6 +1369,7 @@ class SqlStore final : public Store {
     Query(statement(kPruneRunEvents), unclaim.run_id).exec();
     Query(statement(kPruneSlot), job, *slot).exec();
     Query(statement(kRestoreLastFire), prior, unclaim.at, job, *slot).exec();
+    if (freed) freed->emplace_back(job, *slot);
     const json detail{
         {"run_id", unclaim.run_id}, {"scheduled_for", format_utc(*slot)}, {"why", unclaim.why}};
     Query(statement(kInsertEvent), unclaim.at, "unclaimed", job, std::optional<std::string>(),

@@ -87,6 +87,28 @@ class Store {
   virtual Result<std::vector<RunRecord>> close_orphaned_runs(TimePoint now,
                                                              std::string_view message) = 0;
 
+  // Several hosts (docs/cluster.md). Registers or renews the lease of host
+  // me.id for incarnation me.incarnation (one per daemon start), with
+  // me.heartbeat_at and me.lease_until. A row of an older incarnation of the
+  // id is replaced (the host restarted: close_orphaned_runs closes what it
+  // left). Lease::lost, writing nothing, when another host took this
+  // incarnation over, or a newer incarnation holds the id.
+  virtual Result<Lease> renew_lease(const HostRecord& me) = 0;
+  // A clean stop: the lease of (id, incarnation) ends at `now`, with nothing
+  // left for another host to take over. Unknown ids are ignored.
+  virtual Result<void> end_lease(std::string_view id, std::string_view incarnation,
+                                 TimePoint now) = 0;
+  // Every host that ever shared the ledger, by id.
+  virtual Result<std::vector<HostRecord>> hosts() = 0;
+  // Takes over each host other than `by` whose lease ran out before `now`
+  // and that nobody took over yet: closes its open runs as interrupted with
+  // `message` and undoes its parked claims (as close_orphaned_runs does for
+  // the host itself), and marks it taken over by `by`, in one transaction.
+  // Each host is taken over once, by one host, however many try at once.
+  // Returns the runs closed and the slots freed.
+  virtual Result<Takeover> take_over_expired(std::string_view by, TimePoint now,
+                                             std::string_view message) = 0;
+
   // Runs newest first (by started_at, then run_id), of one job or all, at
   // most `limit` of them (limit <= 0 is an Error).
   virtual Result<std::vector<RunRecord>> history(std::optional<std::string_view> job,

@@ -1,0 +1,109 @@
+#include "daemon/membership.h"
+
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/version.h"
+#include "ledger/ids.h"
+
+namespace jobhost::daemon {
+
+Membership::Membership(boost::asio::io_context& io, ledger::Store& store,
+                       const config::HostConfig& host)
+    : timer_(io), store_(store), heartbeat_(host.heartbeat), lease_(host.lease) {
+  me_.id = host.id;
+  me_.pid = ::getpid();
+  me_.version = std::string(kVersion);
+  me_.started_at = wall_now();
+  me_.incarnation = ledger::new_id(me_.started_at);
+}
+
+Result<ledger::Lease> Membership::renew() {
+  me_.heartbeat_at = wall_now();
+  me_.lease_until = me_.heartbeat_at + lease_;
+  const auto asked = std::chrono::steady_clock::now();
+  auto lease = store_.renew_lease(me_);
+  if (lease && *lease == ledger::Lease::renewed) renewed_ = asked;
+  return lease;
+}
+
+Result<void> Membership::join() {
+  auto lease = renew();
+  if (!lease) return std::unexpected(lease.error());
+  if (*lease == ledger::Lease::lost) {
+    return fail(fmt::format(
+        "host id \"{}\" is held by a jobhost started after this one: give each host its own "
+        "[host] id",
+        me_.id));
+  }
+  log::info(fmt::format("joined the hosts sharing the ledger as \"{}\" (lease {}, heartbeat {})",
+                        me_.id, config::format_duration(lease_),
+                        config::format_duration(heartbeat_)));
+  return {};
+}
+
+void Membership::start(engine::Engine& engine) {
+  engine_ = &engine;
+  arm();
+}
+
+void Membership::arm() {
+  timer_.expires_after(heartbeat_);
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec && !left_) tick();
+  });
+}
+
+void Membership::tick() {
+  auto lease = renew();
+  if (lease && *lease == ledger::Lease::lost) {
+    // Another host took this incarnation's runs over (this host was paused
+    // or cut off past its lease): they are not its own any more.
+    engine_->fence(
+        fmt::format("host \"{}\" lost its lease: another host took its runs over", me_.id));
+    me_.started_at = wall_now();
+    me_.incarnation = ledger::new_id(me_.started_at);
+    lease = renew();
+  }
+  if (!lease) {
+    if (!refusing_) log::warn("cannot renew this host's lease: " + lease.error().message);
+    refusing_ = true;
+    if (std::chrono::steady_clock::now() - renewed_ >= lease_) {
+      engine_->fence(fmt::format("this host's lease could not be renewed for {} ({})",
+                                 config::format_duration(lease_), lease.error().message));
+    }
+  } else if (*lease == ledger::Lease::renewed) {
+    if (refusing_) log::info("this host's lease is renewed again");
+    refusing_ = false;
+    engine_->unfence();
+    auto takeover = store_.take_over_expired(
+        me_.id, wall_now(),
+        fmt::format("interrupted: its host stopped renewing its lease; taken over by host {}",
+                    me_.id));
+    if (!takeover) {
+      log::warn(takeover.error().message);
+    } else if (!takeover->closed.empty() || !takeover->freed.empty()) {
+      engine_->adopt(*takeover);
+    }
+  }
+  arm();
+}
+
+void Membership::leave() {
+  left_ = true;
+  timer_.cancel();
+  if (auto ended = store_.end_lease(me_.id, me_.incarnation, wall_now()); !ended) {
+    log::warn(ended.error().message);
+  }
+}
+
+nlohmann::json Membership::json() const {
+  return {{"id", me_.id},
+          {"incarnation", me_.incarnation},
+          {"lease_until", ledger::format_utc(me_.lease_until)},
+          {"fenced", engine_ && engine_->fenced()},
+          {"renewing", !refusing_}};
+}
+
+}  // namespace jobhost::daemon

@@ -1,0 +1,56 @@
+// This host's membership among the hosts sharing a PostgreSQL ledger
+// (docs/cluster.md). Every [store] heartbeat it renews its lease
+// (Store::renew_lease) and takes over the hosts whose lease ran out
+// (Store::take_over_expired, the engine adopting their runs). It fences the
+// engine (Engine::fence) when its lease was taken over, then joins again as
+// a new incarnation, and when it could not renew it for a whole lease (cut
+// off from the database, or paused): by then another host may have taken
+// its runs over. Single-threaded, on the io_context.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "config/config.h"
+#include "engine/engine.h"
+#include "ledger/store.h"
+
+namespace jobhost::daemon {
+
+class Membership {
+ public:
+  // `store` and `engine` must outlive it.
+  Membership(boost::asio::io_context& io, ledger::Store& store, const config::HostConfig& host);
+
+  // The first lease, before the engine starts. Error: the ledger refused it,
+  // or a newer incarnation of this id holds it (another daemon with the same
+  // [host] id started after this one).
+  Result<void> join();
+  // From now on, every heartbeat: renew, take over, fence or unfence `engine`.
+  void start(engine::Engine& engine);
+  // A clean stop: no more heartbeats; the lease ends now (nothing is left
+  // for another host to take over).
+  void leave();
+  // For status: id, incarnation, lease, fenced.
+  nlohmann::json json() const;
+
+ private:
+  void tick();
+  void arm();
+  Result<ledger::Lease> renew();
+
+  boost::asio::steady_timer timer_;
+  ledger::Store& store_;
+  engine::Engine* engine_ = nullptr;
+  Duration heartbeat_;
+  Duration lease_;
+  ledger::HostRecord me_;
+  std::chrono::steady_clock::time_point renewed_{};  // the last renewal that worked
+  bool refusing_ = false;                            // the last renewal failed
+  bool left_ = false;
+};
+
+}  // namespace jobhost::daemon

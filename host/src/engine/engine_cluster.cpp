@@ -1,0 +1,84 @@
+// The engine's part in several hosts sharing one ledger (docs/cluster.md):
+// fencing while this host's lease is lost, and adopting another host's runs.
+#include <fmt/core.h>
+
+#include "common/log.h"
+#include "engine/engine.h"
+#include "engine/retry.h"
+
+namespace jobhost::engine {
+
+void Engine::fence(std::string_view why) {
+  if (fenced_) return;
+  fenced_ = true;
+  log::error(
+      fmt::format("fenced: {}; no fire is claimed until the lease is renewed, and the {} "
+                  "run(s) in flight are stopped (the host that takes them over retries "
+                  "them)",
+                  why, active_.size()));
+  std::vector<std::string> parked;
+  for (const auto& [run_id, p] : parked_) parked.push_back(run_id);
+  for (const auto& run_id : parked) unpark(run_id, "this host's lease was lost", true);
+  for (const auto& [run_id, active] : active_) executor_.stop(run_id, exec::StopReason::shutdown);
+}
+
+void Engine::unfence() {
+  if (!fenced_) return;
+  fenced_ = false;
+  log::info("the lease is renewed: claiming fires again");
+  pump();
+  arm_timer();
+}
+
+void Engine::load_pending_retries() {
+  auto retries = store_.pending_retries();
+  if (!retries) {
+    log::error("cannot read pending retries from the ledger: " + retries.error().message);
+    return;
+  }
+  for (const auto& r : *retries) {
+    if (!jobs_.contains(r.job)) continue;
+    // The same retry twice is one Fire; a retry planned here and there at
+    // different times is claimed once.
+    timeline_.insert(
+        Fire{r.due_at, r.job, r.scheduled_for, r.next_attempt, r.trace_id, ledger::Trigger::retry});
+  }
+}
+
+void Engine::adopt(const ledger::Takeover& takeover) {
+  const TimePoint t = now();
+  for (const auto& run : takeover.closed) {
+    log::Fields fields{run.job, run.run_id, run.trace_id, run.attempt};
+    log::warn(fmt::format("taken over from host {}: closed as interrupted",
+                          run.host.value_or("(unknown)")),
+              fields);
+    auto it = jobs_.find(run.job);
+    if (it == jobs_.end() || it->second.retired) continue;
+    const config::RetryPolicy& policy = it->second.config->settings->retry;
+    if (run.attempt >= policy.max_attempts) continue;
+    ledger::PendingRetry retry{run.job, run.scheduled_for, run.attempt + 1,
+                               t + retry_delay(policy, run.attempt, rng_), run.trace_id};
+    if (auto written = store_.schedule_retry(retry, t); !written) {
+      log::error("cannot schedule the retry of a run taken over: " + written.error().message,
+                 fields);
+      continue;
+    }
+    log::info(fmt::format("attempt {} of {} at {}", retry.next_attempt, policy.max_attempts,
+                          ledger::format_utc(retry.due_at)),
+              fields);
+  }
+  for (const auto& [job, slot] : takeover.freed) {
+    auto it = jobs_.find(job);
+    if (it == jobs_.end() || it->second.retired || !it->second.config->settings->enabled) {
+      continue;
+    }
+    log::info(fmt::format("slot {} freed by a takeover (its parked run never began): fired here",
+                          ledger::format_utc(slot)),
+              {job});
+    timeline_.insert(Fire{t, job, slot, 1, {}, ledger::Trigger::schedule});
+  }
+  load_pending_retries();
+  arm_timer();
+}
+
+}  // namespace jobhost::engine
