@@ -69,8 +69,7 @@ class RefusingStore final : public ledger::Store {
     if (auto r = refuse()) return std::unexpected(*r);
     return real_.heartbeat(run_id, at, progress);
   }
-  Result<std::vector<ledger::RunRecord>> close_orphaned_runs(TimePoint now,
-                                                             std::string_view message) override {
+  Result<ledger::Takeover> close_orphaned_runs(TimePoint now, std::string_view message) override {
     return real_.close_orphaned_runs(now, message);
   }
   Result<ledger::Lease> renew_lease(const ledger::HostRecord& me) override {

@@ -254,3 +254,31 @@ kill_grace = "50ms"
   CHECK(idle);
   CHECK(count_stops(fake, exec::StopReason::shutdown) == 1);
 }
+
+TEST_CASE("on a shared ledger, hosts started at different times agree on an every grid",
+          "[engine][dispatch][cluster]") {
+  // [store] url only changes the anchor here: the rig's ledger stays SQLite.
+  const std::string shared =
+      "park_lead = \"0s\"\n[store]\nurl = \"postgresql://jobhost@127.0.0.1/unused\"\n";
+  const std::string job = R"(
+[jobs.tick]
+plugin = "noop"
+every = "7s"
+)";
+  std::vector<TimePoint> first_slots;
+  for (TimePoint start : {at_utc(10, 0, 0, 500), at_utc(10, 0, 3, 200)}) {
+    Rig rig(job, Rig::Runs::fake, shared);
+    rig.start(start);
+    rig.run_until(start + 8s);
+    REQUIRE_FALSE(rig.fake().started.empty());
+    first_slots.push_back(rig.fake().started[0].request.scheduled_for);
+  }
+  // The epoch's grid of 7 s, whenever the host started: one grid.
+  for (TimePoint slot : first_slots) CHECK(slot.time_since_epoch() % 7s == Duration(0));
+  // Alone on SQLite, the grid starts at the first load (docs/schedules.md).
+  Rig alone(job, Rig::Runs::fake);
+  alone.start(at_utc(10, 0, 3, 200));
+  alone.run_until(at_utc(10, 0, 11));
+  REQUIRE_FALSE(alone.fake().started.empty());
+  CHECK(alone.fake().started[0].request.scheduled_for == at_utc(10, 0, 10));
+}

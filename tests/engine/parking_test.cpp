@@ -103,7 +103,9 @@ misfire = ")" +
   const TimePoint later = at_utc(10, 1, 5);
   auto closed = rig.store().close_orphaned_runs(later, "interrupted");
   REQUIRE(closed);
-  CHECK(closed->empty());  // undone, not closed as interrupted
+  CHECK(closed->closed.empty());  // undone, not closed as interrupted
+  REQUIRE(closed->freed.size() == 1);
+  CHECK(closed->freed[0].second == at_utc(10, 0, 10));
   CHECK(count_events(rig, "unclaimed") == 1);
   CHECK(rig.store().last_fire("tick").value() == std::nullopt);
   rig.start(later);
@@ -377,7 +379,7 @@ TEST_CASE("a parked process that dies before its instant is recorded as its run"
   rig.crash();
   auto closed = rig.store().close_orphaned_runs(at_utc(10, 0, 3), "interrupted");
   REQUIRE(closed);
-  CHECK(closed->size() == 1);  // 10:00:02, released: in flight, closed as interrupted
+  CHECK(closed->closed.size() == 1);  // 10:00:02, released: in flight, closed as interrupted
   CHECK(count_events(rig, "unclaimed") == 1);  // 10:00:03, parked: undone
 }
 

@@ -390,11 +390,13 @@ TEST_CASE("runs left open by a dead host are closed as interrupted", "[ledger][s
   auto store = ledger.open();
   CHECK(store->running_runs().value().size() == 2);
   auto now = at_ms(kBase + 60000);
-  auto closed = store->close_orphaned_runs(now, "the host stopped while the run was in flight");
-  REQUIRE(closed.has_value());
-  REQUIRE(closed->size() == 2);
-  CHECK((*closed)[0].run_id == a.run_id);  // oldest first
-  CHECK((*closed)[1].run_id == b.run_id);
+  auto result = store->close_orphaned_runs(now, "the host stopped while the run was in flight");
+  REQUIRE(result.has_value());
+  const auto& closed = result->closed;
+  REQUIRE(closed.size() == 2);
+  CHECK(closed[0].run_id == a.run_id);  // oldest first
+  CHECK(closed[1].run_id == b.run_id);
+  CHECK(result->freed.empty());
   for (const auto& id : {a.run_id, b.run_id}) {
     auto run = store->get_run(id).value().value();
     CHECK(run.outcome == Outcome::interrupted);
@@ -404,7 +406,7 @@ TEST_CASE("runs left open by a dead host are closed as interrupted", "[ledger][s
   }
   CHECK(store->get_run(done.run_id).value()->outcome == Outcome::succeeded);
   CHECK(store->running_runs().value().empty());
-  CHECK(store->close_orphaned_runs(now, "again").value().empty());
+  CHECK(store->close_orphaned_runs(now, "again").value().closed.empty());
   CHECK(store->job_stats("a").value().consecutive_failures == 0);
   CHECK(store->events("a", 1).value().at(0).kind == "interrupted");
   // Finishing an interrupted run later (a late write) changes nothing.
@@ -443,7 +445,12 @@ TEST_CASE("a starting host closes its own open runs; on PostgreSQL only those",
   REQUIRE(one->claim_and_start(mine_parked).value());
   REQUIRE(two->claim_and_start(theirs).value());
   REQUIRE(two->claim_and_start(theirs_parked).value());
-  auto closed = one->close_orphaned_runs(at_ms(kBase + 1000), "host-1 restarted").value();
+  auto result = one->close_orphaned_runs(at_ms(kBase + 1000), "host-1 restarted").value();
+  const auto& closed = result.closed;
+  // host-1's parked slot is free again, for it to fire (on SQLite, host-2's
+  // too: every open run is the host's).
+  REQUIRE(result.freed.size() == (ledger.postgresql() ? 1u : 2u));
+  CHECK(result.freed[0].second == mine_parked.scheduled_for);
   // host-1's parked claim is undone either way.
   CHECK_FALSE(one->get_run(mine_parked.run_id).value().has_value());
   CHECK(one->slot_runs("a", mine_parked.scheduled_for).value().empty());
@@ -982,10 +989,12 @@ TEST_CASE("parked claims: hidden until released, undone at will or after a crash
     // The host dies here, a still parked, b in flight.
   }
   auto store = ledger.open();
-  auto closed = store->close_orphaned_runs(at_ms(kBase + 60000), "interrupted");
-  REQUIRE(closed);
-  REQUIRE(closed->size() == 1);  // b; a never began: its claim is undone
-  CHECK((*closed)[0].run_id == released.run_id);
+  auto result = store->close_orphaned_runs(at_ms(kBase + 60000), "interrupted");
+  REQUIRE(result);
+  REQUIRE(result->closed.size() == 1);  // b; a never began: its claim is undone
+  CHECK(result->closed[0].run_id == released.run_id);
+  REQUIRE(result->freed.size() == 1);
+  CHECK(result->freed[0].first == "a");
   CHECK(store->last_fire("a").value() == at_ms(kBase));
   CHECK(store->job_stats("a").value().next_fire == at_ms(kBase + 1000));
   CHECK(store->claim_and_start(make_start("a", 1000, 61000)).value());  // free again

@@ -43,7 +43,9 @@ TestLedger::TestLedger(Kind kind) {
   std::getline(in, admin_url_);
   if (admin_url_.empty()) {
     why_ = "no PostgreSQL test server (" JOBHOST_TEST_PG_DIR
-           "/url is missing: the pg_server_start fixture found no server binaries)";
+           "/url is missing: ctest's pg_server fixture writes it when PostgreSQL's server "
+           "binaries are installed; outside ctest, scripts/pg-test-server.sh "
+           "start " JOBHOST_TEST_PG_DIR ")";
     return;
   }
   static int made = 0;

@@ -117,6 +117,15 @@ int run_cli(int argc, char** argv) {
   status->add_flag("--json", json, "Print JSON");
   status->callback([&] { command = [&] { return cmd_status(config, json); }; });
 
+  auto* cluster =
+      app.add_subcommand("cluster", "The hosts sharing a PostgreSQL ledger (docs/cluster.md)");
+  cluster->require_subcommand(1);
+  auto* cluster_status =
+      cluster->add_subcommand("status", "Hosts, their leases, versions and runs in flight");
+  add_config_flag(cluster_status, config);
+  cluster_status->add_flag("--json", json, "Print JSON");
+  cluster_status->callback([&] { command = [&] { return cmd_cluster_status(config, json); }; });
+
   std::string run_id;
   bool current = false;
   auto* replay = app.add_subcommand(

@@ -29,6 +29,7 @@ int cmd_pause(const std::string& config_flag, const std::string& job, bool pause
 int cmd_cancel(const std::string& config_flag, const std::string& run_id);
 int cmd_history(const std::string& config_flag, const std::string& job, int limit, bool json);
 int cmd_status(const std::string& config_flag, bool json);
+int cmd_cluster_status(const std::string& config_flag, bool json);
 // `current`: run on the build plugin_dir has now, not the recorded one.
 int cmd_replay(const std::string& config_flag, const std::string& run_id, bool current);
 

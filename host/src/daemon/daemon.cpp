@@ -126,15 +126,15 @@ int run_daemon(config::Config config) {
   for (const auto& problem : stale.problems) log::warn(problem);
 
   auto now = wall_now();
-  if (auto orphans = (*store)->close_orphaned_runs(
-          now, "interrupted: the host that started this run exited before it finished")) {
-    for (const auto& run : *orphans) {
-      log::warn(fmt::format("run left open by host pid {} closed as interrupted", run.host_pid),
-                {run.job, run.run_id, run.trace_id});
-    }
-  } else {
+  auto orphans = (*store)->close_orphaned_runs(
+      now, "interrupted: the host that started this run exited before it finished");
+  if (!orphans) {
     log::error(orphans.error().message);
     return 1;
+  }
+  for (const auto& run : orphans->closed) {
+    log::warn(fmt::format("run left open by host pid {} closed as interrupted", run.host_pid),
+              {run.job, run.run_id, run.trace_id});
   }
 
   catalog::Catalog catalog(config.host.plugin_dir, config.host.state_dir / "plugins");
@@ -345,7 +345,14 @@ int run_daemon(config::Config config) {
 
   alerter.start();
   engine.start();
-  if (membership) membership->start(engine);
+  if (membership) {
+    // The slots of this host's parked claims undone above: alone on an
+    // SQLite ledger, its misfire handling fires them again (the job's last
+    // fire went back); on a shared one other hosts may have fired later
+    // slots since, so they are fired here.
+    if (!orphans->freed.empty()) engine.adopt(ledger::Takeover{{}, std::move(orphans->freed)});
+    membership->start(engine);
+  }
   reloader.start();
   // The config's parse tree and the start's batches are freed by now; give
   // the whole pages among them back (at 100,000 jobs, about 8 MiB).

@@ -83,7 +83,7 @@ void Engine::start() {
     std::optional<TimePoint> last_fire = mark ? mark->last_fire : std::nullopt;
     if (auto* every = std::get_if<schedule::Every>(&job.spec)) {
       // Continue the grid the job was on; a new job is anchored now.
-      every->anchor = last_fire ? *last_fire : std::chrono::floor<std::chrono::seconds>(t);
+      every->anchor = last_fire ? *last_fire : new_anchor(*every, t);
     }
     if (!job.config->settings->enabled) continue;
     if (!plugins_.find(job.config->settings->plugin)) {
@@ -322,12 +322,15 @@ bool Engine::launch(Launch launch, ledger::RunStart start, const Result<bool>& c
     return false;
   }
   if (!*claimed) {
-    // By another host sharing the ledger (docs/cluster.md), or before a
-    // restart: routine, not a warning.
-    log::info(fmt::format("slot {} attempt {} was already claimed (by another host, or before a "
-                          "restart); not running it here",
-                          ledger::format_utc(fire.slot), fire.attempt),
-              fields);
+    // Before a restart; or by another host sharing the ledger
+    // (docs/cluster.md), routinely: counted, not logged, there.
+    ++claims_lost_;
+    if (config_.host.store_url.empty()) {
+      log::info(fmt::format("slot {} attempt {} was already claimed (before a restart); not "
+                            "running it again",
+                            ledger::format_utc(fire.slot), fire.attempt),
+                fields);
+    }
     return true;
   }
 
@@ -659,12 +662,18 @@ void Engine::stop_now() {
   executor_.stop_all(exec::StopReason::shutdown);
 }
 
+TimePoint Engine::new_anchor(const schedule::Every& every, TimePoint t) const {
+  if (config_.host.store_url.empty() || every.period <= Duration(0)) {
+    return std::chrono::floor<std::chrono::seconds>(t);
+  }
+  const Duration since_epoch = t.time_since_epoch();
+  return TimePoint(since_epoch - since_epoch % every.period);
+}
+
 nlohmann::json Engine::snapshot() const {
-  nlohmann::json out = {{"running", nlohmann::json::array()},
-                        {"queued", ready_.size()},
-                        {"parked", parked_.size()},
-                        {"ledger_backlog", backlog_.json()},
-                        {"ledger_checkpoints", checkpoints_}};
+  nlohmann::json out = {{"running", nlohmann::json::array()}, {"queued", ready_.size()},
+                        {"parked", parked_.size()},           {"ledger_backlog", backlog_.json()},
+                        {"ledger_checkpoints", checkpoints_}, {"claims_lost", claims_lost_}};
   for (const auto& [run_id, run] : active_) {
     out["running"].push_back({{"run_id", run_id},
                               {"job", run.start.job},

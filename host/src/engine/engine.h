@@ -202,6 +202,11 @@ class Engine {
 
   TimePoint now() const { return clock_(); }
   void schedule_next(JobState& job, TimePoint after);
+  // The anchor of an `every` grid that has no last fire yet, at `t`: the
+  // second of its first load, or, on a ledger several hosts share, the
+  // grid's point since the epoch before `t`, which every host computes alike
+  // whenever it started (docs/cluster.md).
+  TimePoint new_anchor(const schedule::Every& every, TimePoint t) const;
   // Runs or skips (per the job's misfire policy) the slots after last_fire up to t.
   void handle_misfires(JobState& job, TimePoint last_fire, TimePoint t, std::string_view why);
   void on_timer();
@@ -307,6 +312,9 @@ class Engine {
   std::vector<Observer*> observers_;
   bool shutting_down_ = false;
   bool fenced_ = false;  // fence(): no claims
+  // Fires whose claim found the slot or attempt claimed already: by another
+  // host sharing the ledger, or before a restart (snapshot()).
+  std::size_t claims_lost_ = 0;
   // The ledger's pending retries join the timeline (start, adopt).
   void load_pending_retries();
   std::function<void()> on_idle_;

@@ -111,10 +111,13 @@ void Engine::park_ahead() {
     }
     if (!*claimed[i]) {
       --job.parked;
-      log::info(fmt::format("slot {} was already claimed (by another host, or before a restart); "
-                            "not running it here",
-                            ledger::format_utc(fire.slot)),
-                fields);
+      ++claims_lost_;
+      if (config_.host.store_url.empty()) {
+        log::info(fmt::format("slot {} was already claimed (before a restart); not running it "
+                              "again",
+                              ledger::format_utc(fire.slot)),
+                  fields);
+      }
       continue;
     }
     auto pid = executor_.park(

@@ -100,7 +100,7 @@ void Engine::add_job(const config::JobConfig& cfg, TimePoint t) {
   if (!last) log::error("cannot read the last fire from the ledger: " + last.error().message);
   std::optional<TimePoint> last_fire = last ? *last : std::nullopt;
   if (auto* every = std::get_if<schedule::Every>(&job.spec)) {
-    every->anchor = last_fire ? *last_fire : std::chrono::floor<std::chrono::seconds>(t);
+    every->anchor = last_fire ? *last_fire : new_anchor(*every, t);
   }
   if (!cfg.settings->enabled) return;
   if (!plugins_.find(cfg.settings->plugin))
@@ -128,7 +128,7 @@ void Engine::change_job(JobState& job, const config::JobConfig& loaded, TimePoin
       every->anchor = before->anchor;  // same interval: stay on the same grid
     } else {
       auto last = store_.last_fire(loaded.name);
-      every->anchor = last && *last ? **last : std::chrono::floor<std::chrono::seconds>(t);
+      every->anchor = last && *last ? **last : new_anchor(*every, t);
     }
   }
   job.config = &loaded;

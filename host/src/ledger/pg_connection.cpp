@@ -317,8 +317,11 @@ class PgConnection final : public sql::Connection {
 
  private:
   void begin(const char* sql) {
-    in_use_ = true;
+    // A transaction the connection's loss ended is over: a new one may
+    // connect again first.
+    in_use_ = false;
     command(sql);
+    in_use_ = true;
   }
   void finish(const char* sql) {
     in_use_ = false;
@@ -402,18 +405,25 @@ std::string display_name(const std::string& url) {
 }
 
 // Applies the migrations newer than the database's version in one
-// transaction, holding an advisory lock so that hosts starting together
-// migrate once.
-void migrate(PgConnection& db, const std::string& name, int version) {
+// transaction, holding an advisory lock, reading the version under it: hosts
+// starting together migrate once.
+void migrate(PgConnection& db) {
   db.begin_write();
   db.command(fmt::format("SELECT pg_advisory_xact_lock({})", kMigrationLock).c_str());
+  db.command("CREATE TABLE IF NOT EXISTS jobhost_schema (version integer NOT NULL)");
+  db.command(
+      "INSERT INTO jobhost_schema (version) SELECT 0 WHERE NOT EXISTS "
+      "(SELECT 1 FROM jobhost_schema)");
+  auto& read = db.statement("SELECT version FROM jobhost_schema");
+  read.reset();
+  const int version = read.step() ? static_cast<int>(read.int_at(0)) : 0;
+  read.reset();
   for (const auto& m : pg_migrations()) {
     if (m.version <= version) continue;
     db.command(m.sql);
     db.command(fmt::format("UPDATE jobhost_schema SET version = {}", m.version).c_str());
   }
   db.commit();
-  (void)name;
 }
 
 }  // namespace
@@ -475,20 +485,7 @@ Result<std::unique_ptr<Store>> open_pg_store(const std::string& url, Access acce
       }
       db->command("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY");
     } else if (current < known) {
-      if (!version) {
-        db->command("CREATE TABLE IF NOT EXISTS jobhost_schema (version integer NOT NULL)");
-        db->command(
-            "INSERT INTO jobhost_schema (version) SELECT 0 WHERE NOT EXISTS "
-            "(SELECT 1 FROM jobhost_schema)");
-      }
-      // Under the lock, from the version another host may just have written.
-      db->begin_read();
-      auto& read = db->statement("SELECT version FROM jobhost_schema");
-      read.reset();
-      const int now = read.step() ? static_cast<int>(read.int_at(0)) : 0;
-      read.reset();
-      db->commit();
-      migrate(*db, name, now);
+      migrate(*db);
     }
     return make_sql_store(name, std::move(db), host);
   } catch (const std::exception& e) {

@@ -596,17 +596,17 @@ class SqlStore final : public Store {
                          });
   }
 
-  Result<std::vector<RunRecord>> close_orphaned_runs(TimePoint now,
-                                                     std::string_view message) override {
+  Result<Takeover> close_orphaned_runs(TimePoint now, std::string_view message) override {
     return write_guarded("cannot close the runs left open by a previous host",
-                         [&]() -> Result<std::vector<RunRecord>> {
+                         [&]() -> Result<Takeover> {
                            WriteScope tx(*this);
-                           // SQLite: one host per file (the state_dir lock), every open run
-                           // is its. PostgreSQL: only this host's.
-                           auto runs = close_open_runs(db_->dialect() == sql::Dialect::postgresql,
-                                                       host_, now, message);
+                           // SQLite: one host per file (the state_dir lock),
+                           // every open run is its. PostgreSQL: only this host's.
+                           Takeover out;
+                           out.closed = close_open_runs(db_->dialect() == sql::Dialect::postgresql,
+                                                        host_, now, message, &out.freed);
                            tx.commit();
-                           return runs;
+                           return out;
                          });
   }
 

@@ -82,10 +82,10 @@ class Store {
   // `interrupted` with `message`, finished_at = now and an unknown duration,
   // with an `interrupted` event each; returns the closed runs. Runs still
   // parked (the host died before their instant: they never began) are
-  // unclaimed instead (unclaim_parked), and not returned. Called once at
-  // daemon start, under the state_dir lock.
-  virtual Result<std::vector<RunRecord>> close_orphaned_runs(TimePoint now,
-                                                             std::string_view message) = 0;
+  // unclaimed instead (unclaim_parked): their slots are returned as freed.
+  // Called once at daemon start, under the state_dir lock. On PostgreSQL,
+  // only the runs of this store's host ([host] id).
+  virtual Result<Takeover> close_orphaned_runs(TimePoint now, std::string_view message) = 0;
 
   // Several hosts (docs/cluster.md). Registers or renews the lease of host
   // me.id for incarnation me.incarnation (one per daemon start), with

@@ -34,8 +34,7 @@ class TimedStore final : public ledger::Store {
                          std::optional<double> progress) override {
     return timed(LedgerOp::heartbeat, [&] { return inner_.heartbeat(run_id, at, progress); });
   }
-  Result<std::vector<ledger::RunRecord>> close_orphaned_runs(TimePoint now,
-                                                             std::string_view message) override {
+  Result<ledger::Takeover> close_orphaned_runs(TimePoint now, std::string_view message) override {
     return timed(LedgerOp::other, [&] { return inner_.close_orphaned_runs(now, message); });
   }
   Result<ledger::Lease> renew_lease(const ledger::HostRecord& me) override {

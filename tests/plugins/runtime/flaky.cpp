@@ -7,7 +7,9 @@
 //     (until the host kills the run's process group);
 //   pid_log: a file to which the run's process and its grandchild each append
 //     "pid starttime\n" (starttime: field 22 of /proc/self/stat, so that a
-//     test can tell a survivor from a recycled pid).
+//     test can tell a survivor from a recycled pid);
+//   stamp, tag: a file to which each execution appends "tag slot_ms attempt
+//     pid\n" first thing (the cluster chaos test: no attempt runs twice).
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -38,13 +40,16 @@ std::string self_start_time() {
 }
 
 // One write() with O_APPEND: lines of concurrent runs never interleave.
-void log_pid(const std::optional<std::string>& file) {
+void append_line(const std::optional<std::string>& file, const std::string& line) {
   if (!file) return;
-  const std::string line = std::to_string(getpid()) + " " + self_start_time() + "\n";
-  const int fd = open(file->c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  const int fd = open(file->c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
   if (fd < 0) return;
   [[maybe_unused]] auto n = write(fd, line.data(), line.size());
   close(fd);
+}
+
+void log_pid(const std::optional<std::string>& file) {
+  append_line(file, std::to_string(getpid()) + " " + self_start_time() + "\n");
 }
 
 class Flaky {
@@ -56,6 +61,10 @@ class Flaky {
       return std::uniform_real_distribution<double>(0, 100)(rng) <
              test_plugin::param_number(ctx, key, 0);
     };
+    append_line(ctx.param("stamp"),
+                ctx.param("tag").value_or("?") + " " +
+                    std::to_string(ctx.scheduled_for().time_since_epoch().count()) + " " +
+                    std::to_string(ctx.attempt()) + " " + std::to_string(getpid()) + "\n");
     const auto pid_log = ctx.param("pid_log");
     log_pid(pid_log);
     if (chance("grandchild_percent")) {
