@@ -60,8 +60,11 @@ void Membership::tick() {
   if (lease && *lease == ledger::Lease::lost) {
     // Another host took this incarnation's runs over (this host was paused
     // or cut off past its lease): they are not its own any more.
-    engine_->fence(
-        fmt::format("host \"{}\" lost its lease: another host took its runs over", me_.id));
+    log::error(
+        fmt::format("host \"{}\" lost its lease: another host took its runs over; "
+                    "joining again as a new incarnation",
+                    me_.id));
+    engine_->fence("this host's lease was lost");
     me_.started_at = wall_now();
     me_.incarnation = ledger::new_id(me_.started_at);
     lease = renew();

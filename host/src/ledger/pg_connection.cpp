@@ -294,9 +294,19 @@ class PgConnection final : public sql::Connection {
 
   // Opens the connection; throws PgError.
   static PGconn* connect(const std::string& url) {
-    // Defaults first: what the url says wins (expand_dbname).
-    const char* keywords[] = {"connect_timeout", "application_name", "dbname", nullptr};
-    const char* values[] = {"5", "jobhost", url.c_str(), nullptr};
+    // Defaults first: what the url says wins (expand_dbname). Keepalives
+    // and a TCP user timeout bound how long a call waits on a server that
+    // vanished without closing the connection (a partition): about 10 s.
+    const char* keywords[] = {"connect_timeout",
+                              "application_name",
+                              "keepalives",
+                              "keepalives_idle",
+                              "keepalives_interval",
+                              "keepalives_count",
+                              "tcp_user_timeout",
+                              "dbname",
+                              nullptr};
+    const char* values[] = {"5", "jobhost", "1", "5", "2", "2", "5000", url.c_str(), nullptr};
     PGconn* conn = PQconnectdbParams(keywords, values, 1);
     if (!conn) throw PgError("", "out of memory");
     if (PQstatus(conn) != CONNECTION_OK) {

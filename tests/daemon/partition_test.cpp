@@ -1,0 +1,214 @@
+// A host cut off from the database (issue 15): host-b reaches PostgreSQL
+// through a TCP proxy the test cuts (connections closed, new ones closed at
+// once) for longer than the lease. host-b stops claiming and stops its run;
+// host-a takes it over and retries it; when the proxy heals, host-b finds its
+// lease lost, joins again as a new incarnation and claims again. Every slot
+// of a per-second job is recorded once throughout.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <mutex>
+#include <thread>
+
+#include "support/harness.h"
+#include "support/skip.h"
+#include "support/test_ledger.h"
+
+using namespace jobhost;
+using namespace jobhost::testing;
+using json = nlohmann::json;
+
+namespace {
+
+// Forwards 127.0.0.1:port() to 127.0.0.1:target, one thread per connection
+// pair; cut() closes every connection and closes new ones at once; heal()
+// forwards again.
+class Proxy {
+ public:
+  explicit Proxy(int target) : target_(target) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    socklen_t len = sizeof addr;
+    REQUIRE(::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port_ = ntohs(addr.sin_port);
+    REQUIRE(::listen(listener_, 64) == 0);
+    accepter_ = std::thread([this] { accept_loop(); });
+  }
+  ~Proxy() {
+    stopping_ = true;
+    ::shutdown(listener_, SHUT_RDWR);
+    ::close(listener_);
+    accepter_.join();
+    cut();
+    for (auto& t : pipes_) t.join();
+  }
+  int port() const { return port_; }
+  void cut() {
+    cut_ = true;
+    std::lock_guard lock(mutex_);
+    for (int fd : open_) ::shutdown(fd, SHUT_RDWR);
+  }
+  void heal() { cut_ = false; }
+
+ private:
+  void accept_loop() {
+    while (!stopping_) {
+      const int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) continue;
+      if (cut_) {
+        ::close(client);
+        continue;
+      }
+      const int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(static_cast<uint16_t>(target_));
+      if (::connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        ::close(server);
+        ::close(client);
+        continue;
+      }
+      std::lock_guard lock(mutex_);
+      open_.push_back(client);
+      open_.push_back(server);
+      pipes_.emplace_back([client, server] { pump(client, server); });
+    }
+  }
+  // Copies both ways until either side closes, then closes both.
+  static void pump(int a, int b) {
+    pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+    char buffer[65536];
+    for (;;) {
+      if (::poll(fds, 2, 1000) < 0) break;
+      bool done = false;
+      for (int i = 0; i < 2 && !done; ++i) {
+        if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        const ssize_t n = ::read(fds[i].fd, buffer, sizeof buffer);
+        done = n <= 0 || ::write(fds[1 - i].fd, buffer, static_cast<std::size_t>(n)) != n;
+      }
+      if (done) break;
+    }
+    ::shutdown(a, SHUT_RDWR);
+    ::shutdown(b, SHUT_RDWR);
+  }
+
+  int target_;
+  int listener_ = -1;
+  int port_ = 0;
+  std::atomic<bool> cut_{false};
+  std::atomic<bool> stopping_{false};
+  std::mutex mutex_;
+  std::vector<int> open_;  // closed when the proxy goes (the pumps only shut them down)
+  std::vector<std::thread> pipes_;
+  std::thread accepter_;
+};
+
+json cluster_status(const fs::path& config) {
+  auto result = run_jobhost({"cluster", "status", "--config", config.string(), "--json"});
+  REQUIRE(result.exit_code == 0);
+  return json::parse(result.out);
+}
+
+std::string host_state(const fs::path& config, const std::string& id) {
+  const json status = cluster_status(config);  // bound: a range-for would dangle (GCC 12)
+  for (const auto& h : status["hosts"]) {
+    if (h["id"] == id) return h["state"];
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("a host cut off from the database stops, is taken over, and rejoins", "[cluster]") {
+  TestLedger ledger(TestLedger::Kind::postgresql);
+  if (!ledger.available()) JOBHOST_SKIP(ledger.why());
+  const std::string url = ledger.url();
+  // postgresql://user@127.0.0.1:PORT/db: host-b goes through the proxy.
+  const auto colon = url.rfind(':');
+  const auto slash = url.find('/', colon);
+  Proxy proxy(std::stoi(url.substr(colon + 1, slash - colon - 1)));
+  const std::string proxied =
+      url.substr(0, colon + 1) + std::to_string(proxy.port()) + url.substr(slash);
+  const std::string jobs = R"(
+[jobs.tick]
+plugin = "sleeper"
+schedule = "* * * * * *"
+concurrency = "allow"
+params = { seconds = 0.2 }
+
+[jobs.long]
+plugin = "sleeper"
+schedule = "@manual"
+retry = { max_attempts = 2, initial_delay = "100ms" }
+params = { seconds = 60 }
+)";
+  const auto host = [](const char* id, const std::string& store) {
+    return "id = \"" + std::string(id) + "\"\n\n[store]\nurl = \"" + store +
+           "\"\nheartbeat = \"500ms\"\nlease = \"2s\"\n";
+  };
+  TestHost a({"sleeper.so"}, jobs, host("host-a", url));
+  TestHost b({"sleeper.so"}, jobs, host("host-b", proxied));
+  REQUIRE(trigger(b.config(), "long").exit_code == 0);
+  REQUIRE(wait_for(
+      [&] {
+        auto runs = history(a.config(), "long");
+        return runs.size() == 1 && runs[0]["host"] == "host-b";
+      },
+      10s));
+
+  proxy.cut();
+  if (!wait_for([&] { return host_state(a.config(), "host-b") == "taken over"; }, 15s)) {
+    FAIL(cluster_status(a.config()).dump() << "\n" << a.log() << "\n---\n" << b.log());
+  }
+  REQUIRE(wait_for(
+      [&] {
+        return b.log().find("fenced: this host's lease could not be renewed") != std::string::npos;
+      },
+      15s));
+  CHECK_THAT(b.log(), Catch::Contains("the 1 run(s) in flight are stopped"));
+  // host-a retried the run taken over.
+  REQUIRE(wait_for(
+      [&] {
+        auto runs = history(a.config(), "long");
+        return runs.size() == 2 && runs[0]["host"] == "host-a";
+      },
+      10s));
+  auto runs = history(a.config(), "long");
+  CHECK(runs[0]["attempt"] == 2);
+  CHECK(runs[1]["outcome"] == "interrupted");
+  CHECK_THAT(runs[1]["message"].get<std::string>(), Catch::Contains("taken over by host host-a"));
+  std::this_thread::sleep_for(2s);  // host-a alone for a while
+
+  proxy.heal();
+  REQUIRE(wait_for([&] { return host_state(a.config(), "host-b") == "live"; }, 20s));
+  CHECK_THAT(b.log(), Catch::Contains("lost its lease"));
+  // host-b claims again: some tick slots after the heal are its.
+  const auto healed = std::chrono::system_clock::now();
+  REQUIRE(wait_for(
+      [&] {
+        const json ticks = history(a.config(), "tick", 200);
+        for (const auto& run : ticks) {
+          if (run["host"] == "host-b" &&
+              run["scheduled_for"].get<std::string>() >
+                  ledger::format_utc(
+                      TimePoint(std::chrono::duration_cast<Duration>(healed.time_since_epoch())))) {
+            return true;
+          }
+        }
+        return false;
+      },
+      20s));
+  a.stop();
+  b.stop();
+  INFO(a.log() << "\n---\n" << b.log());
+  CHECK(every_second_once(history(a.config(), "tick", 100000)).empty());
+}
