@@ -23,9 +23,13 @@
 // (target >= 0.5). Figures only: never fails on time. --quick is a smoke mode
 // (50 runs, one repetition) that fails only if the bench itself does not
 // work: a run missing or not succeeded, a probe process that failed.
+// --cluster (docs/cluster.md): each repetition also runs the burst on a
+// PostgreSQL ledger (a throwaway server on loopback, a fresh database each
+// time) with one daemon, then with three daemons sharing it (each host with
+// max_concurrency C: 3 x C in flight together), the SQLite daemon first.
 //
 // usage: bench_burst [--runs 2000] [--reps 5] [--concurrency 2]
-//                    [--host 'KEY = VALUE']... [--quick]
+//                    [--host 'KEY = VALUE']... [--cluster] [--quick]
 // (BENCH_KEEP=1 keeps the temporary directories, with each daemon's log)
 #include <fmt/format.h>
 #include <time.h>
@@ -45,6 +49,7 @@
 #include <thread>
 #include <vector>
 
+#include "ledger/pg_store.h"
 #include "support/daemon_bench.h"
 
 using namespace jobhost;
@@ -61,7 +66,16 @@ struct Options {
   int reps = 5;
   int concurrency = 2;
   bool quick = false;
+  bool cluster = false;           // --cluster: also PostgreSQL with 1 and 3 hosts
   std::vector<std::string> host;  // --host: more lines for [host]
+};
+
+// Where a repetition's daemons keep their ledger: SQLite (one daemon), or a
+// PostgreSQL database shared by `hosts` daemons.
+struct Setup {
+  std::string label;
+  bool postgresql = false;
+  int hosts = 1;
 };
 
 struct DaemonRep {
@@ -74,7 +88,8 @@ struct DaemonRep {
   int exit_code = 0;
 };
 
-std::string config_text(const Options& o, int64_t due_ms) {
+std::string config_text(const Options& o, int64_t due_ms, const std::string& store = "",
+                        int host = 0) {
   const time_t seconds = static_cast<time_t>(due_ms / 1000);
   tm utc{};
   ::gmtime_r(&seconds, &utc);
@@ -82,6 +97,7 @@ std::string config_text(const Options& o, int64_t due_ms) {
   std::strftime(due, sizeof due, "%Y-%m-%dT%H:%M:%SZ", &utc);
   std::string extra;
   for (const auto& line : o.host) extra += line + "\n";
+  if (!store.empty()) extra += fmt::format("id = \"h{}\"\n\n[store]\nurl = \"{}\"\n", host, store);
   std::string text = fmt::format(
       "[host]\nplugin_dir = \"plugins\"\nstate_dir = \"var\"\nmax_concurrency = {}\n"
       // one uid per job when the host is root: the default range is too small
@@ -95,33 +111,46 @@ std::string config_text(const Options& o, int64_t due_ms) {
 
 // One burst through the daemon, the instant `lead` after the start; nullopt
 // when the daemon was not ready 300 ms before it.
-std::optional<DaemonRep> daemon_rep(const Options& o, std::chrono::milliseconds lead) {
+std::optional<DaemonRep> daemon_rep(const Options& o, std::chrono::milliseconds lead,
+                                    const Setup& setup, PgServer* server) {
   DaemonRep rep;
-  TempDir dir("bench-burst");
-  install_plugin(BENCH_NOOP_PLUGIN, dir.path() / "plugins");
+  const std::string store = setup.postgresql ? server->fresh_database() : "";
+  std::vector<std::unique_ptr<TempDir>> dirs;
+  std::vector<std::unique_ptr<Daemon>> daemons;
   const auto launched = WallClock::now();
   const int64_t due = (unix_ms(launched + lead) + 999) / 1000 * 1000;
-  std::ofstream(dir.path() / "jobhost.toml") << config_text(o, due);
-
-  Daemon daemon(JOBHOST_BIN, dir.path() / "jobhost.toml", dir.path() / "daemon.log");
-  const auto ready = daemon.wait_ready(std::chrono::milliseconds(60'000 + o.runs * 100));
-  if (!ready) {
-    throw std::runtime_error("the daemon did not get ready:\n" + daemon.log_text());
+  for (int h = 0; h < setup.hosts; ++h) {
+    dirs.push_back(std::make_unique<TempDir>("bench-burst"));
+    const fs::path& dir = dirs.back()->path();
+    install_plugin(BENCH_NOOP_PLUGIN, dir / "plugins");
+    std::ofstream(dir / "jobhost.toml") << config_text(o, due, store, h);
+    daemons.push_back(
+        std::make_unique<Daemon>(JOBHOST_BIN, dir / "jobhost.toml", dir / "daemon.log"));
   }
-  rep.ready_s = std::chrono::duration<double>(*ready - launched).count();
-  if (unix_ms(*ready) > due - 300) {
-    daemon.stop(120s);
+  const TempDir& first = *dirs.front();
+  Daemon& daemon = *daemons.front();
+  WallClock::time_point last_ready{};
+  for (auto& d : daemons) {
+    const auto ready = d->wait_ready(std::chrono::milliseconds(60'000 + o.runs * 100));
+    if (!ready) throw std::runtime_error("a daemon did not get ready:\n" + d->log_text());
+    last_ready = std::max(last_ready, *ready);
+  }
+  rep.ready_s = std::chrono::duration<double>(last_ready - launched).count();
+  if (unix_ms(last_ready) > due - 300) {
+    for (auto& d : daemons) d->stop(120s);
     return std::nullopt;
   }
+  const fs::path& dir_path = first.path();
 
   // Wait for every run to be recorded, or no change for 5 s, at most 300 s.
   sleep_until(WallClock::time_point(std::chrono::milliseconds(due)));
-  const fs::path db = dir.path() / "var" / "jobhost.db";
+  const fs::path db = dir_path / "var" / "jobhost.db";
   auto last_change = std::chrono::steady_clock::now();
   const auto give_up = last_change + 300s;
   int64_t seen = -1;
   while (std::chrono::steady_clock::now() < give_up) {
-    const int64_t done = finished_runs_between(db, due, due + 1);
+    const int64_t done = setup.postgresql ? pg_finished_runs_between(store, due, due + 1)
+                                          : finished_runs_between(db, due, due + 1);
     if (done >= o.runs) break;
     if (done != seen) {
       seen = done;
@@ -131,10 +160,20 @@ std::optional<DaemonRep> daemon_rep(const Options& o, std::chrono::milliseconds 
     }
     std::this_thread::sleep_for(50ms);
   }
-  rep.exit_code = daemon.stop(120s);
+  for (auto& d : daemons) rep.exit_code = std::max(rep.exit_code, d->stop(120s));
 
   int64_t first_start = std::numeric_limits<int64_t>::max(), last_finish = 0, recorded = 0;
-  for (const auto& run : read_runs(dir.path() / "var")) {
+  std::vector<ledger::RunRecord> runs;
+  if (setup.postgresql) {
+    auto opened = ledger::open_pg_store(store, ledger::Access::read_only);
+    if (!opened) throw std::runtime_error(opened.error().message);
+    auto all = (*opened)->history(std::nullopt, o.runs * 2 + 100);
+    if (!all) throw std::runtime_error(all.error().message);
+    runs = std::move(*all);
+  } else {
+    runs = read_runs(dir_path / "var");
+  }
+  for (const auto& run : runs) {
     if (run.scheduled_for.time_since_epoch().count() != due || run.attempt != 1) continue;
     ++recorded;
     if (run.outcome == Outcome::succeeded) {
@@ -189,7 +228,7 @@ std::string by_reason(const std::map<std::string, int>& counts) {
 [[noreturn]] void usage() {
   fmt::print(stderr,
              "usage: bench_burst [--runs N] [--reps R] [--concurrency C] [--host 'KEY = VALUE']... "
-             "[--quick]\n");
+             "[--cluster] [--quick]\n");
   std::exit(2);
 }
 
@@ -199,6 +238,10 @@ int run_bench(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string_view flag = argv[i];
+    if (flag == "--cluster") {
+      o.cluster = true;
+      continue;
+    }
     if (flag == "--quick") {
       o.quick = true;
       o.runs = 50;
@@ -224,55 +267,74 @@ int run_bench(int argc, char** argv) {
 
   fmt::print("bench_burst: {} no-op runs due at once, {} at a time, {} repetition(s); load {}\n",
              o.runs, o.concurrency, o.reps, load_average());
-  fmt::print("{:>3}  {:>12}  {:>14}  {:>7}  {:>12}  {:>14}  {}\n", "rep", "daemon runs/s",
-             "(from the due)", "ready", "bare fork", "fork + dlopen", "not succeeded");
+  std::vector<Setup> setups{{"sqlite", false, 1}};
+  std::unique_ptr<PgServer> server;
+  if (o.cluster) {
+    server = std::make_unique<PgServer>();
+    setups.push_back({"pg, 1 host", true, 1});
+    setups.push_back({"pg, 3 hosts", true, 3});
+  }
   int warm_failed = 0;
   bare_loop(std::min(o.runs, 200), o.concurrency, true, warm_failed);  // page cache, loader
-  std::vector<double> daemon, from_due, bare, dlopen_loop;
+  std::vector<std::vector<double>> rate(setups.size()), from_due(setups.size());
+  std::vector<double> bare, dlopen_loop;
   bool broken = warm_failed > 0;
-  auto lead = std::chrono::milliseconds(3000 + o.runs);
+  std::vector<std::chrono::milliseconds> lead(setups.size(),
+                                              std::chrono::milliseconds(3000 + o.runs));
   for (int r = 1; r <= o.reps; ++r) {
-    std::optional<DaemonRep> d;
-    for (int attempt = 0; attempt < 5 && !d; ++attempt) {
-      d = daemon_rep(o, lead);
-      if (!d) {
-        lead *= 2;
-        fmt::print("     the daemon was not ready 300 ms before the instant: again, {} ms ahead\n",
-                   lead.count());
+    for (std::size_t i = 0; i < setups.size(); ++i) {
+      std::optional<DaemonRep> d;
+      for (int attempt = 0; attempt < 5 && !d; ++attempt) {
+        d = daemon_rep(o, lead[i], setups[i], server.get());
+        if (!d) {
+          lead[i] *= 2;
+          fmt::print("     {}: not ready 300 ms before the instant: again, {} ms ahead\n",
+                     setups[i].label, lead[i].count());
+        }
       }
+      if (!d) {
+        fmt::print(stderr, "the daemon never got ready in time\n");
+        return 1;
+      }
+      // Next time: twice the startup seen, and at least a second to spare.
+      lead[i] = std::max(lead[i],
+                         std::chrono::milliseconds(static_cast<int64_t>(d->ready_s * 2000) + 1000));
+      rate[i].push_back(d->rate);
+      from_due[i].push_back(d->from_due);
+      int64_t not_succeeded = d->missing;
+      for (const auto& [what, count] : d->others) not_succeeded += count;
+      fmt::print(
+          "{:>3}  {:<12} {:>7.0f} runs/s ({:.0f} from the instant due), ready {:.2f}s, {} "
+          "not succeeded\n",
+          r, setups[i].label, d->rate, d->from_due, d->ready_s, not_succeeded);
+      if (!d->others.empty()) fmt::print("     {}\n", by_reason(d->others));
+      if (d->missing > 0 || d->exit_code != 0) {
+        fmt::print("     {} job(s) without a run, daemon exit {}\n", d->missing, d->exit_code);
+      }
+      if (d->succeeded != o.runs || d->exit_code != 0) broken = true;
     }
-    if (!d) {
-      fmt::print(stderr, "the daemon never got ready in time\n");
-      return 1;
-    }
-    // Next time: twice the startup seen, and at least a second to spare.
-    lead =
-        std::max(lead, std::chrono::milliseconds(static_cast<int64_t>(d->ready_s * 2000) + 1000));
     int failed = 0;
-    const double b = bare_loop(o.runs, o.concurrency, false, failed);
-    const double l = bare_loop(o.runs, o.concurrency, true, failed);
-    daemon.push_back(d->rate);
-    from_due.push_back(d->from_due);
-    bare.push_back(b);
-    dlopen_loop.push_back(l);
-    int64_t not_succeeded = d->missing;
-    for (const auto& [what, count] : d->others) not_succeeded += count;
-    fmt::print("{:>3}  {:>12.0f}  {:>14.0f}  {:6.2f}s  {:>12.0f}  {:>14.0f}  {}\n", r, d->rate,
-               d->from_due, d->ready_s, b, l, not_succeeded);
-    if (!d->others.empty()) fmt::print("     {}\n", by_reason(d->others));
-    if (d->missing > 0 || d->exit_code != 0 || failed > 0) {
-      fmt::print("     {} job(s) without a run, daemon exit {}, {} probe process(es) failed\n",
-                 d->missing, d->exit_code, failed);
+    bare.push_back(bare_loop(o.runs, o.concurrency, false, failed));
+    dlopen_loop.push_back(bare_loop(o.runs, o.concurrency, true, failed));
+    fmt::print("{:>3}  {:<12} {:>7.0f} runs/s, fork + dlopen {:.0f} runs/s\n", r, "bare fork",
+               bare.back(), dlopen_loop.back());
+    if (failed > 0) {
+      fmt::print("     {} probe process(es) failed\n", failed);
+      broken = true;
     }
-    if (d->succeeded != o.runs || d->exit_code != 0 || failed > 0) broken = true;
   }
-  const double md = median(daemon), mb = median(bare), ml = median(dlopen_loop);
-  fmt::print(
-      "medians of {} rep(s), runs/s: daemon {:.0f} (from the instant due {:.0f}), bare fork "
-      "{:.0f}, fork + dlopen {:.0f}\n",
-      o.reps, md, median(from_due), mb, ml);
-  fmt::print("ratio daemon / bare fork: {:.2f} (target >= 0.5); daemon / fork + dlopen: {:.2f}\n",
-             mb > 0 ? md / mb : 0, ml > 0 ? md / ml : 0);
+  const double mb = median(bare), ml = median(dlopen_loop);
+  fmt::print("medians of {} rep(s), runs/s: bare fork {:.0f}, fork + dlopen {:.0f}\n", o.reps, mb,
+             ml);
+  for (std::size_t i = 0; i < setups.size(); ++i) {
+    const double md = median(rate[i]);
+    fmt::print(
+        "  {:<12} {:.0f} (from the instant due {:.0f}); / bare fork {:.2f} (target >= 0.5), "
+        "/ fork + dlopen {:.2f}{}\n",
+        setups[i].label, md, median(from_due[i]), mb > 0 ? md / mb : 0, ml > 0 ? md / ml : 0,
+        i > 0 ? fmt::format("; / sqlite {:.2f}", median(rate[0]) > 0 ? md / median(rate[0]) : 0)
+              : "");
+  }
   fmt::print("daemon isolation: {}\n", g_isolation);
   fmt::print("load at the end {}\n", load_average());
   if (o.quick) {

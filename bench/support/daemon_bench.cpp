@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -269,6 +270,62 @@ int connect_to(int port) {
     return -1;
   }
   return fd;
+}
+
+namespace {
+
+int pg_script(const std::string& args) {
+  const int status = std::system(
+      (std::string(JOBHOST_SOURCE_DIR) + "/scripts/pg-test-server.sh " + args + " >/dev/null 2>&1")
+          .c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Runs one statement on `url`; the first column of the first row, or
+// nullopt on an error.
+std::optional<std::string> pg_value(const std::string& url, const std::string& sql) {
+  PGconn* conn = PQconnectdb(url.c_str());
+  std::optional<std::string> out;
+  if (PQstatus(conn) == CONNECTION_OK) {
+    PGresult* r = PQexec(conn, sql.c_str());
+    const auto status = PQresultStatus(r);
+    if (status == PGRES_COMMAND_OK) out = "";
+    if (status == PGRES_TUPLES_OK && PQntuples(r) > 0) out = PQgetvalue(r, 0, 0);
+    PQclear(r);
+  }
+  PQfinish(conn);
+  return out;
+}
+
+}  // namespace
+
+PgServer::PgServer() : dir_("bench-pg") {
+  pg_script("start " + dir_.path().string());
+  std::ifstream in(dir_.path() / "url");
+  std::getline(in, admin_url_);
+  if (admin_url_.empty()) {
+    throw std::runtime_error(
+        "no PostgreSQL server: install postgresql (scripts/pg-test-server.sh found none)");
+  }
+}
+
+PgServer::~PgServer() {
+  pg_script("stop " + dir_.path().string());
+}
+
+std::string PgServer::fresh_database() {
+  const std::string name = "bench_" + std::to_string(++made_);
+  if (!pg_value(admin_url_, "CREATE DATABASE " + name)) {
+    throw std::runtime_error("cannot create database " + name);
+  }
+  return admin_url_.substr(0, admin_url_.rfind('/') + 1) + name;
+}
+
+int64_t pg_finished_runs_between(const std::string& url, int64_t from_ms, int64_t to_ms) {
+  auto count = pg_value(
+      url, "SELECT count(*) FROM runs WHERE scheduled_for >= " + std::to_string(from_ms) +
+               " AND scheduled_for < " + std::to_string(to_ms) + " AND finished_at IS NOT NULL");
+  return count && !count->empty() ? std::stoll(*count) : -1;
 }
 
 }  // namespace jobhost::bench

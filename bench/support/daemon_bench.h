@@ -105,4 +105,27 @@ std::string load_average();
 // The daemon's "isolation: ..." log line, without the prefix, or "".
 std::string isolation_line(const std::string& log);
 
+// A throwaway PostgreSQL server on loopback for the benches that compare
+// stores (scripts/pg-test-server.sh in a temporary directory; fsync off);
+// stopped and removed by the destructor. Throws when PostgreSQL's server
+// binaries are not installed.
+class PgServer {
+ public:
+  PgServer();
+  ~PgServer();
+  PgServer(const PgServer&) = delete;
+  PgServer& operator=(const PgServer&) = delete;
+  // The URI of a new, empty database on it.
+  std::string fresh_database();
+
+ private:
+  TempDir dir_;
+  std::string admin_url_;
+  int made_ = 0;
+};
+
+// Finished runs with a slot in [from, to) in the PostgreSQL ledger at `url`
+// (finished_runs_between for PostgreSQL); -1 when it cannot be read.
+int64_t pg_finished_runs_between(const std::string& url, int64_t from_ms, int64_t to_ms);
+
 }  // namespace jobhost::bench

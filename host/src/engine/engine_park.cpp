@@ -30,7 +30,10 @@ namespace jobhost::engine {
 
 std::size_t Engine::park_bound() const {
   const config::HostConfig& host = config_.host;
-  if (host.park_lead <= Duration::zero()) return 0;
+  // Not on a ledger several hosts share (docs/cluster.md): a parked claim
+  // undone (shutdown, pause, reload, fencing) frees its slot after the other
+  // hosts, which lost the race for it, have moved on; nobody would fire it.
+  if (host.park_lead <= Duration::zero() || !host.store_url.empty()) return 0;
   return static_cast<std::size_t>(std::min(host.max_parked, host.max_concurrency));
 }
 
