@@ -185,3 +185,37 @@ TEST_CASE("a group never committed is rolled back when the store closes", "[ledg
   CHECK(store->history("hello", 10).value().empty());
   CHECK(store->claim_and_start(make_start("hello", 0)).value() == true);
 }
+
+TEST_CASE("PostgreSQL: a statement that fails outside a savepoint fails the whole group",
+          "[ledger][group][postgresql]") {
+  JOBHOST_TEST_LEDGER(ledger);
+  REQUIRE(ledger.postgresql());  // SQLite undoes only the failed statement
+  auto store = ledger.open();
+  // A write that the server refuses in the middle of a group: an event of
+  // kind "boom" (add_event has no savepoint of its own).
+  REQUIRE(ledger.execute(R"(
+    CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.kind = 'boom' THEN RAISE EXCEPTION 'boom refused'; END IF;
+      RETURN NEW;
+    END $$;
+    CREATE TRIGGER refuse_boom BEFORE INSERT ON events
+      FOR EACH ROW EXECUTE FUNCTION refuse_boom();)") == "");
+  auto before = make_start("a", 0);
+  REQUIRE(store->claim_and_start(before).value());
+  REQUIRE(store->begin_group().has_value());
+  auto claimed = make_start("a", 1000, 1000);
+  REQUIRE(store->claim_and_start(claimed).value());
+  auto refused = store->add_event(Event{0, at_ms(kBase + 1000), "boom", "a", std::nullopt, ""});
+  REQUIRE_FALSE(refused.has_value());
+  CHECK_THAT(refused.error().message, Catch::Contains("boom refused"));
+  // The transaction is gone: every later write of the group fails, and so
+  // does the commit; the claim made before the failure was not kept.
+  CHECK_FALSE(store->claim_and_start(make_start("a", 2000, 2000)).has_value());
+  auto committed = store->commit_group();
+  REQUIRE_FALSE(committed.has_value());
+  CHECK_FALSE(store->get_run(claimed.run_id).value().has_value());
+  CHECK(store->get_run(before.run_id).value().has_value());
+  // And the store goes on: the slot is free to claim again.
+  CHECK(store->claim_and_start(make_start("a", 1000, 3000)).value());
+}

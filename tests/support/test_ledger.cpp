@@ -62,6 +62,10 @@ TestLedger::~TestLedger() {
   if (!database_.empty()) admin(admin_url_, "DROP DATABASE " + database_ + " WITH (FORCE)");
 }
 
+std::string TestLedger::execute(const std::string& sql) const {
+  return admin(url_, sql);
+}
+
 Result<std::unique_ptr<ledger::Store>> TestLedger::try_open(config::Durability durability,
                                                             ledger::Access access,
                                                             const std::string& host) const {

@@ -45,6 +45,9 @@ class TestLedger {
 
   // The PostgreSQL url of this test's database (empty for SQLite).
   const std::string& url() const { return url_; }
+  // Runs `sql` on this test's PostgreSQL database, as its owner: the
+  // error, or empty.
+  std::string execute(const std::string& sql) const;
   // A temp directory of the test's own (SQLite keeps its file there).
   const TempDir& dir() const { return dir_; }
 

@@ -743,8 +743,10 @@ class Loader {
       const std::string w = what(k, "store");
       if (k == "heartbeat" || k == "lease") {
         if (auto d = read_duration(v, w)) {
-          if (*d <= Duration(0)) {
-            error(at(v), fmt::format("{}: must be longer than 0", w));
+          if (*d < std::chrono::milliseconds(100)) {
+            error(at(v), fmt::format("{}: at least 100ms (every heartbeat writes to the "
+                                     "database), got {}",
+                                     w, format_duration(*d)));
           } else {
             (k == "heartbeat" ? host.heartbeat : host.lease) = *d;
             if (k == "lease") lease_pos = at(v);

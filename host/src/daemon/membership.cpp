@@ -45,7 +45,9 @@ Result<void> Membership::join() {
 
 void Membership::start(engine::Engine& engine) {
   engine_ = &engine;
-  arm();
+  engine_->lease_until(renewed_ + lease_ - heartbeat_);
+  // At once: the engine's start may have taken a good part of the lease.
+  tick();
 }
 
 void Membership::arm() {
@@ -79,6 +81,8 @@ void Membership::tick() {
   } else if (*lease == ledger::Lease::renewed) {
     if (refusing_) log::info("this host's lease is renewed again");
     refusing_ = false;
+    // Claims stop a heartbeat before the lease could run out unrenewed.
+    engine_->lease_until(renewed_ + lease_ - heartbeat_);
     engine_->unfence();
     auto takeover = store_.take_over_expired(
         me_.id, wall_now(),
@@ -89,6 +93,9 @@ void Membership::tick() {
     } else if (!takeover->closed.empty() || !takeover->freed.empty()) {
       engine_->adopt(*takeover);
     }
+    // Retries another host scheduled, then stopped or died with them
+    // pending (a clean stop leaves nothing to take over).
+    engine_->refresh_retries();
   }
   arm();
 }
@@ -96,6 +103,21 @@ void Membership::tick() {
 void Membership::leave() {
   left_ = true;
   timer_.cancel();
+  // Runs whose end the ledger never got stay open: the lease then runs out
+  // and another host takes them over, instead of nobody.
+  auto running = store_.running_runs();
+  if (!running) {
+    log::warn(running.error().message);
+    return;
+  }
+  for (const auto& run : *running) {
+    if (run.host == me_.id) {
+      log::warn(
+          "runs of this host are still open in the ledger: the lease is left to run out, "
+          "for another host to take them over");
+      return;
+    }
+  }
   if (auto ended = store_.end_lease(me_.id, me_.incarnation, wall_now()); !ended) {
     log::warn(ended.error().message);
   }

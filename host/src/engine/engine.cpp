@@ -268,7 +268,8 @@ void Engine::pump() {
     std::vector<ledger::RunStart> claims;
     std::vector<Launch> launches;
     std::vector<JobState*> touched;
-    while (!shutting_down_ && !fenced_ && !ready_.empty() && backlog_.may_claim() &&
+    while (!shutting_down_ && !fenced_ && !lease_expired() && !ready_.empty() &&
+           backlog_.may_claim() &&
            active_.size() + claims.size() <
                static_cast<std::size_t>(config_.host.max_concurrency)) {
       Fire fire = *ready_.begin();
@@ -393,9 +394,10 @@ void Engine::on_run_done(exec::RunReport report) {
     const config::RetryPolicy& policy = job_it->second.config->settings->retry;
     // A run the shutdown stopped is not retried; one that failed on its own
     // meanwhile keeps its retry, written to the ledger for the next start.
-    // Nor one stopped by fencing: the host that takes it over retries it.
-    const bool stopped_by_shutdown =
-        (shutting_down_ || fenced_) && report.outcome == Outcome::interrupted;
+    // One stopped by fencing keeps its retry: if a takeover closed the run
+    // first, this end changes nothing and the taker retries it; either way
+    // the next attempt is claimed once.
+    const bool stopped_by_shutdown = shutting_down_ && report.outcome == Outcome::interrupted;
     if (report.retryable && run.attempt < policy.max_attempts && !stopped_by_shutdown &&
         !active.cancelled && !job_it->second.retired) {
       end.retry_at = now() + retry_delay(policy, run.attempt, rng_);

@@ -113,6 +113,14 @@ class Engine {
   // now, and the ledger's pending retries (some were the other host's) join
   // the timeline.
   void adopt(const ledger::Takeover& takeover);
+  // The ledger's pending retries join the timeline: another host may have
+  // scheduled them and stopped since (the membership calls it each heartbeat).
+  void refresh_retries();
+  // Until when (steady clock) this host's lease surely holds: no fire is
+  // claimed after it until it is moved on (a paused host whose timers fire
+  // before its next renewal must not claim what it may not own). Unset: no
+  // lease (SQLite).
+  void lease_until(std::chrono::steady_clock::time_point until);
 
   // Records a run's heartbeat in the ledger, at most once a second per run
   // (the executor already calls at most every 50 ms).
@@ -311,7 +319,9 @@ class Engine {
   std::uint64_t checkpoints_ = 0;  // done by checkpoint_if_idle (status: ledger_checkpoints)
   std::vector<Observer*> observers_;
   bool shutting_down_ = false;
-  bool fenced_ = false;  // fence(): no claims
+  bool fenced_ = false;                                               // fence(): no claims
+  std::optional<std::chrono::steady_clock::time_point> lease_until_;  // lease_until()
+  bool lease_expired() const;
   // Fires whose claim found the slot or attempt claimed already: by another
   // host sharing the ledger, or before a restart (snapshot()).
   std::size_t claims_lost_ = 0;

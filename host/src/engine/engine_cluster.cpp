@@ -13,8 +13,8 @@ void Engine::fence(std::string_view why) {
   fenced_ = true;
   log::error(
       fmt::format("fenced: {}; no fire is claimed until the lease is renewed, and the {} "
-                  "run(s) in flight are stopped (the host that takes them over retries "
-                  "them)",
+                  "run(s) in flight are stopped (retried per their jobs' retry, by the "
+                  "host that takes them over or by this one)",
                   why, active_.size()));
   std::vector<std::string> parked;
   for (const auto& [run_id, p] : parked_) parked.push_back(run_id);
@@ -28,6 +28,24 @@ void Engine::unfence() {
   log::info("the lease is renewed: claiming fires again");
   pump();
   arm_timer();
+}
+
+void Engine::refresh_retries() {
+  load_pending_retries();
+  arm_timer();
+}
+
+void Engine::lease_until(std::chrono::steady_clock::time_point until) {
+  const bool was_expired = lease_expired();
+  lease_until_ = until;
+  if (was_expired && !lease_expired() && !fenced_) {
+    pump();
+    arm_timer();
+  }
+}
+
+bool Engine::lease_expired() const {
+  return lease_until_ && std::chrono::steady_clock::now() >= *lease_until_;
 }
 
 void Engine::load_pending_retries() {

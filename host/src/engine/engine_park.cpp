@@ -62,7 +62,9 @@ bool Engine::successor_due_first(const JobState& job, const Fire& fire) const {
 
 void Engine::park_ahead() {
   const std::size_t bound = park_bound();
-  if (bound == 0 || shutting_down_ || fenced_ || !backlog_.may_claim()) return;
+  if (bound == 0 || shutting_down_ || fenced_ || lease_expired() || !backlog_.may_claim()) {
+    return;
+  }
   const TimePoint t = now();
   if (park_resume_at_ - t > kParkPause) park_resume_at_ = {};  // the clock was set back
   if (t < park_resume_at_) return;

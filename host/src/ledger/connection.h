@@ -66,6 +66,10 @@ class Connection {
   // A transaction is open (false once an error undid it, or the connection
   // to a server was lost).
   virtual bool in_transaction() = 0;
+  // The open transaction failed and only a rollback (to a savepoint) can go
+  // on (PostgreSQL after a failed statement; never SQLite, whose failed
+  // statement undoes only itself or the whole transaction).
+  virtual bool aborted() = 0;
   // The database refuses every write (a read-only file or session).
   virtual bool read_only() = 0;
   // Housekeeping for idle moments (Store::checkpoint); may do nothing.

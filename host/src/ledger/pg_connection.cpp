@@ -229,7 +229,14 @@ class PgConnection final : public sql::Connection {
 
   void begin_write() override { begin("BEGIN"); }
   void begin_read() override { begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); }
-  void commit() override { finish("COMMIT"); }
+  // A COMMIT of an aborted transaction answers "ROLLBACK": nothing was kept.
+  void commit() override {
+    const bool failed = aborted();
+    finish("COMMIT");
+    if (failed || last_status_ == "ROLLBACK") {
+      throw PgError("40000", "the transaction was rolled back: a statement in it had failed");
+    }
+  }
   void rollback() override { finish("ROLLBACK"); }
   void savepoint() override { command("SAVEPOINT jobhost_write"); }
   void release() override { command("RELEASE jobhost_write"); }
@@ -238,6 +245,7 @@ class PgConnection final : public sql::Connection {
     const auto status = PQtransactionStatus(conn_);
     return status == PQTRANS_INTRANS || status == PQTRANS_INERROR || status == PQTRANS_ACTIVE;
   }
+  bool aborted() override { return PQtransactionStatus(conn_) == PQTRANS_INERROR; }
   bool read_only() override { return read_only_; }
   void checkpoint() override {}
 
@@ -280,8 +288,8 @@ class PgConnection final : public sql::Connection {
                     const std::vector<int>& lengths, const std::vector<int>& formats) {
     ensure_connected();
     if (!statement.name().empty() && !prepared_.contains(statement.name())) {
-      check(PQprepare(conn_, statement.name().c_str(), statement.sql().c_str(), statement.count(),
-                      nullptr));
+      PQclear(check(PQprepare(conn_, statement.name().c_str(), statement.sql().c_str(),
+                              statement.count(), nullptr)));
       prepared_.insert(statement.name());
     }
     if (statement.name().empty()) {
@@ -297,6 +305,11 @@ class PgConnection final : public sql::Connection {
     // Defaults first: what the url says wins (expand_dbname). Keepalives
     // and a TCP user timeout bound how long a call waits on a server that
     // vanished without closing the connection (a partition): about 10 s.
+    // The server's side of it: a session whose host stalls in a
+    // transaction (paused, cut off) must not hold the other hosts' claims
+    // for more than a few seconds: its transaction is ended, a lock waited
+    // for longer is an error (the write is tried again), and the server
+    // probes a silent client too.
     const char* keywords[] = {"connect_timeout",
                               "application_name",
                               "keepalives",
@@ -304,9 +317,21 @@ class PgConnection final : public sql::Connection {
                               "keepalives_interval",
                               "keepalives_count",
                               "tcp_user_timeout",
+                              "options",
                               "dbname",
                               nullptr};
-    const char* values[] = {"5", "jobhost", "1", "5", "2", "2", "5000", url.c_str(), nullptr};
+    const char* values[] = {"5",
+                            "jobhost",
+                            "1",
+                            "5",
+                            "2",
+                            "2",
+                            "5000",
+                            "-c idle_in_transaction_session_timeout=5000 -c lock_timeout=5000 "
+                            "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 "
+                            "-c tcp_keepalives_count=2",
+                            url.c_str(),
+                            nullptr};
     PGconn* conn = PQconnectdbParams(keywords, values, 1);
     if (!conn) throw PgError("", "out of memory");
     if (PQstatus(conn) != CONNECTION_OK) {
@@ -322,7 +347,9 @@ class PgConnection final : public sql::Connection {
   // Runs `sql` with no parameters; throws PgError.
   void command(const char* sql) {
     ensure_connected();
-    PQclear(check(PQexec(conn_, sql)));
+    PGresult* result = check(PQexec(conn_, sql));
+    last_status_ = PQcmdStatus(result);
+    PQclear(result);
   }
 
  private:
@@ -375,6 +402,7 @@ class PgConnection final : public sql::Connection {
   bool in_use_ = false;  // between begin_*() and commit()/rollback()
   std::unordered_map<const char*, std::unique_ptr<PgStatement>> statements_;
   std::unordered_set<std::string> prepared_;  // on this connection
+  std::string last_status_;                   // of the last command(): "COMMIT", "ROLLBACK"
 };
 
 void PgStatement::run() {

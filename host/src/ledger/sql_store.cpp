@@ -192,7 +192,8 @@ constexpr const char* kFinishRun =
     "UPDATE runs SET started_at = CASE WHEN run_id IN (SELECT run_id FROM parked_runs) "
     "AND started_at > ?1 THEN ?1 ELSE started_at END, "
     "finished_at = ?1, outcome = ?, exit_code = ?, signal = ?, duration_ms = ?, "
-    "message = ?, output_tail = ?, cpu_seconds = ?, max_rss_bytes = ? WHERE run_id = ?";
+    "message = ?, output_tail = ?, cpu_seconds = ?, max_rss_bytes = ? WHERE run_id = ? AND "
+    "finished_at IS NULL";
 constexpr const char* kInsertMetric =
     "INSERT INTO run_metrics (run_id, name, value) VALUES (?, ?, ?) "
     "ON CONFLICT (run_id, name) DO UPDATE SET value = excluded.value";
@@ -231,6 +232,12 @@ constexpr const char* kHostOpenRuns =
     "SELECT " JOBHOST_RUN_COLUMNS
     " FROM runs WHERE finished_at IS NULL AND host IS NOT DISTINCT "
     "FROM ?1 AND" JOBHOST_NOT_PARKED("run_id") "ORDER BY started_at, run_id";
+// PostgreSQL: the rows locked, so that a run another connection finishes
+// meanwhile is either finished first (and left out) or waits for the close.
+constexpr const char* kHostOpenRunsPg =
+    "SELECT " JOBHOST_RUN_COLUMNS
+    " FROM runs WHERE finished_at IS NULL AND host IS NOT DISTINCT "
+    "FROM ?1 AND" JOBHOST_NOT_PARKED("run_id") "ORDER BY started_at, run_id FOR UPDATE";
 constexpr const char* kInterruptHostOpenRuns =
     "UPDATE runs SET finished_at = ?, outcome = 'interrupted', message = ? "
     "WHERE finished_at IS NULL AND host IS NOT DISTINCT FROM ?";
@@ -239,9 +246,10 @@ constexpr const char* kInterruptHostOpenRuns =
   "id, incarnation, pid, version, started_at, heartbeat_at, lease_until, taken_over_at, " \
   "taken_over_by"
 constexpr const char* kHostRow =
-    "SELECT incarnation, started_at, taken_over_at FROM hosts WHERE id = ?";
+    "SELECT incarnation, started_at, taken_over_at, lease_until FROM hosts WHERE id = ?";
 constexpr const char* kHostRowPg =
-    "SELECT incarnation, started_at, taken_over_at FROM hosts WHERE id = ? FOR UPDATE";
+    "SELECT incarnation, started_at, taken_over_at, lease_until FROM hosts WHERE id = ? "
+    "FOR UPDATE";
 constexpr const char* kRegisterHost =
     "INSERT INTO hosts (id, incarnation, pid, version, started_at, heartbeat_at, lease_until) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
@@ -501,9 +509,13 @@ class SqlStore final : public Store {
         rss = static_cast<int64_t>(
             std::min<uint64_t>(*end.max_rss_bytes, std::numeric_limits<int64_t>::max()));
       }
-      Query(statement(kFinishRun), end.finished_at, to_string(end.outcome), end.exit_code,
-            end.signal, end.duration, end.message, Blob{end.output_tail}, cpu, rss, end.run_id)
-          .exec();
+      // Still open: another host may have closed it since the read above
+      // (a takeover, on PostgreSQL at READ COMMITTED); then nothing changes.
+      if (Query(statement(kFinishRun), end.finished_at, to_string(end.outcome), end.exit_code,
+                end.signal, end.duration, end.message, Blob{end.output_tail}, cpu, rss, end.run_id)
+              .exec() == 0) {
+        return false;
+      }
       // A parked run that ended before its release (its process died).
       if (Query(statement(kReleaseParked), end.run_id).exec() > 0) {
         Query(statement(kParkedStartedEvent), end.finished_at, end.run_id).exec();
@@ -620,8 +632,14 @@ class SqlStore final : public Store {
             if (q.step()) {
               known = q.text_view(0) == me.incarnation;
               if (known && !q.col(2).is_null()) return Lease::lost;  // taken over
-              // Another incarnation of the id: the newer one wins.
-              if (!known && from_ms(q.col(1).as_int64()) > me.started_at) return Lease::lost;
+              // Another incarnation of the id, still holding its lease: the
+              // newer one wins (one that ended or ran out is replaced,
+              // whatever the clocks say).
+              const bool holding =
+                  q.col(2).is_null() && from_ms(q.col(3).as_int64()) >= me.heartbeat_at;
+              if (!known && holding && from_ms(q.col(1).as_int64()) > me.started_at) {
+                return Lease::lost;
+              }
             }
           }
           if (known) {
@@ -1197,7 +1215,9 @@ class SqlStore final : public Store {
     auto result = guarded(what, std::forward<F>(body));
     if (group_) {
       ++group_->writes;
-      if (!result && !group_->undone && !db_->in_transaction()) {
+      // PostgreSQL: a failed statement outside a savepoint aborts the
+      // whole transaction, which stays open until rolled back.
+      if (!result && !group_->undone && (!db_->in_transaction() || db_->aborted())) {
         group_->undone =
             "an earlier write of the group failed and undid the group: " + result.error().message;
       }
@@ -1309,7 +1329,7 @@ class SqlStore final : public Store {
     for (const auto& id : parked) {
       undo_parked_claim(Unclaim{id, "the host stopped before the run's instant", now}, freed);
     }
-    auto runs = of_host ? read_runs(Query(statement(kHostOpenRuns), host))
+    auto runs = of_host ? read_runs(Query(statement(kHostOpenRuns, kHostOpenRunsPg), host))
                         : read_runs(Query(statement(kOpenRuns, kOpenRunsPg)));
     if (runs.empty()) return runs;
     if (of_host) {

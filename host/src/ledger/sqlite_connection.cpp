@@ -71,6 +71,7 @@ class SqliteConnection final : public sql::Connection {
   void release() override { run("RELEASE jobhost_write"); }
   void rollback_to() override { run("ROLLBACK TO jobhost_write"); }
   bool in_transaction() override { return sqlite3_get_autocommit(db_.getHandle()) == 0; }
+  bool aborted() override { return false; }
   bool read_only() override { return sqlite3_db_readonly(db_.getHandle(), "main") == 1; }
 
   void checkpoint() override {
