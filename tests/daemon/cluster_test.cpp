@@ -53,23 +53,6 @@ params = { greeting = "tick" }
   CHECK_THAT(a.log() + b.log(), !Catch::Contains("already claimed"));
 }
 
-namespace {
-
-json cluster_status(const fs::path& config) {
-  auto result = run_jobhost({"cluster", "status", "--config", config.string(), "--json"});
-  REQUIRE(result.exit_code == 0);
-  return json::parse(result.out);
-}
-
-json host_entry(const json& status, const std::string& id) {
-  for (const auto& h : status["hosts"]) {
-    if (h["id"] == id) return h;
-  }
-  return json(nullptr);
-}
-
-}  // namespace
-
 TEST_CASE("a host killed is taken over, one stopped past its lease is fenced when it resumes",
           "[cluster]") {
   TestLedger ledger(TestLedger::Kind::postgresql);
@@ -91,22 +74,22 @@ params = { seconds = 60 }
   auto status = cluster_status(a.config());
   CHECK(status["store"] == "postgresql");
   REQUIRE(status["hosts"].size() == 2);
-  CHECK(host_entry(status, "host-a")["state"] == "live");
-  CHECK(host_entry(status, "host-a")["this_host"] == true);
-  CHECK(host_entry(status, "host-b")["state"] == "live");
+  CHECK(cluster_host(status, "host-a")["state"] == "live");
+  CHECK(cluster_host(status, "host-a")["this_host"] == true);
+  CHECK(cluster_host(status, "host-b")["state"] == "live");
 
   SECTION("kill -9: its run is taken over and retried on the other host") {
     REQUIRE(trigger(b.config(), "long").exit_code == 0);
     REQUIRE(wait_for(
-        [&] { return host_entry(cluster_status(a.config()), "host-b")["runs_in_flight"] == 1; },
+        [&] { return cluster_host(cluster_status(a.config()), "host-b")["runs_in_flight"] == 1; },
         10s));
     b.daemon().signal(SIGKILL);
     REQUIRE(b.daemon().wait_exit(10s).has_value() == false);  // killed: no exit code
     // Taken over within lease + heartbeat (2.5 s) and a loaded machine's slack.
     REQUIRE(wait_for(
-        [&] { return host_entry(cluster_status(a.config()), "host-b")["state"] == "taken over"; },
+        [&] { return cluster_host(cluster_status(a.config()), "host-b")["state"] == "taken over"; },
         10s));
-    CHECK(host_entry(cluster_status(a.config()), "host-b")["taken_over_by"] == "host-a");
+    CHECK(cluster_host(cluster_status(a.config()), "host-b")["taken_over_by"] == "host-a");
     auto runs = history(a.config(), "long");
     REQUIRE(wait_for(
         [&] {
@@ -124,16 +107,16 @@ params = { seconds = 60 }
     CHECK_THAT(runs[1]["message"].get<std::string>(), Catch::Contains("taken over by host host-a"));
     CHECK(runs[0]["trace_id"] == runs[1]["trace_id"]);
     b.start();  // a new incarnation joins
-    CHECK(host_entry(cluster_status(a.config()), "host-b")["state"] == "live");
+    CHECK(cluster_host(cluster_status(a.config()), "host-b")["state"] == "live");
   }
   SECTION("SIGSTOP past the lease: taken over, then fenced and joined again") {
     REQUIRE(trigger(b.config(), "long").exit_code == 0);
     REQUIRE(wait_for(
-        [&] { return host_entry(cluster_status(a.config()), "host-b")["runs_in_flight"] == 1; },
+        [&] { return cluster_host(cluster_status(a.config()), "host-b")["runs_in_flight"] == 1; },
         10s));
     b.daemon().signal(SIGSTOP);
     REQUIRE(wait_for(
-        [&] { return host_entry(cluster_status(a.config()), "host-b")["state"] == "taken over"; },
+        [&] { return cluster_host(cluster_status(a.config()), "host-b")["state"] == "taken over"; },
         10s));
     b.daemon().signal(SIGCONT);
     REQUIRE(wait_for([&] { return b.log().find("lost its lease") != std::string::npos; }, 10s));
@@ -141,7 +124,8 @@ params = { seconds = 60 }
     // again as a new incarnation.
     CHECK_THAT(b.log(), Catch::Contains("the 1 run(s) in flight are stopped"));
     REQUIRE(wait_for(
-        [&] { return host_entry(cluster_status(a.config()), "host-b")["state"] == "live"; }, 10s));
+        [&] { return cluster_host(cluster_status(a.config()), "host-b")["state"] == "live"; },
+        10s));
     json runs;
     REQUIRE(wait_for(
         [&] {
@@ -164,6 +148,6 @@ params = { seconds = 60 }
   b.stop();
   // Both ended their leases: nothing left to take over.
   status = cluster_status(a.config());
-  CHECK(host_entry(status, "host-a")["state"] == "stopped");
-  CHECK(host_entry(status, "host-b")["state"] == "stopped");
+  CHECK(cluster_host(status, "host-a")["state"] == "stopped");
+  CHECK(cluster_host(status, "host-b")["state"] == "stopped");
 }

@@ -112,18 +112,9 @@ class Proxy {
   std::thread accepter_;
 };
 
-json cluster_status(const fs::path& config) {
-  auto result = run_jobhost({"cluster", "status", "--config", config.string(), "--json"});
-  REQUIRE(result.exit_code == 0);
-  return json::parse(result.out);
-}
-
 std::string host_state(const fs::path& config, const std::string& id) {
-  const json status = cluster_status(config);  // bound: a range-for would dangle (GCC 12)
-  for (const auto& h : status["hosts"]) {
-    if (h["id"] == id) return h["state"];
-  }
-  return "";
+  const json host = cluster_host(cluster_status(config), id);
+  return host.is_null() ? "" : host["state"].get<std::string>();
 }
 
 }  // namespace

@@ -288,6 +288,21 @@ std::string every_second_once(const nlohmann::json& runs) {
   return "";
 }
 
+nlohmann::json cluster_status(const fs::path& config) {
+  auto result = run_jobhost({"cluster", "status", "--config", config.string(), "--json"});
+  if (result.exit_code != 0) {
+    throw std::runtime_error("jobhost cluster status failed: " + result.err);
+  }
+  return nlohmann::json::parse(result.out);
+}
+
+nlohmann::json cluster_host(const nlohmann::json& status, const std::string& id) {
+  for (const auto& h : status["hosts"]) {
+    if (h["id"] == id) return h;
+  }
+  return nullptr;
+}
+
 CommandResult trigger(const fs::path& config, const std::string& job) {
   return run_jobhost({"trigger", "--config", config.string(), job});
 }

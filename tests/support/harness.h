@@ -119,6 +119,12 @@ std::vector<nlohmann::json> finished(const nlohmann::json& runs, const std::stri
 // wrong, naming the slots.
 std::string every_second_once(const nlohmann::json& runs);
 
+// `jobhost cluster status --json` of `config`: {"store", "hosts": [...]};
+// throws std::runtime_error when the command fails.
+nlohmann::json cluster_status(const fs::path& config);
+// The entry of host `id` in `status` (cluster_status), or null.
+nlohmann::json cluster_host(const nlohmann::json& status, const std::string& id);
+
 // `jobhost trigger <job>` against the daemon of `config`.
 CommandResult trigger(const fs::path& config, const std::string& job);
 
