@@ -27,7 +27,8 @@ namespace {
 
 // Forwards 127.0.0.1:port() to 127.0.0.1:target, one thread per connection
 // pair; cut() closes every connection and closes new ones at once; heal()
-// forwards again.
+// forwards again. stall() stops forwarding (connections stay open, bytes
+// wait) until resume(): a database that hangs.
 class Proxy {
  public:
   explicit Proxy(int target) : target_(target) {
@@ -57,6 +58,8 @@ class Proxy {
     for (int fd : open_) ::shutdown(fd, SHUT_RDWR);
   }
   void heal() { cut_ = false; }
+  void stall() { stalled_ = true; }
+  void resume() { stalled_ = false; }
 
  private:
   void accept_loop() {
@@ -80,14 +83,18 @@ class Proxy {
       std::lock_guard lock(mutex_);
       open_.push_back(client);
       open_.push_back(server);
-      pipes_.emplace_back([client, server] { pump(client, server); });
+      pipes_.emplace_back([this, client, server] { pump(client, server); });
     }
   }
   // Copies both ways until either side closes, then closes both.
-  static void pump(int a, int b) {
+  void pump(int a, int b) {
     pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
     char buffer[65536];
     for (;;) {
+      if (stalled_ && !cut_ && !stopping_) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
       if (::poll(fds, 2, 1000) < 0) break;
       bool done = false;
       for (int i = 0; i < 2 && !done; ++i) {
@@ -105,6 +112,7 @@ class Proxy {
   int listener_ = -1;
   int port_ = 0;
   std::atomic<bool> cut_{false};
+  std::atomic<bool> stalled_{false};
   std::atomic<bool> stopping_{false};
   std::mutex mutex_;
   std::vector<int> open_;  // closed when the proxy goes (the pumps only shut them down)
@@ -204,4 +212,45 @@ params = { seconds = 60 }
   const std::string audit = every_second_once(history(a.config(), "tick", 100000));
   INFO(a.log() << "\n---\n" << b.log());
   CHECK(audit == "");
+}
+
+TEST_CASE("a database that stalls holds no timer of a run in flight", "[cluster]") {
+  TestLedger ledger(TestLedger::Kind::postgresql);
+  if (!ledger.available()) JOBHOST_SKIP(ledger.why());
+  const std::string url = ledger.url();
+  const auto colon = url.rfind(':');
+  const auto slash = url.find('/', colon);
+  Proxy proxy(std::stoi(url.substr(colon + 1, slash - colon - 1)));
+  const std::string proxied =
+      url.substr(0, colon + 1) + std::to_string(proxy.port()) + url.substr(slash);
+  // A lease far longer than the stall: the host is not fenced, and its
+  // heartbeats fall due during the stall.
+  TestHost host({"sleeper.so"}, R"(
+[jobs.bounded]
+plugin = "sleeper"
+schedule = "@manual"
+timeout = "3s"
+kill_grace = "500ms"
+retry = { max_attempts = 1 }
+params = { seconds = 60 }
+)",
+                "id = \"host-a\"\n\n[store]\nurl = \"" + proxied +
+                    "\"\nheartbeat = \"1s\"\nlease = \"30s\"\n");
+  REQUIRE(trigger(host.config(), "bounded").exit_code == 0);
+  REQUIRE(wait_for([&] { return history(host.config(), "bounded").size() == 1; }, 10s));
+  // Its timeout falls within the stall: the loop kills it on time (a loop
+  // waiting on the database would kill it only after the stall).
+  proxy.stall();
+  std::this_thread::sleep_for(6s);
+  proxy.resume();
+  REQUIRE(wait_for(
+      [&] {
+        auto runs = history(host.config(), "bounded");
+        return runs.size() == 1 && runs[0]["outcome"] == "timed_out";
+      },
+      20s));
+  const json run = history(host.config(), "bounded")[0];
+  INFO(run.dump() << "\n" << host.log());
+  CHECK(run["duration_ms"].get<int64_t>() < 4500);
+  CHECK_THAT(host.log(), !Catch::Contains("fenced"));
 }

@@ -185,13 +185,17 @@ const TimePoint kT0 =
 
 class BacklogRig {
  public:
-  BacklogRig() {
+  // `threaded`: the groups are written on a worker thread, their results
+  // handed back only by settle().
+  explicit BacklogRig(bool threaded = false) {
     auto store = ledger::open_sqlite_store(dir_.path() / "jobhost.db", config::Durability::normal);
     REQUIRE(store);
     real_ = std::move(*store);
     store_ = std::make_unique<RefusingStore>(*real_);
+    worker_ = threaded ? std::make_unique<ledger::StoreWorker>(*store_, [](auto) {})
+                       : std::make_unique<ledger::StoreWorker>(*store_);
     backlog_ = std::make_unique<engine::Backlog>(
-        *store_, [this] { return now; },
+        *worker_, [this] { return now; },
         engine::Backlog::Hooks{
             .on_recorded = [this](std::string_view job) { recorded.emplace_back(job); },
             .on_refused = [this] { ++refusals; },
@@ -203,9 +207,17 @@ class BacklogRig {
     backlog_->add(std::move(w));
     backlog_->flush();
   }
+  // One group with `starts` (and what is queued); their results.
+  std::vector<Result<bool>> flush(std::vector<ledger::RunStart> starts) {
+    std::optional<std::vector<Result<bool>>> claimed;
+    backlog_->flush(std::move(starts), [&](auto results) { claimed = std::move(results); });
+    worker_->settle();
+    REQUIRE(claimed);
+    return std::move(*claimed);
+  }
   // One claim alone in a group.
   Result<bool> claim(const ledger::RunStart& start) {
-    auto claimed = backlog_->flush(std::span(&start, 1));
+    auto claimed = flush({start});
     REQUIRE(claimed.size() == 1);
     return claimed.front();
   }
@@ -251,11 +263,13 @@ class BacklogRig {
   RefusingStore& store() { return *store_; }
   engine::Backlog& backlog() { return *backlog_; }
   ledger::Store& real() { return *real_; }
+  ledger::StoreWorker& worker() { return *worker_; }
 
  private:
   TempDir dir_;
   std::unique_ptr<ledger::Store> real_;
   std::unique_ptr<RefusingStore> store_;
+  std::unique_ptr<ledger::StoreWorker> worker_;
   std::unique_ptr<engine::Backlog> backlog_;
 };
 
@@ -420,8 +434,7 @@ TEST_CASE("one flush writes the queued records, claims and next fires in one gro
   CHECK(backlog.pending());
   CHECK(backlog.empty());  // queued records are not a backlog
 
-  const ledger::RunStart starts[] = {rig.start(3), rig.start(2), rig.start(4)};
-  auto claimed = backlog.flush(starts);
+  auto claimed = rig.flush({rig.start(3), rig.start(2), rig.start(4)});
   CHECK(rig.store().groups == 1);
   REQUIRE(claimed.size() == 3);
   CHECK(claimed[0].value() == true);
@@ -450,7 +463,7 @@ TEST_CASE("a refused write in a group: the records before it commit, it and the 
   backlog.add(rig.skip(3));
   rig.store().refuse_write = rig.store().writes_tried + 2;  // the skip of slot 2
   const ledger::RunStart start = rig.start(4);
-  auto claimed = backlog.flush(std::span(&start, 1));
+  auto claimed = rig.flush({start});
   REQUIRE(claimed.size() == 1);
   CHECK_FALSE(claimed[0].has_value());  // not tried behind a refused record
   CHECK(rig.slots() == std::vector<TimePoint>{kT0 + 1s});
@@ -479,7 +492,7 @@ TEST_CASE("a group whose commit fails: every record kept, every claim refused, n
   backlog.set_next_fire("j", "hash", kT0 + 60s);
   rig.store().failing_commit = true;
   const ledger::RunStart start = rig.start(3);
-  auto claimed = backlog.flush(std::span(&start, 1));
+  auto claimed = rig.flush({start});
   REQUIRE(claimed.size() == 1);
   REQUIRE_FALSE(claimed[0].has_value());
   CHECK_THAT(claimed[0].error().message, Catch::Contains("cannot commit a group of"));
@@ -503,4 +516,58 @@ TEST_CASE("a group whose commit fails: every record kept, every claim refused, n
   CHECK(rig.recorded == std::vector<std::string>(2, "j"));
   CHECK_FALSE(backlog.refusing());
   CHECK(backlog.empty());
+}
+
+TEST_CASE("a threaded ledger worker: one group in flight, what is made meanwhile goes in the next",
+          "[engine][backlog][group]") {
+  BacklogRig rig(/*threaded=*/true);
+  auto& backlog = rig.backlog();
+  backlog.add(rig.skip(1));
+  CHECK(rig.flushes_asked == 1);
+  std::optional<std::vector<Result<bool>>> claimed;
+  backlog.flush({rig.start(2)}, [&](auto results) { claimed = std::move(results); });
+  CHECK(backlog.flushing());
+  CHECK_FALSE(backlog.may_claim());  // one group at a time
+  backlog.add(rig.skip(3));          // behind the group in flight
+  CHECK(rig.flushes_asked == 2);
+  backlog.flush();  // nothing: the group in flight takes no more
+  CHECK_FALSE(claimed);
+
+  rig.worker().settle();
+  REQUIRE(claimed);
+  REQUIRE(claimed->size() == 1);
+  CHECK(claimed->front().value() == true);
+  CHECK_FALSE(backlog.flushing());
+  CHECK(rig.slots() == std::vector<TimePoint>{kT0 + 1s, kT0 + 2s});
+  CHECK(rig.flushes_asked == 3);  // its end asks for the flush of skip 3
+  CHECK(backlog.pending());
+
+  backlog.flush();
+  rig.worker().settle();
+  CHECK(rig.slots() == std::vector<TimePoint>{kT0 + 1s, kT0 + 2s, kT0 + 3s});
+  CHECK(rig.recorded == std::vector<std::string>(2, "j"));
+  CHECK_FALSE(backlog.pending());
+}
+
+TEST_CASE("a threaded ledger worker: a failed commit keeps the records made before and during it",
+          "[engine][backlog][group]") {
+  BacklogRig rig(/*threaded=*/true);
+  auto& backlog = rig.backlog();
+  backlog.add(rig.skip(1));
+  rig.store().failing_commit = true;
+  std::optional<std::vector<Result<bool>>> claimed;
+  backlog.flush({rig.start(2)}, [&](auto results) { claimed = std::move(results); });
+  backlog.add(rig.skip(3));
+  rig.worker().settle();
+  REQUIRE(claimed);
+  REQUIRE_FALSE(claimed->front().has_value());
+  CHECK(backlog.refusing());
+  CHECK(backlog.size() == 2);  // skip 1, and skip 3 made while the group was in flight
+  CHECK(rig.slots().empty());
+
+  rig.store().failing_commit = false;
+  rig.now += engine::kLedgerRetry;
+  CHECK(rig.claim(rig.start(2)).value() == true);
+  CHECK(rig.slots() == std::vector<TimePoint>{kT0 + 1s, kT0 + 2s, kT0 + 3s});
+  CHECK_FALSE(backlog.refusing());
 }

@@ -2,6 +2,7 @@
 // take_over_expired): what several hosts sharing a ledger decide each
 // other's liveness by (docs/cluster.md). A contract case: SQLite and
 // PostgreSQL alike.
+#include <atomic>
 #include <set>
 #include <thread>
 
@@ -193,4 +194,51 @@ TEST_CASE("hosts taking over at once close each run once", "[ledger][cluster]") 
     INFO(h.id);
     CHECK(h.taken_over_by.value_or("").starts_with("taker"));
   }
+}
+
+TEST_CASE("a write group locks its jobs' rows first: another host's group waits for it",
+          "[ledger][cluster][postgresql]") {
+  TestLedger ledger(TestLedger::Kind::postgresql);
+  if (!ledger.available()) JOBHOST_SKIP(ledger.why());
+  auto a = open_as(ledger, "a");
+  auto b = open_as(ledger, "b");
+  REQUIRE(a->upsert_job("x", "h", std::nullopt, at_ms(kBase)));
+  REQUIRE(a->upsert_job("y", "h", std::nullopt, at_ms(kBase)));
+  REQUIRE(a->begin_group());
+  const std::vector<std::string> both = {"x", "y"};
+  REQUIRE(a->lock_jobs(both));
+  std::atomic<bool> b_locked{false};
+  std::thread other([&] {
+    const std::vector<std::string> y = {"y"};
+    REQUIRE(b->begin_group());
+    REQUIRE(b->lock_jobs(y));
+    b_locked = true;
+    REQUIRE(b->commit_group());
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK_FALSE(b_locked);
+  REQUIRE(a->commit_group());
+  other.join();
+  CHECK(b_locked);
+}
+
+TEST_CASE("one host prunes at a time: another's batch is refused as busy until then",
+          "[ledger][cluster][postgresql]") {
+  TestLedger ledger(TestLedger::Kind::postgresql);
+  if (!ledger.available()) JOBHOST_SKIP(ledger.why());
+  auto a = open_as(ledger, "a");
+  auto b = open_as(ledger, "b");
+  // a's batch inside a group holds the turn until the group commits.
+  REQUIRE(a->begin_group());
+  REQUIRE(a->prune(at_ms(kBase), 10));
+  auto by_age = b->prune(at_ms(kBase), 10);
+  REQUIRE_FALSE(by_age);
+  CHECK(by_age.error().kind == Error::Kind::busy);
+  CHECK_THAT(by_age.error().message, Catch::Contains("another host"));
+  auto excess = b->prune_excess("x", 1, 10);
+  REQUIRE_FALSE(excess);
+  CHECK(excess.error().kind == Error::Kind::busy);
+  REQUIRE(a->commit_group());
+  CHECK(b->prune(at_ms(kBase), 10));
+  CHECK(b->prune_excess("x", 1, 10));
 }

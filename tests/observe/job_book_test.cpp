@@ -13,6 +13,7 @@
 #include "engine/engine_rig.h"
 #include "ledger/ids.h"
 #include "ledger/sqlite_store.h"
+#include "ledger/store_worker.h"
 #include "observe/api.h"
 #include "retention/retention.h"
 #include "support/temp_dir.h"
@@ -463,7 +464,8 @@ TEST_CASE("job book: after a prune its windows equal the ledger's", "[observe][j
   }
   SECTION("through the Pruner's notice") {
     boost::asio::io_context io;
-    retention::Pruner pruner(io, **store, retention::RetentionPolicy{}, [&] { return t0 + 20h; });
+    ledger::StoreWorker worker(**store);
+    retention::Pruner pruner(io, worker, retention::RetentionPolicy{}, [&] { return t0 + 20h; });
     pruner.on_pruned([&](const retention::PrunedRuns& pruned) { book.on_runs_pruned(pruned); });
     pruner.start();
     pruner.set_policy(retention::RetentionPolicy{Duration(0), {{"b", 7}}});

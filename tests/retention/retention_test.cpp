@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "ledger/ledger_test_util.h"
+#include "ledger/store_worker.h"
 #include "retention/retention.h"
 
 using namespace jobhost;
@@ -49,7 +50,8 @@ TEST_CASE("Pruner follows a reloaded policy", "[retention]") {
   }
   auto runs_of_a = [&] { return store->history("a", 1000).value().size(); };
   boost::asio::io_context io;
-  Pruner pruner(io, *store, RetentionPolicy{}, [] { return at_ms(kBase + 60'000); });
+  ledger::StoreWorker worker(*store);
+  Pruner pruner(io, worker, RetentionPolicy{}, [] { return at_ms(kBase + 60'000); });
   pruner.start();
   io.run_for(std::chrono::milliseconds(100));
   CHECK(runs_of_a() == 30);  // no keep_last: nothing to prune
@@ -83,7 +85,8 @@ TEST_CASE("Pruner tells what it pruned, once per step that deleted runs", "[rete
   }
   boost::asio::io_context io;
   std::vector<PrunedRuns> told;
-  Pruner pruner(io, *store, RetentionPolicy{}, [] { return at_ms(kBase + 60'000); });
+  ledger::StoreWorker worker(*store);
+  Pruner pruner(io, worker, RetentionPolicy{}, [] { return at_ms(kBase + 60'000); });
   pruner.on_pruned([&](const PrunedRuns& p) { told.push_back(p); });
   pruner.start();
   io.run_for(std::chrono::milliseconds(100));
@@ -130,7 +133,8 @@ TEST_CASE("Pruner: no sweep over every job at start; a job's first record prunes
   std::vector<PrunedRuns> told;
   // keep_last 5 with a slack of 1: without the first-record rule, "a" would
   // wait for a second record.
-  Pruner pruner(io, *store, RetentionPolicy{Duration(0), {{"a", 5}, {"b", 5}}},
+  ledger::StoreWorker worker(*store);
+  Pruner pruner(io, worker, RetentionPolicy{Duration(0), {{"a", 5}, {"b", 5}}},
                 [] { return at_ms(kBase + 60'000); });
   pruner.on_pruned([&](const PrunedRuns& p) { told.push_back(p); });
   pruner.start();

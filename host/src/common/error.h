@@ -13,6 +13,7 @@ struct Error {
   enum class Kind {
     other,
     symbolic_link,  // the path is a symbolic link where only a real file or folder will do
+    busy,           // another holder has it now: try again later (not a failure to log)
   };
   std::string message;
   Kind kind = Kind::other;

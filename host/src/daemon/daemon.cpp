@@ -6,6 +6,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <charconv>
 #include <csignal>
@@ -22,6 +23,7 @@
 #include "exec/run_user.h"
 #include "exec/sandbox.h"
 #include "ledger/open_store.h"
+#include "ledger/store_worker.h"
 #include "observe/alerts.h"
 #include "observe/api.h"
 #include "observe/dashboard.h"
@@ -148,10 +150,37 @@ int run_daemon(config::Config config) {
   }
 
   boost::asio::io_context io;
+  // On PostgreSQL, the engine's write groups go through a worker thread with
+  // a connection of its own, so that the loop never waits on the network,
+  // and the lease's renewals through another, so that a group waiting on a
+  // lock (behind a host paused mid-group) does not hold them; on SQLite,
+  // the engine writes inline.
+  observe::Metrics* metrics_ptr = nullptr;  // set once the metrics exist
+  std::unique_ptr<ledger::Store> worker_store, lease_store;
+  std::optional<observe::TimedStore> worker_timed;
+  std::optional<ledger::StoreWorker> ledger_worker, lease_worker;
+  const auto deliver = [&io](std::function<void()> delivered) {
+    boost::asio::post(io, std::move(delivered));
+  };
   // Several hosts on one PostgreSQL ledger: this host's lease (docs/cluster.md).
   std::optional<Membership> membership;
   if (!config.host.store_url.empty()) {
-    membership.emplace(io, **store, config.host);
+    for (auto* connection : {&worker_store, &lease_store}) {
+      auto opened = ledger::open_store(config.host);
+      if (!opened) {
+        log::error(opened.error().message);
+        return 1;
+      }
+      *connection = std::move(*opened);
+    }
+    worker_timed.emplace(*worker_store, [&io, &metrics_ptr](observe::LedgerOp op, double seconds) {
+      boost::asio::post(io, [&metrics_ptr, op, seconds] {
+        if (metrics_ptr) metrics_ptr->observe_ledger_write(op, seconds);
+      });
+    });
+    ledger_worker.emplace(*worker_timed, deliver);
+    lease_worker.emplace(*lease_store, deliver);
+    membership.emplace(io, **store, *lease_worker, config.host);
     if (auto joined = membership->join(); !joined) {
       log::error(joined.error().message);
       return 1;
@@ -205,12 +234,14 @@ int run_daemon(config::Config config) {
                             .fork_server_restarts = [&] { return executor.fork_server_restarts(); },
                             .clock = {}});
   metrics.set_job_gauges(job_gauges);
+  metrics_ptr = &metrics;
   observe::TimedStore timed_store(**store, metrics);
   // Told of every run's end and of every reload by the engine; declared
   // before it, so that it outlives it. Its own ledger writes are not the
   // engine's: it uses the store directly.
   observe::Alerter alerter(io, **store, config);
   engine::Engine engine(io, std::move(config), plugins, timed_store, executor, *seed);
+  if (ledger_worker) engine.write_through(*ledger_worker);
   engine_ptr = &engine;
   metrics.set_engine(&engine);
   engine.add_observer(metrics);

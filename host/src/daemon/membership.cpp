@@ -10,8 +10,8 @@
 namespace jobhost::daemon {
 
 Membership::Membership(boost::asio::io_context& io, ledger::Store& store,
-                       const config::HostConfig& host)
-    : timer_(io), store_(store), heartbeat_(host.heartbeat), lease_(host.lease) {
+                       ledger::StoreWorker& worker, const config::HostConfig& host)
+    : timer_(io), store_(store), worker_(worker), heartbeat_(host.heartbeat), lease_(host.lease) {
   me_.id = host.id;
   me_.pid = ::getpid();
   me_.version = std::string(kVersion);
@@ -19,18 +19,17 @@ Membership::Membership(boost::asio::io_context& io, ledger::Store& store,
   me_.incarnation = ledger::new_id(me_.started_at);
 }
 
-Result<ledger::Lease> Membership::renew() {
+void Membership::stamp() {
   me_.heartbeat_at = wall_now();
   me_.lease_until = me_.heartbeat_at + lease_;
-  const auto asked = std::chrono::steady_clock::now();
-  auto lease = store_.renew_lease(me_);
-  if (lease && *lease == ledger::Lease::renewed) renewed_ = asked;
-  return lease;
 }
 
 Result<void> Membership::join() {
-  auto lease = renew();
+  stamp();
+  const auto asked = std::chrono::steady_clock::now();
+  auto lease = store_.renew_lease(me_);
   if (!lease) return std::unexpected(lease.error());
+  if (*lease == ledger::Lease::renewed) renewed_ = asked;
   if (*lease == ledger::Lease::lost) {
     return fail(fmt::format(
         "host id \"{}\" is held by a jobhost started after this one: give each host its own "
@@ -58,8 +57,47 @@ void Membership::arm() {
 }
 
 void Membership::tick() {
-  auto lease = renew();
-  if (lease && *lease == ledger::Lease::lost) {
+  if (beating_) {
+    // The last renewal has not come back: the database is slow or gone.
+    fence_if_lapsed("the ledger did not answer");
+  } else {
+    beat();
+  }
+  arm();
+}
+
+void Membership::beat() {
+  beating_ = true;
+  stamp();
+  const auto asked = std::chrono::steady_clock::now();
+  worker_.run(
+      [me = me_, message = fmt::format(
+                     "interrupted: its host stopped renewing its lease; taken over by host {}",
+                     me_.id)](ledger::Store& store) {
+        Beat beat{store.renew_lease(me)};
+        if (beat.lease && *beat.lease == ledger::Lease::renewed) {
+          beat.takeover = store.take_over_expired(me.id, wall_now(), message);
+          // Retries another host scheduled, then stopped or died with them
+          // pending (a clean stop leaves nothing to take over).
+          beat.retries = store.pending_retries();
+        }
+        return beat;
+      },
+      [this, asked](Beat beat) {
+        beating_ = false;
+        if (!left_) on_beat(asked, std::move(beat));
+      });
+}
+
+void Membership::fence_if_lapsed(const std::string& why) {
+  if (std::chrono::steady_clock::now() - renewed_ >= lease_) {
+    engine_->fence(fmt::format("this host's lease could not be renewed for {} ({})",
+                               config::format_duration(lease_), why));
+  }
+}
+
+void Membership::on_beat(std::chrono::steady_clock::time_point asked, Beat beat) {
+  if (beat.lease && *beat.lease == ledger::Lease::lost) {
     // Another host took this incarnation's runs over (this host was paused
     // or cut off past its lease): they are not its own any more.
     log::error(
@@ -69,40 +107,35 @@ void Membership::tick() {
     engine_->fence("this host's lease was lost");
     me_.started_at = wall_now();
     me_.incarnation = ledger::new_id(me_.started_at);
-    lease = renew();
+    return this->beat();
   }
-  if (!lease) {
-    if (!refusing_) log::warn("cannot renew this host's lease: " + lease.error().message);
+  if (!beat.lease) {
+    if (!refusing_) log::warn("cannot renew this host's lease: " + beat.lease.error().message);
     refusing_ = true;
-    if (std::chrono::steady_clock::now() - renewed_ >= lease_) {
-      engine_->fence(fmt::format("this host's lease could not be renewed for {} ({})",
-                                 config::format_duration(lease_), lease.error().message));
-    }
-  } else if (*lease == ledger::Lease::renewed) {
-    if (refusing_) log::info("this host's lease is renewed again");
-    refusing_ = false;
-    // Claims stop a heartbeat before the lease could run out unrenewed.
-    engine_->lease_until(renewed_ + lease_ - heartbeat_);
-    engine_->unfence();
-    auto takeover = store_.take_over_expired(
-        me_.id, wall_now(),
-        fmt::format("interrupted: its host stopped renewing its lease; taken over by host {}",
-                    me_.id));
-    if (!takeover) {
-      log::warn(takeover.error().message);
-    } else if (!takeover->closed.empty() || !takeover->freed.empty()) {
-      engine_->adopt(*takeover);
-    }
-    // Retries another host scheduled, then stopped or died with them
-    // pending (a clean stop leaves nothing to take over).
-    engine_->refresh_retries();
+    return fence_if_lapsed(beat.lease.error().message);
   }
-  arm();
+  renewed_ = asked;
+  if (refusing_) log::info("this host's lease is renewed again");
+  refusing_ = false;
+  // Claims stop a heartbeat before the lease could run out unrenewed.
+  engine_->lease_until(renewed_ + lease_ - heartbeat_);
+  engine_->unfence();
+  if (!beat.takeover) {
+    log::warn(beat.takeover.error().message);
+  } else if (!beat.takeover->closed.empty() || !beat.takeover->freed.empty()) {
+    engine_->adopt(*beat.takeover);
+  }
+  if (!beat.retries) {
+    log::error("cannot read pending retries from the ledger: " + beat.retries.error().message);
+  } else {
+    engine_->add_retries(*beat.retries);
+  }
 }
 
 void Membership::leave() {
   left_ = true;
   timer_.cancel();
+  worker_.settle();  // the renewal in flight, if any
   // Runs whose end the ledger never got stay open: the lease then runs out
   // and another host takes them over, instead of nobody.
   auto running = store_.running_runs();

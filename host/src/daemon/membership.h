@@ -5,7 +5,10 @@
 // engine (Engine::fence) when its lease was taken over, then joins again as
 // a new incarnation, and when it could not renew it for a whole lease (cut
 // off from the database, or paused): by then another host may have taken
-// its runs over. Single-threaded, on the io_context.
+// its runs over. The renewals and takeovers go through a ledger worker on
+// a thread of its own (ledger/store_worker.h): a database that stalls does
+// not hold the loop, and the fence comes on time even then. Single-threaded,
+// on the io_context.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -17,15 +20,18 @@
 #include "config/config.h"
 #include "engine/engine.h"
 #include "ledger/store.h"
+#include "ledger/store_worker.h"
 
 namespace jobhost::daemon {
 
 class Membership {
  public:
-  // `store` and `engine` must outlive it.
-  Membership(boost::asio::io_context& io, ledger::Store& store, const config::HostConfig& host);
+  // `store` (the loop's), `worker` and the engine must outlive it.
+  Membership(boost::asio::io_context& io, ledger::Store& store, ledger::StoreWorker& worker,
+             const config::HostConfig& host);
 
-  // The first lease, before the engine starts. Error: the ledger refused it,
+  // The first lease, before the engine starts (on `store`, waited for).
+  // Error: the ledger refused it,
   // or a newer incarnation of this id holds it (another daemon with the same
   // [host] id started after this one).
   Result<void> join();
@@ -38,18 +44,33 @@ class Membership {
   nlohmann::json json() const;
 
  private:
+  // What one heartbeat brought back from the worker.
+  struct Beat {
+    Result<ledger::Lease> lease;
+    Result<ledger::Takeover> takeover{};                  // when renewed
+    Result<std::vector<ledger::PendingRetry>> retries{};  // when renewed
+  };
   void tick();
   void arm();
-  Result<ledger::Lease> renew();
+  // Renews on the worker (and takes over, reads the pending retries); on_beat
+  // gets the result.
+  void beat();
+  void on_beat(std::chrono::steady_clock::time_point asked, Beat beat);
+  // The lease not renewed for a whole lease: fences the engine.
+  void fence_if_lapsed(const std::string& why);
+  // The record of this host as of now, its lease counted from now.
+  void stamp();
 
   boost::asio::steady_timer timer_;
   ledger::Store& store_;
+  ledger::StoreWorker& worker_;
   engine::Engine* engine_ = nullptr;
   Duration heartbeat_;
   Duration lease_;
   ledger::HostRecord me_;
   std::chrono::steady_clock::time_point renewed_{};  // the last renewal that worked
   bool refusing_ = false;                            // the last renewal failed
+  bool beating_ = false;                             // a renewal is on the worker
   bool left_ = false;
 };
 

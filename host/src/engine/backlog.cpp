@@ -2,12 +2,15 @@
 
 #include <fmt/core.h>
 
+#include <cassert>
+#include <set>
+
 #include "common/log.h"
 
 namespace jobhost::engine {
 
-Backlog::Backlog(ledger::Store& store, Clock clock, Hooks hooks)
-    : store_(store), clock_(std::move(clock)), hooks_(std::move(hooks)) {}
+Backlog::Backlog(ledger::StoreWorker& ledger, Clock clock, Hooks hooks)
+    : ledger_(&ledger), clock_(std::move(clock)), hooks_(std::move(hooks)) {}
 
 void Backlog::add(PendingWrite w) {
   queued_.push_back(std::move(w));
@@ -33,83 +36,132 @@ void Backlog::note_queued() {
   if (hooks_.on_queued) hooks_.on_queued();
 }
 
-std::vector<Result<bool>> Backlog::flush(std::span<const ledger::RunStart> claims) {
-  flush_due_ = false;
-  std::vector<Result<bool>> results;
-  results.reserve(claims.size());
-  const auto refuse_claims = [&](const Error& error) {
-    while (results.size() < claims.size()) results.emplace_back(std::unexpected(error));
-  };
-  if (!pending() && claims.empty()) return results;
-  if (resting()) {
-    refuse_claims(Error{"the ledger refused a write less than a second ago"});
-    keep_refused(std::nullopt);
-    return results;
+void Backlog::flush(std::vector<ledger::RunStart> claims, Flushed done) {
+  if (in_flight_) {
+    // The group in flight takes no more; its end flushes again (flush_due_).
+    assert(claims.empty());
+    return;
   }
-  if (auto begun = store_.begin_group(); !begun) {
-    refuse_claims(begun.error());
-    keep_refused(begun.error());
-    return results;
+  flush_due_ = false;
+  const auto refuse_all = [&](const Error& error) {
+    std::vector<Result<bool>> refused(claims.size(), std::unexpected(error));
+    if (done) done(std::move(refused));
+  };
+  if (!pending() && claims.empty()) {
+    if (done) done({});
+    return;
+  }
+  if (resting()) {
+    keep_refused(std::nullopt);
+    return refuse_all(Error{"the ledger refused a write less than a second ago"});
+  }
+  auto group = std::make_shared<Group>();
+  group->records.assign(kept_.begin(), kept_.end());
+  group->kept = kept_.size();
+  group->records.insert(group->records.end(), queued_.begin(), queued_.end());
+  group->claims = std::move(claims);
+  group->next_fires = std::exchange(next_unwritten_, {});
+  group->heartbeats = std::exchange(heartbeats_, {});
+  group->at = clock_();
+  in_flight_ = true;
+  ledger_->run([group](ledger::Store& store) { return write_group(store, *group); },
+               [this, group, done = std::move(done)](Written written) mutable {
+                 in_flight_ = false;
+                 auto results = apply(*group, std::move(written));
+                 if (done) done(std::move(results));
+                 if (flush_due_ && !in_flight_) {
+                   flush_due_ = false;
+                   note_queued();
+                 }
+               });
+}
+
+Backlog::Written Backlog::write_group(ledger::Store& store, const Group& group) {
+  Written out;
+  if (auto begun = store.begin_group(); !begun) {
+    out.refused = begun.error();
+    out.committed = false;
+    return out;
+  }
+  {
+    std::set<std::string> jobs;
+    for (const auto& w : group.records) jobs.insert(w.job);
+    for (const auto& start : group.claims) jobs.insert(start.job);
+    for (const auto& [job, next] : group.next_fires) jobs.insert(job);
+    const std::vector<std::string> sorted(jobs.begin(), jobs.end());
+    if (auto locked = store.lock_jobs(sorted); !locked) out.refused = locked.error();
   }
   // In the group's order; stops at the first refusal.
-  std::optional<Error> refused;
-  std::size_t kept_written = 0, queued_written = 0;
-  std::vector<std::string_view> recorded;  // jobs of the run ends and skips written
-  const auto write_each = [&](const std::deque<PendingWrite>& records, std::size_t& written) {
-    for (const auto& w : records) {
-      if (refused) return;
-      auto r = write(w);
-      if (!r) {
-        refused = r.error();
-        return;
-      }
-      const bool is_record = std::holds_alternative<ledger::RunEnd>(w.record) ||
-                             std::holds_alternative<ledger::SkipRecord>(w.record);
-      if (*r && is_record) recorded.push_back(w.job);
-      ++written;
-    }
-  };
-  write_each(kept_, kept_written);
-  write_each(queued_, queued_written);
-  for (const auto& start : claims) {
-    if (refused) break;
-    results.push_back(store_.claim_and_start(start));
-    if (!results.back()) refused = results.back().error();
-  }
-  auto next_fires = std::exchange(next_unwritten_, {});
-  auto next_written = next_fires.begin();  // [begin, next_written) are written
-  while (!refused && next_written != next_fires.end()) {
-    const auto& [job, next] = *next_written;
-    if (auto written = store_.upsert_job(job, next.definition_hash, next.at, clock_()); !written) {
-      refused = written.error();
+  for (const auto& w : group.records) {
+    if (out.refused) break;
+    auto r = write(store, w);
+    if (!r) {
+      out.refused = r.error();
       break;
     }
-    ++next_written;
+    out.fresh.push_back(*r);
   }
-  for (const auto& [run_id, beat] : std::exchange(heartbeats_, {})) {
-    if (refused) break;
-    if (auto r = store_.heartbeat(run_id, beat.at, beat.progress); !r) refused = r.error();
+  for (const auto& start : group.claims) {
+    if (out.refused) break;
+    out.claims.push_back(store.claim_and_start(start));
+    if (!out.claims.back()) {
+      out.refused = out.claims.back().error();
+      out.claims.pop_back();
+    }
   }
+  for (const auto& [job, next] : group.next_fires) {
+    if (out.refused) break;
+    if (auto written = store.upsert_job(job, next.definition_hash, next.at, group.at); !written) {
+      out.refused = written.error();
+      break;
+    }
+    ++out.next_written;
+  }
+  for (const auto& [run_id, beat] : group.heartbeats) {
+    if (out.refused) break;
+    if (auto r = store.heartbeat(run_id, beat.at, beat.progress); !r) out.refused = r.error();
+  }
+  if (auto committed = store.commit_group(); !committed) {
+    // Nothing of the group was written.
+    out.refused = committed.error();
+    out.committed = false;
+  }
+  return out;
+}
 
-  if (auto committed = store_.commit_group(); !committed) {
-    // Nothing of the group was written: the claims are refused, the records
-    // kept, the next fires written again later.
-    results.clear();
-    refuse_claims(committed.error());
-    next_unwritten_.merge(next_fires);
-    keep_refused(committed.error());
+std::vector<Result<bool>> Backlog::apply(Group& group, Written written) {
+  std::vector<Result<bool>> results;
+  results.reserve(group.claims.size());
+  if (!written.committed) {
+    // The claims are refused, the records kept, the next fires written again later.
+    results.assign(group.claims.size(), std::unexpected(*written.refused));
+    next_unwritten_.merge(group.next_fires);  // newer ones made meanwhile win
+    keep_refused(*written.refused);
     return results;
   }
-  next_fires.erase(next_fires.begin(), next_written);
-  next_unwritten_.merge(next_fires);  // those not written
+  auto next_fires = std::move(group.next_fires);
+  auto unwritten = next_fires.begin();
+  std::advance(unwritten, static_cast<std::ptrdiff_t>(written.next_written));
+  next_fires.erase(next_fires.begin(), unwritten);
+  next_unwritten_.merge(next_fires);  // those not written, unless made again meanwhile
+  const std::size_t records = written.fresh.size();
+  const std::size_t kept_written = std::min(records, group.kept);
   if (hooks_.on_recorded) {
-    for (std::string_view job : recorded) hooks_.on_recorded(job);
+    for (std::size_t i = 0; i < records; ++i) {
+      const auto& w = group.records[i];
+      const bool is_record = std::holds_alternative<ledger::RunEnd>(w.record) ||
+                             std::holds_alternative<ledger::SkipRecord>(w.record);
+      if (written.fresh[i] && is_record) hooks_.on_recorded(w.job);
+    }
   }
   kept_.erase(kept_.begin(), kept_.begin() + static_cast<std::ptrdiff_t>(kept_written));
-  queued_.erase(queued_.begin(), queued_.begin() + static_cast<std::ptrdiff_t>(queued_written));
-  if (refused) {
-    refuse_claims(*refused);
-    keep_refused(*refused);
+  queued_.erase(queued_.begin(),
+                queued_.begin() + static_cast<std::ptrdiff_t>(records - kept_written));
+  results = std::move(written.claims);
+  if (written.refused) {
+    while (results.size() < group.claims.size())
+      results.emplace_back(std::unexpected(*written.refused));
+    keep_refused(*written.refused);
   } else {
     note_written();
   }
@@ -152,15 +204,15 @@ std::optional<TimePoint> Backlog::wake_at(bool claims_waiting) const {
   return resting() ? resting_until_ : clock_() + kLedgerRetry;
 }
 
-Result<bool> Backlog::write(const PendingWrite& w) {
-  if (const auto* end = std::get_if<ledger::RunEnd>(&w.record)) return store_.finish_run(*end);
+Result<bool> Backlog::write(ledger::Store& store, const PendingWrite& w) {
+  if (const auto* end = std::get_if<ledger::RunEnd>(&w.record)) return store.finish_run(*end);
   if (const auto* skip = std::get_if<ledger::SkipRecord>(&w.record)) {
-    return store_.record_skipped(*skip);
+    return store.record_skipped(*skip);
   }
   if (const auto* unclaim = std::get_if<ledger::Unclaim>(&w.record)) {
-    return store_.unclaim_parked(*unclaim);
+    return store.unclaim_parked(*unclaim);
   }
-  if (auto added = store_.add_event(std::get<ledger::Event>(w.record)); !added) {
+  if (auto added = store.add_event(std::get<ledger::Event>(w.record)); !added) {
     return std::unexpected(added.error());
   }
   return true;
@@ -176,8 +228,10 @@ void Backlog::note_written() {
 }
 
 void Backlog::give_up() {
+  ledger_->settle();    // the group in flight, if any
   resting_until_ = {};  // one last try, however recent the last refusal
   flush();
+  ledger_->settle();
   if (kept_.empty()) return;
   log::error(fmt::format(
       "the ledger still refuses writes: {} record(s) kept in memory are lost with this exit, each "

@@ -11,7 +11,10 @@
 // only behind every record made before them (a claim is written after them
 // in the group, and never while one is kept), so skipped slots are claimed
 // in slot order and a run's end is committed before the next run of its
-// job. Single-threaded, like the engine.
+// job. The group is written by a ledger::StoreWorker: inline (SQLite), or
+// on the worker's thread (PostgreSQL), the loop going on meanwhile. One
+// group is in flight at a time; what is made meanwhile waits for the next.
+// Single-threaded, like the engine.
 #pragma once
 
 #include <deque>
@@ -28,6 +31,7 @@
 #include "common/error.h"
 #include "common/time.h"
 #include "ledger/store.h"
+#include "ledger/store_worker.h"
 
 namespace jobhost::engine {
 
@@ -58,8 +62,13 @@ class Backlog {
     std::function<void()> on_queued;
   };
 
-  // `store` must outlive the backlog.
-  Backlog(ledger::Store& store, Clock clock, Hooks hooks);
+  // The claims' results, in their order.
+  using Flushed = std::function<void(std::vector<Result<bool>>)>;
+
+  // `ledger` must outlive the backlog.
+  Backlog(ledger::StoreWorker& ledger, Clock clock, Hooks hooks);
+  // Writes through `ledger` from now on (nothing may be in flight).
+  void write_through(ledger::StoreWorker& ledger) { ledger_ = &ledger; }
 
   // Queues `w` behind every record made before it, for the next flush().
   void add(PendingWrite w);
@@ -77,12 +86,17 @@ class Backlog {
   // and every later one are kept, later claims are not tried. A failed
   // commit refuses them all. Returns one result per claim: true claimed and
   // committed, false already claimed, Error refused or not tried (nothing
-  // written: the caller keeps the fire). Does nothing but keep what is
-  // queued while resting.
-  std::vector<Result<bool>> flush(std::span<const ledger::RunStart> claims = {});
+  // written: the caller keeps the fire), to `done` once the group is
+  // written (at once when inline). Does nothing but keep what is queued
+  // while resting. While a group is in flight, does nothing (`claims` must
+  // be empty): its end flushes again if something was queued meanwhile.
+  void flush(std::vector<ledger::RunStart> claims = {}, Flushed done = {});
+  // A group is being written.
+  bool flushing() const { return in_flight_; }
 
-  // Claims may go ahead: nothing is kept and the ledger is not resting.
-  bool may_claim() const { return kept_.empty() && !resting(); }
+  // Claims may go ahead: nothing is kept, the ledger is not resting, and no
+  // group is in flight.
+  bool may_claim() const { return kept_.empty() && !resting() && !in_flight_; }
   // Something waits for a flush(): queued, or kept.
   bool pending() const {
     return !kept_.empty() || !queued_.empty() || !next_unwritten_.empty() || !heartbeats_.empty();
@@ -98,15 +112,47 @@ class Backlog {
   // refusing, or nothing waits for it (`claims_waiting`: fires in ready).
   std::optional<TimePoint> wake_at(bool claims_waiting) const;
 
-  // At shutdown: one last try, then every record still refused is logged
+  // At shutdown: waits for the group in flight, one last try (waited for),
+  // then every record still refused is logged
   // (error, one line each) so that an operator can recover it.
   void give_up();
   // For status: records kept, refusing since, oldest kept and its age.
   nlohmann::json json() const;
 
  private:
+  struct NextFire {
+    std::string definition_hash;
+    std::optional<TimePoint> at;
+  };
+  struct Heartbeat {
+    TimePoint at;
+    std::optional<double> progress;
+  };
+  // A write group: copies of the kept and queued records (those stay in
+  // kept_ and queued_ until it is written), the claims, next fires, beats.
+  struct Group {
+    std::vector<PendingWrite> records;  // kept ones first
+    std::size_t kept = 0;
+    std::vector<ledger::RunStart> claims;
+    std::map<std::string, NextFire, std::less<>> next_fires;
+    std::map<std::string, Heartbeat, std::less<>> heartbeats;
+    TimePoint at;
+  };
+  // What of a group the store took. Not committed: nothing.
+  struct Written {
+    bool committed = true;
+    std::optional<Error> refused;      // the first refusal (or the commit's)
+    std::vector<bool> fresh;           // per record written: new, not a duplicate
+    std::vector<Result<bool>> claims;  // per claim tried and not refused
+    std::size_t next_written = 0;
+  };
+  // On the worker: the group in one transaction, stopping at the first refusal.
+  static Written write_group(ledger::Store& store, const Group& group);
+  // Back on the loop: drops what was written, keeps what was refused, and
+  // returns the claims' results.
+  std::vector<Result<bool>> apply(Group& group, Written written);
   // One write; false when the ledger already had it. Error: refused.
-  Result<bool> write(const PendingWrite& w);
+  static Result<bool> write(ledger::Store& store, const PendingWrite& w);
   // After a refusal (`error`; nullopt while resting from an earlier one):
   // rests kLedgerRetry, logs the outage once, moves every queued record
   // behind the kept ones (logging each), drops the heartbeats, and tells
@@ -118,17 +164,7 @@ class Backlog {
   static std::string describe(const PendingWrite& w);
   static std::string_view record_run_id(const PendingWrite& w);
 
-  struct NextFire {
-    std::string definition_hash;
-    std::optional<TimePoint> at;
-  };
-
-  struct Heartbeat {
-    TimePoint at;
-    std::optional<double> progress;
-  };
-
-  ledger::Store& store_;
+  ledger::StoreWorker* ledger_;
   Clock clock_;
   Hooks hooks_;
   std::deque<PendingWrite> kept_;                                // refused, oldest first
@@ -136,6 +172,7 @@ class Backlog {
   std::map<std::string, NextFire, std::less<>> next_unwritten_;  // latest of each job
   std::map<std::string, Heartbeat, std::less<>> heartbeats_;     // latest of each run
   bool flush_due_ = false;               // on_queued was called, no flush() since
+  bool in_flight_ = false;               // a group is being written
   TimePoint resting_until_{};            // no write is tried before it
   std::optional<TimePoint> down_since_;  // the first refusal of this outage
   std::size_t kept_in_outage_ = 0;

@@ -27,12 +27,13 @@ Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::Scan
       config_(std::move(config)),
       plugins_(std::move(plugins)),
       store_(store),
+      inline_ledger_(store),
       executor_(executor),
       seed_(seed),
       clock_(clock ? std::move(clock) : Clock(wall_now)),
       timer_(timer ? std::move(timer) : std::make_unique<WallTimer>(io)),
       rng_(seed),
-      backlog_(store, clock_,
+      backlog_(inline_ledger_, clock_,
                Backlog::Hooks{.on_recorded =
                                   [this](std::string_view job) {
                                     pruner_.note_recorded(job);
@@ -40,7 +41,7 @@ Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::Scan
                                   },
                               .on_refused = [this] { arm_timer(); },
                               .on_queued = [this] { post_end_of_turn(); }}),
-      pruner_(io, store, retention::retention_policy(config_), clock_) {
+      pruner_(io, inline_ledger_, retention::retention_policy(config_), clock_) {
   pruner_.on_pruned([this](const retention::PrunedRuns& pruned) {
     for (Observer* o : observers_) o->on_runs_pruned(pruned);
   });
@@ -51,7 +52,9 @@ Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::Scan
 
 Engine::~Engine() {
   // Records still queued are written (observers are not told: they may be gone).
+  ledger_->settle();
   backlog_.flush();
+  ledger_->settle();
 }
 
 void Engine::start() {
@@ -262,36 +265,42 @@ void Engine::replace_older(JobState& job) {
 }
 
 void Engine::pump() {
-  for (;;) {
-    // The fires that may start now, claimed together in one write group
-    // (with every record made before them), then started.
-    std::vector<ledger::RunStart> claims;
-    std::vector<Launch> launches;
-    std::vector<JobState*> touched;
-    while (!shutting_down_ && !fenced_ && !lease_expired() && !ready_.empty() &&
-           backlog_.may_claim() &&
-           active_.size() + claims.size() <
-               static_cast<std::size_t>(config_.host.max_concurrency)) {
-      Fire fire = *ready_.begin();
-      ready_.erase(ready_.begin());
-      JobState& job = jobs_.find(fire.job)->second;
-      --job.queued;
-      touched.push_back(&job);
-      prepare_claim(std::move(fire), claims, launches);
-    }
-    bool already_claimed = false;
-    if (!claims.empty()) {
-      auto claimed = flush_writes(claims);
-      for (std::size_t i = 0; i < claims.size(); ++i) {
-        already_claimed |= launch(std::move(launches[i]), std::move(claims[i]), claimed[i]);
-      }
-    }
-    // Skips that waited behind a fire of their job: after its claim.
-    for (JobState* job : touched) {
-      if (job->queued == 0) record_waiting_skips(*job);
-    }
-    if (!already_claimed) return;  // else a run slot went unused: fill it
+  // A group in flight: its end pumps again.
+  if (backlog_.flushing()) return;
+  // The fires that may start now, claimed together in one write group
+  // (with every record made before them), then started.
+  std::vector<ledger::RunStart> claims;
+  std::vector<Launch> launches;
+  std::vector<std::string> touched;
+  while (!shutting_down_ && !fenced_ && !lease_expired() && !ready_.empty() &&
+         backlog_.may_claim() &&
+         active_.size() + claims.size() < static_cast<std::size_t>(config_.host.max_concurrency)) {
+    Fire fire = *ready_.begin();
+    ready_.erase(ready_.begin());
+    JobState& job = jobs_.find(fire.job)->second;
+    --job.queued;
+    touched.push_back(fire.job);
+    prepare_claim(std::move(fire), claims, launches);
   }
+  // Skips that waited behind a fire of their job: after its claim.
+  const auto record_skips = [this](const std::vector<std::string>& jobs) {
+    for (const auto& name : jobs) {
+      auto it = jobs_.find(name);
+      if (it != jobs_.end() && it->second.queued == 0) record_waiting_skips(it->second);
+    }
+  };
+  if (claims.empty()) return record_skips(touched);
+  std::vector<ledger::RunStart> starts = claims;
+  flush_writes(std::move(claims), [this, launches = std::move(launches), starts = std::move(starts),
+                                   touched = std::move(touched),
+                                   record_skips](std::vector<Result<bool>> claimed) mutable {
+    bool already_claimed = false;
+    for (std::size_t i = 0; i < starts.size(); ++i) {
+      already_claimed |= launch(std::move(launches[i]), std::move(starts[i]), claimed[i]);
+    }
+    record_skips(touched);
+    if (already_claimed) pump();  // a run slot went unused: fill it
+  });
 }
 
 void Engine::prepare_claim(Fire fire, std::vector<ledger::RunStart>& claims,
@@ -343,6 +352,28 @@ bool Engine::launch(Launch launch, ledger::RunStart start, const Result<bool>& c
       for (Observer* o : observers_) o->on_run_unstarted(start, end);
     });
   };
+  if (fenced_ || shutting_down_ || job.retired) {
+    // Claimed while its write group was in flight (a threaded ledger
+    // worker), and stopped meanwhile: interrupted before it began. A fenced
+    // one keeps its retry, as a run the fence stops does.
+    const std::string why = fenced_          ? "this host was fenced"
+                            : shutting_down_ ? "the host is shutting down"
+                                             : "the job was removed from the config";
+    log::warn("interrupted before it began: " + why, fields);
+    ledger::RunEnd end = unstarted_end(start.run_id, now(), "interrupted before it began: " + why);
+    end.outcome = Outcome::interrupted;
+    const config::RetryPolicy& policy = cfg.settings->retry;
+    if (fenced_ && !shutting_down_ && !job.retired && start.attempt < policy.max_attempts) {
+      end.retry_at = now() + retry_delay(policy, start.attempt, rng_);
+      timeline_.insert(Fire{*end.retry_at, start.job, start.scheduled_for, start.attempt + 1,
+                            start.trace_id, ledger::Trigger::retry});
+    }
+    backlog_.add(PendingWrite{cfg.name, fire.slot, end.finished_at, end});
+    acknowledge([this, start, end = std::move(end)] {
+      for (Observer* o : observers_) o->on_run_unstarted(start, end);
+    });
+    return false;
+  }
   if (!launch.build) {
     finish_unstarted(fmt::format("plugin \"{}\" is no longer available", cfg.settings->plugin));
     return false;
@@ -443,13 +474,23 @@ void Engine::post_end_of_turn() {
   });
 }
 
-std::vector<Result<bool>> Engine::flush_writes(std::span<const ledger::RunStart> claims) {
-  auto claimed = backlog_.flush(claims);
+void Engine::flush_writes(std::vector<ledger::RunStart> claims, Backlog::Flushed then) {
+  if (backlog_.flushing()) return;  // its end flushes again
   // Observers learn of records once they are committed (or kept, when the
   // ledger refuses them), never before.
-  auto acks = std::exchange(acks_, {});
-  for (auto& ack : acks) ack();
-  return claimed;
+  backlog_.flush(std::move(claims),
+                 [this, acks = std::exchange(acks_, {}), then = std::move(then),
+                  alive = std::weak_ptr<int>(alive_)](std::vector<Result<bool>> claimed) mutable {
+                   if (alive.expired()) return;
+                   for (auto& ack : acks) ack();
+                   if (then) then(std::move(claimed));
+                   if (!ledger_->threaded()) return;
+                   // Fires that came ready while the group was in flight.
+                   pump();
+                   park_ahead();
+                   arm_timer();
+                   notify_idle_if_done();
+                 });
 }
 
 void Engine::acknowledge(std::function<void()> ack) {
@@ -475,10 +516,10 @@ void Engine::notify_idle_if_done() {
   if (!shutting_down_ || !active_.empty() || !on_idle_) return;
   for (auto& timer : grace_timers_) timer->cancel();
   grace_timers_.clear();
-  backlog_.give_up();
-  flush_writes();  // nothing left to write: tells the observers
   auto done = std::move(on_idle_);
   on_idle_ = nullptr;
+  backlog_.give_up();  // waits for the writes, even on a threaded worker
+  flush_writes();      // nothing left to write: tells the observers
   done();
 }
 

@@ -26,6 +26,7 @@
 #include "exec/executor.h"
 #include "ledger/ids.h"
 #include "ledger/store.h"
+#include "ledger/store_worker.h"
 #include "retention/retention.h"
 
 namespace jobhost::engine {
@@ -73,6 +74,15 @@ class Engine {
 
   // Adds a watcher of runs and skips (engine/observer.h); it must outlive
   // the engine or be removed first. Observers are called in the order added.
+  // The backlog's write groups go through `ledger` from now on, before
+  // start(): a threaded worker over a store of its own, so that the loop
+  // never waits on the database (PostgreSQL). It must outlive the engine.
+  void write_through(ledger::StoreWorker& ledger) {
+    ledger_ = &ledger;
+    backlog_.write_through(ledger);
+    pruner_.write_through(ledger);
+  }
+
   void add_observer(Observer& observer) { observers_.push_back(&observer); }
   void remove_observer(Observer& observer) { std::erase(observers_, &observer); }
 
@@ -109,13 +119,12 @@ class Engine {
   bool fenced() const { return fenced_; }
   // Another host's runs, taken over by this one (Store::take_over_expired):
   // each interrupted run whose job retries gets its next attempt (per the
-  // job's retry policy, claimed once across hosts), each freed slot is fired
-  // now, and the ledger's pending retries (some were the other host's) join
-  // the timeline.
+  // job's retry policy, claimed once across hosts; written to the ledger
+  // through the ledger worker), and each freed slot is fired now.
   void adopt(const ledger::Takeover& takeover);
   // The ledger's pending retries join the timeline: another host may have
-  // scheduled them and stopped since (the membership calls it each heartbeat).
-  void refresh_retries();
+  // scheduled them and stopped since (the membership reads them each heartbeat).
+  void add_retries(const std::vector<ledger::PendingRetry>& retries);
   // Until when (steady clock) this host's lease surely holds: no fire is
   // claimed after it until it is moved on (a paused host whose timers fire
   // before its next renewal must not claim what it may not own). Unset: no
@@ -266,8 +275,12 @@ class Engine {
   std::optional<TimePoint> next_park_at() const;
   std::size_t park_bound() const;
   // Writes every queued record (and `claims`) in one group, then tells the
-  // observers of the records (acks_). Returns the claims' results.
-  std::vector<Result<bool>> flush_writes(std::span<const ledger::RunStart> claims = {});
+  // observers of the records (acks_) and calls `then` with the claims'
+  // results: at once with an inline ledger worker, once the group is
+  // written with a threaded one (the engine then pumps the fires that came
+  // ready meanwhile). Does nothing while a group is in flight: its end
+  // flushes again.
+  void flush_writes(std::vector<ledger::RunStart> claims = {}, Backlog::Flushed then = {});
   // Calls `ack` (which tells observers of a record) after the next flush.
   void acknowledge(std::function<void()> ack);
   // The first write queued in a loop turn posts one flush for its end.
@@ -299,6 +312,8 @@ class Engine {
   config::Config config_;
   catalog::ScanResult plugins_;
   ledger::Store& store_;
+  ledger::StoreWorker inline_ledger_;              // over store_
+  ledger::StoreWorker* ledger_ = &inline_ledger_;  // writes the backlog's groups
   exec::Executor& executor_;
   uint64_t seed_;
   Clock clock_;

@@ -30,8 +30,14 @@ void Engine::unfence() {
   arm_timer();
 }
 
-void Engine::refresh_retries() {
-  load_pending_retries();
+void Engine::add_retries(const std::vector<ledger::PendingRetry>& retries) {
+  for (const auto& r : retries) {
+    if (!jobs_.contains(r.job)) continue;
+    // The same retry twice is one Fire; a retry planned here and there at
+    // different times is claimed once.
+    timeline_.insert(
+        Fire{r.due_at, r.job, r.scheduled_for, r.next_attempt, r.trace_id, ledger::Trigger::retry});
+  }
   arm_timer();
 }
 
@@ -54,17 +60,12 @@ void Engine::load_pending_retries() {
     log::error("cannot read pending retries from the ledger: " + retries.error().message);
     return;
   }
-  for (const auto& r : *retries) {
-    if (!jobs_.contains(r.job)) continue;
-    // The same retry twice is one Fire; a retry planned here and there at
-    // different times is claimed once.
-    timeline_.insert(
-        Fire{r.due_at, r.job, r.scheduled_for, r.next_attempt, r.trace_id, ledger::Trigger::retry});
-  }
+  add_retries(*retries);
 }
 
 void Engine::adopt(const ledger::Takeover& takeover) {
   const TimePoint t = now();
+  std::vector<ledger::PendingRetry> retries;
   for (const auto& run : takeover.closed) {
     log::Fields fields{run.job, run.run_id, run.trace_id, run.attempt};
     log::warn(fmt::format("taken over from host {}: closed as interrupted",
@@ -76,14 +77,10 @@ void Engine::adopt(const ledger::Takeover& takeover) {
     if (run.attempt >= policy.max_attempts) continue;
     ledger::PendingRetry retry{run.job, run.scheduled_for, run.attempt + 1,
                                t + retry_delay(policy, run.attempt, rng_), run.trace_id};
-    if (auto written = store_.schedule_retry(retry, t); !written) {
-      log::error("cannot schedule the retry of a run taken over: " + written.error().message,
-                 fields);
-      continue;
-    }
     log::info(fmt::format("attempt {} of {} at {}", retry.next_attempt, policy.max_attempts,
                           ledger::format_utc(retry.due_at)),
               fields);
+    retries.push_back(std::move(retry));
   }
   for (const auto& [job, slot] : takeover.freed) {
     auto it = jobs_.find(job);
@@ -95,8 +92,24 @@ void Engine::adopt(const ledger::Takeover& takeover) {
               {job});
     timeline_.insert(Fire{t, job, slot, 1, {}, ledger::Trigger::schedule});
   }
-  load_pending_retries();
-  arm_timer();
+  // Written for any host to run (here, should this host stop first); run
+  // here meanwhile: each attempt is claimed once either way.
+  add_retries(retries);
+  ledger_->run(
+      [retries, t](ledger::Store& store) {
+        std::vector<Error> refused;
+        for (const auto& retry : retries) {
+          if (auto written = store.schedule_retry(retry, t); !written) {
+            refused.push_back(written.error());
+          }
+        }
+        return refused;
+      },
+      [](const std::vector<Error>& refused) {
+        for (const auto& error : refused) {
+          log::error("cannot schedule the retry of a run taken over: " + error.message);
+        }
+      });
 }
 
 }  // namespace jobhost::engine

@@ -103,45 +103,49 @@ void Engine::park_ahead() {
     fires.push_back(std::move(fire));
   }
   if (claims.empty()) return;
-  const auto claimed = flush_writes(claims);
-  for (std::size_t i = 0; i < claims.size(); ++i) {
-    Fire& fire = fires[i];
-    JobState& job = jobs_.find(fire.job)->second;
-    log::Fields fields{fire.job, claims[i].run_id, fire.trace_id, fire.attempt};
-    if (i >= claimed.size() || !claimed[i]) {
-      // Nothing written: the fire starts at its instant as any other.
-      --job.parked;
-      restore_fire(job, std::move(fire));
-      continue;
-    }
-    if (!*claimed[i]) {
-      --job.parked;
-      ++claims_lost_;
-      if (config_.host.store_url.empty()) {
-        log::info(fmt::format("slot {} was already claimed (before a restart); not running it "
-                              "again",
-                              ledger::format_utc(fire.slot)),
-                  fields);
+  std::vector<ledger::RunStart> starts = claims;
+  flush_writes(std::move(claims), [this, claims = std::move(starts), fires = std::move(fires),
+                                   builds = std::move(builds)](
+                                      std::vector<Result<bool>> claimed) mutable {
+    for (std::size_t i = 0; i < claims.size(); ++i) {
+      Fire& fire = fires[i];
+      JobState& job = jobs_.find(fire.job)->second;
+      log::Fields fields{fire.job, claims[i].run_id, fire.trace_id, fire.attempt};
+      if (i >= claimed.size() || !claimed[i]) {
+        // Nothing written: the fire starts at its instant as any other.
+        --job.parked;
+        restore_fire(job, std::move(fire));
+        continue;
       }
-      continue;
+      if (!*claimed[i]) {
+        --job.parked;
+        ++claims_lost_;
+        if (config_.host.store_url.empty()) {
+          log::info(fmt::format("slot {} was already claimed (before a restart); not running it "
+                                "again",
+                                ledger::format_utc(fire.slot)),
+                    fields);
+        }
+        continue;
+      }
+      auto pid = executor_.park(
+          run_request(*job.config, config_.host.state_dir, builds[i], claims[i]),
+          [this](exec::RunReport report) { on_run_done(std::move(report)); }, fire.due);
+      if (!pid) {
+        log::warn(fmt::format("could not fork the run ahead ({}); it starts at its instant",
+                              pid.error().message),
+                  fields);
+        --job.parked;
+        const TimePoint at = now();
+        backlog_.add(PendingWrite{fire.job, fire.slot, at,
+                                  ledger::Unclaim{claims[i].run_id, "it could not be forked", at}});
+        restore_fire(job, std::move(fire));
+        continue;
+      }
+      std::string run_id = claims[i].run_id;
+      parked_.emplace(std::move(run_id), ParkedRun{std::move(fire), std::move(claims[i])});
     }
-    auto pid = executor_.park(
-        run_request(*job.config, config_.host.state_dir, builds[i], claims[i]),
-        [this](exec::RunReport report) { on_run_done(std::move(report)); }, fire.due);
-    if (!pid) {
-      log::warn(fmt::format("could not fork the run ahead ({}); it starts at its instant",
-                            pid.error().message),
-                fields);
-      --job.parked;
-      const TimePoint at = now();
-      backlog_.add(PendingWrite{fire.job, fire.slot, at,
-                                ledger::Unclaim{claims[i].run_id, "it could not be forked", at}});
-      restore_fire(job, std::move(fire));
-      continue;
-    }
-    std::string run_id = claims[i].run_id;
-    parked_.emplace(std::move(run_id), ParkedRun{std::move(fire), std::move(claims[i])});
-  }
+  });
 }
 
 void Engine::release_due(TimePoint t) {

@@ -327,7 +327,7 @@ class PgConnection final : public sql::Connection {
                             "2",
                             "2",
                             "5000",
-                            "-c idle_in_transaction_session_timeout=5000 -c lock_timeout=5000 "
+                            "-c idle_in_transaction_session_timeout=2000 -c lock_timeout=5000 "
                             "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 "
                             "-c tcp_keepalives_count=2",
                             url.c_str(),

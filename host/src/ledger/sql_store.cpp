@@ -323,6 +323,16 @@ constexpr const char* kWindowRunsPg =
     "FROM json_array_elements_text(?1::json) WITH ORDINALITY AS j (value, key) "
     "JOIN runs r ON r.run_id IN (SELECT r.run_id " JOBHOST_WINDOW_OF("j.value") " LIMIT ?2) "
     "ORDER BY j.key, r.started_at DESC, r.run_id DESC";
+// ?1: a JSON array of job names. Their rows locked in one order, first in
+// a write group: two hosts' groups touching the same jobs in different
+// orders then wait for each other instead of deadlocking.
+constexpr const char* kLockJobsPg =
+    "SELECT name FROM jobs WHERE name IN (SELECT value FROM json_array_elements_text(?1::json)) "
+    "ORDER BY name FOR UPDATE";
+// Retention's turn among the hosts sharing a PostgreSQL ledger: one prunes
+// at a time (the lock ends with the batch's transaction).
+constexpr const char* kPruneTurnPg =
+    "SELECT CASE WHEN pg_try_advisory_xact_lock(7452011) THEN 1 ELSE 0 END";
 // Dashboard: the header's last-hour tiles.
 constexpr const char* kRunSummary =
     "SELECT outcome, count(*), sum(duration_ms), count(duration_ms) FROM runs "
@@ -958,6 +968,18 @@ class SqlStore final : public Store {
     });
   }
 
+  Result<void> lock_jobs(std::span<const std::string> jobs) override {
+    if (db_->dialect() != sql::Dialect::postgresql || jobs.empty()) return {};
+    return write_guarded("cannot lock the jobs' rows", [&]() -> Result<void> {
+      std::vector<std::string> names(jobs.begin(), jobs.end());
+      Query q(statement(kLockJobsPg),
+              json(names).dump(-1, ' ', false, json::error_handler_t::replace));
+      while (q.step()) {
+      }
+      return {};
+    });
+  }
+
   Result<std::vector<JobMark>> job_marks() override {
     return guarded("cannot read the jobs", [&]() -> Result<std::vector<JobMark>> {
       std::vector<JobMark> out;
@@ -1038,6 +1060,7 @@ class SqlStore final : public Store {
       return fail(fmt::format("prune: max_rows must be positive, not {}", max_rows));
     return write_guarded("cannot prune old runs", [&]() -> Result<Pruned> {
       WriteScope tx(*this);
+      if (!prune_turn()) return other_host_prunes();
       Pruned pruned;
       pruned.runs = delete_runs(Query(statement(kPruneRuns), before, max_rows));
       pruned.events = Query(statement(kPruneOldEvents), before, max_rows).exec();
@@ -1055,6 +1078,7 @@ class SqlStore final : public Store {
     }
     return write_guarded(fmt::format("cannot prune the runs of job {}", job), [&]() -> Result<int> {
       WriteScope tx(*this);
+      if (!prune_turn()) return other_host_prunes();
       int deleted = delete_runs(Query(statement(kPruneExcess), job, keep, max_rows));
       tx.commit();
       return deleted;
@@ -1191,6 +1215,17 @@ class SqlStore final : public Store {
   }
 
  private:
+  // In a write transaction: this host's turn to prune (always, on SQLite).
+  bool prune_turn() {
+    if (db_->dialect() != sql::Dialect::postgresql) return true;
+    Query q(statement(kPruneTurnPg));
+    return q.step() && q.col(0).as_int64() != 0;
+  }
+  std::unexpected<Error> other_host_prunes() const {
+    return fail(Error::Kind::busy,
+                fmt::format("{}: another host sharing the ledger is pruning it", path_));
+  }
+
   // Runs `body`; a library exception becomes "<file>: <what>: <explanation>".
   template <class F>
   auto guarded(std::string_view what, F&& body) -> decltype(body()) {

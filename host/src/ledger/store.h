@@ -258,6 +258,10 @@ class Store {
   // its writes. The default, for stores without groups: no-ops, each write
   // is its own transaction.
   virtual Result<void> begin_group() { return {}; }
+  // In a group, before its writes: locks the rows of `jobs` (sorted), so
+  // that concurrent groups of several hosts on one database cannot deadlock
+  // on them. A no-op where one writer holds the whole database (SQLite).
+  virtual Result<void> lock_jobs(std::span<const std::string> /*jobs*/) { return {}; }
   virtual Result<void> commit_group() { return {}; }
 
   // Readiness: proves the ledger takes writes now with one tiny real write

@@ -5,6 +5,8 @@
 // write group a write is timed without its commit, which is timed alone.
 #pragma once
 
+#include <functional>
+
 #include "ledger/store.h"
 #include "observe/metrics.h"
 
@@ -12,8 +14,17 @@ namespace jobhost::observe {
 
 class TimedStore final : public ledger::Store {
  public:
+  // Where a write's duration goes.
+  using Observe = std::function<void(LedgerOp, double seconds)>;
+
   // `inner` and `metrics` must outlive this store.
-  TimedStore(ledger::Store& inner, Metrics& metrics) : inner_(inner), metrics_(metrics) {}
+  TimedStore(ledger::Store& inner, Metrics& metrics)
+      : TimedStore(inner, [&metrics](LedgerOp op, double seconds) {
+          metrics.observe_ledger_write(op, seconds);
+        }) {}
+  // `observe` is called on the thread that writes (a ledger worker's: it
+  // must hand the figure to the loop's thread itself).
+  TimedStore(ledger::Store& inner, Observe observe) : inner_(inner), observe_(std::move(observe)) {}
 
   Result<bool> claim_and_start(const ledger::RunStart& run) override {
     return timed(LedgerOp::claim, [&] { return inner_.claim_and_start(run); });
@@ -125,6 +136,9 @@ class TimedStore final : public ledger::Store {
   Result<void> begin_group() override {
     return timed(LedgerOp::other, [&] { return inner_.begin_group(); });
   }
+  Result<void> lock_jobs(std::span<const std::string> jobs) override {
+    return timed(LedgerOp::other, [&] { return inner_.lock_jobs(jobs); });
+  }
   Result<void> commit_group() override {
     return timed(LedgerOp::commit, [&] { return inner_.commit_group(); });
   }
@@ -148,13 +162,12 @@ class TimedStore final : public ledger::Store {
   auto timed(LedgerOp op, F&& write) -> decltype(write()) {
     const auto t0 = std::chrono::steady_clock::now();
     auto result = write();
-    metrics_.observe_ledger_write(
-        op, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    observe_(op, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     return result;
   }
 
   ledger::Store& inner_;
-  Metrics& metrics_;
+  Observe observe_;
 };
 
 }  // namespace jobhost::observe

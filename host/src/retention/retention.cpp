@@ -26,9 +26,9 @@ int prune_slack(int keep) {
   return std::max(1, keep / 10);
 }
 
-Pruner::Pruner(boost::asio::io_context& io, ledger::Store& store, RetentionPolicy policy,
+Pruner::Pruner(boost::asio::io_context& io, ledger::StoreWorker& ledger, RetentionPolicy policy,
                Clock clock)
-    : timer_(io), store_(store), policy_(std::move(policy)), clock_(std::move(clock)) {}
+    : timer_(io), ledger_(&ledger), policy_(std::move(policy)), clock_(std::move(clock)) {}
 
 void Pruner::start() {
   stopped_ = false;
@@ -90,7 +90,7 @@ void Pruner::arm(Duration delay) {
   // The generation, not operation_aborted, tells a replaced wait: a handler
   // already queued when the timer is re-armed still runs.
   timer_.async_wait([this, generation](const boost::system::error_code& ec) {
-    if (!ec && generation == generation_ && !stopped_) on_timer();
+    if (!ec && generation == generation_ && !stopped_ && !in_flight_) on_timer();
   });
 }
 
@@ -101,73 +101,97 @@ void Pruner::on_timer() {
     report_due_ = true;
     next_age_pass_ = now + kPruneAgeInterval;
   }
-  const auto until_age_pass = std::chrono::duration_cast<Duration>(next_age_pass_ - now);
   // Batches that found nothing to delete are cheap (one indexed read): go on
   // with the next step for up to kPruneTurn, so that a reload lowering
   // keep_last for 100,000 jobs takes seconds, not 100,000 timer turns.
-  const auto turn_ends = now + kPruneTurn;
-  while (!steps_.empty()) {
-    const auto deleted = run_batch();
-    if (!deleted) {
-      arm(until_age_pass);  // the ledger refused: keep the steps, try again then
-      return;
-    }
-    if (*deleted > 0 || std::chrono::steady_clock::now() >= turn_ends) break;
-  }
-  if (!steps_.empty()) {
-    arm(kPruneBatchGap);
-    return;
-  }
-  if (report_due_ && deleted_.any()) {
-    report(deleted_, spdlog::level::info);
-    deleted_ = {};
-  }
-  report_due_ = false;
-  arm(until_age_pass);
+  turn_ends_ = now + kPruneTurn;
+  next_batch();
 }
 
-std::optional<int64_t> Pruner::run_batch() {
-  const Step& step = steps_.front();
-  const auto began = std::chrono::steady_clock::now();
-  bool more = false;
-  int64_t deleted = 0;
-  if (step.job.empty()) {
-    step_before_ = clock_() - policy_.keep_runs;
-    auto pruned = store_.prune(step_before_, kPruneBatchRows);
-    if (!pruned) {
-      log::warn("retention: " + pruned.error().message);
-      return std::nullopt;
+void Pruner::next_batch() {
+  const auto now = std::chrono::steady_clock::now();
+  const auto until_age_pass = std::chrono::duration_cast<Duration>(next_age_pass_ - now);
+  if (steps_.empty()) {
+    if (report_due_ && deleted_.any()) {
+      report(deleted_, spdlog::level::info);
+      deleted_ = {};
     }
-    deleted = pruned->runs + pruned->events;
-    deleted_.by_age += pruned->runs;
-    step_runs_ += pruned->runs;
-    deleted_.events += pruned->events;
-    more = pruned->runs == kPruneBatchRows || pruned->events == kPruneBatchRows;
+    report_due_ = false;
+    return arm(until_age_pass);
+  }
+  const std::string job = steps_.front().job;
+  if (job.empty()) step_before_ = clock_() - policy_.keep_runs;
+  const int keep = job.empty() ? 0 : policy_.keep_last.at(job);
+  const TimePoint before = step_before_;
+  in_flight_ = true;
+  ledger_->run(
+      [job, keep, before](ledger::Store& store) {
+        Batch batch;
+        batch.began = std::chrono::steady_clock::now();
+        if (job.empty()) {
+          auto pruned = store.prune(before, kPruneBatchRows);
+          if (pruned)
+            batch.pruned = *pruned;
+          else
+            batch.error = pruned.error();
+        } else if (auto pruned = store.prune_excess(job, keep, kPruneBatchRows)) {
+          batch.pruned.runs = *pruned;
+        } else {
+          batch.error = pruned.error();
+        }
+        batch.took = std::chrono::steady_clock::now() - batch.began;
+        return batch;
+      },
+      [this, job](const Batch& batch) {
+        in_flight_ = false;
+        if (!stopped_) on_batch(job, batch);
+      });
+}
+
+void Pruner::on_batch(const std::string& job, const Batch& batch) {
+  const auto until_age_pass =
+      std::chrono::duration_cast<Duration>(next_age_pass_ - std::chrono::steady_clock::now());
+  if (batch.error) {
+    if (batch.error->kind == Error::Kind::busy) {
+      // Another host sharing the ledger prunes now: this step waits its turn.
+      return arm(kPruneBusyWait);
+    }
+    log::warn("retention: " + batch.error->message, {job});
+    return arm(until_age_pass);  // the ledger refused: keep the steps, try again then
+  }
+  if (batch.took > std::chrono::milliseconds(50)) {
+    log::write(
+        spdlog::level::debug, {job},
+        fmt::format("retention: one batch took {} ms",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(batch.took).count()));
+  }
+  const int64_t deleted = batch.pruned.runs + batch.pruned.events;
+  if (job.empty()) {
+    deleted_.by_age += batch.pruned.runs;
+    deleted_.events += batch.pruned.events;
   } else {
-    auto pruned = store_.prune_excess(step.job, policy_.keep_last.at(step.job), kPruneBatchRows);
-    if (!pruned) {
-      log::warn("retention: " + pruned.error().message, {step.job});
-      return std::nullopt;
+    deleted_.by_count += batch.pruned.runs;
+  }
+  // The step may have gone meanwhile (a reload took the job's keep_last).
+  const bool same_step = !steps_.empty() && steps_.front().job == job;
+  if (same_step) {
+    step_runs_ += batch.pruned.runs;
+    const bool more =
+        batch.pruned.runs == kPruneBatchRows || batch.pruned.events == kPruneBatchRows;
+    if (!more) {
+      PrunedRuns done{job, step_before_};
+      const bool any = step_runs_ > 0;
+      step_runs_ = 0;
+      queued_.erase(job);
+      steps_.pop_front();
+      if (any && on_pruned_) on_pruned_(done);
     }
-    deleted = *pruned;
-    deleted_.by_count += *pruned;
-    step_runs_ += *pruned;
-    more = *pruned == kPruneBatchRows;
   }
-  const auto took = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - began);
-  if (took > std::chrono::milliseconds(50)) {
-    log::write(spdlog::level::debug, {step.job},
-               fmt::format("retention: one batch took {} ms", took.count()));
+  // A timer armed meanwhile (note_recorded) is replaced by what follows.
+  if (!steps_.empty() && (deleted > 0 || std::chrono::steady_clock::now() >= turn_ends_)) {
+    return arm(kPruneBatchGap);
   }
-  if (!more) {
-    PrunedRuns done{step.job, step_before_};
-    const bool any = step_runs_ > 0;
-    step_runs_ = 0;
-    queued_.erase(step.job);
-    steps_.pop_front();
-    if (any && on_pruned_) on_pruned_(done);
-  }
-  return deleted;
+  next_batch();
 }
 
 void Pruner::report(const Totals& totals, spdlog::level::level_enum level) const {

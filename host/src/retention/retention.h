@@ -1,7 +1,10 @@
 // Retention: deletes old runs and events from the ledger ([host] keep_runs,
 // keep_last per job) in small batches from a timer on the event loop, so that
-// no prune holds the loop, or the ledger's write lock, for long. What a prune
-// never deletes is in ledger/store.h.
+// no prune holds the loop, or the ledger's write lock, for long. The batches
+// go through the engine's ledger worker: inline on SQLite, on the worker's
+// thread on PostgreSQL, where one host prunes at a time (a host whose turn
+// it is not waits kPruneBusyWait). What a prune never deletes is in
+// ledger/store.h.
 #pragma once
 
 #include <spdlog/common.h>
@@ -20,6 +23,7 @@
 
 #include "config/config.h"
 #include "ledger/store.h"
+#include "ledger/store_worker.h"
 
 namespace jobhost::retention {
 
@@ -47,6 +51,8 @@ inline constexpr Duration kPruneTurn = std::chrono::milliseconds(5);
 // Pruning by age runs this often (and once shortly after start).
 inline constexpr Duration kPruneAgeInterval = std::chrono::minutes(1);
 inline constexpr Duration kPruneFirstPass = std::chrono::seconds(2);
+// Another host sharing the ledger prunes: the next try comes this much later.
+inline constexpr Duration kPruneBusyWait = std::chrono::seconds(1);
 
 // What one prune step deleted runs of: one job's runs beyond its keep_last,
 // or (job empty) runs of any job that started before `before`.
@@ -62,8 +68,12 @@ class Pruner {
   // many batches as it took) that deleted at least one run.
   using OnPruned = std::function<void(const PrunedRuns&)>;
 
-  // `io` and `store` must outlive the pruner; everything runs on io's thread.
-  Pruner(boost::asio::io_context& io, ledger::Store& store, RetentionPolicy policy, Clock clock);
+  // `io` and `ledger` must outlive the pruner; everything but the batches
+  // themselves runs on io's thread.
+  Pruner(boost::asio::io_context& io, ledger::StoreWorker& ledger, RetentionPolicy policy,
+         Clock clock);
+  // Prunes through `ledger` from now on (no batch may be in flight).
+  void write_through(ledger::StoreWorker& ledger) { ledger_ = &ledger; }
 
   // Arms the first pass by age. Jobs with keep_last are pruned from their
   // first run or skip recorded after this (no sweep over every job).
@@ -94,13 +104,23 @@ class Pruner {
   void arm(Duration delay);
   void on_timer();
   void queue(Step step);
-  // One batch of the front step: the rows it deleted (runs and events), or
-  // nullopt when the ledger refused it.
-  std::optional<int64_t> run_batch();
+  // What one batch deleted, or why not.
+  struct Batch {
+    ledger::Pruned pruned;  // runs (by age or excess) and events
+    std::optional<Error> error;
+    std::chrono::steady_clock::time_point began;
+    std::chrono::steady_clock::duration took{};
+  };
+  // One batch of the front step on the worker; on_batch gets its result.
+  // With no step left, logs the totals and waits for the next age pass.
+  void next_batch();
+  // Counts what the batch deleted, ends its step when it found less than a
+  // full batch, then goes on (this turn, or after kPruneBatchGap).
+  void on_batch(const std::string& job, const Batch& batch);
   void report(const Totals& totals, spdlog::level::level_enum level) const;
 
   boost::asio::steady_timer timer_;
-  ledger::Store& store_;
+  ledger::StoreWorker* ledger_;
   RetentionPolicy policy_;
   Clock clock_;
   std::deque<Step> steps_;
@@ -115,6 +135,8 @@ class Pruner {
   bool idle_ = true;         // the timer waits for the next age pass, not a batch
   bool report_due_ = false;  // an age tick came: log the totals when the queue is empty
   bool stopped_ = true;
+  bool in_flight_ = false;  // a batch is on the worker
+  std::chrono::steady_clock::time_point turn_ends_{};
 };
 
 }  // namespace jobhost::retention
