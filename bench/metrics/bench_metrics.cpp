@@ -67,11 +67,17 @@ void fill(Metrics& m, int jobs, int runs_per_job) {
 }  // namespace
 
 int main() {
-  Metrics thousand(
-      {.version = "bench", .engine = nullptr, .fork_server_restarts = {}, .clock = {}});
+  Metrics thousand({.version = "bench",
+                    .engine = nullptr,
+                    .fork_server_restarts = {},
+                    .cluster = {},
+                    .clock = {}});
   fill(thousand, 1000, 200);
-  Metrics ten_thousand(
-      {.version = "bench", .engine = nullptr, .fork_server_restarts = {}, .clock = {}});
+  Metrics ten_thousand({.version = "bench",
+                        .engine = nullptr,
+                        .fork_server_restarts = {},
+                        .cluster = {},
+                        .clock = {}});
   fill(ten_thousand, 10000, 20);
 
   std::vector<double> a, b;

@@ -125,8 +125,11 @@ struct Rig {
   std::unique_ptr<engine::Engine> engine;
   std::unique_ptr<observe::Api> api;
   observe::Router router;
-  observe::Metrics metrics{
-      {.version = "fuzz", .engine = nullptr, .fork_server_restarts = {}, .clock = {}}};
+  observe::Metrics metrics{{.version = "fuzz",
+                            .engine = nullptr,
+                            .fork_server_restarts = {},
+                            .cluster = {},
+                            .clock = {}}};
   std::unique_ptr<observe::HttpServer> server;
   sockaddr_in address{};
 

@@ -3,10 +3,13 @@
 #include <signal.h>
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <thread>
 
 #include "support/harness.h"
+#include "support/http_client.h"
 #include "support/skip.h"
 #include "support/test_ledger.h"
 
@@ -150,4 +153,67 @@ params = { seconds = 60 }
   status = cluster_status(a.config());
   CHECK(cluster_host(status, "host-a")["state"] == "stopped");
   CHECK(cluster_host(status, "host-b")["state"] == "stopped");
+}
+
+TEST_CASE("hosts that define a job differently are shown as skew until they agree", "[cluster]") {
+  TestLedger ledger(TestLedger::Kind::postgresql);
+  if (!ledger.available()) JOBHOST_SKIP(ledger.why());
+  const auto jobs = [](const char* greeting) {
+    return std::string(R"(
+[jobs.hi]
+plugin = "hello"
+schedule = "@manual"
+params = { greeting = ")") +
+           greeting + "\" }\n";
+  };
+  const auto host = [&](const char* id) {
+    return "id = \"" + std::string(id) + "\"\n\n[store]\nurl = \"" + ledger.url() +
+           "\"\nheartbeat = \"500ms\"\nlease = \"2s\"\n";
+  };
+  TestHost a({"hello.so"}, jobs("a"), host("host-a"));
+  TestHost b({"hello.so"}, "[http]\nlisten = \"127.0.0.1:0\"\n" + jobs("b"), host("host-b"));
+  json skew;
+  REQUIRE(wait_for(
+      [&] {
+        skew = cluster_status(a.config())["skew"];
+        return skew["hosts_with_other_definitions"].size() == 1;
+      },
+      15s));
+  INFO(skew.dump());
+  CHECK(skew["plugins_built_differently"].empty());  // the same hello.so
+  const json hosts = cluster_status(a.config())["hosts"];
+  REQUIRE(hosts.size() == 2);
+  CHECK(hosts[0]["definitions"] != hosts[1]["definitions"]);
+  CHECK(hosts[0]["plugins"]["hello"] == hosts[1]["plugins"]["hello"]);
+  const auto text = run_jobhost({"cluster", "status", "--config", a.config().string()});
+  CHECK_THAT(text.out, Catch::Contains("defines the jobs differently from most hosts"));
+
+  // The daemon's own view: status and metrics.
+  REQUIRE(wait_for(
+      [&] {
+        const auto status = run_jobhost({"status", "--json", "--config", b.config().string()});
+        const json cluster = json::parse(status.out)["daemon"]["cluster"];
+        return cluster.is_object() && cluster["skew"]["hosts_with_other_definitions"].size() == 1;
+      },
+      10s));
+  const auto port = wait_http_port(b.daemon());
+  REQUIRE(port);
+  const std::string metrics = http_get(*port, "/metrics").body;
+  CHECK_THAT(metrics, Catch::Contains("jobhost_cluster_hosts 2"));
+  CHECK_THAT(metrics, Catch::Contains("jobhost_cluster_skew{kind=\"definitions\"} 1"));
+  CHECK_THAT(metrics, Catch::Contains("jobhost_cluster_skew{kind=\"plugins\"} 0"));
+
+  // host-b's config reloaded to match: the skew clears.
+  std::ifstream in(b.config());
+  std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto at = config.find("greeting = \"b\"");
+  REQUIRE(at != std::string::npos);
+  config.replace(at, std::string("greeting = \"b\"").size(), "greeting = \"a\"");
+  std::ofstream(b.config()) << config;
+  REQUIRE(wait_for(
+      [&] { return cluster_status(a.config())["skew"]["hosts_with_other_definitions"].empty(); },
+      15s));
+  CHECK_THAT(b.log(), Catch::Contains("the hosts sharing the ledger differ"));
+  a.stop();
+  b.stop();
 }

@@ -18,6 +18,7 @@
 #include "engine/timer.h"
 #include "exec/fork_executor.h"
 #include "ledger/sqlite_store.h"
+#include "ledger/store_worker.h"
 #include "support/harness.h"
 
 namespace jobhost::testing {
@@ -235,9 +236,32 @@ class Rig {
     timer_ = timer.get();
     engine_ = std::make_unique<engine::Engine>(
         io_, config_, plugins_, *store_, *executor_, 42, [this] { return now_; }, std::move(timer));
+    if (held_) engine_->write_through(*held_);
     for (engine::Observer* o : observers) engine_->add_observer(*o);
     engine_->start();
     settle();
+  }
+
+  // From the next start(): the engine's write groups go through a threaded
+  // ledger worker (as on PostgreSQL) over a connection of its own, whose
+  // results come back only when the test calls release_writes(): a group
+  // stays in flight, as over a slow database, while the clock moves on.
+  void hold_writes() {
+    auto store =
+        ledger::open_sqlite_store(config_.host.state_dir / "jobhost.db", config_.host.durability);
+    REQUIRE(store);
+    held_store_ = std::move(*store);
+    held_ = std::make_unique<ledger::StoreWorker>(*held_store_, [](auto) {});
+  }
+  // Waits for the groups given to the held worker, hands their results
+  // back, and runs what follows (until no group is in flight).
+  void release_writes() {
+    for (int i = 0; i < 100; ++i) {
+      held_->settle();
+      settle();
+      if (!engine_->snapshot()["ledger_backlog"]["writing"].get<bool>()) return;
+    }
+    FAIL("write groups kept coming");
   }
 
   // The engine goes without a shutdown, as with a host killed: nothing more
@@ -337,6 +361,8 @@ class Rig {
   boost::asio::io_context io_;
   std::unique_ptr<exec::Executor> executor_;
   FakeExecutor* fake_ = nullptr;
+  std::unique_ptr<ledger::Store> held_store_;
+  std::unique_ptr<ledger::StoreWorker> held_;  // hold_writes()
   std::unique_ptr<engine::Engine> engine_;
   ManualTimer* timer_ = nullptr;
   TimePoint now_{};

@@ -242,3 +242,91 @@ TEST_CASE("one host prunes at a time: another's batch is refused as busy until t
   CHECK(b->prune(at_ms(kBase), 10));
   CHECK(b->prune_excess("x", 1, 10));
 }
+
+TEST_CASE("a host's definitions digest and plugin builds travel with its lease",
+          "[ledger][cluster]") {
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
+  HostRecord a = host_at("a", "a1", 0, 0);
+  a.definitions = "d1";
+  a.plugins = {{"hello", "sha-1"}, {"stamp", "sha-2"}};
+  REQUIRE(store->renew_lease(a).value() == Lease::renewed);
+  auto hosts = store->hosts().value();
+  REQUIRE(hosts.size() == 1);
+  CHECK(hosts[0].definitions == "d1");
+  CHECK(hosts[0].plugins == a.plugins);
+  // A reload changes them: the next renewal writes the new ones.
+  a = host_at("a", "a1", 0, 2000);
+  a.definitions = "d2";
+  a.plugins = {{"hello", "sha-3"}};
+  REQUIRE(store->renew_lease(a).value() == Lease::renewed);
+  hosts = store->hosts().value();
+  CHECK(hosts[0].definitions == "d2");
+  CHECK(hosts[0].plugins == a.plugins);
+}
+
+TEST_CASE("definitions_digest: the same jobs alike, whatever their order", "[ledger][cluster]") {
+  using Jobs = std::vector<std::pair<std::string, std::string>>;
+  const std::string ab = definitions_digest(Jobs{{"a", "h1"}, {"b", "h2"}});
+  CHECK(ab.size() == 64);
+  CHECK(definitions_digest(Jobs{{"b", "h2"}, {"a", "h1"}}) == ab);
+  CHECK(definitions_digest(Jobs{{"a", "h1"}, {"b", "h3"}}) != ab);  // b defined otherwise
+  CHECK(definitions_digest(Jobs{{"a", "h1"}}) != ab);               // b missing
+  CHECK(definitions_digest(Jobs{{"a", "h1b"}, {"", "h2"}}) != ab);  // no ambiguity in the joins
+  CHECK(definitions_digest(Jobs{}) != ab);
+}
+
+TEST_CASE("skew_of: the live hosts that differ", "[ledger][cluster]") {
+  const TimePoint now = at_ms(kBase + 1000);
+  const auto live = [](std::string id, std::string definitions,
+                       std::map<std::string, std::string> plugins) {
+    HostRecord h = host_at(std::move(id), "i", 0, 0);
+    h.definitions = std::move(definitions);
+    h.plugins = std::move(plugins);
+    return h;
+  };
+  struct Case {
+    const char* what;
+    std::vector<HostRecord> hosts;
+    std::vector<std::string> other_definitions;
+    std::vector<std::string> plugins_skewed;
+  };
+  HostRecord gone = live("d", "x", {{"p", "s9"}});
+  gone.taken_over_at = at_ms(kBase);
+  HostRecord expired = live("e", "y", {{"p", "s8"}});
+  expired.lease_until = at_ms(kBase + 500);
+  const std::vector<Case> cases = {
+      {"no host", {}, {}, {}},
+      {"all alike", {live("a", "x", {{"p", "s1"}}), live("b", "x", {{"p", "s1"}})}, {}, {}},
+      {"one host behind",
+       {live("a", "x", {{"p", "s1"}}), live("b", "y", {{"p", "s1"}}),
+        live("c", "x", {{"p", "s1"}})},
+       {"b"},
+       {}},
+      {"a tie: the smaller digest is most hosts'",
+       {live("a", "y", {}), live("b", "x", {})},
+       {"a"},
+       {}},
+      {"a plugin built differently",
+       {live("a", "x", {{"p", "s1"}, {"q", "s5"}}), live("b", "x", {{"p", "s2"}, {"q", "s5"}})},
+       {},
+       {"p"}},
+      {"taken over and expired hosts are not compared",
+       {live("a", "x", {{"p", "s1"}}), gone, expired},
+       {},
+       {}},
+      {"a host that wrote nothing yet is not compared",
+       {live("a", "x", {{"p", "s1"}}), live("b", "", {})},
+       {},
+       {}},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what);
+    const Skew skew = skew_of(c.hosts, now);
+    CHECK(skew.other_definitions == c.other_definitions);
+    std::vector<std::string> skewed;
+    for (const auto& [plugin, builds] : skew.plugins) skewed.push_back(plugin);
+    CHECK(skewed == c.plugins_skewed);
+    CHECK(skew.any() == (!c.other_definitions.empty() || !c.plugins_skewed.empty()));
+  }
+}

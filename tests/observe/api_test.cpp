@@ -424,11 +424,26 @@ TEST_CASE("api: status has the dashboard's summary; jobs=false leaves the jobs o
   CHECK(summary["last_hour"]["failure_rate"] == 0.5);
   CHECK(summary["last_hour"]["mean_duration_ms"] == 200);
   CHECK(summary["ledger"]["healthy"] == true);
+  CHECK(summary["cluster"].is_null());  // a ledger of its own
   CHECK(s["jobs"].size() == 3);
 
   auto light = body(a.get("/api/v1/status?jobs=false"));
   CHECK(light["jobs"].empty());
   CHECK(light["summary"] == summary);
+}
+
+TEST_CASE("api: status shows the hosts sharing the ledger and their skew", "[observe][api]") {
+  ApiRig a;
+  observe::ApiHooks hooks;
+  const json cluster = {{"live_hosts", 3},
+                        {"skew",
+                         {{"definitions", "d1"},
+                          {"hosts_with_other_definitions", {"host-c"}},
+                          {"plugins_built_differently", json::object()}}}};
+  hooks.cluster = [&] { return cluster; };
+  a.start(at_utc(10, 0, 0), hooks);
+  auto s = body(a.get("/api/v1/status?jobs=false"));
+  CHECK(s["summary"]["cluster"] == cluster);
 }
 
 TEST_CASE("api: actions need the bearer token of [http] token_file", "[observe][api][auth]") {

@@ -52,11 +52,15 @@ int cmd_cluster_status(const std::string& config_flag, bool as_json) {
                    {"taken_over_at",
                     h.taken_over_at ? json(ledger::format_utc(*h.taken_over_at)) : json(nullptr)},
                    {"taken_over_by", h.taken_over_by ? json(*h.taken_over_by) : json(nullptr)},
-                   {"runs_in_flight", in_flight[h.id]}});
+                   {"runs_in_flight", in_flight[h.id]},
+                   {"definitions", h.definitions},
+                   {"plugins", h.plugins}});
   }
+  const json skew = ledger::to_json(ledger::skew_of(*hosts, now));
   if (as_json) {
     fmt::print("{}\n", json{{"store", host->host.store_url.empty() ? "sqlite" : "postgresql"},
-                            {"hosts", out}}
+                            {"hosts", out},
+                            {"skew", skew}}
                            .dump(2));
     return kExitOk;
   }
@@ -66,13 +70,29 @@ int cmd_cluster_status(const std::string& config_flag, bool as_json) {
         "docs/cluster.md); an SQLite ledger serves one host\n");
     return kExitOk;
   }
-  fmt::print("{:<24} {:<11} {:>10} {:>7} {:<10} {}\n", "HOST", "STATE", "HEARTBEAT", "RUNS",
-             "VERSION", "SINCE");
+  fmt::print("{:<24} {:<11} {:>10} {:>7} {:<10} {:<12} {}\n", "HOST", "STATE", "HEARTBEAT", "RUNS",
+             "VERSION", "DEFINITIONS", "SINCE");
   for (const auto& h : out) {
     const std::string id = h["id"].get<std::string>() + (h["this_host"] ? " *" : "");
-    fmt::print("{:<24} {:<11} {:>9.1f}s {:>7} {:<10} {}\n", id, h["state"].get<std::string>(),
-               h["heartbeat_age_ms"].get<int64_t>() / 1000.0, h["runs_in_flight"].get<int>(),
-               h["version"].get<std::string>(), h["started_at"].get<std::string>());
+    fmt::print("{:<24} {:<11} {:>9.1f}s {:>7} {:<10} {:<12} {}\n", id,
+               h["state"].get<std::string>(), h["heartbeat_age_ms"].get<int64_t>() / 1000.0,
+               h["runs_in_flight"].get<int>(), h["version"].get<std::string>(),
+               h["definitions"].get<std::string>().substr(0, 12),
+               h["started_at"].get<std::string>());
+  }
+  // Skew among the live hosts (docs/cluster.md#rolling-deploys).
+  for (const auto& other : skew["hosts_with_other_definitions"]) {
+    fmt::print("skew: host {} defines the jobs differently from most hosts ({})\n",
+               other.get<std::string>(), skew["definitions"].get<std::string>().substr(0, 12));
+  }
+  for (const auto& [plugin, builds] : skew["plugins_built_differently"].items()) {
+    std::string text;
+    for (const auto& [sha, ids] : builds.items()) {
+      std::string names;
+      for (const auto& id : ids) names += (names.empty() ? "" : ", ") + id.get<std::string>();
+      text += fmt::format("{}{} on {}", text.empty() ? "" : "; ", sha.substr(0, 12), names);
+    }
+    fmt::print("skew: plugin {} is built differently: {}\n", plugin, text);
   }
   return kExitOk;
 }

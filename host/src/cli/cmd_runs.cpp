@@ -224,6 +224,7 @@ int cmd_status(const std::string& config_flag, bool as_json) {
   // The build each job's next run will load and the ledger backlog: only
   // the daemon knows them.
   json backlog = nullptr;
+  json cluster = nullptr;  // on a shared ledger: the lease and the skew between hosts
   if (daemon_pid != 0) {
     auto reply = daemon::control_request(config->host.state_dir, {{"op", "status"}},
                                          std::chrono::seconds(2));
@@ -237,13 +238,17 @@ int cmd_status(const std::string& config_flag, bool as_json) {
         }
       }
       backlog = reply->value("ledger_backlog", json(nullptr));
+      cluster = reply->value("cluster", json(nullptr));
     }
   }
   json in_flight = json::array();
   for (const auto& run : *running) in_flight.push_back(run);
   if (as_json) {
     json out = {{"daemon",
-                 {{"running", daemon_pid != 0}, {"pid", daemon_pid}, {"ledger_backlog", backlog}}},
+                 {{"running", daemon_pid != 0},
+                  {"pid", daemon_pid},
+                  {"ledger_backlog", backlog},
+                  {"cluster", cluster}}},
                 {"jobs", jobs},
                 {"running", in_flight}};
     fmt::print("{}\n", out.dump(2));
@@ -252,6 +257,22 @@ int cmd_status(const std::string& config_flag, bool as_json) {
   fmt::print("daemon: {}\n",
              daemon_pid ? fmt::format("running (pid {})", daemon_pid) : std::string("not running"));
   print_ledger_backlog(backlog);
+  if (cluster.is_object() && cluster["skew"].is_object()) {
+    const json& skew = cluster["skew"];
+    for (const auto& other : skew.value("hosts_with_other_definitions", json::array())) {
+      fmt::print(
+          "skew: host {} defines the jobs differently from most hosts (jobhost cluster "
+          "status)\n",
+          other.get<std::string>());
+    }
+    for (const auto& [plugin, builds] :
+         skew.value("plugins_built_differently", json::object()).items()) {
+      fmt::print(
+          "skew: plugin {} runs in {} different builds across the hosts (jobhost cluster "
+          "status)\n",
+          plugin, builds.size());
+    }
+  }
   fmt::print("{:<20} {:<14} {:<24} {:<24} {:>5} {:>8} {:>9}\n", "JOB", "LAST", "LAST RUN",
              "NEXT FIRE", "FAILS", "SUCCESS", "MEAN");
   for (const auto& j : jobs) {

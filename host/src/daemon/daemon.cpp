@@ -151,21 +151,22 @@ int run_daemon(config::Config config) {
 
   boost::asio::io_context io;
   // On PostgreSQL, the engine's write groups go through a worker thread with
-  // a connection of its own, so that the loop never waits on the network,
-  // and the lease's renewals through another, so that a group waiting on a
-  // lock (behind a host paused mid-group) does not hold them; on SQLite,
-  // the engine writes inline.
+  // a connection of its own, so that the loop never waits on the network;
+  // retention's batches through another, and the lease's renewals through a
+  // third, so that neither waits behind the other on a lock (a host paused
+  // mid-group holds its rows for idle_in_transaction_session_timeout). On
+  // SQLite, the engine writes inline.
   observe::Metrics* metrics_ptr = nullptr;  // set once the metrics exist
-  std::unique_ptr<ledger::Store> worker_store, lease_store;
+  std::unique_ptr<ledger::Store> worker_store, prune_store, lease_store;
   std::optional<observe::TimedStore> worker_timed;
-  std::optional<ledger::StoreWorker> ledger_worker, lease_worker;
+  std::optional<ledger::StoreWorker> ledger_worker, prune_worker, lease_worker;
   const auto deliver = [&io](std::function<void()> delivered) {
     boost::asio::post(io, std::move(delivered));
   };
   // Several hosts on one PostgreSQL ledger: this host's lease (docs/cluster.md).
   std::optional<Membership> membership;
   if (!config.host.store_url.empty()) {
-    for (auto* connection : {&worker_store, &lease_store}) {
+    for (auto* connection : {&worker_store, &prune_store, &lease_store}) {
       auto opened = ledger::open_store(config.host);
       if (!opened) {
         log::error(opened.error().message);
@@ -179,6 +180,7 @@ int run_daemon(config::Config config) {
       });
     });
     ledger_worker.emplace(*worker_timed, deliver);
+    prune_worker.emplace(*prune_store, deliver);
     lease_worker.emplace(*lease_store, deliver);
     membership.emplace(io, **store, *lease_worker, config.host);
     if (auto joined = membership->join(); !joined) {
@@ -232,6 +234,14 @@ int run_daemon(config::Config config) {
   observe::Metrics metrics({.version = std::string(kVersion),
                             .engine = nullptr,
                             .fork_server_restarts = [&] { return executor.fork_server_restarts(); },
+                            .cluster = membership ? std::function([&membership] {
+                              const ledger::Skew& skew = membership->skew();
+                              return observe::Metrics::ClusterFigures{
+                                  membership->live_hosts(),
+                                  static_cast<int>(skew.other_definitions.size()),
+                                  static_cast<int>(skew.plugins.size())};
+                            })
+                                                  : nullptr,
                             .clock = {}});
   metrics.set_job_gauges(job_gauges);
   metrics_ptr = &metrics;
@@ -241,7 +251,10 @@ int run_daemon(config::Config config) {
   // engine's: it uses the store directly.
   observe::Alerter alerter(io, **store, config);
   engine::Engine engine(io, std::move(config), plugins, timed_store, executor, *seed);
-  if (ledger_worker) engine.write_through(*ledger_worker);
+  if (ledger_worker) {
+    engine.write_through(*ledger_worker);
+    engine.prune_through(*prune_worker);
+  }
   engine_ptr = &engine;
   metrics.set_engine(&engine);
   engine.add_observer(metrics);
@@ -261,6 +274,12 @@ int run_daemon(config::Config config) {
     });
   };
   if (seeded) api_hooks.book = &job_book;
+  if (membership) {
+    api_hooks.cluster = [&membership] {
+      const nlohmann::json all = membership->json();
+      return nlohmann::json{{"live_hosts", all["live_hosts"]}, {"skew", all["skew"]}};
+    };
+  }
   observe::Api api(engine, **store, api_hooks);
   api_ptr = &api;
   // Who asked over the control socket, for the ledger events of actions.

@@ -22,6 +22,10 @@ Membership::Membership(boost::asio::io_context& io, ledger::Store& store,
 void Membership::stamp() {
   me_.heartbeat_at = wall_now();
   me_.lease_until = me_.heartbeat_at + lease_;
+  if (engine_) {
+    me_.definitions = engine_->definitions_digest();
+    me_.plugins = engine_->plugin_builds();
+  }
 }
 
 Result<void> Membership::join() {
@@ -80,6 +84,7 @@ void Membership::beat() {
           // Retries another host scheduled, then stopped or died with them
           // pending (a clean stop leaves nothing to take over).
           beat.retries = store.pending_retries();
+          beat.hosts = store.hosts();
         }
         return beat;
       },
@@ -119,7 +124,9 @@ void Membership::on_beat(std::chrono::steady_clock::time_point asked, Beat beat)
   refusing_ = false;
   // Claims stop a heartbeat before the lease could run out unrenewed.
   engine_->lease_until(renewed_ + lease_ - heartbeat_);
-  engine_->unfence();
+  // A renewal that came back too late to be sure of (a heartbeat short of
+  // the lease) lifts no fence: the next one will.
+  if (std::chrono::steady_clock::now() < renewed_ + lease_ - heartbeat_) engine_->unfence();
   if (!beat.takeover) {
     log::warn(beat.takeover.error().message);
   } else if (!beat.takeover->closed.empty() || !beat.takeover->freed.empty()) {
@@ -130,6 +137,29 @@ void Membership::on_beat(std::chrono::steady_clock::time_point asked, Beat beat)
   } else {
     engine_->add_retries(*beat.retries);
   }
+  if (beat.hosts) note_hosts(*beat.hosts);
+}
+
+void Membership::note_hosts(const std::vector<ledger::HostRecord>& hosts) {
+  const TimePoint now = wall_now();
+  live_hosts_ = 0;
+  for (const auto& h : hosts) live_hosts_ += !h.taken_over_at && h.lease_until >= now;
+  ledger::Skew skew = ledger::skew_of(hosts, now);
+  const std::string was = ledger::to_json(skew_).dump();
+  const std::string is = ledger::to_json(skew).dump();
+  const bool was_skewed = skew_.any();
+  skew_ = std::move(skew);
+  if (was == is || (!was_skewed && !skew_.any())) return;
+  if (!skew_.any()) {
+    log::info("the hosts sharing the ledger run the same job definitions and plugin builds again");
+    return;
+  }
+  // Once per change: during a rolling deploy, expected; after it, a host
+  // left behind (docs/cluster.md).
+  log::warn(
+      "the hosts sharing the ledger differ (a deploy in progress, or a host left "
+      "behind): " +
+      is + "; `jobhost cluster status` shows each host's");
 }
 
 void Membership::leave() {
@@ -161,7 +191,9 @@ nlohmann::json Membership::json() const {
           {"incarnation", me_.incarnation},
           {"lease_until", ledger::format_utc(me_.lease_until)},
           {"fenced", engine_ && engine_->fenced()},
-          {"renewing", !refusing_}};
+          {"renewing", !refusing_},
+          {"live_hosts", live_hosts_},
+          {"skew", ledger::to_json(skew_)}};
 }
 
 }  // namespace jobhost::daemon

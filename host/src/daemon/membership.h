@@ -40,8 +40,12 @@ class Membership {
   // A clean stop: no more heartbeats; the lease ends now (nothing is left
   // for another host to take over).
   void leave();
-  // For status: id, incarnation, lease, fenced.
+  // For status: id, incarnation, lease, fenced, the live hosts and the skew
+  // between them (as of the last heartbeat).
   nlohmann::json json() const;
+  // As of the last heartbeat (none before).
+  const ledger::Skew& skew() const { return skew_; }
+  int live_hosts() const { return live_hosts_; }
 
  private:
   // What one heartbeat brought back from the worker.
@@ -49,6 +53,7 @@ class Membership {
     Result<ledger::Lease> lease;
     Result<ledger::Takeover> takeover{};                  // when renewed
     Result<std::vector<ledger::PendingRetry>> retries{};  // when renewed
+    Result<std::vector<ledger::HostRecord>> hosts{};      // when renewed
   };
   void tick();
   void arm();
@@ -60,6 +65,8 @@ class Membership {
   void fence_if_lapsed(const std::string& why);
   // The record of this host as of now, its lease counted from now.
   void stamp();
+  // The hosts as of this heartbeat: counts the live ones, logs a change of skew.
+  void note_hosts(const std::vector<ledger::HostRecord>& hosts);
 
   boost::asio::steady_timer timer_;
   ledger::Store& store_;
@@ -71,6 +78,8 @@ class Membership {
   std::chrono::steady_clock::time_point renewed_{};  // the last renewal that worked
   bool refusing_ = false;                            // the last renewal failed
   bool beating_ = false;                             // a renewal is on the worker
+  ledger::Skew skew_;
+  int live_hosts_ = 0;
   bool left_ = false;
 };
 

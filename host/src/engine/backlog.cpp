@@ -2,7 +2,6 @@
 
 #include <fmt/core.h>
 
-#include <cassert>
 #include <set>
 
 #include "common/log.h"
@@ -39,7 +38,11 @@ void Backlog::note_queued() {
 void Backlog::flush(std::vector<ledger::RunStart> claims, Flushed done) {
   if (in_flight_) {
     // The group in flight takes no more; its end flushes again (flush_due_).
-    assert(claims.empty());
+    // Claims are not tried (the caller keeps their fires).
+    if (!claims.empty() && done) {
+      done(std::vector<Result<bool>>(claims.size(),
+                                     std::unexpected(Error{"a write group is in flight"})));
+    }
     return;
   }
   flush_due_ = false;
@@ -246,6 +249,7 @@ void Backlog::give_up() {
 
 nlohmann::json Backlog::json() const {
   nlohmann::json out = {{"records", kept_.size()},
+                        {"writing", in_flight_},
                         {"refusing_since", nullptr},
                         {"oldest_kept_since", nullptr},
                         {"oldest_age_ms", nullptr}};

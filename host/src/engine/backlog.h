@@ -116,7 +116,8 @@ class Backlog {
   // then every record still refused is logged
   // (error, one line each) so that an operator can recover it.
   void give_up();
-  // For status: records kept, refusing since, oldest kept and its age.
+  // For status: records kept, a group in flight, refusing since, oldest
+  // kept and its age.
   nlohmann::json json() const;
 
  private:

@@ -48,10 +48,15 @@ Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::Scan
   for (const auto& job : config_.jobs) {
     jobs_.emplace(job.name, JobState{&job, job.schedule, std::nullopt, {}, 0});
   }
+  // Only a shared ledger compares them (100,000 jobs hash in some 50 ms).
+  if (!config_.host.store_url.empty()) update_definitions_digest();
 }
 
 Engine::~Engine() {
-  // Records still queued are written (observers are not told: they may be gone).
+  // Records still queued are written (observers are not told: they may be
+  // gone), and nothing starts.
+  shutting_down_ = true;
+  alive_.reset();
   ledger_->settle();
   backlog_.flush();
   ledger_->settle();
@@ -251,6 +256,8 @@ void Engine::admit(Fire fire) {
 }
 
 void Engine::replace_older(JobState& job) {
+  // Fires whose claims are in flight end as replaced when they come back.
+  job.replacing = job.claiming > 0;
   for (auto it = ready_.begin(); it != ready_.end();) {
     if (it->job == job.config->name) {
       record_skipped(*it, "replaced by a newer fire before it started");
@@ -275,10 +282,11 @@ void Engine::pump() {
   while (!shutting_down_ && !fenced_ && !lease_expired() && !ready_.empty() &&
          backlog_.may_claim() &&
          active_.size() + claims.size() < static_cast<std::size_t>(config_.host.max_concurrency)) {
+    // The fire stays counted in its job's `queued` until its claim's result
+    // (launch): concurrency and the order of skips see it meanwhile.
     Fire fire = *ready_.begin();
     ready_.erase(ready_.begin());
-    JobState& job = jobs_.find(fire.job)->second;
-    --job.queued;
+    ++jobs_.find(fire.job)->second.claiming;
     touched.push_back(fire.job);
     prepare_claim(std::move(fire), claims, launches);
   }
@@ -299,7 +307,13 @@ void Engine::pump() {
       already_claimed |= launch(std::move(launches[i]), std::move(starts[i]), claimed[i]);
     }
     record_skips(touched);
-    if (already_claimed) pump();  // a run slot went unused: fill it
+    // A run slot went unused: fill it (posted: inline, this runs inside
+    // pump(), and a long run of claims lost to a restart must not nest).
+    if (already_claimed) {
+      boost::asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
+        if (!alive.expired()) pump();
+      });
+    }
   });
 }
 
@@ -308,6 +322,9 @@ void Engine::prepare_claim(Fire fire, std::vector<ledger::RunStart>& claims,
   const config::JobConfig& cfg = *jobs_.find(fire.job)->second.config;
   const catalog::PluginInfo* plugin = plugins_.find(cfg.settings->plugin);
   if (!plugin && fire.attempt == 1) {
+    JobState& job = jobs_.find(fire.job)->second;
+    --job.queued;
+    --job.claiming;
     record_skipped(fire, fmt::format("blocked: plugin \"{}\" is not available (missing or "
                                      "rejected: see `jobhost plugins`)",
                                      cfg.settings->plugin));
@@ -324,13 +341,25 @@ bool Engine::launch(Launch launch, ledger::RunStart start, const Result<bool>& c
   JobState& job = jobs_.find(fire.job)->second;
   const config::JobConfig& cfg = *job.config;
   log::Fields fields{cfg.name, start.run_id, fire.trace_id, fire.attempt};
+  --job.claiming;
+  const bool replaced = fire.attempt == 1 && job.replacing;
+  if (job.claiming == 0) job.replacing = false;
   if (!claimed) {
+    if ((job.paused || replaced) && fire.attempt == 1) {
+      // Paused or replaced while its claim was tried: skipped, as the fires
+      // waiting then.
+      --job.queued;
+      record_skipped_in_order(
+          job, std::move(fire),
+          replaced ? "replaced by a newer fire before it started" : kPausedReason);
+      return false;
+    }
     // Nothing was written: the fire waits in ready_, in its place, until
     // the ledger accepts its claim (a run never starts unrecorded).
-    ++job.queued;
     ready_.insert(std::move(fire));
     return false;
   }
+  --job.queued;
   if (!*claimed) {
     // Before a restart; or by another host sharing the ledger
     // (docs/cluster.md), routinely: counted, not logged, there.
@@ -352,18 +381,21 @@ bool Engine::launch(Launch launch, ledger::RunStart start, const Result<bool>& c
       for (Observer* o : observers_) o->on_run_unstarted(start, end);
     });
   };
-  if (fenced_ || shutting_down_ || job.retired) {
+  if (fenced_ || lease_expired() || shutting_down_ || job.retired || replaced) {
     // Claimed while its write group was in flight (a threaded ledger
-    // worker), and stopped meanwhile: interrupted before it began. A fenced
-    // one keeps its retry, as a run the fence stops does.
-    const std::string why = fenced_          ? "this host was fenced"
+    // worker), and stopped meanwhile: ended before it began. A fenced one
+    // keeps its retry, as a run the fence stops does.
+    const bool fenced = fenced_ || lease_expired();
+    const std::string why = replaced         ? "replaced by a newer fire before it started"
+                            : fenced         ? "this host's lease is not sure to hold"
                             : shutting_down_ ? "the host is shutting down"
                                              : "the job was removed from the config";
-    log::warn("interrupted before it began: " + why, fields);
-    ledger::RunEnd end = unstarted_end(start.run_id, now(), "interrupted before it began: " + why);
-    end.outcome = Outcome::interrupted;
+    log::warn("ended before it began: " + why, fields);
+    ledger::RunEnd end = unstarted_end(start.run_id, now(), why);
+    end.outcome = replaced ? Outcome::replaced : Outcome::interrupted;
     const config::RetryPolicy& policy = cfg.settings->retry;
-    if (fenced_ && !shutting_down_ && !job.retired && start.attempt < policy.max_attempts) {
+    if (fenced && !replaced && !shutting_down_ && !job.retired &&
+        start.attempt < policy.max_attempts) {
       end.retry_at = now() + retry_delay(policy, start.attempt, rng_);
       timeline_.insert(Fire{*end.retry_at, start.job, start.scheduled_for, start.attempt + 1,
                             start.trace_id, ledger::Trigger::retry});
@@ -475,7 +507,15 @@ void Engine::post_end_of_turn() {
 }
 
 void Engine::flush_writes(std::vector<ledger::RunStart> claims, Backlog::Flushed then) {
-  if (backlog_.flushing()) return;  // its end flushes again
+  if (backlog_.flushing()) {
+    // Its end flushes again; claims are not tried now (pump() does not
+    // make any meanwhile).
+    if (then) {
+      then(std::vector<Result<bool>>(claims.size(),
+                                     std::unexpected(Error{"a write group is in flight"})));
+    }
+    return;
+  }
   // Observers learn of records once they are committed (or kept, when the
   // ledger refuses them), never before.
   backlog_.flush(std::move(claims),
@@ -571,7 +611,7 @@ Result<TimePoint> Engine::trigger(std::string_view name, std::string_view by) {
   }
   admit(Fire{slot, std::string(name), slot, 1, {}, ledger::Trigger::manual});
   pump();
-  flush_writes();  // an operator's request returns with its records written
+  flush_writes();  // written now (inline), or in the next group (a ledger worker)
   return slot;
 }
 

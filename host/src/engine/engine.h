@@ -80,8 +80,10 @@ class Engine {
   void write_through(ledger::StoreWorker& ledger) {
     ledger_ = &ledger;
     backlog_.write_through(ledger);
-    pruner_.write_through(ledger);
   }
+  // Retention's batches go through `ledger` from now on, before start(): a
+  // worker of their own, so that a batch waiting on a lock holds no claim.
+  void prune_through(ledger::StoreWorker& ledger) { pruner_.write_through(ledger); }
 
   void add_observer(Observer& observer) { observers_.push_back(&observer); }
   void remove_observer(Observer& observer) { std::erase(observers_, &observer); }
@@ -117,6 +119,11 @@ class Engine {
   void fence(std::string_view why);
   void unfence();
   bool fenced() const { return fenced_; }
+  // What this host runs, for the skew between hosts (docs/cluster.md): the
+  // digest of its jobs' definitions (ledger::definitions_digest), kept up
+  // to date by reloads, and its accepted plugins' builds, name to sha256.
+  const std::string& definitions_digest() const { return definitions_digest_; }
+  std::map<std::string, std::string> plugin_builds() const;
   // Another host's runs, taken over by this one (Store::take_over_expired):
   // each interrupted run whose job retries gets its next attempt (per the
   // job's retry policy, claimed once across hosts; written to the ledger
@@ -189,15 +196,17 @@ class Engine {
     // Run ids in flight, oldest first (a vector: 100,000 jobs each with a
     // std::set would cost 2.4 MB more, and a job has few runs at once).
     std::vector<std::string> active;
-    int queued = 0;  // fires in ready_
+    int queued = 0;    // fires in ready_, and those of them whose claims are in flight
+    int claiming = 0;  // fires whose claims are in flight (a threaded ledger worker)
     // Skips of fires that came while an older fire of the job was in ready_,
     // recorded once no fire of the job is left there: slots must be claimed
     // in order, or a crash could leave an older slot unclaimed behind a newer
     // one, and the next start would never see it as missed.
     std::vector<std::pair<Fire, std::string>> skips_waiting{};
-    bool retired = false;  // removed by a reload: no fires, kept while runs finish
-    bool paused = false;   // Store::set_paused; read at start and when added
-    int parked = 0;        // its runs in parked_ (at most one)
+    bool retired = false;    // removed by a reload: no fires, kept while runs finish
+    bool paused = false;     // Store::set_paused; read at start and when added
+    bool replacing = false;  // concurrency = replace: the claims in flight end as replaced
+    int parked = 0;          // its runs in parked_ (at most one)
     std::unique_ptr<const config::JobConfig> kept_config{};  // see config
     // The slot of its last run unparked with its fire restored: until the
     // undoing of its claim is committed, the ledger's last fire may still
@@ -307,6 +316,7 @@ class Engine {
   // or not, and their rows in the ledger (else a restart would run them).
   void drop_retries(JobState& job, int max_attempts, std::string_view why);
   std::string next_id() { return ids_.next(now()); }
+  void update_definitions_digest();
 
   boost::asio::io_context& io_;
   config::Config config_;
@@ -334,6 +344,7 @@ class Engine {
   std::uint64_t checkpoints_ = 0;  // done by checkpoint_if_idle (status: ledger_checkpoints)
   std::vector<Observer*> observers_;
   bool shutting_down_ = false;
+  std::string definitions_digest_;                                    // of config_'s jobs
   bool fenced_ = false;                                               // fence(): no claims
   std::optional<std::chrono::steady_clock::time_point> lease_until_;  // lease_until()
   bool lease_expired() const;

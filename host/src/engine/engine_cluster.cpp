@@ -8,6 +8,19 @@
 
 namespace jobhost::engine {
 
+void Engine::update_definitions_digest() {
+  std::vector<std::pair<std::string, std::string>> jobs;
+  jobs.reserve(config_.jobs.size());
+  for (const auto& job : config_.jobs) jobs.emplace_back(job.name, job.definition_hash);
+  definitions_digest_ = ledger::definitions_digest(jobs);
+}
+
+std::map<std::string, std::string> Engine::plugin_builds() const {
+  std::map<std::string, std::string> out;
+  for (const auto& p : plugins_.accepted) out[p.name] = p.sha256;
+  return out;
+}
+
 void Engine::fence(std::string_view why) {
   if (fenced_) return;
   fenced_ = true;
@@ -32,7 +45,12 @@ void Engine::unfence() {
 
 void Engine::add_retries(const std::vector<ledger::PendingRetry>& retries) {
   for (const auto& r : retries) {
-    if (!jobs_.contains(r.job)) continue;
+    // Not one a reload dropped since (its row may have been written after).
+    auto it = jobs_.find(r.job);
+    if (it == jobs_.end() || it->second.retired ||
+        r.next_attempt > it->second.config->settings->retry.max_attempts) {
+      continue;
+    }
     // The same retry twice is one Fire; a retry planned here and there at
     // different times is claimed once.
     timeline_.insert(

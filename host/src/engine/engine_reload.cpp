@@ -75,6 +75,7 @@ config::JobDiff Engine::apply_config(config::Config loaded) {
   loaded.host.durability = config_.host.durability;
   loaded.http = config_.http;
   config_ = std::move(loaded);
+  if (!config_.host.store_url.empty()) update_definitions_digest();
   pruner_.set_policy(retention::retention_policy(config_));
   flush_writes();  // observers hear of the skips above before the new config
   for (Observer* o : observers_) o->on_config_applied(config_);

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "common/sha256.h"
+
 namespace jobhost::ledger {
 namespace {
 
@@ -134,6 +136,61 @@ void to_json(json& out, const Event& event) {
       {"run_id", opt_text(event.run_id)},
       {"detail", text(event.detail)},
   };
+}
+
+std::string definitions_digest(std::span<const std::pair<std::string, std::string>> jobs) {
+  std::vector<const std::pair<std::string, std::string>*> sorted;
+  sorted.reserve(jobs.size());
+  std::string bytes;
+  for (const auto& job : jobs) {
+    sorted.push_back(&job);
+    bytes.reserve(bytes.size() + job.first.size() + job.second.size() + 2);
+  }
+  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
+  for (const auto* job : sorted) {
+    bytes += job->first;
+    bytes += '\0';
+    bytes += job->second;
+    bytes += '\n';
+  }
+  return sha256_hex(bytes);
+}
+
+Skew skew_of(std::span<const HostRecord> hosts, TimePoint now) {
+  Skew skew;
+  std::map<std::string, std::vector<std::string>> by_definitions;
+  std::map<std::string, std::map<std::string, std::vector<std::string>>> builds;
+  for (const auto& h : hosts) {
+    if (h.taken_over_at || h.lease_until < now || h.definitions.empty()) continue;
+    by_definitions[h.definitions].push_back(h.id);
+    for (const auto& [plugin, sha] : h.plugins) builds[plugin][sha].push_back(h.id);
+  }
+  // Most hosts' digest; a tie goes to the smaller digest, so that every
+  // host sees the same.
+  std::size_t most = 0;
+  for (const auto& [digest, ids] : by_definitions) {
+    if (ids.size() > most) {
+      most = ids.size();
+      skew.definitions = digest;
+    }
+  }
+  for (const auto& [digest, ids] : by_definitions) {
+    if (digest == skew.definitions) continue;
+    skew.other_definitions.insert(skew.other_definitions.end(), ids.begin(), ids.end());
+  }
+  std::sort(skew.other_definitions.begin(), skew.other_definitions.end());
+  for (auto& [plugin, shas] : builds) {
+    if (shas.size() > 1) skew.plugins.emplace(plugin, std::move(shas));
+  }
+  return skew;
+}
+
+nlohmann::json to_json(const Skew& skew) {
+  nlohmann::json plugins = nlohmann::json::object();
+  for (const auto& [plugin, shas] : skew.plugins) plugins[plugin] = shas;
+  return {{"definitions", skew.definitions},
+          {"hosts_with_other_definitions", skew.other_definitions},
+          {"plugins_built_differently", plugins}};
 }
 
 }  // namespace jobhost::ledger

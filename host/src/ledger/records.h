@@ -6,6 +6,7 @@
 #include <map>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -213,7 +214,28 @@ struct HostRecord {
   TimePoint lease_until;   // after this, another host takes its runs over
   std::optional<TimePoint> taken_over_at;
   std::optional<std::string> taken_over_by;
+  // What it runs (skew: docs/cluster.md): a digest of its jobs' definition
+  // hashes (definitions_digest), and each plugin's build, name to sha256.
+  std::string definitions;
+  std::map<std::string, std::string> plugins;
 };
+
+// The digest of a host's job definitions: sha256 over each (name,
+// definition_hash), in name order. Two hosts with the same jobs, defined
+// alike, have the same digest.
+std::string definitions_digest(std::span<const std::pair<std::string, std::string>> jobs);
+
+// Where the live hosts (lease held, not taken over) differ: hosts whose
+// definitions differ from most hosts', and plugins built differently.
+struct Skew {
+  std::string definitions;                     // most hosts' digest ("" with no host)
+  std::vector<std::string> other_definitions;  // hosts with another digest
+  // plugin -> sha256 -> hosts, for plugins with more than one build.
+  std::map<std::string, std::map<std::string, std::vector<std::string>>> plugins;
+  bool any() const { return !other_definitions.empty() || !plugins.empty(); }
+};
+Skew skew_of(std::span<const HostRecord> hosts, TimePoint now);
+nlohmann::json to_json(const Skew& skew);
 
 // What Store::take_over_expired did.
 struct Takeover {

@@ -178,13 +178,22 @@ CREATE TABLE hosts (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
-constexpr std::array<Migration, 6> kMigrations = {{
+// Version 7, skew between hosts (docs/cluster.md): each host's digest of
+// its job definitions and its plugins' builds (a JSON object, plugin name to
+// sha256), written with its lease.
+constexpr const char* kVersion7 = R"sql(
+ALTER TABLE hosts ADD COLUMN definitions TEXT NOT NULL DEFAULT '';
+ALTER TABLE hosts ADD COLUMN plugins TEXT NOT NULL DEFAULT '{}';
+)sql";
+
+constexpr std::array<Migration, 7> kMigrations = {{
     {1, kVersion1},
     {2, kVersion2},
     {3, kVersion3},
     {4, kVersion4},
     {5, kVersion5},
     {6, kVersion6},
+    {7, kVersion7},
 }};
 
 // PostgreSQL (pg_store.h) numbers its own versions, in the table
@@ -320,8 +329,10 @@ CREATE TABLE hosts (
 );
 )sql";
 
-constexpr std::array<Migration, 1> kPgMigrations = {{
+// Version 2 is SQLite's version 7.
+constexpr std::array<Migration, 2> kPgMigrations = {{
     {1, kPgVersion1},
+    {2, kVersion7},
 }};
 
 }  // namespace

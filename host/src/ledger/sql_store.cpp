@@ -244,20 +244,22 @@ constexpr const char* kInterruptHostOpenRuns =
 // Leases (Store::renew_lease and the rest).
 #define JOBHOST_HOST_COLUMNS                                                              \
   "id, incarnation, pid, version, started_at, heartbeat_at, lease_until, taken_over_at, " \
-  "taken_over_by"
+  "taken_over_by, definitions, plugins"
 constexpr const char* kHostRow =
     "SELECT incarnation, started_at, taken_over_at, lease_until FROM hosts WHERE id = ?";
 constexpr const char* kHostRowPg =
     "SELECT incarnation, started_at, taken_over_at, lease_until FROM hosts WHERE id = ? "
     "FOR UPDATE";
 constexpr const char* kRegisterHost =
-    "INSERT INTO hosts (id, incarnation, pid, version, started_at, heartbeat_at, lease_until) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+    "INSERT INTO hosts (id, incarnation, pid, version, started_at, heartbeat_at, lease_until, "
+    "definitions, plugins) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
     "incarnation = excluded.incarnation, pid = excluded.pid, version = excluded.version, "
     "started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, "
-    "lease_until = excluded.lease_until, taken_over_at = NULL, taken_over_by = NULL";
+    "lease_until = excluded.lease_until, taken_over_at = NULL, taken_over_by = NULL, "
+    "definitions = excluded.definitions, plugins = excluded.plugins";
 constexpr const char* kRenewHost =
-    "UPDATE hosts SET heartbeat_at = ?, lease_until = ? WHERE id = ? AND incarnation = ?";
+    "UPDATE hosts SET heartbeat_at = ?, lease_until = ?, definitions = ?, plugins = ? "
+    "WHERE id = ? AND incarnation = ?";
 constexpr const char* kEndLease =
     "UPDATE hosts SET lease_until = ?1, taken_over_at = ?1, taken_over_by = id "
     "WHERE id = ?2 AND incarnation = ?3 AND taken_over_at IS NULL";
@@ -635,6 +637,8 @@ class SqlStore final : public Store {
   Result<Lease> renew_lease(const HostRecord& me) override {
     return write_guarded(
         fmt::format("cannot renew the lease of host {}", me.id), [&]() -> Result<Lease> {
+          const std::string plugins =
+              json(me.plugins).dump(-1, ' ', false, json::error_handler_t::replace);
           WriteScope tx(*this);
           bool known = false;
           {
@@ -653,11 +657,12 @@ class SqlStore final : public Store {
             }
           }
           if (known) {
-            Query(statement(kRenewHost), me.heartbeat_at, me.lease_until, me.id, me.incarnation)
+            Query(statement(kRenewHost), me.heartbeat_at, me.lease_until, me.definitions, plugins,
+                  me.id, me.incarnation)
                 .exec();
           } else {
             Query(statement(kRegisterHost), me.id, me.incarnation, me.pid, me.version,
-                  me.started_at, me.heartbeat_at, me.lease_until)
+                  me.started_at, me.heartbeat_at, me.lease_until, me.definitions, plugins)
                 .exec();
           }
           tx.commit();
@@ -687,6 +692,14 @@ class SqlStore final : public Store {
         h.lease_until = from_ms(q.col(6).as_int64());
         h.taken_over_at = q.opt_time(7);
         h.taken_over_by = q.opt_text(8);
+        h.definitions = q.col(9).as_string();
+        // Written by jobhost as a JSON object; anything else reads as none.
+        const auto plugins = json::parse(q.col(10).as_string(), nullptr, false);
+        if (plugins.is_object()) {
+          for (const auto& [name, sha] : plugins.items()) {
+            if (sha.is_string()) h.plugins[name] = sha.get<std::string>();
+          }
+        }
         out.push_back(std::move(h));
       }
       return out;

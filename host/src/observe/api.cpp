@@ -537,6 +537,7 @@ void Api::status(const Request& request, const Respond& respond) {
   // thousands of jobs cost nothing then.
   auto summary = status_summary(store_, snapshot, wall_now(), hooks_.book);
   if (!summary) return respond(ledger_error(summary.error()));
+  (*summary)["cluster"] = hooks_.cluster ? hooks_.cluster() : json(nullptr);
   const bool with_jobs = request.arg("jobs").value_or("true") != "false";
   // Jobs come in pages of at most kMaxLimit (in config order), so that the
   // answer stays small and quick whatever the number of jobs.

@@ -33,6 +33,9 @@ struct ApiHooks {
   // aggregating each job's runs in the ledger at every request. Without it
   // (tests, tools) they come from the ledger's queries, with equal figures.
   const JobBook* book = nullptr;
+  // On a shared ledger: {"live_hosts", "skew"} (daemon/membership.h), shown
+  // as status's summary.cluster; unset: null.
+  std::function<nlohmann::json()> cluster;
 };
 
 // The opaque cursor of GET runs: the last run of a page.

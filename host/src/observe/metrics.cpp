@@ -449,6 +449,19 @@ std::string Metrics::render() const {
              "Fork servers started to replace one that died or retired.");
     w.sample("jobhost_fork_server_restarts_total", "", options_.fork_server_restarts());
   }
+  if (options_.cluster) {
+    const ClusterFigures cluster = options_.cluster();
+    w.family("jobhost_cluster_hosts", "gauge",
+             "Hosts holding a lease on the shared ledger, as of this host's last heartbeat.");
+    w.sample("jobhost_cluster_hosts", "", static_cast<uint64_t>(cluster.live_hosts));
+    w.family("jobhost_cluster_skew", "gauge",
+             "Live hosts whose job definitions differ from most hosts' (kind=definitions); "
+             "plugins built differently across the live hosts (kind=plugins).");
+    w.sample("jobhost_cluster_skew", label("kind", "definitions"),
+             static_cast<uint64_t>(cluster.hosts_with_other_definitions));
+    w.sample("jobhost_cluster_skew", label("kind", "plugins"),
+             static_cast<uint64_t>(cluster.plugins_built_differently));
+  }
   w.family("jobhost_plugin_metrics_dropped_total", "counter",
            "Plugin metric values not exported: a new name beyond 64 per job or 10000 in all.");
   w.sample("jobhost_plugin_metrics_dropped_total", "", plugin_metrics_dropped_);

@@ -102,11 +102,19 @@ class Metrics final : public engine::Observer {
     std::optional<TimePoint> last_run;
   };
 
+  // Several hosts on one ledger (docs/cluster.md), as of the last heartbeat.
+  struct ClusterFigures {
+    int live_hosts = 0;
+    int hosts_with_other_definitions = 0;  // than most hosts'
+    int plugins_built_differently = 0;     // across the live hosts
+  };
+
   struct Options {
     std::string version;  // jobhost_build_info{version}
     // Scrape-time sources; unset ones are not rendered.
     const engine::Engine* engine = nullptr;  // queue, in flight, next fires, jobs, plugins
     std::function<uint64_t()> fork_server_restarts;
+    std::function<ClusterFigures()> cluster;  // on a shared ledger only
     // Clock of the *_timestamp_seconds gauges; defaults to the wall clock.
     std::function<TimePoint()> clock;
   };

@@ -282,6 +282,22 @@ function setTile(id, text, cls) {
 }
 function num(x) { return x === null || x === undefined ? '–' : String(x); }
 
+// Several hosts on one ledger: how many hold a lease, and the skew between
+// them (hosts defining the jobs otherwise, plugins built differently).
+function renderCluster(cluster) {
+  $('tile-hosts-box').hidden = !cluster;
+  if (!cluster) return;
+  const skew = cluster.skew || {};
+  const others = skew.hosts_with_other_definitions || [];
+  const plugins = Object.keys(skew.plugins_built_differently || {});
+  const problems = [];
+  if (others.length) problems.push('definitions differ on ' + others.join(', '));
+  if (plugins.length) problems.push('builds differ: ' + plugins.join(', '));
+  setTile('tile-hosts', problems.length ? cluster.live_hosts + ' live, skew' : cluster.live_hosts + ' live',
+    problems.length ? 'bad' : 'good');
+  $('tile-hosts').title = problems.join('; ');
+}
+
 function renderStatus(status) {
   const summary = status.summary || {};
   const hour = summary.last_hour || {};
@@ -296,6 +312,7 @@ function renderStatus(status) {
   const ok = ledger.healthy;
   setTile('tile-ledger', ok === undefined ? '–' : ok ? 'healthy' : 'backlog ' + ledger.backlog, ok === false ? 'bad' : ok ? 'good' : '');
   $('tile-ledger').title = ledger.reason || '';
+  renderCluster(summary.cluster);
   renderLive(status.running || []);
 }
 
