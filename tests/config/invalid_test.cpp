@@ -123,6 +123,8 @@ TEST_CASE("each mistake is one error at its line:col with a message that helps")
       {"[store]\nurl = \"mysql://db/x\"\n", "2:7",
        "url in [store]: a PostgreSQL connection URI, as \"postgresql://"},
       {"[store]\nuri = \"postgresql://db/x\"\n", "2:1", "unknown key \"uri\" in [store]"},
+      {"[host]\nid = \"localhost\"\n[store]\nurl = \"postgresql://db/x\"\n", "4:7",
+       "[host] id \"localhost\" cannot tell this host from the others sharing the ledger"},
       {"store = 1\n", "1:9", "[store]"},
       {"[store]\nheartbeat = \"0s\"\n", "2:13", "heartbeat in [store]: at least 100ms"},
       {"[store]\nheartbeat = \"10ms\"\n", "2:13", "at least 100ms (every heartbeat writes"},

@@ -259,7 +259,7 @@ TEST_CASE("on a shared ledger, hosts started at different times agree on an ever
           "[engine][dispatch][cluster]") {
   // [store] url only changes the anchor here: the rig's ledger stays SQLite.
   const std::string shared =
-      "park_lead = \"0s\"\n[store]\nurl = \"postgresql://jobhost@127.0.0.1/unused\"\n";
+      "park_lead = \"0s\"\nid = \"h1\"\n[store]\nurl = \"postgresql://jobhost@127.0.0.1/unused\"\n";
   const std::string job = R"(
 [jobs.tick]
 plugin = "noop"

@@ -404,6 +404,15 @@ class Loader {
     if (host.plugin_dir.empty()) host.plugin_dir = config_dir_ / "plugins";
     if (host.state_dir.empty()) host.state_dir = config_dir_ / "var";
     if (host.id.empty()) host.id = default_host_id();
+    if (!host.store_url.empty() && (host.id == "localhost" || host.id == "localhost.localdomain")) {
+      // Every host named so would be one host to the others: each would
+      // take the others' lease, and fence them in turn.
+      error(store_url_pos_,
+            fmt::format("[host] id \"{}\" cannot tell this host from the others sharing the "
+                        "ledger at [store] url: set [host] id to a name of its own (e.g. the "
+                        "machine's DNS name)",
+                        host.id));
+    }
   }
 
   // Where each setting of a job (or of [defaults]) was written, by dotted key.
@@ -768,6 +777,7 @@ class Loader {
         continue;
       }
       host.store_url = *s;
+      store_url_pos_ = at(v);
     }
     if (host.lease < 2 * host.heartbeat) {
       error(lease_pos.value_or(at(node)),
@@ -1801,6 +1811,7 @@ class Loader {
   SourcePos host_zone_pos_;
   bool host_zone_set_ = false;
   bool host_zone_failed_ = false;
+  SourcePos store_url_pos_{};  // [store] url, for errors about it
   const date::time_zone* host_zone_ = nullptr;
   std::vector<std::string> zone_names_;
 };

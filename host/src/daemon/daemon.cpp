@@ -152,21 +152,21 @@ int run_daemon(config::Config config) {
   boost::asio::io_context io;
   // On PostgreSQL, the engine's write groups go through a worker thread with
   // a connection of its own, so that the loop never waits on the network;
-  // retention's batches through another, and the lease's renewals through a
-  // third, so that neither waits behind the other on a lock (a host paused
-  // mid-group holds its rows for idle_in_transaction_session_timeout). On
-  // SQLite, the engine writes inline.
+  // retention's batches and the alerts' writes through another, and the
+  // lease's renewals through a third, so that none waits behind another on
+  // a lock (a host paused mid-group holds its rows for
+  // idle_in_transaction_session_timeout). On SQLite, all write inline.
   observe::Metrics* metrics_ptr = nullptr;  // set once the metrics exist
-  std::unique_ptr<ledger::Store> worker_store, prune_store, lease_store;
+  std::unique_ptr<ledger::Store> worker_store, background_store, lease_store;
   std::optional<observe::TimedStore> worker_timed;
-  std::optional<ledger::StoreWorker> ledger_worker, prune_worker, lease_worker;
+  std::optional<ledger::StoreWorker> ledger_worker, background_worker, lease_worker;
   const auto deliver = [&io](std::function<void()> delivered) {
     boost::asio::post(io, std::move(delivered));
   };
   // Several hosts on one PostgreSQL ledger: this host's lease (docs/cluster.md).
   std::optional<Membership> membership;
   if (!config.host.store_url.empty()) {
-    for (auto* connection : {&worker_store, &prune_store, &lease_store}) {
+    for (auto* connection : {&worker_store, &background_store, &lease_store}) {
       auto opened = ledger::open_store(config.host);
       if (!opened) {
         log::error(opened.error().message);
@@ -180,7 +180,7 @@ int run_daemon(config::Config config) {
       });
     });
     ledger_worker.emplace(*worker_timed, deliver);
-    prune_worker.emplace(*prune_store, deliver);
+    background_worker.emplace(*background_store, deliver);
     lease_worker.emplace(*lease_store, deliver);
     membership.emplace(io, **store, *lease_worker, config.host);
     if (auto joined = membership->join(); !joined) {
@@ -253,7 +253,8 @@ int run_daemon(config::Config config) {
   engine::Engine engine(io, std::move(config), plugins, timed_store, executor, *seed);
   if (ledger_worker) {
     engine.write_through(*ledger_worker);
-    engine.prune_through(*prune_worker);
+    engine.prune_through(*background_worker);
+    alerter.write_through(*background_worker);
   }
   engine_ptr = &engine;
   metrics.set_engine(&engine);

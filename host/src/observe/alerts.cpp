@@ -421,18 +421,24 @@ void Alerter::save(const std::string& name, const Job& job, AlertKind kind,
                           s.window_start,
                           failing ? job.failing_pending : job.silent_pending,
                           failing ? job.failing_message : job.silent_message};
-  if (auto saved = store_.save_alert_state(row, now(), event); !saved) {
-    log::warn("alerts: state kept in memory only: " + saved.error().message, {name});
-  }
+  writes_->run([row = std::move(row), at = now(), event = std::move(event)](
+                   ledger::Store& store) { return store.save_alert_state(row, at, event); },
+               [name](const Result<void>& saved) {
+                 if (!saved) {
+                   log::warn("alerts: state kept in memory only: " + saved.error().message, {name});
+                 }
+               });
 }
 
 void Alerter::record(const std::string& job, std::string_view kind, json detail) {
   ledger::Event event{
       0,   now(),        std::string(kind),
       job, std::nullopt, detail.dump(-1, ' ', false, json::error_handler_t::replace)};
-  if (auto added = store_.add_event(event); !added) {
-    log::warn("alerts: event not recorded: " + added.error().message, {job});
-  }
+  writes_->run([event = std::move(event)](ledger::Store& store) { return store.add_event(event); },
+               [job](const Result<void>& added) {
+                 if (!added)
+                   log::warn("alerts: event not recorded: " + added.error().message, {job});
+               });
 }
 
 void Alerter::drain(Duration timeout, std::function<void()> done) {

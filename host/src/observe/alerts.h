@@ -22,6 +22,7 @@
 #include "config/config.h"
 #include "engine/observer.h"
 #include "ledger/store.h"
+#include "ledger/store_worker.h"
 #include "observe/alert_rules.h"
 #include "observe/notifier.h"
 
@@ -58,6 +59,10 @@ class Alerter final : public engine::Observer {
   // decided but did not deliver, checks every silence now (a host that was
   // down past a job's window alerts here), and arms the silence timer.
   void start();
+  // Alert state and events are written through `writes` from now on, before
+  // start() (a worker of its own on PostgreSQL: the loop never waits on
+  // them); `writes` must outlive the alerter. Else inline on the store.
+  void write_through(ledger::StoreWorker& writes) { writes_ = &writes; }
   // New settings and notifiers (a reload; `config` as for the constructor).
   // Jobs keep their state; a kind turned off while firing is cleared (event
   // alert_cleared, no notice).
@@ -135,6 +140,8 @@ class Alerter final : public engine::Observer {
 
   boost::asio::io_context& io_;
   ledger::Store& store_;
+  ledger::StoreWorker inline_writes_{store_};
+  ledger::StoreWorker* writes_ = &inline_writes_;  // alert state and events
   Clock clock_;
   std::string host_;
   const config::Config* config_ = nullptr;        // the latest given
