@@ -12,10 +12,12 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <future>
 #include <mutex>
 #include <thread>
 
 #include "support/harness.h"
+#include "support/http_client.h"
 #include "support/skip.h"
 #include "support/test_ledger.h"
 
@@ -226,6 +228,9 @@ TEST_CASE("a database that stalls holds no timer of a run in flight", "[cluster]
   // A lease far longer than the stall: the host is not fenced, and its
   // heartbeats fall due during the stall.
   TestHost host({"sleeper.so"}, R"(
+[http]
+listen = "127.0.0.1:0"
+
 [jobs.bounded]
 plugin = "sleeper"
 schedule = "@manual"
@@ -240,9 +245,19 @@ params = { seconds = 60 }
   REQUIRE(wait_for([&] { return history(host.config(), "bounded").size() == 1; }, 10s));
   // Its timeout falls within the stall: the loop kills it on time (a loop
   // waiting on the database would kill it only after the stall).
+  const auto port = wait_http_port(host.daemon());
+  REQUIRE(port);
   proxy.stall();
-  std::this_thread::sleep_for(6s);
+  // A request that reads the ledger waits for it (on the API's read worker),
+  // not the loop: the metrics answer meanwhile.
+  auto runs_read = std::async(std::launch::async, [&] { return http_get(*port, "/api/v1/runs"); });
+  std::this_thread::sleep_for(1s);
+  HttpConnection connection(*port, "127.0.0.1", 2s);
+  const auto metrics = connection.request("GET", "/metrics", "", {}, 2s);
+  CHECK(metrics.status == 200);  // 0 after 2 s without an answer
+  std::this_thread::sleep_for(5s);
   proxy.resume();
+  CHECK(runs_read.get().status == 200);
   REQUIRE(wait_for(
       [&] {
         auto runs = history(host.config(), "bounded");

@@ -155,18 +155,19 @@ int run_daemon(config::Config config) {
   // retention's batches and the alerts' writes through another, and the
   // lease's renewals through a third, so that none waits behind another on
   // a lock (a host paused mid-group holds its rows for
-  // idle_in_transaction_session_timeout). On SQLite, all write inline.
+  // idle_in_transaction_session_timeout); the JSON API's reads through a
+  // fourth. On SQLite, all go inline.
   observe::Metrics* metrics_ptr = nullptr;  // set once the metrics exist
-  std::unique_ptr<ledger::Store> worker_store, background_store, lease_store;
+  std::unique_ptr<ledger::Store> worker_store, background_store, lease_store, reader_store;
   std::optional<observe::TimedStore> worker_timed;
-  std::optional<ledger::StoreWorker> ledger_worker, background_worker, lease_worker;
+  std::optional<ledger::StoreWorker> ledger_worker, background_worker, lease_worker, reader_worker;
   const auto deliver = [&io](std::function<void()> delivered) {
     boost::asio::post(io, std::move(delivered));
   };
   // Several hosts on one PostgreSQL ledger: this host's lease (docs/cluster.md).
   std::optional<Membership> membership;
   if (!config.host.store_url.empty()) {
-    for (auto* connection : {&worker_store, &background_store, &lease_store}) {
+    for (auto* connection : {&worker_store, &background_store, &lease_store, &reader_store}) {
       auto opened = ledger::open_store(config.host);
       if (!opened) {
         log::error(opened.error().message);
@@ -182,6 +183,7 @@ int run_daemon(config::Config config) {
     ledger_worker.emplace(*worker_timed, deliver);
     background_worker.emplace(*background_store, deliver);
     lease_worker.emplace(*lease_store, deliver);
+    reader_worker.emplace(*reader_store, deliver);
     membership.emplace(io, **store, *lease_worker, config.host);
     if (auto joined = membership->join(); !joined) {
       log::error(joined.error().message);
@@ -282,6 +284,7 @@ int run_daemon(config::Config config) {
     };
   }
   observe::Api api(engine, **store, api_hooks);
+  if (reader_worker) api.read_through(*reader_worker);
   api_ptr = &api;
   // Who asked over the control socket, for the ledger events of actions.
   auto socket_peer = [](const nlohmann::json& request) {

@@ -423,30 +423,44 @@ void Api::list_jobs(const Request& request, const Respond& respond) {
 }
 
 void Api::get_job(const Request& request, const Respond& respond) {
-  const std::string& name = request.params.at("name");
-  const config::JobConfig* cfg = engine_.config().find_job(name);
-  if (!cfg) return respond(Response::error(404, fmt::format("no job named \"{}\"", name)));
-  auto stats = store_.job_stats(name);
-  if (!stats) return respond(ledger_error(stats.error()));
-  auto window = store_.window_runs({name});
-  if (!window) return respond(ledger_error(window.error()));
-  json j = job_json(*cfg, &*stats, stats->next_fire, engine_.paused(name));
-  set_window(j, window->empty() ? std::vector<ledger::WindowRun>{} : window->front().second);
-  // job_stats has the same figures as window_runs, over the same window.
-  j["mean_duration_ms"] = opt_ms(stats->mean_duration);
-  j["p50_duration_ms"] = opt_ms(stats->p50_duration);
-  j["p95_duration_ms"] = opt_ms(stats->p95_duration);
-  j["timezone"] = text(cfg->settings->timezone);
-  j["definition_hash"] = text(cfg->definition_hash);
-  j["last_fire"] = opt_time(stats->last_fire);
-  j["paused_at"] = opt_time(stats->paused_at);
-  j["paused_by"] = stats->paused_by ? text(*stats->paused_by) : json(nullptr);
-  json next = json::array();
-  for (TimePoint t : engine_.upcoming_slots(name, kNextFires))
-    next.push_back(ledger::format_utc(t));
-  j["next_fires"] = std::move(next);
-  j["alerts"] = hooks_.alerts ? hooks_.alerts(name) : json(nullptr);
-  respond(ok(j));
+  const std::string name = request.params.at("name");
+  if (!engine_.config().find_job(name)) {
+    return respond(Response::error(404, fmt::format("no job named \"{}\"", name)));
+  }
+  struct Reads {
+    Result<ledger::JobStats> stats;
+    Result<std::vector<std::pair<std::string, std::vector<ledger::WindowRun>>>> window;
+  };
+  reads_->run(
+      [name](ledger::Store& store) {
+        return Reads{store.job_stats(name), store.window_runs({name})};
+      },
+      [this, name, respond](Reads read) {
+        // The config as of now: a reload may have come meanwhile.
+        const config::JobConfig* cfg = engine_.config().find_job(name);
+        if (!cfg) return respond(Response::error(404, fmt::format("no job named \"{}\"", name)));
+        if (!read.stats) return respond(ledger_error(read.stats.error()));
+        if (!read.window) return respond(ledger_error(read.window.error()));
+        const ledger::JobStats& stats = *read.stats;
+        json j = job_json(*cfg, &stats, stats.next_fire, engine_.paused(name));
+        set_window(j, read.window->empty() ? std::vector<ledger::WindowRun>{}
+                                           : read.window->front().second);
+        // job_stats has the same figures as window_runs, over the same window.
+        j["mean_duration_ms"] = opt_ms(stats.mean_duration);
+        j["p50_duration_ms"] = opt_ms(stats.p50_duration);
+        j["p95_duration_ms"] = opt_ms(stats.p95_duration);
+        j["timezone"] = text(cfg->settings->timezone);
+        j["definition_hash"] = text(cfg->definition_hash);
+        j["last_fire"] = opt_time(stats.last_fire);
+        j["paused_at"] = opt_time(stats.paused_at);
+        j["paused_by"] = stats.paused_by ? text(*stats.paused_by) : json(nullptr);
+        json next = json::array();
+        for (TimePoint t : engine_.upcoming_slots(name, kNextFires))
+          next.push_back(ledger::format_utc(t));
+        j["next_fires"] = std::move(next);
+        j["alerts"] = hooks_.alerts ? hooks_.alerts(name) : json(nullptr);
+        respond(ok(j));
+      });
 }
 
 void Api::list_runs(const Request& request, const Respond& respond) {
@@ -488,36 +502,49 @@ void Api::list_runs(const Request& request, const Respond& respond) {
       return respond(Response::error(400, "cursor: not one this API gave (use next_cursor as is)"));
     }
   }
-  auto runs = store_.query_runs(query);
-  if (!runs) return respond(ledger_error(runs.error()));
-  json next_cursor = nullptr;
-  if (runs->size() > static_cast<std::size_t>(*limit)) {
-    runs->resize(static_cast<std::size_t>(*limit));
-    next_cursor = encode_cursor({runs->back().started_at, runs->back().run_id});
-  }
-  json out = json::array();
-  for (const auto& run : *runs) out.push_back(run);
-  respond(ok({{"runs", std::move(out)}, {"next_cursor", std::move(next_cursor)}}));
+  reads_->run([query](ledger::Store& store) { return store.query_runs(query); },
+              [respond, limit = static_cast<std::size_t>(*limit)](
+                  Result<std::vector<ledger::RunRecord>> runs) {
+                if (!runs) return respond(ledger_error(runs.error()));
+                json next_cursor = nullptr;
+                if (runs->size() > limit) {
+                  runs->resize(limit);
+                  next_cursor = encode_cursor({runs->back().started_at, runs->back().run_id});
+                }
+                json out = json::array();
+                for (const auto& run : *runs) out.push_back(run);
+                respond(ok({{"runs", std::move(out)}, {"next_cursor", std::move(next_cursor)}}));
+              });
 }
 
 void Api::get_run(const Request& request, const Respond& respond) {
-  const std::string& id = request.params.at("id");
-  auto run = store_.get_run(id);
-  if (!run) return respond(ledger_error(run.error()));
-  if (!*run) return respond(Response::error(404, fmt::format("no run {}", id)));
-  json j = **run;
-  j["output_tail"] = text((*run)->output_tail);
-  auto events = store_.run_events(id, kRunEvents);
-  if (!events) return respond(ledger_error(events.error()));
-  j["events"] = *events;
-  auto attempts = store_.slot_runs((*run)->job, (*run)->scheduled_for);
-  if (!attempts) return respond(ledger_error(attempts.error()));
-  json others = json::array();
-  for (const auto& a : *attempts) {
-    if (a.run_id != id) others.push_back(a);
-  }
-  j["attempts"] = std::move(others);
-  respond(ok(j));
+  const std::string id = request.params.at("id");
+  // The run, its events and the other attempts of its slot, or the response
+  // to give instead.
+  using Read = std::variant<json, Response>;
+  reads_->run(
+      [id](ledger::Store& store) -> Read {
+        auto run = store.get_run(id);
+        if (!run) return ledger_error(run.error());
+        if (!*run) return Response::error(404, fmt::format("no run {}", id));
+        json j = **run;
+        j["output_tail"] = text((*run)->output_tail);
+        auto events = store.run_events(id, kRunEvents);
+        if (!events) return ledger_error(events.error());
+        j["events"] = *events;
+        auto attempts = store.slot_runs((*run)->job, (*run)->scheduled_for);
+        if (!attempts) return ledger_error(attempts.error());
+        json others = json::array();
+        for (const auto& a : *attempts) {
+          if (a.run_id != id) others.push_back(a);
+        }
+        j["attempts"] = std::move(others);
+        return j;
+      },
+      [respond](Read read) {
+        if (auto* j = std::get_if<json>(&read)) return respond(ok(*j));
+        respond(std::move(std::get<Response>(read)));
+      });
 }
 
 void Api::list_events(const Request& request, const Respond& respond) {
@@ -525,19 +552,16 @@ void Api::list_events(const Request& request, const Respond& respond) {
   auto limit = int_arg(request, "limit", 100, 1, kMaxLimit);
   if (!since) return respond(Response::error(400, since.error()));
   if (!limit) return respond(Response::error(400, limit.error()));
-  auto events = store_.events_after(*since, static_cast<int>(*limit));
-  if (!events) return respond(ledger_error(events.error()));
-  int64_t next = events->empty() ? *since : events->back().id;
-  respond(ok({{"events", *events}, {"next_since", next}}));
+  reads_->run([since = *since, limit = static_cast<int>(*limit)](
+                  ledger::Store& store) { return store.events_after(since, limit); },
+              [respond, since = *since](const Result<std::vector<ledger::Event>>& events) {
+                if (!events) return respond(ledger_error(events.error()));
+                int64_t next = events->empty() ? since : events->back().id;
+                respond(ok({{"events", *events}, {"next_since", next}}));
+              });
 }
 
 void Api::status(const Request& request, const Respond& respond) {
-  json snapshot = engine_.snapshot();
-  // The dashboard's header tiles; it asks with jobs=false every second, so
-  // thousands of jobs cost nothing then.
-  auto summary = status_summary(store_, snapshot, wall_now(), hooks_.book);
-  if (!summary) return respond(ledger_error(summary.error()));
-  (*summary)["cluster"] = hooks_.cluster ? hooks_.cluster() : json(nullptr);
   const bool with_jobs = request.arg("jobs").value_or("true") != "false";
   // Jobs come in pages of at most kMaxLimit (in config order), so that the
   // answer stays small and quick whatever the number of jobs.
@@ -545,21 +569,51 @@ void Api::status(const Request& request, const Respond& respond) {
   auto offset = int_arg(request, "offset", 0, 0, 1'000'000'000);
   if (!limit) return respond(Response::error(400, limit.error()));
   if (!offset) return respond(Response::error(400, offset.error()));
+  // With the book: three reads (the pending retries, the paused jobs, the
+  // runs in flight), through the read worker; the rest is in memory. Else
+  // (tests, tools) the ledger's figures, job by job, here.
+  if (!hooks_.book) {
+    StatusReads read;
+    auto summary = status_summary(store_, engine_.snapshot(), wall_now());
+    if (!summary) return respond(ledger_error(summary.error()));
+    read.running = store_.running_runs();
+    return status_answer(with_jobs, *limit, *offset, std::move(*summary), std::move(read), respond);
+  }
+  reads_->run(
+      [with_jobs](ledger::Store& store) {
+        StatusReads read;
+        read.retries = store.pending_retries();
+        if (with_jobs) read.paused = store.paused_jobs();
+        read.running = store.running_runs();
+        return read;
+      },
+      [this, with_jobs, limit = *limit, offset = *offset, respond](StatusReads read) {
+        if (!read.retries) return respond(ledger_error(read.retries.error()));
+        // The dashboard's header tiles; it asks with jobs=false every
+        // second, so thousands of jobs cost nothing then.
+        json snapshot = engine_.snapshot();
+        json summary = status_summary(snapshot, *last_hour_json(store_, wall_now(), hooks_.book),
+                                      read.retries->size());
+        status_answer(with_jobs, limit, offset, std::move(summary), std::move(read), respond);
+      });
+}
+
+void Api::status_answer(bool with_jobs, int64_t limit, int64_t offset, json summary,
+                        StatusReads read, const Respond& respond) {
+  summary["cluster"] = hooks_.cluster ? hooks_.cluster() : json(nullptr);
+  json snapshot = engine_.snapshot();
   const auto& configured = engine_.config().jobs;
-  const std::size_t first = std::min(configured.size(), static_cast<std::size_t>(*offset));
-  const std::size_t last = std::min(configured.size(), first + static_cast<std::size_t>(*limit));
+  const std::size_t first = std::min(configured.size(), static_cast<std::size_t>(offset));
+  const std::size_t last = std::min(configured.size(), first + static_cast<std::size_t>(limit));
   json builds = with_jobs ? engine_.next_builds() : json::array();
   // With the book: its figures, the engine's next fire with the config's
   // definition hash (what the engine writes with upsert_job whenever it
-  // plans a fire) and one read of the paused jobs; else one job_stats per job.
+  // plans a fire) and the paused jobs read; else one job_stats per job.
   const JobBook* book = hooks_.book;
-  std::vector<ledger::JobStats> paused;
   std::unordered_map<std::string_view, const ledger::JobStats*> paused_by_name;
   if (book && with_jobs) {
-    auto read = store_.paused_jobs();
-    if (!read) return respond(ledger_error(read.error()));
-    paused = std::move(*read);
-    for (const auto& p : paused) paused_by_name.emplace(p.job, &p);
+    if (!read.paused) return respond(ledger_error(read.paused.error()));
+    for (const auto& p : *read.paused) paused_by_name.emplace(p.job, &p);
   }
   json jobs = json::array();
   for (std::size_t i = first; with_jobs && i < last; ++i) {
@@ -582,9 +636,9 @@ void Api::status(const Request& request, const Respond& respond) {
         stats.paused_by = it->second->paused_by;
       }
     } else {
-      auto read = store_.job_stats(cfg.name);
-      if (!read) return respond(ledger_error(read.error()));
-      stats = std::move(*read);
+      auto one = store_.job_stats(cfg.name);
+      if (!one) return respond(ledger_error(one.error()));
+      stats = std::move(*one);
     }
     json entry = stats;
     entry["enabled"] = cfg.settings->enabled;
@@ -595,10 +649,9 @@ void Api::status(const Request& request, const Respond& respond) {
     }
     jobs.push_back(std::move(entry));
   }
-  auto running = store_.running_runs();
-  if (!running) return respond(ledger_error(running.error()));
+  if (!read.running) return respond(ledger_error(read.running.error()));
   json in_flight = json::array();
-  for (const auto& run : *running) in_flight.push_back(run);
+  for (const auto& run : *read.running) in_flight.push_back(run);
   respond(ok({{"daemon",
                {{"running", true},
                 {"pid", getpid()},
@@ -608,7 +661,7 @@ void Api::status(const Request& request, const Respond& respond) {
               {"jobs_total", configured.size()},
               {"next_offset", with_jobs && last < configured.size() ? json(last) : json(nullptr)},
               {"running", std::move(in_flight)},
-              {"summary", std::move(*summary)}}));
+              {"summary", std::move(summary)}}));
 }
 
 void Api::trigger(const Request& request, const Respond& respond) {

@@ -14,6 +14,7 @@
 
 #include "engine/engine.h"
 #include "ledger/store.h"
+#include "ledger/store_worker.h"
 #include "observe/http.h"
 #include "observe/job_book.h"
 
@@ -62,6 +63,11 @@ class Api {
   // token_file configured, actions are refused (403); with one that cannot
   // be read or is empty, too (403, naming the file), and the error is returned.
   Result<void> reload_token();
+  // The reads of GET jobs/{name}, runs, runs/{id}, events and status (with
+  // the job book) go through `reads` from now on: on PostgreSQL a worker
+  // with a connection of its own, so that a request never holds the loop
+  // while the database answers. `reads` must outlive the Api.
+  void read_through(ledger::StoreWorker& reads) { reads_ = &reads; }
 
  private:
   // The caller's name for ledger events, or the refusal (401/403).
@@ -73,6 +79,14 @@ class Api {
   void get_run(const Request& request, const Respond& respond);
   void list_events(const Request& request, const Respond& respond);
   void status(const Request& request, const Respond& respond);
+  // What status reads from the ledger (paused: with the book and jobs only).
+  struct StatusReads {
+    Result<std::vector<ledger::PendingRetry>> retries{};
+    Result<std::vector<ledger::JobStats>> paused{};
+    Result<std::vector<ledger::RunRecord>> running{};
+  };
+  void status_answer(bool with_jobs, int64_t limit, int64_t offset, nlohmann::json summary,
+                     StatusReads read, const Respond& respond);
   void trigger(const Request& request, const Respond& respond);
   void pause(const Request& request, const Respond& respond, bool paused);
   void cancel(const Request& request, const Respond& respond);
@@ -80,6 +94,8 @@ class Api {
 
   engine::Engine& engine_;
   ledger::Store& store_;
+  ledger::StoreWorker inline_reads_{store_};
+  ledger::StoreWorker* reads_ = &inline_reads_;  // see read_through
   ApiHooks hooks_;
   std::filesystem::path token_file_;  // empty: none configured
   std::optional<std::string> token_;  // nullopt: none usable

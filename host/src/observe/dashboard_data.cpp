@@ -28,7 +28,11 @@ Result<nlohmann::json> status_summary(ledger::Store& store, const nlohmann::json
   if (!hour) return std::unexpected(hour.error());
   auto retries = store.pending_retries();
   if (!retries) return std::unexpected(retries.error());
+  return status_summary(engine_snapshot, std::move(*hour), retries->size());
+}
 
+nlohmann::json status_summary(const nlohmann::json& engine_snapshot, nlohmann::json last_hour,
+                              std::size_t pending_retries) {
   const auto running = engine_snapshot.value("running", nlohmann::json::array());
   const auto backlog = engine_snapshot.value("ledger_backlog", nlohmann::json::object());
   const auto waiting = backlog.value("records", std::size_t{0});
@@ -42,8 +46,8 @@ Result<nlohmann::json> status_summary(ledger::Store& store, const nlohmann::json
   }
   return nlohmann::json{{"runs_in_flight", running.is_array() ? running.size() : 0},
                         {"queue_depth", engine_snapshot.value("queued", std::size_t{0})},
-                        {"pending_retries", retries->size()},
-                        {"last_hour", std::move(*hour)},
+                        {"pending_retries", pending_retries},
+                        {"last_hour", std::move(last_hour)},
                         {"ledger", std::move(ledger)}};
 }
 

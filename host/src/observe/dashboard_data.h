@@ -28,5 +28,9 @@ Result<nlohmann::json> last_hour_json(ledger::Store& store, TimePoint now,
 // Error: ledger unreadable.
 Result<nlohmann::json> status_summary(ledger::Store& store, const nlohmann::json& engine_snapshot,
                                       TimePoint now, const JobBook* book = nullptr);
+// The same from what was read: `last_hour` (last_hour_json) and the number
+// of pending retries.
+nlohmann::json status_summary(const nlohmann::json& engine_snapshot, nlohmann::json last_hour,
+                              std::size_t pending_retries);
 
 }  // namespace jobhost::observe
