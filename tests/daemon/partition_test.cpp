@@ -102,7 +102,8 @@ class Proxy {
       for (int i = 0; i < 2 && !done; ++i) {
         if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
         const ssize_t n = ::read(fds[i].fd, buffer, sizeof buffer);
-        done = n <= 0 || ::write(fds[1 - i].fd, buffer, static_cast<std::size_t>(n)) != n;
+        done =
+            n <= 0 || ::send(fds[1 - i].fd, buffer, static_cast<std::size_t>(n), MSG_NOSIGNAL) != n;
       }
       if (done) break;
     }
@@ -268,4 +269,37 @@ params = { seconds = 60 }
   INFO(run.dump() << "\n" << host.log());
   CHECK(run["duration_ms"].get<int64_t>() < 4500);
   CHECK_THAT(host.log(), !Catch::Contains("fenced"));
+}
+
+TEST_CASE("a host stopped while its database hangs exits within the answer timeout", "[cluster]") {
+  TestLedger ledger(TestLedger::Kind::postgresql);
+  if (!ledger.available()) JOBHOST_SKIP(ledger.why());
+  const std::string url = ledger.url();
+  const auto colon = url.rfind(':');
+  const auto slash = url.find('/', colon);
+  Proxy proxy(std::stoi(url.substr(colon + 1, slash - colon - 1)));
+  const std::string proxied =
+      url.substr(0, colon + 1) + std::to_string(proxy.port()) + url.substr(slash);
+  TestHost host({"sleeper.so"}, R"(
+[jobs.tick]
+plugin = "sleeper"
+schedule = "* * * * * *"
+params = { seconds = 0.1 }
+)",
+                "id = \"host-a\"\n\n[store]\nurl = \"" + proxied +
+                    "\"\nheartbeat = \"500ms\"\nlease = \"30s\"\n");
+  REQUIRE(wait_for([&] { return history(host.config(), "tick").size() >= 2; }, 10s));
+  // The server neither answers nor closes (a stopped process whose kernel
+  // still acknowledges): every call waits for its answer timeout, not for
+  // ever, and the stop goes through with what could not be written logged.
+  proxy.stall();
+  std::this_thread::sleep_for(1s);
+  const auto asked = std::chrono::steady_clock::now();
+  host.stop(0, 40s);
+  const auto took = std::chrono::steady_clock::now() - asked;
+  proxy.resume();
+  INFO(host.log());
+  CHECK(took < 35s);
+  CHECK_THAT(host.log(), Catch::Contains("did not answer within 10 s"));
+  CHECK_THAT(host.log(), Catch::Contains("lease is left to run out"));
 }

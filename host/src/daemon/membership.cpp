@@ -90,7 +90,11 @@ void Membership::beat() {
       },
       [this, asked](Beat beat) {
         beating_ = false;
-        if (!left_) on_beat(asked, std::move(beat));
+        if (left_) {
+          refusing_ |= !beat.lease;  // leave() judges by it
+          return;
+        }
+        on_beat(asked, std::move(beat));
       });
 }
 
@@ -166,6 +170,12 @@ void Membership::leave() {
   left_ = true;
   timer_.cancel();
   worker_.settle();  // the renewal in flight, if any
+  if (refusing_) {
+    // The ledger did not answer the last renewal: the lease is left to run
+    // out (another host takes over what is open), and the stop not held.
+    log::warn("the ledger does not answer: this host's lease is left to run out");
+    return;
+  }
   // Runs whose end the ledger never got stay open: the lease then runs out
   // and another host takes them over, instead of nobody.
   auto running = store_.running_runs();

@@ -3,8 +3,13 @@
 #include <fmt/format.h>
 #include <libpq-fe.h>
 
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <optional>
 #include <unordered_map>
 #include <unordered_set>
@@ -26,6 +31,13 @@ struct PgError : std::runtime_error {
 };
 
 constexpr unsigned kByteaOid = 17;
+// How long a statement's answer is waited for. Past it the connection is
+// dropped (the server rolls its transaction back) and the call fails: a
+// server stopped or hung (SIGSTOP, a frozen VM), whose kernel still
+// acknowledges and answers keepalives, would otherwise hold the calling
+// thread for ever. Above lock_timeout (5 s): a statement waiting on a lock
+// fails on its own first.
+constexpr std::chrono::milliseconds kAnswerTimeout{10'000};
 
 // The key of the advisory lock migrations hold ("JBHL").
 constexpr int64_t kMigrationLock = kApplicationId;
@@ -288,16 +300,50 @@ class PgConnection final : public sql::Connection {
                     const std::vector<int>& lengths, const std::vector<int>& formats) {
     ensure_connected();
     if (!statement.name().empty() && !prepared_.contains(statement.name())) {
-      PQclear(check(PQprepare(conn_, statement.name().c_str(), statement.sql().c_str(),
-                              statement.count(), nullptr)));
+      PQclear(answer(PQsendPrepare(conn_, statement.name().c_str(), statement.sql().c_str(),
+                                   statement.count(), nullptr)));
       prepared_.insert(statement.name());
     }
     if (statement.name().empty()) {
-      return check(PQexecParams(conn_, statement.sql().c_str(), statement.count(), nullptr,
-                                values.data(), lengths.data(), formats.data(), 0));
+      return answer(PQsendQueryParams(conn_, statement.sql().c_str(), statement.count(), nullptr,
+                                      values.data(), lengths.data(), formats.data(), 0));
     }
-    return check(PQexecPrepared(conn_, statement.name().c_str(), statement.count(), values.data(),
-                                lengths.data(), formats.data(), 0));
+    return answer(PQsendQueryPrepared(conn_, statement.name().c_str(), statement.count(),
+                                      values.data(), lengths.data(), formats.data(), 0));
+  }
+
+  // The answer of what PQsend*() sent (`sent`: its return), waited for at
+  // most kAnswerTimeout; checked as check() does.
+  PGresult* answer(int sent) {
+    if (!sent) return check(nullptr);
+    const auto deadline = std::chrono::steady_clock::now() + kAnswerTimeout;
+    PGresult* last = nullptr;
+    for (;;) {
+      while (PQisBusy(conn_)) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+          if (last) PQclear(last);
+          // The connection goes: the server ends the session and its
+          // transaction; the next call outside a transaction connects again.
+          ::shutdown(PQsocket(conn_), SHUT_RDWR);
+          PQconsumeInput(conn_);
+          while (PGresult* r = PQgetResult(conn_)) PQclear(r);
+          if (in_use_ && !in_transaction()) in_use_ = false;
+          throw PgError("", fmt::format("the database server did not answer within {} s",
+                                        kAnswerTimeout.count() / 1000));
+        }
+        pollfd ready{PQsocket(conn_), POLLIN, 0};
+        if (::poll(&ready, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) break;
+        if (!PQconsumeInput(conn_)) break;  // the connection failed: PQgetResult says so
+      }
+      PGresult* result = PQgetResult(conn_);
+      if (!result) break;
+      // One result per statement sent; an error is the last one.
+      if (last) PQclear(last);
+      last = result;
+    }
+    return check(last);
   }
 
   // Opens the connection; throws PgError.
@@ -347,7 +393,7 @@ class PgConnection final : public sql::Connection {
   // Runs `sql` with no parameters; throws PgError.
   void command(const char* sql) {
     ensure_connected();
-    PGresult* result = check(PQexec(conn_, sql));
+    PGresult* result = answer(PQsendQuery(conn_, sql));
     last_status_ = PQcmdStatus(result);
     PQclear(result);
   }
@@ -376,7 +422,7 @@ class PgConnection final : public sql::Connection {
     prepared_.clear();
     if (PQstatus(conn_) != CONNECTION_OK) throw PgError("", one_line(PQerrorMessage(conn_)));
     if (read_only_) {
-      PQclear(check(PQexec(conn_, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")));
+      PQclear(answer(PQsendQuery(conn_, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")));
     }
   }
 
