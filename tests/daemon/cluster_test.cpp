@@ -217,3 +217,62 @@ params = { greeting = ")") +
   a.stop();
   b.stop();
 }
+
+TEST_CASE("a job paused on one host is paused on every host, and resumed likewise", "[cluster]") {
+  TestLedger ledger(TestLedger::Kind::postgresql);
+  if (!ledger.available()) JOBHOST_SKIP(ledger.why());
+  const std::string jobs = R"(
+[jobs.tick]
+plugin = "hello"
+schedule = "* * * * * *"
+params = { greeting = "tick" }
+)";
+  const auto host = [&](const char* id) {
+    return "id = \"" + std::string(id) + "\"\n\n[store]\nurl = \"" + ledger.url() +
+           "\"\nheartbeat = \"500ms\"\nlease = \"2s\"\n";
+  };
+  TestHost a({"hello.so"}, jobs, host("host-a"));
+  TestHost b({"hello.so"}, jobs, host("host-b"));
+  REQUIRE(wait_for([&] { return finished(history(a.config(), "tick"), "tick").size() >= 2; }, 20s));
+  REQUIRE(run_jobhost({"pause", "tick", "--config", a.config().string()}).exit_code == 0);
+  REQUIRE(wait_for(
+      [&] {
+        return b.log().find("paused on another host sharing the ledger") != std::string::npos;
+      },
+      10s));
+  // From a second after host-b heard of it, no slot of the job runs: each
+  // is recorded skipped "paused", by whichever host claims it.
+  std::this_thread::sleep_for(1s);
+  const std::string heard = ledger::format_utc(wall_now());
+  std::this_thread::sleep_for(3s);
+  int skipped = 0;
+  for (const auto& run : history(a.config(), "tick", 200)) {
+    if (run["scheduled_for"].get<std::string>() <= heard) continue;
+    INFO(run.dump());
+    CHECK(run["outcome"] == "skipped");
+    CHECK(run["message"] == "paused");
+    ++skipped;
+  }
+  CHECK(skipped >= 2);
+
+  REQUIRE(run_jobhost({"resume", "tick", "--config", b.config().string()}).exit_code == 0);
+  REQUIRE(wait_for(
+      [&] {
+        return a.log().find("resumed on another host sharing the ledger") != std::string::npos;
+      },
+      10s));
+  const std::string resumed = ledger::format_utc(wall_now());
+  REQUIRE(wait_for(
+      [&] {
+        for (const auto& run : history(a.config(), "tick", 50)) {
+          if (run["scheduled_for"].get<std::string>() > resumed && run["outcome"] == "succeeded") {
+            return true;
+          }
+        }
+        return false;
+      },
+      10s));
+  a.stop();
+  b.stop();
+  CHECK(every_second_once(history(a.config(), "tick", 100000)).empty());
+}

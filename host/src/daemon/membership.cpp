@@ -85,6 +85,8 @@ void Membership::beat() {
           // pending (a clean stop leaves nothing to take over).
           beat.retries = store.pending_retries();
           beat.hosts = store.hosts();
+          // Pauses and resumes made on other hosts.
+          beat.paused = store.paused_jobs();
         }
         return beat;
       },
@@ -142,6 +144,7 @@ void Membership::on_beat(std::chrono::steady_clock::time_point asked, Beat beat)
     engine_->add_retries(*beat.retries);
   }
   if (beat.hosts) note_hosts(*beat.hosts);
+  if (beat.paused) engine_->sync_paused(*beat.paused, asked);
 }
 
 void Membership::note_hosts(const std::vector<ledger::HostRecord>& hosts) {

@@ -54,6 +54,7 @@ class Membership {
     Result<ledger::Takeover> takeover{};                  // when renewed
     Result<std::vector<ledger::PendingRetry>> retries{};  // when renewed
     Result<std::vector<ledger::HostRecord>> hosts{};      // when renewed
+    Result<std::vector<ledger::JobStats>> paused{};       // when renewed
   };
   void tick();
   void arm();

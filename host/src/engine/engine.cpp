@@ -13,13 +13,6 @@
 #include "exec/outcome_classify.h"
 
 namespace jobhost::engine {
-namespace {
-
-// The reason recorded for the fires of a paused job.
-const std::string kPausedReason = "paused";
-
-}  // namespace
-
 Engine::Engine(boost::asio::io_context& io, config::Config config, catalog::ScanResult plugins,
                ledger::Store& store, exec::Executor& executor, uint64_t seed, Clock clock,
                std::unique_ptr<Timer> timer)
@@ -623,6 +616,7 @@ Result<bool> Engine::pause(std::string_view name, std::string_view by) {
   JobState& job = it->second;
   auto changed = store_.set_paused(name, true, by, now());
   if (!changed) return std::unexpected(changed.error());
+  paused_here_at_ = std::chrono::steady_clock::now();
   job.paused = true;
   log::info(fmt::format("paused by {}: fires are recorded as skipped until resumed", by),
             {job.config->name});
@@ -639,6 +633,7 @@ Result<bool> Engine::resume(std::string_view name, std::string_view by) {
   }
   auto changed = store_.set_paused(name, false, by, now());
   if (!changed) return std::unexpected(changed.error());
+  paused_here_at_ = std::chrono::steady_clock::now();
   it->second.paused = false;
   log::info(fmt::format("resumed by {}", by), {it->second.config->name});
   return *changed;

@@ -46,6 +46,9 @@ inline constexpr Duration kLateTolerance = std::chrono::seconds(30);
 inline constexpr std::size_t kCheckpointEvery = 20;
 inline constexpr Duration kCheckpointGap = std::chrono::milliseconds(200);
 
+// The reason recorded for the fires of a paused job.
+inline const std::string kPausedReason = "paused";
+
 class Engine {
  public:
   using Clock = std::function<TimePoint()>;
@@ -129,6 +132,11 @@ class Engine {
   // job's retry policy, claimed once across hosts; written to the ledger
   // through the ledger worker), and each freed slot is fired now.
   void adopt(const ledger::Takeover& takeover);
+  // The jobs paused in the ledger, as read at `read_at` (steady clock): a
+  // job paused or resumed on another host sharing it is paused or resumed
+  // here. Pauses and resumes made here after `read_at` are not undone.
+  void sync_paused(const std::vector<ledger::JobStats>& paused,
+                   std::chrono::steady_clock::time_point read_at);
   // The ledger's pending retries join the timeline: another host may have
   // scheduled them and stopped since (the membership reads them each heartbeat).
   void add_retries(const std::vector<ledger::PendingRetry>& retries);
@@ -344,8 +352,9 @@ class Engine {
   std::uint64_t checkpoints_ = 0;  // done by checkpoint_if_idle (status: ledger_checkpoints)
   std::vector<Observer*> observers_;
   bool shutting_down_ = false;
-  std::string definitions_digest_;                                    // of config_'s jobs
-  bool fenced_ = false;                                               // fence(): no claims
+  std::string definitions_digest_;                          // of config_'s jobs
+  std::chrono::steady_clock::time_point paused_here_at_{};  // the last pause or resume here
+  bool fenced_ = false;                                     // fence(): no claims
   std::optional<std::chrono::steady_clock::time_point> lease_until_;  // lease_until()
   bool lease_expired() const;
   // Fires whose claim found the slot or attempt claimed already: by another

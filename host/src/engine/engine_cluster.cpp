@@ -2,6 +2,8 @@
 // fencing while this host's lease is lost, and adopting another host's runs.
 #include <fmt/core.h>
 
+#include <unordered_map>
+
 #include "common/log.h"
 #include "engine/engine.h"
 #include "engine/retry.h"
@@ -19,6 +21,30 @@ std::map<std::string, std::string> Engine::plugin_builds() const {
   std::map<std::string, std::string> out;
   for (const auto& p : plugins_.accepted) out[p.name] = p.sha256;
   return out;
+}
+
+void Engine::sync_paused(const std::vector<ledger::JobStats>& paused,
+                         std::chrono::steady_clock::time_point read_at) {
+  if (paused_here_at_ >= read_at) return;  // the read may predate a change made here
+  std::unordered_map<std::string_view, const ledger::JobStats*> in_ledger;
+  for (const auto& p : paused) in_ledger.emplace(p.job, &p);
+  for (auto& [name, job] : jobs_) {
+    const auto found = in_ledger.find(name);
+    const bool should = found != in_ledger.end();
+    if (job.retired || should == job.paused) continue;
+    job.paused = should;
+    if (!should) {
+      log::info("resumed on another host sharing the ledger", {name});
+      continue;
+    }
+    log::info(fmt::format("paused on another host sharing the ledger (by {}): fires are recorded "
+                          "as skipped until resumed",
+                          found->second->paused_by.value_or("?")),
+              {name});
+    unpark_job(job, "the job was paused");
+    skip_queued(job, kPausedReason);
+  }
+  flush_writes();
 }
 
 void Engine::fence(std::string_view why) {
