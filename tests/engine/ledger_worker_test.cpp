@@ -101,3 +101,39 @@ concurrency = "allow"
     CHECK(runs[s - 1].scheduled_for == kT0 + std::chrono::seconds(s));
   }
 }
+
+TEST_CASE("a retry read again while it waits for a run slot is one fire", "[engine][worker]") {
+  Rig rig(R"(
+[jobs.hold]
+plugin = "noop"
+schedule = "@manual"
+
+[jobs.r]
+plugin = "noop"
+schedule = "@manual"
+concurrency = "forbid"
+retry = { max_attempts = 3 }
+)",
+          Rig::Runs::fake, "max_concurrency = 1");
+  rig.start(kT0);
+  REQUIRE(rig.engine().trigger("hold"));
+  rig.settle();
+  REQUIRE(rig.fake().started.size() == 1);  // the only run slot is taken
+  // Attempt 2 of a slot of r, as the heartbeat reads it from the ledger,
+  // twice before it gets the slot.
+  REQUIRE(rig.engine().trigger("r"));  // attempt 1 waits for the slot too
+  rig.settle();
+  const auto slot = rig.now();
+  const ledger::PendingRetry retry{"r", slot - 10s, 2, slot, "trace-r"};
+  rig.engine().add_retries({retry});
+  rig.run_until(slot + 1s);
+  rig.engine().add_retries({retry});
+  rig.run_until(slot + 2s);
+  const auto queued = [&] {
+    for (const auto& job : rig.engine().figures().jobs) {
+      if (job.job == "r") return job.queued;
+    }
+    return std::size_t{999};
+  };
+  CHECK(queued() == 2);  // attempt 1 and the retry, once (it was 3: never back to 0)
+}

@@ -315,8 +315,12 @@ TEST_CASE("skew_of: the live hosts that differ", "[ledger][cluster]") {
        {live("a", "x", {{"p", "s1"}}), gone, expired},
        {},
        {}},
-      {"a host that wrote nothing yet is not compared",
+      {"a host that wrote no digest (an older jobhost) differs",
        {live("a", "x", {{"p", "s1"}}), live("b", "", {})},
+       {"b"},
+       {}},
+      {"no host wrote a digest: nothing to compare",
+       {live("a", "", {}), live("b", "", {})},
        {},
        {}},
   };

@@ -414,6 +414,9 @@ int run_daemon(config::Config config) {
   log::info(fmt::format("ready: {} job(s), max_concurrency {}", engine.config().jobs.size(),
                         engine.config().host.max_concurrency));
   io.run();
+  // Reads nobody waits for any more: not run at the exit (each could wait
+  // for the answer timeout of a database that hangs).
+  if (reader_worker) reader_worker->drop_pending();
   if (membership) membership->leave();
   // io.stop() may have left ready handlers, such as giving the last run's
   // cgroup back; the parent cgroups can only go after them and the idle ones.

@@ -244,8 +244,9 @@ void Engine::admit(Fire fire) {
                     ready_.size(), config_.host.max_concurrency));
     return;
   }
-  ++job.queued;
-  ready_.insert(std::move(fire));
+  // The same fire twice (a retry read again from the ledger while it waits)
+  // is one.
+  if (ready_.insert(std::move(fire)).second) ++job.queued;
 }
 
 void Engine::replace_older(JobState& job) {
@@ -338,18 +339,23 @@ bool Engine::launch(Launch launch, ledger::RunStart start, const Result<bool>& c
   const bool replaced = fire.attempt == 1 && job.replacing;
   if (job.claiming == 0) job.replacing = false;
   if (!claimed) {
-    if ((job.paused || replaced) && fire.attempt == 1) {
-      // Paused or replaced while its claim was tried: skipped, as the fires
-      // waiting then.
+    if (shutting_down_ || job.retired || ((job.paused || replaced) && fire.attempt == 1)) {
+      // Stopped, removed, paused or replaced while its claim was tried:
+      // skipped, as the fires waiting then were (a retry that never ran
+      // leaves its slot as it was).
       --job.queued;
-      record_skipped_in_order(
-          job, std::move(fire),
-          replaced ? "replaced by a newer fire before it started" : kPausedReason);
+      const std::string why = shutting_down_ ? "the host shut down before it started"
+                              : job.retired
+                                  ? "the job was removed from the config before this fire started"
+                              : replaced ? "replaced by a newer fire before it started"
+                                         : kPausedReason;
+      record_skipped_in_order(job, std::move(fire), why);
       return false;
     }
     // Nothing was written: the fire waits in ready_, in its place, until
-    // the ledger accepts its claim (a run never starts unrecorded).
-    ready_.insert(std::move(fire));
+    // the ledger accepts its claim (a run never starts unrecorded); if the
+    // same fire came again meanwhile, it is there already.
+    if (!ready_.insert(std::move(fire)).second) --job.queued;
     return false;
   }
   --job.queued;

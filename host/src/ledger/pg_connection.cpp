@@ -316,7 +316,7 @@ class PgConnection final : public sql::Connection {
   // most kAnswerTimeout; checked as check() does.
   PGresult* answer(int sent) {
     if (!sent) return check(nullptr);
-    const auto deadline = std::chrono::steady_clock::now() + kAnswerTimeout;
+    auto deadline = std::chrono::steady_clock::now() + kAnswerTimeout;
     PGresult* last = nullptr;
     for (;;) {
       while (PQisBusy(conn_)) {
@@ -334,7 +334,10 @@ class PgConnection final : public sql::Connection {
                                         kAnswerTimeout.count() / 1000));
         }
         pollfd ready{PQsocket(conn_), POLLIN, 0};
-        if (::poll(&ready, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) break;
+        if (::poll(&ready, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) {
+          deadline = {};  // cannot wait: given up as a timeout (the loop's next turn)
+          continue;
+        }
         if (!PQconsumeInput(conn_)) break;  // the connection failed: PQgetResult says so
       }
       PGresult* result = PQgetResult(conn_);

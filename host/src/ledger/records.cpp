@@ -160,8 +160,13 @@ Skew skew_of(std::span<const HostRecord> hosts, TimePoint now) {
   Skew skew;
   std::map<std::string, std::vector<std::string>> by_definitions;
   std::map<std::string, std::map<std::string, std::vector<std::string>>> builds;
+  std::vector<std::string> unknown;  // live, but wrote no digest: an older jobhost
   for (const auto& h : hosts) {
-    if (h.taken_over_at || h.lease_until < now || h.definitions.empty()) continue;
+    if (h.taken_over_at || h.lease_until < now) continue;
+    if (h.definitions.empty()) {
+      unknown.push_back(h.id);
+      continue;
+    }
     by_definitions[h.definitions].push_back(h.id);
     for (const auto& [plugin, sha] : h.plugins) builds[plugin][sha].push_back(h.id);
   }
@@ -177,6 +182,11 @@ Skew skew_of(std::span<const HostRecord> hosts, TimePoint now) {
   for (const auto& [digest, ids] : by_definitions) {
     if (digest == skew.definitions) continue;
     skew.other_definitions.insert(skew.other_definitions.end(), ids.begin(), ids.end());
+  }
+  // Hosts that say nothing are not known to agree: different, once some
+  // host says something.
+  if (!skew.definitions.empty()) {
+    skew.other_definitions.insert(skew.other_definitions.end(), unknown.begin(), unknown.end());
   }
   std::sort(skew.other_definitions.begin(), skew.other_definitions.end());
   for (auto& [plugin, shas] : builds) {

@@ -226,7 +226,8 @@ struct HostRecord {
 std::string definitions_digest(std::span<const std::pair<std::string, std::string>> jobs);
 
 // Where the live hosts (lease held, not taken over) differ: hosts whose
-// definitions differ from most hosts', and plugins built differently.
+// definitions differ from most hosts' (or that wrote none: an older
+// jobhost), and plugins built differently.
 struct Skew {
   std::string definitions;                     // most hosts' digest ("" with no host)
   std::vector<std::string> other_definitions;  // hosts with another digest

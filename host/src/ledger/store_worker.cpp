@@ -69,6 +69,18 @@ void StoreWorker::drain(Shared& shared) {
   }
 }
 
+std::size_t StoreWorker::pending() const {
+  if (!shared_) return 0;
+  std::lock_guard lock(shared_->mutex);
+  return shared_->work.size();
+}
+
+void StoreWorker::drop_pending() {
+  if (!shared_) return;
+  std::lock_guard lock(shared_->mutex);
+  shared_->work.clear();
+}
+
 void StoreWorker::settle() {
   if (!shared_) return;
   {

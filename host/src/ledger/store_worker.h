@@ -56,13 +56,18 @@ class StoreWorker {
   // Blocks until every work given so far has run, then runs their `done`
   // here, in order. For a shutdown, which must see its writes through.
   void settle();
+  // Work given and not started yet (0 inline).
+  std::size_t pending() const;
+  // Drops the work not started yet (their `done` never runs): for reads
+  // nobody waits for any more, at a shutdown.
+  void drop_pending();
   bool threaded() const { return shared_ != nullptr; }
 
  private:
   using Completion = std::function<void()>;
   using Work = std::function<Completion(Store&)>;
   struct Shared {
-    std::mutex mutex;
+    mutable std::mutex mutex;
     std::condition_variable changed;
     std::deque<Work> work;        // not started, oldest first
     std::deque<Completion> done;  // not handed back yet, oldest first

@@ -146,6 +146,9 @@ void set_window(json& j, const std::vector<ledger::WindowRun>& window) {
 // The figures of a job the book has not seen: no runs, no fires yet.
 const ledger::JobStats kNoRuns{};
 
+// Reads of the ledger waiting for the read worker, at most (see add_routes).
+constexpr std::size_t kMaxWaitingReads = 16;
+
 Response ledger_error(const Error& error) {
   return Response::error(503, "the ledger cannot be read: " + error.message);
 }
@@ -250,18 +253,31 @@ void Api::add_routes(Router& router) {
       (this->*member)(request, respond);
     };
   };
+  // A read of the ledger waits behind those given before it: past
+  // kMaxWaitingReads (a database that hangs, a dashboard polling it), the
+  // answer is 503 at once rather than a queue that grows.
+  auto bind_read = [this](void (Api::*member)(const Request&, const Respond&)) {
+    return [this, member](const Request& request, const Respond& respond) {
+      if (reads_->pending() >= kMaxWaitingReads) {
+        return respond(Response::error(
+            503, fmt::format("the ledger is slow to answer: {} reads are waiting; try again",
+                             reads_->pending())));
+      }
+      (this->*member)(request, respond);
+    };
+  };
   router.add("GET", "/api/v1/jobs", bind(&Api::list_jobs));
-  router.add("GET", "/api/v1/jobs/{name}", bind(&Api::get_job));
+  router.add("GET", "/api/v1/jobs/{name}", bind_read(&Api::get_job));
   router.add("POST", "/api/v1/jobs/{name}/trigger", bind(&Api::trigger));
   router.add("POST", "/api/v1/jobs/{name}/pause",
              [this](const Request& q, const Respond& r) { pause(q, r, true); });
   router.add("POST", "/api/v1/jobs/{name}/resume",
              [this](const Request& q, const Respond& r) { pause(q, r, false); });
-  router.add("GET", "/api/v1/runs", bind(&Api::list_runs));
-  router.add("GET", "/api/v1/runs/{id}", bind(&Api::get_run));
+  router.add("GET", "/api/v1/runs", bind_read(&Api::list_runs));
+  router.add("GET", "/api/v1/runs/{id}", bind_read(&Api::get_run));
   router.add("POST", "/api/v1/runs/{id}/cancel", bind(&Api::cancel));
-  router.add("GET", "/api/v1/events", bind(&Api::list_events));
-  router.add("GET", "/api/v1/status", bind(&Api::status));
+  router.add("GET", "/api/v1/events", bind_read(&Api::list_events));
+  router.add("GET", "/api/v1/status", bind_read(&Api::status));
   router.add("POST", "/api/v1/reload", bind(&Api::reload));
   router.add("GET", "/api/v1/openapi.json", [](const Request&, const Respond& respond) {
     respond(Response::json(200, std::string(openapi_document())));
