@@ -256,7 +256,14 @@ params = { seconds = 60 }
   HttpConnection connection(*port, "127.0.0.1", 2s);
   const auto metrics = connection.request("GET", "/metrics", "", {}, 2s);
   CHECK(metrics.status == 200);  // 0 after 2 s without an answer
-  std::this_thread::sleep_for(5s);
+  // /readyz answers too: its write probe goes to a worker, and one that
+  // does not come back within two intervals (2 s) makes it not ready.
+  CHECK(connection.request("GET", "/readyz", "", {}, 2s).status != 0);
+  std::this_thread::sleep_for(3s);
+  const auto ready = connection.request("GET", "/readyz", "", {}, 2s);
+  CHECK(ready.status == 503);
+  CHECK_THAT(ready.body, Catch::Contains("has not answered a write probe"));
+  std::this_thread::sleep_for(2s);
   proxy.resume();
   CHECK(runs_read.get().status == 200);
   REQUIRE(wait_for(

@@ -347,6 +347,7 @@ int run_daemon(config::Config config) {
   // this one router, before the server starts; handlers run on the loop.
   observe::Router router;
   observe::LedgerWriteProbe ledger_probe(**store);
+  if (background_worker) ledger_probe.write_through(*background_worker);
   bool stopping = false;  // set by the first SIGTERM/SIGINT
   observe::add_health_routes(router, [&] {
     observe::Readiness readiness;

@@ -620,16 +620,15 @@ Result<bool> Engine::pause(std::string_view name, std::string_view by) {
     return fail(fmt::format("no job named \"{}\"", name));
   }
   JobState& job = it->second;
-  auto changed = store_.set_paused(name, true, by, now());
-  if (!changed) return std::unexpected(changed.error());
-  paused_here_at_ = std::chrono::steady_clock::now();
+  auto changed = write_paused(job, true, by);
+  if (!changed) return changed;
   job.paused = true;
   log::info(fmt::format("paused by {}: fires are recorded as skipped until resumed", by),
             {job.config->name});
   unpark_job(job, "the job was paused");
   skip_queued(job, kPausedReason);
   flush_writes();
-  return *changed;
+  return changed;
 }
 
 Result<bool> Engine::resume(std::string_view name, std::string_view by) {
@@ -637,12 +636,34 @@ Result<bool> Engine::resume(std::string_view name, std::string_view by) {
   if (it == jobs_.end() || it->second.retired) {
     return fail(fmt::format("no job named \"{}\"", name));
   }
-  auto changed = store_.set_paused(name, false, by, now());
-  if (!changed) return std::unexpected(changed.error());
-  paused_here_at_ = std::chrono::steady_clock::now();
+  auto changed = write_paused(it->second, false, by);
+  if (!changed) return changed;
   it->second.paused = false;
   log::info(fmt::format("resumed by {}", by), {it->second.config->name});
-  return *changed;
+  return changed;
+}
+
+Result<bool> Engine::write_paused(const JobState& job, bool paused, std::string_view by) {
+  paused_here_at_ = std::chrono::steady_clock::now();
+  // Inline (SQLite) the result is here when run() returns: a ledger that
+  // refuses refuses the pause. On a worker the write goes behind the groups
+  // in flight and the answer is this host's view; a refusal is logged.
+  auto result = std::make_shared<std::optional<Result<bool>>>();
+  const std::string name = job.config->name;
+  ledger_->run([name, paused, by = std::string(by), at = now()](
+                   ledger::Store& store) { return store.set_paused(name, paused, by, at); },
+               [this, result, name, paused, threaded = ledger_->threaded(),
+                alive = std::weak_ptr<int>(alive_)](Result<bool> written) {
+                 if (!alive.expired()) paused_here_at_ = std::chrono::steady_clock::now();
+                 if (!written && threaded) {
+                   log::error(fmt::format("the {} is not in the ledger: {}",
+                                          paused ? "pause" : "resume", written.error().message),
+                              {name});
+                 }
+                 *result = std::move(written);
+               });
+  if (*result) return std::move(**result);
+  return job.paused != paused;
 }
 
 bool Engine::paused(std::string_view name) const {

@@ -99,10 +99,12 @@ class Engine {
   // Pauses the job: until resumed, its fires (schedule, catch-up, @reboot)
   // are recorded skipped "paused" (they still claim their slots), fires of
   // it waiting for a run slot too, and manual triggers are refused. Runs in
-  // flight and retries already scheduled go on. Written to the ledger at
-  // once (Store::set_paused, a `paused` event naming `by`), so it survives
-  // restarts. Returns false if the job already was paused. Error: unknown
-  // job, ledger unwritable (then nothing changed).
+  // flight and retries already scheduled go on. Written to the ledger
+  // (Store::set_paused, a `paused` event naming `by`), so it survives
+  // restarts: at once inline (SQLite); through the ledger worker, behind
+  // the write group in flight, on PostgreSQL (a refusal is then logged, the
+  // pause holding in memory). Returns false if the job already was paused.
+  // Error: unknown job, ledger unwritable inline (then nothing changed).
   Result<bool> pause(std::string_view job, std::string_view by);
   // Ends a pause (a `resumed` event naming `by`). False if it was not paused.
   Result<bool> resume(std::string_view job, std::string_view by);
@@ -325,6 +327,9 @@ class Engine {
   void drop_retries(JobState& job, int max_attempts, std::string_view why);
   std::string next_id() { return ids_.next(now()); }
   void update_definitions_digest();
+  // Store::set_paused through the ledger worker (see pause()): whether it
+  // changed the job's state.
+  Result<bool> write_paused(const JobState& job, bool paused, std::string_view by);
 
   boost::asio::io_context& io_;
   config::Config config_;

@@ -31,10 +31,23 @@ LedgerWriteProbe::LedgerWriteProbe(ledger::Store& store, std::chrono::millisecon
 
 Result<void> LedgerWriteProbe::check() {
   const auto now = steady_();
+  if (in_flight_) {
+    if (last_ && now - *last_ >= 2 * interval_) {
+      return fail(
+          fmt::format("the ledger has not answered a write probe for {} ms",
+                      std::chrono::duration_cast<std::chrono::milliseconds>(now - *last_).count()));
+    }
+    return verdict_;
+  }
   if (!last_ || now - *last_ >= interval_) {
     last_ = now;
     ++probes_;
-    verdict_ = store_.probe_writable(wall_now());
+    in_flight_ = true;
+    worker_->run([at = wall_now()](ledger::Store& store) { return store.probe_writable(at); },
+                 [this](Result<void> verdict) {
+                   verdict_ = std::move(verdict);
+                   in_flight_ = false;
+                 });
   }
   return verdict_;
 }

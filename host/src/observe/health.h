@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/time.h"
 #include "ledger/store.h"
+#include "ledger/store_worker.h"
 #include "observe/http.h"
 
 namespace jobhost::observe {
@@ -30,7 +31,10 @@ struct Readiness {
 Response readiness_response(const Readiness& readiness);
 
 // Store::probe_writable at most once per `interval`; between, the last
-// verdict is returned, so a probe storm cannot hammer the ledger.
+// verdict is returned, so a probe storm cannot hammer the ledger. Through a
+// threaded ledger worker (PostgreSQL) the probe does not hold the loop: the
+// verdict is the last probe's, and a probe unanswered for two intervals is
+// a failure of its own.
 class LedgerWriteProbe {
  public:
   using SteadyClock = std::function<std::chrono::steady_clock::time_point()>;
@@ -41,11 +45,16 @@ class LedgerWriteProbe {
 
   // The last verdict, probing first when it is older than the interval.
   Result<void> check();
+  // Probes through `worker` from now on (it must outlive the probe).
+  void write_through(ledger::StoreWorker& worker) { worker_ = &worker; }
   // Probes really written so far.
   int probes() const { return probes_; }
 
  private:
   ledger::Store& store_;
+  ledger::StoreWorker inline_{store_};
+  ledger::StoreWorker* worker_ = &inline_;
+  bool in_flight_ = false;
   std::chrono::milliseconds interval_;
   SteadyClock steady_;
   std::optional<std::chrono::steady_clock::time_point> last_;
