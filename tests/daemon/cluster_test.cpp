@@ -17,6 +17,21 @@ using namespace jobhost;
 using namespace jobhost::testing;
 using json = nlohmann::json;
 
+namespace {
+
+// Heartbeat and lease short enough for a test to see a takeover or a change
+// reach the other host in a second or two.
+constexpr const char* kQuickLease = "heartbeat = \"500ms\"\nlease = \"2s\"\n";
+
+// The [host] lines of host `id` on `ledger`'s PostgreSQL database, then
+// `store_extra` lines in its [store].
+std::string host_on(const TestLedger& ledger, const char* id, const char* store_extra = "") {
+  return "id = \"" + std::string(id) + "\"\n\n[store]\nurl = \"" + ledger.url() + "\"\n" +
+         store_extra;
+}
+
+}  // namespace
+
 TEST_CASE("two hosts on one PostgreSQL ledger run each slot once", "[cluster]") {
   TestLedger ledger(TestLedger::Kind::postgresql);
   if (!ledger.available()) JOBHOST_SKIP(ledger.why());
@@ -26,9 +41,7 @@ plugin = "hello"
 schedule = "* * * * * *"
 params = { greeting = "tick" }
 )";
-  const auto host = [&](const char* id) {
-    return "id = \"" + std::string(id) + "\"\n\n[store]\nurl = \"" + ledger.url() + "\"\n";
-  };
+  const auto host = [&](const char* id) { return host_on(ledger, id); };
   TestHost a({"hello.so"}, jobs, host("host-a"));
   TestHost b({"hello.so"}, jobs, host("host-b"));
   json runs;
@@ -68,10 +81,7 @@ schedule = "@manual"
 retry = { max_attempts = 2, initial_delay = "100ms" }
 params = { seconds = 60 }
 )";
-  const auto host = [&](const char* id) {
-    return "id = \"" + std::string(id) + "\"\n\n[store]\nurl = \"" + ledger.url() +
-           "\"\nheartbeat = \"500ms\"\nlease = \"2s\"\n";
-  };
+  const auto host = [&](const char* id) { return host_on(ledger, id, kQuickLease); };
   TestHost a({"sleeper.so"}, jobs, host("host-a"));
   TestHost b({"sleeper.so"}, jobs, host("host-b"));
   auto status = cluster_status(a.config());
@@ -166,10 +176,7 @@ schedule = "@manual"
 params = { greeting = ")") +
            greeting + "\" }\n";
   };
-  const auto host = [&](const char* id) {
-    return "id = \"" + std::string(id) + "\"\n\n[store]\nurl = \"" + ledger.url() +
-           "\"\nheartbeat = \"500ms\"\nlease = \"2s\"\n";
-  };
+  const auto host = [&](const char* id) { return host_on(ledger, id, kQuickLease); };
   TestHost a({"hello.so"}, jobs("a"), host("host-a"));
   TestHost b({"hello.so"}, "[http]\nlisten = \"127.0.0.1:0\"\n" + jobs("b"), host("host-b"));
   json skew;
@@ -227,10 +234,7 @@ plugin = "hello"
 schedule = "* * * * * *"
 params = { greeting = "tick" }
 )";
-  const auto host = [&](const char* id) {
-    return "id = \"" + std::string(id) + "\"\n\n[store]\nurl = \"" + ledger.url() +
-           "\"\nheartbeat = \"500ms\"\nlease = \"2s\"\n";
-  };
+  const auto host = [&](const char* id) { return host_on(ledger, id, kQuickLease); };
   TestHost a({"hello.so"}, jobs, host("host-a"));
   TestHost b({"hello.so"}, jobs, host("host-b"));
   REQUIRE(wait_for([&] { return finished(history(a.config(), "tick"), "tick").size() >= 2; }, 20s));

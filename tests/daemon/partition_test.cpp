@@ -33,7 +33,14 @@ namespace {
 // wait) until resume(): a database that hangs.
 class Proxy {
  public:
-  explicit Proxy(int target) : target_(target) {
+  // To the server of `url` (postgresql://user@127.0.0.1:PORT/db); url()
+  // is the same with the proxy's port.
+  explicit Proxy(const std::string& url) {
+    const auto colon = url.rfind(':');
+    const auto slash = url.find('/', colon);
+    target_ = std::stoi(url.substr(colon + 1, slash - colon - 1));
+    before_port_ = url.substr(0, colon + 1);
+    after_port_ = url.substr(slash);
     listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -54,6 +61,7 @@ class Proxy {
     for (auto& t : pipes_) t.join();
   }
   int port() const { return port_; }
+  std::string url() const { return before_port_ + std::to_string(port_) + after_port_; }
   void cut() {
     cut_ = true;
     std::lock_guard lock(mutex_);
@@ -111,7 +119,8 @@ class Proxy {
     ::shutdown(b, SHUT_RDWR);
   }
 
-  int target_;
+  int target_ = 0;
+  std::string before_port_, after_port_;  // of the server's url
   int listener_ = -1;
   int port_ = 0;
   std::atomic<bool> cut_{false};
@@ -135,11 +144,8 @@ TEST_CASE("a host cut off from the database stops, is taken over, and rejoins", 
   if (!ledger.available()) JOBHOST_SKIP(ledger.why());
   const std::string url = ledger.url();
   // postgresql://user@127.0.0.1:PORT/db: host-b goes through the proxy.
-  const auto colon = url.rfind(':');
-  const auto slash = url.find('/', colon);
-  Proxy proxy(std::stoi(url.substr(colon + 1, slash - colon - 1)));
-  const std::string proxied =
-      url.substr(0, colon + 1) + std::to_string(proxy.port()) + url.substr(slash);
+  Proxy proxy(url);
+  const std::string proxied = proxy.url();
   const std::string jobs = R"(
 [jobs.tick]
 plugin = "sleeper"
@@ -221,11 +227,8 @@ TEST_CASE("a database that stalls holds no timer of a run in flight", "[cluster]
   TestLedger ledger(TestLedger::Kind::postgresql);
   if (!ledger.available()) JOBHOST_SKIP(ledger.why());
   const std::string url = ledger.url();
-  const auto colon = url.rfind(':');
-  const auto slash = url.find('/', colon);
-  Proxy proxy(std::stoi(url.substr(colon + 1, slash - colon - 1)));
-  const std::string proxied =
-      url.substr(0, colon + 1) + std::to_string(proxy.port()) + url.substr(slash);
+  Proxy proxy(url);
+  const std::string proxied = proxy.url();
   // A lease far longer than the stall: the host is not fenced, and its
   // heartbeats fall due during the stall.
   TestHost host({"sleeper.so"}, R"(
@@ -282,11 +285,8 @@ TEST_CASE("a host stopped while its database hangs exits within the answer timeo
   TestLedger ledger(TestLedger::Kind::postgresql);
   if (!ledger.available()) JOBHOST_SKIP(ledger.why());
   const std::string url = ledger.url();
-  const auto colon = url.rfind(':');
-  const auto slash = url.find('/', colon);
-  Proxy proxy(std::stoi(url.substr(colon + 1, slash - colon - 1)));
-  const std::string proxied =
-      url.substr(0, colon + 1) + std::to_string(proxy.port()) + url.substr(slash);
+  Proxy proxy(url);
+  const std::string proxied = proxy.url();
   TestHost host({"sleeper.so"}, R"(
 [jobs.tick]
 plugin = "sleeper"
