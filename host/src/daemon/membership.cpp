@@ -152,11 +152,10 @@ void Membership::note_hosts(const std::vector<ledger::HostRecord>& hosts) {
   live_hosts_ = 0;
   for (const auto& h : hosts) live_hosts_ += !h.taken_over_at && h.lease_until >= now;
   ledger::Skew skew = ledger::skew_of(hosts, now);
-  const std::string was = ledger::to_json(skew_).dump();
-  const std::string is = ledger::to_json(skew).dump();
   const bool was_skewed = skew_.any();
+  if (skew == skew_) return;
   skew_ = std::move(skew);
-  if (was == is || (!was_skewed && !skew_.any())) return;
+  if (!was_skewed && !skew_.any()) return;
   if (!skew_.any()) {
     log::info("the hosts sharing the ledger run the same job definitions and plugin builds again");
     return;
@@ -166,7 +165,7 @@ void Membership::note_hosts(const std::vector<ledger::HostRecord>& hosts) {
   log::warn(
       "the hosts sharing the ledger differ (a deploy in progress, or a host left "
       "behind): " +
-      is + "; `jobhost cluster status` shows each host's");
+      ledger::to_json(skew_).dump() + "; `jobhost cluster status` shows each host's");
 }
 
 void Membership::leave() {

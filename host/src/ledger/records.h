@@ -234,6 +234,7 @@ struct Skew {
   // plugin -> sha256 -> hosts, for plugins with more than one build.
   std::map<std::string, std::map<std::string, std::vector<std::string>>> plugins;
   bool any() const { return !other_definitions.empty() || !plugins.empty(); }
+  bool operator==(const Skew&) const = default;
 };
 Skew skew_of(std::span<const HostRecord> hosts, TimePoint now);
 nlohmann::json to_json(const Skew& skew);

@@ -590,10 +590,12 @@ void Api::status(const Request& request, const Respond& respond) {
   // (tests, tools) the ledger's figures, job by job, here.
   if (!hooks_.book) {
     StatusReads read;
-    auto summary = status_summary(store_, engine_.snapshot(), wall_now());
+    const json snapshot = engine_.snapshot();
+    auto summary = status_summary(store_, snapshot, wall_now());
     if (!summary) return respond(ledger_error(summary.error()));
     read.running = store_.running_runs();
-    return status_answer(with_jobs, *limit, *offset, std::move(*summary), std::move(read), respond);
+    return status_answer(with_jobs, *limit, *offset, snapshot, std::move(*summary), std::move(read),
+                         respond);
   }
   reads_->run(
       [with_jobs](ledger::Store& store) {
@@ -607,17 +609,17 @@ void Api::status(const Request& request, const Respond& respond) {
         if (!read.retries) return respond(ledger_error(read.retries.error()));
         // The dashboard's header tiles; it asks with jobs=false every
         // second, so thousands of jobs cost nothing then.
-        json snapshot = engine_.snapshot();
+        const json snapshot = engine_.snapshot();
         json summary = status_summary(snapshot, *last_hour_json(store_, wall_now(), hooks_.book),
                                       read.retries->size());
-        status_answer(with_jobs, limit, offset, std::move(summary), std::move(read), respond);
+        status_answer(with_jobs, limit, offset, snapshot, std::move(summary), std::move(read),
+                      respond);
       });
 }
 
-void Api::status_answer(bool with_jobs, int64_t limit, int64_t offset, json summary,
-                        StatusReads read, const Respond& respond) {
+void Api::status_answer(bool with_jobs, int64_t limit, int64_t offset, const json& snapshot,
+                        json summary, StatusReads read, const Respond& respond) {
   summary["cluster"] = hooks_.cluster ? hooks_.cluster() : json(nullptr);
-  json snapshot = engine_.snapshot();
   const auto& configured = engine_.config().jobs;
   const std::size_t first = std::min(configured.size(), static_cast<std::size_t>(offset));
   const std::size_t last = std::min(configured.size(), first + static_cast<std::size_t>(limit));

@@ -85,8 +85,9 @@ class Api {
     Result<std::vector<ledger::JobStats>> paused{};
     Result<std::vector<ledger::RunRecord>> running{};
   };
-  void status_answer(bool with_jobs, int64_t limit, int64_t offset, nlohmann::json summary,
-                     StatusReads read, const Respond& respond);
+  // `snapshot`: the engine's, from which `summary` was made.
+  void status_answer(bool with_jobs, int64_t limit, int64_t offset, const nlohmann::json& snapshot,
+                     nlohmann::json summary, StatusReads read, const Respond& respond);
   void trigger(const Request& request, const Respond& respond);
   void pause(const Request& request, const Respond& respond, bool paused);
   void cancel(const Request& request, const Respond& respond);
