@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -252,6 +253,13 @@ params = { seconds = 60 }
   const auto port = wait_http_port(host.daemon());
   REQUIRE(port);
   proxy.stall();
+  // A reload waits for its reads of the ledger (on the ledger worker), not
+  // the loop: a loop waiting on the database would answer nothing below.
+  std::ofstream(host.config(), std::ios::app) << R"(
+[jobs.added]
+plugin = "sleeper"
+schedule = "@manual"
+)";
   // A request that reads the ledger waits for it (on the API's read worker),
   // not the loop: the metrics answer meanwhile.
   auto runs_read = std::async(std::launch::async, [&] { return http_get(*port, "/api/v1/runs"); });
@@ -279,6 +287,7 @@ params = { seconds = 60 }
   INFO(run.dump() << "\n" << host.log());
   CHECK(run["duration_ms"].get<int64_t>() < 4500);
   CHECK_THAT(host.log(), !Catch::Contains("fenced"));
+  CHECK_THAT(host.log(), Catch::Contains("config reloaded: jobs added: added"));
 }
 
 TEST_CASE("a host stopped while its database hangs exits within the answer timeout", "[cluster]") {

@@ -137,3 +137,76 @@ retry = { max_attempts = 3 }
   };
   CHECK(queued() == 2);  // attempt 1 and the retry, once (it was 3: never back to 0)
 }
+
+TEST_CASE("a reload reads the ledger behind the write group in flight, not on the loop",
+          "[engine][worker]") {
+  Rig rig(R"(
+[jobs.a]
+plugin = "noop"
+schedule = "* * * * * *"
+)",
+          Rig::Runs::fake);
+  rig.hold_writes();
+  rig.start(kT0);
+  rig.release_writes();
+  fire_at(rig, kT0 + 1s);  // its claim is in flight
+
+  config::Config loaded = rig.engine().config();
+  loaded.jobs.front().definition_hash = "changed";
+  std::optional<engine::ReloadReads> reads;
+  rig.engine().read_for_reload(loaded, [&](engine::ReloadReads r) { reads = std::move(r); });
+  rig.settle();
+  CHECK_FALSE(reads.has_value());  // answered through the worker, not at once
+  rig.release_writes();
+  REQUIRE(reads.has_value());
+  REQUIRE(reads->contains("a"));
+  const auto& last = reads->at("a").last_fire;
+  REQUIRE(last);
+  CHECK(*last == kT0 + 1s);  // the claim committed before the read
+  auto diff = rig.engine().apply_config(loaded, *reads);
+  CHECK(diff.changed == std::vector<std::string>{"a"});
+}
+
+TEST_CASE("a retry dropped by a reload goes after the run end that scheduled it",
+          "[engine][worker]") {
+  Rig rig(R"(
+[jobs.flaky]
+plugin = "noop"
+schedule = "@manual"
+retry = { max_attempts = 3, initial_delay = "1m", jitter = "none" }
+
+[jobs.other]
+plugin = "noop"
+schedule = "@manual"
+)",
+          Rig::Runs::fake);
+  auto& fake = rig.fake();
+  fake.decorate = [](exec::RunReport& report) { report.retryable = true; };
+  rig.hold_writes();
+  rig.start(kT0);
+  rig.release_writes();
+  REQUIRE(rig.engine().trigger("flaky"));
+  rig.release_writes();
+  REQUIRE(fake.started.size() == 1);
+  // A claim of another job in flight: the failed run's end (and the retry
+  // row it schedules) waits in the backlog for the next group.
+  REQUIRE(rig.engine().trigger("other"));
+  rig.settle();
+  REQUIRE(rig.snapshot()["ledger_backlog"]["writing"] == true);
+  fake.finish(fake.started[0].request.run_id, Outcome::failed);
+  rig.settle();
+
+  config::Config loaded = rig.engine().config();
+  config::own_settings(loaded.jobs.front()).retry.max_attempts = 1;
+  loaded.jobs.front().definition_hash = "changed";
+  engine::ReloadReads reads;
+  reads["flaky"].last_fire = std::optional<TimePoint>();
+  auto diff = rig.engine().apply_config(loaded, reads);
+  REQUIRE(diff.changed == std::vector<std::string>{"flaky"});
+  rig.release_writes();
+  CHECK(rig.runs("flaky").front().outcome == Outcome::failed);
+  CHECK(rig.store().pending_retries().value().empty());
+  rig.run_until(kT0 + 2min);
+  rig.release_writes();
+  CHECK(fake.started.size() == 2);  // flaky once, other once: no retry
+}

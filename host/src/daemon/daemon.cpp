@@ -264,6 +264,7 @@ int run_daemon(config::Config config) {
   engine.add_observer(alerter);
   engine.add_observer(job_book);
   reload::Reloader reloader(io, engine.config().file, catalog, plugins, engine, timed_store);
+  if (background_worker) reloader.write_through(*background_worker);
   reloader.on_result(
       [&](std::string_view kind, std::string_view result) { metrics.note_reload(kind, result); });
 

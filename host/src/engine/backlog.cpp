@@ -215,6 +215,7 @@ Result<bool> Backlog::write(ledger::Store& store, const PendingWrite& w) {
   if (const auto* unclaim = std::get_if<ledger::Unclaim>(&w.record)) {
     return store.unclaim_parked(*unclaim);
   }
+  if (std::holds_alternative<DropRetry>(w.record)) return store.remove_retry(w.job, w.slot);
   if (auto added = store.add_event(std::get<ledger::Event>(w.record)); !added) {
     return std::unexpected(added.error());
   }
@@ -279,6 +280,10 @@ std::string Backlog::describe(const PendingWrite& w) {
   if (const auto* unclaim = std::get_if<ledger::Unclaim>(&w.record)) {
     return fmt::format("undoing the claim of parked run {} (slot {}) at {}: {}", unclaim->run_id,
                        ledger::format_utc(w.slot), ledger::format_utc(unclaim->at), unclaim->why);
+  }
+  if (const auto* drop = std::get_if<DropRetry>(&w.record)) {
+    return fmt::format("dropping the pending retry of slot {}: {}", ledger::format_utc(w.slot),
+                       drop->why);
   }
   const auto& event = std::get<ledger::Event>(w.record);
   return fmt::format("{} event at {}: {}", event.kind, ledger::format_utc(event.at), event.detail);

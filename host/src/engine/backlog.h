@@ -40,12 +40,20 @@ namespace jobhost::engine {
 // responsive. Kept records and waiting claims are retried then.
 inline constexpr Duration kLedgerRetry = std::chrono::seconds(1);
 
+// A pending retry of the record's job and slot to delete from the ledger (a
+// reload lowered retry.max_attempts, or removed the job): queued behind the
+// run end that scheduled it, so that the row exists when it runs.
+struct DropRetry {
+  std::string why;
+};
+
 // A record for the ledger, kept in memory while the ledger refuses it.
 struct PendingWrite {
   std::string job;
-  TimePoint slot;        // for the log, should it be lost
+  TimePoint slot;        // for the log, should it be lost; DropRetry's slot
   TimePoint kept_since;  // when it was made
-  std::variant<ledger::RunEnd, ledger::SkipRecord, ledger::Event, ledger::Unclaim> record;
+  std::variant<ledger::RunEnd, ledger::SkipRecord, ledger::Event, ledger::Unclaim, DropRetry>
+      record;
 };
 
 class Backlog {

@@ -49,6 +49,13 @@ inline constexpr Duration kCheckpointGap = std::chrono::milliseconds(200);
 // The reason recorded for the fires of a paused job.
 inline const std::string kPausedReason = "paused";
 
+// What a reload reads of the ledger for one job it adds or changes.
+struct ReloadRead {
+  Result<std::optional<TimePoint>> last_fire = std::nullopt;
+  bool paused = false;
+};
+using ReloadReads = std::map<std::string, ReloadRead, std::less<>>;
+
 class Engine {
  public:
   using Clock = std::function<TimePoint()>;
@@ -164,7 +171,15 @@ class Engine {
   // as skipped, pending retries dropped), changed jobs get their new
   // settings and schedule from the next fire, unchanged jobs keep their
   // timers and interval anchors. [host] settings that need a restart keep
-  // their running values (settings_needing_restart). Returns what changed.
+  // their running values (settings_needing_restart). `reads` are what
+  // read_for_reload() gave for this very config. Returns what changed.
+  config::JobDiff apply_config(config::Config loaded, const ReloadReads& reads);
+  // Reads what applying `loaded` needs of the ledger (the last fire and
+  // pause of each job it adds or changes) through the ledger worker, behind
+  // the write group in flight, and hands it to `done` on the loop: the loop
+  // never waits on the ledger for a reload. Inline over SQLite.
+  void read_for_reload(const config::Config& loaded, std::function<void(ReloadReads)> done);
+  // Both at once, for tests and tools that apply a config directly.
   config::JobDiff apply_config(config::Config loaded);
   // Per job, in config order: the build its next run will load, or why it is blocked.
   nlohmann::json next_builds() const;
@@ -319,11 +334,13 @@ class Engine {
   // Checkpoints the ledger when kCheckpointEvery records were written since
   // the last one and nothing is due within kCheckpointGap.
   void checkpoint_if_idle();
-  void add_job(const config::JobConfig& job, TimePoint t);
-  void change_job(JobState& job, const config::JobConfig& loaded, TimePoint t);
+  void add_job(const config::JobConfig& job, const ReloadRead& read, TimePoint t);
+  void change_job(JobState& job, const config::JobConfig& loaded, const ReloadRead& read,
+                  TimePoint t);
   void retire_job(JobState& job);
   // Drops the job's pending retries of attempts above `max_attempts`, queued
-  // or not, and their rows in the ledger (else a restart would run them).
+  // or not, and their rows in the ledger (else a restart would run them),
+  // behind the records already queued (the run end that scheduled one).
   void drop_retries(JobState& job, int max_attempts, std::string_view why);
   std::string next_id() { return ids_.next(now()); }
   void update_definitions_digest();

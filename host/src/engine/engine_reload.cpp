@@ -39,11 +39,37 @@ void Engine::replace_plugins(catalog::ScanResult plugins) {
   arm_timer();
 }
 
+void Engine::read_for_reload(const config::Config& loaded, std::function<void(ReloadReads)> done) {
+  config::JobDiff diff = config::diff_jobs(config_.jobs, loaded.jobs);
+  std::vector<std::string> names = std::move(diff.added);
+  names.insert(names.end(), diff.changed.begin(), diff.changed.end());
+  ledger_->run(
+      [names = std::move(names)](ledger::Store& store) {
+        ReloadReads reads;
+        for (const auto& name : names) {
+          ReloadRead& read = reads[name];
+          read.last_fire = store.last_fire(name);
+          if (auto stats = store.job_stats(name)) read.paused = stats->paused_at.has_value();
+        }
+        return reads;
+      },
+      [done = std::move(done), alive = std::weak_ptr<int>(alive_)](ReloadReads reads) {
+        if (!alive.expired()) done(std::move(reads));
+      });
+}
+
 config::JobDiff Engine::apply_config(config::Config loaded) {
+  ReloadReads reads;
+  read_for_reload(loaded, [&reads](ReloadReads r) { reads = std::move(r); });
+  ledger_->settle();
+  return apply_config(std::move(loaded), reads);
+}
+
+config::JobDiff Engine::apply_config(config::Config loaded, const ReloadReads& reads) {
   config::JobDiff diff = config::diff_jobs(config_.jobs, loaded.jobs);
   if (shutting_down_) return diff;
   // Runs forked ahead for jobs that change or go are discarded, their
-  // claims undone (committed below, before last fires are read).
+  // claims undone (change_job knows such a slot may still be the last fire read).
   for (const auto& name : diff.removed) {
     unpark_job(jobs_.find(name)->second, "the job was removed from the config");
   }
@@ -52,18 +78,21 @@ config::JobDiff Engine::apply_config(config::Config loaded) {
       unpark_job(it->second, "a reload changed the job's definition");
     }
   }
-  // Ends still queued carry their pending retries: committed first, so that
-  // dropping a retry below finds its row.
-  flush_writes();
   const TimePoint t = now();
   for (const auto& name : diff.removed) retire_job(jobs_.find(name)->second);
   std::set<std::string> changed(diff.changed.begin(), diff.changed.end());
+  const auto read_of = [&reads](const std::string& name) {
+    auto found = reads.find(name);
+    return found != reads.end()
+               ? found->second
+               : ReloadRead{std::unexpected(Error{"it was not read before the reload"}), false};
+  };
   for (const auto& job : loaded.jobs) {
     auto it = jobs_.find(job.name);
     if (it == jobs_.end() || it->second.retired) {
-      add_job(job, t);
+      add_job(job, read_of(job.name), t);
     } else if (changed.contains(job.name)) {
-      change_job(it->second, job, t);
+      change_job(it->second, job, read_of(job.name), t);
     } else {
       it->second.config = &job;  // same settings; only its place in the file may differ
     }
@@ -86,7 +115,7 @@ config::JobDiff Engine::apply_config(config::Config loaded) {
   return diff;
 }
 
-void Engine::add_job(const config::JobConfig& cfg, TimePoint t) {
+void Engine::add_job(const config::JobConfig& cfg, const ReloadRead& read, TimePoint t) {
   auto [it, inserted] =
       jobs_.try_emplace(cfg.name, JobState{&cfg, cfg.schedule, std::nullopt, {}, 0});
   JobState& job = it->second;
@@ -96,9 +125,11 @@ void Engine::add_job(const config::JobConfig& cfg, TimePoint t) {
     job.spec = cfg.schedule;
     job.retired = false;
   }
-  if (auto stats = store_.job_stats(cfg.name)) job.paused = stats->paused_at.has_value();
-  auto last = store_.last_fire(cfg.name);
-  if (!last) log::error("cannot read the last fire from the ledger: " + last.error().message);
+  job.paused = read.paused;
+  const auto& last = read.last_fire;
+  if (!last) {
+    log::error("cannot read the last fire from the ledger: " + last.error().message, {cfg.name});
+  }
   std::optional<TimePoint> last_fire = last ? *last : std::nullopt;
   if (auto* every = std::get_if<schedule::Every>(&job.spec)) {
     every->anchor = last_fire ? *last_fire : new_anchor(*every, t);
@@ -111,7 +142,8 @@ void Engine::add_job(const config::JobConfig& cfg, TimePoint t) {
   schedule_next(job, last_fire ? std::max(t, *last_fire) : t);
 }
 
-void Engine::change_job(JobState& job, const config::JobConfig& loaded, TimePoint t) {
+void Engine::change_job(JobState& job, const config::JobConfig& loaded, const ReloadRead& read,
+                        TimePoint t) {
   // The next on-time fire was computed with the old schedule: drop it. Its
   // slot was not claimed yet, so recomputing cannot lose or double a slot.
   std::optional<TimePoint> pending;
@@ -128,7 +160,7 @@ void Engine::change_job(JobState& job, const config::JobConfig& loaded, TimePoin
     if (before && before->period == every->period) {
       every->anchor = before->anchor;  // same interval: stay on the same grid
     } else {
-      auto last = store_.last_fire(loaded.name);
+      const auto& last = read.last_fire;
       every->anchor = last && *last ? **last : new_anchor(*every, t);
     }
   }
@@ -146,7 +178,7 @@ void Engine::change_job(JobState& job, const config::JobConfig& loaded, TimePoin
   // Never before a slot the ledger already has (the clock may have gone back),
   // unless it is the claim of a parked run undone just now, which the ledger
   // may not have committed yet (it refuses writes): that slot is still to fire.
-  if (auto last = store_.last_fire(loaded.name); last && *last) {
+  if (const auto& last = read.last_fire; last && *last) {
     const bool undone = job.unparked_slot && *job.unparked_slot == **last;
     after = std::max(after, undone ? **last - Duration(1) : **last);
   }
@@ -198,7 +230,7 @@ void Engine::drop_retries(JobState& job, int max_attempts, std::string_view why)
       log::info(fmt::format("retry of slot {} (attempt {}) dropped: {}",
                             ledger::format_utc(it->slot), it->attempt, why),
                 {name});
-      if (auto r = store_.remove_retry(name, it->slot); !r) log::warn(r.error().message, {name});
+      backlog_.add(PendingWrite{name, it->slot, now(), DropRetry{std::string(why)}});
       if (&fires == &ready_) --job.queued;
       it = fires.erase(it);
     }

@@ -43,7 +43,7 @@ Reloader::Reloader(boost::asio::io_context& io, std::filesystem::path config_fil
       config_file_(std::move(config_file)),
       catalog_(catalog),
       engine_(engine),
-      store_(store),
+      inline_ledger_(store),
       watcher_(
           io, catalog.plugin_dir(), config_file_,
           [this](ChangeSet changes) { request(std::move(changes), {}); }, options),
@@ -261,7 +261,16 @@ void Reloader::reload_config() {
     log::warn(text);
     summary_.lines.push_back(text);
   }
-  config::JobDiff diff = engine_.apply_config(std::move(*loaded));
+  // The ledger's part (last fires) is read through the engine's ledger
+  // worker; the config is applied when it answers.
+  auto config = std::make_shared<config::Config>(std::move(*loaded));
+  engine_.read_for_reload(*config, [this, config](engine::ReloadReads reads) {
+    if (!stopped_) apply_config(std::move(*config), reads);
+  });
+}
+
+void Reloader::apply_config(config::Config loaded, const engine::ReloadReads& reads) {
+  config::JobDiff diff = engine_.apply_config(std::move(loaded), reads);
   std::string text =
       diff.empty()
           ? std::string("config reloaded: no job changed")
@@ -286,19 +295,7 @@ void Reloader::end_cycle() {
   if (!pending_.empty() && !stopped_) start_cycle();
 }
 
-void Reloader::collect_shadows() {
-  std::set<std::string> keep;
-  for (const auto& [name, file] : files_) {
-    if (file.in_service) keep.insert(file.in_service->sha256);
-  }
-  if (auto running = store_.running_runs()) {
-    for (const auto& run : *running) {
-      if (run.plugin_sha256) keep.insert(*run.plugin_sha256);
-    }
-  } else {
-    log::warn("not removing old shadow copies: " + running.error().message);
-    return;
-  }
+std::vector<ShadowFile> Reloader::list_shadows() const {
   std::vector<ShadowFile> files;
   std::error_code ec;
   for (std::filesystem::directory_iterator it(catalog_.shadow_dir(), ec), end; !ec && it != end;
@@ -311,24 +308,56 @@ void Reloader::collect_shadows() {
                          std::chrono::duration_cast<std::chrono::system_clock::duration>(
                              std::chrono::nanoseconds(st.st_mtim.tv_nsec)))});
   }
-  const auto now = std::chrono::system_clock::now();
-  // The builds of each job's last runs are kept too, but asking the ledger
-  // costs a query per job (100,000 jobs: a fifth of a second on the loop,
-  // at each start and reload): only when some copy would go otherwise.
-  if (!shadow_files_to_remove(files, keep, now, kShadowMaxAge).empty()) {
-    for (const auto& job : engine_.config().jobs) {
-      auto runs = store_.history(job.name, kShadowKeepRunsPerJob);
-      if (!runs) {
-        log::warn("not removing old shadow copies: " + runs.error().message);
-        return;
-      }
-      for (const auto& run : *runs) {
-        if (run.plugin_sha256) keep.insert(*run.plugin_sha256);
-      }
-    }
+  return files;
+}
+
+void Reloader::collect_shadows() {
+  std::set<std::string> in_service;
+  for (const auto& [name, file] : files_) {
+    if (file.in_service) in_service.insert(file.in_service->sha256);
+  }
+  // Builds runs in flight use, and those of each job's last runs, are kept
+  // too. Asking the ledger costs a query per job (100,000 jobs: a fifth of a
+  // second), through the ledger worker: only when some copy would go otherwise.
+  if (shadow_files_to_remove(list_shadows(), in_service, std::chrono::system_clock::now(),
+                             kShadowMaxAge)
+          .empty()) {
+    return;
+  }
+  std::vector<std::string> jobs;
+  for (const auto& job : engine_.config().jobs) jobs.push_back(job.name);
+  ledger_->run(
+      [jobs = std::move(jobs)](ledger::Store& store) -> Result<std::set<std::string>> {
+        std::set<std::string> used;
+        auto running = store.running_runs();
+        if (!running) return std::unexpected(running.error());
+        for (const auto& run : *running) {
+          if (run.plugin_sha256) used.insert(*run.plugin_sha256);
+        }
+        for (const auto& job : jobs) {
+          auto runs = store.history(job, kShadowKeepRunsPerJob);
+          if (!runs) return std::unexpected(runs.error());
+          for (const auto& run : *runs) {
+            if (run.plugin_sha256) used.insert(*run.plugin_sha256);
+          }
+        }
+        return used;
+      },
+      [this, alive = std::weak_ptr<int>(alive_)](Result<std::set<std::string>> used) {
+        if (alive.expired()) return;
+        if (!used) return log::warn("not removing old shadow copies: " + used.error().message);
+        remove_shadows(std::move(*used));
+      });
+}
+
+void Reloader::remove_shadows(std::set<std::string> keep) {
+  // What is in service now, which may have changed while the ledger was read.
+  for (const auto& [name, file] : files_) {
+    if (file.in_service) keep.insert(file.in_service->sha256);
   }
   for (const auto& sha : keep) mark_used(catalog::shadow_path_for(catalog_.shadow_dir(), sha));
-  auto doomed = shadow_files_to_remove(files, keep, now, kShadowMaxAge);
+  auto doomed =
+      shadow_files_to_remove(list_shadows(), keep, std::chrono::system_clock::now(), kShadowMaxAge);
   for (const auto& name : doomed) ::unlink((catalog_.shadow_dir() / name).c_str());
   if (!doomed.empty()) {
     log::info(fmt::format("removed {} unused shadow cop{} from {}: {}", doomed.size(),
@@ -352,7 +381,10 @@ void Reloader::record(const std::string& kind, const nlohmann::json& detail) {
                       .job = std::nullopt,
                       .run_id = std::nullopt,
                       .detail = detail.dump()};
-  if (auto r = store_.add_event(event); !r) log::error(r.error().message);
+  ledger_->run([event](ledger::Store& store) { return store.add_event(event); },
+               [](Result<void> added) {
+                 if (!added) log::error(added.error().message);
+               });
 }
 
 nlohmann::json Reloader::plugins_json() const {

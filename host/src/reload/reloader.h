@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "catalog/catalog.h"
 #include "engine/engine.h"
 #include "ledger/store.h"
+#include "ledger/store_worker.h"
 #include "reload/reload.h"
 #include "reload/watcher.h"
 
@@ -48,6 +50,10 @@ class Reloader {
            catalog::Catalog& catalog, const catalog::ScanResult& initial, engine::Engine& engine,
            ledger::Store& store, WatcherOptions options = {});
 
+  // Ledger reads and writes go through `ledger` from now on, before start()
+  // (on PostgreSQL, a worker: the loop never waits on the ledger).
+  void write_through(ledger::StoreWorker& ledger) { ledger_ = &ledger; }
+
   // Starts watching, removes unused shadow copies, and does so again every hour.
   void start();
   // Stops watching; cycles in progress end without applying anything.
@@ -73,8 +79,14 @@ class Reloader {
   void on_removed(const std::string& file);
   void apply_plugins();
   void reload_config();
+  void apply_config(config::Config loaded, const engine::ReloadReads& reads);
   void end_cycle();
+  // Removes the shadow copies unused for kShadowMaxAge (asking the ledger
+  // which builds its runs used first, when some would go).
   void collect_shadows();
+  // ... once the ledger answered with the builds its runs used.
+  void remove_shadows(std::set<std::string> keep);
+  std::vector<ShadowFile> list_shadows() const;
   void arm_gc_timer();
   void record(const std::string& kind, const nlohmann::json& detail);
 
@@ -82,7 +94,8 @@ class Reloader {
   std::filesystem::path config_file_;
   catalog::Catalog& catalog_;
   engine::Engine& engine_;
-  ledger::Store& store_;
+  ledger::StoreWorker inline_ledger_;
+  ledger::StoreWorker* ledger_ = &inline_ledger_;  // see write_through
   Watcher watcher_;
   boost::asio::steady_timer gc_timer_;
   std::map<std::string, PluginFile> files_;  // by file name in plugin_dir
@@ -105,6 +118,7 @@ class Reloader {
   void tell(std::string_view kind, std::string_view result) {
     if (on_result_) on_result_(kind, result);
   }
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // the ledger's answers check it
 };
 
 }  // namespace jobhost::reload
