@@ -7,6 +7,8 @@
 #include <thread>
 
 #include "ledger/ledger_test_util.h"
+#include "ledger/pg_store.h"
+#include "support/tcp_proxy.h"
 
 using namespace jobhost;
 using namespace jobhost::ledger;
@@ -333,4 +335,60 @@ TEST_CASE("skew_of: the live hosts that differ", "[ledger][cluster]") {
     CHECK(skewed == c.plugins_skewed);
     CHECK(skew.any() == (!c.other_definitions.empty() || !c.plugins_skewed.empty()));
   }
+}
+
+TEST_CASE("a COMMIT whose answer is lost is asked after: a claim that went through stands",
+          "[ledger][cluster][postgresql]") {
+  TestLedger ledger(TestLedger::Kind::postgresql);
+  if (!ledger.available()) JOBHOST_SKIP(ledger.why());
+  jobhost::testing::Proxy proxy(ledger.url());
+  auto opened = open_pg_store(proxy.url(), Access::read_write, "a");
+  REQUIRE(opened);
+  auto& store = **opened;
+  const RunStart start = make_start("j", 1000);
+  REQUIRE(store.begin_group());
+  REQUIRE(store.claim_and_start(start).value());
+  // The server gets the COMMIT and commits; its answer is lost. The store
+  // waits for it (10 s), then asks a new session about the transaction.
+  proxy.deafen();
+  std::thread hear([&] {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    proxy.hear();
+  });
+  const auto committed = store.commit_group();
+  hear.join();
+  INFO((committed ? std::string() : committed.error().message));
+  CHECK(committed.has_value());
+  auto direct = open_as(ledger, "b");
+  CHECK(direct->get_run(start.run_id).value().has_value());
+  // The store goes on over its new session.
+  CHECK(store.get_run(start.run_id).value().has_value());
+}
+
+TEST_CASE("a COMMIT whose answer is lost and that did not go through is refused",
+          "[ledger][cluster][postgresql]") {
+  TestLedger ledger(TestLedger::Kind::postgresql);
+  if (!ledger.available()) JOBHOST_SKIP(ledger.why());
+  jobhost::testing::Proxy proxy(ledger.url());
+  auto opened = open_pg_store(proxy.url(), Access::read_write, "a");
+  REQUIRE(opened);
+  auto& store = **opened;
+  const RunStart start = make_start("j", 1000);
+  REQUIRE(store.begin_group());
+  REQUIRE(store.claim_and_start(start).value());
+  // The COMMIT never reaches the server: the connection is cut while it
+  // waits, and the server rolls the session's transaction back.
+  proxy.stall();
+  std::thread resume([&] {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    proxy.cut();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    proxy.resume();
+    proxy.heal();
+  });
+  const auto committed = store.commit_group();
+  resume.join();
+  CHECK_FALSE(committed.has_value());
+  auto direct = open_as(ledger, "b");
+  CHECK_FALSE(direct->get_run(start.run_id).value().has_value());
 }

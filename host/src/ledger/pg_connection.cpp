@@ -11,6 +11,7 @@
 #include <charconv>
 #include <chrono>
 #include <optional>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -38,6 +39,10 @@ constexpr unsigned kByteaOid = 17;
 // thread for ever. Above lock_timeout (5 s): a statement waiting on a lock
 // fails on its own first.
 constexpr std::chrono::milliseconds kAnswerTimeout{10'000};
+
+// How long a COMMIT whose answer was lost is asked after (txid_status) before
+// it is taken as not done; each try may add a connect_timeout (5 s).
+constexpr std::chrono::milliseconds kResolveTime{5'000};
 
 // The key of the advisory lock migrations hold ("JBHL").
 constexpr int64_t kMigrationLock = kApplicationId;
@@ -239,12 +244,31 @@ class PgConnection final : public sql::Connection {
     return std::make_unique<PgStatement>(*this, std::string(), sql);
   }
 
-  void begin_write() override { begin("BEGIN"); }
-  void begin_read() override { begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); }
+  // The transaction's id comes back with BEGIN, in the same round trip:
+  // should the COMMIT's answer be lost, commit() asks whether it went through.
+  void begin_write() override {
+    xid_.clear();
+    begin("BEGIN; SELECT txid_current()");
+    xid_ = last_value_;
+  }
+  void begin_read() override {
+    xid_.clear();
+    begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  }
   // A COMMIT of an aborted transaction answers "ROLLBACK": nothing was kept.
   void commit() override {
     const bool failed = aborted();
-    finish("COMMIT");
+    try {
+      finish("COMMIT");
+    } catch (const PgError& e) {
+      // No answer (a timeout, a lost connection): the server may have
+      // committed. Claims written again would then find their slots taken
+      // by themselves, and their runs would never start.
+      if (failed || xid_.empty() || !(e.sqlstate.empty() || e.sqlstate.starts_with("08"))) throw;
+      if (committed_after_all()) return;
+      throw PgError(e.sqlstate, std::string(e.what()) +
+                                    " (whether the COMMIT went through could not be learnt)");
+    }
     if (failed || last_status_ == "ROLLBACK") {
       throw PgError("40000", "the transaction was rolled back: a statement in it had failed");
     }
@@ -313,10 +337,10 @@ class PgConnection final : public sql::Connection {
   }
 
   // The answer of what PQsend*() sent (`sent`: its return), waited for at
-  // most kAnswerTimeout; checked as check() does.
-  PGresult* answer(int sent) {
+  // most `timeout`; checked as check() does.
+  PGresult* answer(int sent, std::chrono::milliseconds timeout = kAnswerTimeout) {
     if (!sent) return check(nullptr);
-    auto deadline = std::chrono::steady_clock::now() + kAnswerTimeout;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
     PGresult* last = nullptr;
     for (;;) {
       while (PQisBusy(conn_)) {
@@ -331,7 +355,7 @@ class PgConnection final : public sql::Connection {
           while (PGresult* r = PQgetResult(conn_)) PQclear(r);
           if (in_use_ && !in_transaction()) in_use_ = false;
           throw PgError("", fmt::format("the database server did not answer within {} s",
-                                        kAnswerTimeout.count() / 1000));
+                                        timeout.count() / 1000));
         }
         pollfd ready{PQsocket(conn_), POLLIN, 0};
         if (::poll(&ready, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) {
@@ -393,11 +417,13 @@ class PgConnection final : public sql::Connection {
     return conn;
   }
 
-  // Runs `sql` with no parameters; throws PgError.
+  // Runs `sql` with no parameters; throws PgError. Its last statement's
+  // status and first value are kept (last_status_, last_value_).
   void command(const char* sql) {
     ensure_connected();
     PGresult* result = answer(PQsendQuery(conn_, sql));
     last_status_ = PQcmdStatus(result);
+    last_value_ = PQntuples(result) > 0 ? PQgetvalue(result, 0, 0) : "";
     PQclear(result);
   }
 
@@ -412,6 +438,37 @@ class PgConnection final : public sql::Connection {
   void finish(const char* sql) {
     in_use_ = false;
     command(sql);
+  }
+
+  // After a COMMIT whose answer was lost: a new session asks the server
+  // whether the transaction xid_ committed, for about kResolveTime (it stays
+  // "in progress" until the old session's end reaches the server). False
+  // when it did not, or when the server cannot be asked.
+  bool committed_after_all() {
+    const std::string xid = std::exchange(xid_, {});
+    const auto deadline = std::chrono::steady_clock::now() + kResolveTime;
+    while (std::chrono::steady_clock::now() < deadline) {
+      try {
+        if (PQstatus(conn_) == CONNECTION_OK) {
+          ::shutdown(PQsocket(conn_), SHUT_RDWR);  // the session that sent the COMMIT goes
+        }
+        PQreset(conn_);
+        prepared_.clear();
+        if (PQstatus(conn_) != CONNECTION_OK) throw PgError("", one_line(PQerrorMessage(conn_)));
+        const char* values[] = {xid.c_str()};
+        PGresult* result = answer(PQsendQueryParams(conn_, "SELECT txid_status($1::bigint)", 1,
+                                                    nullptr, values, nullptr, nullptr, 0),
+                                  kResolveTime);
+        const std::string status = PQgetisnull(result, 0, 0) ? "" : PQgetvalue(result, 0, 0);
+        PQclear(result);
+        if (status == "committed") return true;
+        if (status != "in progress") return false;  // aborted (or unknown to the server)
+      } catch (const PgError&) {
+        // Not reachable yet: try again until the deadline.
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return false;
   }
 
   // A connection lost outside a transaction is made again (a restarted
@@ -452,6 +509,8 @@ class PgConnection final : public sql::Connection {
   std::unordered_map<const char*, std::unique_ptr<PgStatement>> statements_;
   std::unordered_set<std::string> prepared_;  // on this connection
   std::string last_status_;                   // of the last command(): "COMMIT", "ROLLBACK"
+  std::string last_value_;                    // of the last command(): its first value
+  std::string xid_;  // of the write transaction open (begin_write), for commit()
 };
 
 void PgStatement::run() {
