@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <jobhost/plugin.h>
 #include <chrono>
 #include <map>
 
@@ -81,7 +82,7 @@ TEST_CASE("scan accepts the examples and rejects each bad plugin with its reason
   CHECK(hello->version == "1.0.0");
   CHECK(hello->description == "Logs its greeting param and succeeds");
   CHECK(hello->abi_major == 1);
-  CHECK(hello->abi_minor == 0);
+  CHECK(hello->abi_minor == JOBHOST_ABI_MINOR);
   CHECK(hello->path == d.plugins / "hello.so");
   CHECK(result.find("hello_c") == &result.accepted[1]);
   CHECK(result.find("nope") == nullptr);

@@ -41,7 +41,7 @@ TEST_CASE("probe reads the example plugins' descriptors", "[catalog][probe]") {
       CHECK(d->name == c.name);
       CHECK(d->version == "1.0.0");
       CHECK(d->abi_major == 1);
-      CHECK(d->abi_minor == 0);
+      CHECK(d->abi_minor == JOBHOST_ABI_MINOR);
       CHECK(d->struct_size == sizeof(jobhost_plugin));
       CHECK(d->has_run);
       CHECK(check_descriptor(*d).has_value());

@@ -148,7 +148,7 @@ TEST_CASE("plugins --json lists the example plugins", "[cli]") {
   for (const auto& p : out["accepted"]) {
     CHECK((p["name"] == "hello" || p["name"] == "hello_c"));
     CHECK(p["version"] == "1.0.0");
-    CHECK(p["abi"] == "1.0");
+    CHECK(p["abi"] == "1.1");  // built with this SDK (the 1.0 header: sdk_abi_test)
     CHECK(p["sha256"].get<std::string>().size() == 64);
     CHECK(fs::path(p["path"].get<std::string>()).parent_path() == dir.path() / "plugins");
   }
@@ -457,7 +457,8 @@ schedule = "@manual"
                            .plugin_sha256 = sha,
                            .definition_hash = std::nullopt,
                            .replay_of = std::nullopt,
-                           .host_pid = 1};
+                           .host_pid = 1,
+                           .event = std::nullopt};
     REQUIRE(store->claim_and_start(start).value());
     ledger::RunEnd end{.run_id = start.run_id,
                        .finished_at = slot + 1s,
@@ -644,4 +645,61 @@ jitter = "6h"
           std::string::npos);
     CHECK(text.out.find(planned) != std::string::npos);
   }
+}
+
+TEST_CASE("trigger --payload: the run, its retry and a replay get the payload (ABI 1.1)",
+          "[cli][abi]") {
+  TestHost host({"trigger_probe.so", "abi_1_0.so"}, R"(
+[jobs.probe]
+plugin = "trigger_probe"
+schedule = "@manual"
+params = { fail_first = "true" }
+retry = { max_attempts = 2, initial_delay = "100ms", jitter = "none" }
+
+[jobs.old]
+plugin = "abi_1_0"
+schedule = "@manual"
+)");
+  const fs::path& config = host.config();
+  const fs::path payload = host.dir() / "payload.json";
+  std::ofstream(payload) << R"({ "file": "in/a.csv", "rows": 3 })";
+  auto r =
+      run_jobhost({"trigger", "--config", config.string(), "probe", "--payload", payload.string()});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(wait_outcome(config, "probe", "succeeded"));
+  auto runs = history(config, "probe");
+  REQUIRE(runs.size() == 2);
+  const std::string event = R"({"file":"in/a.csv","rows":3})";
+  CHECK_THAT(runs[1]["message"].get<std::string>(),
+             Catch::EndsWith("trigger=manual attempt=1 event=" + event));
+  CHECK(runs[0]["message"] == "trigger=retry attempt=2 event=" + event);
+
+  auto replay =
+      run_jobhost({"replay", "--config", config.string(), runs[0]["run_id"].get<std::string>()});
+  INFO(replay.err);
+  CHECK(replay.exit_code == 0);
+  CHECK_THAT(replay.out, Catch::Contains("trigger=replay attempt=2 event=" + event));
+
+  // Bad payloads are refused before the daemon is asked.
+  std::ofstream(payload) << "{ not json";
+  r = run_jobhost({"trigger", "--config", config.string(), "probe", "--payload", payload.string()});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("is not a JSON document"));
+  std::ofstream(payload) << "\"" << std::string(40 * 1024, 'x') << "\"";
+  r = run_jobhost({"trigger", "--config", config.string(), "probe", "--payload", payload.string()});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("at most 32768"));
+
+  // A plugin built against the 1.0 header runs here, and says so.
+  REQUIRE(trigger(config, "old").exit_code == 0);
+  auto old = wait_outcome(config, "old", "succeeded");
+  REQUIRE(old);
+  CHECK((*old)["message"] == "abi 1.0 attempt 1 color (none) table complete");
+  auto plugins = run_jobhost({"plugins", "--config", config.string(), "--json"});
+  REQUIRE(plugins.exit_code == 0);
+  for (const auto& p : json::parse(plugins.out)["accepted"]) {
+    CHECK(p["abi"] == (p["name"] == "abi_1_0" ? "1.0" : "1.1"));
+  }
+  host.stop();
 }

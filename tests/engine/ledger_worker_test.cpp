@@ -124,7 +124,7 @@ retry = { max_attempts = 3 }
   REQUIRE(rig.engine().trigger("r"));  // attempt 1 waits for the slot too
   rig.settle();
   const auto slot = rig.now();
-  const ledger::PendingRetry retry{"r", slot - 10s, 2, slot, "trace-r"};
+  const ledger::PendingRetry retry{"r", slot - 10s, 2, slot, "trace-r", std::nullopt};
   rig.engine().add_retries({retry});
   rig.run_until(slot + 1s);
   rig.engine().add_retries({retry});

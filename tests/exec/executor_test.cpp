@@ -253,6 +253,29 @@ TEST_CASE("output the host had buffered is not repeated by the run", "[executor]
   CHECK(contains(f.report.output_tail, "to stdout"));
 }
 
+TEST_CASE("ABI 1.1: the plugin reads its trigger and the trigger's payload", "[executor][abi]") {
+  RunRequest req = request("trigger_probe");
+  const Finished plain = run(req);
+  CHECK(plain.report.outcome == Outcome::succeeded);
+  CHECK(plain.report.message == "trigger=schedule attempt=1 event=none");
+  req = request("trigger_probe");
+  req.trigger_kind = "webhook";
+  req.event = R"({"file":"a.csv","n":[1,2]})";
+  req.attempt = 2;
+  const Finished hooked = run(req);
+  CHECK(hooked.report.message == R"(trigger=webhook attempt=2 event={"file":"a.csv","n":[1,2]})");
+}
+
+TEST_CASE("a plugin built against the ABI 1.0 header runs on this host", "[executor][abi]") {
+  RunRequest req = request("abi_1_0", {{"color", "teal"}});
+  req.event = R"({"ignored":true})";  // a 1.0 plugin cannot ask for it
+  const Finished f = run(req);
+  INFO(f.report.message);
+  CHECK(f.report.outcome == Outcome::succeeded);
+  CHECK(f.report.message == "abi 1.0 attempt 1 color teal table complete");
+  CHECK(any_line(f.lines, LogStream::plugin, req.run_id));
+}
+
 TEST_CASE("every host function reaches the host; secrets stay out of logs", "[executor]") {
   RunRequest req = request("api_probe", {{"color", "teal"}});
   req.secrets = {{"token", "s3cret"}};

@@ -257,11 +257,12 @@ TEST_CASE("pending retries survive a reopen and can be removed", "[ledger][store
     auto store = ledger.open();
     REQUIRE(store->claim_and_start(a).value());
     REQUIRE(store->claim_and_start(b).value());
-    REQUIRE(store->schedule_retry({"a", a.scheduled_for, 2, at_ms(kBase + 9000), a.trace_id},
-                                  a.started_at));
-    REQUIRE(store->schedule_retry({"b", b.scheduled_for, 2, at_ms(kBase + 3000), b.trace_id},
-                                  b.started_at));
-    auto never = store->schedule_retry({"b", at_ms(kBase + 1), 2, at_ms(kBase), "x"}, a.started_at);
+    REQUIRE(store->schedule_retry(
+        {"a", a.scheduled_for, 2, at_ms(kBase + 9000), a.trace_id, std::nullopt}, a.started_at));
+    REQUIRE(store->schedule_retry(
+        {"b", b.scheduled_for, 2, at_ms(kBase + 3000), b.trace_id, std::nullopt}, b.started_at));
+    auto never = store->schedule_retry({"b", at_ms(kBase + 1), 2, at_ms(kBase), "x", std::nullopt},
+                                       a.started_at);
     REQUIRE_FALSE(never.has_value());
     CHECK_THAT(never.error().message, Contains("never claimed"));
   }
@@ -273,6 +274,40 @@ TEST_CASE("pending retries survive a reopen and can be removed", "[ledger][store
   CHECK(store->remove_retry("b", b.scheduled_for).value() == true);
   CHECK(store->remove_retry("b", b.scheduled_for).value() == false);
   CHECK(store->pending_retries().value().size() == 1);
+}
+
+TEST_CASE("a slot keeps its trigger's payload for its retries, run detail and takeover",
+          "[ledger][store]") {
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open();
+  auto hooked = make_start("a", 0, 0, Trigger::webhook);
+  hooked.event = R"({"file":"x.csv"})";
+  auto plain = make_start("b", 0);
+  REQUIRE(store->claim_and_start(hooked).value());
+  REQUIRE(store->claim_and_start(plain).value());
+  CHECK(store->get_run(hooked.run_id).value()->event == hooked.event);
+  CHECK_FALSE(store->get_run(plain.run_id).value()->event.has_value());
+  // History lists do not carry it (run detail only).
+  CHECK_FALSE(store->history("a", 10).value().front().event.has_value());
+
+  auto end = make_end(hooked, Outcome::failed);
+  end.retry_at = at_ms(kBase + 5000);
+  REQUIRE(store->finish_run(end).value());
+  auto pending = store->pending_retries().value();
+  REQUIRE(pending.size() == 1);
+  CHECK(pending[0].event == hooked.event);
+  // The retry's own claim keeps the slot's payload, whatever it carries.
+  auto retry = make_start("a", 0, 6000, Trigger::retry);
+  retry.attempt = 2;
+  retry.trace_id = hooked.trace_id;
+  REQUIRE(store->claim_and_start(retry).value());
+  CHECK(store->get_run(retry.run_id).value()->event == hooked.event);
+  // A run closed at a restart hands its payload to the retry made of it.
+  auto closed = store->close_orphaned_runs(at_ms(kBase + 7000), "restarted").value().closed;
+  REQUIRE(closed.size() == 2);
+  for (const auto& run : closed) {
+    CHECK(run.event == (run.job == "a" ? hooked.event : std::nullopt));
+  }
 }
 
 TEST_CASE("finish_run is idempotent", "[ledger][store]") {

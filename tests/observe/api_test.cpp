@@ -42,9 +42,10 @@ enabled = false
 
 // Calls the router directly, as the server would; the answer must come now.
 Response call(const observe::Router& router, std::string method, std::string target,
-              std::string authorization = "") {
+              std::string authorization = "", std::string body = "") {
   Request request;
   request.method = std::move(method);
+  request.body = std::move(body);
   request.peer = "127.0.0.1:5000";
   request.authorization = std::move(authorization);
   auto q = target.find('?');
@@ -91,8 +92,9 @@ struct ApiRig {
     api->add_routes(*router);
   }
   Response get(const std::string& target) { return call(*router, "GET", target); }
-  Response post(const std::string& target, const std::string& auth = "Bearer s3cret") {
-    return call(*router, "POST", target, auth);
+  Response post(const std::string& target, const std::string& auth = "Bearer s3cret",
+                const std::string& body = "") {
+    return call(*router, "POST", target, auth, body);
   }
   // Every run matching `filter` (a query string), following next_cursor.
   std::vector<json> all_runs(const std::string& filter, int limit) {
@@ -648,4 +650,60 @@ TEST_CASE("api: cursors round-trip and refuse what they did not make", "[observe
   CHECK(observe::constant_time_equal("abc", "abc"));
   CHECK_FALSE(observe::constant_time_equal("abc", "abd"));
   CHECK_FALSE(observe::constant_time_equal("abc", "abcd"));
+}
+
+TEST_CASE("a trigger with a JSON body is a webhook: its runs get the body as their event",
+          "[api][abi]") {
+  ApiRig a(kJobs, "s3cret");
+  auto& fake = a.rig.fake();
+  fake.decorate = [](exec::RunReport& report) { report.retryable = true; };
+  a.start(at_utc(10, 0, 0));
+  auto r = a.post("/api/v1/jobs/alpha/trigger", "Bearer s3cret",
+                  R"({ "file": "a.csv", "rows": [1, 2] })");
+  INFO(r.body);
+  REQUIRE(r.status == 200);
+  CHECK(body(r)["trigger"] == "webhook");
+  a.rig.settle();
+  REQUIRE(fake.started.size() == 1);
+  const std::string event = R"({"file":"a.csv","rows":[1,2]})";
+  CHECK(fake.started[0].request.trigger_kind == "webhook");
+  CHECK(fake.started[0].request.event == event);
+  const std::string run_id = fake.started[0].request.run_id;
+  auto run = body(a.get("/api/v1/runs/" + run_id));
+  CHECK(run["trigger"] == "webhook");
+  CHECK(run["event"] == json::parse(event));
+  // Its retry (alpha retries) carries the same payload.
+  fake.finish(run_id, Outcome::failed);
+  a.rig.run_until(a.rig.now() + 3s);
+  std::vector<std::string> kinds;
+  for (const auto& started : fake.started) {
+    if (started.request.job != "alpha" ||
+        started.request.scheduled_for != fake.started[0].request.scheduled_for)
+      continue;
+    kinds.push_back(started.request.trigger_kind);
+    CHECK(started.request.event == event);
+  }
+  CHECK(kinds == std::vector<std::string>{"webhook", "retry"});
+
+  // Without a body: a manual trigger, no event.
+  r = a.post("/api/v1/jobs/beta/trigger");
+  REQUIRE(r.status == 200);
+  CHECK(body(r)["trigger"] == "manual");
+  a.rig.settle();
+  CHECK(fake.started.back().request.job == "beta");
+  CHECK(fake.started.back().request.trigger_kind == "manual");
+  CHECK_FALSE(fake.started.back().request.event.has_value());
+  CHECK_FALSE(body(a.get("/api/v1/runs/" + fake.started.back().request.run_id)).contains("event"));
+
+  // Not JSON, or too large: refused, nothing fires.
+  const std::size_t before = fake.started.size();
+  r = a.post("/api/v1/jobs/beta/trigger", "Bearer s3cret", "{ nope");
+  CHECK(r.status == 400);
+  CHECK_THAT(r.body, Catch::Contains("not a JSON document"));
+  r = a.post("/api/v1/jobs/beta/trigger", "Bearer s3cret",
+             "\"" + std::string(40 * 1024, 'x') + "\"");
+  CHECK(r.status == 413);
+  CHECK_THAT(r.body, Catch::Contains("at most 32768"));
+  a.rig.settle();
+  CHECK(fake.started.size() == before);
 }

@@ -76,7 +76,10 @@ int run_cli(int argc, char** argv) {
   auto* trigger = app.add_subcommand("trigger", "Ask the running daemon to run JOB now");
   add_config_flag(trigger, config);
   trigger->add_option("job", job, "The job")->required();
-  trigger->callback([&] { command = [&] { return cmd_trigger(config, job); }; });
+  std::string payload;
+  trigger->add_option("--payload", payload,
+                      "A file (- for stdin) holding the JSON document the run gets as its event");
+  trigger->callback([&] { command = [&] { return cmd_trigger(config, job, payload); }; });
 
   auto* pause = app.add_subcommand(
       "pause", "Pause JOB in the running daemon: its fires are recorded as skipped until resumed");

@@ -124,6 +124,7 @@ int cmd_replay(const std::string& config_flag, const std::string& run_id, bool c
   return run_recorded(*config, *store, *job, *build,
                       OneOffRun{.trigger = ledger::Trigger::replay,
                                 .replay_of = run->run_id,
+                                .event = run->event,
                                 .plugin_scheduled_for = origin->scheduled_for,
                                 .plugin_attempt = static_cast<uint32_t>(origin->attempt)});
 }

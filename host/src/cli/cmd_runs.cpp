@@ -2,7 +2,11 @@
 #include <fmt/core.h>
 
 #include <chrono>
+#include <expected>
+#include <fstream>
 #include <functional>
+#include <iostream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
@@ -11,6 +15,7 @@
 #include "cli/recorded_run.h"
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "engine/engine.h"
 #include "ledger/sqlite_store.h"
 
 namespace jobhost::cli {
@@ -58,7 +63,34 @@ int cmd_run_once(const std::string& config_flag, const std::string& job_name) {
   return run_recorded(*config, *store, *job, build_of(*plugin), OneOffRun{});
 }
 
-int cmd_trigger(const std::string& config_flag, const std::string& job_name) {
+namespace {
+
+// The JSON document in `path` ("-": stdin), within engine::kMaxEventBytes.
+std::expected<json, std::string> read_payload(const std::string& path) {
+  std::string text;
+  if (path == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return std::unexpected(fmt::format("cannot read the payload {}", path));
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  json event = json::parse(text, nullptr, false);
+  if (event.is_discarded()) {
+    return std::unexpected(
+        fmt::format("the payload {} is not a JSON document", path == "-" ? "on stdin" : path));
+  }
+  if (const std::size_t size = event.dump().size(); size > engine::kMaxEventBytes) {
+    return std::unexpected(fmt::format("the payload is {} bytes (as compact JSON); at most {}",
+                                       size, engine::kMaxEventBytes));
+  }
+  return event;
+}
+
+}  // namespace
+
+int cmd_trigger(const std::string& config_flag, const std::string& job_name,
+                const std::string& payload) {
   // The daemon runs the config it loaded: only its state directory and the
   // job's name are read here (docs/cli.md).
   auto config = load_host_or_report(resolve_config_path(config_flag));
@@ -67,8 +99,16 @@ int cmd_trigger(const std::string& config_flag, const std::string& job_name) {
     fmt::print(stderr, "no job named \"{}\" in {}\n", job_name, config->file.string());
     return kExitFailed;
   }
-  auto reply = daemon::control_request(
-      config->host.state_dir, {{"op", "trigger"}, {"job", job_name}}, std::chrono::seconds(5));
+  json request = {{"op", "trigger"}, {"job", job_name}};
+  if (!payload.empty()) {
+    auto event = read_payload(payload);
+    if (!event) {
+      fmt::print(stderr, "trigger {}: {}\n", job_name, event.error());
+      return kExitUsage;
+    }
+    request["payload"] = std::move(*event);
+  }
+  auto reply = daemon::control_request(config->host.state_dir, request, std::chrono::seconds(5));
   if (!reply) {
     return report_control_error(reply.error());
   }

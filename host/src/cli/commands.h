@@ -22,7 +22,10 @@ int cmd_next(const NextOptions& options);
 
 int cmd_run(const std::string& config_flag);
 int cmd_run_once(const std::string& config_flag, const std::string& job);
-int cmd_trigger(const std::string& config_flag, const std::string& job);
+// `payload`: a file holding the JSON the run gets as its event, "-" for
+// stdin, empty for none.
+int cmd_trigger(const std::string& config_flag, const std::string& job,
+                const std::string& payload = {});
 int cmd_reload(const std::string& config_flag);
 // pause = false: resume.
 int cmd_pause(const std::string& config_flag, const std::string& job, bool pause);

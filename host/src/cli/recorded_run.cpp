@@ -32,9 +32,11 @@ exec::ExecutorOptions executor_options(const config::Config& config) {
 int run_recorded(const config::Config& config, ledger::Store& store, const config::JobConfig& job,
                  const Build& build, const OneOffRun& run) {
   const TimePoint slot = wall_now();
-  ledger::RunStart start = engine::run_start(
-      job, build, engine::Fire{slot, job.name, slot, 1, ledger::new_id(slot), run.trigger},
-      ledger::new_id(slot), slot);
+  ledger::RunStart start =
+      engine::run_start(job, build,
+                        engine::Fire{slot, job.name, slot, 1, ledger::new_id(slot), run.trigger,
+                                     engine::shared_event(run.event)},
+                        ledger::new_id(slot), slot);
   start.replay_of = run.replay_of;
   auto claimed = store.claim_and_start(start);
   if (!claimed || !*claimed) {

@@ -23,6 +23,7 @@ using engine::build_of;
 struct OneOffRun {
   ledger::Trigger trigger = ledger::Trigger::manual;
   std::optional<std::string> replay_of;  // the run id replayed
+  std::optional<std::string> event;      // the trigger's payload (a replay: the replayed run's)
   // What the plugin's scheduled_for() and attempt() return. Default: the
   // run's own slot (now) and 1. A replay passes those of the run it replays.
   std::optional<TimePoint> plugin_scheduled_for;

@@ -320,7 +320,9 @@ int run_daemon(config::Config config) {
         }
         if (op == "next_fires") return respond({{"ok", true}, {"jobs", engine.next_fires()}});
         if (op == "trigger") {
-          auto slot = engine.trigger(request.value("job", ""), socket_peer(request));
+          std::optional<std::string> event;
+          if (request.contains("payload")) event = request["payload"].dump();
+          auto slot = engine.trigger(request.value("job", ""), socket_peer(request), event);
           if (!slot) return respond({{"ok", false}, {"error", slot.error().message}});
           return respond({{"ok", true}, {"scheduled_for", ledger::format_utc(*slot)}});
         }

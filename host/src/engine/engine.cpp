@@ -397,7 +397,7 @@ bool Engine::launch(Launch launch, ledger::RunStart start, const Result<bool>& c
         start.attempt < policy.max_attempts) {
       end.retry_at = now() + retry_delay(policy, start.attempt, rng_);
       timeline_.insert(Fire{*end.retry_at, start.job, start.scheduled_for, start.attempt + 1,
-                            start.trace_id, ledger::Trigger::retry});
+                            start.trace_id, ledger::Trigger::retry, fire.event});
     }
     backlog_.add(PendingWrite{cfg.name, fire.slot, end.finished_at, end});
     acknowledge([this, start, end = std::move(end)] {
@@ -480,7 +480,7 @@ void Engine::on_run_done(exec::RunReport report) {
   backlog_.add(PendingWrite{run.job, run.scheduled_for, end.finished_at, end});
   if (end.retry_at && !shutting_down_) {
     timeline_.insert(Fire{*end.retry_at, run.job, run.scheduled_for, run.attempt + 1, run.trace_id,
-                          ledger::Trigger::retry});
+                          ledger::Trigger::retry, shared_event(run.event)});
   }
   acknowledge(
       [this, run = std::move(active.start), end = std::move(end), report = std::move(report)] {
@@ -592,7 +592,8 @@ void Engine::record_waiting_skips(JobState& job) {
   for (const auto& [fire, reason] : waiting) record_skipped(fire, reason);
 }
 
-Result<TimePoint> Engine::trigger(std::string_view name, std::string_view by) {
+Result<TimePoint> Engine::trigger(std::string_view name, std::string_view by,
+                                  std::optional<std::string> event, ledger::Trigger kind) {
   if (shutting_down_) return fail("the host is shutting down");
   auto it = jobs_.find(name);
   if (it == jobs_.end() || it->second.retired) {
@@ -602,13 +603,21 @@ Result<TimePoint> Engine::trigger(std::string_view name, std::string_view by) {
     return fail(
         fmt::format("job \"{}\" is paused: resume it first (jobhost resume {})", name, name));
   }
+  if (event && event->size() > kMaxEventBytes) {
+    return fail(fmt::format("the payload is {} bytes; at most {} are taken", event->size(),
+                            kMaxEventBytes));
+  }
   TimePoint slot = now();
   if (!by.empty()) {
     write_event(it->first, "triggered", std::nullopt,
-                nlohmann::json{{"by", by}, {"scheduled_for", ledger::format_utc(slot)}}.dump(
-                    -1, ' ', false, nlohmann::json::error_handler_t::replace));
+                nlohmann::json{{"by", by},
+                               {"scheduled_for", ledger::format_utc(slot)},
+                               {"trigger", ledger::to_string(kind)},
+                               {"event_bytes",
+                                event ? nlohmann::json(event->size()) : nlohmann::json(nullptr)}}
+                    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   }
-  admit(Fire{slot, std::string(name), slot, 1, {}, ledger::Trigger::manual});
+  admit(Fire{slot, std::string(name), slot, 1, {}, kind, shared_event(event)});
   pump();
   flush_writes();  // written now (inline), or in the next group (a ledger worker)
   return slot;

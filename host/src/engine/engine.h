@@ -46,6 +46,10 @@ inline constexpr Duration kLateTolerance = std::chrono::seconds(30);
 inline constexpr std::size_t kCheckpointEvery = 20;
 inline constexpr Duration kCheckpointGap = std::chrono::milliseconds(200);
 
+// The largest trigger payload (JSON, compact) a fire takes: it fits the
+// control socket's requests, the HTTP API's bodies and the plugin's memory.
+inline constexpr std::size_t kMaxEventBytes = 32 * 1024;
+
 // The reason recorded for the fires of a paused job.
 inline const std::string kPausedReason = "paused";
 
@@ -101,7 +105,11 @@ class Engine {
   // Queues a manual fire of `job` at now (a slot of its own). Returns the
   // slot. Refused for an unknown or paused job. `by` (who asked: "uid 1000",
   // "http token 127.0.0.1:5000"), when given, is recorded as a `triggered` event.
-  Result<TimePoint> trigger(std::string_view job, std::string_view by = {});
+  // `event`: the payload (JSON) its runs get (ABI 1.1 event()); `kind`: the
+  // trigger they see (manual, webhook, file, chain).
+  Result<TimePoint> trigger(std::string_view job, std::string_view by = {},
+                            std::optional<std::string> event = std::nullopt,
+                            ledger::Trigger kind = ledger::Trigger::manual);
 
   // Pauses the job: until resumed, its fires (schedule, catch-up, @reboot)
   // are recorded skipped "paused" (they still claim their slots), fires of

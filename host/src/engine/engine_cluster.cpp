@@ -79,8 +79,8 @@ void Engine::add_retries(const std::vector<ledger::PendingRetry>& retries) {
     }
     // The same retry twice is one Fire; a retry planned here and there at
     // different times is claimed once.
-    timeline_.insert(
-        Fire{r.due_at, r.job, r.scheduled_for, r.next_attempt, r.trace_id, ledger::Trigger::retry});
+    timeline_.insert(Fire{r.due_at, r.job, r.scheduled_for, r.next_attempt, r.trace_id,
+                          ledger::Trigger::retry, shared_event(r.event)});
   }
   arm_timer();
 }
@@ -119,8 +119,9 @@ void Engine::adopt(const ledger::Takeover& takeover) {
     if (it == jobs_.end() || it->second.retired) continue;
     const config::RetryPolicy& policy = it->second.config->settings->retry;
     if (run.attempt >= policy.max_attempts) continue;
-    ledger::PendingRetry retry{run.job, run.scheduled_for, run.attempt + 1,
-                               t + retry_delay(policy, run.attempt, rng_), run.trace_id};
+    ledger::PendingRetry retry{run.job,         run.scheduled_for,
+                               run.attempt + 1, t + retry_delay(policy, run.attempt, rng_),
+                               run.trace_id,    run.event};
     log::info(fmt::format("attempt {} of {} at {}", retry.next_attempt, policy.max_attempts,
                           ledger::format_utc(retry.due_at)),
               fields);

@@ -22,7 +22,8 @@ ledger::RunStart run_start(const config::JobConfig& job, const std::optional<Bui
                           .plugin_sha256 = build ? std::optional(build->sha256) : std::nullopt,
                           .definition_hash = job.definition_hash,
                           .replay_of = std::nullopt,
-                          .host_pid = getpid()};
+                          .host_pid = getpid(),
+                          .event = fire.event ? std::optional(*fire.event) : std::nullopt};
 }
 
 exec::RunRequest run_request(const config::JobConfig& job, const std::filesystem::path& state_dir,
@@ -46,7 +47,10 @@ exec::RunRequest run_request(const config::JobConfig& job, const std::filesystem
                           .sandbox = job.settings->sandbox,
                           .time_zone = job.settings->timezone,
                           .secret_sources = job.settings->secrets,
-                          .dynamic_uid = job.dynamic_uid};
+                          .dynamic_uid = job.dynamic_uid,
+                          .parked = false,
+                          .trigger_kind = std::string(ledger::to_string(start.trigger)),
+                          .event = start.event};
 }
 
 ledger::RunEnd run_end(const exec::RunReport& report, TimePoint finished_at, Duration duration) {

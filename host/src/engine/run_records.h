@@ -5,6 +5,7 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -25,6 +26,8 @@ struct Fire {
   int attempt = 1;
   std::string trace_id;  // empty for attempt 1: made when it starts
   ledger::Trigger trigger = ledger::Trigger::schedule;
+  // The trigger's payload (JSON), shared by the fire's attempts; null: none.
+  std::shared_ptr<const std::string> event{};
 
   // Deterministic order: due time, then job name, then slot and attempt.
   bool operator<(const Fire& other) const {
@@ -32,6 +35,11 @@ struct Fire {
            std::tie(other.due, other.job, other.slot, other.attempt);
   }
 };
+
+// A payload as a Fire holds it (null: none).
+inline std::shared_ptr<const std::string> shared_event(const std::optional<std::string>& event) {
+  return event ? std::make_shared<const std::string>(*event) : nullptr;
+}
 
 // The build a run loads: the plugin's descriptor name and version, the
 // sha256 of its content, and the shadow copy to load.

@@ -171,6 +171,14 @@ int64_t api_scheduled_for(jobhost_run*) {
   return g_request->scheduled_for.time_since_epoch().count();
 }
 
+const char* api_trigger_kind(jobhost_run*) {
+  return g_request->trigger_kind.c_str();
+}
+
+const char* api_event(jobhost_run*) {
+  return g_request->event ? g_request->event->c_str() : nullptr;
+}
+
 const jobhost_host_api kHostApi = {sizeof(jobhost_host_api),
                                    api_log,
                                    api_param,
@@ -181,7 +189,9 @@ const jobhost_host_api kHostApi = {sizeof(jobhost_host_api),
                                    api_set_message,
                                    api_run_id,
                                    api_attempt,
-                                   api_scheduled_for};
+                                   api_scheduled_for,
+                                   api_trigger_kind,
+                                   api_event};
 
 // --- process setup -----------------------------------------------------------
 

@@ -66,6 +66,10 @@ struct RunRequest {
   // Set by Executor::park: the run's process waits for release() before
   // the plugin's init.
   bool parked = false;
+  // ABI 1.1: what made the run ("schedule", "webhook", ...) and the
+  // trigger's payload (JSON), as the plugin's trigger_kind() and event() give them.
+  std::string trigger_kind = "schedule";
+  std::optional<std::string> event;
 };
 
 // How a run ended. Delivered once per started run.

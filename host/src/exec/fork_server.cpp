@@ -247,6 +247,10 @@ std::string encode_plan(const RunRequest& r, const std::vector<std::string>& pro
   // --- dynamic users: the job's state directory (the run's working directory)
   w.text(r.state_directory.native());
   w.number(static_cast<uint8_t>(r.parked));
+  // ABI 1.1: the trigger and its payload.
+  w.text(r.trigger_kind);
+  w.number(static_cast<uint8_t>(r.event.has_value()));
+  if (r.event) w.text(*r.event);
   return w.take();
 }
 
@@ -317,6 +321,16 @@ bool decode_plan(std::string_view text, Plan& p, bool& preload) {
   uint8_t parked = 0;
   if (!in.number(parked) || parked > 1) return false;
   r.parked = parked != 0;
+  uint8_t with_event = 0;
+  if (!in.text(r.trigger_kind) || r.trigger_kind.find('\0') != std::string::npos ||
+      !in.number(with_event) || with_event > 1) {
+    return false;
+  }
+  if (with_event != 0) {
+    r.event.emplace();
+    // Handed to the plugin as a C string: no NUL inside.
+    if (!in.text(*r.event) || r.event->find('\0') != std::string::npos) return false;
+  }
   if (!in.done()) return false;
   preload = wanted != 0;
   return true;

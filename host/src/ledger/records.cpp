@@ -13,8 +13,8 @@
 namespace jobhost::ledger {
 namespace {
 
-constexpr std::array<std::string_view, 6> kTriggerNames = {"schedule", "manual", "retry",
-                                                           "catchup",  "replay", "reboot"};
+constexpr std::array<std::string_view, 9> kTriggerNames = {
+    "schedule", "manual", "retry", "catchup", "replay", "reboot", "file", "webhook", "chain"};
 
 using nlohmann::json;
 
@@ -98,6 +98,11 @@ void to_json(json& out, const RunRecord& run) {
       {"max_rss_bytes", or_null(run.max_rss_bytes, [](uint64_t b) { return b; })},
       {"metrics", json::object()},
   };
+  // The trigger's payload, as the JSON it was (run detail only: get_run).
+  if (run.event) {
+    out["event"] = json::parse(*run.event, nullptr, false);
+    if (out["event"].is_discarded()) out["event"] = text(*run.event);
+  }
   // Names are plugin bytes: invalid UTF-8 is replaced, as in every text.
   // Values were finite when stored; a non-finite one read back is null.
   auto& metrics = out["metrics"];

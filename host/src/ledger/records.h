@@ -24,6 +24,9 @@ enum class Trigger {
   catchup,   // a fire missed while the host was down, run by the misfire policy
   replay,    // `jobhost replay RUN_ID`
   reboot,    // `@reboot` at host start
+  file,      // a file trigger's debounced batch (watch = { ... })
+  webhook,   // POST /api/v1/jobs/{name}/trigger with a body (its payload)
+  chain,     // an upstream job's end (on_success, on_failure, on_done)
 };
 
 std::string_view to_string(Trigger trigger);
@@ -48,6 +51,8 @@ struct RunStart {
   std::optional<std::string> definition_hash;
   std::optional<std::string> replay_of;  // run id this run replays
   int64_t host_pid = 0;                  // the daemon's pid (getpid())
+  // The trigger's payload (JSON; the slot keeps it for every attempt), if any.
+  std::optional<std::string> event;
   // Claimed ahead of its instant, its process parked (engine parking): the
   // claim also marks the run as not begun, until Store::release_parked.
   bool parked = false;
@@ -133,6 +138,8 @@ struct RunRecord {
   // The host that claimed it ([host] id); unknown for runs before SQLite
   // schema 6.
   std::optional<std::string> host;
+  // Its slot's trigger payload (JSON), read by get_run only.
+  std::optional<std::string> event;
 
   bool running() const { return !finished_at.has_value(); }
 };
@@ -187,6 +194,7 @@ struct PendingRetry {
   int next_attempt = 2;
   TimePoint due_at;
   std::string trace_id;
+  std::optional<std::string> event;  // the slot's payload
 };
 
 // The alert state of one (job, kind), as Store::alert_states returns it.

@@ -186,7 +186,14 @@ ALTER TABLE hosts ADD COLUMN definitions TEXT NOT NULL DEFAULT '';
 ALTER TABLE hosts ADD COLUMN plugins TEXT NOT NULL DEFAULT '{}';
 )sql";
 
-constexpr std::array<Migration, 7> kMigrations = {{
+// Version 8, triggers with payloads (ABI 1.1): the payload of a slot's
+// trigger (JSON: a webhook's body, a file batch, a chain's upstream run),
+// which every attempt and a replay get.
+constexpr const char* kVersion8 = R"sql(
+ALTER TABLE slots ADD COLUMN event TEXT;
+)sql";
+
+constexpr std::array<Migration, 8> kMigrations = {{
     {1, kVersion1},
     {2, kVersion2},
     {3, kVersion3},
@@ -194,6 +201,7 @@ constexpr std::array<Migration, 7> kMigrations = {{
     {5, kVersion5},
     {6, kVersion6},
     {7, kVersion7},
+    {8, kVersion8},
 }};
 
 // PostgreSQL (pg_store.h) numbers its own versions, in the table
@@ -329,10 +337,11 @@ CREATE TABLE hosts (
 );
 )sql";
 
-// Version 2 is SQLite's version 7.
-constexpr std::array<Migration, 2> kPgMigrations = {{
+// Versions 2 and 3 are SQLite's versions 7 and 8.
+constexpr std::array<Migration, 3> kPgMigrations = {{
     {1, kPgVersion1},
     {2, kVersion7},
+    {3, kVersion8},
 }};
 
 }  // namespace

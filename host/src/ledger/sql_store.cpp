@@ -152,8 +152,9 @@ constexpr const char* kAdvanceLastFire =
     "updated_at = ?2 "
     "WHERE name = ?3";
 constexpr const char* kClaimSlot =
-    "INSERT INTO slots (job, scheduled_for, trigger, trace_id, claimed_at) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (job, scheduled_for) DO NOTHING";
+    "INSERT INTO slots (job, scheduled_for, trigger, trace_id, claimed_at, event) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job, scheduled_for) DO NOTHING";
+constexpr const char* kSlotEvent = "SELECT event FROM slots WHERE job = ? AND scheduled_for = ?";
 constexpr const char* kSlotTrace = "SELECT trace_id FROM slots WHERE job = ? AND scheduled_for = ?";
 constexpr const char* kAttemptExists =
     "SELECT 1 FROM runs WHERE job = ? AND scheduled_for = ? AND attempt = ?";
@@ -389,8 +390,9 @@ constexpr const char* kUpsertRetry =
     "next_attempt = excluded.next_attempt, due_at = excluded.due_at, "
     "trace_id = excluded.trace_id, created_at = excluded.created_at";
 constexpr const char* kPendingRetries =
-    "SELECT job, scheduled_for, next_attempt, due_at, trace_id FROM pending_retries "
-    "ORDER BY due_at, job, scheduled_for";
+    "SELECT r.job, r.scheduled_for, r.next_attempt, r.due_at, r.trace_id, s.event "
+    "FROM pending_retries r JOIN slots s ON s.job = r.job AND s.scheduled_for = r.scheduled_for "
+    "ORDER BY r.due_at, r.job, r.scheduled_for";
 constexpr const char* kRemoveRetry =
     "DELETE FROM pending_retries WHERE job = ? AND scheduled_for = ?";
 constexpr const char* kAlertStates =
@@ -458,7 +460,8 @@ class SqlStore final : public Store {
       // one. A claim that fails rolls it back with the rest.
       if (run.parked) Query(statement(kParkRun), run.run_id, run.job).exec();
       if (run.attempt == 1) {
-        if (!claim_slot(run.job, run.scheduled_for, run.trigger, run.trace_id, run.started_at)) {
+        if (!claim_slot(run.job, run.scheduled_for, run.trigger, run.trace_id, run.started_at,
+                        run.event)) {
           return false;
         }
       } else {
@@ -551,7 +554,8 @@ class SqlStore final : public Store {
       insert_event(end.finished_at, "finished", job, end.run_id,
                    detail.dump(-1, ' ', false, json::error_handler_t::replace));
       if (end.retry_at) {
-        upsert_retry(PendingRetry{job, scheduled_for, attempt + 1, *end.retry_at, trace_id},
+        upsert_retry(
+            PendingRetry{job, scheduled_for, attempt + 1, *end.retry_at, trace_id, std::nullopt},
                      end.finished_at, end.run_id);
       }
       tx.commit();
@@ -743,7 +747,10 @@ class SqlStore final : public Store {
                    [&]() -> Result<std::optional<RunRecord>> {
                      auto runs = read_runs(Query(statement(kGetRun), run_id));
                      if (runs.empty()) return std::nullopt;
-                     return std::move(runs.front());
+                     RunRecord& run = runs.front();
+                     Query slot(statement(kSlotEvent), run.job, run.scheduled_for);
+                     if (slot.step()) run.event = slot.opt_text(0);
+                     return std::move(run);
                    });
   }
 
@@ -1055,7 +1062,7 @@ class SqlStore final : public Store {
       while (q.step()) {
         out.push_back(PendingRetry{q.col(0).as_string(), from_ms(q.col(1).as_int64()),
                                    q.col(2).as_int(), from_ms(q.col(3).as_int64()),
-                                   q.col(4).as_string()});
+                                   q.col(4).as_string(), q.opt_text(5)});
       }
       return out;
     });
@@ -1351,9 +1358,10 @@ class SqlStore final : public Store {
   // (job, scheduled_for) and advances the job's last fire for triggers that
   // count. False, changing nothing, when the slot was already claimed.
   bool claim_slot(const std::string& job, TimePoint scheduled_for, Trigger trigger,
-                  const std::string& trace_id, TimePoint at) {
-    if (Query(statement(kClaimSlot), job, scheduled_for, to_string(trigger), trace_id, at).exec() ==
-        0) {
+                  const std::string& trace_id, TimePoint at,
+                  const std::optional<std::string>& event = std::nullopt) {
+    if (Query(statement(kClaimSlot), job, scheduled_for, to_string(trigger), trace_id, at, event)
+            .exec() == 0) {
       return false;
     }
     if (advances_last_fire(trigger)) {
@@ -1390,6 +1398,9 @@ class SqlStore final : public Store {
       run.outcome = Outcome::interrupted;
       run.message = std::string(message);
       insert_event(now, "interrupted", run.job, run.run_id, std::string(message));
+      // Its retry gets the slot's payload, as the attempt closed here did.
+      Query slot(statement(kSlotEvent), run.job, run.scheduled_for);
+      if (slot.step()) run.event = slot.opt_text(0);
     }
     return runs;
   }

@@ -113,7 +113,7 @@ class Store {
   // most `limit` of them (limit <= 0 is an Error).
   virtual Result<std::vector<RunRecord>> history(std::optional<std::string_view> job,
                                                  int limit) = 0;
-  // One run, or nullopt if there is no such run id.
+  // One run, or nullopt if there is no such run id; with its slot's event.
   virtual Result<std::optional<RunRecord>> get_run(std::string_view run_id) = 0;
   // Runs not finished yet, oldest first.
   virtual Result<std::vector<RunRecord>> running_runs() = 0;

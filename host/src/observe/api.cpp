@@ -694,9 +694,27 @@ void Api::trigger(const Request& request, const Respond& respond) {
         409, fmt::format("job \"{}\" is paused: resume it first (POST /api/v1/jobs/{}/resume)",
                          name, name)));
   }
-  auto slot = engine_.trigger(name, *who);
+  // A body makes it a webhook: the JSON document is the run's event.
+  std::optional<std::string> event;
+  if (request.body.find_first_not_of(" \t\r\n") != std::string::npos) {
+    const json body = json::parse(request.body, nullptr, false);
+    if (body.is_discarded()) {
+      return respond(Response::error(400, "the body is not a JSON document"));
+    }
+    event = body.dump();
+    if (event->size() > engine::kMaxEventBytes) {
+      return respond(Response::error(
+          413, fmt::format("the payload is {} bytes (as compact JSON); at most {} are taken",
+                           event->size(), engine::kMaxEventBytes)));
+    }
+  }
+  const auto kind = event ? ledger::Trigger::webhook : ledger::Trigger::manual;
+  auto slot = engine_.trigger(name, *who, std::move(event), kind);
   if (!slot) return respond(Response::error(503, slot.error().message));
-  respond(ok({{"ok", true}, {"job", name}, {"scheduled_for", ledger::format_utc(*slot)}}));
+  respond(ok({{"ok", true},
+              {"job", name},
+              {"scheduled_for", ledger::format_utc(*slot)},
+              {"trigger", ledger::to_string(kind)}}));
 }
 
 void Api::pause(const Request& request, const Respond& respond, bool paused) {

@@ -1,5 +1,5 @@
 /*
- * jobhost plugin ABI, version 1.
+ * jobhost plugin ABI, version 1.1 (1.0 plus the host functions marked "1.1").
  *
  * A jobhost job is a shared library that exports exactly one symbol:
  *
@@ -64,7 +64,7 @@ extern "C" {
 #endif
 
 #define JOBHOST_ABI_MAJOR 1
-#define JOBHOST_ABI_MINOR 0
+#define JOBHOST_ABI_MINOR 1
 
 /* The one symbol a plugin exports. */
 #define JOBHOST_ENTRY_SYMBOL "jobhost_plugin_v1"
@@ -122,6 +122,15 @@ typedef struct jobhost_host_api {
   uint32_t (*attempt)(jobhost_run* run);
   /* The slot this run belongs to, in milliseconds since the Unix epoch (UTC). */
   int64_t (*scheduled_for)(jobhost_run* run);
+
+  /* 1.1: what made this run: "schedule", "manual", "retry", "catchup",
+   * "reboot", "replay", "file", "webhook" or "chain" (a retry says "retry"
+   * whatever fired its first attempt). Later minors may add kinds. */
+  const char* (*trigger_kind)(jobhost_run* run);
+  /* 1.1: the trigger's payload, a JSON document (the webhook's body, the
+   * files that changed, the upstream run of a chain), or NULL when the
+   * trigger has none. Every attempt and a replay get the first attempt's. */
+  const char* (*event)(jobhost_run* run);
 } jobhost_host_api;
 
 /* The static descriptor a plugin returns from jobhost_plugin_v1(). */

@@ -63,6 +63,11 @@ class Context {
         std::chrono::milliseconds(api_->scheduled_for(run_)));
   }
 
+  // What made this run ("schedule", "manual", "retry", "webhook", ...; ABI 1.1).
+  std::string trigger_kind() const { return api_->trigger_kind(run_); }
+  // The trigger's payload (JSON), or nullopt when it has none (ABI 1.1).
+  std::optional<std::string> event() const { return to_optional(api_->event(run_)); }
+
   const jobhost_host_api* api() const { return api_; }
   jobhost_run* handle() const { return run_; }
 
