@@ -202,7 +202,7 @@ struct JobConfig {
 JobSettings& own_settings(JobConfig& job);
 
 // The schedule as it runs: schedule_text with each cron H written out as the
-// job's value ("H * * * *" -> "37 * * * *"); schedule_text for the others.
+// job's value ("H * * * *" -> "37 * * * *"); schedule_text itself without H.
 std::string resolved_schedule(const JobConfig& job);
 
 // An inclusive range of uids, as `[host] dynamic_users = "61184-65519"`.

@@ -2013,7 +2013,8 @@ JobSettings& own_settings(JobConfig& job) {
 }
 
 std::string resolved_schedule(const JobConfig& job) {
-  if (const auto* cron = std::get_if<schedule::Cron>(&job.schedule)) return cron->expr.resolved();
+  const auto* cron = std::get_if<schedule::Cron>(&job.schedule);
+  if (cron && cron->expr.resolved() != cron->expr.text()) return cron->expr.resolved();
   return job.schedule_text;
 }
 
