@@ -1,10 +1,13 @@
 // Fuzz target: schedule text as a config file gives it. Every input is tried
-// as a cron expression (parse; if it parses: describe, warnings and the next
-// fires in UTC and in a zone with DST, each strictly later than the last), as
-// an RFC 3339 instant (parse, then format and parse back to the same
-// instant, within the minute in a zone) and as a time zone name.
+// as a cron expression of a job with a fixed name, for H (parse; if it
+// parses: describe, warnings, the resolved expression parses without a name
+// to the same words, and the next fires in UTC and in a zone with DST, each
+// strictly later than the last), as an RFC 3339 instant (parse, then format
+// and parse back to the same instant, within the minute in a zone) and as a
+// time zone name.
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 
 #include "schedule/schedule.h"
@@ -23,9 +26,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   static const date::time_zone* berlin = *schedule::find_zone("Europe/Berlin");
 
-  if (auto expr = schedule::CronExpr::parse(text)) {
-    (void)expr->describe();
+  if (auto expr = schedule::CronExpr::parse(text, "fuzz-job")) {
+    const std::string words = expr->describe();
     for (const auto& warning : expr->warnings()) check(warning.column <= text.size());
+    // H written out: an expression of its own, meaning the same.
+    auto resolved = schedule::CronExpr::parse(expr->resolved());
+    check(resolved.has_value() && resolved->describe() == words);
     for (const date::time_zone* zone : {static_cast<const date::time_zone*>(nullptr), berlin}) {
       schedule::Cron cron{*expr, zone};
       (void)schedule::describe(schedule::Spec(cron));

@@ -228,6 +228,56 @@ every = "90s"
   CHECK(json::parse(next.out) == json({"2026-11-01T02:30:00-05:00", "2026-11-02T02:30:00-05:00"}));
 }
 
+TEST_CASE("next and list: cron H shows the values it resolved to", "[cli]") {
+  // Without a name H has nothing to derive from: say what to give.
+  auto nameless = run_jobhost({"next", "--expr", "H/15 * * * *"});
+  CHECK(nameless.exit_code == 2);
+  CHECK_THAT(nameless.err, Catch::Contains("H needs a job name"));
+  CHECK_THAT(nameless.err, Catch::Contains("--name NAME"));
+  auto named = run_jobhost({"next", "--expr", "H/15 * * * *", "--name", "backup", "--from",
+                            "2026-01-01T00:00:00Z", "--count", "2"});
+  INFO(named.err);
+  CHECK(named.exit_code == 0);
+  CHECK(named.out == "# H/15 * * * * = 1/15 * * * *\n2026-01-01T00:01:00Z\n2026-01-01T00:16:00Z\n");
+
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.backup]
+plugin = "hello"
+schedule = "H(0-29) 2 * * *"
+timezone = "UTC"
+
+[jobs.plain]
+plugin = "hello"
+schedule = "0 3 * * *"
+timezone = "UTC"
+)");
+  auto list = run_jobhost({"list", "--config", config.string(), "--json"});
+  INFO(list.err);
+  REQUIRE(list.exit_code == 0);
+  auto jobs = json::parse(list.out);
+  REQUIRE(jobs.size() == 2);
+  CHECK(jobs[0]["schedule"] == "H(0-29) 2 * * *");
+  CHECK(jobs[0]["schedule_resolved"] == "3 2 * * *");
+  CHECK(jobs[0]["description"] == "at 02:03 every day (UTC)");
+  CHECK(jobs[1]["schedule_resolved"] == "0 3 * * *");
+  auto text = run_jobhost({"list", "--config", config.string()});
+  CHECK_THAT(text.out, Catch::Contains("at 02:03 every day (UTC) [3 2 * * *]"));
+  CHECK_THAT(text.out, !Catch::Contains("[0 3 * * *]"));
+
+  auto next = run_jobhost({"next", "--config", config.string(), "backup", "--from",
+                           "2026-01-01T00:00:00Z", "--count", "1"});
+  CHECK(next.out == "# H(0-29) 2 * * * = 3 2 * * *\n2026-01-01T02:03:00Z\n");
+  // --json stays an array of instants.
+  auto next_json = run_jobhost({"next", "--config", config.string(), "backup", "--from",
+                                "2026-01-01T00:00:00Z", "--count", "1", "--json"});
+  CHECK(json::parse(next_json.out) == json({"2026-01-01T02:03:00Z"}));
+  auto plain = run_jobhost({"next", "--config", config.string(), "plain", "--from",
+                            "2026-01-01T00:00:00Z", "--count", "1"});
+  CHECK(plain.out == "2026-01-01T03:00:00Z\n");
+}
+
 TEST_CASE("commands that need the daemon exit 3 when none runs", "[cli]") {
   TempDir dir;
   install_plugins(dir.path(), {"hello.so"});

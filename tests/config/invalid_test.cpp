@@ -174,6 +174,14 @@ TEST_CASE("each mistake is one error at its line:col with a message that helps")
        "bad cron expression"},
       {"[jobs.a]\nplugin = \"hello\"\nschedule = \"@hourlyy\"\n", "3:13", "unknown macro"},
       {"[jobs.a]\nplugin = \"hello\"\nschedule = \"0 0 30 2 *\"\n", "3:17", "never fires"},
+      {"[jobs.a]\nplugin = \"hello\"\nschedule = \"H(30-10) * * * *\"\n", "3:18",
+       "schedule in [jobs.a]: bad cron expression \"H(30-10) * * * *\": minute field: range "
+       "H(30-10) is reversed; write H(10-30)"},
+      {"[jobs.a]\nplugin = \"hello\"\nschedule = \"H/0 * * * *\"\n", "3:15", "step 0"},
+      {"[jobs.a]\nplugin = \"hello\"\nschedule = \"H(0-99) * * * *\"\n", "3:17",
+       "minute field: 99 is out of range (0-59)"},
+      {"[jobs.a]\nplugin = \"hello\"\nschedule = \"0 0 H/30 * *\"\n", "3:19",
+       "day-of-month field: step 30 is larger than the range 1-28 that H picks from"},
       {"[jobs.a]\nplugin = \"hello\"\nschedule = { cron = \"* * * * *\" }\n", "3:12",
        "schedule in [jobs.a]: expected a string, got table"},
       // An escape inside the string: point at the string itself.

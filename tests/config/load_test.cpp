@@ -652,3 +652,30 @@ schedule = "*/6 * * * * *"
   CHECK(&a.expr.fields() != &c.expr.fields());
   CHECK(c.expr.text() == "*/6 * * * * *");
 }
+
+TEST_CASE("cron H: each job gets the values of its own name", "[config]") {
+  TempConfig file(R"(
+[jobs.backup]
+plugin = "p"
+schedule = "H(0-29) 2 * * *"
+[jobs.job-1]
+plugin = "p"
+schedule = "H(0-29) 2 * * *"
+[jobs.often]
+plugin = "p"
+every = "90s"
+)");
+  const Config config = load_ok(file.file());
+  const JobConfig& backup = job(config, "backup");
+  const JobConfig& other = job(config, "job-1");
+  CHECK(backup.schedule_text == "H(0-29) 2 * * *");
+  CHECK(jobhost::config::resolved_schedule(backup) == "3 2 * * *");
+  CHECK(jobhost::config::resolved_schedule(other) == "16 2 * * *");
+  CHECK(jobhost::config::resolved_schedule(job(config, "often")) == "every 90s");
+  // Same text, different values: the compiled fields are not shared.
+  const auto& a = std::get<schedule::Cron>(backup.schedule);
+  const auto& b = std::get<schedule::Cron>(other.schedule);
+  CHECK(&a.expr.fields() != &b.expr.fields());
+  CHECK(schedule::next_fire_after(a, utc(2026, 1, 1)) == utc(2026, 1, 1, 2, 3));
+  CHECK(schedule::next_fire_after(b, utc(2026, 1, 1)) == utc(2026, 1, 1, 2, 16));
+}

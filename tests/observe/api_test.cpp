@@ -636,6 +636,40 @@ TEST_CASE("api: the OpenAPI document lists every route, and only those", "[obser
   check_refs(doc);
 }
 
+TEST_CASE("api: a job's schedule_resolved writes out cron H; the Job schema has every key",
+          "[observe][api]") {
+  ApiRig a(R"(
+[jobs.backup]
+plugin = "noop"
+schedule = "H(0-29) 2 * * *"
+
+[jobs.manual]
+plugin = "noop"
+schedule = "@manual"
+)");
+  a.start(at_utc(1, 0, 0));
+  auto all = body(a.get("/api/v1/jobs"));
+  REQUIRE(all["jobs"].size() == 2);
+  const json& backup = all["jobs"][0];
+  CHECK(backup["schedule"] == "H(0-29) 2 * * *");
+  CHECK(backup["schedule_resolved"] == "3 2 * * *");
+  CHECK(backup["schedule_description"] == "at 02:03 every day (UTC)");
+  CHECK(all["jobs"][1]["schedule_resolved"] == "@manual");
+  auto page = body(a.get("/api/v1/jobs/backup"));
+  CHECK(page["schedule_resolved"] == "3 2 * * *");
+  REQUIRE(!page["next_fires"].empty());
+  CHECK(page["next_fires"][0].get<std::string>().ends_with("T02:03:00.000Z"));
+
+  // The document's Job requires exactly the keys a job in the list has.
+  auto doc = body(a.get("/api/v1/openapi.json"));
+  std::set<std::string> required, answered;
+  for (const auto& key : doc["components"]["schemas"]["Job"]["required"]) {
+    required.insert(key.get<std::string>());
+  }
+  for (const auto& [key, value] : backup.items()) answered.insert(key);
+  CHECK(required == answered);
+}
+
 TEST_CASE("api: cursors round-trip and refuse what they did not make", "[observe][api]") {
   ledger::RunCursor c{TimePoint(Duration(1234567)), "01ABCdef-_"};
   auto back = observe::decode_cursor(observe::encode_cursor(c));

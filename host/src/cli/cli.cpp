@@ -50,6 +50,8 @@ int run_cli(int argc, char** argv) {
       next->add_option("--expr", next_options.expr, "A cron expression instead of a job");
   job_opt->excludes(expr_opt);
   next->add_option("--tz", next_options.tz, "Time zone for --expr (default UTC)")->needs(expr_opt);
+  next->add_option("--name", next_options.name, "The job name H in --expr derives its values from")
+      ->needs(expr_opt);
   next->add_option("--from", next_options.from, "Start after this RFC 3339 instant (default now)");
   next->add_option("--count", next_options.count, "How many fire times (default 5)")
       ->check(CLI::Range(1, 100000));

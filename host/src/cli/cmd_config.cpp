@@ -277,11 +277,13 @@ int cmd_list(const std::string& config_flag, bool as_json) {
     const auto* zone = display_zone(*config, job);
     std::string next_text = next ? schedule::format_rfc3339(next->due, zone) : std::string();
     std::string words = job.on_reboot ? "once at host start" : schedule::describe(spec);
+    const std::string resolved = config::resolved_schedule(job);
     if (as_json) {
       out.push_back(
           {{"job", job.name},
            {"plugin", job.settings->plugin},
            {"schedule", job.schedule_text},
+           {"schedule_resolved", resolved},
            {"description", words},
            {"timezone", job.settings->timezone},
            {"enabled", job.settings->enabled},
@@ -289,6 +291,7 @@ int cmd_list(const std::string& config_flag, bool as_json) {
            {"next_slot", next ? json(schedule::format_rfc3339(next->slot, zone)) : json(nullptr)},
            {"source", planned->source}});
     } else {
+      if (resolved != job.schedule_text) words += fmt::format(" [{}]", resolved);
       fmt::print("{:<20} {:<12} {:<44} {}\n", job.name, job.settings->plugin, words,
                  !job.settings->enabled ? "disabled"
                  : next                 ? next_text
@@ -315,8 +318,17 @@ int cmd_next(const NextOptions& options) {
   }
   schedule::Spec spec;
   const date::time_zone* zone = nullptr;
+  std::string written;
+  std::string resolved;
   if (!options.expr.empty()) {
-    auto expr = schedule::CronExpr::parse(options.expr);
+    auto expr = schedule::CronExpr::parse(options.expr, options.name);
+    // Valid with any name: only the name that H derives from is missing.
+    if (!expr && options.name.empty() && schedule::CronExpr::parse(options.expr, "-")) {
+      fmt::print(stderr,
+                 "--expr: H needs a job name to derive its values from: jobhost next JOB for a "
+                 "configured job, or give --name NAME\n");
+      return kExitUsage;
+    }
     if (!expr) {
       fmt::print(stderr, "--expr: {}\n  {}\n  {}^\n", expr.error().message, options.expr,
                  std::string(expr.error().column, ' '));
@@ -329,6 +341,8 @@ int cmd_next(const NextOptions& options) {
     }
     zone = *found;
     spec = schedule::Cron{*expr, zone};
+    written = expr->text();
+    resolved = expr->resolved();
   } else {
     auto config = load_or_report(resolve_config_path(options.config));
     if (!config) return kExitFailed;
@@ -339,6 +353,8 @@ int cmd_next(const NextOptions& options) {
     }
     spec = anchored(job->schedule, from);
     zone = display_zone(*config, *job);
+    written = job->schedule_text;
+    resolved = config::resolved_schedule(*job);
   }
   auto fires = next_fires(spec, from, options.count);
   if (options.json) {
@@ -346,6 +362,7 @@ int cmd_next(const NextOptions& options) {
     for (auto t : fires) out.push_back(schedule::format_rfc3339(t, zone));
     fmt::print("{}\n", out.dump());
   } else {
+    if (resolved != written) fmt::print("# {} = {}\n", written, resolved);
     for (auto t : fires) fmt::print("{}\n", schedule::format_rfc3339(t, zone));
   }
   return kExitOk;

@@ -13,6 +13,7 @@ struct NextOptions {
   std::string config;
   std::string job;   // a configured job, or
   std::string expr;  // a cron expression
+  std::string name;  // the job name H in expr derives from
   std::string tz;    // zone for expr (default UTC)
   std::string from;  // RFC 3339; default now
   int count = 5;

@@ -201,6 +201,10 @@ struct JobConfig {
 // that shared its block keep theirs.
 JobSettings& own_settings(JobConfig& job);
 
+// The schedule as it runs: schedule_text with each cron H written out as the
+// job's value ("H * * * *" -> "37 * * * *"); schedule_text itself without H.
+std::string resolved_schedule(const JobConfig& job);
+
 // An inclusive range of uids, as `[host] dynamic_users = "61184-65519"`.
 struct UidRange {
   uint32_t first = 61184;

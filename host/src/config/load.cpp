@@ -1508,6 +1508,7 @@ class Loader {
     }
     for (std::size_t i = 0; i < schedules.size(); ++i) {
       JobConfig scratch;
+      scratch.name = job.name;  // cron H is derived from it
       read_schedule(schedules[i].first->str(), *schedules[i].second, section, zone, zone_failed,
                     i == 0 ? job : scratch);
     }
@@ -1534,12 +1535,15 @@ class Loader {
       job.schedule_text = *text;
       return;
     }
-    // Jobs on the same expression share its compiled fields (~350 bytes).
+    // Jobs on the same expression share its compiled fields (~350 bytes),
+    // unless it has H: then its values are the job's own.
     const auto cached = parsed_cron_.find(*text);
     auto expr = cached != parsed_cron_.end()
                     ? std::expected<schedule::CronExpr, schedule::CronError>(cached->second)
-                    : schedule::CronExpr::parse(*text);
-    if (expr && cached == parsed_cron_.end()) parsed_cron_.emplace(*text, *expr);
+                    : schedule::CronExpr::parse(*text, job.name);
+    if (expr && cached == parsed_cron_.end() && expr->resolved() == expr->text()) {
+      parsed_cron_.emplace(*text, *expr);
+    }
     if (!expr) {
       error(inside_string(v, expr.error().column),
             fmt::format("{}: bad cron expression \"{}\": {}", w, *text, expr.error().message));
@@ -2006,6 +2010,12 @@ JobSettings& own_settings(JobConfig& job) {
   auto copy = std::make_shared<JobSettings>(*job.settings);
   job.settings = copy;
   return *copy;
+}
+
+std::string resolved_schedule(const JobConfig& job) {
+  const auto* cron = std::get_if<schedule::Cron>(&job.schedule);
+  if (cron && cron->expr.resolved() != cron->expr.text()) return cron->expr.resolved();
+  return job.schedule_text;
 }
 
 const JobConfig* Config::find_job(std::string_view name) const {

@@ -1,5 +1,5 @@
 // Cron expression parsing: fields, lists, ranges, steps, names, L, W, #, ?,
-// @macros; rejects expressions that can never fire.
+// H, @macros; rejects expressions that can never fire.
 #include <date/date.h>
 #include <fmt/format.h>
 
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "schedule/cron_fields.h"
+#include "schedule/stable_hash.h"
 
 namespace jobhost::schedule {
 namespace {
@@ -69,6 +70,7 @@ std::unexpected<CronError> error_at(std::size_t column, std::string message) {
 
 // The values one field selects, plus the special day elements.
 struct FieldBits {
+  std::string text;     // the field as written, each H item replaced by its values
   uint64_t values = 0;  // bit v
   uint32_t nearest_weekday = 0;
   bool last_day = false;
@@ -77,12 +79,18 @@ struct FieldBits {
   std::array<uint8_t, 7> dow_nth{};
 };
 
-// Parses one field; `base` is the column of its first character.
+// Parses one field; `base` is the column of its first character, `hash` the
+// job name's hash for this field (nullopt: no name, so H is an error).
 class FieldParser {
  public:
   FieldParser(CronField field, std::string_view text, std::size_t base,
-              std::vector<CronError>& warnings)
-      : field_(field), range_(kRanges[field]), text_(text), base_(base), warnings_(warnings) {}
+              std::optional<uint64_t> hash, std::vector<CronError>& warnings)
+      : field_(field),
+        range_(kRanges[field]),
+        text_(text),
+        base_(base),
+        hash_(hash),
+        warnings_(warnings) {}
 
   std::expected<FieldBits, CronError> parse() {
     std::size_t start = 0;
@@ -90,7 +98,15 @@ class FieldParser {
       std::size_t comma = text_.find(',', start);
       std::size_t end = comma == std::string_view::npos ? text_.size() : comma;
       if (end == start) return fail_at(start, "empty list item (two commas in a row?)");
-      if (auto r = parse_item(start, end); !r) return std::unexpected(r.error());
+      if (start > 0) bits_.text += ',';
+      if (upper(text_[start]) == 'H') {
+        auto values = parse_hashed(start, end);
+        if (!values) return std::unexpected(values.error());
+        bits_.text += *values;
+      } else {
+        if (auto r = parse_item(start, end); !r) return std::unexpected(r.error());
+        bits_.text += text_.substr(start, end - start);
+      }
       if (comma == std::string_view::npos) break;
       start = comma + 1;
       if (start == text_.size()) return fail_at(comma, "list ends with ','");
@@ -152,6 +168,87 @@ class FieldParser {
     return fail_at(pos, fmt::format("unexpected character '{}'", text_[pos]));
   }
 
+  // The digits of a step at `pos` (after the '/'); advances `pos`.
+  std::expected<int, CronError> parse_step(std::size_t& pos, std::size_t end) {
+    const std::size_t start = pos;
+    if (pos >= end || !is_digit(text_[pos])) return fail_at(pos, "'/' must be followed by a step");
+    int step = 0;
+    while (pos < end && is_digit(text_[pos])) {
+      step = step * 10 + (text_[pos] - '0');
+      if (step > 9999) return fail_at(start, "step too large");
+      ++pos;
+    }
+    if (step == 0) return fail_at(start, "step 0 is not allowed");
+    return step;
+  }
+
+  // The highest value a range from '*' or "a/n" runs to; day-of-week's 7 is an
+  // alias of 0.
+  int top() const { return field_ == kDayOfWeek ? 6 : range_.max; }
+
+  // "H", "H(a-b)", "H/n", "H(a-b)/n": one value of the range, or every n-th
+  // value from an offset below n, picked by the job name's hash. Returns the
+  // item with those values written out ("37", "7/15", "4-28/8").
+  std::expected<std::string, CronError> parse_hashed(std::size_t pos, std::size_t end) {
+    constexpr std::string_view kForms = "H, H(a-b), H/n or H(a-b)/n";
+    // Day-of-month stops at 28, which every month has.
+    int lo = range_.min;
+    int hi = field_ == kDayOfMonth ? 28 : top();
+    std::size_t p = pos + 1;
+    if (p < end && text_[p] == '(') {
+      ++p;
+      auto first = parse_value(p, end);
+      if (!first) return std::unexpected(first.error());
+      if (p >= end || text_[p] != '-') {
+        return fail_at(p, "H( takes a range and a ')', e.g. H(0-29)");
+      }
+      const std::size_t second_pos = ++p;
+      auto second = parse_value(p, end);
+      if (!second) return std::unexpected(second.error());
+      if (p >= end || text_[p] != ')') {
+        return fail_at(p, "H( takes a range and a ')', e.g. H(0-29)");
+      }
+      ++p;
+      if (*second < *first) {
+        return fail_at(second_pos, fmt::format("range H({}-{}) is reversed; write H({}-{})", *first,
+                                               *second, *second, *first));
+      }
+      lo = *first;
+      hi = *second;
+    }
+    std::optional<int> step;
+    if (p < end && text_[p] == '/') {
+      const std::size_t step_pos = ++p;
+      auto parsed = parse_step(p, end);
+      if (!parsed) return std::unexpected(parsed.error());
+      step = *parsed;
+      // Unlike "a-b/n", an offset past the range would select nothing.
+      if (*step > hi - lo + 1) {
+        return fail_at(step_pos, fmt::format("step {} is larger than the range {}-{} that H "
+                                             "picks from (at most {})",
+                                             *step, lo, hi, hi - lo + 1));
+      }
+    }
+    if (p != end) {
+      return fail_at(p,
+                     fmt::format("unexpected character '{}' (H is written {})", text_[p], kForms));
+    }
+    if (!hash_) {
+      return fail_at(pos,
+                     "H stands for a value derived from the job's name, and there is no "
+                     "job name here");
+    }
+    if (!step) {
+      const int value = lo + static_cast<int>(scale_to(*hash_, static_cast<uint64_t>(hi - lo + 1)));
+      set_value(value);
+      return std::to_string(value);
+    }
+    const int first = lo + static_cast<int>(scale_to(*hash_, static_cast<uint64_t>(*step)));
+    for (int v = first; v <= hi; v += *step) set_value(v);
+    if (hi == top()) return fmt::format("{}/{}", first, *step);
+    return fmt::format("{}-{}/{}", first, hi, *step);
+  }
+
   void set_value(int v) {
     if (field_ == kDayOfWeek && v == 7) v = 0;
     bits_.values |= uint64_t{1} << v;
@@ -211,7 +308,6 @@ class FieldParser {
       }
     }
 
-    const int top = field_ == kDayOfWeek ? 6 : range_.max;  // 7 is an alias of 0
     int lo = 0;
     int hi = 0;
     bool single = false;
@@ -221,7 +317,7 @@ class FieldParser {
         return fail_at(pos, "'?' is only allowed in the day-of-month and day-of-week fields");
       }
       lo = range_.min;
-      hi = top;
+      hi = top();
       ++p;
       if (p < end && text_[p] == '-') return fail_at(p, "'*' cannot start a range");
     } else {
@@ -245,15 +341,10 @@ class FieldParser {
     int step = 1;
     if (p < end && text_[p] == '/') {
       std::size_t step_pos = ++p;
-      if (p >= end || !is_digit(text_[p])) return fail_at(p, "'/' must be followed by a step");
-      step = 0;
-      while (p < end && is_digit(text_[p])) {
-        step = step * 10 + (text_[p] - '0');
-        if (step > 9999) return fail_at(step_pos, "step too large");
-        ++p;
-      }
-      if (step == 0) return fail_at(step_pos, "step 0 is not allowed");
-      if (single) hi = std::max(lo, top);  // "5/10" means 5-max/10
+      auto parsed_step = parse_step(p, end);
+      if (!parsed_step) return std::unexpected(parsed_step.error());
+      step = *parsed_step;
+      if (single) hi = std::max(lo, top());  // "5/10" means 5-max/10
       // Vixie cron and cronie accept a step wider than its range and take
       // its first value; so do we, and say what it means.
       if (hi > lo && step > hi - lo) {
@@ -273,6 +364,7 @@ class FieldParser {
   FieldRange range_;
   std::string_view text_;
   std::size_t base_;
+  std::optional<uint64_t> hash_;
   std::vector<CronError>& warnings_;
   FieldBits bits_;
 };
@@ -363,7 +455,7 @@ uint32_t matching_days(const CronExpr::Fields& f, int year, unsigned month) {
   return days & valid;
 }
 
-std::expected<CronExpr, CronError> CronExpr::parse(std::string_view text) {
+std::expected<CronExpr, CronError> CronExpr::parse(std::string_view text, std::string_view job) {
   auto fields = std::make_shared<Fields>();
   std::size_t lead = text.find_first_not_of(" \t");
   if (lead == std::string_view::npos) {
@@ -373,6 +465,7 @@ std::expected<CronExpr, CronError> CronExpr::parse(std::string_view text) {
   }
   std::size_t trail = text.find_last_not_of(" \t");
   fields->text = std::string(text.substr(lead, trail - lead + 1));
+  fields->resolved = fields->text;
 
   std::vector<Token> tokens = split_fields(text);
   if (tokens.front().text.starts_with('@')) {
@@ -407,14 +500,25 @@ std::expected<CronExpr, CronError> CronExpr::parse(std::string_view text) {
                                         tokens.size()));
   }
 
+  // H: each field hashes the name with a salt of its own, so that "H H * * *"
+  // picks minute and hour independently.
+  const uint64_t name_hash = fnv1a(job);
   std::array<FieldBits, kFieldCount> bits;
   for (int i = 0; i < kFieldCount; ++i) {
-    auto parsed =
-        FieldParser(static_cast<CronField>(i), tokens[i].text, tokens[i].column, fields->warnings)
-            .parse();
+    std::optional<uint64_t> hash;
+    if (!job.empty()) hash = splitmix64(name_hash ^ splitmix64(static_cast<uint64_t>(i)));
+    auto parsed = FieldParser(static_cast<CronField>(i), tokens[i].text, tokens[i].column, hash,
+                              fields->warnings)
+                      .parse();
     if (!parsed) return std::unexpected(parsed.error());
-    bits[i] = *parsed;
-    fields->field_text[i] = std::string(tokens[i].text);
+    bits[i] = std::move(*parsed);
+    fields->field_text[i] = bits[i].text;
+  }
+  // Right to left, so the columns of the fields still to replace stay right.
+  for (int i = kFieldCount - 1; i >= 0; --i) {
+    if (bits[i].text != tokens[i].text) {
+      fields->resolved.replace(tokens[i].column - lead, tokens[i].text.size(), bits[i].text);
+    }
   }
 
   Fields& f = *fields;
@@ -459,14 +563,19 @@ std::expected<CronExpr, CronError> CronExpr::parse(std::string_view text) {
   if (dead_months == f.months) {
     const bool blame_dow = !f.dom_restricted;
     const CronField at = blame_dow ? kDayOfWeek : kDayOfMonth;
+    // A field with H is quoted with the values it stands for: those never occur.
+    auto quoted = [&](CronField i) {
+      if (bits[i].text == tokens[i].text) return fmt::format("'{}'", tokens[i].text);
+      return fmt::format("'{}' (here {})", tokens[i].text, bits[i].text);
+    };
     std::string days = f.dom_restricted && f.dow_restricted
-                           ? fmt::format("day-of-month '{}' and day-of-week '{}'",
-                                         tokens[kDayOfMonth].text, tokens[kDayOfWeek].text)
-                       : blame_dow ? fmt::format("day-of-week '{}'", tokens[kDayOfWeek].text)
-                                   : fmt::format("day-of-month '{}'", tokens[kDayOfMonth].text);
+                           ? fmt::format("day-of-month {} and day-of-week {}", quoted(kDayOfMonth),
+                                         quoted(kDayOfWeek))
+                       : blame_dow ? fmt::format("day-of-week {}", quoted(kDayOfWeek))
+                                   : fmt::format("day-of-month {}", quoted(kDayOfMonth));
     return error_at(tokens[at].column,
-                    fmt::format("schedule never fires: {} never occurs in {} (month field '{}')",
-                                days, month_list(f.months), tokens[kMonth].text));
+                    fmt::format("schedule never fires: {} never occurs in {} (month field {})",
+                                days, month_list(f.months), quoted(kMonth)));
   }
 
   CronExpr expr;
@@ -482,6 +591,9 @@ bool CronExpr::follows_real_time() const {
 }
 const std::string& CronExpr::text() const {
   return fields().text;
+}
+const std::string& CronExpr::resolved() const {
+  return fields().resolved;
 }
 const std::vector<CronError>& CronExpr::warnings() const {
   return fields().warnings;

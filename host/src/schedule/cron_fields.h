@@ -14,7 +14,8 @@ namespace jobhost::schedule {
 enum CronField : int { kSecond = 0, kMinute, kHour, kDayOfMonth, kMonth, kDayOfWeek, kFieldCount };
 
 struct CronExpr::Fields {
-  std::string text;  // the expression as written (trimmed)
+  std::string text;      // the expression as written (trimmed)
+  std::string resolved;  // text with each H item replaced by its values
   bool reboot = false;
   bool real_time = false;  // hour field starts with '*'
 
@@ -38,7 +39,8 @@ struct CronExpr::Fields {
   bool dom_restricted = false;
   bool dow_restricted = false;
 
-  // Each field as written after macro expansion (seconds "0" for 5 fields), for describe().
+  // Each field as written after macro expansion (seconds "0" for 5 fields),
+  // H resolved, for describe().
   std::array<std::string, kFieldCount> field_text;
   std::vector<CronError> warnings;  // see CronExpr::warnings()
 };

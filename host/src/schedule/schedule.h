@@ -34,8 +34,9 @@ class CronExpr {
  public:
   // Parses `text` (syntax in docs/schedules.md); the error names the field and
   // its `column` points at the character at fault. Expressions that can never
-  // fire ("0 0 30 2 *", "0 0 31 4 *") are errors too. Never throws.
-  static std::expected<CronExpr, CronError> parse(std::string_view text);
+  // fire ("0 0 30 2 *", "0 0 31 4 *") are errors too. `job` is the name that
+  // H fields derive their values from; without one, H is an error. Never throws.
+  static std::expected<CronExpr, CronError> parse(std::string_view text, std::string_view job = {});
 
   // True for "@reboot": the host runs the job once at start.
   bool is_reboot() const;
@@ -48,8 +49,12 @@ class CronExpr {
   const std::vector<CronError>& warnings() const;
   // The expression as written, without surrounding blanks.
   const std::string& text() const;
+  // text() with each H item replaced by the job's values: "H(0-29) 2 * * *"
+  // -> "17 2 * * *" for one job; equal to text() without H.
+  const std::string& resolved() const;
   // The expression in words, e.g. "every 10 seconds", "at 02:30 every day",
-  // "at 09:00 on Monday to Friday"; "at host start" for @reboot.
+  // "at 09:00 on Monday to Friday"; "at host start" for @reboot. H fields are
+  // described by their resolved values.
   std::string describe() const;
 
   // The compiled bit sets, for the schedule module itself (schedule/cron_fields.h).

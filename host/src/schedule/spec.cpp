@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "schedule/schedule.h"
+#include "schedule/stable_hash.h"
 
 namespace jobhost::schedule {
 namespace {
@@ -49,15 +50,6 @@ std::string duration_words(Duration d) {
   return out;
 }
 
-__extension__ using Uint128 = unsigned __int128;
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 }  // namespace
 
 std::optional<TimePoint> next_fire_after(const Spec& spec, TimePoint after) {
@@ -92,16 +84,9 @@ std::string describe(const Spec& spec) {
 
 Duration jitter_for(std::string_view job, TimePoint slot, Duration max, uint64_t seed) {
   if (max <= Duration::zero()) return Duration::zero();
-  uint64_t h = 0xCBF29CE484222325ull;  // FNV-1a over the job name
-  for (char c : job) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 0x100000001B3ull;
-  }
-  h = splitmix64(h ^ splitmix64(seed));
+  uint64_t h = splitmix64(fnv1a(job) ^ splitmix64(seed));
   h = splitmix64(h ^ static_cast<uint64_t>(slot.time_since_epoch().count()));
-  // Lemire's multiply-shift maps 64 random bits onto [0, max) without a modulo.
-  const auto span = static_cast<uint64_t>(max.count());
-  const auto value = static_cast<uint64_t>((static_cast<Uint128>(h) * span) >> 64);
+  const uint64_t value = scale_to(h, static_cast<uint64_t>(max.count()));
   return Duration{static_cast<Duration::rep>(value)};
 }
 

@@ -528,7 +528,8 @@ function jobView(name) {
         el('div', {class: 'cols'},
           el('dl', {class: 'facts'},
             el('dt', {}, 'Schedule'), el('dd', {}, job.schedule_description || '–',
-              job.schedule ? el('span', {class: 'muted mono'}, ' (' + job.schedule + ')') : null),
+              job.schedule ? el('span', {class: 'muted mono'}, ' (' + job.schedule +
+                (job.schedule_resolved !== job.schedule ? ' = ' + job.schedule_resolved : '') + ')') : null),
             el('dt', {}, 'Plugin'), el('dd', {}, job.plugin || '–'),
             el('dt', {}, 'Last outcome'), el('dd', {}, job.last_outcome ? outcomeBadge(job.last_outcome) : '–'),
             el('dt', {}, 'Consecutive failures'), el('dd', {}, num(job.consecutive_failures)),
