@@ -161,7 +161,8 @@ TEST_CASE("status_summary: the header tiles", "[observe][dashboard]") {
   auto start = make_start("job", 0, 0);
   REQUIRE(store->claim_and_start(start).value());
   REQUIRE(store->finish_run(make_end(start, Outcome::failed, 50)).value());
-  ledger::PendingRetry retry{"job", start.scheduled_for, 2, at_ms(kBase + 5000), start.trace_id};
+  ledger::PendingRetry retry{"job",          start.scheduled_for, 2, at_ms(kBase + 5000),
+                             start.trace_id, std::nullopt};
   REQUIRE(store->schedule_retry(retry, at_ms(kBase + 100)).has_value());
 
   const nlohmann::json snapshot = {

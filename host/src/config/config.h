@@ -168,6 +168,14 @@ struct JobSettings {
   // (the alert state is still kept and recorded in the ledger).
   std::optional<std::vector<std::string>> alert_to;
 
+  // Chaining (docs/schedules.md "Chains"): the jobs fired when a fire of this
+  // one ends, after its retries: on success, on failure (an outcome that
+  // counts as one), and on either or any other end. Not part of the
+  // definition: they say what follows, not how the job runs.
+  std::vector<std::string> on_success;
+  std::vector<std::string> on_failure;
+  std::vector<std::string> on_done;
+
   bool operator==(const JobSettings&) const = default;
 };
 
@@ -381,6 +389,11 @@ struct JobDiff {
   bool empty() const { return added.empty() && removed.empty() && changed.empty(); }
 };
 JobDiff diff_jobs(const std::vector<JobConfig>& before, const std::vector<JobConfig>& after);
+
+// A cycle of chains (on_success, on_failure, on_done) among `jobs`, as the
+// path that closes it ({"a", "b", "a"}), or nullopt. Names not in `jobs`
+// are no links.
+std::optional<std::vector<std::string>> find_chain_cycle(const std::vector<JobConfig>& jobs);
 
 // "250ms", "30s", "5m", "2h", "1d", sums like "1h30m", and "0". Whole numbers
 // only; the error says what is accepted.

@@ -69,19 +69,19 @@ constexpr std::array<std::string_view, 12> kHostKeys = {
     "durability", "keep_runs",  "dynamic_users", "control_group",   "park_lead", "max_parked"};
 constexpr std::array<std::string_view, 4> kHttpKeys = {"listen", "allow_remote", "token_file",
                                                        "per_job_metrics"};
-constexpr std::array<std::string_view, 22> kSettingKeys = {
+constexpr std::array<std::string_view, 25> kSettingKeys = {
     "timeout", "stall_timeout", "kill_grace", "retry", "limits", "jitter", "concurrency", "misfire",
     "misfire_limit", "catchup_spread", "enabled", "user", "group", "keep_last", "alert_after",
-    "expect_success_within", "alert_to",
+    "expect_success_within", "alert_to", "on_success", "on_failure", "on_done",
     // sandbox
     "network", "private_tmp", "read_only", "read_write_paths", "syscall_filter"};
 constexpr std::array<std::string_view, 8> kJobOnlyKeys = {
     "plugin", "schedule", "every", "at", "timezone", "params", "env", "secrets"};
-constexpr std::array<std::string_view, 30> kJobKeys = {
+constexpr std::array<std::string_view, 33> kJobKeys = {
     "plugin", "schedule", "every", "at", "timezone", "params", "timeout", "stall_timeout",
     "kill_grace", "retry", "limits", "jitter", "concurrency", "misfire", "misfire_limit",
     "catchup_spread", "enabled", "user", "group", "keep_last", "alert_after",
-    "expect_success_within", "alert_to",
+    "expect_success_within", "alert_to", "on_success", "on_failure", "on_done",
     // sandbox
     "network", "private_tmp", "read_only", "read_write_paths", "syscall_filter",
     // environment and secrets
@@ -366,6 +366,7 @@ class Loader {
     JobSettings defaults;
     if (const toml::node* node = root.get("defaults")) read_defaults(*node, defaults);
     if (const toml::node* jobs = root.get("jobs")) read_jobs(*jobs, defaults, config);
+    check_chains(config);
     assign_dynamic_users(config);
   }
 
@@ -942,6 +943,11 @@ class Loader {
       if (auto d = read_duration(v, w)) job.expect_success_within = *d;
     } else if (key == "alert_to") {
       read_alert_to(v, w, job);
+    } else if (key == "on_success" || key == "on_failure" || key == "on_done") {
+      read_chain(v, w, section,
+                 key == "on_success"   ? job.on_success
+                 : key == "on_failure" ? job.on_failure
+                                       : job.on_done);
     } else if (key == "retry") {
       if (auto* t = read_table(v, w, "a table like { max_attempts = 3 }")) {
         read_retry(*t, job.retry, origins, section + ".retry");
@@ -1073,6 +1079,57 @@ class Loader {
       ok = false;
     }
     if (ok) sandbox.read_write_paths = std::move(paths);
+  }
+
+  // on_success / on_failure / on_done = ["job", ...]: checked against the
+  // jobs once all are read (check_chains).
+  void read_chain(const toml::node& v, const std::string& w, const std::string& section,
+                  std::vector<std::string>& out) {
+    const toml::array* list = v.as_array();
+    if (list == nullptr) {
+      type_error(v, w, "a list of job names like [\"report\"]");
+      return;
+    }
+    std::vector<std::string> names;
+    for (const toml::node& item : *list) {
+      auto name = read_name(item, w);
+      if (!name) return;
+      chain_refs_.push_back({section, *name, w, at(item)});
+      if (std::find(names.begin(), names.end(), *name) == names.end()) names.push_back(*name);
+    }
+    out = std::move(names);
+  }
+
+  // Every chain names a job of the config, and no job triggers itself
+  // through chains (a → b → a would fire for ever).
+  void check_chains(const Config& config) {
+    std::set<std::string, std::less<>> names;
+    for (const auto& job : config.jobs) names.insert(job.name);
+    for (const auto& ref : chain_refs_) {
+      if (names.contains(ref.target)) continue;
+      std::string message = fmt::format("{}: no job named \"{}\"", ref.what, ref.target);
+      std::vector<std::string_view> known(names.begin(), names.end());
+      if (auto close = closest_match(ref.target, known)) {
+        message += fmt::format(" (did you mean \"{}\"?)", *close);
+      }
+      error(ref.pos, std::move(message));
+    }
+    if (!errors_.empty()) return;
+    if (auto cycle = find_chain_cycle(config.jobs)) {
+      // Where the cycle's first link is written: its job's own key, else [defaults].
+      SourcePos pos = config.jobs.front().pos;
+      for (const auto& ref : chain_refs_) {
+        if (ref.target == (*cycle)[1] &&
+            (ref.section == "jobs." + (*cycle)[0] || ref.section == "defaults")) {
+          pos = ref.pos;
+          if (ref.section != "defaults") break;
+        }
+      }
+      error(pos, fmt::format("chain cycle: {}: a job may not trigger itself through "
+                             "on_success, on_failure or on_done (a job that gets a chain from "
+                             "[defaults] can set its own, e.g. on_failure = [])",
+                             fmt::join(*cycle, " → ")));
+    }
   }
 
   void read_alert_to(const toml::node& v, const std::string& w, JobSettings& job) {
@@ -1801,8 +1858,16 @@ class Loader {
   const PluginNamesFor* plugin_names_for_;
   std::optional<std::set<std::string>> plugin_names_;
   std::set<std::string> notifier_names_;  // every [alerts.NAME], valid or not
-  std::set<std::string> secret_names_;    // every [secrets.NAME], valid or not
-  std::vector<SecretConfig> secrets_;     // the valid ones
+  // Every job a chain names, where (check_chains).
+  struct ChainRef {
+    std::string section;  // "defaults" or "jobs.NAME"
+    std::string target;
+    std::string what;  // the key, for messages
+    SourcePos pos;
+  };
+  std::vector<ChainRef> chain_refs_;
+  std::set<std::string> secret_names_;  // every [secrets.NAME], valid or not
+  std::vector<SecretConfig> secrets_;   // the valid ones
   std::vector<ConfigError> errors_;
   std::vector<ConfigError> warnings_;
   std::unordered_map<std::string, schedule::CronExpr> parsed_cron_;  // by text
@@ -1901,6 +1966,55 @@ std::expected<Config, std::vector<ConfigError>> load(const fs::path& file,
 }
 
 }  // namespace
+
+std::optional<std::vector<std::string>> find_chain_cycle(const std::vector<JobConfig>& jobs) {
+  std::unordered_map<std::string_view, const JobSettings*> links;
+  for (const auto& job : jobs) links.emplace(job.name, job.settings.get());
+  enum class Seen { no, on_path, done };
+  std::unordered_map<std::string_view, Seen> seen;
+  // Depth first, iteratively (chains may be long): the path from the root,
+  // each with the index of its next link to follow.
+  struct Step {
+    std::string_view job;
+    std::size_t next = 0;
+  };
+  const auto targets = [&](std::string_view job, std::size_t i) -> const std::string* {
+    const JobSettings& s = *links.at(job);
+    for (const auto* list : {&s.on_success, &s.on_failure, &s.on_done}) {
+      if (i < list->size()) return &(*list)[i];
+      i -= list->size();
+    }
+    return nullptr;
+  };
+  for (const auto& root : jobs) {
+    if (seen[root.name] != Seen::no) continue;
+    std::vector<Step> path{{root.name}};
+    seen[root.name] = Seen::on_path;
+    while (!path.empty()) {
+      Step& top = path.back();
+      const std::string* target = targets(top.job, top.next++);
+      if (target == nullptr) {
+        seen[top.job] = Seen::done;
+        path.pop_back();
+        continue;
+      }
+      if (!links.contains(*target)) continue;
+      Seen& state = seen[*target];
+      if (state == Seen::done) continue;
+      if (state == Seen::on_path) {
+        std::vector<std::string> cycle;
+        auto from =
+            std::find_if(path.begin(), path.end(), [&](const Step& s) { return s.job == *target; });
+        for (; from != path.end(); ++from) cycle.emplace_back(from->job);
+        cycle.push_back(*target);
+        return cycle;
+      }
+      state = Seen::on_path;
+      path.push_back({*target});
+    }
+  }
+  return std::nullopt;
+}
 
 std::string_view to_string(Jitter value) {
   return name_of(kJitterNames, value);

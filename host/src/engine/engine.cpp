@@ -376,6 +376,7 @@ bool Engine::launch(Launch launch, ledger::RunStart start, const Result<bool>& c
     log::error(message, fields);
     ledger::RunEnd end = unstarted_end(start.run_id, now(), std::move(message));
     backlog_.add(PendingWrite{cfg.name, fire.slot, end.finished_at, end});
+    fire_chains(cfg, start, end.outcome);
     acknowledge([this, start, end = std::move(end)] {
       for (Observer* o : observers_) o->on_run_unstarted(start, end);
     });
@@ -478,6 +479,7 @@ void Engine::on_run_done(exec::RunReport report) {
     log::warn(summary, fields);
   }
   backlog_.add(PendingWrite{run.job, run.scheduled_for, end.finished_at, end});
+  if (!end.retry_at && job_it != jobs_.end()) fire_chains(*job_it->second.config, run, end.outcome);
   if (end.retry_at && !shutting_down_) {
     timeline_.insert(Fire{*end.retry_at, run.job, run.scheduled_for, run.attempt + 1, run.trace_id,
                           ledger::Trigger::retry, shared_event(run.event)});
@@ -492,6 +494,45 @@ void Engine::on_run_done(exec::RunReport report) {
   park_ahead();
   arm_timer();
   notify_idle_if_done();
+}
+
+void Engine::fire_chains(const config::JobConfig& cfg, const ledger::RunStart& run,
+                         Outcome outcome) {
+  if (shutting_down_) return;
+  const config::JobSettings& s = *cfg.settings;
+  std::vector<std::string> next;
+  const auto add = [&next](const std::vector<std::string>& names) {
+    for (const auto& name : names) {
+      if (std::find(next.begin(), next.end(), name) == next.end()) next.push_back(name);
+    }
+  };
+  if (outcome == Outcome::succeeded) add(s.on_success);
+  if (counts_as_failure(outcome)) add(s.on_failure);
+  add(s.on_done);
+  if (next.empty()) return;
+  const std::string event =
+      nlohmann::json{{"upstream",
+                      {{"job", run.job},
+                       {"run_id", run.run_id},
+                       {"outcome", to_string(outcome)},
+                       {"attempt", run.attempt},
+                       {"scheduled_for", ledger::format_utc(run.scheduled_for)},
+                       {"trigger", ledger::to_string(run.trigger)}}}}
+          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  const auto shared = std::make_shared<const std::string>(event);
+  for (const auto& name : next) {
+    auto it = jobs_.find(name);
+    if (it == jobs_.end() || it->second.retired) {
+      log::warn(fmt::format("chain to \"{}\" not fired: no such job since the last reload", name),
+                {run.job, run.run_id, run.trace_id, run.attempt});
+      continue;
+    }
+    const TimePoint slot = own_slot(it->second);
+    log::info(
+        fmt::format("fired by the {} end of {} (run {})", to_string(outcome), run.job, run.run_id),
+        {name, {}, run.trace_id, 1});
+    admit(Fire{slot, name, slot, 1, run.trace_id, ledger::Trigger::chain, shared});
+  }
 }
 
 void Engine::post_end_of_turn() {
@@ -607,7 +648,7 @@ Result<TimePoint> Engine::trigger(std::string_view name, std::string_view by,
     return fail(fmt::format("the payload is {} bytes; at most {} are taken", event->size(),
                             kMaxEventBytes));
   }
-  TimePoint slot = now();
+  const TimePoint slot = own_slot(it->second);
   if (!by.empty()) {
     write_event(it->first, "triggered", std::nullopt,
                 nlohmann::json{{"by", by},

@@ -245,6 +245,9 @@ class Engine {
     // undoing of its claim is committed, the ledger's last fire may still
     // be that slot, which must not hide it (change_job).
     std::optional<TimePoint> unparked_slot{};
+    // The slot of its last manual, webhook or chain fire: the next takes a
+    // later one, so two in the same millisecond are two fires.
+    TimePoint last_own_slot{};
   };
   // A run claimed and forked ahead of its instant, waiting for it
   // (docs/running.md, "Parking").
@@ -335,6 +338,14 @@ class Engine {
   void skip_queued(JobState& job, const std::string& reason);
   void write_event(const std::string& job, std::string kind, std::optional<std::string> run_id,
                    std::string detail);
+  // A slot of its own at now for a fire that is not the schedule's.
+  TimePoint own_slot(JobState& job) {
+    job.last_own_slot = std::max(now(), job.last_own_slot + Duration(1));
+    return job.last_own_slot;
+  }
+  // The final end of a fire of `cfg` (no retry follows): fires its
+  // on_success, on_failure and on_done jobs, sharing the run's trace.
+  void fire_chains(const config::JobConfig& cfg, const ledger::RunStart& run, Outcome outcome);
   void write_next_fire(const JobState& job) {
     backlog_.set_next_fire(job.config->name, job.config->definition_hash, job.next_slot);
   }
