@@ -5,7 +5,9 @@
 #include "observe/job_book.h"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <catch2/catch.hpp>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -15,6 +17,7 @@
 #include "ledger/sqlite_store.h"
 #include "ledger/store_worker.h"
 #include "observe/api.h"
+#include "observe/timed_store.h"
 #include "retention/retention.h"
 #include "support/temp_dir.h"
 
@@ -474,6 +477,140 @@ TEST_CASE("job book: after a prune its windows equal the ledger's", "[observe][j
     check_equal(**store, book, jobs);
     CHECK(book.find("b")->window_runs() == 7);
   }
+}
+
+namespace {
+
+// The book's store on the loop (the one it is seeded from): once `armed`,
+// reading windows there fails the test (they must come through the worker).
+class NoWindowsOnLoop final : public observe::TimedStore {
+ public:
+  explicit NoWindowsOnLoop(ledger::Store& inner)
+      : TimedStore(inner, [](observe::LedgerOp, double) {}) {}
+  bool armed = false;
+  Result<std::vector<std::pair<std::string, std::vector<ledger::WindowRun>>>> window_runs(
+      const std::vector<std::string>& jobs) override {
+    if (armed) FAIL("window_runs read on the loop");
+    return TimedStore::window_runs(jobs);
+  }
+};
+
+// A worker thread over a connection of its own, its answers posted to `io`
+// (run by the test), and a way to hold it.
+struct Worker {
+  explicit Worker(const std::filesystem::path& db) {
+    auto opened = ledger::open_sqlite_store(db, config::Durability::normal);
+    REQUIRE(opened);
+    store = std::move(*opened);
+    worker.emplace(
+        *store, [this](std::function<void()> answer) { boost::asio::post(io, std::move(answer)); });
+  }
+  ~Worker() {
+    if (held) release();  // a failed check left it held: let its thread end
+    worker.reset();
+  }
+  // Holds the worker until release().
+  void hold() {
+    held = true;
+    worker->run([gate = gate.get_future().share()](ledger::Store&) { gate.wait(); }, [] {});
+  }
+  void release() {
+    held = false;
+    gate.set_value();
+  }
+  // Waits until the worker has run every work given so far (their answers
+  // are posted, not run).
+  void wait_idle() {
+    std::promise<void> reached;
+    worker->run([&](ledger::Store&) { reached.set_value(); }, [] {});
+    reached.get_future().wait();
+  }
+  // Runs the answers posted so far.
+  void answer() {
+    io.restart();
+    io.poll();
+  }
+
+  boost::asio::io_context io;
+  std::unique_ptr<ledger::Store> store;
+  std::optional<ledger::StoreWorker> worker;
+  std::promise<void> gate;
+  bool held = false;
+};
+
+}  // namespace
+
+// On PostgreSQL the book re-reads windows through a worker thread: its
+// windows stay as they are until the answer is back on the loop; runs that
+// end meanwhile are neither lost (the answer predates their write) nor
+// counted twice (it has them); two rereads in flight apply in order.
+TEST_CASE("job book: after a prune, windows are re-read through the worker",
+          "[observe][job_book]") {
+  TempDir dir;
+  auto store = ledger::open_sqlite_store(dir.path() / "jobhost.db", config::Durability::normal);
+  REQUIRE(store);
+  NoWindowsOnLoop loop(**store);
+  const TimePoint t0 = at_utc(8, 0, 0);
+  observe::JobBook book;
+  REQUIRE(book.seed(loop, t0));
+  loop.armed = true;
+  Worker w(dir.path() / "jobhost.db");
+  book.read_through(*w.worker);
+  Feed feed{**store, book};
+  for (int i = 0; i < 130; ++i) {
+    for (const char* job : {"a", "b"}) {
+      feed.finish(feed.start(job, t0 + i * 1min), i % 3 ? Outcome::succeeded : Outcome::failed,
+                  Duration(i * 31 % 500 + 1));
+    }
+  }
+  const std::vector<std::string> jobs = {"a", "b"};
+  check_equal(**store, book, jobs);
+
+  w.hold();
+  REQUIRE((*store)->prune_excess("a", 30, 1000).value() == 100);
+  book.on_runs_pruned(retention::PrunedRuns{"a", {}});
+  // Ends after the first question, written before either read.
+  const auto first = feed.start("a", t0 + 200min);
+  feed.finish(first, Outcome::succeeded, 5ms);
+  // The next prune runs on the worker, as the daemon's retention does.
+  w.worker->run([](ledger::Store& s) { return s.prune_excess("a", 20, 1000); },
+                [](Result<int> pruned) { CHECK(pruned.value() == 12); });
+  book.on_runs_pruned(retention::PrunedRuns{"a", {}});
+  // Ends after both questions, written before their reads: both answers have it.
+  const auto both = feed.start("a", t0 + 202min);
+  feed.finish(both, Outcome::failed, 7ms);
+  w.release();
+  w.wait_idle();
+  // Ends after both questions, written after their reads: no answer has it.
+  const auto late = feed.start("a", t0 + 203min);
+  feed.finish(late, Outcome::succeeded, 9ms);
+  CHECK(book.find("a")->window_runs() == ledger::kStatsWindow);  // no answer applied yet
+
+  w.answer();
+  check_equal(**store, book, jobs);
+  CHECK(book.find("a")->window_runs() == 21);  // the second answer's 20 and `late`
+  for (const auto& run : {first, both, late}) CHECK(book.find("a")->window()->contains(run.run_id));
+}
+
+// An answer that comes back after the book is gone (the daemon stopping) is
+// dropped, not applied to freed memory.
+TEST_CASE("job book: a reread answered after the book is gone is dropped", "[observe][job_book]") {
+  TempDir dir;
+  auto store = ledger::open_sqlite_store(dir.path() / "jobhost.db", config::Durability::normal);
+  REQUIRE(store);
+  Worker w(dir.path() / "jobhost.db");
+  {
+    observe::JobBook book;
+    Feed feed{**store, book};
+    feed.finish(feed.start("a", at_utc(8, 0, 0)), Outcome::succeeded, 5ms);
+    REQUIRE(book.seed(**store, at_utc(8, 1, 0)));
+    book.read_through(*w.worker);
+    w.hold();
+    book.on_runs_pruned(retention::PrunedRuns{"a", {}});
+  }
+  w.release();
+  w.wait_idle();
+  w.answer();
 }
 
 // The engine's own pruner, with the book watching the engine: after the
