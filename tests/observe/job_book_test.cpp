@@ -20,6 +20,7 @@
 #include "observe/timed_store.h"
 #include "retention/retention.h"
 #include "support/temp_dir.h"
+#include "support/threaded_worker.h"
 
 using namespace jobhost;
 using namespace jobhost::testing;
@@ -495,49 +496,6 @@ class NoWindowsOnLoop final : public observe::TimedStore {
   }
 };
 
-// A worker thread over a connection of its own, its answers posted to `io`
-// (run by the test), and a way to hold it.
-struct Worker {
-  explicit Worker(const std::filesystem::path& db) {
-    auto opened = ledger::open_sqlite_store(db, config::Durability::normal);
-    REQUIRE(opened);
-    store = std::move(*opened);
-    worker.emplace(
-        *store, [this](std::function<void()> answer) { boost::asio::post(io, std::move(answer)); });
-  }
-  ~Worker() {
-    if (held) release();  // a failed check left it held: let its thread end
-    worker.reset();
-  }
-  // Holds the worker until release().
-  void hold() {
-    held = true;
-    worker->run([gate = gate.get_future().share()](ledger::Store&) { gate.wait(); }, [] {});
-  }
-  void release() {
-    held = false;
-    gate.set_value();
-  }
-  // Waits until the worker has run every work given so far (their answers
-  // are posted, not run).
-  void wait_idle() {
-    std::promise<void> reached;
-    worker->run([&](ledger::Store&) { reached.set_value(); }, [] {});
-    reached.get_future().wait();
-  }
-  // Runs the answers posted so far.
-  void answer() {
-    io.restart();
-    io.poll();
-  }
-
-  boost::asio::io_context io;
-  std::unique_ptr<ledger::Store> store;
-  std::optional<ledger::StoreWorker> worker;
-  std::promise<void> gate;
-  bool held = false;
-};
-
 }  // namespace
 
 // On PostgreSQL the book re-reads windows through a worker thread: its
@@ -554,8 +512,8 @@ TEST_CASE("job book: after a prune, windows are re-read through the worker",
   observe::JobBook book;
   REQUIRE(book.seed(loop, t0));
   loop.armed = true;
-  Worker w(dir.path() / "jobhost.db");
-  book.read_through(*w.worker);
+  ThreadedWorker w(dir.path() / "jobhost.db");
+  book.read_through(w.worker());
   Feed feed{**store, book};
   for (int i = 0; i < 130; ++i) {
     for (const char* job : {"a", "b"}) {
@@ -573,8 +531,8 @@ TEST_CASE("job book: after a prune, windows are re-read through the worker",
   const auto first = feed.start("a", t0 + 200min);
   feed.finish(first, Outcome::succeeded, 5ms);
   // The next prune runs on the worker, as the daemon's retention does.
-  w.worker->run([](ledger::Store& s) { return s.prune_excess("a", 20, 1000); },
-                [](Result<int> pruned) { CHECK(pruned.value() == 12); });
+  w.worker().run([](ledger::Store& s) { return s.prune_excess("a", 20, 1000); },
+                 [](Result<int> pruned) { CHECK(pruned.value() == 12); });
   book.on_runs_pruned(retention::PrunedRuns{"a", {}});
   // Ends after both questions, written before their reads: both answers have it.
   const auto both = feed.start("a", t0 + 202min);
@@ -598,13 +556,13 @@ TEST_CASE("job book: a reread answered after the book is gone is dropped", "[obs
   TempDir dir;
   auto store = ledger::open_sqlite_store(dir.path() / "jobhost.db", config::Durability::normal);
   REQUIRE(store);
-  Worker w(dir.path() / "jobhost.db");
+  ThreadedWorker w(dir.path() / "jobhost.db");
   {
     observe::JobBook book;
     Feed feed{**store, book};
     feed.finish(feed.start("a", at_utc(8, 0, 0)), Outcome::succeeded, 5ms);
     REQUIRE(book.seed(**store, at_utc(8, 1, 0)));
-    book.read_through(*w.worker);
+    book.read_through(w.worker());
     w.hold();
     book.on_runs_pruned(retention::PrunedRuns{"a", {}});
   }
