@@ -459,12 +459,20 @@ TEST_CASE("job book: after a prune its windows equal the ledger's", "[observe][j
     CHECK(book.find("b")->window_runs() == ledger::kStatsWindow);
   }
   SECTION("by age: every window reaching back before the cutoff") {
+    // And one whose finished runs all go (its newest slot, kept, was
+    // skipped): it has no window left.
+    for (int i = 0; i < 3; ++i) {
+      feed.finish(feed.start("gone", t0 - 1h + i * 1min), Outcome::failed, 5ms);
+    }
+    feed.skip("gone", t0 - 30min, ledger::Trigger::schedule);
     const TimePoint before = t0 + 100min;
-    REQUIRE((*store)->prune(before, 1000).value().runs == 200);
+    REQUIRE((*store)->prune(before, 1000).value().runs == 203);
     book.on_runs_pruned(retention::PrunedRuns{"", before});
     check_equal(**store, book, jobs);
     CHECK(book.find("a")->window_runs() == 30);
     CHECK(book.find("young")->window_runs() == ledger::kStatsWindow);
+    CHECK((*store)->window_runs({"gone"}).value().empty());
+    CHECK(book.find("gone")->window() == nullptr);
   }
   SECTION("through the Pruner's notice") {
     boost::asio::io_context io;

@@ -126,14 +126,19 @@ void JobBook::reread_answered(Windows windows) {
     log::warn("the jobs' figures may count pruned runs: " + windows.error().message);
     return;
   }
-  std::vector<std::string> missing = *asked.jobs;
+  // A job with no finished run left has no row in the answer. The jobs are
+  // by name: found by a binary search (a pass by age may ask for every job).
+  const std::vector<std::string>& jobs = *asked.jobs;
+  std::vector<bool> answered(jobs.size());
   for (const auto& [job, runs] : *windows) {
-    std::erase(missing, job);
+    const auto at = std::lower_bound(jobs.begin(), jobs.end(), job);
+    if (at != jobs.end() && *at == job)
+      answered[static_cast<std::size_t>(at - jobs.begin())] = true;
     if (Entry* found = lookup(job)) set_window(*found, runs);
   }
-  // A job with no finished run left has no row in the answer.
-  for (const auto& job : missing) {
-    if (Entry* found = lookup(job)) found->window_.reset();
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    if (answered[i]) continue;
+    if (Entry* found = lookup(jobs[i])) found->window_.reset();
   }
   // The runs that ended after the question: the answer may predate them.
   for (const auto& [job, run] : asked.ended) {
