@@ -280,3 +280,28 @@ params = { greeting = "tick" }
   b.stop();
   CHECK(every_second_once(history(a.config(), "tick", 100000)).empty());
 }
+
+// Without the jobs' figures, the JSON API would read them from the ledger at
+// each request, on the loop: on PostgreSQL the host does not start instead.
+TEST_CASE("a host that cannot read its jobs' figures at start exits", "[cluster]") {
+  TestLedger ledger(TestLedger::Kind::postgresql);
+  if (!ledger.available()) JOBHOST_SKIP(ledger.why());
+  (void)ledger.open();  // the schema
+  // Only the figures' query reads the jobs table before the engine starts.
+  REQUIRE(ledger.execute("ALTER TABLE jobs RENAME TO jobs_elsewhere") == "");
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  const fs::path config = write_config(dir.path(), R"(
+[jobs.tick]
+plugin = "hello"
+schedule = "* * * * * *"
+)",
+                                       host_on(ledger, "host-a"));
+  Daemon daemon(config);
+  const auto code = daemon.wait_exit(30s);
+  INFO(daemon.log());
+  CHECK(code == 1);
+  CHECK_THAT(daemon.log(),
+             Catch::Contains("cannot read the jobs' figures from the ledger at start"));
+  CHECK_THAT(daemon.log(), !Catch::Contains("ready:"));
+}

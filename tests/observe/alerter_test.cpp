@@ -8,12 +8,15 @@
 #include <unistd.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 
 #include <catch2/catch.hpp>
 #include <fstream>
 
 #include "ledger/sqlite_store.h"
+#include "ledger/store_worker.h"
 #include "observe/alerts.h"
+#include "observe/timed_store.h"
 #include "support/temp_dir.h"
 
 using namespace jobhost;
@@ -347,4 +350,110 @@ TEST_CASE("state is kept only for jobs with an alert setting or alert state",
   CHECK(rig.lines()[0]["job"] == "plain0");
   CHECK(rig.lines()[0]["run_id"] == "run-" + std::to_string(rig.runs));
   CHECK(alerter->state("plain0")["failing"]["firing"].get<bool>());
+}
+
+namespace {
+
+// The alerter's store on the loop: reading a window there fails the test
+// (it must come through the worker).
+class NoBoundsOnLoop final : public TimedStore {
+ public:
+  explicit NoBoundsOnLoop(ledger::Store& inner) : TimedStore(inner, [](LedgerOp, double) {}) {}
+  Result<SuccessBounds> success_bounds(std::string_view job) override {
+    FAIL("success_bounds(" << job << ") read on the loop");
+    return {};
+  }
+};
+
+void add_success(ledger::Store& store, const std::string& job, TimePoint finished) {
+  ledger::RunStart start;
+  start.run_id = "ok-" + job;
+  start.trace_id = "t-" + job;
+  start.job = job;
+  start.scheduled_for = finished - 1min;
+  start.started_at = finished - 1min;
+  start.host_pid = 1;
+  REQUIRE(store.claim_and_start(start).value());
+  ledger::RunEnd end;
+  end.run_id = start.run_id;
+  end.finished_at = finished;
+  end.outcome = Outcome::succeeded;
+  REQUIRE(store.finish_run(end).value());
+}
+
+}  // namespace
+
+// On PostgreSQL the alerter's writes go through a worker thread with a
+// connection of its own; the windows of silences it has no start for (new
+// at start or by a reload) are read there too, and set when the answer is
+// back on the loop. Meanwhile such a job has no window: no alert, no crash.
+TEST_CASE("a new silence's window is read through the worker, not on the loop",
+          "[observe][alerter]") {
+  Rig rig;
+  add_success(*rig.store, "late", rig.clock - 3h);
+  auto second =
+      ledger::open_sqlite_store(rig.dir.path() / "jobhost.db", config::Durability::normal);
+  REQUIRE(second);
+  NoBoundsOnLoop loop_store(*rig.store);
+  ledger::StoreWorker worker(**second, [&](std::function<void()> answer) {
+    boost::asio::post(rig.io, std::move(answer));
+  });
+  auto window = [](Alerter& a, const std::string& job) {
+    return a.state(job)["silent"]["window_start"];
+  };
+
+  config::Config config;
+  config.jobs = {job("d", 0, 1h)};
+  config.alerts = {rig.log_notifier()};
+  auto alerter = std::make_unique<Alerter>(rig.io, loop_store, config, [&] { return rig.clock; });
+  alerter->write_through(worker);
+  alerter->start();
+  const TimePoint started = rig.clock;
+  CHECK(window(*alerter, "d").is_null());
+  rig.clock += 1min;  // the answer comes later; the window counts from the asking
+  REQUIRE(rig.run_until([&] { return !window(*alerter, "d").is_null(); }));
+  CHECK(window(*alerter, "d") == ledger::format_utc(started));
+
+  // A reload adds "late" (its last success 3 h ago), "fresh" (no run), "ok"
+  // (a success before the answer) and "gone" (removed again before it).
+  config.jobs = {job("d", 0, 1h), job("late", 0, 1h), job("fresh", 0, 1h), job("ok", 0, 1h),
+                 job("gone", 0, 1h)};
+  alerter->apply_config(config);
+  const TimePoint asked = rig.clock;
+  for (const char* name : {"late", "fresh", "ok", "gone"}) {
+    INFO(name);
+    CHECK(window(*alerter, name).is_null());
+    CHECK(alerter->state(name)["silent"]["deadline"].is_null());
+  }
+  rig.clock += 1min;
+  rig.fire_end(*alerter, "ok", Outcome::succeeded);
+  config.jobs.pop_back();
+  alerter->apply_config(config);
+  CHECK(alerter->state("gone").is_null());
+  CHECK(rig.events("alert").empty());  // nothing without a window
+
+  REQUIRE(rig.run_until([&] { return !window(*alerter, "late").is_null(); }));
+  CHECK(window(*alerter, "late") == ledger::format_utc(started - 3h));
+  CHECK(window(*alerter, "fresh") == ledger::format_utc(asked));
+  CHECK(window(*alerter, "ok") == ledger::format_utc(asked + 1min));  // the success's
+  // Its window passed long ago: the timer alerts at once.
+  REQUIRE(rig.run_until([&] { return rig.lines().size() == 1; }));
+  CHECK(rig.lines()[0]["job"] == "late");
+  CHECK(rig.lines()[0]["kind"] == "silent");
+  worker.settle();
+  std::map<std::string, std::optional<TimePoint>> saved;
+  const auto rows = rig.store->alert_states().value();
+  for (const auto& row : rows) {
+    if (row.kind == "silent") saved[row.job] = row.window_start;
+  }
+  CHECK(saved.size() == 4);  // not "gone"
+  CHECK(saved["late"] == started - 3h);
+  CHECK(saved["fresh"] == asked);
+
+  // An answer that comes back after the alerter is gone is dropped.
+  config.jobs.push_back(job("after", 0, 1h));
+  alerter->apply_config(config);
+  alerter.reset();
+  worker.settle();
+  rig.settle();
 }

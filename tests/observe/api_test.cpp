@@ -12,7 +12,9 @@
 #include <set>
 
 #include "engine/engine_rig.h"
+#include "observe/timed_store.h"
 #include "support/harness.h"
+#include "support/threaded_worker.h"
 
 using namespace jobhost;
 using namespace jobhost::testing;
@@ -591,6 +593,76 @@ TEST_CASE("api: cancel stops a run in flight; it ends cancelled and is not retri
   CHECK(named);
   CHECK(a.post("/api/v1/runs/" + id + "/cancel").status == 409);  // not in flight any more
   CHECK(a.post("/api/v1/runs/nope/cancel").status == 404);
+}
+
+namespace {
+
+// The API's store on the loop: reading a run there fails the test (it must
+// come through the read worker).
+class NoRunOnLoop final : public observe::TimedStore {
+ public:
+  explicit NoRunOnLoop(ledger::Store& inner)
+      : TimedStore(inner, [](observe::LedgerOp, double) {}) {}
+  Result<std::optional<ledger::RunRecord>> get_run(std::string_view run_id) override {
+    FAIL("get_run(" << run_id << ") read on the loop");
+    return std::nullopt;
+  }
+};
+
+}  // namespace
+
+// On PostgreSQL the API's reads go through a worker thread: so does the
+// read that tells an unknown run (404) from one not in flight (409), and,
+// like the other reads, it is refused at once (503) past 16 waiting.
+TEST_CASE("api: cancel of a run not in flight reads the ledger through the read worker",
+          "[observe][api][cancel]") {
+  ApiRig a(kJobs, "s3cret");
+  a.start(at_utc(10, 0, 0, 500));
+  add_run(a.rig.store(), "beta", at_utc(9, 0, 0), Outcome::succeeded);
+  const std::string finished = a.rig.store().history("beta", 1).value().at(0).run_id;
+  NoRunOnLoop loop(a.rig.store());
+  ThreadedWorker w(a.rig.config().host.state_dir / "jobhost.db");
+  observe::Api api(a.rig.engine(), loop);
+  api.read_through(w.worker());
+  observe::Router router;
+  api.add_routes(router);
+  // The answer to a cancel, once given.
+  auto cancel = [&](const std::string& id) {
+    auto out = std::make_shared<std::optional<Response>>();
+    Request request;
+    request.method = "POST";
+    request.peer = "127.0.0.1:5000";
+    request.authorization = "Bearer s3cret";
+    request.path = "/api/v1/runs/" + id + "/cancel";
+    router.dispatch(request, [out](Response r) { *out = std::move(r); });
+    return out;
+  };
+
+  auto unknown = cancel("nope");
+  auto done = cancel(finished);
+  CHECK_FALSE(unknown->has_value());  // until the worker's answer
+  CHECK_FALSE(done->has_value());
+  w.wait_idle();
+  w.answer();
+  REQUIRE(unknown->has_value());
+  CHECK((*unknown)->status == 404);
+  REQUIRE(done->has_value());
+  CHECK((*done)->status == 409);
+  CHECK(body(**done)["error"].get<std::string>().find("not in flight") != std::string::npos);
+
+  w.hold();
+  std::vector<std::shared_ptr<std::optional<Response>>> waiting;
+  for (int i = 0; i < 16; ++i) waiting.push_back(cancel("nope" + std::to_string(i)));
+  auto refused = cancel("one-more");
+  REQUIRE(refused->has_value());
+  CHECK((*refused)->status == 503);
+  w.release();
+  w.wait_idle();
+  w.answer();
+  for (const auto& r : waiting) {
+    REQUIRE(r->has_value());
+    CHECK((*r)->status == 404);
+  }
 }
 
 TEST_CASE("api: the OpenAPI document lists every route, and only those", "[observe][api]") {

@@ -5,7 +5,9 @@
 #include "observe/job_book.h"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <catch2/catch.hpp>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -15,8 +17,10 @@
 #include "ledger/sqlite_store.h"
 #include "ledger/store_worker.h"
 #include "observe/api.h"
+#include "observe/timed_store.h"
 #include "retention/retention.h"
 #include "support/temp_dir.h"
+#include "support/threaded_worker.h"
 
 using namespace jobhost;
 using namespace jobhost::testing;
@@ -455,12 +459,20 @@ TEST_CASE("job book: after a prune its windows equal the ledger's", "[observe][j
     CHECK(book.find("b")->window_runs() == ledger::kStatsWindow);
   }
   SECTION("by age: every window reaching back before the cutoff") {
+    // And one whose finished runs all go (its newest slot, kept, was
+    // skipped): it has no window left.
+    for (int i = 0; i < 3; ++i) {
+      feed.finish(feed.start("gone", t0 - 1h + i * 1min), Outcome::failed, 5ms);
+    }
+    feed.skip("gone", t0 - 30min, ledger::Trigger::schedule);
     const TimePoint before = t0 + 100min;
-    REQUIRE((*store)->prune(before, 1000).value().runs == 200);
+    REQUIRE((*store)->prune(before, 1000).value().runs == 203);
     book.on_runs_pruned(retention::PrunedRuns{"", before});
     check_equal(**store, book, jobs);
     CHECK(book.find("a")->window_runs() == 30);
     CHECK(book.find("young")->window_runs() == ledger::kStatsWindow);
+    CHECK((*store)->window_runs({"gone"}).value().empty());
+    CHECK(book.find("gone")->window() == nullptr);
   }
   SECTION("through the Pruner's notice") {
     boost::asio::io_context io;
@@ -474,6 +486,97 @@ TEST_CASE("job book: after a prune its windows equal the ledger's", "[observe][j
     check_equal(**store, book, jobs);
     CHECK(book.find("b")->window_runs() == 7);
   }
+}
+
+namespace {
+
+// The book's store on the loop (the one it is seeded from): once `armed`,
+// reading windows there fails the test (they must come through the worker).
+class NoWindowsOnLoop final : public observe::TimedStore {
+ public:
+  explicit NoWindowsOnLoop(ledger::Store& inner)
+      : TimedStore(inner, [](observe::LedgerOp, double) {}) {}
+  bool armed = false;
+  Result<std::vector<std::pair<std::string, std::vector<ledger::WindowRun>>>> window_runs(
+      const std::vector<std::string>& jobs) override {
+    if (armed) FAIL("window_runs read on the loop");
+    return TimedStore::window_runs(jobs);
+  }
+};
+
+}  // namespace
+
+// On PostgreSQL the book re-reads windows through a worker thread: its
+// windows stay as they are until the answer is back on the loop; runs that
+// end meanwhile are neither lost (the answer predates their write) nor
+// counted twice (it has them); two rereads in flight apply in order.
+TEST_CASE("job book: after a prune, windows are re-read through the worker",
+          "[observe][job_book]") {
+  TempDir dir;
+  auto store = ledger::open_sqlite_store(dir.path() / "jobhost.db", config::Durability::normal);
+  REQUIRE(store);
+  NoWindowsOnLoop loop(**store);
+  const TimePoint t0 = at_utc(8, 0, 0);
+  observe::JobBook book;
+  REQUIRE(book.seed(loop, t0));
+  loop.armed = true;
+  ThreadedWorker w(dir.path() / "jobhost.db");
+  book.read_through(w.worker());
+  Feed feed{**store, book};
+  for (int i = 0; i < 130; ++i) {
+    for (const char* job : {"a", "b"}) {
+      feed.finish(feed.start(job, t0 + i * 1min), i % 3 ? Outcome::succeeded : Outcome::failed,
+                  Duration(i * 31 % 500 + 1));
+    }
+  }
+  const std::vector<std::string> jobs = {"a", "b"};
+  check_equal(**store, book, jobs);
+
+  w.hold();
+  REQUIRE((*store)->prune_excess("a", 30, 1000).value() == 100);
+  book.on_runs_pruned(retention::PrunedRuns{"a", {}});
+  // Ends after the first question, written before either read.
+  const auto first = feed.start("a", t0 + 200min);
+  feed.finish(first, Outcome::succeeded, 5ms);
+  // The next prune runs on the worker, as the daemon's retention does.
+  w.worker().run([](ledger::Store& s) { return s.prune_excess("a", 20, 1000); },
+                 [](Result<int> pruned) { CHECK(pruned.value() == 12); });
+  book.on_runs_pruned(retention::PrunedRuns{"a", {}});
+  // Ends after both questions, written before their reads: both answers have it.
+  const auto both = feed.start("a", t0 + 202min);
+  feed.finish(both, Outcome::failed, 7ms);
+  w.release();
+  w.wait_idle();
+  // Ends after both questions, written after their reads: no answer has it.
+  const auto late = feed.start("a", t0 + 203min);
+  feed.finish(late, Outcome::succeeded, 9ms);
+  CHECK(book.find("a")->window_runs() == ledger::kStatsWindow);  // no answer applied yet
+
+  w.answer();
+  check_equal(**store, book, jobs);
+  CHECK(book.find("a")->window_runs() == 21);  // the second answer's 20 and `late`
+  for (const auto& run : {first, both, late}) CHECK(book.find("a")->window()->contains(run.run_id));
+}
+
+// An answer that comes back after the book is gone (the daemon stopping) is
+// dropped, not applied to freed memory.
+TEST_CASE("job book: a reread answered after the book is gone is dropped", "[observe][job_book]") {
+  TempDir dir;
+  auto store = ledger::open_sqlite_store(dir.path() / "jobhost.db", config::Durability::normal);
+  REQUIRE(store);
+  ThreadedWorker w(dir.path() / "jobhost.db");
+  {
+    observe::JobBook book;
+    Feed feed{**store, book};
+    feed.finish(feed.start("a", at_utc(8, 0, 0)), Outcome::succeeded, 5ms);
+    REQUIRE(book.seed(**store, at_utc(8, 1, 0)));
+    book.read_through(w.worker());
+    w.hold();
+    book.on_runs_pruned(retention::PrunedRuns{"a", {}});
+  }
+  w.release();
+  w.wait_idle();
+  w.answer();
 }
 
 // The engine's own pruner, with the book watching the engine: after the

@@ -115,7 +115,8 @@ TEST_CASE("run ids: the engine's ULIDs pack into 16 bytes and come back exactly"
   CHECK(*pack_run_id(b) < *pack_run_id(c));
 }
 
-TEST_CASE("run window: a run takes 40 bytes; any id is kept exactly", "[observe][job_book]") {
+TEST_CASE("run window: a run takes 40 bytes; any id is kept exactly, and found by it",
+          "[observe][job_book]") {
   CHECK(RunWindow::kRunBytes == 40);
   struct Case {
     std::string id;
@@ -143,6 +144,10 @@ TEST_CASE("run window: a run takes 40 bytes; any id is kept exactly", "[observe]
     CHECK(w.at(0).outcome == Outcome::failed);
     CHECK_FALSE(w.at(0).duration);
     CHECK(w.at(1).duration == 5ms);
+    CHECK(w.contains(c.id));
+    CHECK(w.contains(ulid(1, 1)));
+    CHECK_FALSE(w.contains(c.id + "x"));
+    CHECK_FALSE(w.contains(ulid(1, 2)));
   }
 }
 

@@ -206,12 +206,24 @@ int run_daemon(config::Config config) {
   // The jobs' figures the JSON API answers from (observe/job_book.h): read
   // from the ledger once, before the engine starts, then kept by watching it
   // (declared before the engine: it must outlive it).
-  // If the ledger cannot be read now, the API reads it at each request.
+  // If the ledger cannot be read now, the API reads it at each request, on
+  // the loop: on PostgreSQL, where that would hold every timer while the
+  // database answers, the daemon does not start instead.
   observe::JobBook job_book;
   const auto seeded = job_book.seed(**store, wall_now());
+  if (!seeded && !config.host.store_url.empty()) {
+    log::error("cannot read the jobs' figures from the ledger at start: " + seeded.error().message +
+               "; on PostgreSQL the daemon does not run without them: it exits, and systemd "
+               "starts it again (Restart=on-failure)");
+    return 1;
+  }
   if (!seeded) {
     log::warn("the JSON API reads the ledger at each request: " + seeded.error().message);
   }
+  // Its windows are read again after a prune on the worker that prunes: in
+  // order with retention's batches, not counted among the API's waiting
+  // reads, and a long one delays retention rather than a request.
+  if (background_worker) job_book.read_through(*background_worker);
   // Metrics watch the engine and time its ledger writes (TimedStore). Their
   // per-job gauges start from the book's figures (or the ledger's) when
   // per-job series are on.

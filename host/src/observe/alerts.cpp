@@ -102,6 +102,7 @@ void Alerter::start() {
       (failing ? job.failing_message : job.silent_message) = row.message;
     }
   }
+  ask_windows();  // inline (SQLite), before the notices below: they show the window
   for (auto& [name, job] : jobs_) {
     // A kind turned off while the host was down is cleared as on a reload.
     for (AlertKind kind : {AlertKind::failing, AlertKind::silent}) {
@@ -117,7 +118,6 @@ void Alerter::start() {
         save(name, job, kind);
       }
     }
-    ensure_window(name, job);
     // Notices decided by a previous host and not delivered to every notifier.
     if (job.failing_pending) {
       dispatch(name, job, AlertKind::failing, !job.state.failing.firing, job.failing_message);
@@ -134,6 +134,7 @@ void Alerter::apply_config(const config::Config& config) {
   set_notifiers(config);
   set_jobs(config);
   if (!started_) return;
+  ask_windows();
   check_silences();
   arm_timer();
 }
@@ -197,7 +198,6 @@ void Alerter::set_jobs(const config::Config& config) {
           save(cfg.name, job, AlertKind::silent);
         }
       }
-      ensure_window(cfg.name, job);
     }
     next.emplace(cfg.name, std::move(job));
   }
@@ -205,22 +205,46 @@ void Alerter::set_jobs(const config::Config& config) {
 }
 
 // A job with expect_success_within needs the instant its window counts
-// from: its last success in the ledger, else its oldest run, else now (first
-// seen in the config). Persisted, so that a restart does not move it.
-void Alerter::ensure_window(const std::string& name, Job& job) {
-  if (job.settings.expect_success_within.count() <= 0 || job.state.silent.window_start) return;
-  auto bounds = store_.success_bounds(name);
-  if (!bounds) {
-    log::warn("alerts: " + bounds.error().message, {name});
+// from: its last success in the ledger, else its oldest run, else when it
+// was asked (first seen in the config). Persisted, so that a restart does
+// not move it. Read through writes_, which is a worker of its own on
+// PostgreSQL: until the answer, the job has no window, which
+// check_silence leaves alone; a success meanwhile starts it, and then the
+// answer is not needed any more.
+void Alerter::ask_windows() {
+  std::vector<std::string> jobs;
+  for (const auto& [name, job] : jobs_) {
+    if (needs_window(job)) jobs.push_back(name);
   }
-  TimePoint start = now();
-  if (bounds && bounds->last_success) {
-    start = *bounds->last_success;
-  } else if (bounds && bounds->first_run) {
-    start = *bounds->first_run;
-  }
-  job.state.silent.window_start = start;
-  save(name, job, AlertKind::silent);
+  if (jobs.empty()) return;
+  using Bounds = std::vector<Result<ledger::Store::SuccessBounds>>;
+  writes_->run(
+      [jobs](ledger::Store& store) {
+        Bounds bounds;
+        bounds.reserve(jobs.size());
+        for (const auto& name : jobs) bounds.push_back(store.success_bounds(name));
+        return bounds;
+      },
+      [this, alive = std::weak_ptr<int>(alive_), jobs, asked = now()](const Bounds& bounds) {
+        if (alive.expired()) return;
+        for (std::size_t i = 0; i < jobs.size(); ++i) {
+          auto it = jobs_.find(jobs[i]);
+          // Gone from the config, turned off, or started by a success meanwhile.
+          if (it == jobs_.end() || !needs_window(it->second)) continue;
+          const auto& b = bounds[i];
+          if (!b) log::warn("alerts: " + b.error().message, {jobs[i]});
+          TimePoint start = asked;
+          if (b && b->last_success) {
+            start = *b->last_success;
+          } else if (b && b->first_run) {
+            start = *b->first_run;
+          }
+          it->second.state.silent.window_start = start;
+          save(jobs[i], it->second, AlertKind::silent);
+        }
+        // A window that passed already alerts at the timer's next turn.
+        arm_timer();
+      });
 }
 
 void Alerter::on_run_finished(const ledger::RunStart& run, const ledger::RunEnd& end,

@@ -59,7 +59,8 @@ class Alerter final : public engine::Observer {
   // decided but did not deliver, checks every silence now (a host that was
   // down past a job's window alerts here), and arms the silence timer.
   void start();
-  // Alert state and events are written through `writes` from now on, before
+  // Alert state and events are written, and the windows of new silences
+  // read (Store::success_bounds), through `writes` from now on, before
   // start() (a worker of its own on PostgreSQL: the loop never waits on
   // them); `writes` must outlive the alerter. Else inline on the store.
   void write_through(ledger::StoreWorker& writes) { writes_ = &writes; }
@@ -124,7 +125,10 @@ class Alerter final : public engine::Observer {
                    const std::string& run_id);
   void set_jobs(const config::Config& config);
   void set_notifiers(const config::Config& config);
-  void ensure_window(const std::string& name, Job& job);
+  static bool needs_window(const Job& job) {
+    return job.settings.expect_success_within.count() > 0 && !job.state.silent.window_start;
+  }
+  void ask_windows();
   void check_silences();
   void arm_timer();
   void notify(const std::string& name, Job& job, const Notice& notice);
@@ -155,6 +159,7 @@ class Alerter final : public engine::Observer {
   boost::asio::steady_timer drain_timer_;
   std::function<void()> on_drained_;
   bool started_ = false;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // writes_'s answers check it
 };
 
 }  // namespace jobhost::observe

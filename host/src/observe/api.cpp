@@ -248,22 +248,26 @@ std::optional<std::string> Api::authorize(const Request& request, const Respond&
   return "http token " + request.peer;
 }
 
+// A read of the ledger waits behind those given before it: past
+// kMaxWaitingReads (a database that hangs, a dashboard polling it), the
+// answer is 503 at once rather than a queue that grows.
+bool Api::refuse_when_reads_wait(const Respond& respond) const {
+  if (reads_->pending() < kMaxWaitingReads) return false;
+  respond(Response::error(
+      503, fmt::format("the ledger is slow to answer: {} reads are waiting; try again",
+                       reads_->pending())));
+  return true;
+}
+
 void Api::add_routes(Router& router) {
   auto bind = [this](void (Api::*member)(const Request&, const Respond&)) {
     return [this, member](const Request& request, const Respond& respond) {
       (this->*member)(request, respond);
     };
   };
-  // A read of the ledger waits behind those given before it: past
-  // kMaxWaitingReads (a database that hangs, a dashboard polling it), the
-  // answer is 503 at once rather than a queue that grows.
   auto bind_read = [this](void (Api::*member)(const Request&, const Respond&)) {
     return [this, member](const Request& request, const Respond& respond) {
-      if (reads_->pending() >= kMaxWaitingReads) {
-        return respond(Response::error(
-            503, fmt::format("the ledger is slow to answer: {} reads are waiting; try again",
-                             reads_->pending())));
-      }
+      if (refuse_when_reads_wait(respond)) return;
       (this->*member)(request, respond);
     };
   };
@@ -733,14 +737,18 @@ void Api::pause(const Request& request, const Respond& respond, bool paused) {
 void Api::cancel(const Request& request, const Respond& respond) {
   auto who = authorize(request, respond);
   if (!who) return;
-  const std::string& id = request.params.at("id");
+  const std::string id = request.params.at("id");
   auto cancelled = engine_.cancel(id, *who);
-  if (!cancelled) {
-    auto run = store_.get_run(id);
-    if (run && !*run) return respond(Response::error(404, fmt::format("no run {}", id)));
-    return respond(Response::error(409, cancelled.error().message));
-  }
-  respond(ok({{"ok", true}, {"run_id", id}}));
+  if (cancelled) return respond(ok({{"ok", true}, {"run_id", id}}));
+  // Not in flight here: 404 if the ledger has no such run, else 409.
+  if (refuse_when_reads_wait(respond)) return;
+  reads_->run([id](ledger::Store& store) { return store.get_run(id); },
+              [id, respond, refused = cancelled.error().message](
+                  const Result<std::optional<ledger::RunRecord>>& run) {
+                if (run && !*run)
+                  return respond(Response::error(404, fmt::format("no run {}", id)));
+                respond(Response::error(409, refused));
+              });
 }
 
 void Api::reload(const Request& request, const Respond& respond) {

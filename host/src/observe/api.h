@@ -64,14 +64,17 @@ class Api {
   // be read or is empty, too (403, naming the file), and the error is returned.
   Result<void> reload_token();
   // The reads of GET jobs/{name}, runs, runs/{id}, events and status (with
-  // the job book) go through `reads` from now on: on PostgreSQL a worker
-  // with a connection of its own, so that a request never holds the loop
-  // while the database answers. `reads` must outlive the Api.
+  // the job book), and of the cancel of a run not in flight, go through
+  // `reads` from now on: on PostgreSQL a worker with a connection of its
+  // own, so that a request never holds the loop while the database answers.
+  // `reads` must outlive the Api.
   void read_through(ledger::StoreWorker& reads) { reads_ = &reads; }
 
  private:
   // The caller's name for ledger events, or the refusal (401/403).
   std::optional<std::string> authorize(const Request& request, const Respond& respond) const;
+  // True, having answered 503, when too many reads wait for reads_ already.
+  bool refuse_when_reads_wait(const Respond& respond) const;
 
   void list_jobs(const Request& request, const Respond& respond);
   void get_job(const Request& request, const Respond& respond);

@@ -66,7 +66,7 @@ Result<void> JobBook::seed(ledger::Store& store, TimePoint now) {
     if (slot.minute > m.minute) continue;  // a later minute shares the slot
     slot = Minute{m.minute, m.runs, m.failed, m.duration_ms, m.with_duration};
   }
-  store_ = &store;
+  inline_reads_ = std::make_unique<ledger::StoreWorker>(store);
   return {};
 }
 
@@ -108,21 +108,44 @@ void JobBook::count_minute(TimePoint started_at, Outcome outcome,
   }
 }
 
-void JobBook::reread(const std::vector<std::string>& jobs) {
-  if (!store_ || jobs.empty()) return;
-  auto windows = store_->window_runs(jobs);
+void JobBook::reread(std::vector<std::string> jobs) {
+  ledger::StoreWorker* reads = reads_ ? reads_ : inline_reads_.get();
+  if (!reads || jobs.empty()) return;
+  auto asked = std::make_shared<const std::vector<std::string>>(std::move(jobs));
+  rereads_.push_back(Reread{asked, {}});
+  reads->run([asked](ledger::Store& store) { return store.window_runs(*asked); },
+             [this, alive = std::weak_ptr<int>(alive_)](Windows windows) {
+               if (!alive.expired()) reread_answered(std::move(windows));
+             });
+}
+
+void JobBook::reread_answered(Windows windows) {
+  const Reread asked = std::move(rereads_.front());
+  rereads_.pop_front();
   if (!windows) {
     log::warn("the jobs' figures may count pruned runs: " + windows.error().message);
     return;
   }
-  std::vector<std::string> missing = jobs;
+  // A job with no finished run left has no row in the answer. The jobs are
+  // by name: found by a binary search (a pass by age may ask for every job).
+  const std::vector<std::string>& jobs = *asked.jobs;
+  std::vector<bool> answered(jobs.size());
   for (const auto& [job, runs] : *windows) {
-    std::erase(missing, job);
+    const auto at = std::lower_bound(jobs.begin(), jobs.end(), job);
+    if (at != jobs.end() && *at == job)
+      answered[static_cast<std::size_t>(at - jobs.begin())] = true;
     if (Entry* found = lookup(job)) set_window(*found, runs);
   }
-  // A job with no finished run left has no row in the answer.
-  for (const auto& job : missing) {
-    if (Entry* found = lookup(job)) found->window_.reset();
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    if (answered[i]) continue;
+    if (Entry* found = lookup(jobs[i])) found->window_.reset();
+  }
+  // The runs that ended after the question: the answer may predate them.
+  for (const auto& [job, run] : asked.ended) {
+    Entry* found = lookup(job);
+    if (!found) continue;
+    if (!found->window_) found->window_ = std::make_unique<RunWindow>();
+    if (!found->window_->contains(run.run_id)) found->window_->add(run);
   }
 }
 
@@ -137,7 +160,7 @@ void JobBook::on_runs_pruned(const retention::PrunedRuns& pruned) {
       if (e.window_ && e.window_->oldest_started() < pruned.before) jobs.emplace_back(job);
     });
   }
-  reread(jobs);
+  reread(std::move(jobs));  // by name (for_each's order), as Reread keeps them
 }
 
 std::optional<double> JobBook::Entry::success_rate() const {
@@ -281,8 +304,14 @@ void JobBook::ended(Entry& e, const ledger::RunStart& run, const ledger::RunEnd&
   }
   if (end.outcome == Outcome::skipped) return;
   count_minute(run.started_at, end.outcome, end.duration);
+  const ledger::WindowRun finished{run.run_id, run.started_at, end.outcome, end.duration};
   if (!e.window_) e.window_ = std::make_unique<RunWindow>();
-  e.window_->add(ledger::WindowRun{run.run_id, run.started_at, end.outcome, end.duration});
+  e.window_->add(finished);
+  for (Reread& r : rereads_) {
+    if (std::binary_search(r.jobs->begin(), r.jobs->end(), run.job)) {
+      r.ended.emplace_back(run.job, finished);
+    }
+  }
 }
 
 void JobBook::on_run_started(const ledger::RunStart& run, Duration) {

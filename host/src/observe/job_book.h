@@ -15,7 +15,17 @@
 // changes (a run, a skip, a prune).
 //
 // Retention: when the engine's pruner has deleted runs (on_runs_pruned), the
-// windows of the jobs it may have touched are read again from the ledger.
+// windows of the jobs it may have touched are read again from the ledger,
+// through read_through's worker (on PostgreSQL a thread of its own: the loop
+// never waits on the database). Until the answer, the windows stay as they
+// are. The engine tells of a run once its write has committed, so the runs
+// told before the question are in the answer; a run of those jobs told
+// after it is added at once and also remembered with the question, and on
+// the answer added again unless the answer has it (by run id): whether the
+// read saw its write or not, it is neither dropped nor counted twice. The
+// worker answers in the order it was asked, so the questions wait in a
+// queue and each answer is the oldest's: two rereads in flight apply in
+// order. An answer that comes back after the book is gone is dropped.
 //
 // Also kept: the dashboard's last-hour figures (Store::run_summary since
 // hour_window_start(now)) as per-minute sums of the finished, non-skipped
@@ -28,6 +38,7 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -39,6 +50,7 @@
 #include "engine/observer.h"
 #include "ledger/records.h"
 #include "ledger/store.h"
+#include "ledger/store_worker.h"
 #include "observe/run_window.h"
 
 namespace jobhost::observe {
@@ -91,7 +103,12 @@ class JobBook final : public engine::Observer {
   // before the engine starts. On an error the book is left as it was, or
   // empty.
   // Also reads the last-hour figures at `now` (one run_minutes query).
+  // `store` must outlive the book: it re-reads windows from it after a
+  // prune, unless read_through gives a worker.
   Result<void> seed(ledger::Store& store, TimePoint now);
+  // Windows are re-read after a prune through `reads` from now on (a worker
+  // of its own on PostgreSQL); `reads` must outlive the book.
+  void read_through(ledger::StoreWorker& reads) { reads_ = &reads; }
 
   // The finished, non-skipped runs that started at or after
   // hour_window_start(now), as Store::run_summary counts them.
@@ -122,9 +139,6 @@ class JobBook final : public engine::Observer {
   void on_skipped(const ledger::SkipRecord& skip) override;
   void on_runs_pruned(const retention::PrunedRuns& pruned) override;
 
-  // The ledger the book re-reads windows from after a prune (seed sets it).
-  void set_store(ledger::Store* store) { store_ = store; }
-
  private:
   // The job's entry, made if needed; or null if there is none.
   Entry& entry(std::string_view job);
@@ -141,8 +155,11 @@ class JobBook final : public engine::Observer {
   // Adds a finished run to the minute it started in (dropped when that
   // minute's slot already holds a newer minute: out of any window by then).
   void count_minute(TimePoint started_at, Outcome outcome, std::optional<Duration> duration);
-  // Re-reads these jobs' windows from store_ (after a prune).
-  void reread(const std::vector<std::string>& jobs);
+  using Windows = Result<std::vector<std::pair<std::string, std::vector<ledger::WindowRun>>>>;
+  // Asks for these jobs' windows (by name) again (after a prune).
+  void reread(std::vector<std::string> jobs);
+  // The answer to the oldest reread asked.
+  void reread_answered(Windows windows);
 
   struct Minute {
     int64_t minute = std::numeric_limits<int64_t>::min();  // none yet
@@ -163,7 +180,16 @@ class JobBook final : public engine::Observer {
   std::vector<std::array<uint8_t, 32>> digests_;
   std::vector<std::string> other_definitions_;
   std::array<Minute, kMinutes> minutes_{};
-  ledger::Store* store_ = nullptr;
+  // A reread asked and not answered yet: its jobs, by name, and their runs
+  // that ended since it was asked.
+  struct Reread {
+    std::shared_ptr<const std::vector<std::string>> jobs;
+    std::vector<std::pair<std::string, ledger::WindowRun>> ended;
+  };
+  std::deque<Reread> rereads_;                             // oldest first, as the worker answers
+  std::unique_ptr<ledger::StoreWorker> inline_reads_;      // over the store seed() read
+  ledger::StoreWorker* reads_ = nullptr;                   // read_through's, else inline_reads_
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // answers check it
 };
 
 }  // namespace jobhost::observe

@@ -143,6 +143,13 @@ TimePoint RunWindow::oldest_started() const {
   return TimePoint(Duration(runs_.front().started_ms));
 }
 
+bool RunWindow::contains(std::string_view run_id) const {
+  for (std::size_t i = 0; i < runs_.size(); ++i) {
+    if (id_of(i) == run_id) return true;
+  }
+  return false;
+}
+
 std::optional<Outcome> RunWindow::last_outcome() const {
   if (runs_.empty()) return std::nullopt;
   return static_cast<Outcome>(runs_.back().outcome);

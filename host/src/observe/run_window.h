@@ -51,6 +51,8 @@ class RunWindow {
   std::vector<ledger::WindowRun> newest(std::size_t n) const;
   // When the oldest run started; the window must not be empty.
   TimePoint oldest_started() const;
+  // Whether the run with this id is in the window.
+  bool contains(std::string_view run_id) const;
 
   // Figures over the window's runs (the durations: the runs that have one).
   int succeeded() const { return succeeded_; }
