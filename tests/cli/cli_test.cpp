@@ -278,6 +278,34 @@ timezone = "UTC"
   CHECK(plain.out == "2026-01-01T03:00:00Z\n");
 }
 
+TEST_CASE("validate, list, next and trigger see the jobs of included files", "[cli]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  const fs::path included = dir.path() / "jobs.d" / "inc.toml";
+  fs::create_directories(included.parent_path());
+  std::ofstream(included) << "[jobs.inc]\nplugin = \"hello\"\nevery = \"1m\"\n";
+  auto config = write_config(dir.path(), "[jobs.main]\nplugin = \"hello\"\nevery = \"1m\"\n",
+                             "include = [\"jobs.d/*.toml\"]\n");
+  auto valid = run_jobhost({"validate", "--config", config.string()});
+  INFO(valid.err);
+  CHECK(valid.exit_code == 0);
+  CHECK_THAT(valid.out, Catch::Contains(": valid (2 jobs in 2 files;"));
+  auto list = run_jobhost({"list", "--config", config.string(), "--json"});
+  REQUIRE(list.exit_code == 0);
+  auto jobs = json::parse(list.out);
+  REQUIRE(jobs.size() == 2);
+  CHECK(jobs[1]["job"] == "inc");
+  CHECK(run_jobhost({"next", "--config", config.string(), "inc"}).exit_code == 0);
+  // Known by name (it is the daemon that is missing), not "no job named".
+  CHECK(run_jobhost({"trigger", "--config", config.string(), "inc"}).exit_code == 3);
+
+  std::ofstream(included, std::ios::app) << "timout = \"5s\"\n";
+  auto invalid = run_jobhost({"validate", "--config", config.string()});
+  CHECK(invalid.exit_code == 1);
+  CHECK_THAT(invalid.err,
+             Catch::StartsWith(included.string() + ":4:1: unknown key \"timout\" in [jobs.inc]"));
+}
+
 TEST_CASE("commands that need the daemon exit 3 when none runs", "[cli]") {
   TempDir dir;
   install_plugins(dir.path(), {"hello.so"});

@@ -116,6 +116,7 @@ TEST_CASE("settings_needing_restart names what cannot change live", "[reload]") 
   CHECK(settings_needing_restart(running, loaded).empty());
   loaded.host.max_concurrency = 9;  // live
   loaded.host.timezone = "Europe/Berlin";
+  loaded.host.include = {"/etc/jobhost/jobs.d/*.toml"};  // only changes jobs
   CHECK(settings_needing_restart(running, loaded).empty());
   loaded.host.state_dir = "/var/b";
   loaded.host.log_format = config::LogFormat::json;
@@ -148,6 +149,7 @@ TEST_CASE("classify_event: what an inotify event asks to reload", "[watcher]") {
     bool plugin_dir, config_dir;
     std::set<std::string> plugins;
     bool all, config;
+    std::vector<std::string> include_globs = {};  // of the patterns in this directory
   };
   auto [c] = GENERATE(table<Case>({
       {Case{"hello.so", IN_CLOSE_WRITE, true, false, {"hello.so"}, false, false}},
@@ -171,9 +173,27 @@ TEST_CASE("classify_event: what an inotify event asks to reload", "[watcher]") {
       {Case{"x.so", IN_CLOSE_WRITE, true, true, {"x.so"}, false, false}},     // one dir for both
       {Case{"", IN_Q_OVERFLOW, false, false, {}, true, true}},
       {Case{"", IN_DELETE_SELF, true, false, {}, true, false}},
+      // An include directory: the patterns' globs decide, not the suffix.
+      {Case{"b.toml", IN_CLOSE_WRITE, false, false, {}, false, true, {"*.toml"}}},
+      {Case{"b.toml", IN_MOVED_TO, false, false, {}, false, true, {"*.toml"}}},
+      {Case{"b.toml", IN_MOVED_FROM, false, false, {}, false, true, {"*.toml"}}},
+      {Case{"b.toml", IN_DELETE, false, false, {}, false, true, {"*.toml"}}},
+      {Case{"b.toml", IN_CREATE, false, false, {}, false, false, {"*.toml"}}},  // being written
+      {Case{"b.toml", IN_ATTRIB, false, false, {}, false, false, {"*.toml"}}},
+      {Case{".b.toml.swp", IN_CLOSE_WRITE, false, false, {}, false, false, {"*.toml"}}},
+      {Case{"b.toml~", IN_CLOSE_WRITE, false, false, {}, false, false, {"*.toml"}}},
+      {Case{"4913", IN_CLOSE_WRITE, false, false, {}, false, false, {"*.toml"}}},
+      {Case{"b.conf", IN_CLOSE_WRITE, false, false, {}, false, true, {"*.toml", "*.conf"}}},
+      {Case{"..data", IN_MOVED_TO, false, false, {}, false, true, {"*.toml"}}},
+      {Case{"", IN_DELETE_SELF, false, false, {}, false, true, {"*.toml"}}},
+      // The config's own directory, included too.
+      {Case{"jobhost.toml", IN_CLOSE_WRITE, false, true, {}, false, true, {"jobs-*.toml"}}},
+      {Case{"jobs-a.toml", IN_CLOSE_WRITE, false, true, {}, false, true, {"jobs-*.toml"}}},
+      {Case{"other.toml", IN_CLOSE_WRITE, false, true, {}, false, false, {"jobs-*.toml"}}},
   }));
   INFO(c.name << " mask " << c.mask);
-  ChangeSet changes = classify_event(c.name, c.mask, c.plugin_dir, c.config_dir, "jobhost.toml");
+  ChangeSet changes =
+      classify_event(c.name, c.mask, c.plugin_dir, c.config_dir, "jobhost.toml", c.include_globs);
   CHECK(changes.plugin_files == c.plugins);
   CHECK(changes.all_plugins == c.all);
   CHECK(changes.config == c.config);

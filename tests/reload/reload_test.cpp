@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <thread>
 
 #include "common/sha256.h"
 #include "ledger/ids.h"
@@ -776,4 +777,143 @@ schedule = "@manual"
                   fs::perm_options::remove);
   REQUIRE(wait_for([&] { return served(daemon_plugins(config), "hello").has_value(); }, 20s));
   CHECK((*served(daemon_plugins(config), "hello"))["version"] == "2.0.0");
+}
+
+namespace {
+
+// The details of the `reloaded` events of config reloads (not of plugins), oldest first.
+std::vector<json> config_reloads(const fs::path& config) {
+  std::vector<json> out;
+  for (const auto& e : events_of(config, "reloaded")) {
+    auto detail = json::parse(e.detail);
+    if (detail.contains("added")) out.push_back(std::move(detail));
+  }
+  return out;
+}
+
+// Whether a config reload has listed exactly `jobs` as `key` ("added",
+// "removed"), waiting up to 20 s for one. (An edit may be read twice: a
+// reload is known by what it did, not by its rank.)
+bool reloaded_with(const fs::path& config, const std::string& key, const json& jobs) {
+  return wait_for(
+      [&] {
+        for (const auto& detail : config_reloads(config)) {
+          if (detail[key] == jobs) return true;
+        }
+        return false;
+      },
+      20s);
+}
+
+bool lists_job(const fs::path& config, const std::string& job) {
+  auto result = run_jobhost({"list", "--config", config.string(), "--json"});
+  if (result.exit_code != 0) return false;
+  for (const auto& entry : json::parse(result.out)) {
+    if (entry["job"] == job) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("included files: a file added adds its jobs, a duplicate is refused, a removal removes",
+          "[reload][include]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  const fs::path jobs = dir.path() / "jobs.d";
+  fs::create_directories(jobs);
+  std::ofstream(jobs / "alpha.toml") << "[jobs.alpha]\nplugin = \"hello\"\nevery = \"300ms\"\n";
+  auto config = write_config(dir.path(), "", "include = [\"jobs.d/*.toml\"]\n");
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  REQUIRE(wait_runs_since(config, "alpha", wall_now() - 60s, 1).size() >= 1);
+  CHECK_THAT(daemon.log(), Catch::Contains(jobs.string()));  // watched
+
+  // A file written into the directory while the daemon runs adds its job.
+  std::ofstream(jobs / "beta.toml") << "[jobs.beta]\nplugin = \"hello\"\nschedule = \"@manual\"\n";
+  REQUIRE(reloaded_with(config, "added", json::array({"beta"})));
+  CHECK(lists_job(config, "beta"));
+  CHECK(trigger(config, "beta").exit_code == 0);
+
+  // An editor's swap and backup files in the directory reload nothing.
+  std::ofstream(jobs / ".gamma.toml.swp") << "not TOML [[[";
+  std::ofstream(jobs / "gamma.toml~") << "not TOML [[[";
+  std::this_thread::sleep_for(1s);
+  CHECK(config_reloads(config).size() == 1);
+  CHECK(events_of(config, "config_rejected").empty());
+
+  // A file defining a job again: refused, naming both files; the running jobs stay.
+  const std::string gamma = "[jobs.gamma]\nplugin = \"hello\"\nschedule = \"@manual\"\n";
+  std::ofstream(jobs / "gamma.toml")
+      << gamma << "\n[jobs.alpha]\nplugin = \"hello\"\nevery = \"1s\"\n";
+  std::vector<jobhost::ledger::Event> rejected;
+  REQUIRE(wait_for(
+      [&] {
+        rejected = events_of(config, "config_rejected");
+        return !rejected.empty();
+      },
+      20s));
+  const std::string duplicate = (jobs / "gamma.toml").string() +
+                                ":5:1: duplicate job \"alpha\": [jobs.alpha] is also defined at " +
+                                (jobs / "alpha.toml").string() + ":1:1";
+  auto errors = json::parse(rejected.back().detail)["errors"];
+  REQUIRE(errors.size() == 1);
+  CHECK_THAT(errors[0].get<std::string>(), Catch::StartsWith(duplicate));
+  CHECK_THAT(daemon.log(), Catch::Contains("rejected (1 error(s)); the running config stays") &&
+                               Catch::Contains(duplicate));
+  auto still = wait_runs_since(config, "alpha", rejected.back().at, 3);
+  REQUIRE(still.size() >= 3);
+  CHECK(at(still[2]["scheduled_for"]) - at(still[1]["scheduled_for"]) == 300ms);
+  CHECK(trigger(config, "gamma").exit_code != 0);  // not added
+
+  // The duplicate taken out (the file replaced by rename, as editors do): applied.
+  std::ofstream(jobs / ".gamma.toml.new") << gamma;
+  fs::rename(jobs / ".gamma.toml.new", jobs / "gamma.toml");
+  REQUIRE(reloaded_with(config, "added", json::array({"gamma"})));
+  CHECK(trigger(config, "gamma").exit_code == 0);
+
+  // A file removed removes its jobs.
+  fs::remove(jobs / "beta.toml");
+  REQUIRE(reloaded_with(config, "removed", json::array({"beta"})));
+  CHECK_FALSE(lists_job(config, "beta"));
+
+  // A directory newly included, with a broken file: rejected, yet watched,
+  // so that fixing the file applies the config.
+  const fs::path more = dir.path() / "more.d";
+  fs::create_directories(more);
+  std::ofstream(more / "delta.toml") << "[jobs.delta\n";
+  edit_config(dir.path(), config, "", "include = [\"jobs.d/*.toml\", \"more.d/*.toml\"]\n");
+  REQUIRE(wait_for([&] { return events_of(config, "config_rejected").size() >= 2; }, 20s));
+  CHECK_THAT(json::parse(events_of(config, "config_rejected").back().detail)["errors"][0]
+                 .get<std::string>(),
+             Catch::StartsWith((more / "delta.toml").string() + ":1:"));
+  std::ofstream(more / "delta.toml")
+      << "[jobs.delta]\nplugin = \"hello\"\nschedule = \"@manual\"\n";
+  REQUIRE(reloaded_with(config, "added", json::array({"delta"})));
+
+  // A valid config that includes one more directory: watched from then on.
+  const fs::path late = dir.path() / "late.d";
+  fs::create_directories(late);
+  const std::size_t before = config_reloads(config).size();
+  edit_config(dir.path(), config, "",
+              "include = [\"jobs.d/*.toml\", \"more.d/*.toml\", \"late.d/*.toml\"]\n");
+  REQUIRE(wait_for([&] { return config_reloads(config).size() > before; }, 20s));
+  std::ofstream(late / "zeta.toml") << "[jobs.zeta]\nplugin = \"hello\"\nschedule = \"@manual\"\n";
+  CHECK(reloaded_with(config, "added", json::array({"zeta"})));
+  check_slots_on_grid(config, "alpha", 300ms);
+}
+
+TEST_CASE("included files are polled without inotify", "[reload][include]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  const fs::path jobs = dir.path() / "jobs.d";
+  fs::create_directories(jobs);
+  auto config = write_config(dir.path(), "", "include = [\"jobs.d/*.toml\"]\n");
+  setenv("JOBHOST_WATCH", "poll", 1);
+  Daemon daemon(config);
+  unsetenv("JOBHOST_WATCH");
+  REQUIRE(daemon.wait_ready());
+  CHECK_THAT(daemon.log(), Catch::Contains("polling") && Catch::Contains("jobs.d/*.toml"));
+  std::ofstream(jobs / "late.toml") << "[jobs.late]\nplugin = \"hello\"\nschedule = \"@manual\"\n";
+  CHECK(reloaded_with(config, "added", json::array({"late"})));
 }

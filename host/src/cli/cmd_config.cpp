@@ -134,8 +134,11 @@ int cmd_validate(const std::string& config_flag) {
     }
   }
   if (!secrets_ok) return kExitFailed;
-  fmt::print("{}: valid ({} jobs; {} plugins accepted, {} rejected)\n", file.string(),
-             config->jobs.size(), scan.accepted.size(), scan.rejected.size());
+  const std::string files = config->included_files.empty()
+                                ? std::string()
+                                : fmt::format(" in {} files", 1 + config->included_files.size());
+  fmt::print("{}: valid ({} jobs{}; {} plugins accepted, {} rejected)\n", file.string(),
+             config->jobs.size(), files, scan.accepted.size(), scan.rejected.size());
   return kExitOk;
 }
 

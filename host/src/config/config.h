@@ -1,5 +1,6 @@
-// The configuration: plain, validated structs loaded from one TOML file.
-// See docs/config.md for every key. Pure: reads the file, never the clock.
+// The configuration: plain, validated structs loaded from one TOML file and
+// the files its [host] include names. See docs/config.md for every key.
+// Pure: reads the files, never the clock.
 #pragma once
 
 #include <cstdint>
@@ -254,6 +255,10 @@ struct HostConfig {
   // Most runs parked at once (each is a process with its plugin loaded);
   // never more than max_concurrency either.
   int max_parked = 256;
+  // include = ["jobs.d/*.toml"]: patterns of the files that hold more
+  // [jobs.NAME] tables, absolute (relative ones resolved against the config
+  // file's directory), without duplicates; wildcards only in the file name.
+  std::vector<std::filesystem::path> include;
 };
 inline constexpr Duration kMaxParkLead = std::chrono::seconds(60);
 
@@ -308,9 +313,12 @@ struct Config {
   std::filesystem::path file;  // absolute, lexically normal path of the TOML file
   HostConfig host;
   HttpConfig http;
-  std::vector<JobConfig> jobs;         // in file order
+  std::vector<JobConfig> jobs;         // in file order, the main file's first
   std::vector<NotifierConfig> alerts;  // [alerts.NAME], in file order
   std::vector<SecretConfig> secrets;   // [secrets.NAME], in file order
+  // The files [host] include matched, in the order their jobs were read
+  // (after the main file's); absolute.
+  std::vector<std::filesystem::path> included_files;
   // What loaded but is likely not what was meant (kind warning, file order),
   // e.g. a cron step wider than its range. `validate` prints them, the daemon
   // logs them at start and on reload. A file that fails to load returns its
@@ -321,8 +329,10 @@ struct Config {
   const JobConfig* find_job(std::string_view name) const;
 };
 
-// Loads and validates `file`. On failure returns every error found (not just
-// the first), each with file:line:col, in file order. Never throws.
+// Loads and validates `file` and the files its [host] include matches. On
+// failure returns every error found (not just the first), each with
+// file:line:col of the file it is in, in file order (the main file's first,
+// then each included file's in the order they were read). Never throws.
 std::expected<Config, std::vector<ConfigError>> load_config(const std::filesystem::path& file);
 
 // The same, and also reports jobs naming a plugin not in `plugin_names`
@@ -349,16 +359,35 @@ std::expected<Config, std::vector<ConfigError>> load_config(const std::filesyste
 struct HostSection {
   std::filesystem::path file;          // absolute, lexically normal path of the TOML file
   HostConfig host;                     // host.timezone as written, not checked
-  std::vector<std::string> job_names;  // of each [jobs.NAME] table, sorted
+  std::vector<std::string> job_names;  // of each [jobs.NAME] table, included ones too, sorted
 
   bool has_job(std::string_view name) const;
 };
 
-// Reads [host] and the job names of `file`. Fails on what it reads: the file,
-// TOML syntax (the whole file is parsed) and [host], every error with
+// Reads [host] and the job names of `file` and of its included files. Fails
+// on what it reads: the files, TOML syntax (each file is parsed whole),
+// [host] and what an included file may hold, every error with
 // file:line:col. Never throws.
 std::expected<HostSection, std::vector<ConfigError>> load_host_section(
     const std::filesystem::path& file);
+
+// The include patterns of [host] in `file`, as load_config resolves them,
+// whatever else in the config is wrong (its included files are not read);
+// nullopt when the file cannot be read or is not TOML. The watcher follows
+// them while a config is rejected: fixing an included file must reload it.
+std::optional<std::vector<std::filesystem::path>> include_patterns(
+    const std::filesystem::path& file);
+
+// Whether file name `name` matches `glob`, the last component of an include
+// pattern: shell wildcards (* ? [...]), a leading '.' only matched by a '.'
+// written in the pattern (so editors' ".x.toml.swp" never is). The loader
+// and the watcher decide by it alike.
+bool include_name_matches(std::string_view glob, std::string_view name);
+
+// The entries of an include pattern's directory whose name matches it
+// (include_name_matches), sorted by name, whatever their type. Fails when
+// the directory cannot be listed.
+Result<std::vector<std::filesystem::path>> match_include(const std::filesystem::path& pattern);
 
 // Errors for jobs naming a plugin that is not in `plugin_names`, pointing at
 // each job's `plugin =` value, with a "did you mean" when one is close.

@@ -13,6 +13,7 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -25,6 +26,7 @@
 #include <date/tz.h>
 #include <fmt/core.h>
 #include <fmt/ostream.h>
+#include <fnmatch.h>
 #include <toml++/toml.h>
 #include <unistd.h>
 
@@ -64,9 +66,12 @@ using KeyList = std::span<const std::string_view>;
 constexpr std::array<std::string_view, 7> kTopKeys = {"host", "store",  "http",   "defaults",
                                                       "jobs", "alerts", "secrets"};
 constexpr std::array<std::string_view, 3> kStoreKeys = {"url", "heartbeat", "lease"};
-constexpr std::array<std::string_view, 12> kHostKeys = {
-    "id",         "plugin_dir", "state_dir",     "max_concurrency", "timezone",  "log_format",
-    "durability", "keep_runs",  "dynamic_users", "control_group",   "park_lead", "max_parked"};
+constexpr std::array<std::string_view, 13> kHostKeys = {
+    "id",         "plugin_dir", "state_dir", "max_concurrency", "timezone",
+    "log_format", "durability", "keep_runs", "dynamic_users",   "control_group",
+    "park_lead",  "max_parked", "include"};
+// What an included file may hold.
+constexpr std::array<std::string_view, 1> kIncludedTopKeys = {"jobs"};
 constexpr std::array<std::string_view, 4> kHttpKeys = {"listen", "allow_remote", "token_file",
                                                        "per_job_metrics"};
 constexpr std::array<std::string_view, 25> kSettingKeys = {
@@ -341,6 +346,7 @@ class Loader {
       : file_(intern_file_name(file_as_given)),
         config_dir_(std::move(config_dir)),
         text_(std::move(text)),
+        files_read_{file_},
         plugin_names_for_(plugin_names_for) {}
 
   // Parses the text into `config`; every problem lands in errors().
@@ -366,6 +372,10 @@ class Loader {
     JobSettings defaults;
     if (const toml::node* node = root.get("defaults")) read_defaults(*node, defaults);
     if (const toml::node* jobs = root.get("jobs")) read_jobs(*jobs, defaults, config);
+    for_each_included(config.file, [&](const fs::path& file, const toml::node* jobs) {
+      config.included_files.push_back(file);
+      if (jobs != nullptr) read_jobs(*jobs, defaults, config);
+    });
     check_chains(config);
     assign_dynamic_users(config);
   }
@@ -375,16 +385,35 @@ class Loader {
     toml::table root;
     if (!parse_root(root)) return;
     read_host_section(root, out.host);
-    // toml++ keeps a table's keys sorted: so are the names.
-    if (const toml::table* jobs = root["jobs"].as_table()) {
-      for (auto&& [key, node] : *jobs) {
-        if (node.is_table()) out.job_names.emplace_back(key.str());
+    const auto add_names = [&](const toml::node* jobs) {
+      if (const toml::table* table = jobs != nullptr ? jobs->as_table() : nullptr) {
+        for (auto&& [key, node] : *table) {
+          if (node.is_table()) out.job_names.emplace_back(key.str());
+        }
       }
+    };
+    add_names(root.get("jobs"));
+    for_each_included(out.file, [&](const fs::path&, const toml::node* jobs) { add_names(jobs); });
+    std::sort(out.job_names.begin(), out.job_names.end());
+    out.job_names.erase(std::unique(out.job_names.begin(), out.job_names.end()),
+                        out.job_names.end());
+  }
+
+  // Only the include patterns, nullopt if the text is not TOML: include_patterns.
+  std::optional<std::vector<fs::path>> read_include_patterns() {
+    toml::table root;
+    if (!parse_root(root)) return std::nullopt;
+    HostConfig host;
+    if (const toml::table* table = root["host"].as_table()) {
+      if (const toml::node* include = table->get("include")) read_include(*include, host);
     }
+    return host.include;
   }
 
   std::vector<ConfigError>& errors() { return errors_; }
   std::vector<ConfigError>& warnings() { return warnings_; }
+  // The files errors can be in, in the order they were read: the main file first.
+  const std::vector<std::string_view>& files_read() const { return files_read_; }
 
  private:
   // The text as a TOML table; false (with the syntax error) if it is not one.
@@ -726,6 +755,8 @@ class Loader {
             error(at(v), fmt::format("{}: {}", w, range.error().message));
           }
         }
+      } else if (k == "include") {
+        read_include(v, host);
       } else if (k == "control_group") {
         if (auto s = read_name(v, w)) {
           if (account_exists(*s, false)) {
@@ -786,6 +817,105 @@ class Loader {
                         "that one late heartbeat loses would fence a healthy host",
                         format_duration(2 * host.heartbeat), format_duration(host.lease)));
     }
+  }
+
+  // include = ["jobs.d/*.toml", ...]. A wildcard in a directory would leave
+  // the watcher no directory to watch: file names only.
+  void read_include(const toml::node& node, HostConfig& host) {
+    const std::string w = what("include", "host");
+    const toml::array* list = node.as_array();
+    if (list == nullptr) {
+      type_error(node, w, "a list of file patterns like [\"jobs.d/*.toml\"]");
+      return;
+    }
+    for (const toml::node& item : *list) {
+      auto text = read_path(item, w);
+      if (!text) continue;
+      const fs::path pattern = resolve_path(config_dir_, *text);
+      if (pattern.parent_path().string().find_first_of("*?[") != std::string::npos) {
+        error(at(item), fmt::format("{}: \"{}\": wildcards are allowed in the file name only, "
+                                    "as in \"jobs.d/*.toml\"",
+                                    w, *text));
+        continue;
+      }
+      if (std::find(host.include.begin(), host.include.end(), pattern) != host.include.end()) {
+        continue;
+      }
+      host.include.push_back(pattern);
+      include_.push_back({*text, pattern, at(item)});
+    }
+  }
+
+  // Reads each file the include patterns match, in order: a file once, never
+  // the main file `main_file`. `read` gets its path and its top-level "jobs"
+  // node (nullptr when it has none) while errors point into that file.
+  template <class Read>
+  void for_each_included(const fs::path& main_file, Read&& read) {
+    const std::string w = what("include", "host");
+    std::set<fs::path> seen;
+    for (const IncludePattern& pattern : include_) {
+      auto matches = match_include(pattern.absolute);
+      if (!matches) {
+        error(pattern.pos, fmt::format("{}: \"{}\": {}", w, pattern.text, matches.error().message));
+        continue;
+      }
+      const std::string name = pattern.absolute.filename().string();
+      if (matches->empty() && name.find_first_of("*?[") == std::string::npos) {
+        error(pattern.pos, fmt::format("{}: \"{}\": no such file {}", w, pattern.text,
+                                       pattern.absolute.string()));
+      }
+      for (const fs::path& file : *matches) {
+        std::error_code ec;
+        if (!seen.insert(file).second || fs::equivalent(file, main_file, ec)) continue;
+        std::string text;
+        if (auto why = read_included_text(file, text); !why.empty()) {
+          error(pattern.pos,
+                fmt::format("{}: \"{}\" matches {}: {}", w, pattern.text, file.string(), why));
+          continue;
+        }
+        // Named as the main file was given: from the same place, or absolute.
+        const fs::path shown =
+            fs::path(pattern.text).is_absolute()
+                ? file
+                : (fs::path(file_).parent_path() / file.lexically_relative(config_dir_))
+                      .lexically_normal();
+        const std::string_view main_shown = file_;
+        std::string main_text = std::exchange(text_, std::move(text));
+        file_ = intern_file_name(shown.string());
+        files_read_.push_back(file_);
+        toml::table root;
+        if (parse_root(root)) {
+          for (auto&& [key, node] : root) {
+            if (key.str() == "jobs") continue;
+            if (contains(kTopKeys, key.str())) {
+              error(at(key), fmt::format("[{}] cannot be set in an included file, which holds "
+                                         "only [jobs.NAME] tables: set it in {}",
+                                         key.str(), main_shown));
+            } else {
+              unknown_key(key, "", kIncludedTopKeys);
+            }
+          }
+          read(file, root.get("jobs"));
+        }
+        file_ = main_shown;
+        text_ = std::move(main_text);
+      }
+    }
+  }
+
+  // Why an included file cannot be read, or empty with its text in `text`.
+  static std::string read_included_text(const fs::path& file, std::string& text) {
+    std::error_code ec;
+    const fs::file_status status = fs::status(file, ec);  // follows symbolic links
+    if (ec) return ec.message();
+    if (!fs::is_regular_file(status)) return "not a regular file";
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return std::strerror(errno);
+    std::ostringstream out;
+    out << in.rdbuf();
+    if (in.bad()) return std::strerror(errno);
+    text = std::move(out).str();
+    return {};
   }
 
   void resolve_host_zone(const HostConfig& host) {
@@ -1419,10 +1549,22 @@ class Loader {
       const auto& pb = b.second->source().begin;
       return std::pair(pa.line, pa.column) < std::pair(pb.line, pb.column);
     });
-    std::vector<JobConfig> jobs;
-    jobs.reserve(in_file.size());
+    std::vector<JobConfig>& jobs = config.jobs;
+    // The main file's at once; those of included files grow the vector as it does.
+    if (jobs.empty()) jobs.reserve(in_file.size());
     for (const auto& [key, v] : in_file) {
       const std::string name(key->str());
+      // TOML itself refuses a job twice in one file; across files, here.
+      if (!include_.empty()) {
+        const auto [first, added] = defined_at_.emplace(name, at(*v));
+        if (!added) {
+          error(at(*v), fmt::format("duplicate job \"{}\": [jobs.{}] is also defined at {}:{}:{}; "
+                                    "give each job its own name, in one file",
+                                    name, name, first->second.file, first->second.line,
+                                    first->second.column));
+          continue;
+        }
+      }
       if (!valid_job_name(name)) {
         error(at(*key), fmt::format("invalid job name \"{}\": use letters, digits, '_' and '-', "
                                     "starting with a letter or digit, at most 64 characters",
@@ -1440,7 +1582,6 @@ class Loader {
       read_job(*job_table, job, settings);
       job.settings = share(std::move(settings));
     }
-    config.jobs = std::move(jobs);
   }
 
   // Dynamic users: a uid for each job without a user (config/dynamic_users.h).
@@ -1852,9 +1993,23 @@ class Loader {
     return blocks.emplace_back(std::make_shared<const JobSettings>(std::move(settings)));
   }
 
-  std::string_view file_;  // intern_file_name
-  fs::path config_dir_;
+  // An include pattern of [host], for errors about what it matches.
+  struct IncludePattern {
+    std::string text;   // as written
+    fs::path absolute;  // as in HostConfig::include
+    SourcePos pos;
+  };
+
+  // The file being read (the main file, or an included one while it is
+  // read): its name as shown, intern_file_name, and its text.
+  std::string_view file_;
+  fs::path config_dir_;  // the main file's: every relative path is resolved against it
   std::string text_;
+  std::vector<std::string_view> files_read_;
+  std::vector<IncludePattern> include_;
+  // Where each job was defined, kept only when files are included: a job
+  // defined in two files is found here.
+  std::unordered_map<std::string, SourcePos> defined_at_;
   const PluginNamesFor* plugin_names_for_;
   std::optional<std::set<std::string>> plugin_names_;
   std::set<std::string> notifier_names_;  // every [alerts.NAME], valid or not
@@ -1930,9 +2085,15 @@ std::expected<ConfigText, std::vector<ConfigError>> read_config_text(const fs::p
   return ConfigText{std::move(absolute), std::move(text).str()};
 }
 
-void sort_in_file_order(std::vector<ConfigError>& list) {
-  std::stable_sort(list.begin(), list.end(), [](const ConfigError& a, const ConfigError& b) {
-    return std::pair(a.where.line, a.where.column) < std::pair(b.where.line, b.where.column);
+// By file (in the order `files` were read), then line and column.
+void sort_in_file_order(std::vector<ConfigError>& list,
+                        const std::vector<std::string_view>& files) {
+  const auto rank = [&](std::string_view file) {
+    return std::find(files.begin(), files.end(), file) - files.begin();
+  };
+  std::stable_sort(list.begin(), list.end(), [&](const ConfigError& a, const ConfigError& b) {
+    return std::tuple(rank(a.where.file), a.where.line, a.where.column) <
+           std::tuple(rank(b.where.file), b.where.line, b.where.column);
   });
 }
 
@@ -1956,10 +2117,10 @@ std::expected<Config, std::vector<ConfigError>> load(const fs::path& file,
   auto& warnings = loader.warnings();
   if (!errors.empty()) {
     errors.insert(errors.end(), warnings.begin(), warnings.end());
-    sort_in_file_order(errors);
+    sort_in_file_order(errors, loader.files_read());
     return std::unexpected(std::move(errors));
   }
-  sort_in_file_order(warnings);
+  sort_in_file_order(warnings, loader.files_read());
   config.warnings = std::move(warnings);
   compute_definition_hashes(config.jobs);
   return config;
@@ -2158,10 +2319,44 @@ std::expected<HostSection, std::vector<ConfigError>> load_host_section(
   }
   auto& errors = loader.errors();
   if (!errors.empty()) {
-    sort_in_file_order(errors);
+    sort_in_file_order(errors, loader.files_read());
     return std::unexpected(std::move(errors));
   }
   return section;
+}
+
+std::optional<std::vector<std::filesystem::path>> include_patterns(
+    const std::filesystem::path& file) {
+  const std::string_view shown = intern_file_name(file.string());
+  auto read = read_config_text(file, shown);
+  if (!read) return std::nullopt;
+  Loader loader(shown, read->absolute.parent_path(), std::move(read->text), nullptr);
+  try {
+    return loader.read_include_patterns();
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+bool include_name_matches(std::string_view glob, std::string_view name) {
+  return ::fnmatch(std::string(glob).c_str(), std::string(name).c_str(), FNM_PERIOD) == 0;
+}
+
+Result<std::vector<std::filesystem::path>> match_include(const std::filesystem::path& pattern) {
+  const fs::path dir = pattern.parent_path();
+  const std::string glob = pattern.filename().string();
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (include_name_matches(glob, it->path().filename().string())) out.push_back(it->path());
+  }
+  if (ec == std::errc::no_such_file_or_directory) {
+    return fail(fmt::format("no directory {} (create it, even empty, or remove the pattern)",
+                            dir.string()));
+  }
+  if (ec) return fail(fmt::format("cannot list {}: {}", dir.string(), ec.message()));
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::expected<Config, std::vector<ConfigError>> load_config(const std::filesystem::path& file) {

@@ -61,6 +61,7 @@ Reloader::Reloader(boost::asio::io_context& io, std::filesystem::path config_fil
 }
 
 void Reloader::start() {
+  watcher_.watch_includes(engine_.config().host.include);
   watcher_.start();
   collect_shadows();
   arm_gc_timer();
@@ -233,6 +234,13 @@ void Reloader::reload_config() {
   std::set<std::string> names;
   for (const auto& p : engine_.plugins().accepted) names.insert(p.name);
   auto loaded = config::load_config(config_file_, names);
+  // The watched include directories follow the file as it is now, rejected
+  // or not: fixing a file of a newly included directory must reload it.
+  if (loaded) {
+    watcher_.watch_includes(loaded->host.include);
+  } else if (auto patterns = config::include_patterns(config_file_)) {
+    watcher_.watch_includes(std::move(*patterns));
+  }
   if (!loaded) {
     std::vector<std::string> errors;
     for (const auto& error : loaded.error()) errors.push_back(error.to_string());

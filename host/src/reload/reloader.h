@@ -3,8 +3,9 @@
 // time, asynchronously: the loop never waits for a probe), swaps the
 // plugins the next runs use, then validates and applies the config, logs
 // and records in the ledger what changed or was rejected, and removes
-// shadow copies nothing can use any more. One cycle at a time; requests
-// that arrive meanwhile are merged into the next. See docs/deploying.md.
+// shadow copies nothing can use any more. The watched include directories
+// follow each config read. One cycle at a time; requests that arrive
+// meanwhile are merged into the next. See docs/deploying.md.
 #pragma once
 
 #include <boost/asio/io_context.hpp>

@@ -14,6 +14,7 @@
 #include <system_error>
 
 #include "common/log.h"
+#include "config/config.h"
 
 namespace jobhost::reload {
 namespace {
@@ -26,6 +27,10 @@ using SteadyClock = std::chrono::steady_clock;
 // plugin (or plugin_dir) safe to load.
 constexpr uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
                                 IN_DELETE_SELF | IN_MOVE_SELF | IN_ATTRIB;
+// An include directory also reports creations: `ln -s` adds a file with
+// IN_CREATE alone (handle_event_bytes counts it for a symbolic link only; a
+// file being written is counted when it is closed).
+constexpr uint32_t kIncludeWatchMask = kWatchMask | IN_CREATE;
 
 // Kubernetes mounts a ConfigMap as <name> -> ..data/<name>, ..data -> a
 // timestamped directory, and updates it by renaming a new ..data over the
@@ -52,8 +57,10 @@ void ChangeSet::merge(const ChangeSet& other) {
 }
 
 ChangeSet classify_event(std::string_view name, uint32_t mask, bool in_plugin_dir,
-                         bool in_config_dir, std::string_view config_name) {
+                         bool in_config_dir, std::string_view config_name,
+                         std::span<const std::string> include_globs) {
   ChangeSet changes;
+  const bool in_include_dir = !include_globs.empty();
   if (mask & IN_Q_OVERFLOW) {
     changes.all_plugins = true;
     changes.config = true;
@@ -62,7 +69,7 @@ ChangeSet classify_event(std::string_view name, uint32_t mask, bool in_plugin_di
   // The directory itself went away or was replaced: look at everything again.
   if (mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
     changes.all_plugins = in_plugin_dir;
-    changes.config = in_config_dir;
+    changes.config = in_config_dir || in_include_dir;
     return changes;
   }
   if (mask & IN_ATTRIB) {
@@ -77,6 +84,13 @@ ChangeSet classify_event(std::string_view name, uint32_t mask, bool in_plugin_di
   if (!(mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE))) return changes;
   if (in_plugin_dir && is_plugin_name(name)) changes.plugin_files.insert(std::string(name));
   if (in_config_dir && (name == config_name || name == kAtomicWriterLink)) changes.config = true;
+  if (in_include_dir &&
+      (name == kAtomicWriterLink ||
+       std::any_of(include_globs.begin(), include_globs.end(), [&](const std::string& glob) {
+         return config::include_name_matches(glob, name);
+       }))) {
+    changes.config = true;
+  }
   return changes;
 }
 
@@ -121,8 +135,25 @@ void Watcher::start() {
   }
   if (options_.force_polling) return start_polling("JOBHOST_WATCH=poll");
   if (start_inotify()) {
-    log::info(fmt::format("watching {} and {} for changes (inotify)", plugin_dir_.string(),
-                          config_file_.string()));
+    std::string includes;
+    for (const auto& [dir, wd] : include_wds_) {
+      if (wd >= 0) includes += ", " + dir.string();
+    }
+    log::info(fmt::format("watching {}, {}{} for changes (inotify)", plugin_dir_.string(),
+                          config_file_.string(), includes));
+  }
+}
+
+void Watcher::watch_includes(std::vector<std::filesystem::path> patterns) {
+  if (patterns == include_patterns_) return;
+  include_patterns_ = std::move(patterns);
+  if (polling_) {
+    // The new patterns' files as they are now: no reload for what was just read.
+    config_previous_ = config_reported_ = snapshot_config();
+  } else if (inotify_.is_open()) {
+    update_include_watches();
+    boost::system::error_code ignored;
+    if (polling_) inotify_.close(ignored);  // out of watches: add_watch started polling
   }
 }
 
@@ -132,32 +163,82 @@ bool Watcher::start_inotify() {
     start_polling(fmt::format("inotify is not available: {}", std::strerror(errno)));
     return false;
   }
-  auto add = [&](const std::filesystem::path& dir) {
-    const int wd = ::inotify_add_watch(fd, dir.c_str(), kWatchMask | IN_ONLYDIR);
-    if (wd < 0) {
-      const int err = errno;
-      std::string why = err == ENOSPC ? "the inotify watch limit is reached (raise "
-                                        "fs.inotify.max_user_watches)"
-                                      : std::strerror(err);
-      start_polling(fmt::format("cannot watch {}: {}", dir.string(), why));
-    }
-    return wd;
-  };
-  plugin_wd_ = add(plugin_dir_);
-  if (plugin_wd_ >= 0) config_wd_ = add(config_file_.parent_path());
-  if (plugin_wd_ < 0 || config_wd_ < 0) {
-    ::close(fd);
+  inotify_.assign(fd);
+  plugin_wd_ = add_watch(plugin_dir_, false);
+  if (plugin_wd_ >= 0) config_wd_ = add_watch(config_file_.parent_path(), false);
+  if (plugin_wd_ >= 0 && config_wd_ >= 0) update_include_watches();
+  if (polling_) {  // a watch failed: add_watch started polling
+    boost::system::error_code ignored;
+    inotify_.close(ignored);
     return false;
   }
-  inotify_.assign(fd);
   read_events();
   return true;
 }
 
+int Watcher::add_watch(const std::filesystem::path& dir, bool include) {
+  const int wd = ::inotify_add_watch(inotify_.native_handle(), dir.c_str(),
+                                     (include ? kIncludeWatchMask : kWatchMask) | IN_ONLYDIR);
+  if (wd >= 0) return wd;
+  const int err = errno;
+  if (include && (err == ENOENT || err == ENOTDIR)) {
+    // Only a rejected config names one (the loader refuses it): its reload
+    // comes from the config file, or `jobhost reload`, once it exists.
+    log::warn(fmt::format("include directory {} does not exist: not watched", dir.string()));
+    return -1;
+  }
+  std::string why = err == ENOSPC ? "the inotify watch limit is reached (raise "
+                                    "fs.inotify.max_user_watches)"
+                                  : std::strerror(err);
+  start_polling(fmt::format("cannot watch {}: {}", dir.string(), why));
+  return -1;
+}
+
+void Watcher::update_include_watches() {
+  std::map<std::filesystem::path, int> wanted;
+  for (const auto& pattern : include_patterns_) wanted.emplace(pattern.parent_path(), -1);
+  for (auto& [dir, wd] : wanted) {
+    auto old = include_wds_.find(dir);
+    wd = old != include_wds_.end() && old->second >= 0 ? old->second : add_watch(dir, true);
+    if (polling_) return;
+  }
+  for (const auto& [dir, wd] : include_wds_) {
+    if (wd < 0 || wanted.contains(dir) || wd == plugin_wd_ || wd == config_wd_) continue;
+    // Two paths of one directory (a symbolic link) share one watch.
+    const bool shared = std::any_of(wanted.begin(), wanted.end(),
+                                    [&](const auto& entry) { return entry.second == wd; });
+    if (!shared) ::inotify_rm_watch(inotify_.native_handle(), wd);
+  }
+  include_wds_ = std::move(wanted);
+}
+
+std::vector<std::string> Watcher::include_globs_of(int wd) const {
+  std::vector<std::string> globs;
+  if (wd < 0) return globs;
+  for (const auto& pattern : include_patterns_) {
+    auto it = include_wds_.find(pattern.parent_path());
+    if (it != include_wds_.end() && it->second == wd) {
+      globs.push_back(pattern.filename().string());
+    }
+  }
+  return globs;
+}
+
+bool Watcher::is_symlink_in(int wd, std::string_view name) const {
+  for (const auto& [dir, include_wd] : include_wds_) {
+    if (include_wd != wd) continue;
+    struct stat st {};
+    return ::lstat((dir / name).c_str(), &st) == 0 && S_ISLNK(st.st_mode);
+  }
+  return false;
+}
+
 void Watcher::start_polling(const std::string& why) {
   polling_ = true;
-  log::warn(fmt::format("{}: polling {} and {} every {}ms instead", why, plugin_dir_.string(),
-                        config_file_.string(), options_.poll_interval.count()));
+  std::string includes;
+  for (const auto& pattern : include_patterns_) includes += ", " + pattern.string();
+  log::warn(fmt::format("{}: polling {}, {}{} every {}ms instead", why, plugin_dir_.string(),
+                        config_file_.string(), includes, options_.poll_interval.count()));
   plugins_previous_ = plugins_reported_ = snapshot_plugins();
   config_previous_ = config_reported_ = snapshot_config();
   poll_once();
@@ -193,9 +274,14 @@ void Watcher::handle_event_bytes(const char* data, std::size_t size) {
     const auto* event = reinterpret_cast<const inotify_event*>(data + offset);
     offset += sizeof(inotify_event) + event->len;
     std::string_view name = event->len > 0 ? std::string_view(event->name) : std::string_view();
-    // One directory can hold both: then both watches share one descriptor.
-    ChangeSet changes = classify_event(name, event->mask, event->wd == plugin_wd_,
-                                       event->wd == config_wd_, config_name);
+    const std::vector<std::string> globs = include_globs_of(event->wd);
+    uint32_t mask = event->mask;
+    if ((mask & IN_CREATE) && !globs.empty() && is_symlink_in(event->wd, name)) {
+      mask |= IN_MOVED_TO;  // complete once made, as a file renamed in
+    }
+    // One directory can hold several: then their watches share one descriptor.
+    ChangeSet changes = classify_event(name, mask, event->wd == plugin_wd_, event->wd == config_wd_,
+                                       config_name, globs);
     if (event->mask & IN_Q_OVERFLOW) log::warn("inotify queue overflowed: reloading everything");
     if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
       log::warn("a watched directory was removed or moved: reloading, then polling for changes");
@@ -265,8 +351,14 @@ DirSnapshot Watcher::snapshot_plugins() const {
 
 DirSnapshot Watcher::snapshot_config() const {
   DirSnapshot out;
-  if (auto stamp = stamp_of(config_file_, true))
-    out.emplace(config_file_.filename().string(), *stamp);
+  if (auto stamp = stamp_of(config_file_, true)) out.emplace(config_file_.string(), *stamp);
+  for (const auto& pattern : include_patterns_) {
+    auto files = config::match_include(pattern);
+    if (!files) continue;  // a missing directory: its files come with it
+    for (const auto& file : *files) {
+      if (auto stamp = stamp_of(file, true)) out.emplace(file.string(), *stamp);
+    }
+  }
   return out;
 }
 

@@ -1,8 +1,9 @@
-// Watches plugin_dir and the config file for hot reload: inotify on both
-// directories (editors and deploy tools replace files by rename), read on
-// the io_context through a stream_descriptor, debounced so that a burst of
-// events is one reload. Falls back to polling mtime/size every few seconds,
-// and says so in the log, when inotify is unavailable or out of watches.
+// Watches plugin_dir, the config file and the files its [host] include
+// patterns match, for hot reload: inotify on their directories (editors and
+// deploy tools replace files by rename), read on the io_context through a
+// stream_descriptor, debounced so that a burst of events is one reload.
+// Falls back to polling mtime/size every few seconds, and says so in the
+// log, when inotify is unavailable or out of watches.
 #pragma once
 
 #include <sys/types.h>
@@ -16,8 +17,10 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace jobhost::reload {
 
@@ -25,7 +28,7 @@ namespace jobhost::reload {
 struct ChangeSet {
   std::set<std::string> plugin_files;  // file names in plugin_dir (changed, added or removed)
   bool all_plugins = false;            // every file in plugin_dir (SIGHUP, reload, overflow)
-  bool config = false;                 // the config file
+  bool config = false;                 // the config file, or a file it includes
 
   bool empty() const { return plugin_files.empty() && !all_plugins && !config; }
   void merge(const ChangeSet& other);
@@ -34,9 +37,13 @@ struct ChangeSet {
 // Pure: what one inotify event means. `name` is the file name in the watched
 // directory, `mask` the event's mask. Plugin files are "*.so" not starting
 // with "."; a temporary name that is renamed to "x.so" later counts when the
-// IN_MOVED_TO arrives. IN_Q_OVERFLOW asks for everything.
+// IN_MOVED_TO arrives. `include_globs`: the file-name globs of the include
+// patterns in this directory (none if it has none); a name one of them
+// matches (config::include_name_matches) is the config's. IN_Q_OVERFLOW asks
+// for everything.
 ChangeSet classify_event(std::string_view name, uint32_t mask, bool in_plugin_dir,
-                         bool in_config_dir, std::string_view config_name);
+                         bool in_config_dir, std::string_view config_name,
+                         std::span<const std::string> include_globs);
 
 // Pure: when a burst of events that began at `first` and was last extended
 // at `last` is acted upon: after `quiet` without events, but no later than
@@ -82,12 +89,28 @@ class Watcher {
 
   // Starts watching (inotify, or polling when it is not available).
   void start();
+  // The include patterns (absolute, as config::HostConfig::include) whose
+  // files are the config's from now on, before or after start(): their
+  // directories are watched, and those of the previous patterns no longer.
+  // A directory that does not exist is not watched (logged); polling looks
+  // for the patterns' files at each poll.
+  void watch_includes(std::vector<std::filesystem::path> patterns);
   // Stops every watch and timer; on_change is not called any more.
   void stop();
   bool polling() const { return polling_; }
 
  private:
   bool start_inotify();
+  // Adds an inotify watch of `dir` (an include directory's: also
+  // creations); -1 after logging why not, polling from then on unless it is
+  // an include directory that does not exist.
+  int add_watch(const std::filesystem::path& dir, bool include);
+  // Watches the directories of include_patterns_ (inotify), and no others.
+  void update_include_watches();
+  // The file-name globs of the include patterns in the directory of watch `wd`.
+  std::vector<std::string> include_globs_of(int wd) const;
+  // Whether `name` in the include directory of watch `wd` is a symbolic link.
+  bool is_symlink_in(int wd, std::string_view name) const;
   void start_polling(const std::string& why);
   void read_events();
   void handle_event_bytes(const char* data, std::size_t size);
@@ -107,6 +130,8 @@ class Watcher {
   boost::asio::steady_timer poll_timer_;
   int plugin_wd_ = -1;
   int config_wd_ = -1;
+  std::vector<std::filesystem::path> include_patterns_;
+  std::map<std::filesystem::path, int> include_wds_;  // by directory; -1: not watched
   bool polling_ = false;
   bool stopped_ = false;
   ChangeSet pending_;
