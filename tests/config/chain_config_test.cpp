@@ -106,3 +106,35 @@ TEST_CASE("find_chain_cycle: the path that closes a cycle, or none", "[config][c
   }
   CHECK(config::find_chain_cycle(jobs_of(long_chain)) == Path());
 }
+
+TEST_CASE("[groups.NAME] and concurrency_group, priority: loaded, mistakes at their place",
+          "[config][groups]") {
+  TempConfig file("[groups.db]\nmax_concurrency = 2\n\n[defaults]\nconcurrency_group = \"db\"\n\n" +
+                  job("a", "priority = 7") + job("b"));
+  auto loaded = load_config(file.file());
+  INFO((loaded ? "" : loaded.error().front().to_string()));
+  REQUIRE(loaded);
+  REQUIRE(loaded->groups.size() == 1);
+  CHECK(loaded->find_group("db")->max_concurrency == 2);
+  CHECK(loaded->find_job("a")->settings->concurrency_group == "db");
+  CHECK(loaded->find_job("a")->settings->priority == 7);
+  CHECK(loaded->find_job("b")->settings->priority == 0);
+
+  struct Case {
+    std::string toml;
+    std::string says;
+  };
+  const Case cases[] = {
+      {"[groups.db]\nmax_concurrency = 2\n\n" + job("a", "concurrency_group = \"bd\""),
+       "7:21: concurrency_group in [jobs.a]: unknown group \"bd\" (did you mean \"db\"?)"},
+      {job("a", "concurrency_group = \"db\""), "unknown group \"db\" (define it: [groups.NAME]"},
+      {"[groups.db]\n", "[groups.db] has no max_concurrency"},
+      {"[groups.db]\nmax_concurrency = 0\n", "2:19: max_concurrency in [groups.db]"},
+      {"[groups.db]\nmax_concurency = 2\n", "did you mean \"max_concurrency\"?"},
+      {job("a", "priority = \"high\""), "4:12: priority in [jobs.a]: expected an integer"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.toml);
+    CHECK_THAT(errors_of(c.toml), Catch::Contains(c.says));
+  }
+}

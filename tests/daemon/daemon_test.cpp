@@ -680,3 +680,43 @@ keep_last = 3
     if (event.run_id) CHECK(store->get_run(*event.run_id).value().has_value());
   }
 }
+
+TEST_CASE("10 jobs in a group of 2 never run more than 2 at once (from the ledger)",
+          "[daemon][groups]") {
+  std::string jobs = "[groups.db]\nmax_concurrency = 2\n";
+  for (int i = 0; i < 10; ++i) {
+    jobs += "\n[jobs.g" + std::to_string(i) +
+            "]\nplugin = \"sleeper\"\nschedule = \"* * * * * *\"\nconcurrency_group = \"db\"\n"
+            "params = { seconds = 0.3 }\n";
+  }
+  TestHost host({"sleeper.so"}, jobs, "max_concurrency = 8\n");
+  REQUIRE(wait_for(
+      [&] {
+        return finished(history(host.config()), "g0").size() +
+                   finished(history(host.config()), "g9").size() >=
+               2;
+      },
+      20s));
+  std::this_thread::sleep_for(3s);
+  host.stop();
+  // Every run's [started_at, finished_at): the most at once.
+  std::vector<std::pair<int64_t, int>> edges;  // (ms, +1 start / -1 end)
+  int runs = 0;
+  for (const auto& run : history(host.config())) {
+    if (run["outcome"] == "skipped" || run["finished_at"].is_null()) continue;
+    ++runs;
+    const auto ms = [&](const char* key) {
+      auto t = jobhost::schedule::parse_rfc3339(run[key].get<std::string>());
+      REQUIRE(t);
+      return t->time_since_epoch().count();
+    };
+    edges.emplace_back(ms("started_at"), +1);
+    edges.emplace_back(ms("finished_at"), -1);
+  }
+  std::sort(edges.begin(), edges.end());  // an end before a start of the same instant
+  int now = 0, most = 0;
+  for (const auto& [at, step] : edges) most = std::max(most, now += step);
+  INFO(runs << " runs");
+  CHECK(runs >= 10);
+  CHECK(most == 2);
+}

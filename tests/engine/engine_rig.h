@@ -138,6 +138,7 @@ class FakeExecutor final : public exec::Executor {
     for (const auto& id : ids) stop(id, reason);
   }
   std::size_t active() const override { return running_.size() + parked_.size(); }
+  bool running(const std::string& run_id) const { return running_.contains(run_id); }
 
   // Ends the run: its report reaches the engine from the io_context.
   void finish(const std::string& run_id, Outcome outcome = Outcome::succeeded) {

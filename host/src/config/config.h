@@ -177,6 +177,13 @@ struct JobSettings {
   std::vector<std::string> on_failure;
   std::vector<std::string> on_done;
 
+  // Dispatch (docs/config.md "Groups and priority"), not part of the
+  // definition: the [groups.NAME] whose max_concurrency its runs count
+  // against ("" = none; `group` is the Unix group of the run's user), and
+  // its place among fires waiting for a run slot (higher first).
+  std::string concurrency_group;
+  int priority = 0;
+
   bool operator==(const JobSettings&) const = default;
 };
 
@@ -309,10 +316,19 @@ struct Url {
 };
 Result<Url> parse_url(std::string_view text);
 
+// One [groups.NAME]: jobs sharing a limit of runs at once (a database, an
+// API quota), on top of [host] max_concurrency.
+struct GroupConfig {
+  std::string name;
+  int max_concurrency = 1;  // >= 1
+  SourcePos pos;            // where [groups.NAME] starts
+};
+
 struct Config {
   std::filesystem::path file;  // absolute, lexically normal path of the TOML file
   HostConfig host;
   HttpConfig http;
+  std::vector<GroupConfig> groups;     // [groups.NAME], in file order
   std::vector<JobConfig> jobs;         // in file order, the main file's first
   std::vector<NotifierConfig> alerts;  // [alerts.NAME], in file order
   std::vector<SecretConfig> secrets;   // [secrets.NAME], in file order
@@ -327,6 +343,8 @@ struct Config {
 
   // The job called `name`, or nullptr. The pointer lives as long as `jobs`.
   const JobConfig* find_job(std::string_view name) const;
+  // The group called `name`, or nullptr.
+  const GroupConfig* find_group(std::string_view name) const;
 };
 
 // Loads and validates `file` and the files its [host] include matches. On

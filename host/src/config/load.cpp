@@ -63,8 +63,8 @@ std::string default_host_id() {
 namespace fs = std::filesystem;
 using KeyList = std::span<const std::string_view>;
 
-constexpr std::array<std::string_view, 7> kTopKeys = {"host", "store",  "http",   "defaults",
-                                                      "jobs", "alerts", "secrets"};
+constexpr std::array<std::string_view, 8> kTopKeys = {"host", "store",  "http",    "defaults",
+                                                      "jobs", "alerts", "secrets", "groups"};
 constexpr std::array<std::string_view, 3> kStoreKeys = {"url", "heartbeat", "lease"};
 constexpr std::array<std::string_view, 13> kHostKeys = {
     "id",         "plugin_dir", "state_dir", "max_concurrency", "timezone",
@@ -74,19 +74,21 @@ constexpr std::array<std::string_view, 13> kHostKeys = {
 constexpr std::array<std::string_view, 1> kIncludedTopKeys = {"jobs"};
 constexpr std::array<std::string_view, 4> kHttpKeys = {"listen", "allow_remote", "token_file",
                                                        "per_job_metrics"};
-constexpr std::array<std::string_view, 25> kSettingKeys = {
+constexpr std::array<std::string_view, 27> kSettingKeys = {
     "timeout", "stall_timeout", "kill_grace", "retry", "limits", "jitter", "concurrency", "misfire",
     "misfire_limit", "catchup_spread", "enabled", "user", "group", "keep_last", "alert_after",
-    "expect_success_within", "alert_to", "on_success", "on_failure", "on_done",
+    "expect_success_within", "alert_to", "on_success", "on_failure", "on_done", "concurrency_group",
+    "priority",
     // sandbox
     "network", "private_tmp", "read_only", "read_write_paths", "syscall_filter"};
 constexpr std::array<std::string_view, 8> kJobOnlyKeys = {
     "plugin", "schedule", "every", "at", "timezone", "params", "env", "secrets"};
-constexpr std::array<std::string_view, 33> kJobKeys = {
+constexpr std::array<std::string_view, 35> kJobKeys = {
     "plugin", "schedule", "every", "at", "timezone", "params", "timeout", "stall_timeout",
     "kill_grace", "retry", "limits", "jitter", "concurrency", "misfire", "misfire_limit",
     "catchup_spread", "enabled", "user", "group", "keep_last", "alert_after",
-    "expect_success_within", "alert_to", "on_success", "on_failure", "on_done",
+    "expect_success_within", "alert_to", "on_success", "on_failure", "on_done", "concurrency_group",
+    "priority",
     // sandbox
     "network", "private_tmp", "read_only", "read_write_paths", "syscall_filter",
     // environment and secrets
@@ -368,6 +370,7 @@ class Loader {
 
     if (const toml::node* alerts = root.get("alerts")) read_alerts(*alerts, config.alerts);
     if (const toml::node* secrets = root.get("secrets")) read_secrets(*secrets, config.secrets);
+    if (const toml::node* groups = root.get("groups")) read_groups(*groups, config.groups);
 
     JobSettings defaults;
     if (const toml::node* node = root.get("defaults")) read_defaults(*node, defaults);
@@ -1073,6 +1076,23 @@ class Loader {
       if (auto d = read_duration(v, w)) job.expect_success_within = *d;
     } else if (key == "alert_to") {
       read_alert_to(v, w, job);
+    } else if (key == "concurrency_group") {
+      if (auto name = read_name(v, w)) {
+        if (group_names_.contains(*name)) {
+          job.concurrency_group = *name;
+        } else {
+          std::vector<std::string_view> known(group_names_.begin(), group_names_.end());
+          std::string message = fmt::format("{}: unknown group \"{}\"", w, *name);
+          if (auto close = closest_match(*name, known)) {
+            message += fmt::format(" (did you mean \"{}\"?)", *close);
+          } else {
+            message += " (define it: [groups.NAME] max_concurrency = N)";
+          }
+          error(at(v), std::move(message));
+        }
+      }
+    } else if (key == "priority") {
+      if (auto i = read_int(v, w, -1000000, 1000000)) job.priority = static_cast<int>(*i);
     } else if (key == "on_success" || key == "on_failure" || key == "on_done") {
       read_chain(v, w, section,
                  key == "on_success"   ? job.on_success
@@ -1867,6 +1887,44 @@ class Loader {
   }
 
   // [secrets.NAME] = { file = "..." } or { env = "VAR" } or { credential = "NAME" }.
+  // [groups.NAME] max_concurrency = N.
+  void read_groups(const toml::node& node, std::vector<GroupConfig>& out) {
+    static constexpr std::array<std::string_view, 1> kGroupKeys = {"max_concurrency"};
+    const toml::table* table = read_table(node, "groups", "tables like [groups.NAME]");
+    if (table == nullptr) return;
+    for (auto&& [key, v] : *table) {
+      const std::string name(key.str());
+      group_names_.insert(name);
+      const std::string section = "groups." + name;
+      if (!valid_job_name(name)) {
+        error(at(key), fmt::format("invalid group name \"{}\": use letters, digits, '_' and "
+                                   "'-', starting with a letter or digit, at most 64 characters",
+                                   name));
+        continue;
+      }
+      const toml::table* t = v.as_table();
+      if (t == nullptr) {
+        type_error(v, fmt::format("[{}]", section), "a table like { max_concurrency = 2 }");
+        continue;
+      }
+      GroupConfig group{name, 1, at(v)};
+      if (!t->contains("max_concurrency")) {
+        error(at(v), fmt::format("[{}] has no max_concurrency: add max_concurrency = N (>= 1), "
+                                 "the most runs of its jobs at once",
+                                 section));
+      }
+      for (auto&& [gkey, gv] : *t) {
+        const std::string k(gkey.str());
+        if (k != "max_concurrency") {
+          unknown_key(gkey, section, kGroupKeys);
+        } else if (auto i = read_int(gv, what(k, section), 1)) {
+          group.max_concurrency = static_cast<int>(*i);
+        }
+      }
+      out.push_back(std::move(group));
+    }
+  }
+
   void read_secrets(const toml::node& node, std::vector<SecretConfig>& out) {
     const toml::table* table = read_table(node, "secrets", "tables like [secrets.NAME]");
     if (table == nullptr) return;
@@ -2013,6 +2071,7 @@ class Loader {
   const PluginNamesFor* plugin_names_for_;
   std::optional<std::set<std::string>> plugin_names_;
   std::set<std::string> notifier_names_;  // every [alerts.NAME], valid or not
+  std::set<std::string> group_names_;     // every [groups.NAME], valid or not
   // Every job a chain names, where (check_chains).
   struct ChainRef {
     std::string section;  // "defaults" or "jobs.NAME"
@@ -2296,6 +2355,13 @@ std::string resolved_schedule(const JobConfig& job) {
 const JobConfig* Config::find_job(std::string_view name) const {
   for (const JobConfig& job : jobs) {
     if (job.name == name) return &job;
+  }
+  return nullptr;
+}
+
+const GroupConfig* Config::find_group(std::string_view name) const {
+  for (const GroupConfig& group : groups) {
+    if (group.name == name) return &group;
   }
   return nullptr;
 }

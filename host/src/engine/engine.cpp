@@ -246,6 +246,7 @@ void Engine::admit(Fire fire) {
   }
   // The same fire twice (a retry read again from the ledger while it waits)
   // is one.
+  fire.priority = job.config->settings->priority;
   if (ready_.insert(std::move(fire)).second) ++job.queued;
 }
 
@@ -273,14 +274,30 @@ void Engine::pump() {
   std::vector<ledger::RunStart> claims;
   std::vector<Launch> launches;
   std::vector<std::string> touched;
-  while (!shutting_down_ && !fenced_ && !lease_expired() && !ready_.empty() &&
-         backlog_.may_claim() &&
-         active_.size() + claims.size() < static_cast<std::size_t>(config_.host.max_concurrency)) {
+  // Runs in flight per [groups.NAME]: a fire whose group is full waits, and
+  // the fires behind it that may go, go.
+  std::map<std::string_view, std::size_t> group_load = groups_running();
+  group_waiting_.clear();
+  for (auto it = ready_.begin();
+       it != ready_.end() && !shutting_down_ && !fenced_ && !lease_expired() &&
+       backlog_.may_claim() &&
+       active_.size() + claims.size() < static_cast<std::size_t>(config_.host.max_concurrency);) {
+    JobState& job = jobs_.find(it->job)->second;
+    if (const std::string& group = job.config->settings->concurrency_group; !group.empty()) {
+      const config::GroupConfig* limit = config_.find_group(group);
+      std::size_t& load = group_load[group];
+      if (limit && load >= static_cast<std::size_t>(limit->max_concurrency)) {
+        ++group_waiting_[group];
+        ++it;
+        continue;
+      }
+      ++load;
+    }
     // The fire stays counted in its job's `queued` until its claim's result
     // (launch): concurrency and the order of skips see it meanwhile.
-    Fire fire = *ready_.begin();
-    ready_.erase(ready_.begin());
-    ++jobs_.find(fire.job)->second.claiming;
+    Fire fire = *it;
+    it = ready_.erase(it);
+    ++job.claiming;
     touched.push_back(fire.job);
     prepare_claim(std::move(fire), claims, launches);
   }
@@ -825,10 +842,43 @@ TimePoint Engine::new_anchor(const schedule::Every& every, TimePoint t) const {
   return TimePoint(since_epoch - since_epoch % every.period);
 }
 
+std::map<std::string_view, std::size_t> Engine::groups_running() const {
+  // From the runs in flight (at most max_concurrency), not the jobs: pump()
+  // asks at each dispatch. No claim is in flight then (pump waits for the
+  // write group).
+  std::map<std::string_view, std::size_t> out;
+  if (config_.groups.empty()) return out;
+  for (const auto& [run_id, run] : active_) {
+    const auto job = jobs_.find(run.start.job);
+    if (job == jobs_.end()) continue;
+    const std::string& group = job->second.config->settings->concurrency_group;
+    if (!group.empty()) ++out[group];
+  }
+  return out;
+}
+
+nlohmann::json Engine::groups_json() const {
+  nlohmann::json out = nlohmann::json::array();
+  const auto running = groups_running();
+  for (const auto& group : config_.groups) {
+    const auto r = running.find(group.name);
+    const auto w = group_waiting_.find(group.name);
+    out.push_back({{"group", group.name},
+                   {"max_concurrency", group.max_concurrency},
+                   {"running", r == running.end() ? 0 : r->second},
+                   {"waiting", w == group_waiting_.end() ? 0 : w->second}});
+  }
+  return out;
+}
+
 nlohmann::json Engine::snapshot() const {
-  nlohmann::json out = {{"running", nlohmann::json::array()}, {"queued", ready_.size()},
-                        {"parked", parked_.size()},           {"ledger_backlog", backlog_.json()},
-                        {"ledger_checkpoints", checkpoints_}, {"claims_lost", claims_lost_}};
+  nlohmann::json out = {{"running", nlohmann::json::array()},
+                        {"queued", ready_.size()},
+                        {"parked", parked_.size()},
+                        {"ledger_backlog", backlog_.json()},
+                        {"ledger_checkpoints", checkpoints_},
+                        {"claims_lost", claims_lost_},
+                        {"groups", groups_json()}};
   for (const auto& [run_id, run] : active_) {
     out["running"].push_back({{"run_id", run_id},
                               {"job", run.start.job},

@@ -170,6 +170,9 @@ class Engine {
   // Runs in flight, queued fires and the ledger backlog (records the ledger
   // refused, kept in memory: count and oldest), for the control socket's "status".
   nlohmann::json snapshot() const;
+  // Per [groups.NAME]: its max_concurrency, runs in flight, and fires the
+  // last dispatch left waiting for it (status "groups", the metrics).
+  nlohmann::json groups_json() const;
 
   // Hot reload (engine_reload.cpp; see docs/deploying.md).
   // The plugins the next runs load; runs in flight keep the build they started with.
@@ -210,6 +213,13 @@ class Engine {
     std::size_t pending_retries = 0;  // retries planned or waiting for a run slot
     std::size_t ledger_backlog = 0;   // records kept while the ledger refuses writes
     std::vector<JobFigures> jobs;     // config order
+    struct Group {
+      std::string_view name;  // valid until the engine's config changes
+      int max_concurrency = 1;
+      std::size_t running = 0;  // runs in flight
+      std::size_t waiting = 0;  // fires the last dispatch left waiting for it
+    };
+    std::vector<Group> groups;  // [groups.NAME], config order
   };
   Figures figures() const;
   // The job's next `count` schedule slots from its next planned one (the
@@ -338,6 +348,8 @@ class Engine {
   void skip_queued(JobState& job, const std::string& reason);
   void write_event(const std::string& job, std::string kind, std::optional<std::string> run_id,
                    std::string detail);
+  // Runs in flight per [groups.NAME] (keys: the config's group names).
+  std::map<std::string_view, std::size_t> groups_running() const;
   // A slot of its own at now for a fire that is not the schedule's.
   TimePoint own_slot(JobState& job) {
     job.last_own_slot = std::max(now(), job.last_own_slot + Duration(1));
@@ -381,8 +393,10 @@ class Engine {
   std::mt19937_64 rng_;
 
   std::map<std::string, JobState, std::less<>> jobs_;
-  std::set<Fire> timeline_;  // fires not yet due
-  std::set<Fire> ready_;     // due, waiting for a run slot
+  std::set<Fire> timeline_;           // fires not yet due
+  std::set<Fire, ReadyOrder> ready_;  // due, waiting for a run slot
+  // Fires the last pump() left waiting because their group was full, by group.
+  std::map<std::string, std::size_t, std::less<>> group_waiting_;
   std::map<std::string, ActiveRun, std::less<>> active_;
   std::map<std::string, ParkedRun, std::less<>> parked_;  // by run id
   TimePoint park_resume_at_{};                            // the last release + kParkPause

@@ -49,6 +49,8 @@ bool Engine::parkable(const Fire& fire, const JobState& job) const {
   if (job.retired || job.paused || job.parked > 0 || job.queued > 0 || !job.skips_waiting.empty()) {
     return false;
   }
+  // A group's limit is counted when its runs start (pump), not ahead.
+  if (!job.config->settings->concurrency_group.empty()) return false;
   return plugins_.find(job.config->settings->plugin) != nullptr;
 }
 

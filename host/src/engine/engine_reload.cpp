@@ -221,7 +221,7 @@ void Engine::retire_job(JobState& job) {
 
 void Engine::drop_retries(JobState& job, int max_attempts, std::string_view why) {
   const std::string& name = job.config->name;
-  auto drop = [&](std::set<Fire>& fires) {
+  auto drop = [&](auto& fires) {
     for (auto it = fires.begin(); it != fires.end();) {
       if (it->job != name || it->attempt <= max_attempts) {
         ++it;
@@ -231,7 +231,7 @@ void Engine::drop_retries(JobState& job, int max_attempts, std::string_view why)
                             ledger::format_utc(it->slot), it->attempt, why),
                 {name});
       backlog_.add(PendingWrite{name, it->slot, now(), DropRetry{std::string(why)}});
-      if (&fires == &ready_) --job.queued;
+      if constexpr (std::is_same_v<std::decay_t<decltype(fires)>, decltype(ready_)>) --job.queued;
       it = fires.erase(it);
     }
   };
@@ -301,6 +301,14 @@ Engine::Figures Engine::figures() const {
     }
     if (auto it = first.find(cfg.name); it != first.end()) job.next_fire = it->second;
     out.jobs.push_back(job);
+  }
+  const auto running = groups_running();
+  for (const auto& group : config_.groups) {
+    Figures::Group g{group.name, group.max_concurrency};
+    if (auto it = running.find(group.name); it != running.end()) g.running = it->second;
+    if (auto it = group_waiting_.find(group.name); it != group_waiting_.end())
+      g.waiting = it->second;
+    out.groups.push_back(g);
   }
   return out;
 }

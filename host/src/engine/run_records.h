@@ -28,11 +28,20 @@ struct Fire {
   ledger::Trigger trigger = ledger::Trigger::schedule;
   // The trigger's payload (JSON), shared by the fire's attempts; null: none.
   std::shared_ptr<const std::string> event{};
+  int priority = 0;  // the job's, when it joined the ready queue (ReadyOrder)
 
   // Deterministic order: due time, then job name, then slot and attempt.
   bool operator<(const Fire& other) const {
     return std::tie(due, job, slot, attempt) <
            std::tie(other.due, other.job, other.slot, other.attempt);
+  }
+};
+
+// The order of fires waiting for a run slot: higher priority first, then as
+// Fire's own order (due time, job name, slot, attempt).
+struct ReadyOrder {
+  bool operator()(const Fire& a, const Fire& b) const {
+    return a.priority != b.priority ? a.priority > b.priority : a < b;
   }
 };
 

@@ -437,6 +437,23 @@ std::string Metrics::render() const {
     w.family("jobhost_ledger_backlog", "gauge",
              "Records kept in memory while the ledger refuses writes.");
     w.sample("jobhost_ledger_backlog", "", uint64_t{figures->ledger_backlog});
+    if (!figures->groups.empty()) {
+      w.family("jobhost_group_runs_in_flight", "gauge",
+               "Runs in flight of the jobs of each [groups.NAME].");
+      for (const auto& g : figures->groups) {
+        w.sample("jobhost_group_runs_in_flight", label("group", g.name), uint64_t{g.running});
+      }
+      w.family("jobhost_group_max_concurrency", "gauge", "Each [groups.NAME]'s max_concurrency.");
+      for (const auto& g : figures->groups) {
+        w.sample("jobhost_group_max_concurrency", label("group", g.name),
+                 static_cast<uint64_t>(g.max_concurrency));
+      }
+      w.family("jobhost_group_waiting", "gauge",
+               "Fires due and waiting because their [groups.NAME] is full.");
+      for (const auto& g : figures->groups) {
+        w.sample("jobhost_group_waiting", label("group", g.name), uint64_t{g.waiting});
+      }
+    }
   }
   w.family("jobhost_ledger_write_seconds", "histogram",
            "Time of each ledger write transaction, by operation.");
