@@ -266,6 +266,40 @@ watch = {{ paths = ["{}/*.csv"], debounce = "1500ms" }}
   host.stop();
 }
 
+TEST_CASE("watches follow reloads: added with a catch-up, removed", "[daemon][triggers]") {
+  TempDir files;
+  const fs::path in = files.path() / "in";
+  fs::create_directories(in);
+  write_file(in / "before.csv");  // there before the watch
+  const std::string job = "[jobs.drop]\nplugin = \"trigger_probe\"\nschedule = \"@manual\"\n";
+  TestHost host({"trigger_probe.so"}, job);
+  const fs::path& config = host.config();
+  auto reload = [&](const std::string& jobs) {
+    write_config(host.dir(), jobs);
+    auto r = run_jobhost({"reload", "--config", config.string()});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+  };
+
+  reload(job +
+         fmt::format("watch = {{ paths = [\"{}/*.csv\"], debounce = \"300ms\" }}\n", in.string()));
+  // No file fire recorded: the catch-up of the new watch lists what is there.
+  auto runs = wait_file_runs(config, "drop", 1);
+  REQUIRE(runs.size() == 1);
+  CHECK(paths_of(runs[0]) == std::set<std::string>{(in / "before.csv").string()});
+  CHECK(json::parse(*runs[0].event)["catchup"] == true);
+  write_file(in / "after.csv");
+  runs = wait_file_runs(config, "drop", 2);
+  REQUIRE(runs.size() == 2);
+  CHECK(paths_of(runs[1]) == std::set<std::string>{(in / "after.csv").string()});
+
+  reload(job);
+  write_file(in / "unwatched.csv");
+  std::this_thread::sleep_for(1500ms);
+  CHECK(file_runs(config, "drop").size() == 2);
+  host.stop();
+}
+
 TEST_CASE("a batch of a busy or paused job waits for it, then fires once", "[daemon][triggers]") {
   TempDir files;
   const fs::path in = files.path() / "in";
