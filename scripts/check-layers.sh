@@ -23,7 +23,7 @@ root=${1:-$(dirname "$0")/../host/src}
 declare -A rank=(
   [common]=0 [schedule]=1 [config]=2
   [catalog]=3 [exec]=3 [ledger]=3
-  [retention]=4 [engine]=5 [reload]=6 [observe]=7 [daemon]=8 [cli]=9
+  [retention]=4 [engine]=5 [reload]=6 [triggers]=6 [observe]=7 [daemon]=8 [cli]=9
 )
 bad=0
 for dir in "$root"/*/; do

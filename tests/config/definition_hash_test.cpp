@@ -89,6 +89,12 @@ std::string reference_hash(const JobConfig& job) {
     }
     canonical["secrets"] = std::move(secrets);
   }
+  if (const auto& w = job.settings->watch) {
+    json events = json::array();
+    for (auto e : w->events) events.push_back(to_string(e));
+    canonical["watch"] = {
+        {"paths", w->paths}, {"events", events}, {"debounce_ms", w->debounce.count()}};
+  }
   if (job.dynamic_uid) canonical["dynamic_uid"] = *job.dynamic_uid;
   return jobhost::sha256_hex(canonical.dump());
 }
@@ -150,10 +156,14 @@ read_only = true
 read_write_paths = ["/srv/data", "/var/lib/x"]
 syscall_filter = "none"
 secrets = ["token"]
+
+[jobs.watched]
+plugin = "p"
+watch = { paths = ["/srv/in/*.csv", "/srv/in/ready"], events = ["moved_to", "delete"], debounce = "500ms" }
 )");
   auto config = jobhost::config::load_config(file.file());
   REQUIRE(config);
-  REQUIRE(config->jobs.size() == 7);
+  REQUIRE(config->jobs.size() == 8);
   for (JobConfig job : config->jobs) {
     INFO(job.name);
     // As load_config wrote it (compute_definition_hashes: the settings' part

@@ -429,6 +429,10 @@ TEST_CASE("definition_hash changes when any setting changes") {
       "limits = { output = 1 }\n",
       "params = { x = \"1\" }\n",
       "params = { x = \"2\" }\n",
+      "watch = { paths = [\"/srv/in/*.csv\"] }\n",
+      "watch = { paths = [\"/srv/in/*.csv\"], debounce = \"1s\" }\n",
+      "watch = { paths = [\"/srv/in/*.csv\"], events = [\"create\"] }\n",
+      "watch = { paths = [\"/srv/in/*.tsv\"] }\n",
   };
   std::set<std::string> hashes;
   for (const char* change : changes) {

@@ -97,6 +97,10 @@ class RefusingStore final : public ledger::Store {
   Result<std::optional<TimePoint>> last_fire(std::string_view job) override {
     return real_.last_fire(job);
   }
+  Result<std::optional<TimePoint>> last_claimed(std::string_view job,
+                                                ledger::Trigger trigger) override {
+    return real_.last_claimed(job, trigger);
+  }
   Result<void> upsert_job(std::string_view job, std::string_view definition_hash,
                           std::optional<TimePoint> next_fire, TimePoint now) override {
     if (auto r = refuse()) return std::unexpected(*r);

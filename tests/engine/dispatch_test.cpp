@@ -154,6 +154,37 @@ concurrency = "forbid"
   CHECK(fake.started[1].request.scheduled_for == at_utc(10, 0, 5));
 }
 
+TEST_CASE("busy: a run in flight or a fire waiting for a run slot", "[engine][dispatch]") {
+  Rig rig(R"(
+[jobs.a]
+plugin = "noop"
+schedule = "@manual"
+
+[jobs.b]
+plugin = "noop"
+schedule = "@manual"
+)",
+          Rig::Runs::fake, "max_concurrency = 1\n");
+  rig.start(at_utc(10, 0, 0));
+  auto& fake = rig.fake();
+  CHECK_FALSE(rig.engine().busy("a"));
+  CHECK_FALSE(rig.engine().busy("nope"));
+  REQUIRE(rig.engine().trigger("a"));
+  rig.settle();
+  CHECK(rig.engine().busy("a"));  // running
+  rig.set_now(rig.now() + 1ms);
+  REQUIRE(rig.engine().trigger("b"));
+  rig.settle();
+  CHECK(rig.engine().busy("b"));  // waiting for max_concurrency
+  fake.finish(fake.running_ids().front());
+  rig.settle();
+  CHECK_FALSE(rig.engine().busy("a"));
+  CHECK(rig.engine().busy("b"));  // now running
+  fake.finish(fake.running_ids().front());
+  rig.settle();
+  CHECK_FALSE(rig.engine().busy("b"));
+}
+
 TEST_CASE("concurrency = replace stops the run in flight for the newer fire",
           "[engine][dispatch]") {
   Rig rig(R"(

@@ -394,6 +394,47 @@ TEST_CASE("record_skipped writes a finished skipped run and moves last_fire", "[
   CHECK_THAT(events.back().detail, Contains("missed"));
 }
 
+TEST_CASE("last_claimed: the latest first attempt of a trigger that was not skipped",
+          "[ledger][store]") {
+  JOBHOST_TEST_LEDGER(ledger);
+  auto store = ledger.open(config::Durability::normal, Access::read_write, "here");
+  CHECK_FALSE(store->last_claimed("job", Trigger::file).value().has_value());
+  // Other triggers and other jobs do not count.
+  REQUIRE(store->claim_and_start(make_start("job", 9000, 9000, Trigger::manual)).value());
+  REQUIRE(store->claim_and_start(make_start("other", 9500, 9500, Trigger::file)).value());
+  CHECK_FALSE(store->last_claimed("job", Trigger::file).value().has_value());
+
+  auto first = make_start("job", 1000, 1000, Trigger::file);
+  REQUIRE(store->claim_and_start(first).value());
+  CHECK(store->last_claimed("job", Trigger::file).value() == at_ms(kBase + 1000));
+  // Finished (any outcome but skipped) still counts; a retry of it is not a new fire.
+  REQUIRE(store
+              ->finish_run([&] {
+                auto end = make_end(first, Outcome::failed);
+                end.retry_at = at_ms(kBase + 20000);
+                return end;
+              }())
+              .value());
+  RunStart retry = make_start("job", 1000, 20000, Trigger::retry);
+  retry.attempt = 2;
+  retry.trace_id = first.trace_id;
+  REQUIRE(store->claim_and_start(retry).value());
+  CHECK(store->last_claimed("job", Trigger::file).value() == at_ms(kBase + 1000));
+  // A later skipped file fire is not a claim its files were handed to.
+  REQUIRE(store->record_skipped(make_skip("job", 3000, "shutdown", Trigger::file)).value());
+  CHECK(store->last_claimed("job", Trigger::file).value() == at_ms(kBase + 1000));
+  REQUIRE(store->claim_and_start(make_start("job", 2000, 2000, Trigger::file)).value());
+  CHECK(store->last_claimed("job", Trigger::file).value() == at_ms(kBase + 2000));
+
+  if (ledger.postgresql()) {
+    // Another host's file fires are its own files' (each host watches its own).
+    auto there = ledger.open(config::Durability::normal, Access::read_write, "there");
+    REQUIRE(there->claim_and_start(make_start("job", 4000, 4000, Trigger::file)).value());
+    CHECK(store->last_claimed("job", Trigger::file).value() == at_ms(kBase + 2000));
+    CHECK(there->last_claimed("job", Trigger::file).value() == at_ms(kBase + 4000));
+  }
+}
+
 TEST_CASE("heartbeats update running runs only", "[ledger][store]") {
   JOBHOST_TEST_LEDGER(ledger);
   auto store = ledger.open();

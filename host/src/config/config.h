@@ -122,6 +122,23 @@ struct SecretConfig {
 };
 std::string_view to_string(SecretConfig::Source value);
 
+// What a file watch reacts to: inotify events on files of a watched directory
+// (docs/triggers.md). `deleted` is written "delete" in the file.
+enum class FileEvent { close_write, moved_to, create, deleted, modify, moved_from, attrib };
+std::string_view to_string(FileEvent value);
+
+// watch = { paths, events, debounce }: file triggers (triggers/file_triggers.h,
+// docs/triggers.md). Each path is absolute and lexically normal; its last
+// component is a glob on file names (fnmatch), the directory part is literal.
+struct Watch {
+  std::vector<std::string> paths;  // in the order written, without duplicates; 1 to kMaxWatchPaths
+  std::vector<FileEvent> events = {FileEvent::close_write, FileEvent::moved_to};  // enum order
+  Duration debounce = std::chrono::seconds(2);  // > 0, at most kMaxDebounce
+  bool operator==(const Watch&) const = default;
+};
+inline constexpr std::size_t kMaxWatchPaths = 64;
+inline constexpr Duration kMaxDebounce = std::chrono::hours(1);
+
 // What a job's runs are given and how they are handled: every setting that
 // [defaults] or a [jobs.NAME] table sets, plus the plugin and the resolved
 // zone. Jobs with the same settings share one block (JobConfig::settings), so
@@ -154,6 +171,9 @@ struct JobSettings {
   // the order given, each with its source resolved. Names and sources are
   // part of the definition, never the values.
   std::vector<SecretConfig> secrets;
+  // File triggers (job-only, part of the definition): a job with a watch
+  // fires on its debounced batches of changed files as well.
+  std::optional<Watch> watch;
   // Retention: the ledger keeps at most this many of the job's newest runs
   // (a few more for a moment); 0 = no count limit. Not part of the definition.
   int keep_last = 10000;

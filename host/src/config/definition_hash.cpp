@@ -177,6 +177,16 @@ SettingsParts settings_parts(const JobSettings& s) {
   c.key("user");
   s.user ? c.text(*s.user) : c.null();
   c.key("version").number(1);
+  // File triggers: only when set, so that the hashes of other jobs stay what they were.
+  if (s.watch) {
+    nlohmann::json events = nlohmann::json::array();
+    for (FileEvent e : s.watch->events) events.push_back(to_string(e));
+    c.key("watch").open();
+    c.key("debounce_ms").number(s.watch->debounce.count());
+    c.key("events").json(events);
+    c.key("paths").json(s.watch->paths);
+    c.close();
+  }
   c.close();
   parts.tail = c.take();
   return parts;

@@ -81,9 +81,9 @@ constexpr std::array<std::string_view, 27> kSettingKeys = {
     "priority",
     // sandbox
     "network", "private_tmp", "read_only", "read_write_paths", "syscall_filter"};
-constexpr std::array<std::string_view, 8> kJobOnlyKeys = {
-    "plugin", "schedule", "every", "at", "timezone", "params", "env", "secrets"};
-constexpr std::array<std::string_view, 35> kJobKeys = {
+constexpr std::array<std::string_view, 9> kJobOnlyKeys = {
+    "plugin", "schedule", "every", "at", "timezone", "params", "env", "secrets", "watch"};
+constexpr std::array<std::string_view, 36> kJobKeys = {
     "plugin", "schedule", "every", "at", "timezone", "params", "timeout", "stall_timeout",
     "kill_grace", "retry", "limits", "jitter", "concurrency", "misfire", "misfire_limit",
     "catchup_spread", "enabled", "user", "group", "keep_last", "alert_after",
@@ -92,12 +92,15 @@ constexpr std::array<std::string_view, 35> kJobKeys = {
     // sandbox
     "network", "private_tmp", "read_only", "read_write_paths", "syscall_filter",
     // environment and secrets
-    "env", "secrets"};
+    "env", "secrets",
+    // file triggers
+    "watch"};
 constexpr std::array<std::string_view, 5> kRetryKeys = {"max_attempts", "initial_delay",
                                                         "max_delay", "multiplier", "jitter"};
 constexpr std::array<std::string_view, 6> kLimitKeys = {"memory",    "cpu_time",  "open_files",
                                                         "processes", "file_size", "output"};
 constexpr std::array<std::string_view, 3> kScheduleKeys = {"schedule", "every", "at"};
+constexpr std::array<std::string_view, 3> kWatchKeys = {"paths", "events", "debounce"};
 constexpr std::array<std::string_view, 9> kNotifierKeys = {
     "type", "command", "url", "ca_file", "timeout", "retries", "headers", "user", "group"};
 // Bind mounts a run's read_only sandbox makes at most.
@@ -131,6 +134,14 @@ constexpr std::array<Named<Network>, 2> kNetworkNames = {
     {{"host", Network::host}, {"none", Network::none}}};
 constexpr std::array<Named<SyscallFilter>, 2> kSyscallFilterNames = {
     {{"default", SyscallFilter::standard}, {"none", SyscallFilter::none}}};
+constexpr std::array<Named<FileEvent>, 7> kFileEventNames = {
+    {{"close_write", FileEvent::close_write},
+     {"moved_to", FileEvent::moved_to},
+     {"create", FileEvent::create},
+     {"delete", FileEvent::deleted},
+     {"modify", FileEvent::modify},
+     {"moved_from", FileEvent::moved_from},
+     {"attrib", FileEvent::attrib}}};
 constexpr std::array<Named<NotifierConfig::Type>, 2> kNotifierTypeNames = {
     {{"command", NotifierConfig::Type::command}, {"webhook", NotifierConfig::Type::webhook}}};
 
@@ -189,6 +200,7 @@ std::string_view home_of(std::string_view key) {
   if (contains(kJobOnlyKeys, key)) return "[jobs.NAME]";
   if (contains(kRetryKeys, key)) return "retry = { ... }";
   if (contains(kLimitKeys, key)) return "limits = { ... }";
+  if (contains(kWatchKeys, key)) return "watch = { ... }";
   if (contains(kNotifierKeys, key)) return "[alerts.NAME]";
   if (contains(kSecretKeys, key)) return "[secrets.NAME]";
   return {};
@@ -1182,6 +1194,124 @@ class Loader {
     }
   }
 
+  // watch = { paths = [...], events = [...], debounce = "2s" }: file triggers.
+  // `where` is the table's position, for a missing `paths`.
+  void read_watch(const toml::table& table, SourcePos where, JobSettings& settings,
+                  const std::string& section) {
+    Watch watch;
+    bool ok = true;
+    bool has_paths = false;
+    for (auto&& [key, v] : table) {
+      const std::string k(key.str());
+      const std::string w = what(k, section);
+      if (k == "paths") {
+        has_paths = true;
+        ok = read_watch_paths(v, w, watch) && ok;
+      } else if (k == "events") {
+        ok = read_watch_events(v, w, watch) && ok;
+      } else if (k == "debounce") {
+        auto d = read_duration(v, w, Zero::refused);
+        if (d && *d > kMaxDebounce) {
+          error(at(v), fmt::format("{}: at most {} (a batch waits up to ten times as long)", w,
+                                   format_duration(kMaxDebounce)));
+          d.reset();
+        }
+        if (d) watch.debounce = *d;
+        ok = d.has_value() && ok;
+      } else {
+        unknown_key(key, section, kWatchKeys);
+        ok = false;
+      }
+    }
+    if (!has_paths) {
+      error(where, fmt::format("[{}] has no paths: add paths = [\"/dir/*.csv\"], absolute "
+                               "paths whose file names may be globs",
+                               section));
+      ok = false;
+    }
+    if (ok) settings.watch = std::move(watch);
+  }
+
+  // paths = ["/srv/in/*.csv", ...]: absolute, a file name (pattern) after the
+  // last '/', no glob in the directory part.
+  bool read_watch_paths(const toml::node& v, const std::string& w, Watch& watch) {
+    const toml::array* list = v.as_array();
+    if (list == nullptr || list->empty()) {
+      if (list == nullptr) {
+        type_error(v, w, "a list of absolute paths like [\"/srv/in/*.csv\"]");
+      } else {
+        error(at(v), fmt::format("{}: must not be empty", w));
+      }
+      return false;
+    }
+    bool ok = true;
+    for (const toml::node& item : *list) {
+      auto path = read_name(item, w);
+      if (!path) {
+        ok = false;
+        continue;
+      }
+      if (std::string why = watch_path_problem(*path); !why.empty()) {
+        error(at(item), fmt::format("{}: \"{}\" {}", w, *path, why));
+        ok = false;
+        continue;
+      }
+      std::string normal = fs::path(*path).lexically_normal().string();
+      if (std::find(watch.paths.begin(), watch.paths.end(), normal) == watch.paths.end()) {
+        watch.paths.push_back(std::move(normal));
+      }
+    }
+    if (watch.paths.size() > kMaxWatchPaths) {
+      error(at(v),
+            fmt::format("{}: at most {} paths (got {})", w, kMaxWatchPaths, watch.paths.size()));
+      ok = false;
+    }
+    return ok;
+  }
+
+  // Why `path` cannot be watched, or empty.
+  static std::string watch_path_problem(const std::string& path) {
+    if (!path.starts_with('/') || path.find('\0') != std::string::npos) {
+      return "is not an absolute path; write it from / (like \"/srv/in/*.csv\")";
+    }
+    if (path.size() >= PATH_MAX) return fmt::format("is longer than {} bytes", PATH_MAX - 1);
+    const std::string normal = fs::path(path).lexically_normal().string();
+    const auto slash = normal.rfind('/');
+    const std::string_view name = std::string_view(normal).substr(slash + 1);
+    if (name.empty() || name == "." || name == "..") {
+      return "names no file: end it with a file name or a pattern, like \"/srv/in/*\"";
+    }
+    if (normal.find_first_of("*?[") < slash) {
+      return "has a glob in its directory part: only the file name (after the last '/') may "
+             "be a pattern";
+    }
+    return {};
+  }
+
+  // events = ["close_write", ...]: names of kFileEventNames, kept in enum order.
+  bool read_watch_events(const toml::node& v, const std::string& w, Watch& watch) {
+    const toml::array* list = v.as_array();
+    if (list == nullptr || list->empty()) {
+      if (list == nullptr) {
+        type_error(v, w, "a list of event names like [\"close_write\", \"moved_to\"]");
+      } else {
+        error(at(v), fmt::format("{}: must not be empty", w));
+      }
+      return false;
+    }
+    std::set<FileEvent> events;
+    bool ok = true;
+    for (const toml::node& item : *list) {
+      if (auto e = read_enum(item, w, kFileEventNames)) {
+        events.insert(*e);
+      } else {
+        ok = false;
+      }
+    }
+    watch.events.assign(events.begin(), events.end());
+    return ok;
+  }
+
   // alert_to = ["ops", ...]: names of [alerts.NAME] sections ([alerts] is
   // read before [defaults] and the jobs, so unknown names are reported here).
   // read_write_paths = ["/abs/path", ...]: absolute, normalised, no duplicates.
@@ -1667,6 +1797,10 @@ class Loader {
         }
       } else if (k == "secrets") {
         read_job_secrets(v, w, settings);
+      } else if (k == "watch") {
+        if (auto* t = read_table(v, w, "a table like { paths = [\"/srv/in/*.csv\"] }")) {
+          read_watch(*t, at(v), settings, section + ".watch");
+        }
       } else {
         unknown_key(key, section, kJobKeys);
       }
@@ -1710,7 +1844,10 @@ class Loader {
       const auto& pb = b.first->source().begin;
       return std::pair(pa.line, pa.column) < std::pair(pb.line, pb.column);
     });
-    if (schedules.empty()) {
+    if (schedules.empty() && table.contains("watch")) {
+      job.schedule = schedule::Manual{};  // fired by its watch (and triggers) only
+      job.schedule_text = "@manual";
+    } else if (schedules.empty()) {
       error(job.pos,
             fmt::format("[{}] has no schedule: set one of schedule (cron, e.g. \"0 3 * * *\"), "
                         "every (an interval, e.g. \"30s\") or at (one instant); "
@@ -2256,6 +2393,9 @@ std::string_view to_string(Network value) {
 }
 std::string_view to_string(SyscallFilter value) {
   return name_of(kSyscallFilterNames, value);
+}
+std::string_view to_string(FileEvent value) {
+  return name_of(kFileEventNames, value);
 }
 std::string_view to_string(SecretConfig::Source value) {
   switch (value) {

@@ -34,6 +34,7 @@
 #include "observe/metrics.h"
 #include "observe/timed_store.h"
 #include "reload/reloader.h"
+#include "triggers/file_triggers.h"
 
 namespace jobhost::daemon {
 namespace {
@@ -279,6 +280,9 @@ int run_daemon(config::Config config) {
   if (background_worker) reloader.write_through(*background_worker);
   reloader.on_result(
       [&](std::string_view kind, std::string_view result) { metrics.note_reload(kind, result); });
+  triggers::FileTriggers file_triggers(io, engine, **store);
+  if (reader_worker) file_triggers.read_through(*reader_worker);
+  engine.add_observer(file_triggers);
 
   // The JSON API (/api/v1/); its routes join the router below.
   observe::ApiHooks api_hooks;
@@ -402,6 +406,7 @@ int run_daemon(config::Config config) {
           stopping = true;
           log::info(fmt::format("{}: stopping", signo == SIGTERM ? "SIGTERM" : "SIGINT"));
           reloader.stop();
+          file_triggers.stop();
           // Nothing is left to do once the last run is recorded and its
           // alert notices are out (or given up after kAlertDrain).
           engine.shutdown([&] { alerter.drain(kAlertDrain, [&] { io.stop(); }); });
@@ -424,6 +429,7 @@ int run_daemon(config::Config config) {
     membership->start(engine);
   }
   reloader.start();
+  file_triggers.start();
   // The config's parse tree and the start's batches are freed by now; give
   // the whole pages among them back (at 100,000 jobs, about 8 MiB).
   ::malloc_trim(0);

@@ -738,6 +738,11 @@ bool Engine::paused(std::string_view name) const {
   return it != jobs_.end() && it->second.paused;
 }
 
+bool Engine::busy(std::string_view name) const {
+  auto it = jobs_.find(name);
+  return it != jobs_.end() && (!it->second.active.empty() || it->second.queued > 0);
+}
+
 Result<void> Engine::cancel(std::string_view run_id, std::string_view by) {
   auto it = active_.find(run_id);
   if (it == active_.end()) {

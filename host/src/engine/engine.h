@@ -125,6 +125,9 @@ class Engine {
   Result<bool> resume(std::string_view job, std::string_view by);
   // Whether the job is paused (false for an unknown job).
   bool paused(std::string_view job) const;
+  // Whether the job has a run in flight or a fire waiting to start: what a
+  // new fire of it meets under its concurrency policy (false for an unknown job).
+  bool busy(std::string_view job) const;
 
   // Stops a run in flight (executor stop with StopReason::cancel): it ends
   // `cancelled`, is not retried, and a `cancel` event names `by`. Error: no

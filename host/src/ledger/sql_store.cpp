@@ -375,6 +375,11 @@ constexpr const char* kWriteProbe =
     "INSERT INTO host_settings (name, value) VALUES ('write_probe', ?) "
     "ON CONFLICT (name) DO UPDATE SET value = excluded.value";
 constexpr const char* kLastFire = "SELECT last_fire FROM jobs WHERE name = ?";
+#define JOBHOST_LAST_CLAIMED                                                             \
+  "SELECT MAX(scheduled_for) FROM runs WHERE job = ?1 AND trigger = ?2 AND attempt = 1 " \
+  "AND (outcome IS NULL OR outcome <> 'skipped')"
+constexpr const char* kLastClaimed = JOBHOST_LAST_CLAIMED;
+constexpr const char* kLastClaimedPg = JOBHOST_LAST_CLAIMED " AND host IS NOT DISTINCT FROM ?3";
 constexpr const char* kJobMarks =
     "SELECT name, definition_hash, last_fire, next_fire FROM jobs ORDER BY name";
 constexpr const char* kInsertEvent =
@@ -556,7 +561,7 @@ class SqlStore final : public Store {
       if (end.retry_at) {
         upsert_retry(
             PendingRetry{job, scheduled_for, attempt + 1, *end.retry_at, trace_id, std::nullopt},
-                     end.finished_at, end.run_id);
+            end.finished_at, end.run_id);
       }
       tx.commit();
       return true;
@@ -977,6 +982,19 @@ class SqlStore final : public Store {
                      Query q(statement(kLastFire), job);
                      if (!q.step()) return std::nullopt;
                      return q.opt_time(0);
+                   });
+  }
+
+  Result<std::optional<TimePoint>> last_claimed(std::string_view job, Trigger trigger) override {
+    return guarded(fmt::format("cannot read the last {} fire of job {}", to_string(trigger), job),
+                   [&]() -> Result<std::optional<TimePoint>> {
+                     const std::string kind(to_string(trigger));
+                     if (db_->dialect() == sql::Dialect::postgresql) {
+                       Query q(statement(kLastClaimedPg), job, kind, host_);
+                       return q.step() ? q.opt_time(0) : std::nullopt;
+                     }
+                     Query q(statement(kLastClaimed), job, kind);
+                     return q.step() ? q.opt_time(0) : std::nullopt;
                    });
   }
 

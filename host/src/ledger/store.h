@@ -174,6 +174,11 @@ class Store {
   // The latest slot claimed with trigger schedule or catchup (run or
   // skipped): misfire detection starts after it. nullopt if none.
   virtual Result<std::optional<TimePoint>> last_fire(std::string_view job) = 0;
+  // The latest slot of `job` claimed with `trigger` whose first attempt was
+  // not skipped: on PostgreSQL among this store's host's runs ([host] id),
+  // on SQLite among all. Where a file watch's catch-up starts
+  // (docs/triggers.md). nullopt if none.
+  virtual Result<std::optional<TimePoint>> last_claimed(std::string_view job, Trigger trigger) = 0;
   // Creates or updates the job's row: definition hash and next fire.
   virtual Result<void> upsert_job(std::string_view job, std::string_view definition_hash,
                                   std::optional<TimePoint> next_fire, TimePoint now) = 0;

@@ -76,6 +76,10 @@ class TimedStore : public ledger::Store {
   Result<std::optional<TimePoint>> last_fire(std::string_view job) override {
     return inner_.last_fire(job);
   }
+  Result<std::optional<TimePoint>> last_claimed(std::string_view job,
+                                                ledger::Trigger trigger) override {
+    return inner_.last_claimed(job, trigger);
+  }
   Result<void> upsert_job(std::string_view job, std::string_view definition_hash,
                           std::optional<TimePoint> next_fire, TimePoint now) override {
     return timed(LedgerOp::other,
