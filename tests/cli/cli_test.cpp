@@ -781,3 +781,39 @@ schedule = "@manual"
   }
   host.stop();
 }
+
+TEST_CASE("ABI 1.1: a plugin sees reboot, chain and schedule triggers, with their payloads",
+          "[cli][abi]") {
+  TestHost host({"trigger_probe.so"}, R"(
+[jobs.boot]
+plugin = "trigger_probe"
+schedule = "@reboot"
+on_success = ["after"]
+
+[jobs.after]
+plugin = "trigger_probe"
+schedule = "@manual"
+
+[jobs.tick]
+plugin = "trigger_probe"
+every = "1s"
+)");
+  const fs::path& config = host.config();
+  auto boot = wait_outcome(config, "boot", "succeeded");
+  REQUIRE(boot);
+  CHECK((*boot)["message"] == "trigger=reboot attempt=1 event=none");
+  auto after = wait_outcome(config, "after", "succeeded");
+  REQUIRE(after);
+  CHECK((*after)["trigger"] == "chain");
+  CHECK((*after)["trace_id"] == (*boot)["trace_id"]);
+  const std::string message = (*after)["message"];
+  REQUIRE(message.starts_with("trigger=chain attempt=1 event="));
+  const json upstream = json::parse(message.substr(message.find("event=") + 6))["upstream"];
+  CHECK(upstream["job"] == "boot");
+  CHECK(upstream["run_id"] == (*boot)["run_id"]);
+  CHECK(upstream["outcome"] == "succeeded");
+  auto tick = wait_outcome(config, "tick", "succeeded");
+  REQUIRE(tick);
+  CHECK((*tick)["message"] == "trigger=schedule attempt=1 event=none");
+  host.stop();
+}
