@@ -1,9 +1,12 @@
 // The CLI contract (docs/cli.md), through the real binary.
-#include <fmt/core.h>
+#include <fmt/format.h>
 #include <catch2/catch.hpp>
 #include <csignal>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
+#include <thread>
 
 #include "config/config.h"
 #include "exec/isolation.h"
@@ -815,5 +818,271 @@ every = "1s"
   auto tick = wait_outcome(config, "tick", "succeeded");
   REQUIRE(tick);
   CHECK((*tick)["message"] == "trigger=schedule attempt=1 event=none");
+  host.stop();
+}
+
+// ---- simulate: the forecast of a window ----------------------------------------
+
+namespace simulate_test {
+
+using jobhost::TimePoint;
+using list_next_fires::parse_time;
+
+// A finished run of `job` in the ledger, slot `slot`, lasting `duration`.
+void add_run(jobhost::ledger::Store& store, const std::string& job, TimePoint slot,
+             jobhost::Duration duration) {
+  static int n = 0;
+  jobhost::ledger::RunStart start;
+  start.run_id = fmt::format("run{:04}", ++n);
+  start.trace_id = "t" + start.run_id;
+  start.job = job;
+  start.scheduled_for = slot;
+  start.started_at = slot;
+  start.host_pid = 1;
+  REQUIRE(store.claim_and_start(start).value());
+  jobhost::ledger::RunEnd end;
+  end.run_id = start.run_id;
+  end.finished_at = slot + duration;
+  end.outcome = jobhost::Outcome::succeeded;
+  end.duration = duration;
+  REQUIRE(store.finish_run(end).value());
+}
+
+}  // namespace simulate_test
+
+TEST_CASE("simulate --json: fires, waits, forbid skips and the peak from the ledger's p95",
+          "[cli][simulate]") {
+  using namespace simulate_test;
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  // Two run slots; batch, long and tick as in tests/engine/forecast_test.cpp.
+  auto config = write_config(dir.path(), R"(
+[jobs.batch]
+plugin = "hello"
+schedule = "*/20 * * * * *"
+timezone = "UTC"
+concurrency = "allow"
+
+[jobs.long]
+plugin = "hello"
+schedule = "0 * * * * *"
+timezone = "UTC"
+concurrency = "allow"
+
+[jobs.tick]
+plugin = "hello"
+every = "10s"
+concurrency = "forbid"
+
+[jobs.fresh]
+plugin = "hello"
+schedule = "@manual"
+
+[jobs.off]
+plugin = "hello"
+schedule = "* * * * * *"
+enabled = false
+)",
+                             "max_concurrency = 2\n");
+  const TimePoint t0 = *jobhost::schedule::parse_rfc3339("2030-01-07T10:00:00Z");
+  fs::create_directories(dir.path() / "var");
+  {
+    auto store = open_ledger(config, jobhost::ledger::Access::read_write);
+    add_run(*store, "batch", t0 - 1h, 12s);
+    add_run(*store, "long", t0 - 2h, 30s);
+    add_run(*store, "tick", t0 - 10s, 15s);  // its grid: ..., t0 - 10s, t0, t0 + 10s, ...
+  }
+  auto r = run_jobhost({"simulate", "--config", config.string(), "--from", "2030-01-07T10:00:00Z",
+                        "--for", "1m", "--json"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto out = json::parse(r.out);
+  CHECK(out["from"] == "2030-01-07T10:00:00.000Z");
+  CHECK(out["to"] == "2030-01-07T10:01:00.000Z");
+  CHECK(out["max_concurrency"] == 2);
+  CHECK(out["source"] == "ledger");
+  CHECK(out["jitter"] == false);
+  CHECK(out["disabled"] == json::array({"off"}));
+  CHECK(out["jobs_without_history"] == json::array());
+  std::vector<std::string> fires;
+  for (const auto& f : out["fires"]) {
+    const auto at = [&](const char* key) {
+      return f[key].is_null() ? std::string("-") : std::to_string((parse_time(f[key]) - t0) / 1s);
+    };
+    fires.push_back(fmt::format(
+        "{} {} {} {} {}", f["job"].get<std::string>(), at("slot"), at("start"), at("end"),
+        f["skipped"].is_null() ? f["waited_for"].is_null()
+                                     ? std::string("ran")
+                                     : "waited for " + f["waited_for"].get<std::string>()
+                               : f["skipped"].get<std::string>()));
+  }
+  CHECK(fires ==
+        std::vector<std::string>{
+            "batch 0 0 12 ran", "long 0 0 30 ran", "tick 0 12 27 waited for max_concurrency",
+            "tick 10 - - forbid", "batch 20 27 39 waited for max_concurrency", "tick 20 - - forbid",
+            "tick 30 30 45 ran", "batch 40 40 52 ran", "tick 40 - - forbid", "tick 50 50 65 ran"});
+  CHECK(out["fires"][2]["waited_ms"] == 12000);
+  CHECK(out["fires"][3]["reason"] ==
+        "the previous fire is still waiting to start (concurrency = forbid)");
+  CHECK(out["fires"][0]["expected_run_ms"] == 12000);
+  CHECK(out["fires"][0]["history"] == true);
+  const json& s = out["summary"];
+  CHECK(s["fires"] == 10);
+  CHECK(s["runs"] == 7);
+  CHECK(s["waited"] == 2);
+  CHECK(s["wait_ms"] == 19000);
+  CHECK(s["skipped"]["forbid"] == 3);
+  CHECK(s["peak_runs"] == 2);
+  CHECK(s["peak_at"] == "2030-01-07T10:00:00.000Z");
+
+  // The text: one line a fire, the summary, the peak.
+  auto text = run_jobhost({"simulate", "--config", config.string(), "--from",
+                           "2030-01-07T10:00:00Z", "--to", "2030-01-07T10:01:00Z"});
+  INFO(text.out);
+  CHECK(text.exit_code == 0);
+  CHECK_THAT(text.out, Catch::Contains("waited 12s for max_concurrency"));
+  CHECK_THAT(text.out, Catch::Contains("skipped: the previous run is still running "
+                                       "(concurrency = forbid)"));
+  CHECK_THAT(text.out, Catch::Contains("10 fires: 7 run (2 after waiting for a run slot, 19s in "
+                                       "all), 3 skipped by forbid"));
+  CHECK_THAT(text.out, Catch::Contains("peak: 2 runs at once, first at 2030-01-07T10:00:00.000Z"));
+  CHECK_THAT(text.out, Catch::Contains("disabled (no fires): off"));
+}
+
+TEST_CASE("simulate: DST in the job's zone, no ledger, bounds and usage errors",
+          "[cli][simulate]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  auto config = write_config(dir.path(), R"(
+[jobs.nightly]
+plugin = "hello"
+schedule = "30 2 * * *"
+timezone = "Europe/Berlin"
+)");
+  SECTION("spring forward: 02:30 fires once, at 03:00 CEST; no ledger: 1 s a run, no jitter") {
+    auto r = run_jobhost(
+        {"simulate", "--config", config.string(), "--from", "2026-03-28T00:00:00Z", "--for", "3d"});
+    INFO(r.out << r.err);
+    CHECK(r.exit_code == 0);
+    CHECK_THAT(r.out, Catch::Contains("2026-03-28T02:30:00+01:00"));
+    CHECK_THAT(r.out, Catch::Contains("2026-03-29T03:00:00+02:00"));
+    CHECK_THAT(r.out, Catch::Contains("2026-03-30T02:30:00+02:00"));
+    CHECK_THAT(r.out, Catch::Contains("3 fires: 3 run"));
+    CHECK_THAT(r.out, Catch::Contains("no history (1s assumed per run): nightly"));
+    CHECK_THAT(r.out, Catch::Contains("(no ledger"));
+  }
+  SECTION("more fires than --limit: refused, saying how far they reach") {
+    auto r = run_jobhost({"simulate", "--config", config.string(), "--from", "2026-03-28T00:00:00Z",
+                          "--for", "10d", "--limit", "3"});
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.err, Catch::Contains("has more than 3 fires to simulate"));
+    CHECK_THAT(r.err, Catch::Contains("raise --limit"));
+  }
+  SECTION("usage errors exit 2") {
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"--from", "tomorrow"},
+             {"--from", "2026-03-28T00:00:00Z", "--to", "2026-03-27T00:00:00Z"},
+             {"--for", "0"},
+             {"--for", "soon"},
+             {"--to", "2030-01-01T00:00:00Z", "--for", "1h"},
+             {"--limit", "0"}}) {
+      std::vector<std::string> full = {"simulate", "--config", config.string()};
+      full.insert(full.end(), args.begin(), args.end());
+      auto r = run_jobhost(full);
+      INFO(fmt::format("{}", fmt::join(args, " ")) << ": " << r.err);
+      CHECK(r.exit_code == 2);
+    }
+  }
+}
+
+TEST_CASE("simulate: the slots it forecasts are the ones the daemon then fires",
+          "[cli][simulate][integration]") {
+  using namespace simulate_test;
+  TestHost host({"sleeper.so"}, R"(
+[jobs.tick]
+plugin = "sleeper"
+schedule = "* * * * * *"
+timezone = "UTC"
+params = { seconds = 0 }
+
+[jobs.slow]
+plugin = "sleeper"
+schedule = "* * * * * *"
+timezone = "UTC"
+params = { seconds = 1.5 }
+
+[jobs.pair]
+plugin = "sleeper"
+every = "2s"
+params = { seconds = 0 }
+
+[jobs.jittery]
+plugin = "sleeper"
+every = "2s"
+jitter = "1500ms"
+params = { seconds = 0 }
+)");
+  const fs::path& config = host.config();
+  // pair's grid starts at the second the daemon started. Asked in the next
+  // second (before pair first fires), a CLI anchoring its own grid at the
+  // current second would be off by one: the forecast must continue the daemon's.
+  const auto pair = list_next_fires::entry_of(list_next_fires::list_json(config), "pair");
+  const TimePoint anchor = parse_time(pair["next_slot"]) - 2s;
+  while (jobhost::wall_now() < anchor + 1s) std::this_thread::sleep_for(10ms);
+  const TimePoint from =
+      std::chrono::ceil<std::chrono::seconds>(jobhost::wall_now()) + std::chrono::seconds(2);
+  const TimePoint to = from + 5s;
+  auto r = run_jobhost({"simulate", "--config", config.string(), "--from",
+                        jobhost::ledger::format_utc(from), "--for", "5s", "--json"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto forecast = json::parse(r.out);
+  CHECK(forecast["jitter"] == true);
+  const std::vector<std::string> jobs = {"tick", "slow", "pair", "jittery"};
+  std::map<std::string, std::set<std::string>> forecast_slots;
+  std::map<std::string, json> jittery;  // by slot
+  for (const auto& f : forecast["fires"]) {
+    forecast_slots[f["job"]].insert(f["slot"].get<std::string>());
+    if (f["job"] == "jittery") jittery[f["slot"]] = f;
+  }
+  CHECK(forecast_slots["tick"].size() == 5);
+  CHECK(forecast_slots["pair"].size() >= 2);
+
+  // Once every job fired past the window, each slot of it is in the ledger.
+  std::map<std::string, json> runs;
+  const bool past = wait_for(
+      [&] {
+        for (const auto& job : jobs) {
+          runs[job] = history(config, job);
+          bool beyond = false;
+          for (const auto& run : runs[job]) beyond |= parse_time(run["scheduled_for"]) >= to;
+          if (!beyond) return false;
+        }
+        return true;
+      },
+      30s);
+  INFO(host.log());
+  REQUIRE(past);
+  bool delayed = false;
+  for (const auto& job : jobs) {
+    std::set<std::string> fired;
+    for (const auto& run : runs[job]) {
+      const TimePoint slot = parse_time(run["scheduled_for"]);
+      if (run["trigger"] != "schedule" || slot < from || slot >= to) continue;
+      fired.insert(run["scheduled_for"].get<std::string>());
+      // Jitter included: a run starts at the forecast's due, never before.
+      if (job == "jittery" && run["outcome"] != "skipped" &&
+          jittery.contains(run["scheduled_for"])) {
+        const json& f = jittery[run["scheduled_for"]];
+        const TimePoint due = parse_time(f["due"]);
+        delayed |= due > slot;
+        CHECK(parse_time(run["started_at"]) >= due);
+        CHECK(parse_time(run["started_at"]) - due < 1000ms);
+      }
+    }
+    INFO(job);
+    CHECK(fired == forecast_slots[job]);
+  }
+  CHECK(delayed);
   host.stop();
 }

@@ -813,3 +813,80 @@ TEST_CASE("a trigger with a JSON body is a webhook: its runs get the body as the
   a.rig.settle();
   CHECK(fake.started.size() == before);
 }
+
+TEST_CASE("api: forecast: the next hours in intervals, with the ledger's or the book's p95",
+          "[observe][api][forecast]") {
+  ApiRig a;  // alpha fires every second, concurrency forbid (the default)
+  a.start(at_utc(10, 0, 0));
+  SECTION("no history: 1 s a run, each ends as the next fire comes") {
+    auto f = body(a.get("/api/v1/forecast?hours=1"));
+    CHECK(f["from"] == "2030-01-07T10:00:00.000Z");
+    CHECK(f["to"] == "2030-01-07T11:00:00.000Z");
+    CHECK(f["bucket_minutes"] == 15);
+    CHECK(f["max_concurrency"] == a.rig.config().host.max_concurrency);
+    CHECK(f["truncated"] == false);
+    CHECK(f["jobs_without_history"] == 1);  // alpha; beta is manual, gamma disabled
+    CHECK(f["summary"]["fires"] == 3599);   // 10:00:01 to 10:59:59
+    CHECK(f["summary"]["runs"] == 3599);
+    CHECK(f["summary"]["peak_runs"] == 1);
+    REQUIRE(f["buckets"].size() == 4);
+    CHECK(f["buckets"][0]["start"] == "2030-01-07T10:00:00.000Z");
+    CHECK(f["buckets"][0]["fires"] == 899);
+    CHECK(f["buckets"][1]["start"] == "2030-01-07T10:15:00.000Z");
+    CHECK(f["buckets"][3]["fires"] == 900);
+    CHECK(f["buckets"][3]["peak_runs"] == 1);
+  }
+  SECTION("a p95 of 2.5 s: two fires of three are skipped by forbid; the book agrees") {
+    add_run(a.rig.store(), "alpha", at_utc(9, 0, 0), Outcome::succeeded, 2500ms);
+    auto f = body(a.get("/api/v1/forecast?hours=1&bucket_minutes=30"));
+    CHECK(f["jobs_without_history"] == 0);
+    CHECK(f["summary"]["runs"] == 1200);
+    CHECK(f["summary"]["skipped"]["forbid"] == 2399);
+    REQUIRE(f["buckets"].size() == 2);
+    CHECK(f["buckets"][1]["skipped"] == 1200);
+    observe::JobBook book;
+    REQUIRE(book.seed(a.rig.store(), at_utc(10, 0, 0)));
+    observe::ApiHooks hooks;
+    hooks.book = &book;
+    observe::Api with_book(a.rig.engine(), a.rig.store(), hooks);
+    observe::Router router;
+    with_book.add_routes(router);
+    CHECK(body(call(router, "GET", "/api/v1/forecast?hours=1&bucket_minutes=30")) == f);
+  }
+  SECTION("bounds: the window, the intervals and the fires simulated") {
+    CHECK(a.get("/api/v1/forecast?hours=0").status == 400);
+    CHECK(a.get("/api/v1/forecast?hours=169").status == 400);
+    CHECK(a.get("/api/v1/forecast?bucket_minutes=0").status == 400);
+    auto many = a.get("/api/v1/forecast?hours=24&bucket_minutes=1");
+    CHECK(many.status == 400);
+    CHECK_THAT(many.body, Catch::Contains("at most 1000"));
+    // A week of a job firing every second is more than a forecast simulates.
+    auto week = body(a.get("/api/v1/forecast?hours=168"));
+    CHECK(week["truncated"] == true);
+    CHECK(week["covered_to"] < week["to"]);
+    CHECK(week["buckets"].size() == 672);
+    CHECK(week["buckets"][671]["fires"] == 0);
+  }
+  SECTION("the document's Forecast requires exactly the keys answered") {
+    auto f = body(a.get("/api/v1/forecast"));
+    CHECK(f["buckets"].size() == 96);
+    auto doc = body(a.get("/api/v1/openapi.json"));
+    const json& schema = doc["components"]["schemas"]["Forecast"];
+    std::set<std::string> required, answered;
+    for (const auto& key : schema["required"]) required.insert(key.get<std::string>());
+    for (const auto& [key, value] : f.items()) answered.insert(key);
+    CHECK(required == answered);
+    required.clear(), answered.clear();
+    for (const auto& key : schema["properties"]["summary"]["required"]) {
+      required.insert(key.get<std::string>());
+    }
+    for (const auto& [key, value] : f["summary"].items()) answered.insert(key);
+    CHECK(required == answered);
+    required.clear(), answered.clear();
+    for (const auto& key : schema["properties"]["buckets"]["items"]["required"]) {
+      required.insert(key.get<std::string>());
+    }
+    for (const auto& [key, value] : f["buckets"][0].items()) answered.insert(key);
+    CHECK(required == answered);
+  }
+}

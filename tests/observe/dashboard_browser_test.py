@@ -256,6 +256,15 @@ def run_test(args, root):
             "import-orders' sparkline with its failures")
         log("jobs table ok")
 
+        # The next 24 hours: one bar per 15 minutes; import-orders alone fires 96 times.
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#forecast-chart rect.bar")) == 96,
+                   "the forecast chart's 96 bars")
+        fires = int(re.match(r"(\d+) fires", text_of(drv, "#forecast-summary")).group(1))
+        assert fires > 96, "the forecast counts %d fires" % fires
+        bar = drv.find_element(By.CSS_SELECTOR, "#forecast-chart rect.bar title")
+        assert "runs at once" in bar.get_attribute("textContent"), bar.get_attribute("textContent")
+        log("forecast chart ok")
+
         # Search: the server filters by name substring.
         box = drv.find_element(By.ID, "job-search")
         box.send_keys("import")
@@ -363,6 +372,7 @@ def take_screenshot(drv, host, base, path, all_pages):
                and float(d.find_element(By.CSS_SELECTOR, "#live-rows progress").get_attribute("value")) > 0.2,
                "crunch's progress in the running-now panel")
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#jobs-table tbody tr[data-job]")) == 7, "the jobs")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#forecast-chart rect.bar"), "the forecast chart")
 
     def save(target):
         # Size the window so the whole page fits the viewport, then shoot.

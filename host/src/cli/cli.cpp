@@ -63,6 +63,21 @@ int run_cli(int argc, char** argv) {
     command = [&] { return cmd_next(next_options); };
   });
 
+  SimulateOptions simulate_options;
+  auto* simulate = app.add_subcommand(
+      "simulate", "Forecast a window: every fire, the runs at once, waits and forbid skips");
+  add_config_flag(simulate, simulate_options.config);
+  simulate->add_option("--from", simulate_options.from, "Start: RFC 3339 or now (default now)");
+  auto* to_opt =
+      simulate->add_option("--to", simulate_options.to, "End (excluded): RFC 3339 or now");
+  auto* for_opt = simulate->add_option("--for", simulate_options.duration,
+                                       "Length instead of --to, e.g. 24h (default 24h)");
+  to_opt->excludes(for_opt);
+  simulate->add_option("--limit", simulate_options.limit, "Most fires simulated (default 10000)")
+      ->check(CLI::Range(1, kMaxSimulateLimit));
+  simulate->add_flag("--json", simulate_options.json, "Print JSON");
+  simulate->callback([&] { command = [&] { return cmd_simulate(simulate_options); }; });
+
   auto* run =
       app.add_subcommand("run", "Run the daemon in the foreground (SIGTERM/SIGINT stop it)");
   add_config_flag(run, config);

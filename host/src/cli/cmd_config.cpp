@@ -22,14 +22,6 @@ namespace {
 
 using nlohmann::json;
 
-// The zone a job's times are shown in: its cron zone, else the host's.
-const date::time_zone* display_zone(const config::Config& config, const config::JobConfig& job) {
-  if (const auto* cron = std::get_if<schedule::Cron>(&job.schedule)) return cron->zone;
-  if (auto zone = schedule::find_zone(job.settings->timezone)) return *zone;
-  if (auto zone = schedule::find_zone(config.host.timezone)) return *zone;
-  return *schedule::find_zone("UTC");
-}
-
 // An Every grid needs an anchor; without a daemon we anchor it at `from`.
 schedule::Spec anchored(schedule::Spec spec, TimePoint from) {
   if (auto* every = std::get_if<schedule::Every>(&spec); every && every->anchor == TimePoint{}) {

@@ -21,6 +21,18 @@ struct NextOptions {
 };
 int cmd_next(const NextOptions& options);
 
+// The most fires `simulate --limit` may ask for.
+inline constexpr int kMaxSimulateLimit = 1000000;
+struct SimulateOptions {
+  std::string config;
+  std::string from = "now";  // RFC 3339 or "now"
+  std::string to;            // RFC 3339 or "now"; or
+  std::string duration;      // --for, a config duration; neither: 24h
+  int limit = 10000;         // most fires simulated
+  bool json = false;
+};
+int cmd_simulate(const SimulateOptions& options);
+
 int cmd_run(const std::string& config_flag);
 int cmd_run_once(const std::string& config_flag, const std::string& job);
 // `payload`: a file holding the JSON the run gets as its event, "-" for

@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "daemon/daemon.h"
+#include "schedule/schedule.h"
 
 namespace jobhost::cli {
 
@@ -36,6 +37,13 @@ catalog::ScanResult scan_plugins(const config::Config& config) {
 
 std::filesystem::path shadow_dir(const config::Config& config) {
   return config.host.state_dir / "plugins";
+}
+
+const date::time_zone* display_zone(const config::Config& config, const config::JobConfig& job) {
+  if (const auto* cron = std::get_if<schedule::Cron>(&job.schedule)) return cron->zone;
+  if (auto zone = schedule::find_zone(job.settings->timezone)) return *zone;
+  if (auto zone = schedule::find_zone(config.host.timezone)) return *zone;
+  return *schedule::find_zone("UTC");
 }
 
 std::unique_ptr<ledger::Store> open_ledger_or_report(const config::HostConfig& host,

@@ -30,6 +30,10 @@ catalog::ScanResult scan_plugins(const config::Config& config);
 // Where the shadow copies of plugins are: <state_dir>/plugins.
 std::filesystem::path shadow_dir(const config::Config& config);
 
+// The zone a job's times are shown in: its cron zone, else its own or the
+// host's timezone, else UTC.
+const date::time_zone* display_zone(const config::Config& config, const config::JobConfig& job);
+
 // Opens the ledger in host.state_dir; on failure prints the error to stderr.
 std::unique_ptr<ledger::Store> open_ledger_or_report(const config::HostConfig& host,
                                                      ledger::Access access);

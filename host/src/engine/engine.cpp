@@ -7,6 +7,7 @@
 #include <boost/asio/post.hpp>
 
 #include "common/log.h"
+#include "engine/forecast.h"
 #include "engine/misfire.h"
 #include "engine/retry.h"
 #include "engine/wall_timer.h"
@@ -774,6 +775,43 @@ std::vector<TimePoint> Engine::upcoming_slots(std::string_view name, int count) 
   return out;
 }
 
+ForecastInput Engine::forecast_input() const {
+  ForecastInput in;
+  in.from = in.to = now();
+  in.limits.push_back({"max_concurrency", config_.host.max_concurrency});
+  in.seed = seed_;
+  // A job's fire parked ahead comes before its next planned slot.
+  std::map<std::string_view, TimePoint> parked_slot;
+  for (const auto& [run_id, parked] : parked_) {
+    if (parked.fire.trigger == ledger::Trigger::schedule) {
+      parked_slot.try_emplace(parked.fire.job, parked.fire.slot);
+    }
+  }
+  std::map<std::string_view, std::size_t> index;
+  for (const auto& cfg : config_.jobs) {
+    const auto it = jobs_.find(cfg.name);
+    if (it == jobs_.end()) continue;
+    const JobState& job = it->second;
+    ForecastJob f = forecast_job(cfg);
+    f.spec = job.spec;
+    f.paused = job.paused;
+    std::optional<TimePoint> first = job.next_slot;
+    if (auto p = parked_slot.find(cfg.name); p != parked_slot.end()) {
+      first = std::min(first.value_or(p->second), p->second);
+    }
+    f.fires = f.fires && first.has_value();
+    f.after = first ? *first - Duration(1) : in.from;
+    index.emplace(cfg.name, in.jobs.size());
+    in.jobs.push_back(std::move(f));
+  }
+  for (const auto& [run_id, run] : active_) {
+    if (auto it = index.find(run.start.job); it != index.end()) {
+      in.running.push_back({it->second, run.start.started_at});
+    }
+  }
+  return in;
+}
+
 void Engine::skip_queued(JobState& job, const std::string& reason) {
   for (auto it = ready_.begin(); it != ready_.end();) {
     if (it->job == job.config->name && it->attempt == 1) {
@@ -840,11 +878,7 @@ void Engine::stop_now() {
 }
 
 TimePoint Engine::new_anchor(const schedule::Every& every, TimePoint t) const {
-  if (config_.host.store_url.empty() || every.period <= Duration(0)) {
-    return std::chrono::floor<std::chrono::seconds>(t);
-  }
-  const Duration since_epoch = t.time_since_epoch();
-  return TimePoint(since_epoch - since_epoch % every.period);
+  return new_every_anchor(every.period, t, !config_.host.store_url.empty());
 }
 
 std::map<std::string_view, std::size_t> Engine::groups_running() const {

@@ -20,6 +20,7 @@
 #include "catalog/catalog.h"
 #include "config/config.h"
 #include "engine/backlog.h"
+#include "engine/forecast.h"
 #include "engine/observer.h"
 #include "engine/run_records.h"
 #include "engine/timer.h"
@@ -229,6 +230,12 @@ class Engine {
   // grid the engine uses, anchors included); empty for an unknown,
   // disabled or manual job.
   std::vector<TimePoint> upcoming_slots(std::string_view job, int count) const;
+  // What a forecast from now needs of the engine (engine/forecast.h): the
+  // window [now, now), the host's max_concurrency, the jitter seed, each
+  // configured job on the engine's grid from its next planned slot (a fire
+  // parked ahead included), its pause, and the runs in flight. The caller
+  // sets `to` and each job's p95. Fires waiting for a run slot are left out.
+  ForecastInput forecast_input() const;
   const config::Config& config() const { return config_; }
   const catalog::ScanResult& plugins() const { return plugins_; }
 
@@ -277,10 +284,8 @@ class Engine {
 
   TimePoint now() const { return clock_(); }
   void schedule_next(JobState& job, TimePoint after);
-  // The anchor of an `every` grid that has no last fire yet, at `t`: the
-  // second of its first load, or, on a ledger several hosts share, the
-  // grid's point since the epoch before `t`, which every host computes alike
-  // whenever it started (docs/cluster.md).
+  // The anchor of an `every` grid that has no last fire yet, at `t`
+  // (new_every_anchor: on a shared ledger every host computes it alike).
   TimePoint new_anchor(const schedule::Every& every, TimePoint t) const;
   // Runs or skips (per the job's misfire policy) the slots after last_fire up to t.
   void handle_misfires(JobState& job, TimePoint last_fire, TimePoint t, std::string_view why);

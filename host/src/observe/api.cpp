@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "common/sha256.h"
+#include "engine/forecast.h"
 #include "observe/dashboard_data.h"
 #include "schedule/schedule.h"
 
@@ -147,6 +148,38 @@ void set_window(json& j, const std::vector<ledger::WindowRun>& window) {
 // The figures of a job the book has not seen: no runs, no fires yet.
 const ledger::JobStats kNoRuns{};
 
+// The forecast runs on the loop: its window and its work are bounded (a
+// simulation of 100,000 fires took 0.1 s on the 2-core build machine).
+constexpr int kMaxForecastHours = 168;
+constexpr int64_t kMaxForecastBuckets = 1000;
+constexpr std::size_t kMaxForecastFires = 100000;
+
+json forecast_json(const engine::ForecastInput& in, Duration width, std::size_t count) {
+  const engine::Forecast forecast = engine::simulate(in);
+  json buckets = json::array();
+  for (const auto& b : engine::forecast_buckets(forecast, in.from, width, count)) {
+    buckets.push_back({{"start", ledger::format_utc(b.start)},
+                       {"fires", b.fires},
+                       {"runs", b.runs},
+                       {"waited", b.waited},
+                       {"skipped", b.skipped},
+                       {"peak_runs", b.peak}});
+  }
+  std::size_t without_history = 0;
+  for (const auto& job : in.jobs) {
+    if (job.fires && !job.p95) ++without_history;
+  }
+  return {{"from", ledger::format_utc(in.from)},
+          {"to", ledger::format_utc(in.to)},
+          {"bucket_minutes", width / std::chrono::minutes(1)},
+          {"max_concurrency", in.limits.front().max},
+          {"truncated", forecast.truncated},
+          {"covered_to", ledger::format_utc(forecast.covered_to)},
+          {"jobs_without_history", without_history},
+          {"summary", engine::summary_json(forecast.summary)},
+          {"buckets", std::move(buckets)}};
+}
+
 // Reads of the ledger waiting for the read worker, at most (see add_routes).
 constexpr std::size_t kMaxWaitingReads = 16;
 
@@ -283,6 +316,7 @@ void Api::add_routes(Router& router) {
   router.add("POST", "/api/v1/runs/{id}/cancel", bind(&Api::cancel));
   router.add("GET", "/api/v1/events", bind_read(&Api::list_events));
   router.add("GET", "/api/v1/status", bind_read(&Api::status));
+  router.add("GET", "/api/v1/forecast", bind_read(&Api::forecast));
   router.add("POST", "/api/v1/reload", bind(&Api::reload));
   router.add("GET", "/api/v1/openapi.json", [](const Request&, const Respond& respond) {
     respond(Response::json(200, std::string(openapi_document())));
@@ -686,6 +720,45 @@ void Api::status_answer(bool with_jobs, int64_t limit, int64_t offset, const jso
               {"next_offset", with_jobs && last < configured.size() ? json(last) : json(nullptr)},
               {"running", std::move(in_flight)},
               {"summary", std::move(summary)}}));
+}
+
+void Api::forecast(const Request& request, const Respond& respond) {
+  auto hours = int_arg(request, "hours", 24, 1, kMaxForecastHours);
+  auto minutes = int_arg(request, "bucket_minutes", 15, 1, 1440);
+  if (!hours) return respond(Response::error(400, hours.error()));
+  if (!minutes) return respond(Response::error(400, minutes.error()));
+  const int64_t count = (*hours * 60 + *minutes - 1) / *minutes;
+  if (count > kMaxForecastBuckets) {
+    return respond(
+        Response::error(400, fmt::format("hours / bucket_minutes gives {} intervals; at most {}",
+                                         count, kMaxForecastBuckets)));
+  }
+  engine::ForecastInput in = engine_.forecast_input();
+  in.to = in.from + std::chrono::hours(*hours);
+  in.max_fires = kMaxForecastFires;
+  const Duration width = std::chrono::minutes(*minutes);
+  if (const JobBook* book = hooks_.book) {
+    for (auto& job : in.jobs) {
+      const JobBook::Entry* e = book->find(job.name);
+      if (e && e->window()) job.p95 = e->window()->p95_duration();
+    }
+    return respond(ok(forecast_json(in, width, static_cast<std::size_t>(count))));
+  }
+  std::vector<std::string> names;
+  names.reserve(in.jobs.size());
+  for (const auto& job : in.jobs) names.push_back(job.name);
+  // Every job's stats window in one query.
+  using Windows = Result<std::vector<std::pair<std::string, std::vector<ledger::WindowRun>>>>;
+  reads_->run([names = std::move(names)](ledger::Store& store) { return store.window_runs(names); },
+              [in = std::move(in), width, count, respond](Windows windows) mutable {
+                if (!windows) return respond(ledger_error(windows.error()));
+                std::unordered_map<std::string_view, std::optional<Duration>> p95;
+                for (const auto& [job, runs] : *windows) p95.emplace(job, percentiles_of(runs).p95);
+                for (auto& job : in.jobs) {
+                  if (auto it = p95.find(job.name); it != p95.end()) job.p95 = it->second;
+                }
+                respond(ok(forecast_json(in, width, static_cast<std::size_t>(count))));
+              });
 }
 
 void Api::trigger(const Request& request, const Respond& respond) {

@@ -91,6 +91,9 @@ class Api {
   // `snapshot`: the engine's, from which `summary` was made.
   void status_answer(bool with_jobs, int64_t limit, int64_t offset, const nlohmann::json& snapshot,
                      nlohmann::json summary, StatusReads read, const Respond& respond);
+  // The forecast from now (engine/forecast.h) in intervals, for the
+  // dashboard's chart; p95s from the book, else read through `reads_`.
+  void forecast(const Request& request, const Respond& respond);
   void trigger(const Request& request, const Respond& respond);
   void pause(const Request& request, const Respond& respond, bool paused);
   void cancel(const Request& request, const Respond& respond);

@@ -273,6 +273,82 @@ function barChart(points, title, format) {
   return s;
 }
 
+// The forecast (GET /api/v1/forecast) as bars, one per interval, left = now:
+// bar height = the most runs at once in it, orange where fires wait for a
+// run slot; max_concurrency dashed. Hover a bar for its figures.
+function forecastChart(data) {
+  const buckets = data.buckets || [];
+  const w = 600, h = 140, top = 14, bottom = 18, left = 4;
+  const limit = data.max_concurrency || 1;
+  const max = Math.max(limit, ...buckets.map((b) => b.peak_runs || 0));
+  const n = Math.max(buckets.length, 1), slot = (w - left) / n, bw = Math.max(1, slot - 1);
+  const y = (v) => h - bottom - (h - top - bottom) * v / max;
+  const hhmm = (ms) => new Date(ms).toLocaleTimeString([], {hour: '2-digit', minute: '2-digit', hour12: false});
+  const peak = (data.summary || {}).peak_runs || 0;
+  const s = svg('svg', {class: 'chart', id: 'forecast-chart', viewBox: `0 0 ${w} ${h}`, role: 'img',
+    'aria-label': 'Expected runs at once over the next ' + buckets.length + ' intervals, at most ' + peak});
+  s.append(svg('title', {}, 'Expected runs at once'));
+  s.append(svg('line', {class: 'axis', x1: 0, y1: h - bottom, x2: w, y2: h - bottom}));
+  s.append(svg('line', {class: 'limit', x1: 0, y1: y(limit), x2: w, y2: y(limit), 'stroke-dasharray': '4 3'}));
+  s.append(svg('text', {x: w - 2, y: y(limit) - 3, 'text-anchor': 'end'}, 'max_concurrency ' + limit));
+  const every = Math.max(1, Math.ceil(n / 4));
+  buckets.forEach((b, i) => {
+    const start = parseTime(b.start);
+    const end = start + (data.bucket_minutes || 15) * 60000;
+    const v = b.peak_runs || 0;
+    const parts = [b.fires + ' fires', 'up to ' + v + ' runs at once'];
+    if (b.waited) parts.push(b.waited + ' wait for a run slot');
+    if (b.skipped) parts.push(b.skipped + ' skipped');
+    s.append(svg('rect', {class: 'bar', x: (left + i * slot).toFixed(1), y: y(v).toFixed(1), width: bw.toFixed(1),
+      height: (h - bottom - y(v)).toFixed(1), fill: b.waited ? '#b8740b' : '#4f86c6', 'data-start': b.start},
+      svg('title', {}, hhmm(start) + '–' + hhmm(end) + ': ' + parts.join(', '))));
+    if (i % every === 0) s.append(svg('text', {x: left + i * slot + 1, y: h - 4}, i === 0 ? 'now' : hhmm(start)));
+  });
+  return s;
+}
+
+// The forecast's figures in words, under the chart.
+function forecastSummary(data) {
+  const s = data.summary || {};
+  const skipped = s.skipped || {};
+  const parts = [s.fires + ' fires'];
+  parts.push(s.peak_runs ? 'up to ' + s.peak_runs + ' runs at once (first at ' + fmtClock(parseTime(s.peak_at)) + ')'
+    : 'no run');
+  if (s.waited) parts.push(s.waited + ' wait for a run slot (' + fmtDuration(s.wait_ms) + ' in all)');
+  if (skipped.forbid) parts.push(skipped.forbid + ' skipped by concurrency = forbid');
+  if (skipped.paused) parts.push(skipped.paused + ' of paused jobs');
+  const fresh = data.jobs_without_history;
+  if (fresh) parts.push(fresh + (fresh === 1 ? ' job' : ' jobs') + ' without history (1 s a run assumed)');
+  if (data.truncated) parts.push('only up to ' + fmtClock(parseTime(data.covered_to)) + ': too many fires to simulate');
+  return parts.join(' · ');
+}
+
+// The "Next 24 hours" card: fetched when the page opens, then every 5 minutes
+// (the forecast moves slowly, and costs the daemon a simulation).
+const FORECAST_MS = 5 * 60 * 1000;
+function forecastPanel() {
+  const body = el('div', {id: 'forecast'}, el('p', {class: 'muted'}, 'Loading…'));
+  const summary = el('p', {class: 'muted', id: 'forecast-summary'});
+  let fetched = 0;
+  async function refresh() {
+    if (Date.now() - fetched < FORECAST_MS) return;
+    fetched = Date.now();
+    try {
+      const data = await api('forecast?hours=24&bucket_minutes=15');
+      body.replaceChildren(forecastChart(data));
+      summary.textContent = forecastSummary(data);
+    } catch (e) {
+      body.replaceChildren(el('p', {class: 'muted'}, 'Forecast not available: ' + e.message));
+      summary.textContent = '';
+    }
+  }
+  return {
+    node: el('section', {'aria-labelledby': 'forecast-title'},
+      el('h2', {id: 'forecast-title'}, 'Next 24 hours: expected runs at once'), body, summary),
+    refresh,
+  };
+}
+
 // ---- status tiles and live runs -----------------------------------------
 
 function setTile(id, text, cls) {
@@ -355,6 +431,7 @@ function jobsView(params) {
   // status says runs changed, or every 15 s (next fires move on), and never
   // more often than 4x what the last answer took.
   let lastFetch = 0, lastCost = 0, dirty = false;
+  const forecast = forecastPanel();
 
   function syncHash() {
     const h = '#/' + query({q: state.q, sort: state.sort === 'name' ? '' : state.sort, state: state.state,
@@ -416,6 +493,7 @@ function jobsView(params) {
   }
 
   async function refresh(poll) {
+    forecast.refresh();
     if (poll) {
       dirty = dirty || poll.changed;
       const wait = Math.max(dirty ? 0 : 15000, 4 * lastCost);
@@ -442,13 +520,15 @@ function jobsView(params) {
 
   return {
     render() {
-      return el('section', {'aria-labelledby': 'jobs-title'},
-        el('h1', {id: 'jobs-title'}, 'Jobs'),
-        el('div', {class: 'toolbar'},
-          el('div', {class: 'field'}, el('label', {for: 'job-search'}, 'Search jobs'), search),
-          el('div', {class: 'field'}, el('label', {for: 'job-state'}, 'State'), stateSelect)),
-        el('table', {class: 'grid', id: 'jobs-table'}, el('thead', {}, headRow), tbody),
-        el('div', {class: 'pager'}, prev, next, summary));
+      return el('div', {},
+        el('section', {'aria-labelledby': 'jobs-title'},
+          el('h1', {id: 'jobs-title'}, 'Jobs'),
+          el('div', {class: 'toolbar'},
+            el('div', {class: 'field'}, el('label', {for: 'job-search'}, 'Search jobs'), search),
+            el('div', {class: 'field'}, el('label', {for: 'job-state'}, 'State'), stateSelect)),
+          el('table', {class: 'grid', id: 'jobs-table'}, el('thead', {}, headRow), tbody),
+          el('div', {class: 'pager'}, prev, next, summary)),
+        forecast.node);
     },
     refresh,
   };
