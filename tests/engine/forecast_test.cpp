@@ -373,15 +373,20 @@ TEST_CASE("forecast: buckets count fires by slot and the most runs at once", "[e
 // skipped for the same reason.
 TEST_CASE("forecast: the engine dispatches the fires as forecast", "[engine][forecast]") {
   Rig rig(R"(
+[groups.g]
+max_concurrency = 1
+
 [jobs.batch]
 plugin = "noop"
 schedule = "*/20 * * * * *"
 concurrency = "allow"
+concurrency_group = "g"
 
 [jobs.long]
 plugin = "noop"
 schedule = "0 * * * * *"
 concurrency = "allow"
+priority = 3
 
 [jobs.tick]
 plugin = "noop"
@@ -398,6 +403,7 @@ plugin = "noop"
 schedule = "*/5 * * * * *"
 jitter = "4s"
 concurrency = "allow"
+concurrency_group = "g"
 )",
           Rig::Runs::fake, "max_concurrency = 2\n");
   const std::map<std::string, Duration> run_time = {
@@ -415,6 +421,19 @@ concurrency = "allow"
   CHECK(forecast.summary.waited > 0);
   CHECK(forecast.summary.forbid > 0);
   CHECK(forecast.summary.cut_short + forecast.summary.replaced > 0);
+  // ... the group's limit among them.
+  REQUIRE(in.limits.size() == 2);
+  CHECK(in.limits[1].name == "g");
+  auto ungrouped = in;
+  ungrouped.limits.resize(1);
+  for (auto& j : ungrouped.jobs) j.limits = {0};
+  const auto without = engine::simulate(ungrouped);
+  const auto starts = [](const auto& f) {
+    std::vector<std::optional<TimePoint>> out;
+    for (const auto& fire : f.fires) out.push_back(fire.start);
+    return out;
+  };
+  CHECK(starts(without) != starts(forecast));  // the group changed who starts when
 
   // Drive the engine: each run ends after its job's run time; at an instant
   // where a run ends and a fire comes due, the end first (as forecast).

@@ -810,6 +810,10 @@ TEST_CASE("a trigger with a JSON body is a webhook: its runs get the body as the
              "\"" + std::string(40 * 1024, 'x') + "\"");
   CHECK(r.status == 413);
   CHECK_THAT(r.body, Catch::Contains("at most 32768"));
+  r = a.post("/api/v1/jobs/beta/trigger", "Bearer s3cret",
+             std::string(20000, '[') + std::string(20000, ']'));
+  CHECK(r.status == 400);
+  CHECK_THAT(r.body, Catch::Contains("deeper than 64 levels"));
   a.rig.settle();
   CHECK(fake.started.size() == before);
 }

@@ -2,6 +2,7 @@
 #include <fmt/core.h>
 
 #include <chrono>
+#include <algorithm>
 #include <expected>
 #include <fstream>
 #include <functional>
@@ -75,10 +76,21 @@ std::expected<json, std::string> read_payload(const std::string& path) {
     if (!in) return std::unexpected(fmt::format("cannot read the payload {}", path));
     text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
-  json event = json::parse(text, nullptr, false);
+  int depth = 0;
+  json event = json::parse(
+      text,
+      [&depth](int d, json::parse_event_t, json&) {
+        depth = std::max(depth, d);
+        return true;
+      },
+      false);
   if (event.is_discarded()) {
     return std::unexpected(
         fmt::format("the payload {} is not a JSON document", path == "-" ? "on stdin" : path));
+  }
+  if (depth > engine::kMaxEventDepth) {
+    return std::unexpected(
+        fmt::format("the payload nests deeper than {} levels", engine::kMaxEventDepth));
   }
   if (const std::size_t size = event.dump().size(); size > engine::kMaxEventBytes) {
     return std::unexpected(fmt::format("the payload is {} bytes (as compact JSON); at most {}",

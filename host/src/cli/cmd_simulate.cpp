@@ -213,6 +213,7 @@ Plan make_plan(const config::Config& config, const LedgerView& ledger, TimePoint
       }
     }
   }
+  engine::add_group_limits(config, in);
   return plan;
 }
 

@@ -284,15 +284,14 @@ void Engine::pump() {
        backlog_.may_claim() &&
        active_.size() + claims.size() < static_cast<std::size_t>(config_.host.max_concurrency);) {
     JobState& job = jobs_.find(it->job)->second;
-    if (const std::string& group = job.config->settings->concurrency_group; !group.empty()) {
+    const std::string& group = job.config->settings->concurrency_group;
+    if (!group.empty()) {
       const config::GroupConfig* limit = config_.find_group(group);
-      std::size_t& load = group_load[group];
-      if (limit && load >= static_cast<std::size_t>(limit->max_concurrency)) {
+      if (limit && group_load[group] >= static_cast<std::size_t>(limit->max_concurrency)) {
         ++group_waiting_[group];
         ++it;
         continue;
       }
-      ++load;
     }
     // The fire stays counted in its job's `queued` until its claim's result
     // (launch): concurrency and the order of skips see it meanwhile.
@@ -300,7 +299,9 @@ void Engine::pump() {
     it = ready_.erase(it);
     ++job.claiming;
     touched.push_back(fire.job);
+    const std::size_t before = claims.size();
     prepare_claim(std::move(fire), claims, launches);
+    if (!group.empty() && claims.size() > before) ++group_load[group];  // not a skip
   }
   // Skips that waited behind a fire of their job: after its claim.
   const auto record_skips = [this](const std::vector<std::string>& jobs) {
@@ -551,6 +552,11 @@ void Engine::fire_chains(const config::JobConfig& cfg, const ledger::RunStart& r
         {name, {}, run.trace_id, 1});
     admit(Fire{slot, name, slot, 1, run.trace_id, ledger::Trigger::chain, shared});
   }
+  // From a run that ended unstarted, inside a dispatch that is over: the
+  // chained fires wait for a run slot like any other (posted: not nested).
+  boost::asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
+    if (!alive.expired()) pump();
+  });
 }
 
 void Engine::post_end_of_turn() {
@@ -809,6 +815,7 @@ ForecastInput Engine::forecast_input() const {
       in.running.push_back({it->second, run.start.started_at});
     }
   }
+  add_group_limits(config_, in);
   return in;
 }
 

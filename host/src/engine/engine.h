@@ -50,6 +50,9 @@ inline constexpr Duration kCheckpointGap = std::chrono::milliseconds(200);
 // The largest trigger payload (JSON, compact) a fire takes: it fits the
 // control socket's requests, the HTTP API's bodies and the plugin's memory.
 inline constexpr std::size_t kMaxEventBytes = 32 * 1024;
+// ... and nested at most this deep: writing JSON out recurses, parsing it
+// does not, so a deeper payload is refused where it is parsed.
+inline constexpr int kMaxEventDepth = 64;
 
 // The reason recorded for the fires of a paused job.
 inline const std::string kPausedReason = "paused";

@@ -97,6 +97,14 @@ config::JobDiff Engine::apply_config(config::Config loaded, const ReloadReads& r
       it->second.config = &job;  // same settings; only its place in the file may differ
     }
   }
+  // Fires waiting for a run slot take their job's priority now.
+  decltype(ready_) reordered;
+  for (Fire fire : ready_) {
+    JobState& job = jobs_.find(fire.job)->second;
+    fire.priority = job.config->settings->priority;
+    if (!reordered.insert(std::move(fire)).second) --job.queued;  // the same fire twice
+  }
+  ready_.swap(reordered);
   // Settings that need a restart keep their running values.
   loaded.host.state_dir = config_.host.state_dir;
   loaded.host.plugin_dir = config_.host.plugin_dir;

@@ -9,6 +9,7 @@
 #include <queue>
 #include <set>
 #include <tuple>
+#include <unordered_map>
 
 #include "engine/engine.h"
 #include "ledger/records.h"
@@ -29,12 +30,14 @@ struct Run {
 // The engine's ready queue order (Fire::operator<): due time, then job name,
 // then slot. A priority would come first here.
 struct ReadyKey {
+  int priority;  // higher first, as engine::ReadyOrder
   TimePoint due;
   std::string_view job;
   TimePoint slot;
   std::size_t fire;
   bool operator<(const ReadyKey& other) const {
-    return std::tie(due, job, slot, fire) < std::tie(other.due, other.job, other.slot, other.fire);
+    return std::tie(other.priority, due, job, slot, fire) <
+           std::tie(priority, other.due, other.job, other.slot, other.fire);
   }
 };
 
@@ -54,8 +57,11 @@ class Simulation {
     // The fires in the order they come due (as the engine's timeline).
     std::vector<std::size_t> order(fires_.size());
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(),
-              [&](std::size_t a, std::size_t b) { return key(a) < key(b); });
+    // In time order (the ready queue's own order puts priority first).
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      const ReadyKey x = key(a), y = key(b);
+      return std::tie(x.due, x.job, x.slot, x.fire) < std::tie(y.due, y.job, y.slot, y.fire);
+    });
     std::size_t next = 0;
     std::vector<std::size_t> admitted;
     for (;;) {
@@ -96,7 +102,7 @@ class Simulation {
 
   ReadyKey key(std::size_t f) const {
     const ForecastFire& fire = fires_[f];
-    return ReadyKey{fire.due, in_.jobs[fire.job].name, fire.slot, f};
+    return ReadyKey{in_.jobs[fire.job].priority, fire.due, in_.jobs[fire.job].name, fire.slot, f};
   }
 
   // Engine::admit: paused, then the concurrency policy, then the queue's bound.
@@ -280,7 +286,25 @@ ForecastJob forecast_job(const config::JobConfig& job) {
   out.jitter = job.settings->jitter;
   out.concurrency = job.settings->concurrency;
   out.timeout = job.settings->timeout;
+  out.priority = job.settings->priority;
   return out;
+}
+
+void add_group_limits(const config::Config& config, ForecastInput& in) {
+  if (config.groups.empty()) return;
+  std::unordered_map<std::string_view, std::size_t> limit_of;
+  for (const auto& group : config.groups) {
+    limit_of.emplace(group.name, in.limits.size());
+    in.limits.push_back({group.name, group.max_concurrency});
+  }
+  std::unordered_map<std::string_view, const config::JobConfig*> job_of;
+  for (const auto& job : config.jobs) job_of.emplace(job.name, &job);
+  for (auto& job : in.jobs) {
+    const auto cfg = job_of.find(job.name);
+    if (cfg == job_of.end()) continue;
+    const auto limit = limit_of.find(cfg->second->settings->concurrency_group);
+    if (limit != limit_of.end()) job.limits.push_back(limit->second);
+  }
 }
 
 std::string_view skip_kind(ForecastSkip skip) {

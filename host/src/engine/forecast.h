@@ -52,6 +52,7 @@ struct ForecastJob {
   std::optional<Duration> p95;  // of its stats window; nullopt: no history
   // Indexes into ForecastInput::limits, each of which a run of the job takes.
   std::vector<std::size_t> limits{0};
+  int priority = 0;  // orders the ready queue first, higher first (as the engine)
 
   // What a run of the job is expected to last: its p95 (kNoHistoryRun
   // without history), cut at its timeout.
@@ -82,6 +83,10 @@ struct ForecastInput {
   // Most fires simulated; past it the forecast ends early (truncated).
   std::size_t max_fires = 100000;
 };
+
+// Adds a limit per [groups.NAME] of `config` to `in` (after the host's) and
+// to the jobs in `in.jobs` that name it (concurrency_group).
+void add_group_limits(const config::Config& config, ForecastInput& in);
 
 // Why a fire does not run.
 enum class ForecastSkip {

@@ -776,9 +776,20 @@ void Api::trigger(const Request& request, const Respond& respond) {
   // A body makes it a webhook: the JSON document is the run's event.
   std::optional<std::string> event;
   if (request.body.find_first_not_of(" \t\r\n") != std::string::npos) {
-    const json body = json::parse(request.body, nullptr, false);
+    int depth = 0;
+    const json body = json::parse(
+        request.body,
+        [&depth](int d, json::parse_event_t, json&) {
+          depth = std::max(depth, d);
+          return true;
+        },
+        false);
     if (body.is_discarded()) {
       return respond(Response::error(400, "the body is not a JSON document"));
+    }
+    if (depth > engine::kMaxEventDepth) {
+      return respond(Response::error(
+          400, fmt::format("the body nests deeper than {} levels", engine::kMaxEventDepth)));
     }
     event = body.dump();
     if (event->size() > engine::kMaxEventBytes) {
