@@ -779,7 +779,10 @@ schedule = "@manual"
   CHECK((*old)["message"] == "abi 1.0 attempt 1 color (none) table complete");
   auto plugins = run_jobhost({"plugins", "--config", config.string(), "--json"});
   REQUIRE(plugins.exit_code == 0);
-  for (const auto& p : json::parse(plugins.out)["accepted"]) {
+  const json listed =
+      json::parse(plugins.out);  // named: a range-for over a temporary's member dangles
+  REQUIRE(listed["accepted"].size() == 2);
+  for (const auto& p : listed["accepted"]) {
     CHECK(p["abi"] == (p["name"] == "abi_1_0" ? "1.0" : "1.1"));
   }
   host.stop();
