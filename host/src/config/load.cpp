@@ -2023,113 +2023,116 @@ class Loader {
     job.secrets = std::move(secrets);
   }
 
-  // [secrets.NAME] = { file = "..." } or { env = "VAR" } or { credential = "NAME" }.
-  // [groups.NAME] max_concurrency = N.
-  void read_groups(const toml::node& node, std::vector<GroupConfig>& out) {
-    static constexpr std::array<std::string_view, 1> kGroupKeys = {"max_concurrency"};
-    const toml::table* table = read_table(node, "groups", "tables like [groups.NAME]");
+  // Each [KIND.NAME] table of `node`: its name goes into `names` (known even
+  // when broken: one error, not two); a name that is not valid, or a value
+  // that is not a table (`example` says what is), is an error; the others go
+  // to read(name, section, table, value).
+  template <class Read>
+  void read_named_tables(const toml::node& node, std::string_view kind, std::string_view noun,
+                         std::string_view example, std::set<std::string>& names, Read read) {
+    const toml::table* table =
+        read_table(node, std::string(kind), fmt::format("tables like [{}.NAME]", kind));
     if (table == nullptr) return;
     for (auto&& [key, v] : *table) {
       const std::string name(key.str());
-      group_names_.insert(name);
-      const std::string section = "groups." + name;
+      names.insert(name);
+      const std::string section = fmt::format("{}.{}", kind, name);
       if (!valid_job_name(name)) {
-        error(at(key), fmt::format("invalid group name \"{}\": use letters, digits, '_' and "
+        error(at(key), fmt::format("invalid {} name \"{}\": use letters, digits, '_' and "
                                    "'-', starting with a letter or digit, at most 64 characters",
-                                   name));
+                                   noun, name));
         continue;
       }
       const toml::table* t = v.as_table();
       if (t == nullptr) {
-        type_error(v, fmt::format("[{}]", section), "a table like { max_concurrency = 2 }");
+        type_error(v, fmt::format("[{}]", section), std::string(example));
         continue;
       }
-      GroupConfig group{name, 1, at(v)};
-      if (!t->contains("max_concurrency")) {
-        error(at(v), fmt::format("[{}] has no max_concurrency: add max_concurrency = N (>= 1), "
-                                 "the most runs of its jobs at once",
-                                 section));
-      }
-      for (auto&& [gkey, gv] : *t) {
-        const std::string k(gkey.str());
-        if (k != "max_concurrency") {
-          unknown_key(gkey, section, kGroupKeys);
-        } else if (auto i = read_int(gv, what(k, section), 1)) {
-          group.max_concurrency = static_cast<int>(*i);
-        }
-      }
-      out.push_back(std::move(group));
+      read(name, section, *t, v);
     }
   }
 
+  // [groups.NAME] max_concurrency = N.
+  void read_groups(const toml::node& node, std::vector<GroupConfig>& out) {
+    static constexpr std::array<std::string_view, 1> kGroupKeys = {"max_concurrency"};
+    read_named_tables(node, "groups", "group", "a table like { max_concurrency = 2 }", group_names_,
+                      [&](const std::string& name, const std::string& section, const toml::table& t,
+                          const toml::node& v) {
+                        GroupConfig group{name, 1, at(v)};
+                        if (!t.contains("max_concurrency")) {
+                          error(at(v),
+                                fmt::format("[{}] has no max_concurrency: add max_concurrency = N "
+                                            "(>= 1), the most runs of its jobs at once",
+                                            section));
+                        }
+                        for (auto&& [gkey, gv] : t) {
+                          const std::string k(gkey.str());
+                          if (k != "max_concurrency") {
+                            unknown_key(gkey, section, kGroupKeys);
+                          } else if (auto i = read_int(gv, what(k, section), 1)) {
+                            group.max_concurrency = static_cast<int>(*i);
+                          }
+                        }
+                        out.push_back(std::move(group));
+                      });
+  }
+
+  // [secrets.NAME] = { file = "..." } or { env = "VAR" } or { credential = "NAME" }.
   void read_secrets(const toml::node& node, std::vector<SecretConfig>& out) {
-    const toml::table* table = read_table(node, "secrets", "tables like [secrets.NAME]");
-    if (table == nullptr) return;
-    for (auto&& [key, v] : *table) {
-      const std::string name(key.str());
-      secret_names_.insert(name);
-      const std::string section = "secrets." + name;
-      if (!valid_job_name(name)) {
-        error(at(key), fmt::format("invalid secret name \"{}\": use letters, digits, '_' and "
-                                   "'-', starting with a letter or digit, at most 64 characters",
-                                   name));
-        continue;
-      }
-      const toml::table* t = v.as_table();
-      if (t == nullptr) {
-        type_error(v, fmt::format("[{}]", section), "a table like { file = \"/etc/jobhost/db\" }");
-        continue;
-      }
-      SecretConfig secret;
-      secret.name = name;
-      secret.pos = at(v);
-      int sources = 0;
-      bool ok = true;
-      for (auto&& [skey, sv] : *t) {
-        const std::string k(skey.str());
-        const std::string w = what(k, section);
-        if (!contains(kSecretKeys, k)) {
-          unknown_key(skey, section, kSecretKeys);
-          ok = false;
-          continue;
-        }
-        ++sources;
-        auto text = read_name(sv, w);
-        if (!text) {
-          ok = false;
-          continue;
-        }
-        if (k == "file") {
-          secret.source = SecretConfig::Source::file;
-          secret.location = resolve_path(config_dir_, *text).string();
-        } else if (k == "env") {
-          secret.source = SecretConfig::Source::env;
-          secret.location = *text;
-          if (!valid_env_name(*text)) {
-            error(at(sv), fmt::format("{}: \"{}\" is not a variable name (letters, digits and "
-                                      "'_', not starting with a digit)",
-                                      w, *text));
+    read_named_tables(
+        node, "secrets", "secret", "a table like { file = \"/etc/jobhost/db\" }", secret_names_,
+        [&](const std::string& name, const std::string& section, const toml::table& t,
+            const toml::node& v) {
+          SecretConfig secret;
+          secret.name = name;
+          secret.pos = at(v);
+          int sources = 0;
+          bool ok = true;
+          for (auto&& [skey, sv] : t) {
+            const std::string k(skey.str());
+            const std::string w = what(k, section);
+            if (!contains(kSecretKeys, k)) {
+              unknown_key(skey, section, kSecretKeys);
+              ok = false;
+              continue;
+            }
+            ++sources;
+            auto text = read_name(sv, w);
+            if (!text) {
+              ok = false;
+              continue;
+            }
+            if (k == "file") {
+              secret.source = SecretConfig::Source::file;
+              secret.location = resolve_path(config_dir_, *text).string();
+            } else if (k == "env") {
+              secret.source = SecretConfig::Source::env;
+              secret.location = *text;
+              if (!valid_env_name(*text)) {
+                error(at(sv), fmt::format("{}: \"{}\" is not a variable name (letters, digits and "
+                                          "'_', not starting with a digit)",
+                                          w, *text));
+                ok = false;
+              }
+            } else {
+              secret.source = SecretConfig::Source::credential;
+              secret.location = *text;
+              if (!valid_credential_name(*text)) {
+                error(at(sv), fmt::format("{}: \"{}\" is not a credential name (a file name in "
+                                          "$CREDENTIALS_DIRECTORY, no '/')",
+                                          w, *text));
+                ok = false;
+              }
+            }
+          }
+          if (sources != 1) {
+            error(secret.pos, fmt::format("[{}] needs exactly one source: file = \"PATH\", env = "
+                                          "\"VARIABLE\" or credential = \"NAME\" (it has {})",
+                                          section, sources));
             ok = false;
           }
-        } else {
-          secret.source = SecretConfig::Source::credential;
-          secret.location = *text;
-          if (!valid_credential_name(*text)) {
-            error(at(sv), fmt::format("{}: \"{}\" is not a credential name (a file name in "
-                                      "$CREDENTIALS_DIRECTORY, no '/')",
-                                      w, *text));
-            ok = false;
-          }
-        }
-      }
-      if (sources != 1) {
-        error(secret.pos, fmt::format("[{}] needs exactly one source: file = \"PATH\", env = "
-                                      "\"VARIABLE\" or credential = \"NAME\" (it has {})",
-                                      section, sources));
-        ok = false;
-      }
-      if (ok) out.push_back(std::move(secret));
-    }
+          if (ok) out.push_back(std::move(secret));
+        });
     std::stable_sort(out.begin(), out.end(), [](const SecretConfig& a, const SecretConfig& b) {
       return std::pair(a.pos.line, a.pos.column) < std::pair(b.pos.line, b.pos.column);
     });
