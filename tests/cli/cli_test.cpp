@@ -1089,3 +1089,32 @@ params = { seconds = 0 }
   CHECK(delayed);
   host.stop();
 }
+
+TEST_CASE("ABI 1.1: a fire missed while the host was down runs with trigger catchup",
+          "[cli][abi]") {
+  TestHost host({"trigger_probe.so"}, R"(
+[jobs.tick]
+plugin = "trigger_probe"
+every = "1s"
+misfire = "run_once"
+catchup_spread = "0s"
+)");
+  const fs::path& config = host.config();
+  REQUIRE(wait_outcome(config, "tick", "succeeded"));
+  host.stop();
+  std::this_thread::sleep_for(3s);  // slots pass while it is down
+  host.start();
+  REQUIRE(wait_for(
+      [&] {
+        for (const auto& run : history(config, "tick")) {
+          if (run["trigger"] == "catchup" && run["outcome"] == "succeeded") return true;
+        }
+        return false;
+      },
+      20s));
+  for (const auto& run : history(config, "tick")) {
+    if (run["trigger"] != "catchup" || run["outcome"] != "succeeded") continue;
+    CHECK(run["message"] == "trigger=catchup attempt=1 event=none");
+  }
+  host.stop();
+}
