@@ -12,7 +12,7 @@ namespace {
 
 CLI::Option* add_config_flag(CLI::App* sub, std::string& target) {
   return sub->add_option("-c,--config", target,
-                         "Config file (default: $JOBHOST_CONFIG, then ./jobhost.toml)");
+                         "Config file (default: $JOBHOST_CONFIG, ./jobhost.toml, then " JOBHOST_INSTALLED_CONFIG ")");
 }
 
 }  // namespace

@@ -13,6 +13,12 @@ namespace jobhost::cli {
 std::filesystem::path resolve_config_path(const std::string& flag) {
   if (!flag.empty()) return flag;
   if (const char* env = std::getenv("JOBHOST_CONFIG"); env && *env) return env;
+  // The installed config (/etc/jobhost/jobhost.toml for the package) unless
+  // the working directory has one: `jobhost status` works as it is typed on a
+  // host installed from the package, and a checkout's config wins inside it.
+  std::error_code ec;
+  if (std::filesystem::exists("jobhost.toml", ec)) return "jobhost.toml";
+  if (std::filesystem::exists(JOBHOST_INSTALLED_CONFIG, ec)) return JOBHOST_INSTALLED_CONFIG;
   return "jobhost.toml";
 }
 

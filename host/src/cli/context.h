@@ -13,7 +13,9 @@
 
 namespace jobhost::cli {
 
-// --config, else $JOBHOST_CONFIG, else ./jobhost.toml.
+// --config, else $JOBHOST_CONFIG, else ./jobhost.toml when it exists, else
+// the installed config (<sysconfdir>/jobhost/jobhost.toml) when it exists,
+// else ./jobhost.toml (whose absence the loader then reports).
 std::filesystem::path resolve_config_path(const std::string& flag);
 
 // Loads the config; on failure prints every error to stderr, one per line.
