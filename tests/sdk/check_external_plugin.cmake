@@ -65,3 +65,17 @@ file(COPY "${plugin}" DESTINATION "${plugin_dir}"
 run_step("scan the external plugin" "${SCAN_TOOL}" "${plugin_dir}" "${WORK_DIR}/state/plugins"
          --expect greet 2.3.4)
 message(STATUS "${step_output}")
+
+# 4. The tutorial's last step (docs/tutorial.md): a config names the plugin and
+#    `jobhost run-once` runs it isolated and records it.
+if(DEFINED JOBHOST_BIN)
+  set(config "${WORK_DIR}/jobhost.toml")
+  file(WRITE "${config}" "[host]\nplugin_dir = \"plugins\"\nstate_dir = \"state\"\n[http]\nlisten = \"\"\n"
+       "[jobs.greet]\nplugin = \"greet\"\nschedule = \"*/10 * * * * *\"\n"
+       "params = { who = \"tutorial\" }\n")
+  run_step("run the external plugin" "${JOBHOST_BIN}" run-once --config "${config}" greet)
+  message(STATUS "${step_output}")
+  if(NOT step_output MATCHES " succeeded in [0-9]+m?s: greeted tutorial")
+    message(FATAL_ERROR "run-once did not report the plugin's success: ${step_output}")
+  endif()
+endif()
