@@ -534,6 +534,15 @@ Verdict call_job(const std::string& module_name, const std::string& function) {
   if (callable == nullptr) return verdict;
   PyObject* returned = PyObject_CallNoArgs(callable);
   Py_DECREF(callable);
+  // An `async def` function: run its coroutine to the end, as asyncio.run
+  // does for a program's main (not calling it would silently succeed).
+  if (returned != nullptr && PyCoro_CheckExact(returned)) {
+    PyObject* asyncio = PyImport_ImportModule("asyncio");
+    PyObject* coroutine = returned;
+    returned = asyncio == nullptr ? nullptr : PyObject_CallMethod(asyncio, "run", "O", coroutine);
+    Py_DECREF(coroutine);
+    Py_XDECREF(asyncio);
+  }
   if (returned == nullptr) return judge_exception("");
   // A str returned is the message; any other value is ignored.
   if (PyUnicode_Check(returned)) {

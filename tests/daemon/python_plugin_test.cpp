@@ -5,6 +5,7 @@
 // output are recorded, and every way it can go wrong fails with a message
 // that says what (docs/languages.md#python).
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -12,10 +13,12 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 
 #include "support/harness.h"
+#include "support/skip.h"
 
 using namespace jobhost::testing;
 using nlohmann::json;
@@ -64,9 +67,10 @@ struct PythonJobs {
         write_config(dir.path(), before + "[defaults]\n" + example_limits() + "\n\n" + jobs_toml);
   }
 
-  // `jobhost run-once JOB`, then its run from `history --json`.
-  json run_once(const std::string& job) const {
-    const auto once = run_jobhost({"run-once", "--config", config.string(), job});
+  // `jobhost run-once JOB` (as user `as_user` when given), then its run
+  // from `history --json`.
+  json run_once(const std::string& job, std::optional<uid_t> as_user = std::nullopt) const {
+    const auto once = run_jobhost({"run-once", "--config", config.string(), job}, 60s, as_user);
     INFO(job << ": " << once.out << once.err);
     REQUIRE(once.exit_code >= 0);
     const auto runs = history(config, job);
@@ -120,6 +124,12 @@ def quiet():
     return None
 
 
+async def run_async():
+    import asyncio
+    await asyncio.sleep(0.01)
+    return "done in a coroutine"
+
+
 def bye(code):
     sys.exit(code)
 
@@ -153,6 +163,11 @@ plugin = "python"
 schedule = "@manual"
 params = { module = "nightly", function = "quiet", path = "/nonexistent:{path}" }
 
+[jobs.async]
+plugin = "python"
+schedule = "@manual"
+params = { module = "nightly", function = "run_async", path = "{path}" }
+
 [jobs.exit_zero]
 plugin = "python"
 schedule = "@manual"
@@ -185,6 +200,11 @@ params = { module = "nightly", function = "exit_three", path = "{path}" }
   const json quiet = py.run_once("quiet");
   CHECK(quiet["outcome"] == "succeeded");
   CHECK(quiet["message"] == "set by set_message");
+
+  // An `async def` function is run to its end.
+  const json async = py.run_once("async");
+  CHECK(async["outcome"] == "succeeded");
+  CHECK(async["message"] == "done in a coroutine");
 
   // sys.exit(0) succeeds, sys.exit(3) fails, as the python3 command's status.
   const json zero = py.run_once("exit_zero");
@@ -344,8 +364,8 @@ params = { module = "nightly", path = "pyjobs" }
        {fail + "cannot import module \"nosuch\": no module named \"nosuch\" on sys.path",
         py.modules.string() + ", /usr/lib/python3"}},
       {"syntax",
-       {fail + "importing module \"syntax\" failed:\n  File \"", (py.modules / "syntax.py").string(),
-        "line 3", "SyntaxError"}},
+       {fail + "importing module \"syntax\" failed:\n  File \"",
+        (py.modules / "syntax.py").string(), "line 3", "SyntaxError"}},
       {"needs_dep",
        {fail + "importing module \"needs_dep\" failed:\nTraceback",
         "ModuleNotFoundError: No module named 'nosuch_dependency'"}},
@@ -426,4 +446,40 @@ params = {{ module = "nightly", path = "{{path}}", dir = "{}", days = "14" }}
   CHECK(!fs::exists(exports / "old-2.csv"));
   CHECK(fs::exists(exports / "new.csv"));
   CHECK(fs::exists(exports / "old-dir"));
+}
+
+// The host as nobody: each run in user, pid and mount namespaces of its own
+// (docs/security.md "Host not root"), with the host's uid.
+TEST_CASE("a Python job runs on a host that is not root", "[daemon][python][needs-root]") {
+  if (::geteuid() != 0) JOBHOST_SKIP("the test switches the host to nobody: it needs root");
+  constexpr uid_t kNobody = 65534;
+  if (run_jobhost({"--version"}, 20s, kNobody).exit_code != 0) {
+    JOBHOST_SKIP("user nobody cannot execute " JOBHOST_BIN " (a directory above it is private)");
+  }
+  PythonJobs py;
+  REQUIRE(::chown(py.dir.path().c_str(), kNobody, kNobody) == 0);  // its state dir goes there
+  py.module("whoami", R"PY(import os
+
+import jobhost
+
+
+def run():
+    print("uid", os.getuid())
+    jobhost.metric("uid", os.getuid())
+    jobhost.metric("pid", os.getpid())
+    return "ran as " + str(os.getuid())
+)PY");
+  py.jobs(R"(
+[jobs.whoami]
+plugin = "python"
+schedule = "@manual"
+params = { module = "whoami", path = "{path}" }
+)");
+  const json run = py.run_once("whoami", kNobody);
+  INFO(run.dump(2));
+  CHECK(run["outcome"] == "succeeded");
+  CHECK(run["message"] == "ran as 65534");
+  CHECK(run["metrics"]["uid"] == kNobody);
+  // pid 2 in a pid namespace of its own; 1 is its init.
+  CHECK(run["metrics"]["pid"] == 2);
 }
