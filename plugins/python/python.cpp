@@ -342,14 +342,18 @@ void flush_std_streams() {
   }
 }
 
-// A message that fits the host's: a long traceback keeps its first line and
-// its end (the exception and the innermost frames), cut at a line, and says
-// where the whole of it is.
+// A message that fits the host's: a long traceback keeps its head (what
+// was being done, "Traceback (most recent call last):") and its end (the
+// exception and the innermost frames), cut at a line, and says where the
+// whole of it is.
 std::string trim_traceback(std::string text) {
   while (!text.empty() && text.back() == '\n') text.pop_back();
   if (text.size() <= kMaxMessage) return text;
+  constexpr std::string_view kTraceback = "Traceback (most recent call last):\n";
   std::string head;
-  if (text.starts_with("Traceback")) head = text.substr(0, text.find('\n') + 1);
+  if (const auto at = text.find(kTraceback); at < 512) {
+    head = text.substr(0, at + kTraceback.size());
+  }
   head += "  ... (cut; the whole traceback is in the run's output)\n";
   std::size_t start = text.size() - (kMaxMessage - head.size());
   if (const auto line = text.find('\n', start); line != std::string::npos) {
@@ -472,10 +476,9 @@ PyObject* import_module(const std::string& module, Verdict& verdict) {
       Py_XDECREF(type);
       Py_XDECREF(value);
       Py_XDECREF(traceback);
-      verdict = {
-          jobhost::Result::fail,
-          trim_traceback("cannot import module \"" + module + "\": no module named \"" + missing +
-                         "\" on sys.path (params.path adds directories): " + sys_path_text())};
+      verdict = {jobhost::Result::fail,
+                 "cannot import module \"" + module + "\": no module named \"" + missing +
+                     "\" on sys.path (params.path adds directories): " + sys_path_text()};
       return nullptr;
     }
     PyErr_Restore(type, value, traceback);

@@ -241,7 +241,13 @@ def deeper(n):
 def run_deep():
     deep(150)
 )PY");
+  py.module("deep_at_import", "import broken\n\nbroken.run_deep()\n");
   py.jobs(R"(
+[jobs.deep_at_import]
+plugin = "python"
+schedule = "@manual"
+params = { module = "deep_at_import", path = "{path}" }
+
 [jobs.broken]
 plugin = "python"
 schedule = "@manual"
@@ -276,6 +282,16 @@ params = { module = "broken", function = "run_deep", path = "{path}" }
                                            "RuntimeError: at the bottom"));
   const std::string deep_output = py.output_of(deep);
   CHECK_THAT(deep_output, Catch::Contains("in run_deep\n    deep(150)"));
+
+  // At import: what was being done stays at the head.
+  const json at_import = py.run_once("deep_at_import");
+  INFO(at_import.dump(2));
+  const std::string import_message = at_import["message"];
+  CHECK(import_message.size() <= 4096);
+  CHECK(import_message.starts_with(
+      "returned FAIL (not retryable): importing module \"deep_at_import\" failed:\n"
+      "Traceback (most recent call last):\n  ... (cut;"));
+  CHECK_THAT(import_message, Catch::EndsWith("RuntimeError: at the bottom"));
 }
 
 TEST_CASE("jobhost.Retry fails the attempt as retryable and the retry runs", "[daemon][python]") {
