@@ -9,6 +9,7 @@ pkgs=(build-essential cmake pkg-config git
       libhowardhinnant-date-dev libssl-dev openssl tzdata file
       prometheus  # promtool: the metrics and alerting-rules tests
       libseccomp-dev  # syscall_filter (exec/sandbox.cpp)
+      python3 python3-dev libpython3-dev  # the python plugin embeds CPython (plugins/python)
       postgresql libpq-dev  # the PostgreSQL store and its tests (docs/cluster.md)
       chromium chromium-driver python3-selenium  # the dashboard's browser test
       clang libclang-rt-14-dev)  # libFuzzer for scripts/fuzz.sh (docs/fuzzing.md)
