@@ -11,7 +11,13 @@ pkgs=(build-essential cmake pkg-config git
       libseccomp-dev  # syscall_filter (exec/sandbox.cpp)
       postgresql libpq-dev  # the PostgreSQL store and its tests (docs/cluster.md)
       chromium chromium-driver python3-selenium  # the dashboard's browser test
-      clang libclang-rt-14-dev)  # libFuzzer for scripts/fuzz.sh (docs/fuzzing.md)
+      clang libclang-rt-14-dev  # libFuzzer for scripts/fuzz.sh (docs/fuzzing.md)
+      golang-go)  # plugins/go_hello, a Go job (-buildmode=c-shared; docs/languages.md)
+# plugins/rust_hello, a Rust job (docs/languages.md), needs cargo and rustc:
+# Debian's, unless the machine has its own (rustup's, in ~/.cargo/bin).
+if ! command -v cargo >/dev/null 2>&1 && [ ! -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
+  pkgs+=(cargo)
+fi
 # openssl (the CLI): the webhook test makes its CA with it.
 missing=()
 for p in "${pkgs[@]}"; do
