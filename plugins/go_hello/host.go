@@ -4,9 +4,9 @@ package main
 #include <stdlib.h>
 #include <jobhost/plugin.h>
 
-// Go cannot call a C function pointer: these call the host's for it. Each
-// copies the host's table as ABI rule 2 says only in spirit: a function past
-// the host's struct_size is treated as absent.
+// Go cannot call a C function pointer: these call the host's for it. A
+// function past the host's struct_size (an older host, ABI rule 2) or NULL is
+// treated as absent.
 #define HAS(h, field) \
   ((h) != NULL && (h)->struct_size >= offsetof(jobhost_host_api, field) + sizeof((h)->field) && \
    (h)->field != NULL)
