@@ -1,0 +1,3 @@
+module jobhost.example/go_hello
+
+go 1.19
