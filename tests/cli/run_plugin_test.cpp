@@ -219,6 +219,14 @@ TEST_CASE("run-plugin: a file the catalog refuses gets the catalog's reason", "[
 
 TEST_CASE("run-plugin: usage errors", "[cli]") {
   const std::string hello = kPlugins + "/hello.so";
+  // Options may come before FILE; each --param takes one word.
+  auto r = run_jobhost({"run-plugin", "--param", "greeting=hey", hello});
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("[info] hey from run "));
+  r = run_jobhost({"run-plugin", hello, "--param", "greeting=hey", "extra=1"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("extra=1"));
+
   const std::vector<std::vector<std::string>> cases = {
       {"--param", "novalue"}, {"--param", "=v"},     {"--secret", "token"},      {"--timeout", "0"},
       {"--timeout", "soon"},  {"--trigger", "cron"}, {"--event", "/nonexistent"}};

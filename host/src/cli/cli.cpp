@@ -95,9 +95,13 @@ int run_cli(int argc, char** argv) {
       "run-plugin",
       "Run a plugin file once in the foreground, isolated, not recorded; exit 0 iff it succeeded");
   run_plugin->add_option("file", run_plugin_options.file, "The plugin (.so)")->required();
-  run_plugin->add_option("--param", run_plugin_options.params, "KEY=VALUE, a param (repeatable)");
-  run_plugin->add_option("--secret", run_plugin_options.secrets,
-                         "NAME=FILE, a secret read from FILE (mode 0600; repeatable)");
+  // One value per --param / --secret: a second word is FILE, not another param.
+  run_plugin->add_option("--param", run_plugin_options.params, "KEY=VALUE, a param (repeatable)")
+      ->allow_extra_args(false);
+  run_plugin
+      ->add_option("--secret", run_plugin_options.secrets,
+                   "NAME=FILE, a secret read from FILE (mode 0600; repeatable)")
+      ->allow_extra_args(false);
   run_plugin->add_option("--timeout", run_plugin_options.timeout,
                          "Stop the run after this long, e.g. 30s (default 5m)");
   run_plugin->add_option("--trigger", run_plugin_options.trigger,
