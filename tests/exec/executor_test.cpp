@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <jobhost/plugin.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -473,6 +474,7 @@ TEST_CASE("results: exception, RETRY, FAIL, exit()", "[executor]") {
     CHECK(f.report.outcome == Outcome::failed);
     CHECK(contains(f.report.message, "upstream answered 503"));
     CHECK(f.report.retryable);
+    CHECK(f.report.result_code == JOBHOST_RETRY);
   }
   SECTION("FAIL is not") {
     const Finished f = run(request("fail"));
@@ -480,6 +482,7 @@ TEST_CASE("results: exception, RETRY, FAIL, exit()", "[executor]") {
     CHECK(f.report.outcome == Outcome::failed);
     CHECK(contains(f.report.message, "input file is corrupt"));
     CHECK_FALSE(f.report.retryable);
+    CHECK(f.report.result_code == JOBHOST_FAIL);
   }
   SECTION("exit(7) without a result") {
     const Finished f = run(request("exit_code", {{"code", "7"}}));
@@ -487,6 +490,7 @@ TEST_CASE("results: exception, RETRY, FAIL, exit()", "[executor]") {
     CHECK(f.report.outcome == Outcome::failed);
     CHECK(f.report.exit_code == 7);
     CHECK(contains(f.report.message, "exited with code 7 without reporting a result"));
+    CHECK(f.report.result_code == std::nullopt);
   }
 }
 

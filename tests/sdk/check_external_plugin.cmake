@@ -1,7 +1,8 @@
 # cmake -DJOBHOST_BUILD_DIR=... -DEXTERNAL_SOURCE_DIR=... -DWORK_DIR=... -DSCAN_TOOL=...
 #       -DGENERATOR=... [-DMAKE_PROGRAM=...] [-DCXX_COMPILER=...] -P check_external_plugin.cmake
-# Installs the SDK, builds an external plugin against the installed package,
-# and scans it with the catalog. Fails (FATAL_ERROR) with the output of the step that broke.
+# Installs the SDK, builds an external plugin and its unit test (the test kit,
+# jobhost::testing) against the installed package, runs the test, and scans
+# the plugin with the catalog. Fails (FATAL_ERROR) with the output of the step that broke.
 cmake_minimum_required(VERSION 3.25)
 
 foreach(var JOBHOST_BUILD_DIR EXTERNAL_SOURCE_DIR WORK_DIR SCAN_TOOL GENERATOR)
@@ -28,9 +29,11 @@ file(GLOB_RECURSE config_files "${prefix}/*/jobhostConfig.cmake")
 if(NOT config_files)
   message(FATAL_ERROR "cmake --install put no jobhostConfig.cmake under ${prefix}")
 endif()
-if(NOT EXISTS "${prefix}/include/jobhost/plugin.h" OR NOT EXISTS "${prefix}/include/jobhost/plugin.hpp")
-  message(FATAL_ERROR "cmake --install put no jobhost/plugin.h and plugin.hpp under ${prefix}/include")
-endif()
+foreach(header plugin.h plugin.hpp testing.h testing.hpp)
+  if(NOT EXISTS "${prefix}/include/jobhost/${header}")
+    message(FATAL_ERROR "cmake --install put no jobhost/${header} under ${prefix}/include")
+  endif()
+endforeach()
 
 # 2. Configure and build the external project against the installed package
 #    only (no package registries, nothing from the source or build tree).
@@ -55,7 +58,10 @@ if(NOT EXISTS "${plugin}")
   message(FATAL_ERROR "jobhost_add_plugin(greet ...) did not produce ${plugin}")
 endif()
 
-# 3. The catalog accepts it: probed in a child, ABI checked, shadow-copied.
+# 3. Its unit test, built with jobhost::testing, loads it and passes.
+run_step("run the external plugin's unit test" "${WORK_DIR}/build/greet_test" "${plugin}")
+
+# 4. The catalog accepts it: probed in a child, ABI checked, shadow-copied.
 set(plugin_dir "${WORK_DIR}/plugins")
 file(MAKE_DIRECTORY "${plugin_dir}")
 file(CHMOD "${plugin_dir}" DIRECTORY_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ

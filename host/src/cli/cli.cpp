@@ -90,6 +90,26 @@ int run_cli(int argc, char** argv) {
   run_once->add_option("job", job, "The job")->required();
   run_once->callback([&] { command = [&] { return cmd_run_once(config, job); }; });
 
+  RunPluginOptions run_plugin_options;
+  auto* run_plugin = app.add_subcommand(
+      "run-plugin",
+      "Run a plugin file once in the foreground, isolated, not recorded; exit 0 iff it succeeded");
+  run_plugin->add_option("file", run_plugin_options.file, "The plugin (.so)")->required();
+  // One value per --param / --secret: a second word is FILE, not another param.
+  run_plugin->add_option("--param", run_plugin_options.params, "KEY=VALUE, a param (repeatable)")
+      ->allow_extra_args(false);
+  run_plugin
+      ->add_option("--secret", run_plugin_options.secrets,
+                   "NAME=FILE, a secret read from FILE (mode 0600; repeatable)")
+      ->allow_extra_args(false);
+  run_plugin->add_option("--timeout", run_plugin_options.timeout,
+                         "Stop the run after this long, e.g. 30s (default 5m)");
+  run_plugin->add_option("--trigger", run_plugin_options.trigger,
+                         "What trigger_kind() says (default manual)");
+  run_plugin->add_option("--event", run_plugin_options.event,
+                         "A file (- for stdin) holding the JSON document event() gives");
+  run_plugin->callback([&] { command = [&] { return cmd_run_plugin(run_plugin_options); }; });
+
   auto* trigger = app.add_subcommand("trigger", "Ask the running daemon to run JOB now");
   add_config_flag(trigger, config);
   trigger->add_option("job", job, "The job")->required();

@@ -64,43 +64,6 @@ int cmd_run_once(const std::string& config_flag, const std::string& job_name) {
   return run_recorded(*config, *store, *job, build_of(*plugin), OneOffRun{});
 }
 
-namespace {
-
-// The JSON document in `path` ("-": stdin), within engine::kMaxEventBytes.
-std::expected<json, std::string> read_payload(const std::string& path) {
-  std::string text;
-  if (path == "-") {
-    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-  } else {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return std::unexpected(fmt::format("cannot read the payload {}", path));
-    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
-  int depth = 0;
-  json event = json::parse(
-      text,
-      [&depth](int d, json::parse_event_t, json&) {
-        depth = std::max(depth, d);
-        return true;
-      },
-      false);
-  if (event.is_discarded()) {
-    return std::unexpected(
-        fmt::format("the payload {} is not a JSON document", path == "-" ? "on stdin" : path));
-  }
-  if (depth > engine::kMaxEventDepth) {
-    return std::unexpected(
-        fmt::format("the payload nests deeper than {} levels", engine::kMaxEventDepth));
-  }
-  if (const std::size_t size = event.dump().size(); size > engine::kMaxEventBytes) {
-    return std::unexpected(fmt::format("the payload is {} bytes (as compact JSON); at most {}",
-                                       size, engine::kMaxEventBytes));
-  }
-  return event;
-}
-
-}  // namespace
-
 int cmd_trigger(const std::string& config_flag, const std::string& job_name,
                 const std::string& payload) {
   // The daemon runs the config it loaded: only its state directory and the

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace jobhost::cli {
 
@@ -35,6 +36,23 @@ int cmd_simulate(const SimulateOptions& options);
 
 int cmd_run(const std::string& config_flag);
 int cmd_run_once(const std::string& config_flag, const std::string& job);
+// run-plugin FILE: one run of a plugin file, isolated, not recorded.
+struct RunPluginOptions {
+  std::string file;
+  std::vector<std::string> params;   // "KEY=VALUE", in order; the last of a key wins
+  std::vector<std::string> secrets;  // "NAME=FILE"
+  std::string timeout;               // a config duration; empty: the built-in default
+  std::string trigger = "manual";    // what the plugin's trigger_kind() says
+  std::string event;                 // a file holding its event (JSON), "-" stdin; empty: none
+};
+// Its exit codes besides kExitOk (succeeded), kExitFailed (failed, crashed,
+// a limit) and kExitUsage (docs/cli.md "run-plugin").
+inline constexpr int kExitRunRetry = 75;         // the plugin asked for a retry (EX_TEMPFAIL)
+inline constexpr int kExitRunTimedOut = 124;     // timed out (as timeout(1))
+inline constexpr int kExitRunNotStarted = 125;   // the run could not be started
+inline constexpr int kExitRunRejected = 126;     // the file is not a plugin the host accepts
+inline constexpr int kExitRunInterrupted = 130;  // cancelled by SIGINT or SIGTERM
+int cmd_run_plugin(const RunPluginOptions& options);
 // `payload`: a file holding the JSON the run gets as its event, "-" for
 // stdin, empty for none.
 int cmd_trigger(const std::string& config_flag, const std::string& job,

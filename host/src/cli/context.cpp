@@ -2,10 +2,15 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <iterator>
 
 #include "cli/cli.h"
 #include "daemon/daemon.h"
+#include "engine/engine.h"
 #include "schedule/schedule.h"
 
 namespace jobhost::cli {
@@ -60,6 +65,39 @@ std::unique_ptr<ledger::Store> open_ledger_or_report(const config::HostConfig& h
     return nullptr;
   }
   return std::move(*store);
+}
+
+std::expected<nlohmann::json, std::string> read_payload(const std::string& path) {
+  using nlohmann::json;
+  std::string text;
+  if (path == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return std::unexpected(fmt::format("cannot read the payload {}", path));
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  int depth = 0;
+  json event = json::parse(
+      text,
+      [&depth](int d, json::parse_event_t, json&) {
+        depth = std::max(depth, d);
+        return true;
+      },
+      false);
+  if (event.is_discarded()) {
+    return std::unexpected(
+        fmt::format("the payload {} is not a JSON document", path == "-" ? "on stdin" : path));
+  }
+  if (depth > engine::kMaxEventDepth) {
+    return std::unexpected(
+        fmt::format("the payload nests deeper than {} levels", engine::kMaxEventDepth));
+  }
+  if (const std::size_t size = event.dump().size(); size > engine::kMaxEventBytes) {
+    return std::unexpected(fmt::format("the payload is {} bytes (as compact JSON); at most {}",
+                                       size, engine::kMaxEventBytes));
+  }
+  return event;
 }
 
 int report_control_error(const daemon::ControlError& error) {

@@ -1,8 +1,10 @@
 // What most subcommands share: finding and loading the config, scanning plugins.
 #pragma once
 
+#include <expected>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -39,6 +41,11 @@ const date::time_zone* display_zone(const config::Config& config, const config::
 // Opens the ledger in host.state_dir; on failure prints the error to stderr.
 std::unique_ptr<ledger::Store> open_ledger_or_report(const config::HostConfig& host,
                                                      ledger::Access access);
+
+// The JSON document in `path` ("-": stdin), within engine::kMaxEventBytes
+// and kMaxEventDepth: a trigger's payload (`trigger --payload`,
+// `run-plugin --event`). The error says what is wrong with it.
+std::expected<nlohmann::json, std::string> read_payload(const std::string& path);
 
 // Prints a failed control request to stderr; the exit code it maps to (3, 4 or 1).
 int report_control_error(const daemon::ControlError& error);

@@ -13,21 +13,16 @@
 #include "ledger/ids.h"
 
 namespace jobhost::cli {
-namespace {
-
-exec::ExecutorOptions executor_options(const config::Config& config) {
+exec::ExecutorOptions one_off_executor_options(const std::filesystem::path& state_dir) {
   exec::ExecutorOptions options;
   exec::DetectOptions detect;
   // A parent cgroup of its own, removed when the run ends: under the
   // daemon's, a daemon starting meanwhile would kill the run as a stale one.
-  detect.parent_name =
-      fmt::format("{}-once-{}", exec::parent_cgroup_name(config.host.state_dir), getpid());
+  detect.parent_name = fmt::format("{}-once-{}", exec::parent_cgroup_name(state_dir), getpid());
   options.isolation = exec::detect_isolation(detect);
-  exec::use_run_namespaces(options.isolation, config.host.state_dir);  // host not root
+  exec::use_run_namespaces(options.isolation, state_dir);  // host not root
   return options;
 }
-
-}  // namespace
 
 int run_recorded(const config::Config& config, ledger::Store& store, const config::JobConfig& job,
                  const Build& build, const OneOffRun& run) {
@@ -49,7 +44,7 @@ int run_recorded(const config::Config& config, ledger::Store& store, const confi
     fmt::print(stderr, "warning: {}\n", secured.error().message);
   }
   const auto steady_start = std::chrono::steady_clock::now();
-  const exec::ExecutorOptions options = executor_options(config);
+  const exec::ExecutorOptions options = one_off_executor_options(config.host.state_dir);
   exec::RunRequest request = engine::run_request(job, config.host.state_dir, build, start);
   // What the plugin's scheduled_for() and attempt() return (a replay's are
   // those of the run it replays).

@@ -11,6 +11,7 @@
 #include "common/time.h"
 #include "config/config.h"
 #include "engine/run_records.h"
+#include "exec/executor.h"
 #include "ledger/store.h"
 
 namespace jobhost::cli {
@@ -29,6 +30,12 @@ struct OneOffRun {
   std::optional<TimePoint> plugin_scheduled_for;
   uint32_t plugin_attempt = 1;
 };
+
+// What a run outside the daemon runs with (run-once, replay, run-plugin):
+// the isolation detect_isolation() finds, under a parent cgroup of its own
+// (remove it with exec::remove_parent_cgroups when the run ended), and run
+// namespaces that hide `state_dir` when the host is not root.
+exec::ExecutorOptions one_off_executor_options(const std::filesystem::path& state_dir);
 
 // Claims a slot of its own at now (attempt 1, `run.trigger`), runs `job` on
 // `build` in a forked child through the executor with the job's params,

@@ -95,6 +95,9 @@ struct RunReport {
   std::optional<double> cpu_seconds;
   uint64_t max_rss_bytes = 0;
   int pid = 0;
+  // What the plugin's init or run returned (JOBHOST_OK, JOBHOST_RETRY, ...),
+  // if it reported it: tells a RETRY from other retryable failures.
+  std::optional<int32_t> result_code;
 };
 
 // Where a log line of a run came from.

@@ -519,6 +519,7 @@ struct ForkExecutor::Run : std::enable_shared_from_this<ForkExecutor::Run> {
     r.message = std::move(c.message);
     redactor.redact(r.message);  // records were redacted; this covers a cut one
     r.retryable = c.retryable;
+    r.result_code = f.result_code;
     r.exit_code = f.exit_code;
     r.signal = f.signal;
     if (f.signal) r.signal_name = signal_name(*f.signal);

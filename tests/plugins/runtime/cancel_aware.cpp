@@ -1,5 +1,8 @@
 // Loops until cancelled() (or `seconds`, default 60), then logs and returns
-// OK with the message "noticed the cancel request".
+// OK with the message "noticed the cancel request". With `started_file`, it
+// first writes that file, so a test knows the run is under way.
+#include <fstream>
+
 #include "common.h"
 
 namespace {
@@ -7,6 +10,7 @@ namespace {
 class CancelAware {
  public:
   jobhost::Result run(jobhost::Context& ctx) {
+    if (auto file = ctx.param("started_file")) std::ofstream(*file) << "started\n";
     if (!test_plugin::nap(&ctx, test_plugin::param_number(ctx, "seconds", 60))) {
       ctx.set_message("never cancelled");
       return jobhost::Result::ok;
