@@ -427,6 +427,9 @@ TEST_CASE("import: the TOML, as written", "[crontab]") {
 # Each runs its command with the exec plugin: as an argv when the command has no shell
 # syntax, else with /bin/sh -c (shell = true), as cron does. PATH is cron's unless the
 # crontab sets it. Output goes to the ledger (jobhost history), not to mail.
+# Unlike cron, jobhost stops a run after its timeout (5m unless set), skips a fire while
+# the job's previous run goes on (concurrency), retries a failed run (retry) and runs a
+# fire missed while it was down once at start (misfire): see docs/migrating.md.
 
 # line 1: MAILTO=ops@example.com: not carried: jobhost sends no mail: each run's output and outcome are kept in the ledger (jobhost history); to hear of failures set alert_after and an [alerts.NAME] notifier
 

@@ -1068,7 +1068,10 @@ std::string render_toml(const ImportResult& result, const ImportOptions& options
   out +=
       "# Each runs its command with the exec plugin: as an argv when the command has no shell\n"
       "# syntax, else with /bin/sh -c (shell = true), as cron does. PATH is cron's unless the\n"
-      "# crontab sets it. Output goes to the ledger (jobhost history), not to mail.\n";
+      "# crontab sets it. Output goes to the ledger (jobhost history), not to mail.\n"
+      "# Unlike cron, jobhost stops a run after its timeout (5m unless set), skips a fire while\n"
+      "# the job's previous run goes on (concurrency), retries a failed run (retry) and runs a\n"
+      "# fire missed while it was down once at start (misfire): see docs/migrating.md.\n";
   const bool zoneless = std::any_of(result.items.begin(), result.items.end(),
                                     [](const Item& i) { return i.job && i.job->timezone.empty(); });
   if (zoneless) {
