@@ -167,8 +167,11 @@ TEST_CASE("import: lines cron refuses, or never runs, are reported with their li
       {"CRON_TZ=Mars/Olympus_Mons", false, "CRON_TZ"},
       {"0 0 * * * /usr/local/bin/\xff", false, "not valid UTF-8"},
   };
-  for (const Bad& b : cases) {
-    INFO(b.line);
+  const std::string big_stdin = "0 0 * * * cat%" + std::string(70000, 'x');
+  std::vector<Bad> all(std::begin(cases), std::end(cases));
+  all.push_back({big_stdin.c_str(), false, "more than the 65536 the exec plugin takes"});
+  for (const Bad& b : all) {
+    INFO(std::string(b.line).substr(0, 80));
     const ImportResult r = import_text(std::string("# first\n") + b.line + "\n", b.system);
     INFO(problems_of(r));
     CHECK_FALSE(r.ok());

@@ -22,6 +22,8 @@ namespace {
 // crontab sets PATH or SHELL.
 constexpr std::string_view kCronPath = "/usr/bin:/bin:/usr/sbin:/sbin";
 constexpr std::string_view kCronShell = "/bin/sh";
+// The most stdin the exec plugin writes (docs/config.md, `stdin`).
+constexpr std::size_t kMaxStdin = 64 * 1024;
 
 bool is_blank(char c) {
   return c == ' ' || c == '\t';
@@ -909,6 +911,13 @@ class Importer {
     job.jitter = jitter_;
     auto [command, input] = split_percent(line.substr(p));
     if (input && !input->empty()) job.stdin_text = stdin_of(*input);
+    if (job.stdin_text && job.stdin_text->size() > kMaxStdin) {
+      fail(
+          fmt::format("the text after '%' is {} bytes of stdin, more than the {} the exec plugin "
+                      "takes; put it in a file and redirect the command's stdin from it",
+                      job.stdin_text->size(), kMaxStdin));
+      return;
+    }
     command = trim_trailing_blanks(std::move(command));
     if (command.empty()) {
       command = ":";
