@@ -63,12 +63,14 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
-// Non-printable bytes as \xNN, so a line can be quoted in a comment.
+// Control characters as \xNN (and every non-ASCII byte, unless the text is
+// valid UTF-8), so a line can be quoted in a TOML comment.
 std::string printable(std::string_view s) {
+  const bool utf8 = valid_utf8(s);
   std::string out;
   for (char c : s) {
     const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7F) {
+    if (u < 0x20 || u == 0x7F || (u >= 0x80 && !utf8)) {
       out += fmt::format("\\x{:02x}", u);
     } else {
       out += c;
@@ -672,6 +674,10 @@ class Importer {
     source_line_ = std::string(rest);
     if (!valid_utf8(rest)) {
       fail("the line is not valid UTF-8; convert the file (e.g. iconv -f latin1 -t utf-8)");
+      return;
+    }
+    if (rest.find('\0') != std::string_view::npos) {
+      fail("the line holds a NUL byte");
       return;
     }
     if (!has_newline) {
