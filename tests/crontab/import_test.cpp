@@ -166,6 +166,8 @@ TEST_CASE("import: lines cron refuses, or never runs, are reported with their li
       {"0 0 * * * /usr/local/bin/x\r", false, "carriage return"},
       {"CRON_TZ=Mars/Olympus_Mons", false, "CRON_TZ"},
       {"0 0 * * * /usr/local/bin/\xff", false, "not valid UTF-8"},
+      // A control character is quoted escaped (raw, it made the TOML comment invalid).
+      {"0 0 \x11-31 * * /usr/local/bin/x", false, "bad day-of-month field '\\x11-31'"},
   };
   const std::string big_stdin = "0 0 * * * cat%" + std::string(70000, 'x');
   std::vector<Bad> all(std::begin(cases), std::end(cases));

@@ -81,7 +81,7 @@ int run_cli(int argc, char** argv) {
   ImportCrontabOptions import_options;
   auto* import_crontab = app.add_subcommand(
       "import-crontab",
-      "Print TOML jobs (exec plugin) for a crontab; exit 1 if a line could not be");
+      "Print TOML jobs (exec plugin) for a crontab; exit 1 if some line was not imported");
   import_crontab->add_option("file", import_options.file, "The crontab (- for stdin)")->required();
   auto* system_flag = import_crontab->add_flag(
       "--system", import_options.system,

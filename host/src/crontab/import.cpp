@@ -699,14 +699,15 @@ class Importer {
 
   void comment(std::string text) { item().comments.push_back(std::move(text)); }
 
-  void warn(std::string message) {
-    result_.problems.push_back(Problem{line_, std::move(message), false});
+  // Messages quote what the line holds, control characters too: escaped.
+  void warn(const std::string& message) {
+    result_.problems.push_back(Problem{line_, printable(message), false});
   }
 
   void fail(const std::string& message) {
-    comment(fmt::format("line {} not imported: {}", line_, message));
+    comment(fmt::format("line {} not imported: {}", line_, printable(message)));
     comment(fmt::format("  {}", printable(source_line_)));
-    result_.problems.push_back(Problem{line_, message, true});
+    result_.problems.push_back(Problem{line_, printable(message), true});
   }
 
   void read_env(const EnvSetting& env) {
@@ -963,7 +964,7 @@ class Importer {
     it.comments.push_back(fmt::format("line {}: {}", line_, printable(source_line_)));
     for (std::string& n : notes) it.comments.push_back(std::move(n));
     it.job = std::move(job);
-    for (std::string& w : warnings) warn(std::move(w));
+    for (const std::string& w : warnings) warn(w);
   }
 
   // Day-of-month and day-of-week. cron: if either field starts with '*',
@@ -1100,7 +1101,7 @@ std::string render_toml(const ImportResult& result, const ImportOptions& options
   }
   for (const Item& item : result.items) {
     out += '\n';
-    for (const std::string& c : item.comments) out += fmt::format("# {}\n", c);
+    for (const std::string& c : item.comments) out += fmt::format("# {}\n", printable(c));
     if (!item.job) continue;
     const Job& job = *item.job;
     out += fmt::format("[jobs.{}]\n", job.name);
