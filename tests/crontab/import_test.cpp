@@ -166,6 +166,8 @@ TEST_CASE("import: lines cron refuses, or never runs, are reported with their li
       {"0 0 * * * /usr/local/bin/x\r", false, "carriage return"},
       {"CRON_TZ=Mars/Olympus_Mons", false, "CRON_TZ"},
       {"0 0 * * * /usr/local/bin/\xff", false, "not valid UTF-8"},
+      {"0 0 * * * /usr/local/bin/\xe0\x9e\x8b", false, "not valid UTF-8"},  // overlong
+      {"0 0 * * * /usr/local/bin/\xed\xa0\x80", false, "not valid UTF-8"},  // a surrogate
       // A control character is quoted escaped (raw, it made the TOML comment invalid).
       {"0 0 \x11-31 * * /usr/local/bin/x", false, "bad day-of-month field '\\x11-31'"},
   };
