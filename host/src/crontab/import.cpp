@@ -656,7 +656,7 @@ constexpr std::array<CronSetting, 6> kDropped = {{
 
 class Importer {
  public:
-  Importer(const ImportOptions& options) : options_(options) {}
+  explicit Importer(const ImportOptions& options) : options_(options) {}
 
   ImportResult run(std::string_view text) {
     std::size_t line_no = 0;
