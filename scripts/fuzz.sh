@@ -10,7 +10,7 @@
 # to do with it) and the exit status is 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-targets=(cron units config fork_plan control_record control_request http)
+targets=(cron units config fork_plan control_record control_request http crontab)
 build=build-fuzz
 
 usage() {

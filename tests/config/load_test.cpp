@@ -359,7 +359,7 @@ TEST_CASE("a relative config path still gives absolute paths") {
 
 TEST_CASE("the example config/jobhost.toml is valid and names only the shipped plugins") {
   const fs::path example = fs::path(JOBHOST_SOURCE_DIR) / "config" / "jobhost.toml";
-  auto config = load_config(example, std::set<std::string>{"hello", "hello_c"});
+  auto config = load_config(example, std::set<std::string>{"hello", "hello_c", "exec"});
   if (!config) FAIL(all_errors(config.error()));
   CHECK(config->host.plugin_dir == fs::path(JOBHOST_SOURCE_DIR) / "build" / "plugins");
   CHECK(config->host.state_dir == fs::path(JOBHOST_SOURCE_DIR) / "var");
@@ -368,6 +368,8 @@ TEST_CASE("the example config/jobhost.toml is valid and names only the shipped p
   REQUIRE(config->find_job("hello_c") != nullptr);
   CHECK(config->find_job("hello")->settings->params.at("greeting").size() > 0);
   CHECK(std::holds_alternative<schedule::Every>(config->find_job("hello_c")->schedule));
+  REQUIRE(config->find_job("date") != nullptr);
+  CHECK(config->find_job("date")->settings->plugin == "exec");
 }
 
 TEST_CASE("definition_hash ignores key order and where a setting comes from") {

@@ -78,6 +78,22 @@ int run_cli(int argc, char** argv) {
   simulate->add_flag("--json", simulate_options.json, "Print JSON");
   simulate->callback([&] { command = [&] { return cmd_simulate(simulate_options); }; });
 
+  ImportCrontabOptions import_options;
+  auto* import_crontab = app.add_subcommand(
+      "import-crontab",
+      "Print TOML jobs (exec plugin) for a crontab; exit 1 if some line was not imported");
+  import_crontab->add_option("file", import_options.file, "The crontab (- for stdin)")->required();
+  auto* system_flag = import_crontab->add_flag(
+      "--system", import_options.system,
+      "A system crontab (/etc/crontab, /etc/cron.d/*): a user field after the time fields");
+  import_crontab
+      ->add_option("--user", import_options.user,
+                   "The user a user crontab's jobs run as (its owner)")
+      ->excludes(system_flag);
+  import_crontab->add_option("--timezone", import_options.timezone,
+                             "The zone of jobs without CRON_TZ (where cron ran)");
+  import_crontab->callback([&] { command = [&] { return cmd_import_crontab(import_options); }; });
+
   auto* run =
       app.add_subcommand("run", "Run the daemon in the foreground (SIGTERM/SIGINT stop it)");
   add_config_flag(run, config);

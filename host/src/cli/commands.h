@@ -34,6 +34,17 @@ struct SimulateOptions {
 };
 int cmd_simulate(const SimulateOptions& options);
 
+// `import-crontab`: prints TOML jobs for the crontab in `file` ("-": stdin);
+// problems go to stderr as FILE:LINE: error|warning: ...; exit 1 when a line
+// could not be imported (the rest is printed all the same).
+struct ImportCrontabOptions {
+  std::string file;
+  bool system = false;   // /etc/crontab format: a user field
+  std::string user;      // a user crontab's owner: every job's `user`
+  std::string timezone;  // for jobs no CRON_TZ applies to
+};
+int cmd_import_crontab(const ImportCrontabOptions& options);
+
 int cmd_run(const std::string& config_flag);
 int cmd_run_once(const std::string& config_flag, const std::string& job);
 // run-plugin FILE: one run of a plugin file, isolated, not recorded.

@@ -81,9 +81,10 @@ constexpr std::array<std::string_view, 27> kSettingKeys = {
     "priority",
     // sandbox
     "network", "private_tmp", "read_only", "read_write_paths", "syscall_filter"};
-constexpr std::array<std::string_view, 9> kJobOnlyKeys = {
-    "plugin", "schedule", "every", "at", "timezone", "params", "env", "secrets", "watch"};
-constexpr std::array<std::string_view, 36> kJobKeys = {
+constexpr std::array<std::string_view, 13> kJobOnlyKeys = {
+    "plugin",  "schedule", "every",   "at",    "timezone", "params", "env",
+    "secrets", "watch",    "command", "shell", "cwd",      "stdin"};
+constexpr std::array<std::string_view, 40> kJobKeys = {
     "plugin", "schedule", "every", "at", "timezone", "params", "timeout", "stall_timeout",
     "kill_grace", "retry", "limits", "jitter", "concurrency", "misfire", "misfire_limit",
     "catchup_spread", "enabled", "user", "group", "keep_last", "alert_after",
@@ -94,7 +95,17 @@ constexpr std::array<std::string_view, 36> kJobKeys = {
     // environment and secrets
     "env", "secrets",
     // file triggers
-    "watch"};
+    "watch",
+    // the exec plugin (plugins/exec)
+    "command", "shell", "cwd", "stdin"};
+// The exec plugin's job keys, handed to it as params of the same names (the
+// plugin reads them with param()); an exec job cannot set them in params.
+constexpr std::array<std::string_view, 4> kExecKeys = {"command", "shell", "cwd", "stdin"};
+// The plugin a job with `command` runs (it may leave `plugin` out).
+constexpr std::string_view kExecPlugin = "exec";
+// Most bytes of `stdin`: it travels to the run with the params, which share
+// the fork server's request limit with the secrets.
+constexpr std::size_t kMaxStdin = 64 * 1024;
 constexpr std::array<std::string_view, 5> kRetryKeys = {"max_attempts", "initial_delay",
                                                         "max_delay", "multiplier", "jitter"};
 constexpr std::array<std::string_view, 6> kLimitKeys = {"memory",    "cpu_time",  "open_files",
@@ -1801,19 +1812,23 @@ class Loader {
         if (auto* t = read_table(v, w, "a table like { paths = [\"/srv/in/*.csv\"] }")) {
           read_watch(*t, at(v), settings, section + ".watch");
         }
+      } else if (contains(kExecKeys, k)) {
+        continue;  // read_exec, once the plugin is known
       } else {
         unknown_key(key, section, kJobKeys);
       }
     }
+    read_exec(table, job, settings, section);
     check_retry_delays(settings, origins, section);
     if (!settings.sandbox.read_write_paths.empty() && !settings.sandbox.read_only) {
       warn(job.pos, fmt::format("[{}]: read_write_paths has no effect without read_only = true "
                                 "(everything the run's user may write is writable anyway)",
                                 section));
     }
-    if (!table.contains("plugin")) {
+    if (!table.contains("plugin") && !table.contains("command")) {
       error(job.pos, fmt::format("[{}] has no plugin: add plugin = \"NAME\", the name in the "
-                                 "plugin's descriptor (see jobhost plugins)",
+                                 "plugin's descriptor (see jobhost plugins), or command = "
+                                 "[\"/path/to/program\", \"arg\"] to run a program",
                                  section));
     }
 
@@ -1956,6 +1971,169 @@ class Loader {
                         minutes{value.offset->minutes};
     job.schedule = schedule::At{t};
     job.schedule_text = fmt::format("{}", fmt::streamed(value));
+  }
+
+  // command, shell, cwd and stdin: a job that runs a program through the exec
+  // plugin (docs/plugins.md "The exec plugin"). They reach it as params of
+  // the same names: command as a JSON array of strings (the argv), or the
+  // string itself with shell = true; shell = "true" (absent otherwise); cwd
+  // absolute; stdin as written. A job with command may leave plugin out.
+  void read_exec(const toml::table& table, JobConfig& job, JobSettings& settings,
+                 const std::string& section) {
+    const toml::node* command = table.get("command");
+    const toml::node* plugin = table.get("plugin");
+    if (command == nullptr) {
+      for (auto&& [key, v] : table) {
+        if (!contains(kExecKeys, key.str())) continue;
+        error(at(key), fmt::format("{}: only a job with a command has it; add command = "
+                                   "[\"/path/to/program\", \"arg\"] (or remove it)",
+                                   what(key.str(), section)));
+      }
+      if (settings.plugin == kExecPlugin) {
+        error(job.pos, fmt::format("[{}] runs plugin \"exec\" but has no command: add command = "
+                                   "[\"/path/to/program\", \"arg\"]",
+                                   section));
+      }
+      return;
+    }
+    if (plugin != nullptr) {
+      // An invalid plugin value was reported already.
+      if (!settings.plugin.empty() && settings.plugin != kExecPlugin) {
+        error(at(*command),
+              fmt::format("{}: command runs a program through the exec plugin, but the job's "
+                          "plugin is \"{}\"; remove plugin (command implies plugin = \"exec\"), "
+                          "or remove command and give {} what it needs in params",
+                          what("command", section), settings.plugin, settings.plugin));
+        return;
+      }
+    } else {
+      settings.plugin = kExecPlugin;
+      job.plugin_pos = at(*command);
+      if (plugin_names_ && !plugin_names_->contains(settings.plugin)) {
+        errors_.push_back(
+            unknown_plugin_error(job.plugin_pos, section, settings.plugin, *plugin_names_));
+      }
+    }
+    // Written in params, they would be overwritten or confused with these.
+    if (const toml::table* params = table.get_as<toml::table>("params")) {
+      for (auto&& [key, v] : *params) {
+        if (!contains(kExecKeys, key.str())) continue;
+        error(at(key), fmt::format("{}: an exec job takes {} from the job key of that name, not "
+                                   "from params: write {} = ... in [{}] itself",
+                                   what("params." + std::string(key.str()), section), key.str(),
+                                   key.str(), section));
+      }
+    }
+
+    std::optional<bool> shell = false;
+    if (const toml::node* v = table.get("shell")) shell = read_bool(*v, what("shell", section));
+    if (shell) {
+      if (auto text = read_command_line(*command, what("command", section), *shell)) {
+        settings.params["command"] = std::move(*text);
+        if (*shell) settings.params["shell"] = "true";
+      }
+    }
+    if (const toml::node* v = table.get("cwd")) {
+      if (auto s = read_path(*v, what("cwd", section))) {
+        if (s->find('\0') != std::string::npos) {
+          error(at(*v), fmt::format("{}: a path must not contain NUL", what("cwd", section)));
+        } else {
+          settings.params["cwd"] = resolve_path(config_dir_, *s).string();
+        }
+      }
+    }
+    if (const toml::node* v = table.get("stdin")) {
+      const std::string w = what("stdin", section);
+      if (auto s = read_string(*v, w)) {
+        if (s->find('\0') != std::string::npos) {
+          error(at(*v), fmt::format("{}: must not contain NUL", w));
+        } else if (s->size() > kMaxStdin) {
+          error(at(*v), fmt::format("{}: at most {} bytes (got {}); for more, have the command "
+                                    "read a file",
+                                    w, kMaxStdin, s->size()));
+        } else {
+          settings.params["stdin"] = std::move(*s);
+        }
+      }
+    }
+  }
+
+  // command = ["prog", "arg", ...] (shell = false) as a JSON array of
+  // strings, or command = "a shell command line" (shell = true) as it is;
+  // nullopt after reporting an error.
+  std::optional<std::string> read_command_line(const toml::node& v, const std::string& w,
+                                               bool shell) {
+    if (shell) {
+      if (v.is_array()) {
+        error(at(v), fmt::format("{}: with shell = true, write the command as one string for "
+                                 "/bin/sh -c, e.g. command = \"pg_dump db | gzip > db.gz\"",
+                                 w));
+        return std::nullopt;
+      }
+      if (!v.is_string()) {
+        type_error(v, w, "a string (shell = true runs /bin/sh -c COMMAND)");
+        return std::nullopt;
+      }
+      auto line = read_name(v, w);
+      if (line && line->find('\0') != std::string::npos) {
+        error(at(v), fmt::format("{}: must not contain NUL", w));
+        return std::nullopt;
+      }
+      return line;
+    }
+    if (v.is_string()) {
+      error(at(v), fmt::format("{}: a string is a shell command line: add shell = true to run it "
+                               "with /bin/sh -c, or write the program and its arguments as a "
+                               "list: [\"/usr/local/bin/backup\", \"--full\"]",
+                               w));
+      return std::nullopt;
+    }
+    const toml::array* list = v.as_array();
+    if (list == nullptr) {
+      type_error(v, w, "a list like [\"/usr/local/bin/backup\", \"--full\"]");
+      return std::nullopt;
+    }
+    if (list->empty()) {
+      error(at(v), fmt::format("{}: must name a program: [\"/path/to/program\", \"arg\", ...]", w));
+      return std::nullopt;
+    }
+    std::vector<std::string> argv;
+    for (const toml::node& item : *list) {
+      auto s = read_string(item, w);
+      if (!s) return std::nullopt;
+      if (s->find('\0') != std::string::npos) {
+        error(at(item), fmt::format("{}: an argument must not contain a NUL byte", w));
+        return std::nullopt;
+      }
+      argv.push_back(std::move(*s));
+    }
+    if (argv[0].empty()) {
+      error(at(*list->get(0)), fmt::format("{}: the program must not be empty", w));
+      return std::nullopt;
+    }
+    return json_string_array(argv);
+  }
+
+  // ["a", "b\"c"]: JSON text of strings that are valid UTF-8 (TOML's are).
+  static std::string json_string_array(const std::vector<std::string>& items) {
+    std::string out = "[";
+    for (const std::string& item : items) {
+      if (out.size() > 1) out += ',';
+      out += '"';
+      for (char c : item) {
+        if (c == '"' || c == '\\') {
+          out += '\\';
+          out += c;
+        } else if (static_cast<unsigned char>(c) < 0x20) {
+          out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
+        } else {
+          out += c;
+        }
+      }
+      out += '"';
+    }
+    out += ']';
+    return out;
   }
 
   // env = { KEY = "value" }: strings only, names a shell would accept, and
