@@ -130,6 +130,23 @@ inline const std::vector<Case>& cases() {
        .schedule = "0 0 * * *",
        .argv = {"/usr/local/bin/daily-anyway"},
        .instants = {"2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z", "2026-01-04T00:00:00Z"}},
+      // A leading '*' makes cron need both: odd days that are Mondays (Jan 5, 19;
+      // Feb 9, 23 in 2026), jobhost's '&'.
+      {.crontab = "0 0 */2 * 1 /usr/local/bin/odd-mondays\n",
+       .name = "odd-mondays",
+       .schedule = "0 0 */2 * &1",
+       .argv = {"/usr/local/bin/odd-mondays"},
+       .instants = {"2026-01-05T00:00:00Z", "2026-01-19T00:00:00Z", "2026-02-09T00:00:00Z",
+                    "2026-02-23T00:00:00Z"}},
+      // The 1st and 15th when they fall on Sunday, Tuesday, Thursday or Saturday
+      // (*/2 over 0-6), after Jan 1 00:00: Jan 15 (Thu), Feb 1 (Sun), Feb 15 (Sun),
+      // Mar 1 (Sun); not Apr 1 (Wed).
+      {.crontab = "0 0 1,15 * */2 /usr/local/bin/mid-month\n",
+       .name = "mid-month",
+       .schedule = "0 0 1,15 * &*/2",
+       .argv = {"/usr/local/bin/mid-month"},
+       .instants = {"2026-01-15T00:00:00Z", "2026-02-01T00:00:00Z", "2026-02-15T00:00:00Z",
+                    "2026-03-01T00:00:00Z", "2026-03-15T00:00:00Z"}},
       // A leading '*' makes cron need both: "*" and a weekday is that weekday.
       {.crontab = "0 9 * * 1 [ \"$(date +\\%d)\" -le 07 ] && /usr/local/bin/first-monday\n",
        .name = "first-monday",

@@ -208,6 +208,29 @@ TEST_CASE("next fire: days of the week, names, 0 and 7", "[schedule][next]") {
   });
 }
 
+TEST_CASE("next fire: '&' makes both day fields needed (cronie's '*' rule)", "[schedule][next]") {
+  check_table({
+      // Friday the 13th only: 2026 has three (February, March, November).
+      {"0 0 13 * &FRI",
+       "UTC",
+       "2026-01-01T00:00:00Z",
+       {"2026-02-13T00:00:00Z", "2026-03-13T00:00:00Z", "2026-11-13T00:00:00Z",
+        "2027-08-13T00:00:00Z"}},
+      // cronie's "0 0 */2 * 1": odd days that are Mondays (Jan 5, 19; Feb 9, 23).
+      {"0 0 */2 * &1",
+       "UTC",
+       "2026-01-01T00:00:00Z",
+       {"2026-01-05T00:00:00Z", "2026-01-19T00:00:00Z", "2026-02-09T00:00:00Z",
+        "2026-02-23T00:00:00Z"}},
+      // With one field unrestricted the other decides, as without '&'.
+      {"0 0 * * &MON", "UTC", "2026-01-01T00:00:00Z", {"2026-01-05T00:00:00Z"}},
+      {"0 0 15 * &*", "UTC", "2026-01-01T00:00:00Z", {"2026-01-15T00:00:00Z"}},
+      // The last day of the month when it is a weekday: Jan 30 is a Friday, the
+      // 31st a Saturday; Feb 27 is a Friday, the 28th a Saturday; Mar 31 a Tuesday.
+      {"0 0 L * &MON-FRI", "UTC", "2026-01-01T00:00:00Z", {"2026-03-31T00:00:00Z"}},
+  });
+}
+
 TEST_CASE("next fire: Vixie OR of day-of-month and day-of-week", "[schedule][next]") {
   check_table({
       // Friday the 13th is not "13 AND Friday": it is every 13th and every Friday.

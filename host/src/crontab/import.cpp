@@ -869,7 +869,7 @@ class Importer {
         warnings.insert(warnings.end(), read->warnings.begin(), read->warnings.end());
         skip_blanks();
       }
-      if (!day_rule(fields, notes, warnings)) return;
+      day_rule(fields, notes, warnings);
       schedule = fmt::format("{} {} {} {} {}", fields[0].text, fields[1].text, fields[2].text,
                              fields[3].text, fields[4].text);
     }
@@ -978,29 +978,27 @@ class Importer {
 
   // Day-of-month and day-of-week. cron: if either field starts with '*',
   // a day must match both; otherwise either is enough. jobhost: a field
-  // that matches every day is left out, and two that do not are ORed. They
-  // agree except in two cases: handled here, one by rewriting, one refused.
-  bool day_rule(std::array<Field, 5>& f, std::vector<std::string>& notes,
+  // that matches every day is left out, and two that do not are ORed unless
+  // the day-of-week field starts with '&' (both needed). They agree except
+  // in two cases, both rewritten here.
+  void day_rule(std::array<Field, 5>& f, std::vector<std::string>& notes,
                 std::vector<std::string>& warnings) {
     constexpr uint64_t kAllDays = 0xFFFFFFFEull;  // bits 1-31
     constexpr uint64_t kAllWeekdays = 0x7Full;    // bits 0-6
     const bool dom_all = f[kDom].bits == kAllDays;
     const bool dow_all = f[kDow].bits == kAllWeekdays;
     if (f[kDom].star || f[kDow].star) {
-      if (dom_all || dow_all) return true;  // AND with everything: the other decides, as here
-      // Schedule on the other field; test this one in the command.
-      const bool dom_in_command = f[kDom].star;
-      fail(fmt::format(
-          "cron runs this only on days that match both day-of-month '{}' and day-of-week '{}' (a "
-          "day field starting with '*' makes cron need both), which a jobhost schedule cannot "
-          "say: write '*' for {} '{}' and test it in the command instead ({})",
-          f[kDom].text, f[kDow].text, dom_in_command ? "day-of-month" : "day-of-week",
-          dom_in_command ? f[kDom].text : f[kDow].text,
-          dom_in_command ? "date +%d is the day of the month"
-                         : "date +%u is the day of the week, 7 for Sunday"));
-      return false;
+      if (dom_all || dow_all) return;  // AND with everything: the other decides, as here
+      // Both restricted and cron needs both: jobhost's '&'.
+      notes.push_back(fmt::format(
+          "day-of-month '{}' and day-of-week '{}': cron runs this only on days that match both (a "
+          "day field starting with '*' makes cron need both); written with '&' before the "
+          "day-of-week field",
+          f[kDom].text, f[kDow].text));
+      f[kDow].text = "&" + f[kDow].text;
+      return;
     }
-    if (dom_all == dow_all) return true;  // both every day, or both restricted: OR either way
+    if (dom_all == dow_all) return;  // both every day, or both restricted: OR either way
     const std::string message = fmt::format(
         "day-of-month '{}' and day-of-week '{}': cron runs this every day (neither starts with "
         "'*', so either matching is enough, and '{}' matches every day); written as '* *'",
@@ -1009,7 +1007,6 @@ class Importer {
     warnings.push_back(message);
     f[kDom].text = "*";
     f[kDow].text = "*";
-    return true;
   }
 
   std::string unique_name(const std::string& base) {

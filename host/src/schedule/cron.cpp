@@ -443,7 +443,9 @@ uint32_t matching_days(const CronExpr::Fields& f, int year, unsigned month) {
   }
 
   uint32_t days;
-  if (f.dom_restricted && f.dow_restricted) {
+  if (f.days_all) {
+    days = (f.dom_restricted ? dom : valid) & (f.dow_restricted ? dow : valid);
+  } else if (f.dom_restricted && f.dow_restricted) {
     days = dom | dow;
   } else if (f.dom_restricted) {
     days = dom;
@@ -500,6 +502,19 @@ std::expected<CronExpr, CronError> CronExpr::parse(std::string_view text, std::s
                                         tokens.size()));
   }
 
+  // '&' before the day-of-week field: a day must match both day fields
+  // (cronie's rule when a day field starts with '*'; jobhost import-crontab
+  // writes it). Parsed as the field without it, then put back in its text.
+  Token& dow_token = tokens[kDayOfWeek];
+  const bool days_all = dow_token.text.starts_with('&');
+  if (days_all) {
+    dow_token = Token{dow_token.text.substr(1), dow_token.column + 1};
+    if (dow_token.text.empty()) {
+      return error_at(dow_token.column,
+                      "day-of-week field: '&' must be followed by the field, e.g. &MON");
+    }
+  }
+
   // H: each field hashes the name with a salt of its own, so that "H H * * *"
   // picks minute and hour independently.
   const uint64_t name_hash = fnv1a(job);
@@ -513,6 +528,12 @@ std::expected<CronExpr, CronError> CronExpr::parse(std::string_view text, std::s
     if (!parsed) return std::unexpected(parsed.error());
     bits[i] = std::move(*parsed);
     fields->field_text[i] = bits[i].text;
+  }
+  if (days_all) {
+    dow_token = Token{text.substr(dow_token.column - 1, dow_token.text.size() + 1),
+                      dow_token.column - 1};
+    bits[kDayOfWeek].text.insert(0, 1, '&');
+    fields->field_text[kDayOfWeek] = bits[kDayOfWeek].text;
   }
   // Right to left, so the columns of the fields still to replace stay right.
   for (int i = kFieldCount - 1; i >= 0; --i) {
@@ -541,6 +562,7 @@ std::expected<CronExpr, CronError> CronExpr::parse(std::string_view text, std::s
   f.dow_last = dow.dow_last;
   f.dow_nth = dow.dow_nth;
   f.dow_restricted = !(f.dow == 0x7F);
+  f.days_all = days_all;
   for (unsigned first_wd = 0; first_wd < 7; ++first_wd) {
     uint32_t mask = 0;
     for (unsigned d = 1; d <= 31; ++d) {

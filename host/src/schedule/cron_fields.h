@@ -38,6 +38,8 @@ struct CronExpr::Fields {
   // Restricted = does not match every day (decides Vixie OR semantics).
   bool dom_restricted = false;
   bool dow_restricted = false;
+  // '&' before the day-of-week field: a day must match both fields (AND).
+  bool days_all = false;
 
   // Each field as written after macro expansion (seconds "0" for 5 fields),
   // H resolved, for describe().

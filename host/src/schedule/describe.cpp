@@ -265,13 +265,15 @@ std::string CronExpr::describe() const {
 
   const bool dom = f.dom_restricted, dow = f.dow_restricted;
   const int single_month = std::has_single_bit(f.months) && !dow ? std::countr_zero(f.months) : 0;
+  // "&MON": both day fields must match; the words are those of "MON".
+  const std::string dow_text = f.days_all ? t[kDayOfWeek].substr(1) : t[kDayOfWeek];
   if (dom && dow) {
-    words +=
-        fmt::format(" {} or {}", dom_words(t[kDayOfMonth], 0), dow_words(t[kDayOfWeek], f.dow));
+    words += fmt::format(" {} {} {}", dom_words(t[kDayOfMonth], 0), f.days_all ? "if also" : "or",
+                         dow_words(dow_text, f.dow));
   } else if (dom) {
     words += " " + dom_words(t[kDayOfMonth], single_month);
   } else if (dow) {
-    words += " " + dow_words(t[kDayOfWeek], f.dow);
+    words += " " + dow_words(dow_text, f.dow);
   } else if (time_of_day && f.months == 0x1FFE) {
     words += " every day";
   }
