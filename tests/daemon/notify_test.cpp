@@ -187,6 +187,22 @@ TEST_CASE("STATUS says what the daemon is doing, on one line", "[notify]") {
   CHECK(longest.size() == jobhost::daemon::kMaxStatus);
   CHECK(longest.ends_with("..."));
   CHECK(longest.find('\n') == std::string::npos);
+  // systemd drops a STATUS= that is not UTF-8: invalid bytes become U+FFFD,
+  // and a cut never splits a character.
+  CHECK(jobhost::daemon::status_line(P::ready, plain,
+                                     "T: rejected: caf\xC3\xA9 \xFF\xC3 \xED\xA0\x80.toml") ==
+        "12 jobs enabled, 3 plugins, 2 runs in flight; last reload T: rejected: caf\xC3\xA9 "
+        "\xEF\xBF\xBD\xEF\xBF\xBD \xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD.toml");
+  std::string euros;
+  for (int i = 0; i < 200; ++i) euros += "\xE2\x82\xAC";  // U+20AC, 3 bytes
+  for (const std::size_t shift : {0, 1, 2}) {
+    const std::string cut =
+        jobhost::daemon::status_line(P::ready, plain, std::string(shift, 'x') + euros);
+    INFO(shift);
+    CHECK(cut.size() <= jobhost::daemon::kMaxStatus);
+    CHECK(cut.size() > jobhost::daemon::kMaxStatus - 6);
+    CHECK(cut.ends_with("\xE2\x82\xAC..."));
+  }
 }
 
 TEST_CASE("the notifier's messages reach a socket path and an abstract name", "[notify]") {

@@ -57,10 +57,46 @@ std::optional<std::pair<sockaddr_un, socklen_t>> notify_address(std::string_view
   return std::pair{addr, length};
 }
 
-std::string one_line(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c == '\n' || c == '\r') c = ' ';
+// `text` as systemd takes a STATUS=: valid UTF-8 (it drops one that is not;
+// invalid bytes become U+FFFD), control characters (newlines) as spaces.
+std::string one_utf8_line(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  for (std::size_t i = 0; i < text.size();) {
+    const unsigned char b = byte(i);
+    if (b < 0x80) {
+      out += (b < 0x20 || b == 0x7f) ? ' ' : static_cast<char>(b);
+      ++i;
+      continue;
+    }
+    // The length of the sequence and the range of its second byte (no
+    // overlong forms, no surrogates, nothing above U+10FFFF).
+    std::size_t length = 0;
+    unsigned char low = 0x80, high = 0xBF;
+    if (b >= 0xC2 && b <= 0xDF) {
+      length = 2;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      length = 3;
+      if (b == 0xE0) low = 0xA0;
+      if (b == 0xED) high = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      length = 4;
+      if (b == 0xF0) low = 0x90;
+      if (b == 0xF4) high = 0x8F;
+    }
+    bool valid =
+        length > 0 && i + length <= text.size() && byte(i + 1) >= low && byte(i + 1) <= high;
+    for (std::size_t k = 2; valid && k < length; ++k) {
+      valid = byte(i + k) >= 0x80 && byte(i + k) <= 0xBF;
+    }
+    if (!valid) {
+      out += "\xEF\xBF\xBD";  // U+FFFD
+      ++i;
+      continue;
+    }
+    out.append(text.substr(i, length));
+    i += length;
   }
   return out;
 }
@@ -118,9 +154,12 @@ std::string status_line(ServicePhase phase, const ServiceFigures& figures,
     out += "; last reload ";
     out += last_reload;
   }
-  out = one_line(out);
+  out = one_utf8_line(out);
   if (out.size() > kMaxStatus) {
-    out.resize(kMaxStatus - 3);
+    std::size_t cut = kMaxStatus - 3;
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80)
+      --cut;  // whole characters
+    out.resize(cut);
     out += "...";
   }
   return out;

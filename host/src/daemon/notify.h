@@ -56,7 +56,7 @@ struct ServiceFigures {
 
 enum class ServicePhase { ready, reloading, stopping };
 
-// The STATUS= text (one line, at most kMaxStatus bytes), e.g.
+// The STATUS= text (one line of valid UTF-8, at most kMaxStatus bytes), e.g.
 // "12 jobs enabled, 3 plugins, 2 runs in flight; last reload 2026-12-07T10:00:03.000Z: applied"
 // or "stopping: 2 runs in flight". `last_reload`: what reloaded() said, or "".
 std::string status_line(ServicePhase phase, const ServiceFigures& figures,
