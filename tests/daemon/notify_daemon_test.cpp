@@ -2,9 +2,10 @@
 // manager's socket as NOTIFY_SOCKET (docs/running.md "Running under
 // systemd"): READY=1 only once the daemon serves, RELOADING=1 then READY=1
 // around reloads, WATCHDOG=1 at half WATCHDOG_USEC, STATUS= with the runs in
-// flight, STOPPING=1 at SIGTERM; no READY=1 from a start that fails; an
-// abstract socket; WATCHDOG_PID of another process; a socket nobody reads;
-// and neither runs nor plugin code can see NOTIFY_SOCKET to forge messages.
+// flight and a ledger outage, STOPPING=1 at SIGTERM; no READY=1 from a start
+// that fails; an abstract socket; WATCHDOG_PID of another process; a socket
+// nobody reads; and neither runs nor plugin code can see NOTIFY_SOCKET to
+// forge messages.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -25,6 +26,7 @@
 
 #include "support/harness.h"
 #include "support/http_client.h"
+#include "support/ledger_faults.h"
 #include "support/notify_receiver.h"
 
 using namespace jobhost::testing;
@@ -247,6 +249,45 @@ params = { seconds = 60 }
   // initialiser in the probes (forks of the daemon) at start and reloads.
   CHECK(count_line(all, "READY=1") >= 5);  // start, four reloads at least
   CHECK(joined(all).find("forged") == std::string::npos);
+}
+
+TEST_CASE("STATUS says when the ledger refuses writes, and no more once it takes them",
+          "[daemon][notify]") {
+  TempDir dir;
+  install_plugins(dir.path(), {"hello.so"});
+  const auto config = write_config(dir.path(), R"([jobs.tick]
+plugin = "hello"
+schedule = "* * * * * *"
+)");
+  NotifyReceiver receiver((dir.path() / "notify.sock").string(),
+                          NotifyReceiver::Reading::background);
+  auto daemon = start_daemon(config, {{"NOTIFY_SOCKET", receiver.name()}});
+  bool found = false;
+  receiver.receive_until("READY=1", 60s, found);
+  INFO(daemon->log());
+  REQUIRE(found);
+  const auto wait_for_status = [&](auto wanted) {
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto message = receiver.receive(1s);
+      if (message && wanted(NotifyReceiver::value(*message, "STATUS").value_or(""))) return true;
+    }
+    return false;
+  };
+  {
+    // Every second's claim is refused while another process holds the lock.
+    LedgerWriteLock lock(dir.path() / "var" / "jobhost.db");
+    CHECK(wait_for_status([](const std::string& status) {
+      return status.starts_with("1 job enabled, 1 plugin, ") &&
+             status.find("; ledger refusing writes since ") != std::string::npos;
+    }));
+  }
+  CHECK(wait_for_status([](const std::string& status) {
+    return status.starts_with("1 job enabled, 1 plugin, ") &&
+           status.find("ledger") == std::string::npos;
+  }));
+  daemon->signal(SIGTERM);
+  CHECK(daemon->wait_exit(30s) == 0);
 }
 
 TEST_CASE("an abstract NOTIFY_SOCKET works; WATCHDOG_PID of another process means no pings",
