@@ -1,6 +1,7 @@
 #include "daemon/daemon.h"
 
 #include <fmt/core.h>
+#include <fmt/format.h>
 #include <grp.h>
 #include <malloc.h>
 #include <sys/prctl.h>
@@ -16,6 +17,7 @@
 #include "common/version.h"
 #include "daemon/control.h"
 #include "daemon/membership.h"
+#include "daemon/notify.h"
 #include "daemon/pid_lock.h"
 #include "engine/engine.h"
 #include "exec/fork_executor.h"
@@ -94,6 +96,8 @@ int run_daemon(config::Config config) {
   log::init(config.host.log_format == config::LogFormat::json ? log::Format::json
                                                               : log::Format::text);
   std::signal(SIGPIPE, SIG_IGN);
+  // Taken out of the environment first, while the daemon has one thread.
+  NotifyTarget notify_target = take_notify_target();
   auto lock = PidLock::acquire(config.host.state_dir);
   if (!lock) {
     log::error(lock.error().message);
@@ -394,6 +398,29 @@ int run_daemon(config::Config config) {
     log::info("http: listening on " + observe::format_endpoint(http->local_endpoint()));
   }
 
+  // systemd's Type=notify (daemon/notify.h): what STATUS= shows, read on the loop.
+  ServiceNotifier notifier(io, std::move(notify_target), [&] {
+    ServiceFigures figures;
+    for (const auto& job : engine.config().jobs) figures.jobs += job.settings->enabled ? 1 : 0;
+    figures.plugins = engine.plugins().accepted.size();
+    const auto snapshot = engine.snapshot();
+    figures.runs_in_flight = snapshot["running"].size();
+    const auto& backlog = snapshot["ledger_backlog"];
+    figures.ledger_kept = backlog.value("records", std::size_t{0});
+    if (backlog["refusing_since"].is_string()) {
+      figures.ledger_refusing_since = backlog["refusing_since"].get<std::string>();
+    }
+    figures.fenced = engine.fenced();
+    return figures;
+  });
+  reloader.on_cycle(
+      [&] { notifier.reloading(); },
+      [&](const reload::Reloader::Summary& s) {
+        const auto shown = std::min<std::size_t>(s.lines.size(), 3);
+        notifier.reloaded(
+            s.ok, fmt::format("{}", fmt::join(s.lines.begin(), s.lines.begin() + shown, "; ")));
+      });
+
   boost::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
   int stop_requests = 0;
   std::function<void(const boost::system::error_code&, int)> on_signal =
@@ -404,6 +431,7 @@ int run_daemon(config::Config config) {
                               [&](const reload::Reloader::Summary&) { (void)api.reload_token(); });
         } else if (++stop_requests == 1) {
           stopping = true;
+          notifier.stopping();
           log::info(fmt::format("{}: stopping", signo == SIGTERM ? "SIGTERM" : "SIGINT"));
           reloader.stop();
           file_triggers.stop();
@@ -435,6 +463,9 @@ int run_daemon(config::Config config) {
   ::malloc_trim(0);
   log::info(fmt::format("ready: {} job(s), max_concurrency {}", engine.config().jobs.size(),
                         engine.config().host.max_concurrency));
+  // READY=1 from the loop, once it runs: after everything above (nothing can
+  // fail the start any more) and after the handlers the start queued.
+  boost::asio::post(io, [&] { notifier.ready(); });
   io.run();
   // Reads nobody waits for any more: not run at the exit (each could wait
   // for the answer timeout of a database that hangs).

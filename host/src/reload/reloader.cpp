@@ -93,6 +93,7 @@ void Reloader::request(ChangeSet changes, Done done) {
 
 void Reloader::start_cycle() {
   busy_ = true;
+  if (cycle_started_) cycle_started_();
   cycle_ = std::exchange(pending_, {});
   cycle_done_ = std::exchange(pending_done_, {});
   summary_ = {};
@@ -297,6 +298,7 @@ void Reloader::apply_config(config::Config loaded, const engine::ReloadReads& re
 void Reloader::end_cycle() {
   collect_shadows();
   if (summary_.lines.empty()) summary_.lines.push_back("nothing changed");
+  if (cycle_ended_) cycle_ended_(summary_);
   auto done = std::exchange(cycle_done_, {});
   for (auto& callback : done) callback(summary_);
   busy_ = false;

@@ -70,6 +70,13 @@ class Reloader {
   // rejected) or "config"; `result` is "applied" or "rejected".
   using ResultHook = std::function<void(std::string_view kind, std::string_view result)>;
   void on_result(ResultHook hook) { on_result_ = std::move(hook); }
+  // Told when a cycle starts and when it ends (applied or rejected; what its
+  // `done` callbacks get), whatever asked for it: systemd's RELOADING=1 and
+  // READY=1 (daemon/notify.h). A cycle that stop() cut short does not end.
+  void on_cycle(std::function<void()> started, Done ended) {
+    cycle_started_ = std::move(started);
+    cycle_ended_ = std::move(ended);
+  }
 
  private:
   void request(ChangeSet changes, Done done);
@@ -115,6 +122,8 @@ class Reloader {
   std::deque<std::string> to_probe_;
   Summary summary_;
   ResultHook on_result_;
+  std::function<void()> cycle_started_;
+  Done cycle_ended_;
 
   void tell(std::string_view kind, std::string_view result) {
     if (on_result_) on_result_(kind, result);
