@@ -174,7 +174,7 @@ command = ["unshare", "--user", "true"]
         "directory");
 }
 
-TEST_CASE("exec: stdin, cwd, env, PATH lookup and shell = true", "[exec-plugin]") {
+TEST_CASE("exec: stdin, cwd, env, PATH lookup, heartbeats and shell = true", "[exec-plugin]") {
   TempDir dir;
   install_plugins(dir.path(), {"exec.so"});
   const fs::path work = run_writable_dir(dir.path());
@@ -206,6 +206,11 @@ env = {{ BACKUP_LEVEL = "full" }}
 schedule = "@manual"
 command = ["pwd"]
 
+[jobs.patient]
+schedule = "@manual"
+command = ["sleep", "2"]
+stall_timeout = "500ms"
+
 [jobs.report]
 schedule = "@manual"
 command = "echo piped | tr a-z A-Z > report.txt && cat report.txt && echo \"$0 $HOME\""
@@ -234,6 +239,11 @@ cwd = "{work}"
   // Without cwd, the run's working directory: the job's state directory.
   auto home = run_once(config, "home");
   CHECK(home.output_tail == (dir.path() / "var" / "jobs" / "home").string() + "\n");
+
+  // The plugin heartbeats while the command runs: a slow command is not a
+  // stalled run.
+  auto patient = run_once(config, "patient");
+  CHECK(patient.run["outcome"] == "succeeded");
 
   auto report = run_once(config, "report");
   CHECK(report.run["outcome"] == "succeeded");
