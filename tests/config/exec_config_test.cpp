@@ -136,6 +136,8 @@ TEST_CASE("exec: each mistake is one error at its line:col", "[config][exec]") {
        "cwd in [jobs.a]: must not be empty"},
       {job + "command = [\"/bin/date\"]\ncwd = \"~/x\"\n", "4:7",
        "cwd in [jobs.a]: \"~\" is not expanded"},
+      {job + "command = [\"/bin/date\"]\ncwd = \"/a\\u0000b\"\n", "4:7",
+       "cwd in [jobs.a]: a path must not contain NUL"},
       {job + "command = [\"/bin/date\"]\ncwd = 1\n", "4:7",
        "cwd in [jobs.a]: expected a string, got integer"},
       {job + "command = [\"/bin/date\"]\nstdin = [\"a\"]\n", "4:9",
