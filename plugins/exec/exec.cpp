@@ -8,9 +8,10 @@
 // untrusted text all the same: what cannot be used fails the run, saying why.
 //
 // The command is forked from the run's process and stays in its process
-// group and cgroup, so the host's SIGTERM and SIGKILL of a stopped run, and
-// its kill of whatever is left when the run ends, reach the command and
-// everything it started, in every isolation mode. It inherits the run's
+// group and cgroup (not a group of its own: in isolation mode none the group
+// is all the host kills), so the host's SIGTERM and SIGKILL of a stopped
+// run, and its kill of whatever is left when the run ends, reach the command
+// as they reach the run's own process. It inherits the run's
 // environment, rlimits, user, sandbox and syscall filter, and its stdout and
 // stderr: its output is the run's output. Exit 0 succeeds, 75 (EX_TEMPFAIL)
 // asks for a retry, anything else fails.

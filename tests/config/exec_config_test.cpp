@@ -89,6 +89,7 @@ TEST_CASE("exec: each mistake is one error at its line:col", "[config][exec]") {
     std::string toml;
     const char* where;  // "line:col"
     const char* says;   // a substring of the message
+    int count = 1;      // errors in all
   };
   const std::string job(kJob);
   const Case cases[] = {
@@ -135,6 +136,8 @@ TEST_CASE("exec: each mistake is one error at its line:col", "[config][exec]") {
        "cwd in [jobs.a]: must not be empty"},
       {job + "command = [\"/bin/date\"]\ncwd = \"~/x\"\n", "4:7",
        "cwd in [jobs.a]: \"~\" is not expanded"},
+      {job + "command = [\"/bin/date\"]\ncwd = \"/a\\u0000b\"\n", "4:7",
+       "cwd in [jobs.a]: a path must not contain NUL"},
       {job + "command = [\"/bin/date\"]\ncwd = 1\n", "4:7",
        "cwd in [jobs.a]: expected a string, got integer"},
       {job + "command = [\"/bin/date\"]\nstdin = [\"a\"]\n", "4:9",
@@ -149,6 +152,8 @@ TEST_CASE("exec: each mistake is one error at its line:col", "[config][exec]") {
        "not from params: write command = ... in [jobs.a] itself"},
       {job + "plugin = \"exec\"\ncommand = [\"/bin/date\"]\n[jobs.a.params]\nstdin = \"x\"\n",
        "6:1", "params.stdin in [jobs.a]: an exec job takes stdin from the job key"},
+      {job + "plugin = \"exec\"\nparams = { cwd = \"/srv\" }\n", "4:12",
+       "params.cwd in [jobs.a]: an exec job takes cwd from the job key", 2},  // and no command
       // job-only keys
       {"[defaults]\ncommand = [\"/bin/date\"]\n", "2:1",
        "\"command\" cannot be set in [defaults]: set it in each [jobs.NAME]"},
@@ -160,7 +165,7 @@ TEST_CASE("exec: each mistake is one error at its line:col", "[config][exec]") {
     const std::string errors = errors_of(c.toml);
     CHECK_THAT(errors, Catch::Contains(std::string(c.where) + ": " + c.says));
     // One error per mistake.
-    CHECK(std::count(errors.begin(), errors.end(), '\n') == 1);
+    CHECK(std::count(errors.begin(), errors.end(), '\n') == c.count);
   }
   // Params of the same names are the plugin's own business when it is not exec.
   CHECK(errors_of(job + "plugin = \"hello\"\nparams = { command = \"x\", cwd = \"y\" }\n") == "");

@@ -4,6 +4,7 @@
 // command's output in the run's recorded output, stdin, cwd, env, shell,
 // exec failures, retries, timeouts, and no process of a run surviving it.
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -110,6 +111,10 @@ command = ["/etc"]
 schedule = "@manual"
 command = ["/bin/true"]
 cwd = "/nonexistent-jh"
+
+[jobs.denied]
+schedule = "@manual"
+command = ["unshare", "--user", "true"]
 )");
   REQUIRE(run_jobhost({"validate", "--config", config.string()}).exit_code == 0);
 
@@ -154,6 +159,14 @@ cwd = "/nonexistent-jh"
   CHECK(message_of(not_executable.run) ==
         "returned FAIL (not retryable): cannot execute \"/etc\": Permission denied");
 
+  // fork and execve pass the default syscall filter (every case above ran
+  // under it); what it denies kills the program, not the plugin.
+  auto denied = run_once(config, "denied");
+  CHECK(denied.run["outcome"] == "failed");
+  CHECK(message_of(denied.run) ==
+        "returned FAIL (not retryable): killed by signal SIGSYS (a system call the job's "
+        "syscall_filter denies; see docs/isolation.md)");
+
   auto bad_cwd = run_once(config, "bad_cwd");
   CHECK(bad_cwd.run["outcome"] == "failed");
   CHECK(message_of(bad_cwd.run) ==
@@ -161,7 +174,7 @@ cwd = "/nonexistent-jh"
         "directory");
 }
 
-TEST_CASE("exec: stdin, cwd, env, PATH lookup and shell = true", "[exec-plugin]") {
+TEST_CASE("exec: stdin, cwd, env, PATH lookup, heartbeats and shell = true", "[exec-plugin]") {
   TempDir dir;
   install_plugins(dir.path(), {"exec.so"});
   const fs::path work = run_writable_dir(dir.path());
@@ -193,6 +206,11 @@ env = {{ BACKUP_LEVEL = "full" }}
 schedule = "@manual"
 command = ["pwd"]
 
+[jobs.patient]
+schedule = "@manual"
+command = ["sleep", "2"]
+stall_timeout = "500ms"
+
 [jobs.report]
 schedule = "@manual"
 command = "echo piped | tr a-z A-Z > report.txt && cat report.txt && echo \"$0 $HOME\""
@@ -221,6 +239,11 @@ cwd = "{work}"
   // Without cwd, the run's working directory: the job's state directory.
   auto home = run_once(config, "home");
   CHECK(home.output_tail == (dir.path() / "var" / "jobs" / "home").string() + "\n");
+
+  // The plugin heartbeats while the command runs: a slow command is not a
+  // stalled run.
+  auto patient = run_once(config, "patient");
+  CHECK(patient.run["outcome"] == "succeeded");
 
   auto report = run_once(config, "report");
   CHECK(report.run["outcome"] == "succeeded");
@@ -348,5 +371,47 @@ retry = {{ max_attempts = 1 }}
           "exceeded timeout of 1s; last message: \"killed by signal SIGTERM\"");
   }
   CHECK(processes_running({"sleep", seconds}).empty());
+  host.stop();
+}
+
+namespace {
+
+bool executable_by(uid_t uid, const char* path) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    _exit(::setgid(uid) == 0 && ::setuid(uid) == 0 && ::access(path, X_OK) == 0 ? 0 : 1);
+  }
+  int status = 0;
+  return child > 0 && ::waitpid(child, &status, 0) == child && WIFEXITED(status) &&
+         WEXITSTATUS(status) == 0;
+}
+
+}  // namespace
+
+// A host that is not root holds each run in a pid namespace of its own
+// (docs/security.md "Host not root"): the daemon dies with the namespace.
+TEST_CASE("exec: a daemon forked by a run of a host that is not root dies with the run",
+          "[exec-plugin][needs-root]") {
+  if (::geteuid() != 0) JOBHOST_SKIP("the test switches the host to nobody: it needs root");
+  constexpr uid_t kNobody = 65534;
+  if (!executable_by(kNobody, JOBHOST_BIN)) {
+    JOBHOST_SKIP("user nobody cannot execute " JOBHOST_BIN " (a directory above it is private)");
+  }
+  const std::string seconds = std::to_string(600000 + ::getpid() % 90000);
+  TestHost host({"exec.so"},
+                "[jobs.daemonize]\nschedule = \"@manual\"\nshell = true\ncommand = " +
+                    toml_string(daemonizing_line(seconds)) + "\n",
+                "", kNobody);
+  const std::string log = host.log();
+  if (log.find("runs keep the host's uid with no namespaces") != std::string::npos) {
+    JOBHOST_SKIP("this kernel refuses unprivileged user namespaces (see the daemon's log)");
+  }
+  INFO(log);
+  REQUIRE(log.find("each run in user, pid and mount namespaces of its own") != std::string::npos);
+  REQUIRE(trigger(host.config(), "daemonize").exit_code == 0);
+  auto ran = wait_outcome(host.config(), "daemonize", "succeeded");
+  REQUIRE(ran);
+  // Its pid is one of its namespace: look for it by its command line.
+  CHECK(wait_for([&] { return processes_running({"sleep", seconds}).empty(); }, 10s));
   host.stop();
 }

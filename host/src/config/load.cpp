@@ -1993,6 +1993,7 @@ class Loader {
         error(job.pos, fmt::format("[{}] runs plugin \"exec\" but has no command: add command = "
                                    "[\"/path/to/program\", \"arg\"]",
                                    section));
+        check_exec_params(table, section);
       }
       return;
     }
@@ -2014,16 +2015,7 @@ class Loader {
             unknown_plugin_error(job.plugin_pos, section, settings.plugin, *plugin_names_));
       }
     }
-    // Written in params, they would be overwritten or confused with these.
-    if (const toml::table* params = table.get_as<toml::table>("params")) {
-      for (auto&& [key, v] : *params) {
-        if (!contains(kExecKeys, key.str())) continue;
-        error(at(key), fmt::format("{}: an exec job takes {} from the job key of that name, not "
-                                   "from params: write {} = ... in [{}] itself",
-                                   what("params." + std::string(key.str()), section), key.str(),
-                                   key.str(), section));
-      }
-    }
+    check_exec_params(table, section);
 
     std::optional<bool> shell = false;
     if (const toml::node* v = table.get("shell")) shell = read_bool(*v, what("shell", section));
@@ -2055,6 +2047,20 @@ class Loader {
           settings.params["stdin"] = std::move(*s);
         }
       }
+    }
+  }
+
+  // An exec job's params must not hold the names its job keys are handed
+  // over as: they would be overwritten, or taken for them.
+  void check_exec_params(const toml::table& table, const std::string& section) {
+    const toml::table* params = table.get_as<toml::table>("params");
+    if (params == nullptr) return;
+    for (auto&& [key, v] : *params) {
+      if (!contains(kExecKeys, key.str())) continue;
+      error(at(key), fmt::format("{}: an exec job takes {} from the job key of that name, not "
+                                 "from params: write {} = ... in [{}] itself",
+                                 what("params." + std::string(key.str()), section), key.str(),
+                                 key.str(), section));
     }
   }
 
