@@ -21,7 +21,7 @@ if [ "${1:-}" = "--self-test" ]; then
 fi
 root=${1:-$(dirname "$0")/../host/src}
 declare -A rank=(
-  [common]=0 [schedule]=1 [config]=2
+  [common]=0 [schedule]=1 [config]=2 [crontab]=2
   [catalog]=3 [exec]=3 [ledger]=3
   [retention]=4 [engine]=5 [reload]=6 [triggers]=6 [observe]=7 [daemon]=8 [cli]=9
 )
