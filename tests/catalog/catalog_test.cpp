@@ -4,8 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
 #include <jobhost/plugin.h>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <map>
 
@@ -222,6 +222,58 @@ TEST_CASE("of several files with one plugin name, the first by file name wins",
                Catch::Contains("duplicate plugin name \"hello\": a_hello.so has the same name"));
   }
   CHECK(catalog.probes_run() == 1);  // one content, one probe
+}
+
+TEST_CASE("several plugin directories: scanned in order, the earlier one wins a name",
+          "[catalog][duplicates][dirs]") {
+  Dirs d;
+  const fs::path shipped = d.root / "shipped";
+  fs::create_directory(shipped);
+  fs::permissions(shipped, fs::perms(0755));
+  // The user's directory first: its hello replaces the shipped one.
+  copy_with_mode(example_plugin("hello"), d.plugins / "z_hello.so");
+  copy_with_mode(example_plugin("hello"), shipped / "a_hello.so");
+  copy_with_mode(example_plugin("hello_c"), shipped / "hello_c.so");
+  Catalog catalog(std::vector<fs::path>{d.plugins, shipped}, d.shadow);
+  CHECK(catalog.dir_rank(d.plugins) == 0);
+  CHECK(catalog.dir_rank(shipped) == 1);
+  CHECK(catalog.dir_rank(d.root) == 2);
+  const auto result = catalog.scan();
+  REQUIRE(result.accepted.size() == 2);
+  CHECK(result.accepted[0].path == d.plugins / "z_hello.so");  // not a_hello.so, first by name
+  CHECK(result.accepted[1].path == shipped / "hello_c.so");
+  REQUIRE(result.rejected.size() == 1);
+  CHECK(result.rejected[0].path == shipped / "a_hello.so");
+  CHECK_THAT(result.rejected[0].reason,
+             Catch::Contains("duplicate plugin name \"hello\": " +
+                             (d.plugins / "z_hello.so").string() + " has the same name") &&
+                 Catch::Contains("the directory listed first in [host] plugin_dir wins"));
+
+  SECTION("the other order: the shipped one wins") {
+    Catalog reversed(std::vector<fs::path>{shipped, d.plugins}, d.shadow);
+    const auto other = reversed.scan();
+    REQUIRE(other.find("hello") != nullptr);
+    CHECK(other.find("hello")->path == shipped / "a_hello.so");
+    REQUIRE(other.rejected.size() == 1);
+    CHECK(other.rejected[0].path == d.plugins / "z_hello.so");
+  }
+  SECTION("a bad directory is refused alone; the others still load") {
+    ::chmod(d.plugins.c_str(), 0777);
+    const auto other = catalog.scan();
+    REQUIRE(other.accepted.size() == 2);
+    CHECK(other.find("hello")->path == shipped / "a_hello.so");
+    REQUIRE(other.rejected.size() == 1);
+    CHECK(other.rejected[0].path == d.plugins);
+    CHECK_THAT(other.rejected[0].reason, Catch::StartsWith("plugin directory: unsafe permissions"));
+  }
+  SECTION("a missing directory is refused alone") {
+    Catalog missing(std::vector<fs::path>{d.root / "nope", shipped}, d.shadow);
+    const auto other = missing.scan();
+    CHECK(other.accepted.size() == 2);
+    REQUIRE(other.rejected.size() == 1);
+    CHECK(other.rejected[0].path == d.root / "nope");
+    CHECK_THAT(other.rejected[0].reason, Catch::Contains("does not exist"));
+  }
 }
 
 TEST_CASE("scan refuses symbolic links and unsafe permissions", "[catalog][permissions]") {

@@ -36,7 +36,7 @@ TEST_CASE("load_host_section reads [host] and the job names, as load_config does
   CHECK(section->file == full->file);
   CHECK(section->host.state_dir == full->host.state_dir);
   CHECK(section->host.state_dir == config.dir() / "state");
-  CHECK(section->host.plugin_dir == config.dir() / "plugins");
+  CHECK(section->host.plugin_dirs == std::vector<std::filesystem::path>{config.dir() / "plugins"});
   CHECK(section->host.durability == Durability::full);
   CHECK(section->host.id == "worker-1");
   CHECK(section->host.store_url == "postgresql://jobhost@db.example/jobhost");

@@ -64,7 +64,8 @@ std::string hash_of(std::string_view text, std::string_view name = "a") {
 TEST_CASE("valid.toml: host, http and paths") {
   const Config config = load_ok(kData / "valid.toml");
   CHECK(config.file == (kData / "valid.toml").lexically_normal());
-  CHECK(config.host.plugin_dir == (kData.parent_path() / "plugins").lexically_normal());
+  CHECK(config.host.plugin_dirs ==
+        std::vector<fs::path>{(kData.parent_path() / "plugins").lexically_normal()});
   CHECK(config.host.state_dir == fs::path("/var/lib/jobhost/state"));
   CHECK(config.host.max_concurrency == 8);
   CHECK(config.host.timezone == "Europe/Berlin");
@@ -248,7 +249,7 @@ plugin = "hello"
 every = "30s"
 )");
   const Config config = load_ok(file.file());
-  CHECK(config.host.plugin_dir == file.dir() / "plugins");
+  CHECK(config.host.plugin_dirs == std::vector<fs::path>{file.dir() / "plugins"});
   CHECK(config.host.state_dir == file.dir() / "var");
   CHECK(config.host.max_concurrency == 4);
   CHECK(config.host.timezone == "UTC");
@@ -341,9 +342,19 @@ TEST_CASE("paths are relative to the config file's directory, made absolute and 
     const fs::path expected = fs::path(c.expected).is_absolute()
                                   ? fs::path(c.expected)
                                   : (file.dir() / c.expected).lexically_normal();
-    CHECK(config.host.plugin_dir == (std::string_view(c.expected).empty() ? file.dir() : expected));
-    CHECK(config.host.plugin_dir.is_absolute());
+    REQUIRE(config.host.plugin_dirs.size() == 1);
+    CHECK(config.host.plugin_dirs[0] ==
+          (std::string_view(c.expected).empty() ? file.dir() : expected));
+    CHECK(config.host.plugin_dirs[0].is_absolute());
   }
+}
+
+TEST_CASE("plugin_dir may list several directories, kept in order") {
+  TempConfig file("[host]\nplugin_dir = [\"mine\", \"/usr/lib/jobhost/plugins\", \"../b/\"]\n");
+  const Config config = load_ok(file.file());
+  CHECK(config.host.plugin_dirs == std::vector<fs::path>{file.dir() / "mine",
+                                                         "/usr/lib/jobhost/plugins",
+                                                         file.dir().parent_path() / "b"});
 }
 
 TEST_CASE("a relative config path still gives absolute paths") {
@@ -361,7 +372,8 @@ TEST_CASE("the example config/jobhost.toml is valid and names only the shipped p
   const fs::path example = fs::path(JOBHOST_SOURCE_DIR) / "config" / "jobhost.toml";
   auto config = load_config(example, std::set<std::string>{"hello", "hello_c", "exec"});
   if (!config) FAIL(all_errors(config.error()));
-  CHECK(config->host.plugin_dir == fs::path(JOBHOST_SOURCE_DIR) / "build" / "plugins");
+  CHECK(config->host.plugin_dirs ==
+        std::vector<fs::path>{fs::path(JOBHOST_SOURCE_DIR) / "build" / "plugins"});
   CHECK(config->host.state_dir == fs::path(JOBHOST_SOURCE_DIR) / "var");
   CHECK(config->http.listen == "127.0.0.1:9187");
   REQUIRE(config->find_job("hello") != nullptr);
@@ -594,7 +606,8 @@ every = "1 s"
   fs::path asked;
   int calls = 0;
   const jobhost::config::PluginNamesFor names_for = [&](const jobhost::config::HostConfig& host) {
-    asked = host.plugin_dir;
+    REQUIRE(host.plugin_dirs.size() == 1);
+    asked = host.plugin_dirs[0];
     ++calls;
     return std::optional<std::set<std::string>>({"hello"});
   };

@@ -213,7 +213,7 @@ class Rig {
     REQUIRE(loaded);
     config_ = *loaded;
     fs::create_directories(config_.host.state_dir);
-    catalog::Catalog catalog(config_.host.plugin_dir, config_.host.state_dir / "plugins");
+    catalog::Catalog catalog(config_.host.plugin_dirs, config_.host.state_dir / "plugins");
     plugins_ = catalog.scan();
     REQUIRE(plugins_.find("noop") != nullptr);
     auto store =

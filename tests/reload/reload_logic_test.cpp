@@ -108,10 +108,31 @@ TEST_CASE("served_plugins keeps the last good build of a rejected file", "[reloa
   CHECK_THAT(served.rejected[2].reason, Catch::StartsWith("duplicate plugin name \"hello\""));
 }
 
+TEST_CASE("served_plugins: of two directories, the earlier one's file wins a name", "[reload]") {
+  auto in_dir = [](catalog::PluginInfo p, const std::string& path) {
+    p.path = path;
+    return p;
+  };
+  std::map<std::string, PluginFile> files;
+  // Keyed by path: "/a/..." sorts first, but "/z/" is the first directory.
+  files["/a/hello.so"] = {"/a/hello.so",
+                          in_dir(build("hello", "1.0.0", sha_of('a'), "x"), "/a/hello.so"),
+                          std::nullopt, 1};
+  files["/z/zz.so"] = {"/z/zz.so", in_dir(build("hello", "2.0.0", sha_of('b'), "x"), "/z/zz.so"),
+                       std::nullopt, 0};
+  auto served = served_plugins(files);
+  REQUIRE(served.accepted.size() == 1);
+  CHECK(served.find("hello")->version == "2.0.0");
+  REQUIRE(served.rejected.size() == 1);
+  CHECK(served.rejected[0].path == "/a/hello.so");
+  CHECK_THAT(served.rejected[0].reason,
+             Catch::Contains("duplicate plugin name \"hello\": /z/zz.so has the same name"));
+}
+
 TEST_CASE("settings_needing_restart names what cannot change live", "[reload]") {
   config::Config running;
   running.host.state_dir = "/var/a";
-  running.host.plugin_dir = "/p/a";
+  running.host.plugin_dirs = {"/p/a"};
   config::Config loaded = running;
   CHECK(settings_needing_restart(running, loaded).empty());
   loaded.host.max_concurrency = 9;  // live
@@ -123,6 +144,9 @@ TEST_CASE("settings_needing_restart names what cannot change live", "[reload]") 
   loaded.http.listen = "";
   CHECK(settings_needing_restart(running, loaded) ==
         std::vector<std::string>{"state_dir", "log_format", "http.listen"});
+  loaded.host.plugin_dirs = {"/p/a", "/p/b"};
+  CHECK(settings_needing_restart(running, loaded) ==
+        std::vector<std::string>{"state_dir", "plugin_dir", "log_format", "http.listen"});
 }
 
 TEST_CASE("shadow_files_to_remove keeps what is in use or young", "[reload]") {

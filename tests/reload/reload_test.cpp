@@ -271,10 +271,11 @@ params = { seconds = 2 }
         },
         20s));
     auto detail = json::parse(rejected.back().detail);
-    CHECK(detail["file"] == "hello.so");
+    CHECK(detail["file"] == (plugins / "hello.so").string());
     CHECK_FALSE(detail["reason"].get<std::string>().empty());
     CHECK(detail["in_service"]["sha256"] == sha_v1);
-    CHECK_THAT(daemon.log(), Catch::Contains("plugin file hello.so rejected: ") &&
+    CHECK_THAT(daemon.log(), Catch::Contains(fmt::format("plugin file {} rejected: ",
+                                                         (plugins / "hello.so").string())) &&
                                  Catch::Contains("stays in service"));
     auto listing = daemon_plugins(config);
     CHECK(listing["source"] == "daemon");
@@ -769,8 +770,10 @@ schedule = "@manual"
   rename_over(read_bytes(test_plugin("hello_v2.so")), plugins / "hello.so");
   auto forced = run_jobhost({"reload", "--config", config.string()});
   CHECK(forced.exit_code == 1);
-  CHECK_THAT(forced.out, Catch::Contains("plugin file hello.so rejected: plugin directory: "
-                                         "unsafe permissions"));
+  CHECK_THAT(forced.out,
+             Catch::Contains(fmt::format("plugin file {} rejected: plugin directory: unsafe "
+                                         "permissions",
+                                         (plugins / "hello.so").string())));
   CHECK_FALSE(served(daemon_plugins(config), "hello"));
   // The fix the rejection names, and nothing else: the plugin is loaded.
   fs::permissions(plugins, fs::perms::group_write | fs::perms::others_write,
@@ -916,4 +919,61 @@ TEST_CASE("included files are polled without inotify", "[reload][include]") {
   CHECK_THAT(daemon.log(), Catch::Contains("polling") && Catch::Contains("jobs.d/*.toml"));
   std::ofstream(jobs / "late.toml") << "[jobs.late]\nplugin = \"hello\"\nschedule = \"@manual\"\n";
   CHECK(reloaded_with(config, "added", json::array({"late"})));
+}
+
+TEST_CASE("several plugin directories: each is watched, the first one's build of a name wins",
+          "[reload][dirs]") {
+  TempDir dir;
+  const fs::path shipped = install_plugins(dir.path(), {"hello.so"});
+  const fs::path mine = dir.path() / "mine";
+  fs::create_directory(mine);
+  fs::permissions(mine, fs::perms(0755));
+  const fs::path config = dir.path() / "jobhost.toml";
+  std::ofstream(config) << "[host]\nplugin_dir = [\"mine\", \"plugins\"]\nstate_dir = \"var\"\n"
+                        << "[http]\nlisten = \"\"\n"
+                        << "[jobs.tick]\nplugin = \"hello\"\nschedule = \"@manual\"\n";
+  Daemon daemon(config);
+  REQUIRE(daemon.wait_ready());
+  auto listing = daemon_plugins(config);
+  CHECK(listing["plugin_dirs"] == json::array({mine.string(), shipped.string()}));
+  REQUIRE(served(listing, "hello"));
+  CHECK((*served(listing, "hello"))["path"] == (shipped / "hello.so").string());
+
+  // A build of the same name in the first directory takes over; the other is
+  // rejected naming it.
+  rename_over(read_bytes(test_plugin("hello_v2.so")), mine / "hello.so");
+  REQUIRE(wait_for(
+      [&] {
+        auto p = served(daemon_plugins(config), "hello");
+        return p && (*p)["version"] == "2.0.0";
+      },
+      20s));
+  listing = daemon_plugins(config);
+  CHECK((*served(listing, "hello"))["path"] == (mine / "hello.so").string());
+  REQUIRE(listing["rejected"].size() == 1);
+  CHECK(listing["rejected"][0]["path"] == (shipped / "hello.so").string());
+  CHECK_THAT(listing["rejected"][0]["reason"].get<std::string>(),
+             Catch::Contains("duplicate plugin name \"hello\": " + (mine / "hello.so").string()));
+  const auto t0 = wall_now();
+  REQUIRE(run_jobhost({"trigger", "--config", config.string(), "tick"}).exit_code == 0);
+  auto runs = wait_runs_since(config, "tick", t0 - 1s, 1);
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0]["outcome"] == "succeeded");
+  CHECK(runs[0]["plugin_version"] == "2.0.0");
+
+  // The second directory is watched too.
+  rename_over(read_bytes(shipped_plugin("hello_c.so")), shipped / "hello_c.so");
+  REQUIRE(wait_for([&] { return served(daemon_plugins(config), "hello_c").has_value(); }, 20s));
+
+  // Gone from the first directory: the second one's build is back in service.
+  fs::remove(mine / "hello.so");
+  REQUIRE(wait_for(
+      [&] {
+        auto p = served(daemon_plugins(config), "hello");
+        return p && (*p)["version"] == "1.0.0";
+      },
+      20s));
+  listing = daemon_plugins(config);
+  CHECK((*served(listing, "hello"))["path"] == (shipped / "hello.so").string());
+  CHECK(listing["rejected"].empty());
 }

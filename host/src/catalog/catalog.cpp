@@ -72,74 +72,92 @@ const PluginInfo* ScanResult::find(std::string_view name) const {
   return it == accepted.end() ? nullptr : &*it;
 }
 
-Catalog::Catalog(std::filesystem::path plugin_dir, std::filesystem::path shadow_dir,
+Catalog::Catalog(std::vector<std::filesystem::path> plugin_dirs, std::filesystem::path shadow_dir,
                  Duration probe_timeout)
-    : plugin_dir_(std::move(plugin_dir)),
+    : plugin_dirs_(std::move(plugin_dirs)),
       shadow_dir_(std::move(shadow_dir)),
       probe_timeout_(probe_timeout) {}
 
-std::optional<Rejection> Catalog::check_plugin_dir() const {
+Catalog::Catalog(std::filesystem::path plugin_dir, std::filesystem::path shadow_dir,
+                 Duration probe_timeout)
+    : Catalog(std::vector{std::move(plugin_dir)}, std::move(shadow_dir), probe_timeout) {}
+
+std::size_t Catalog::dir_rank(const std::filesystem::path& dir) const {
+  return static_cast<std::size_t>(std::find(plugin_dirs_.begin(), plugin_dirs_.end(), dir) -
+                                  plugin_dirs_.begin());
+}
+
+std::optional<Rejection> Catalog::check_plugin_dir(const std::filesystem::path& dir) const {
   struct stat st {};
-  if (::stat(plugin_dir_.c_str(), &st) != 0) {
+  if (::stat(dir.c_str(), &st) != 0) {
     const int err = errno;
-    return Rejection{plugin_dir_,
+    return Rejection{dir,
                      err == ENOENT
                          ? std::string("plugin directory does not exist: create it, or "
                                        "set [host] plugin_dir to the directory that "
                                        "holds the plugins")
                          : fmt::format("plugin directory cannot be read: {}", std::strerror(err))};
   }
-  if (auto ok =
-          check_file_safety(plugin_dir_, st.st_mode, st.st_uid, ::geteuid(), Expect::plugin_dir);
+  if (auto ok = check_file_safety(dir, st.st_mode, st.st_uid, ::geteuid(), Expect::plugin_dir);
       !ok) {
-    return Rejection{plugin_dir_, "plugin directory: " + ok.error().message};
+    return Rejection{dir, "plugin directory: " + ok.error().message};
   }
   return std::nullopt;
 }
 
+std::string duplicate_reason(const PluginInfo& loser, const std::filesystem::path& winner) {
+  const bool same_dir = loser.path.parent_path() == winner.parent_path();
+  return fmt::format(
+      "duplicate plugin name \"{}\": {} has the same name and is the one loaded (of files with "
+      "the same plugin name, {}); remove or rename one of them",
+      loser.name, same_dir ? winner.filename().string() : winner.string(),
+      same_dir ? "the first by file name wins"
+               : "the one in the directory listed first in [host] plugin_dir wins");
+}
+
 ScanResult Catalog::scan() {
   ScanResult result;
-  if (auto bad = check_plugin_dir()) {
-    result.rejected.push_back(std::move(*bad));
-    return result;
-  }
   if (auto ok = prepare_shadow_dir(shadow_dir_); !ok) {
+    // Each directory's own problem is worth saying too: one fix, not two rounds.
+    for (const auto& dir : plugin_dirs_) {
+      if (auto bad = check_plugin_dir(dir)) result.rejected.push_back(std::move(*bad));
+    }
     result.rejected.push_back({shadow_dir_, ok.error().message});
     return result;
   }
 
-  std::vector<std::string> names;
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(plugin_dir_, ec), end; !ec && it != end;
-       it.increment(ec)) {
-    std::string name = it->path().filename().string();
-    if (!name.starts_with('.') && name.ends_with(".so")) names.push_back(std::move(name));
-  }
-  if (ec) {
-    result.rejected.push_back(
-        {plugin_dir_, fmt::format("plugin directory cannot be listed: {}", ec.message())});
-    return result;
-  }
-  std::sort(names.begin(), names.end());
-
   std::map<std::string, std::filesystem::path> first_with_name;
-  for (const auto& name : names) {
-    auto checked = probe_file(plugin_dir_ / name);
-    if (!checked) {
-      result.rejected.push_back(std::move(checked.error()));
+  for (const auto& dir : plugin_dirs_) {
+    if (auto bad = check_plugin_dir(dir)) {
+      result.rejected.push_back(std::move(*bad));
       continue;
     }
-    auto [first, inserted] = first_with_name.emplace(checked->name, checked->path);
-    if (!inserted) {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (!name.starts_with('.') && name.ends_with(".so")) names.push_back(std::move(name));
+    }
+    if (ec) {
       result.rejected.push_back(
-          {checked->path,
-           fmt::format("duplicate plugin name \"{}\": {} has the same name and is the one loaded "
-                       "(of files with the same plugin name, the first by file name wins); "
-                       "remove or rename one of them",
-                       checked->name, first->second.filename().string())});
+          {dir, fmt::format("plugin directory cannot be listed: {}", ec.message())});
       continue;
     }
-    result.accepted.push_back(std::move(*checked));
+    std::sort(names.begin(), names.end());
+
+    for (const auto& name : names) {
+      auto checked = probe_file(dir / name);
+      if (!checked) {
+        result.rejected.push_back(std::move(checked.error()));
+        continue;
+      }
+      auto [first, inserted] = first_with_name.emplace(checked->name, checked->path);
+      if (!inserted) {
+        result.rejected.push_back({checked->path, duplicate_reason(*checked, first->second)});
+        continue;
+      }
+      result.accepted.push_back(std::move(*checked));
+    }
   }
   std::sort(result.rejected.begin(), result.rejected.end(),
             [](const Rejection& a, const Rejection& b) { return a.path < b.path; });

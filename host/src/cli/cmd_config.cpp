@@ -1,6 +1,7 @@
 // validate, plugins, list, next: the commands that need no daemon (list and
 // plugins ask one if it runs; list reads the ledger when none does).
 #include <fmt/core.h>
+#include <fmt/format.h>
 
 #include <chrono>
 #include <map>
@@ -50,8 +51,13 @@ int print_daemon_plugins(json reply, bool as_json) {
     fmt::print("{}\n", reply.dump(2));
     return clean ? kExitOk : kExitFailed;
   }
-  fmt::print("plugins in service in the running daemon ({})\n",
-             reply.value("plugin_dir", std::string()));
+  std::vector<std::string> dirs;
+  if (reply["plugin_dirs"].is_array()) {
+    for (const auto& dir : reply["plugin_dirs"]) {
+      if (dir.is_string()) dirs.push_back(dir.get<std::string>());
+    }
+  }
+  fmt::print("plugins in service in the running daemon ({})\n", fmt::join(dirs, ", "));
   for (const auto& p : reply["accepted"]) {
     fmt::print("  accepted  {:<16} {:<10} abi {}  sha256 {}  {}\n", p.value("name", ""),
                p.value("version", ""), p.value("abi", ""), p.value("sha256", "").substr(0, 12),
@@ -79,7 +85,7 @@ int cmd_validate(const std::string& config_flag) {
   catalog::ScanResult scan;
   auto config = config::load_config(
       file, [&](const config::HostConfig& host) -> std::optional<std::set<std::string>> {
-        scan = catalog::Catalog(host.plugin_dir, host.state_dir / "plugins").scan();
+        scan = catalog::Catalog(host.plugin_dirs, host.state_dir / "plugins").scan();
         std::set<std::string> names;
         for (const auto& p : scan.accepted) names.insert(p.name);
         return names;
@@ -146,16 +152,18 @@ int cmd_plugins(const std::string& config_flag, bool as_json) {
   }
   auto scan = scan_plugins(*config);
   if (as_json) {
-    json out = {{"plugin_dir", config->host.plugin_dir.string()},
-                {"accepted", json::array()},
-                {"rejected", json::array()}};
+    json dirs = json::array();
+    for (const auto& dir : config->host.plugin_dirs) dirs.push_back(dir.string());
+    json out = {{"plugin_dirs", dirs}, {"accepted", json::array()}, {"rejected", json::array()}};
     for (const auto& p : scan.accepted) out["accepted"].push_back(reload::plugin_json(p));
     for (const auto& r : scan.rejected) {
       out["rejected"].push_back({{"path", r.path.string()}, {"reason", r.reason}});
     }
     fmt::print("{}\n", out.dump(2));
   } else {
-    fmt::print("plugins in {}\n", config->host.plugin_dir.string());
+    std::vector<std::string> dirs;
+    for (const auto& dir : config->host.plugin_dirs) dirs.push_back(dir.string());
+    fmt::print("plugins in {}\n", fmt::join(dirs, ", "));
     for (const auto& p : scan.accepted) {
       fmt::print("  accepted  {:<16} {:<10} abi {}.{}  sha256 {}  {}\n", p.name, p.version,
                  p.abi_major, p.abi_minor, p.sha256.substr(0, 12), p.path.string());

@@ -42,7 +42,7 @@ std::optional<config::HostSection> load_host_or_report(const std::filesystem::pa
 }
 
 catalog::ScanResult scan_plugins(const config::Config& config) {
-  catalog::Catalog catalog(config.host.plugin_dir, shadow_dir(config));
+  catalog::Catalog catalog(config.host.plugin_dirs, shadow_dir(config));
   return catalog.scan();
 }
 

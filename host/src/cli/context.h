@@ -28,7 +28,7 @@ std::optional<config::Config> load_or_report(const std::filesystem::path& file);
 // every error to stderr, one per line.
 std::optional<config::HostSection> load_host_or_report(const std::filesystem::path& file);
 
-// Scans the config's plugin_dir (probing new files in a child).
+// Scans the config's plugin directories (probing new files in a child).
 catalog::ScanResult scan_plugins(const config::Config& config);
 
 // Where the shadow copies of plugins are: <state_dir>/plugins.

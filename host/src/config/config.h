@@ -249,8 +249,11 @@ struct UidRange {
 };
 
 struct HostConfig {
-  std::filesystem::path plugin_dir;  // absolute; default <config dir>/plugins
-  std::filesystem::path state_dir;   // absolute; default <config dir>/var; ledger at jobhost.db
+  // [host] plugin_dir, a directory or a list of them, each absolute, no
+  // duplicates; default [<config dir>/plugins]. The catalog scans them in
+  // order: of two files with one plugin name, the earlier directory's wins.
+  std::vector<std::filesystem::path> plugin_dirs;
+  std::filesystem::path state_dir;  // absolute; default <config dir>/var; ledger at jobhost.db
   // This host's name in the ledger (each run records it) and among the hosts
   // that share a PostgreSQL ledger: letters, digits, '.', '-', '_', at most
   // 64; default the machine's hostname.
@@ -379,7 +382,7 @@ std::expected<Config, std::vector<ConfigError>> load_config(
     const std::filesystem::path& file, const std::set<std::string>& plugin_names);
 
 // Called once [host] is read (paths resolved) to learn which plugin names the
-// catalog has, e.g. by scanning host.plugin_dir; nullopt skips the check. Not
+// catalog has, e.g. by scanning host.plugin_dirs; nullopt skips the check. Not
 // called when [host] itself has errors. Exceptions it throws become an error.
 using PluginNamesFor = std::function<std::optional<std::set<std::string>>(const HostConfig&)>;
 

@@ -457,7 +457,7 @@ class Loader {
   void read_host_section(const toml::table& root, HostConfig& host) {
     if (const toml::node* node = root.get("host")) read_host(*node, host);
     if (const toml::node* node = root.get("store")) read_store(*node, host);
-    if (host.plugin_dir.empty()) host.plugin_dir = config_dir_ / "plugins";
+    if (host.plugin_dirs.empty()) host.plugin_dirs = {config_dir_ / "plugins"};
     if (host.state_dir.empty()) host.state_dir = config_dir_ / "var";
     if (host.id.empty()) host.id = default_host_id();
     if (!host.store_url.empty() && (host.id == "localhost" || host.id == "localhost.localdomain")) {
@@ -740,10 +740,10 @@ class Loader {
             host.id = *s;
           }
         }
-      } else if (k == "plugin_dir" || k == "state_dir") {
-        if (auto s = read_path(v, w)) {
-          (k == "plugin_dir" ? host.plugin_dir : host.state_dir) = resolve_path(config_dir_, *s);
-        }
+      } else if (k == "plugin_dir") {
+        read_plugin_dirs(v, host);
+      } else if (k == "state_dir") {
+        if (auto s = read_path(v, w)) host.state_dir = resolve_path(config_dir_, *s);
       } else if (k == "max_concurrency") {
         if (auto i = read_int(v, w, 1)) host.max_concurrency = static_cast<int>(*i);
       } else if (k == "timezone") {
@@ -843,6 +843,41 @@ class Loader {
                         "that one late heartbeat loses would fence a healthy host",
                         format_duration(2 * host.heartbeat), format_duration(host.lease)));
     }
+  }
+
+  // plugin_dir = "plugins" or ["/etc/jobhost/plugins", "/usr/lib/jobhost/plugins"]:
+  // one directory, or several scanned in order (an empty list is none at all,
+  // which is surely a mistake). A directory listed twice would offer each of
+  // its plugins twice.
+  void read_plugin_dirs(const toml::node& node, HostConfig& host) {
+    const std::string w = what("plugin_dir", "host");
+    if (node.is_string()) {
+      if (auto s = read_path(node, w)) host.plugin_dirs = {resolve_path(config_dir_, *s)};
+      return;
+    }
+    const toml::array* list = node.as_array();
+    if (list == nullptr) {
+      type_error(
+          node, w,
+          "a directory, or a list of directories like [\"plugins\", \"/usr/lib/jobhost/plugins\"]");
+      return;
+    }
+    if (list->empty()) {
+      error(at(node), fmt::format("{}: the list is empty: name at least one directory", w));
+      return;
+    }
+    std::vector<fs::path> dirs;
+    for (const toml::node& item : *list) {
+      auto text = read_path(item, w);
+      if (!text) continue;
+      fs::path dir = resolve_path(config_dir_, *text);
+      if (std::find(dirs.begin(), dirs.end(), dir) != dirs.end()) {
+        error(at(item), fmt::format("{}: \"{}\" is listed twice ({})", w, *text, dir.string()));
+        continue;
+      }
+      dirs.push_back(std::move(dir));
+    }
+    if (!dirs.empty()) host.plugin_dirs = std::move(dirs);
   }
 
   // include = ["jobs.d/*.toml", ...]. A wildcard in a directory would leave

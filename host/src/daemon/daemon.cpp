@@ -144,7 +144,7 @@ int run_daemon(config::Config config) {
               {run.job, run.run_id, run.trace_id});
   }
 
-  catalog::Catalog catalog(config.host.plugin_dir, config.host.state_dir / "plugins");
+  catalog::Catalog catalog(config.host.plugin_dirs, config.host.state_dir / "plugins");
   auto plugins = catalog.scan();
   for (const auto& p : plugins.accepted) {
     log::info(fmt::format("plugin {} {} accepted ({}, sha256 {})", p.name, p.version,

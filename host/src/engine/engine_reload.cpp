@@ -107,7 +107,7 @@ config::JobDiff Engine::apply_config(config::Config loaded, const ReloadReads& r
   ready_.swap(reordered);
   // Settings that need a restart keep their running values.
   loaded.host.state_dir = config_.host.state_dir;
-  loaded.host.plugin_dir = config_.host.plugin_dir;
+  loaded.host.plugin_dirs = config_.host.plugin_dirs;
   loaded.host.log_format = config_.host.log_format;
   loaded.host.durability = config_.host.durability;
   loaded.http = config_.http;

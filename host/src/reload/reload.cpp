@@ -63,8 +63,14 @@ std::string describe(const PluginChange& change) {
 
 catalog::ScanResult served_plugins(const std::map<std::string, PluginFile>& files) {
   catalog::ScanResult result;
-  std::map<std::string, std::string> first_with_name;  // plugin name -> file name
-  for (const auto& [file, state] : files) {
+  std::vector<const PluginFile*> ordered;  // as Catalog::scan: by directory, then by key
+  for (const auto& entry : files) ordered.push_back(&entry.second);
+  std::stable_sort(ordered.begin(), ordered.end(), [](const PluginFile* a, const PluginFile* b) {
+    return a->dir_rank < b->dir_rank;
+  });
+  std::map<std::string, std::filesystem::path> first_with_name;  // plugin name -> file
+  for (const PluginFile* file : ordered) {
+    const PluginFile& state = *file;
     if (state.rejection) {
       std::string reason = *state.rejection;
       if (state.in_service) {
@@ -74,14 +80,9 @@ catalog::ScanResult served_plugins(const std::map<std::string, PluginFile>& file
     }
     if (!state.in_service) continue;
     const auto& info = *state.in_service;
-    auto [first, inserted] = first_with_name.emplace(info.name, file);
+    auto [first, inserted] = first_with_name.emplace(info.name, info.path);
     if (!inserted) {
-      result.rejected.push_back(
-          {info.path,
-           fmt::format("duplicate plugin name \"{}\": {} has the same name and is the one loaded "
-                       "(of files with the same plugin name, the first by file name wins); "
-                       "remove or rename one of them",
-                       info.name, first->second)});
+      result.rejected.push_back({info.path, catalog::duplicate_reason(info, first->second)});
       continue;
     }
     result.accepted.push_back(info);
@@ -93,7 +94,7 @@ std::vector<std::string> settings_needing_restart(const config::Config& running,
                                                   const config::Config& loaded) {
   std::vector<std::string> out;
   if (running.host.state_dir != loaded.host.state_dir) out.push_back("state_dir");
-  if (running.host.plugin_dir != loaded.host.plugin_dir) out.push_back("plugin_dir");
+  if (running.host.plugin_dirs != loaded.host.plugin_dirs) out.push_back("plugin_dir");
   if (running.host.log_format != loaded.host.log_format) out.push_back("log_format");
   if (running.host.durability != loaded.host.durability) out.push_back("durability");
   if (running.http.listen != loaded.http.listen) out.push_back("http.listen");

@@ -34,14 +34,17 @@ std::vector<PluginChange> diff_plugins(const catalog::ScanResult& before,
 // "hello removed (was ...)".
 std::string describe(const PluginChange& change);
 
-// What the daemon knows about one file of plugin_dir (keyed by file name).
+// What the daemon knows about one file of the plugin directories (keyed by
+// its path).
 struct PluginFile {
-  std::filesystem::path path;                     // the file in plugin_dir
+  std::filesystem::path path;                     // the file in a plugin directory
   std::optional<catalog::PluginInfo> in_service;  // the last build of this file that was accepted
   std::optional<std::string> rejection;           // why its current content is refused, if it is
+  std::size_t dir_rank = 0;                       // its directory's place in [host] plugin_dir
 };
 // The plugins runs use: each file's build in service, of several files with
-// the same plugin name the first by file name (as Catalog::scan), the others
+// the same plugin name the first by dir_rank, then by key (as Catalog::scan: a
+// key is the file's path, or its name, in one directory), the others
 // and every current rejection listed as rejected (with "(build in service:
 // VERSION)" when an older build of that file stays in service).
 catalog::ScanResult served_plugins(const std::map<std::string, PluginFile>& files);

@@ -45,17 +45,19 @@ Reloader::Reloader(boost::asio::io_context& io, std::filesystem::path config_fil
       engine_(engine),
       inline_ledger_(store),
       watcher_(
-          io, catalog.plugin_dir(), config_file_,
+          io, catalog.plugin_dirs(), config_file_,
           [this](ChangeSet changes) { request(std::move(changes), {}); }, options),
       gc_timer_(io),
       served_(initial) {
   for (const auto& p : initial.accepted) {
-    files_[p.path.filename().string()] = PluginFile{p.path, p, std::nullopt};
+    files_[p.path.string()] =
+        PluginFile{p.path, p, std::nullopt, catalog.dir_rank(p.path.parent_path())};
   }
   for (const auto& r : initial.rejected) {
-    if (r.path.extension() != ".so") continue;  // plugin_dir itself
-    auto& file = files_[r.path.filename().string()];
+    if (r.path.extension() != ".so") continue;  // a plugin directory itself
+    auto& file = files_[r.path.string()];
     file.path = r.path;
+    file.dir_rank = catalog.dir_rank(r.path.parent_path());
     if (!file.in_service) file.rejection = r.reason;
   }
 }
@@ -99,35 +101,36 @@ void Reloader::start_cycle() {
   summary_ = {};
   std::set<std::string> names = cycle_.plugin_files;
   if (cycle_.all_plugins) {
-    for (const auto& [name, file] : files_) names.insert(name);
-    std::error_code ec;
-    for (std::filesystem::directory_iterator it(catalog_.plugin_dir(), ec), end; !ec && it != end;
-         it.increment(ec)) {
-      std::string name = it->path().filename().string();
-      if (!name.starts_with('.') && name.ends_with(".so")) names.insert(std::move(name));
+    for (const auto& [path, file] : files_) names.insert(path);
+    for (const auto& dir : catalog_.plugin_dirs()) {
+      std::error_code ec;
+      for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end;
+           it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (!name.starts_with('.') && name.ends_with(".so")) names.insert(it->path().string());
+      }
+      if (ec) log::error(fmt::format("cannot list {}: {}", dir.string(), ec.message()));
     }
-    if (ec)
-      log::error(fmt::format("cannot list {}: {}", catalog_.plugin_dir().string(), ec.message()));
   }
   to_probe_.assign(names.begin(), names.end());
   if (!cycle_.all_plugins && !names.empty()) {
-    log::info(fmt::format("plugin_dir changed: {}", fmt::join(names, ", ")));
+    log::info(fmt::format("plugin files changed: {}", fmt::join(names, ", ")));
   }
   probe_next();
 }
 
 void Reloader::probe_next() {
   while (!to_probe_.empty()) {
-    const std::string name = to_probe_.front();
+    const std::string name = to_probe_.front();  // the file's path
     to_probe_.pop_front();
-    const auto path = catalog_.plugin_dir() / name;
+    const std::filesystem::path path = name;
     struct stat st {};
     if (::lstat(path.c_str(), &st) != 0 && errno == ENOENT) {
       on_removed(name);
       continue;
     }
     // As at start: nothing new is loaded from a directory others could write.
-    if (auto bad = catalog_.check_plugin_dir()) {
+    if (auto bad = catalog_.check_plugin_dir(path.parent_path())) {
       on_rejected(name, catalog::Rejection{path, bad->reason});
       continue;
     }
@@ -161,7 +164,7 @@ void Reloader::probe_next() {
 void Reloader::on_accepted(const std::string& file, const catalog::PluginInfo& info) {
   auto& state = files_[file];
   const bool same = state.in_service && state.in_service->sha256 == info.sha256;
-  state = PluginFile{info.path, info, std::nullopt};
+  state = PluginFile{info.path, info, std::nullopt, catalog_.dir_rank(info.path.parent_path())};
   if (!same) {
     log::info(fmt::format("plugin file {}: accepted {} {} (sha256 {})", file, info.name,
                           info.version, info.sha256.substr(0, 12)));
@@ -172,6 +175,7 @@ void Reloader::on_rejected(const std::string& file, const catalog::Rejection& re
   auto& state = files_[file];
   state.path = rejection.path;
   state.rejection = rejection.reason;
+  state.dir_rank = catalog_.dir_rank(rejection.path.parent_path());
   std::string kept =
       state.in_service
           ? fmt::format("{} {} (sha256 {}) stays in service", state.in_service->name,
@@ -398,7 +402,9 @@ void Reloader::record(const std::string& kind, const nlohmann::json& detail) {
 }
 
 nlohmann::json Reloader::plugins_json() const {
-  nlohmann::json out = {{"plugin_dir", catalog_.plugin_dir().string()},
+  nlohmann::json dirs = nlohmann::json::array();
+  for (const auto& dir : catalog_.plugin_dirs()) dirs.push_back(dir.string());
+  nlohmann::json out = {{"plugin_dirs", dirs},
                         {"source", "daemon"},
                         {"accepted", nlohmann::json::array()},
                         {"rejected", nlohmann::json::array()},

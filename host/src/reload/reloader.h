@@ -106,7 +106,7 @@ class Reloader {
   ledger::StoreWorker* ledger_ = &inline_ledger_;  // see write_through
   Watcher watcher_;
   boost::asio::steady_timer gc_timer_;
-  std::map<std::string, PluginFile> files_;  // by file name in plugin_dir
+  std::map<std::string, PluginFile> files_;  // by the file's path
   catalog::ScanResult served_;
 
   bool stopped_ = false;

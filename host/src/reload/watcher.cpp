@@ -6,6 +6,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdlib>
@@ -114,10 +115,10 @@ std::set<std::string> stable_changes(const DirSnapshot& reported, const DirSnaps
   return out;
 }
 
-Watcher::Watcher(boost::asio::io_context& io, std::filesystem::path plugin_dir,
+Watcher::Watcher(boost::asio::io_context& io, std::vector<std::filesystem::path> plugin_dirs,
                  std::filesystem::path config_file, OnChange on_change, WatcherOptions options)
     : io_(io),
-      plugin_dir_(std::move(plugin_dir)),
+      plugin_dirs_(std::move(plugin_dirs)),
       config_file_(std::move(config_file)),
       on_change_(std::move(on_change)),
       options_(options),
@@ -139,8 +140,7 @@ void Watcher::start() {
     for (const auto& [dir, wd] : include_wds_) {
       if (wd >= 0) includes += ", " + dir.string();
     }
-    log::info(fmt::format("watching {}, {}{} for changes (inotify)", plugin_dir_.string(),
-                          config_file_.string(), includes));
+    log::info(fmt::format("watching {}{} for changes (inotify)", watched_text(), includes));
   }
 }
 
@@ -164,9 +164,13 @@ bool Watcher::start_inotify() {
     return false;
   }
   inotify_.assign(fd);
-  plugin_wd_ = add_watch(plugin_dir_, false);
-  if (plugin_wd_ >= 0) config_wd_ = add_watch(config_file_.parent_path(), false);
-  if (plugin_wd_ >= 0 && config_wd_ >= 0) update_include_watches();
+  plugin_wds_.clear();
+  for (const auto& dir : plugin_dirs_) {
+    plugin_wds_.push_back(add_watch(dir, false));
+    if (polling_) break;
+  }
+  if (!polling_) config_wd_ = add_watch(config_file_.parent_path(), false);
+  if (!polling_) update_include_watches();
   if (polling_) {  // a watch failed: add_watch started polling
     boost::system::error_code ignored;
     inotify_.close(ignored);
@@ -203,7 +207,10 @@ void Watcher::update_include_watches() {
     if (polling_) return;
   }
   for (const auto& [dir, wd] : include_wds_) {
-    if (wd < 0 || wanted.contains(dir) || wd == plugin_wd_ || wd == config_wd_) continue;
+    if (wd < 0 || wanted.contains(dir) || wd == config_wd_ ||
+        std::find(plugin_wds_.begin(), plugin_wds_.end(), wd) != plugin_wds_.end()) {
+      continue;
+    }
     // Two paths of one directory (a symbolic link) share one watch.
     const bool shared = std::any_of(wanted.begin(), wanted.end(),
                                     [&](const auto& entry) { return entry.second == wd; });
@@ -233,12 +240,26 @@ bool Watcher::is_symlink_in(int wd, std::string_view name) const {
   return false;
 }
 
+const std::filesystem::path* Watcher::plugin_dir_of(int wd) const {
+  if (wd < 0) return nullptr;
+  for (std::size_t i = 0; i < plugin_wds_.size(); ++i) {
+    if (plugin_wds_[i] == wd) return &plugin_dirs_[i];
+  }
+  return nullptr;
+}
+
+std::string Watcher::watched_text() const {
+  std::string text;
+  for (const auto& dir : plugin_dirs_) text += dir.string() + ", ";
+  return text + config_file_.string();
+}
+
 void Watcher::start_polling(const std::string& why) {
   polling_ = true;
   std::string includes;
   for (const auto& pattern : include_patterns_) includes += ", " + pattern.string();
-  log::warn(fmt::format("{}: polling {}, {}{} every {}ms instead", why, plugin_dir_.string(),
-                        config_file_.string(), includes, options_.poll_interval.count()));
+  log::warn(fmt::format("{}: polling {}{} every {}ms instead", why, watched_text(), includes,
+                        options_.poll_interval.count()));
   plugins_previous_ = plugins_reported_ = snapshot_plugins();
   config_previous_ = config_reported_ = snapshot_config();
   poll_once();
@@ -280,8 +301,14 @@ void Watcher::handle_event_bytes(const char* data, std::size_t size) {
       mask |= IN_MOVED_TO;  // complete once made, as a file renamed in
     }
     // One directory can hold several: then their watches share one descriptor.
-    ChangeSet changes = classify_event(name, mask, event->wd == plugin_wd_, event->wd == config_wd_,
+    const std::filesystem::path* plugin_dir = plugin_dir_of(event->wd);
+    ChangeSet changes = classify_event(name, mask, plugin_dir != nullptr, event->wd == config_wd_,
                                        config_name, globs);
+    if (plugin_dir != nullptr && !changes.plugin_files.empty()) {
+      std::set<std::string> paths;  // the reloader wants paths: several directories
+      for (const auto& file : changes.plugin_files) paths.insert((*plugin_dir / file).string());
+      changes.plugin_files = std::move(paths);
+    }
     if (event->mask & IN_Q_OVERFLOW) log::warn("inotify queue overflowed: reloading everything");
     if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
       log::warn("a watched directory was removed or moved: reloading, then polling for changes");
@@ -339,12 +366,12 @@ void Watcher::poll_once() {
 
 DirSnapshot Watcher::snapshot_plugins() const {
   DirSnapshot out;
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(plugin_dir_, ec), end; !ec && it != end;
-       it.increment(ec)) {
-    std::string name = it->path().filename().string();
-    if (!is_plugin_name(name)) continue;
-    if (auto stamp = stamp_of(it->path(), false)) out.emplace(std::move(name), *stamp);
+  for (const auto& dir : plugin_dirs_) {
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      if (!is_plugin_name(it->path().filename().string())) continue;
+      if (auto stamp = stamp_of(it->path(), false)) out.emplace(it->path().string(), *stamp);
+    }
   }
   return out;
 }

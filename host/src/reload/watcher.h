@@ -1,4 +1,4 @@
-// Watches plugin_dir, the config file and the files its [host] include
+// Watches the plugin directories, the config file and the files its [host] include
 // patterns match, for hot reload: inotify on their directories (editors and
 // deploy tools replace files by rename), read on the io_context through a
 // stream_descriptor, debounced so that a burst of events is one reload.
@@ -26,16 +26,17 @@ namespace jobhost::reload {
 
 // What a reload has to look at.
 struct ChangeSet {
-  std::set<std::string> plugin_files;  // file names in plugin_dir (changed, added or removed)
-  bool all_plugins = false;            // every file in plugin_dir (SIGHUP, reload, overflow)
-  bool config = false;                 // the config file, or a file it includes
+  std::set<std::string> plugin_files;  // paths of plugin files (changed, added or removed)
+  bool all_plugins = false;  // every file in every plugin directory (SIGHUP, reload, overflow)
+  bool config = false;       // the config file, or a file it includes
 
   bool empty() const { return plugin_files.empty() && !all_plugins && !config; }
   void merge(const ChangeSet& other);
 };
 
 // Pure: what one inotify event means. `name` is the file name in the watched
-// directory, `mask` the event's mask. Plugin files are "*.so" not starting
+// directory, `mask` the event's mask; plugin_files holds `name` itself (the
+// caller knows the directory). Plugin files are "*.so" not starting
 // with "."; a temporary name that is renamed to "x.so" later counts when the
 // IN_MOVED_TO arrives. `include_globs`: the file-name globs of the include
 // patterns in this directory (none if it has none); a name one of them
@@ -81,7 +82,7 @@ class Watcher {
   using OnChange = std::function<void(ChangeSet)>;
 
   // `on_change` runs on io's thread once per debounced burst.
-  Watcher(boost::asio::io_context& io, std::filesystem::path plugin_dir,
+  Watcher(boost::asio::io_context& io, std::vector<std::filesystem::path> plugin_dirs,
           std::filesystem::path config_file, OnChange on_change, WatcherOptions options = {});
   ~Watcher();
   Watcher(const Watcher&) = delete;
@@ -111,6 +112,10 @@ class Watcher {
   std::vector<std::string> include_globs_of(int wd) const;
   // Whether `name` in the include directory of watch `wd` is a symbolic link.
   bool is_symlink_in(int wd, std::string_view name) const;
+  // The plugin directory watched by `wd`, or nullptr.
+  const std::filesystem::path* plugin_dir_of(int wd) const;
+  // The plugin directories and the config file, for log lines.
+  std::string watched_text() const;
   void start_polling(const std::string& why);
   void read_events();
   void handle_event_bytes(const char* data, std::size_t size);
@@ -121,14 +126,14 @@ class Watcher {
   DirSnapshot snapshot_config() const;
 
   boost::asio::io_context& io_;
-  std::filesystem::path plugin_dir_;
+  std::vector<std::filesystem::path> plugin_dirs_;
   std::filesystem::path config_file_;
   OnChange on_change_;
   WatcherOptions options_;
   boost::asio::posix::stream_descriptor inotify_;
   boost::asio::steady_timer debounce_;
   boost::asio::steady_timer poll_timer_;
-  int plugin_wd_ = -1;
+  std::vector<int> plugin_wds_;  // one per plugin directory, in order
   int config_wd_ = -1;
   std::vector<std::filesystem::path> include_patterns_;
   std::map<std::filesystem::path, int> include_wds_;  // by directory; -1: not watched
