@@ -14,7 +14,10 @@ pkgs=(build-essential cmake pkg-config git
       postgresql libpq-dev  # the PostgreSQL store and its tests (docs/cluster.md)
       chromium chromium-driver python3-selenium  # the dashboard's browser test
       clang libclang-rt-14-dev  # libFuzzer for scripts/fuzz.sh (docs/fuzzing.md)
-      golang-go)  # plugins/go_hello, a Go job (-buildmode=c-shared; docs/languages.md)
+      golang-go  # plugins/go_hello, a Go job (-buildmode=c-shared; docs/languages.md)
+      # scripts/package.sh (dpkg-buildflags, dpkg-shlibdeps for cpack) and
+      # scripts/package-test.sh (lintian; curl for /healthz)
+      dpkg-dev lintian curl)
 # plugins/rust_hello, a Rust job (docs/languages.md), needs cargo and rustc:
 # Debian's, unless the machine has its own (rustup's, in ~/.cargo/bin).
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "${HOME:-/root}/.cargo/bin/cargo" ]; then

@@ -237,7 +237,7 @@ TEST_CASE("several plugin directories: scanned in order, the earlier one wins a 
   Catalog catalog(std::vector<fs::path>{d.plugins, shipped}, d.shadow);
   CHECK(catalog.dir_rank(d.plugins) == 0);
   CHECK(catalog.dir_rank(shipped) == 1);
-  CHECK(catalog.dir_rank(d.root) == 2);
+  CHECK(catalog.dir_rank(d.root / "elsewhere") == 2);
   const auto result = catalog.scan();
   REQUIRE(result.accepted.size() == 2);
   CHECK(result.accepted[0].path == d.plugins / "z_hello.so");  // not a_hello.so, first by name
