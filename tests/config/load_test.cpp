@@ -644,7 +644,8 @@ every = "1s"
   REQUIRE_FALSE(config.has_value());
   CHECK(calls == 0);
   REQUIRE(config.error().size() == 1);
-  CHECK_THAT(config.error()[0].message, Catch::Contains("plugin_dir in [host]: expected a string"));
+  CHECK_THAT(config.error()[0].message,
+             Catch::Contains("plugin_dir in [host]: expected a directory, or a list"));
 }
 
 TEST_CASE("jobs on the same cron expression share its compiled fields", "[config]") {

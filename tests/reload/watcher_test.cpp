@@ -5,6 +5,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "reload/watcher.h"
@@ -20,18 +22,22 @@ void write(const fs::path& file, std::string_view text) {
   std::ofstream(file) << text;
 }
 
-// A plugin_dir, a config file and jobs.d/ watched with include "jobs.d/*.toml".
+// Two plugin directories, a config file and jobs.d/ watched with include "jobs.d/*.toml".
 class Rig {
  public:
   explicit Rig(bool polling)
       : watcher_(
-            io_, dir_ / "plugins", dir_ / "jobhost.toml",
-            [this](ChangeSet changes) { config_reloads_ += changes.config ? 1 : 0; },
+            io_, std::vector<fs::path>{dir_ / "plugins", dir_ / "more"}, dir_ / "jobhost.toml",
+            [this](ChangeSet changes) {
+              config_reloads_ += changes.config ? 1 : 0;
+              plugin_files_.insert(changes.plugin_files.begin(), changes.plugin_files.end());
+            },
             WatcherOptions{.quiet = 10ms,
                            .max_wait = 100ms,
                            .poll_interval = 50ms,
                            .force_polling = polling}) {
     fs::create_directories(dir_ / "plugins");
+    fs::create_directories(dir_ / "more");
     fs::create_directories(jobs());
     write(dir_ / "jobhost.toml", "");
     watcher_.watch_includes({jobs() / "*.toml"});
@@ -53,10 +59,24 @@ class Rig {
     return config_reloads_ > 0;
   }
 
+  // Runs the loop until the plugin files reported are `want` (paths), for
+  // at most `how_long`; what was reported.
+  std::set<std::string> plugin_files_within(const std::set<std::string>& want,
+                                            std::chrono::milliseconds how_long) {
+    plugin_files_.clear();
+    const auto end = std::chrono::steady_clock::now() + how_long;
+    while (plugin_files_ != want && std::chrono::steady_clock::now() < end) {
+      io_.restart();
+      io_.run_for(10ms);
+    }
+    return plugin_files_;
+  }
+
  private:
   jobhost::testing::TempDir dir_;
   boost::asio::io_context io_;
   int config_reloads_ = 0;
+  std::set<std::string> plugin_files_;
   Watcher watcher_;
 };
 
@@ -96,4 +116,20 @@ TEST_CASE("watcher: files the include patterns match reload the config, others d
   CHECK_FALSE(rig.config_reloaded_within(settle));
   write(rig.dir() / "more.d" / "y.conf", "[jobs.y]\n");
   CHECK(rig.config_reloaded_within(1s));
+}
+
+TEST_CASE("watcher: plugin files of each plugin directory are reported by path", "[watcher]") {
+  const bool polling = GENERATE(false, true);
+  INFO((polling ? "polling" : "inotify"));
+  Rig rig(polling);
+  REQUIRE(rig.watcher().polling() == polling);
+  const auto wait = polling ? 2s : 1s;
+  const fs::path first = rig.dir() / "plugins" / "a.so";
+  const fs::path second = rig.dir() / "more" / "a.so";
+  write(second, "x");
+  CHECK(rig.plugin_files_within({second.string()}, wait) == std::set<std::string>{second.string()});
+  write(first, "x");
+  CHECK(rig.plugin_files_within({first.string()}, wait) == std::set<std::string>{first.string()});
+  fs::remove(second);
+  CHECK(rig.plugin_files_within({second.string()}, wait) == std::set<std::string>{second.string()});
 }
