@@ -31,11 +31,11 @@ mapfile -t debs < <(scripts/package.sh)
 [ ${#debs[@]} -eq 2 ] || die "expected two .deb files, got: ${debs[*]}"
 for deb in "${debs[@]}"; do
   say "$(basename "$deb"):"
-  dpkg-deb --info "$deb" | sed -n '/Package:/,$p' | sed 's/^/  /' >&2
+  dpkg-deb --field "$deb" Package Version Architecture Depends | sed 's/^/  /' >&2
 done
 
 say "lintian (errors fail; warnings are listed in docs/deploying.md)"
-lintian --fail-on error --no-tag-display-limit "${debs[@]}" >&2 || die "lintian reports errors"
+lintian --fail-on error --tag-display-limit 0 "${debs[@]}" >&2 || die "lintian reports errors"
 
 work=$(mktemp -d)
 daemon_pid=""
@@ -118,6 +118,18 @@ wait "$daemon_pid" || rc=$?
 daemon_pid=""
 [ "$rc" -eq 0 ] || { cat "$work/daemon.log" >&2; die "the daemon exited $rc on SIGTERM"; }
 say "daemon stopped on SIGTERM, exit 0"
+
+say "an edited config survives a reinstall (the upgrade path: postinst configure OLD-VERSION)"
+echo "# edited by package-test" >>/etc/jobhost/jobhost.toml
+dpkg -i --force-confold "${debs[@]}" >&2 || die "dpkg -i over the installed packages"
+grep -q "edited by package-test" /etc/jobhost/jobhost.toml || die "the reinstall replaced the edited config"
+/usr/bin/jobhost validate --config /etc/jobhost/jobhost.toml >&2 || die "the config is not valid after the reinstall"
+
+say "dpkg --remove keeps the config and the ledger"
+dpkg --remove jobhost jobhost-dev >&2
+[ ! -e /usr/bin/jobhost ] || die "/usr/bin/jobhost is still there after dpkg --remove"
+grep -q "edited by package-test" /etc/jobhost/jobhost.toml || die "dpkg --remove took the config"
+[ -f /var/lib/jobhost/jobhost.db ] || die "dpkg --remove took the ledger"
 
 say "dpkg --purge"
 dpkg --purge jobhost jobhost-dev >&2

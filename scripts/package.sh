@@ -7,16 +7,18 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 build=build-deb
 # dpkg-buildflags gives what Debian builds packages with: stack protector,
-# _FORTIFY_SOURCE, format checks, relro and now (lintian checks for them).
+# _FORTIFY_SOURCE, format checks, relro, and with hardening=+all bindnow for
+# the plugins too (lintian checks for them; the executables have it anyway).
 # Without -g: the binaries are stripped anyway, and the build is shorter.
 # CMake reads these on the first configure of build-deb/ only.
+export DEB_BUILD_MAINT_OPTIONS=hardening=+all
 nodebug() { sed -e 's/\(^\| \)-g\( \|$\)/ /g'; }
 export CFLAGS="$(dpkg-buildflags --get CFLAGS | nodebug) $(dpkg-buildflags --get CPPFLAGS)"
 export CXXFLAGS="$(dpkg-buildflags --get CXXFLAGS | nodebug) $(dpkg-buildflags --get CPPFLAGS)"
 export LDFLAGS="$(dpkg-buildflags --get LDFLAGS)"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
   -DJOBHOST_BUILD_TESTS=OFF -DJOBHOST_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build" -j2
+cmake --build "$build" -j2 >&2  # stdout: only the paths of the packages
 rm -f "$build"/*.deb
-(cd "$build" && cpack -G DEB >/dev/null)
+(cd "$build" && cpack -G DEB >&2)
 ls "$PWD/$build"/*.deb
