@@ -74,7 +74,9 @@ done
 [ "$(stat -c %a /etc/jobhost/plugins)" = 755 ] || die "/etc/jobhost/plugins is not 0755"
 grep -qx /etc/jobhost/jobhost.toml /var/lib/dpkg/info/jobhost.conffiles ||
   die "/etc/jobhost/jobhost.toml is not a conffile"
-ls /usr/lib/jobhost/plugins/hello.so >/dev/null || die "the hello plugin is not shipped"
+for plugin in hello hello_c exec python; do
+  [ -f "/usr/lib/jobhost/plugins/$plugin.so" ] || die "the $plugin plugin is not shipped"
+done
 pkg-config --cflags jobhost >/dev/null || die "pkg-config does not find jobhost.pc"
 [ -f /usr/share/cmake/jobhost/jobhostConfig.cmake ] || die "the CMake package is missing"
 if command -v systemd-analyze >/dev/null; then
@@ -99,19 +101,25 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 [ "$fired" -eq 1 ] || { cat "$work/daemon.log" >&2; die "the daemon never took a trigger"; }
+/usr/bin/jobhost trigger --config /etc/jobhost/jobhost.toml disk-usage >&2 ||
+  die "cannot trigger the exec job disk-usage"
 curl -fsS http://127.0.0.1:9187/healthz >&2 || die "/healthz does not answer"
 echo >&2
-succeeded=0
-for _ in $(seq 1 120); do
-  if /usr/bin/jobhost history --config /etc/jobhost/jobhost.toml hello --json 2>/dev/null |
-    grep -q '"outcome": *"succeeded"'; then
-    succeeded=1
-    break
-  fi
-  sleep 0.5
+# The shipped hello plugin and the shipped exec plugin, each through the
+# fork server in /usr/libexec, as a dynamic user.
+for job in hello disk-usage; do
+  succeeded=0
+  for _ in $(seq 1 120); do
+    if /usr/bin/jobhost history --config /etc/jobhost/jobhost.toml "$job" --json 2>/dev/null |
+      grep -q '"outcome": *"succeeded"'; then
+      succeeded=1
+      break
+    fi
+    sleep 0.5
+  done
+  /usr/bin/jobhost history --config /etc/jobhost/jobhost.toml "$job" >&2 || true
+  [ "$succeeded" -eq 1 ] || { cat "$work/daemon.log" >&2; die "the $job job did not succeed"; }
 done
-/usr/bin/jobhost history --config /etc/jobhost/jobhost.toml hello >&2 || true
-[ "$succeeded" -eq 1 ] || { cat "$work/daemon.log" >&2; die "the hello job did not succeed"; }
 kill -TERM "$daemon_pid"
 rc=0
 wait "$daemon_pid" || rc=$?

@@ -17,7 +17,8 @@ export CFLAGS="$(dpkg-buildflags --get CFLAGS | nodebug) $(dpkg-buildflags --get
 export CXXFLAGS="$(dpkg-buildflags --get CXXFLAGS | nodebug) $(dpkg-buildflags --get CPPFLAGS)"
 export LDFLAGS="$(dpkg-buildflags --get LDFLAGS)"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
-  -DJOBHOST_BUILD_TESTS=OFF -DJOBHOST_BUILD_BENCH=OFF >/dev/null
+  -DJOBHOST_BUILD_TESTS=OFF -DJOBHOST_BUILD_BENCH=OFF -DJOBHOST_CARGO=OFF -DJOBHOST_GO=OFF \
+  >/dev/null  # the Rust and Go examples are not packaged
 cmake --build "$build" -j2 >&2  # stdout: only the paths of the packages
 rm -f "$build"/*.deb
 (cd "$build" && cpack -G DEB >&2)
