@@ -256,9 +256,15 @@ TEST_CASE("a Go plugin needs more than RLIMIT_AS = 512MiB (isolation mode none)"
   CHECK(roomy["outcome"] == "succeeded");
   CHECK(roomy["message"] == "hello from Go");
   // Under the default 512MiB the runtime cannot reserve its heap's
-  // metadata and exits(2) before run() is called.
+  // metadata and exits(2) before run() is called. Not in a sanitizer build:
+  // there the executor sets no RLIMIT_AS (exec/isolation.cpp; ASan reserves
+  // terabytes of shadow), so the run succeeds.
   const json cramped = finished_runs(host.config(), "ok", 1).front();
+#if defined(__SANITIZE_ADDRESS__)
+  CHECK(cramped["outcome"] == "succeeded");
+#else
   CHECK(cramped["outcome"] == "failed");
   CHECK_THAT(cramped["message"].get<std::string>(), Catch::Contains("without reporting a result"));
+#endif
   host.stop();
 }
