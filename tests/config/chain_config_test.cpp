@@ -12,21 +12,11 @@
 using namespace jobhost;
 using jobhost::config::load_config;
 using jobhost::config::test::TempConfig;
+using jobhost::config::test::errors_of;
 
 namespace {
 
 // The errors of loading `toml`, one "line:col: message" a line.
-std::string errors_of(const std::string& toml) {
-  TempConfig file(toml);
-  auto loaded = load_config(file.file());
-  if (loaded) return "";
-  std::string out;
-  for (const auto& e : loaded.error()) {
-    out += fmt::format("{}:{}: {}\n", e.where.line, e.where.column, e.message);
-  }
-  return out;
-}
-
 std::string job(const std::string& name, const std::string& extra = "") {
   return fmt::format("[jobs.{}]\nplugin = \"hello\"\nschedule = \"@manual\"\n{}\n", name, extra);
 }

@@ -13,34 +13,13 @@
 
 using jobhost::config::load_config;
 using jobhost::config::test::TempConfig;
+using jobhost::config::test::errors_of;
+using jobhost::config::test::job_of;
 
 namespace {
 
 // A job without plugin or command, taking lines 1-2; cases add lines from 3 on.
 constexpr std::string_view kJob = "[jobs.a]\nschedule = \"@manual\"\n";
-
-std::string errors_of(const std::string& toml) {
-  TempConfig file(toml);
-  auto config = load_config(file.file());
-  if (config) return "";
-  std::string out;
-  for (const auto& e : config.error()) {
-    out += fmt::format("{}:{}: {}\n", e.where.line, e.where.column, e.message);
-  }
-  return out;
-}
-
-jobhost::config::JobConfig job_of(const std::string& toml) {
-  TempConfig file(toml);
-  auto config = load_config(file.file());
-  if (!config) {
-    std::string all;
-    for (const auto& e : config.error()) all += e.to_string() + "\n";
-    FAIL(all);
-  }
-  REQUIRE(config->jobs.size() == 1);
-  return config->jobs[0];
-}
 
 using Params = std::map<std::string, std::string>;
 

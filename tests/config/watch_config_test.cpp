@@ -13,35 +13,14 @@ using jobhost::config::FileEvent;
 using jobhost::config::load_config;
 using jobhost::config::Watch;
 using jobhost::config::test::TempConfig;
+using jobhost::config::test::errors_of;
+using jobhost::config::test::job_of;
 using namespace std::chrono_literals;
 
 namespace {
 
 // A job without a schedule, taking lines 1-2; cases add lines from 3 on.
 constexpr std::string_view kJob = "[jobs.a]\nplugin = \"hello\"\n";
-
-std::string errors_of(const std::string& toml) {
-  TempConfig file(toml);
-  auto config = load_config(file.file());
-  if (config) return "";
-  std::string out;
-  for (const auto& e : config.error()) {
-    out += fmt::format("{}:{}: {}\n", e.where.line, e.where.column, e.message);
-  }
-  return out;
-}
-
-jobhost::config::JobConfig job_of(const std::string& toml) {
-  TempConfig file(toml);
-  auto config = load_config(file.file());
-  if (!config) {
-    std::string all;
-    for (const auto& e : config.error()) all += e.to_string() + "\n";
-    FAIL(all);
-  }
-  REQUIRE(config->jobs.size() == 1);
-  return config->jobs[0];
-}
 
 }  // namespace
 
